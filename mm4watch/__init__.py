@@ -1,0 +1,23 @@
+"""mm4watch: run tagged Jupyter notebooks on a second machine and keep every result.
+
+In a notebook::
+
+    from mm4watch import output_dir, latest_run
+    out = output_dir()                       # this run's folder (a scratch folder by hand)
+    prev = latest_run("23_train_model")      # folder of that notebook's newest good run
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["output_dir", "latest_run", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing mm4watch (the CLI, the git hook) stays cheap.
+    if name in ("output_dir", "latest_run"):
+        from . import helpers
+
+        return getattr(helpers, name)
+    raise AttributeError(f"module 'mm4watch' has no attribute {name!r}")

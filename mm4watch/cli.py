@@ -1,0 +1,81 @@
+"""Command line: parse, dispatch, map errors to the exit-code table.
+
+Kept light: each command's module is imported only when that command runs,
+so ``mm4watch --help`` and the git hook start fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, Mm4Error, exit_table_text
+
+COMMANDS = {
+    "run": "execute a notebook now and keep its result folder",
+    "history": "list past runs, newest first",
+    "show": "show one run's record",
+    "init": "set up mm4watch in this project (never overwrites)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mm4watch",
+        description="Run tagged Jupyter notebooks (# mm4: remote) on another machine and "
+        "keep every result in results/<notebook>_<YYYYmmdd_HHMMSS>/.",
+        epilog="exit codes:\n" + exit_table_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mm4watch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help=COMMANDS["run"], description=COMMANDS["run"] + ".",
+                       epilog="exit codes:\n" + exit_table_text(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("notebook", help="path to the .ipynb file")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="papermill parameter; VALUE is read as JSON when it parses (1, 2.5, true, [1,2]), else as text")
+    p.add_argument("--executor", metavar="NAME", help="executor from mm4.toml (default: MM4_EXECUTOR, the tag, [run] executor)")
+    p.add_argument("--timeout", metavar="DURATION", help="whole-run timeout, e.g. 30m or 2h (default: the tag, [run] timeout)")
+
+    p = sub.add_parser("history", help=COMMANDS["history"], description=COMMANDS["history"] + ".")
+    p.add_argument("--notebook", metavar="NAME", help="only this notebook (name or path)")
+    p.add_argument("--status", metavar="STATUS", action="append",
+                   help="only runs with this status (repeatable): queued, running, succeeded, failed, timeout, cancelled, interrupted")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (default 20; 0 for all)")
+    p.add_argument("--json", action="store_true", help="print a JSON array of run records")
+
+    p = sub.add_parser("show", help=COMMANDS["show"], description=COMMANDS["show"] + ".")
+    p.add_argument("run", metavar="RUN", help="run id, unique id prefix, notebook name (its latest run) or run folder")
+    p.add_argument("--json", action="store_true", help="print run.json as it is")
+
+    sub.add_parser("init", help=COMMANDS["init"], description=COMMANDS["init"] + ".")
+    return parser
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        module = importlib.import_module(f"mm4watch.commands.{args.command.replace('-', '_')}")
+        return int(module.main(args))
+    except Mm4Error as exc:
+        print(f"mm4watch: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mm4watch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:
+        from .crash import write_crash_log
+
+        path = write_crash_log(argv if argv is not None else sys.argv[1:])
+        print(f"mm4watch: unexpected error; details in {path}. Please report it with that file.", file=sys.stderr)
+        return EXIT_UNEXPECTED

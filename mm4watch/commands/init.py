@@ -1,0 +1,62 @@
+"""mm4watch init: a commented mm4.toml, .gitignore lines, a sample tagged notebook.
+
+Never overwrites: an existing file is left as it is and reported.
+"""
+from __future__ import annotations
+
+import argparse
+from importlib import resources
+from pathlib import Path
+
+from .. import config
+from ..fsutil import atomic_write_text
+
+GITIGNORE_LINES = ("results/", ".mm4/")
+
+
+def init_project(root: Path) -> list[str]:
+    """Set up ``root``; returns one line per action taken or skipped."""
+    report: list[str] = []
+    templates = resources.files("mm4watch") / "templates"
+
+    toml_path = root / config.CONFIG_NAME
+    if toml_path.exists():
+        report.append(f"kept     {toml_path} (exists)")
+    else:
+        _create(toml_path, (templates / "mm4.toml").read_text(encoding="utf-8"))
+        report.append(f"created  {toml_path}")
+
+    cfg = config.load(root)
+    sample = root / cfg.project.notebooks[0] / "00_test_remote.ipynb"
+    if sample.exists():
+        report.append(f"kept     {sample} (exists)")
+    else:
+        sample.parent.mkdir(parents=True, exist_ok=True)
+        _create(sample, (templates / "sample.ipynb").read_text(encoding="utf-8"))
+        report.append(f"created  {sample}")
+
+    ignore = root / ".gitignore"
+    existing = ignore.read_text(encoding="utf-8") if ignore.exists() else ""
+    present = {line.strip() for line in existing.splitlines()}
+    missing = [line for line in GITIGNORE_LINES if line not in present and line.rstrip("/") not in present]
+    if missing:
+        sep = "" if not existing or existing.endswith("\n") else "\n"
+        atomic_write_text(ignore, existing + sep + "# mm4watch\n" + "".join(f"{m}\n" for m in missing))
+        report.append(f"added    {', '.join(missing)} to {ignore}")
+    else:
+        report.append(f"kept     {ignore} (already ignores results/ and .mm4/)")
+    return report
+
+
+def _create(path: Path, text: str) -> None:
+    # 'x' mode: fails instead of overwriting a file that appeared meanwhile
+    with open(path, "x", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def main(args: argparse.Namespace) -> int:
+    root, _ = config.find_root()
+    for line in init_project(root):
+        print(line)
+    print("next: mm4watch run " + "notebooks/00_test_remote.ipynb")
+    return 0

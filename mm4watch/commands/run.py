@@ -1,0 +1,56 @@
+"""mm4watch run NOTEBOOK: execute now, in the foreground, and keep the result folder."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import config
+from ..durations import parse_duration
+from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, UsageError
+from ..runner import RunRequest, run_notebook
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """'key=value' -> (key, value); value is JSON when it parses, else the text itself."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise UsageError(f"parameter {text!r} is not KEY=VALUE with KEY a Python name (e.g. -p epochs=10)")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
+
+
+def main(args: argparse.Namespace) -> int:
+    notebook = Path(args.notebook)
+    if notebook.suffix != ".ipynb":
+        raise UsageError(f"{notebook} is not a notebook (.ipynb)")
+    if not notebook.is_file():
+        raise UsageError(f"{notebook}: no such notebook")
+    parameters = dict(parse_param(p) for p in args.param)
+    timeout_s = None
+    if args.timeout:
+        try:
+            timeout_s = parse_duration(args.timeout)
+        except ValueError as exc:
+            raise UsageError(f"--timeout {exc}") from None
+    cfg = config.load(notebook.resolve().parent)
+    request = RunRequest(notebook=notebook, parameters=parameters, executor=args.executor, timeout_s=timeout_s)
+    record, run_dir = run_notebook(cfg, request, say=lambda line: print(line, file=sys.stderr))
+    if record.status == "succeeded":
+        print(run_dir)
+        return EXIT_OK
+    err = record.error or {}
+    where = f" in cell {err['cell']}" if err.get("cell") is not None else ""
+    print(
+        f"mm4watch: {record.notebook} {record.status}{where}: {err.get('ename', '')}: {err.get('evalue', '')}\n"
+        f"  executed notebook and log kept in {run_dir}",
+        file=sys.stderr,
+    )
+    print(run_dir)
+    return EXIT_NOTEBOOK_FAILED

@@ -1,0 +1,358 @@
+"""mm4.toml and the environment: the one place that reads either.
+
+The file is found by walking up from a folder, like git finds ``.git``. It is
+read with ``tomllib`` and validated into frozen dataclasses; every error names
+the file, the line and the key. With no mm4.toml the defaults apply and the
+built-in ``local`` executor runs notebooks on this machine.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+from .durations import parse_duration
+from .errors import ConfigError
+
+CONFIG_NAME = "mm4.toml"
+STATE_DIR = ".mm4"
+DEFAULT_TIMEOUT_S = 2 * 3600.0
+EXECUTOR_TYPES = ("local", "docker", "ssh")
+
+# Environment variables mm4watch reads (all of them, here and nowhere else).
+ENV_EXECUTOR = "MM4_EXECUTOR"
+ENV_OUTPUT_DIR = "MM4_OUTPUT_DIR"
+ENV_RUN_ID = "MM4_RUN_ID"
+
+
+def env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    name: str
+    type: str
+    host: str | None = None
+    context: str | None = None
+    insecure: bool = False
+    cpus: float | None = None
+    memory: str | None = None
+    python: str | None = None
+    workdir: str | None = None
+    data: str | None = None
+    keep_images: int = 3
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    notebooks: tuple[str, ...] = ("notebooks",)
+    results: str = "results"
+    data: str = "data"
+    image: str = ""
+    dockerfile: str = "Dockerfile"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    executor: str = "local"
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    kernel: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    file: Path | None
+    project: ProjectConfig = ProjectConfig()
+    run: RunConfig = RunConfig()
+    executors: Mapping[str, ExecutorConfig] = field(
+        default_factory=lambda: MappingProxyType({"local": ExecutorConfig("local", "local")})
+    )
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / self.project.results
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def image_name(self) -> str:
+        return self.project.image or f"mm4-{_slug(self.root.name)}"
+
+    def executor(self, name: str | None = None, *, tag: str | None = None) -> ExecutorConfig:
+        """By precedence: ``name`` (the command line), MM4_EXECUTOR, the notebook's
+        tag option, ``[run] executor``."""
+        chosen = name or env(ENV_EXECUTOR) or tag or self.run.executor
+        try:
+            return self.executors[chosen]
+        except KeyError:
+            where = f"in {self.file}" if self.file else "(no mm4.toml found)"
+            known = ", ".join(sorted(self.executors)) or "none"
+            raise ConfigError(
+                f"unknown executor {chosen!r} {where}; known executors: {known}. "
+                f"Add an [executors.{chosen}] table or choose one of those."
+            ) from None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-.") or "project"
+
+
+# ---------------------------------------------------------------------------
+# finding and loading
+
+
+def find_root(start: Path | None = None) -> tuple[Path, Path | None]:
+    """(project root, mm4.toml or None). Falls back to the git top level, then ``start``."""
+    start = (start or Path.cwd()).resolve()
+    if start.is_file():
+        start = start.parent
+    for folder in (start, *start.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return folder, candidate
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder, None
+    return start, None
+
+
+def load(start: Path | None = None) -> Config:
+    root, file = find_root(start)
+    if file is None:
+        return Config(root=root, file=None)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read it: {exc}") from None
+    return parse(text, root=root, file=file)
+
+
+def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
+    """Validate the text of an mm4.toml (pure: no file access)."""
+    label = str(file) if file else CONFIG_NAME
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: not valid TOML: {exc}") from None
+    v = _Validator(label, text)
+    v.only_keys(data, (), {"project", "run", "executors"})
+
+    project_t = v.table(data, ("project",))
+    notebooks = v.get(project_t, ("project", "notebooks"), _str_or_list, ["notebooks"])
+    project = ProjectConfig(
+        notebooks=tuple(notebooks),
+        results=v.get(project_t, ("project", "results"), _rel_path, "results"),
+        data=v.get(project_t, ("project", "data"), _rel_path, "data"),
+        image=v.get(project_t, ("project", "image"), _image_name, ""),
+        dockerfile=v.get(project_t, ("project", "dockerfile"), _rel_path, "Dockerfile"),
+    )
+    v.only_keys(project_t, ("project",), {"notebooks", "results", "data", "image", "dockerfile"})
+
+    run_t = v.table(data, ("run",))
+    run = RunConfig(
+        executor=v.get(run_t, ("run", "executor"), _name, "local"),
+        timeout_s=v.get(run_t, ("run", "timeout"), parse_duration, DEFAULT_TIMEOUT_S),
+        kernel=v.get(run_t, ("run", "kernel"), _str, None),
+    )
+    v.only_keys(run_t, ("run",), {"executor", "timeout", "kernel"})
+
+    executors: dict[str, ExecutorConfig] = {"local": ExecutorConfig("local", "local")}
+    for name, table in v.table(data, ("executors",)).items():
+        path = ("executors", name)
+        if not isinstance(table, dict):
+            v.fail(path, f"must be a table: write [executors.{name}] with type = \"local\", \"docker\" or \"ssh\"")
+        if not _NAME.fullmatch(name):
+            v.fail(path, "is not a valid executor name (letters, digits, '-' and '_')")
+        executors[name] = _executor(v, name, table)
+    if run.executor not in executors:
+        v.fail(
+            ("run", "executor"),
+            f"names executor {run.executor!r}, which is not defined; "
+            f"defined: {', '.join(sorted(executors))}",
+        )
+    return Config(
+        root=root, file=file, project=project, run=run, executors=MappingProxyType(executors)
+    )
+
+
+_EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "local": {},
+    "docker": {
+        "host": lambda v: _str(v),
+        "context": lambda v: _str(v),
+        "insecure": lambda v: _bool(v),
+        "cpus": lambda v: _positive_number(v),
+        "memory": lambda v: _memory(v),
+        "data": lambda v: _str(v),
+        "keep_images": lambda v: _positive_int(v),
+    },
+    "ssh": {
+        "host": lambda v: _str(v),
+        "python": lambda v: _str(v),
+        "workdir": lambda v: _str(v),
+        "data": lambda v: _str(v),
+        "keep_images": lambda v: _positive_int(v),
+    },
+}
+
+
+def _executor(v: "_Validator", name: str, table: dict[str, Any]) -> ExecutorConfig:
+    path = ("executors", name)
+    kind = v.get(table, (*path, "type"), _str, None)
+    if kind is None:
+        v.fail(path, 'needs a type: type = "local", "docker" or "ssh"')
+    if kind not in EXECUTOR_TYPES:
+        v.fail((*path, "type"), f'is {kind!r}; use "local", "docker" or "ssh"')
+    allowed = _EXECUTOR_KEYS[kind]
+    v.only_keys(table, path, {"type", *allowed})
+    values = {key: v.get(table, (*path, key), check, None) for key, check in allowed.items()}
+    values = {k: val for k, val in values.items() if val is not None}
+    if kind in ("docker", "ssh") and not (values.get("host") or values.get("context")):
+        v.fail(path, f'a {kind} executor needs host = "ssh://user@machine" (or context = "name")')
+    if kind == "docker" and "host" in values:
+        host = values["host"]
+        scheme = host.split("://", 1)[0] if "://" in host else ""
+        if scheme not in ("ssh", "unix", "tcp"):
+            v.fail((*path, "host"), f"is {host!r}; write ssh://user@machine[:port], unix:///path or tcp://machine:2376")
+    return ExecutorConfig(name=name, type=kind, **values)
+
+
+# ---------------------------------------------------------------------------
+# value checks: each returns the value or raises ValueError(reason)
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, not {value!r}")
+    return value
+
+
+def _name(value: Any) -> str:
+    text = _str(value)
+    if not _NAME.fullmatch(text):
+        raise ValueError(f"{text!r} is not a valid name (letters, digits, '-' and '_')")
+    return text
+
+
+def _rel_path(value: Any) -> str:
+    text = _str(value)
+    if not text or Path(text).is_absolute() or ".." in Path(text).parts:
+        raise ValueError(f"{text!r} must be a folder inside the project (a relative path, no '..')")
+    return text
+
+
+def _str_or_list(value: Any) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise ValueError("must be a folder name or a list of folder names")
+    return [_rel_path(item) for item in items]
+
+
+def _image_name(value: Any) -> str:
+    text = _str(value)
+    if text and not re.fullmatch(r"[a-z0-9][a-z0-9._/-]*", text):
+        raise ValueError(f"{text!r} is not a valid image name (lower case, digits, . _ / -)")
+    return text
+
+
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"must be a number above zero, not {value!r}")
+    return float(value)
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"must be a whole number above zero, not {value!r}")
+    return value
+
+
+def _memory(value: Any) -> str:
+    text = _str(value)
+    if not re.fullmatch(r"\d+(\.\d+)?[bkmg]?", text.lower()):
+        raise ValueError(f"{text!r} is not a memory size; write e.g. \"8g\" or \"512m\"")
+    return text
+
+
+# ---------------------------------------------------------------------------
+# error reporting with line numbers
+
+
+class _Validator:
+    def __init__(self, label: str, text: str) -> None:
+        self.label = label
+        self.lines = _key_lines(text)
+
+    def line_of(self, path: tuple[str, ...]) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+    def fail(self, path: tuple[str, ...], reason: str) -> None:
+        line = self.line_of(path)
+        where = f"{self.label}:{line}" if line else self.label
+        raise ConfigError(f"{where}: {'.'.join(path)} {reason}")
+
+    def table(self, data: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+        value = data.get(path[-1], {})
+        if not isinstance(value, dict):
+            self.fail(path, f"must be a table ([{'.'.join(path)}]), not {type(value).__name__}")
+        return value
+
+    def get(self, table: dict[str, Any], path: tuple[str, ...], check: Callable[[Any], Any], default: Any) -> Any:
+        if path[-1] not in table:
+            return default
+        try:
+            return check(table[path[-1]])
+        except ValueError as exc:
+            self.fail(path, str(exc))
+
+    def only_keys(self, table: dict[str, Any], path: tuple[str, ...], allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = ", ".join(sorted(allowed))
+                self.fail((*path, key), f"is not a known key (known here: {hint})")
+
+
+_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
+_KEYLINE = re.compile(r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    parts = re.findall(r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_-]+)", text)
+    return tuple(a or b or c for a, b, c in parts)
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each table and key path to its first line (1-based), for messages only."""
+    found: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            table = _split_key(header.group(1))
+            found.setdefault(table, number)
+            continue
+        key = _KEYLINE.match(line)
+        if key:
+            found.setdefault((*table, *_split_key(key.group(1))), number)
+    return found

@@ -1,0 +1,48 @@
+"""Executors run one prepared notebook and leave ``executed.ipynb`` in the run folder.
+
+``get(config)`` picks the implementation by the executor's ``type``; each type
+lives in its own module and is imported only when used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..config import ExecutorConfig
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Job:
+    run_id: str
+    input_path: Path  # a snapshot of the notebook, outside the run folder
+    run_dir: Path  # the notebook's output folder; executed.ipynb goes here
+    log_path: Path
+    cwd: Path  # the notebook's own folder
+    parameters: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = 7200.0
+    kernel: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # succeeded, failed, timeout, cancelled, interrupted
+    error: dict[str, Any] | None = None  # {cell, ename, evalue}
+
+
+class Executor(Protocol):
+    def describe(self) -> dict[str, Any]: ...
+
+    def execute(self, job: Job) -> Outcome: ...
+
+
+def get(cfg: ExecutorConfig) -> Executor:
+    if cfg.type == "local":
+        from .local import LocalExecutor
+
+        return LocalExecutor(cfg)
+    raise ConfigError(
+        f"executor {cfg.name!r} has type {cfg.type!r}, which this version of mm4watch cannot run yet; "
+        f"use the local executor (mm4watch run --executor local, or MM4_EXECUTOR=local)"
+    )

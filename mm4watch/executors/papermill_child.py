@@ -1,0 +1,125 @@
+"""One notebook through papermill, in a process of its own.
+
+Started by the local executor (and inside containers) as
+``python -m mm4watch.executors.papermill_child SPEC.json``. A crashed kernel or
+a ``sys.exit`` in the notebook ends here, never in mm4watch. SIGTERM stops the
+run the way ^C would, so papermill still writes the executed notebook.
+Writes ``result`` (JSON: status and error) and exits 0 on success, 1 otherwise.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from typing import Any
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def _source_index(input_path: str, source: str | None) -> int | None:
+    """Index of the failing cell in the notebook as the user wrote it."""
+    if source is None:
+        return None
+    try:
+        with open(input_path, encoding="utf-8") as fh:
+            cells = json.load(fh)["cells"]
+    except (OSError, ValueError, KeyError):
+        return None
+    for index, cell in enumerate(cells):
+        text = cell.get("source", "")
+        if ("".join(text) if isinstance(text, list) else text) == source:
+            return index
+    return None
+
+
+def _running_cell(output_path: str) -> str | None:
+    """Source of the cell papermill marked as running, from the saved output."""
+    try:
+        with open(output_path, encoding="utf-8") as fh:
+            cells = json.load(fh)["cells"]
+    except (OSError, ValueError, KeyError):
+        return None
+    for cell in cells:
+        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
+            text = cell.get("source", "")
+            return "".join(text) if isinstance(text, list) else text
+    return None
+
+
+def _kernel_of(input_path: str) -> str | None:
+    try:
+        with open(input_path, encoding="utf-8") as fh:
+            return json.load(fh).get("metadata", {}).get("kernelspec", {}).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    kernel = spec.get("kernel") or _kernel_of(spec["input"]) or "python3"
+    try:
+        papermill.execute_notebook(
+            spec["input"],
+            spec["output"],
+            parameters=spec.get("parameters") or {},
+            cwd=spec.get("cwd"),
+            kernel_name=kernel,
+            log_output=True,
+            progress_bar=False,
+            request_save_on_cell_execute=True,
+        )
+        return {"status": "succeeded", "error": None}
+    except PapermillExecutionError as exc:
+        return {
+            "status": "failed",
+            "error": {
+                "cell": _source_index(spec["input"], exc.source),
+                "execution_count": exc.exec_count,
+                "ename": exc.ename,
+                "evalue": exc.evalue,
+            },
+        }
+    except KeyboardInterrupt as exc:
+        return {
+            "status": "interrupted",
+            "error": {
+                "cell": _source_index(spec["input"], _running_cell(spec["output"])),
+                "ename": "KeyboardInterrupt",
+                "evalue": str(exc),
+            },
+        }
+    except Exception as exc:  # a dead kernel, a missing kernel, a bad parameter...
+        traceback.print_exc()
+        return {
+            "status": "failed",
+            "error": {
+                "cell": _source_index(spec["input"], _running_cell(spec["output"])),
+                "ename": type(exc).__name__,
+                "evalue": str(exc),
+            },
+        }
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _stop)
+    # papermill logs each cell and its outputs at INFO: that is what run.log shows
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    with open(argv[0], encoding="utf-8") as fh:
+        spec = json.load(fh)
+    result = run(spec)
+    tmp = spec["result"] + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(result, fh)
+    os.replace(tmp, spec["result"])
+    return 0 if result["status"] == "succeeded" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

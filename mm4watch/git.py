@@ -1,0 +1,75 @@
+"""Provenance from git: HEAD, branch, dirty, and the notebook's diff against HEAD.
+
+GitPython is imported lazily: the CLI's start-up and the git hook never pay for it.
+Outside a repository (or without git installed) a run still works and records
+``commit: null``.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Provenance:
+    commit: dict[str, Any] | None  # {sha, branch, dirty}; None outside git
+    patch: str | None  # unified diff HEAD -> the notebook as run; None when identical
+
+
+def provenance(notebook: Path, content: bytes) -> Provenance:
+    """Where ``content`` (the notebook as it will run) stands against HEAD."""
+    try:
+        import git  # GitPython
+    except ImportError:  # GitPython raises ImportError when no git executable exists
+        return Provenance(None, None)
+    try:
+        repo = git.Repo(notebook.parent, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return Provenance(None, None)
+    with repo:
+        if repo.bare or repo.working_tree_dir is None:
+            return Provenance(None, None)
+        top = Path(repo.working_tree_dir).resolve()
+        rel = notebook.resolve().relative_to(top).as_posix()
+        try:
+            head = repo.head.commit
+            sha: str | None = head.hexsha
+        except ValueError:  # a repository with no commit yet
+            head, sha = None, None
+        branch = None if repo.head.is_detached else repo.head.ref.name
+        committed: bytes | None = None
+        if head is not None:
+            try:
+                committed = (head.tree / rel).data_stream.read()
+            except KeyError:
+                committed = None  # not in HEAD: a new notebook
+        patch = None if committed == content else unified_patch(rel, committed, content)
+        dirty = repo.is_dirty(untracked_files=False) or patch is not None
+        return Provenance({"sha": sha, "branch": branch, "dirty": dirty}, patch)
+
+
+def unified_patch(rel: str, old: bytes | None, new: bytes) -> str:
+    """A patch that ``git apply`` takes: HEAD's file (or nothing) -> ``new``."""
+    old_lines = _lines(old) if old is not None else []
+    new_lines = _lines(new)
+    header = [f"diff --git a/{rel} b/{rel}\n"]
+    if old is None:
+        header.append("new file mode 100644\n")
+    body = list(
+        difflib.unified_diff(
+            old_lines,
+            new_lines,
+            fromfile="/dev/null" if old is None else f"a/{rel}",
+            tofile=f"b/{rel}",
+        )
+    )
+    return "".join(header + body)
+
+
+def _lines(data: bytes) -> list[str]:
+    lines = data.decode("utf-8", errors="surrogateescape").splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n\\ No newline at end of file\n"
+    return lines

@@ -1,0 +1,83 @@
+"""The one seam for subprocesses: start them, run them, stop whole process trees."""
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+from typing import IO, Mapping, Sequence
+
+from .errors import Mm4Error
+
+
+class CommandFailed(Mm4Error):
+    def __init__(self, argv: Sequence[str], code: int, stdout: str, stderr: str) -> None:
+        self.argv, self.code, self.stdout, self.stderr = list(argv), code, stdout, stderr
+        detail = (stderr or stdout).strip()
+        super().__init__(
+            f"command failed (exit {code}): {' '.join(argv)}" + (f"\n{detail}" if detail else "")
+        )
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    try:
+        done = subprocess.run(
+            list(argv), cwd=cwd, env=env, input=input, capture_output=True, timeout=timeout
+        )
+    except FileNotFoundError:
+        raise Mm4Error(f"{argv[0]} is not installed or not on PATH") from None
+    if check and done.returncode != 0:
+        raise CommandFailed(
+            argv, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+        )
+    return done
+
+
+def spawn(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], stdout: IO[bytes]
+) -> subprocess.Popen[bytes]:
+    """Start a child in its own session, so ^C at the terminal reaches mm4watch only."""
+    return subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_tree(child: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM the child, wait ``grace_s``, then SIGKILL it and every descendant.
+
+    Descendants are collected before the signal: a Jupyter kernel runs in a
+    session of its own and would otherwise outlive its parent.
+    """
+    import psutil
+
+    try:
+        top = psutil.Process(child.pid)
+        tree = [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    for proc in tree:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(tree, timeout=5)
+    child.wait()

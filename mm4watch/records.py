@@ -1,0 +1,80 @@
+"""The run record: what ``run.json`` holds, as a frozen dataclass with a schema version."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .fsutil import atomic_write_json
+
+SCHEMA_VERSION = 1
+RECORD_NAME = "run.json"
+EXECUTED_NAME = "executed.ipynb"
+LOG_NAME = "run.log"
+PATCH_NAME = "source.patch"
+RESERVED_NAMES = frozenset({RECORD_NAME, EXECUTED_NAME, LOG_NAME, PATCH_NAME})
+
+STATUSES = ("queued", "running", "succeeded", "failed", "timeout", "cancelled", "interrupted")
+FINAL_STATUSES = frozenset({"succeeded", "failed", "timeout", "cancelled", "interrupted"})
+TRIGGERS = ("manual", "save", "commit")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    notebook: str  # path relative to the project root, '/'-separated
+    status: str
+    trigger: str
+    queued_at: str
+    commit: dict[str, Any] | None = None  # {sha, branch, dirty} or None outside git
+    executor: dict[str, Any] = field(default_factory=dict)  # {name, type, host, arch, ...}
+    parameters: dict[str, Any] = field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+    timeout_s: float | None = None
+    error: dict[str, Any] | None = None  # {cell, ename, evalue}
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # {path, size, sha256}
+    source: dict[str, Any] = field(default_factory=dict)  # {sha256, code_hash, patch}
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def stem(self) -> str:
+        return Path(self.notebook).stem
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def evolve(self, **changes: Any) -> "RunRecord":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        # schema first: a reader sees the version before anything else
+        return {"schema": data.pop("schema"), **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def write_record(run_dir: Path, record: RunRecord) -> None:
+    atomic_write_json(run_dir / RECORD_NAME, record.to_dict())
+
+
+def read_record(run_dir: Path) -> RunRecord:
+    with open(run_dir / RECORD_NAME, encoding="utf-8") as fh:
+        return RunRecord.from_dict(json.load(fh))

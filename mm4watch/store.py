@@ -1,0 +1,172 @@
+"""Result folders and the history index.
+
+Each run owns ``results/<stem>_<YYYYmmdd_HHMMSS>[_N]/``, made with one
+``mkdir`` (which fails rather than reuse a folder), so nothing is ever
+overwritten. The folders are the truth; ``.mm4/history.sqlite`` is a cache of
+their ``run.json`` files, refreshed by comparing each file's size and mtime,
+and rebuilt from scratch whenever it is missing or unreadable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import closing
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable
+
+from .errors import RunNotFound
+from .records import RECORD_NAME, RunRecord, parse_iso
+
+INDEX_NAME = "history.sqlite"
+_INDEX_VERSION = 1
+
+
+def create_run_dir(results_dir: Path, stem: str, when: datetime) -> tuple[str, Path]:
+    """Make a fresh run folder; two runs in the same second get ``_2``, ``_3``..."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    base = f"{stem}_{when.strftime('%Y%m%d_%H%M%S')}"
+    for n in range(1, 10_000):
+        run_id = base if n == 1 else f"{base}_{n}"
+        path = results_dir / run_id
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return run_id, path
+    raise RuntimeError(f"no free run folder name for {base} in {results_dir}")
+
+
+class History:
+    """Query past runs, newest first, through the index."""
+
+    def __init__(self, results_dir: Path, state_dir: Path) -> None:
+        self.results_dir = results_dir
+        self.index_path = state_dir / INDEX_NAME
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.index_path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.index_path, timeout=30)
+            db.execute("pragma journal_mode=wal")
+            version = db.execute("pragma user_version").fetchone()[0]
+            if version != _INDEX_VERSION:
+                db.executescript(
+                    """
+                    drop table if exists runs;
+                    create table runs (
+                        id text primary key, mtime_ns integer, size integer,
+                        created real, stem text, status text, record text);
+                    create index runs_created on runs(created);
+                    """
+                )
+                db.execute(f"pragma user_version={_INDEX_VERSION}")
+                db.commit()
+            return db
+        except sqlite3.DatabaseError:
+            # A corrupt cache is thrown away: the folders hold the truth.
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.index_path) + suffix).unlink(missing_ok=True)
+            return self._connect()
+        except OSError:
+            return sqlite3.connect(":memory:")
+
+    def _sync(self, db: sqlite3.Connection) -> None:
+        known = {row[0]: (row[1], row[2]) for row in db.execute("select id, mtime_ns, size from runs")}
+        seen: set[str] = set()
+        changed: list[tuple] = []
+        try:
+            entries = list(os.scandir(self.results_dir))
+        except FileNotFoundError:
+            entries = []
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                st = os.stat(os.path.join(entry.path, RECORD_NAME))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            seen.add(entry.name)
+            if known.get(entry.name) == (st.st_mtime_ns, st.st_size):
+                continue
+            record = _load(Path(entry.path))
+            if record is None:
+                continue
+            created = parse_iso(record.queued_at)
+            changed.append(
+                (
+                    entry.name,
+                    st.st_mtime_ns,
+                    st.st_size,
+                    created.timestamp() if created else 0.0,
+                    record.stem,
+                    record.status,
+                    json.dumps(record.to_dict()),
+                )
+            )
+        gone = [(run_id,) for run_id in known if run_id not in seen]
+        if changed or gone:
+            with db:
+                db.executemany("insert or replace into runs values (?,?,?,?,?,?,?)", changed)
+                db.executemany("delete from runs where id = ?", gone)
+
+    def query(
+        self,
+        *,
+        notebook: str | None = None,
+        status: str | Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        where, args = [], []
+        if notebook:
+            where.append("stem = ?")
+            args.append(Path(notebook).stem)
+        if status:
+            statuses = [status] if isinstance(status, str) else list(status)
+            where.append(f"status in ({','.join('?' * len(statuses))})")
+            args.extend(statuses)
+        sql = "select record from runs"
+        if where:
+            sql += " where " + " and ".join(where)
+        sql += " order by created desc, id desc"
+        if limit:
+            sql += f" limit {int(limit)}"
+        with closing(self._connect()) as db:
+            self._sync(db)
+            return [RunRecord.from_dict(json.loads(row[0])) for row in db.execute(sql, args)]
+
+    def find(self, ref: str) -> tuple[RunRecord, Path]:
+        """A run by id, unique id prefix, or folder path."""
+        candidate = Path(ref)
+        if (candidate / RECORD_NAME).is_file():
+            record = _load(candidate)
+            if record is not None:
+                return record, candidate.resolve()
+        exact = self.results_dir / ref
+        if "/" not in ref and (exact / RECORD_NAME).is_file():
+            record = _load(exact)
+            if record is not None:
+                return record, exact
+        runs = self.query()
+        matches = [r for r in runs if r.id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0], self.results_dir / matches[0].id
+        by_stem = [r for r in runs if r.stem == ref]
+        if by_stem:
+            return by_stem[0], self.results_dir / by_stem[0].id
+        if len(matches) > 1:
+            names = ", ".join(r.id for r in matches[:5])
+            raise RunNotFound(f"{ref!r} matches {len(matches)} runs ({names}...); give more of the id")
+        raise RunNotFound(
+            f"no run {ref!r} in {self.results_dir}; `mm4watch history` lists the runs"
+        )
+
+
+def _load(run_dir: Path) -> RunRecord | None:
+    try:
+        with open(run_dir / RECORD_NAME, encoding="utf-8") as fh:
+            data = json.load(fh)
+        return RunRecord.from_dict(data)
+    except (OSError, ValueError, TypeError):
+        return None
