@@ -37,18 +37,23 @@ def _source_index(input_path: str, source: str | None) -> int | None:
     return None
 
 
-def _running_cell(output_path: str) -> str | None:
-    """Source of the cell papermill marked as running, from the saved output."""
+def _last_started_cell(output_path: str) -> str | None:
+    """Source of the last cell papermill started, from the saved output notebook.
+
+    After an interruption papermill marks every cell 'completed'; the cell that
+    was executing is the last one with a start time.
+    """
     try:
         with open(output_path, encoding="utf-8") as fh:
             cells = json.load(fh)["cells"]
     except (OSError, ValueError, KeyError):
         return None
+    source = None
     for cell in cells:
-        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
+        if cell.get("metadata", {}).get("papermill", {}).get("start_time"):
             text = cell.get("source", "")
-            return "".join(text) if isinstance(text, list) else text
-    return None
+            source = "".join(text) if isinstance(text, list) else text
+    return source
 
 
 def _kernel_of(input_path: str) -> str | None:
@@ -90,7 +95,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         return {
             "status": "interrupted",
             "error": {
-                "cell": _source_index(spec["input"], _running_cell(spec["output"])),
+                "cell": _source_index(spec["input"], _last_started_cell(spec["output"])),
                 "ename": "KeyboardInterrupt",
                 "evalue": str(exc),
             },
@@ -100,7 +105,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         return {
             "status": "failed",
             "error": {
-                "cell": _source_index(spec["input"], _running_cell(spec["output"])),
+                "cell": _source_index(spec["input"], _last_started_cell(spec["output"])),
                 "ename": type(exc).__name__,
                 "evalue": str(exc),
             },

@@ -1,0 +1,100 @@
+"""Shared fixtures: real folders, real git repositories, real notebooks.
+
+Every test runs with HOME pointed into its own temp folder and with the MM4_*
+variables cleared, so nothing reads or writes the real home or inherits a
+developer's settings.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    for name in list(os.environ):
+        if name.startswith("MM4_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.com")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+def code(source: str, **metadata: Any) -> dict[str, Any]:
+    return {"cell_type": "code", "metadata": metadata, "source": source, "outputs": [], "execution_count": None}
+
+
+def markdown(source: str) -> dict[str, Any]:
+    return {"cell_type": "markdown", "metadata": {}, "source": source}
+
+
+def notebook_json(*cells: dict[str, Any]) -> str:
+    nb = {
+        "cells": list(cells),
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    for i, cell in enumerate(nb["cells"]):
+        cell.setdefault("id", f"cell-{i}")
+    return json.dumps(nb, indent=1) + "\n"
+
+
+def write_notebook(path: Path, *cells: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(notebook_json(*cells))
+    return path
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """An empty project with an mm4.toml that uses the local executor."""
+    root = tmp_path / "proj"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "mm4.toml").write_text('[run]\nexecutor = "local"\ntimeout = "2m"\n')
+    return root
+
+
+@pytest.fixture
+def repo(project: Path) -> Path:
+    """The project as a git repository with one commit."""
+    git(project, "init", "-q", "-b", "main")
+    (project / ".gitignore").write_text("results/\n.mm4/\n")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "init")
+    return project
+
+
+def mm4(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """The real command line, in its own process."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "mm4watch", *args], cwd=cwd, env=full_env,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def run_dirs(project: Path) -> list[Path]:
+    results = project / "results"
+    return sorted(p for p in results.iterdir() if p.is_dir()) if results.exists() else []
+
+
+def load_record(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "run.json").read_text())

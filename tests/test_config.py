@@ -1,0 +1,159 @@
+from pathlib import Path
+
+import pytest
+
+from mm4watch import config
+from mm4watch.errors import ConfigError
+
+ROOT = Path("/proj")
+
+
+def parse(text):
+    return config.parse(text, root=ROOT, file=ROOT / "mm4.toml")
+
+
+def error_of(text):
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    return str(err.value)
+
+
+def test_defaults_without_file(tmp_path):
+    cfg = config.load(tmp_path)
+    assert cfg.file is None and cfg.root == tmp_path.resolve()
+    assert cfg.project.notebooks == ("notebooks",)
+    assert cfg.run.executor == "local" and cfg.run.timeout_s == 7200
+    assert cfg.executor().type == "local"
+    assert cfg.results_dir == tmp_path.resolve() / "results"
+
+
+def test_full_config():
+    cfg = parse(
+        """
+[project]
+notebooks = ["notebooks", "reports"]
+results = "out"
+image = "mm4-demo"
+
+[run]
+executor = "mini"
+timeout = "1h30m"
+
+[executors.local]
+type = "local"
+
+[executors.mini]
+type = "docker"
+host = "ssh://me@mini.local:2222"
+cpus = 8
+memory = "16g"
+
+[executors.mini-gpu]
+type = "ssh"
+host = "me@mini.local"
+python = "python3.11"
+"""
+    )
+    assert cfg.project.notebooks == ("notebooks", "reports")
+    assert cfg.results_dir == ROOT / "out"
+    assert cfg.run.timeout_s == 5400
+    mini = cfg.executor()
+    assert (mini.name, mini.type, mini.host, mini.cpus, mini.memory) == ("mini", "docker", "ssh://me@mini.local:2222", 8.0, "16g")
+    assert cfg.executor("mini-gpu").python == "python3.11"
+    assert cfg.image_name == "mm4-demo"
+
+
+def test_repository_mm4_toml_is_valid():
+    repo = Path(__file__).resolve().parents[1]
+    cfg = config.load(repo)
+    assert cfg.file == repo / "mm4.toml"
+    assert cfg.executor().type == "local"
+
+
+def test_unknown_key_names_key_and_line():
+    msg = error_of('[project]\nnotebooks = "nb"\nnotebook_dir = "x"\n')
+    assert "mm4.toml:3:" in msg and "project.notebook_dir" in msg and "not a known key" in msg
+
+
+def test_unknown_table():
+    msg = error_of('[run]\nexecutor = "local"\n\n[projekt]\nresults = "r"\n')
+    assert "mm4.toml:4:" in msg and "projekt" in msg
+
+
+def test_wrong_type_names_key_and_line():
+    msg = error_of('[run]\nexecutor = "local"\ntimeout = true\n')
+    assert "mm4.toml:3:" in msg and "run.timeout" in msg
+
+
+def test_bad_duration_names_key_and_line():
+    msg = error_of('\n\n[run]\ntimeout = "two hours"\n')
+    assert "mm4.toml:4:" in msg and "run.timeout" in msg and "not a duration" in msg
+
+
+def test_invalid_toml_reports_line():
+    msg = error_of('[run]\nexecutor = local\n')
+    assert "not valid TOML" in msg and "line 2" in msg
+
+
+def test_executor_without_type():
+    msg = error_of('[executors.mini]\nhost = "ssh://me@mini"\n')
+    assert "mm4.toml:1:" in msg and "needs a type" in msg
+
+
+def test_executor_bad_type_and_keys():
+    assert "use \"local\", \"docker\" or \"ssh\"" in error_of('[executors.x]\ntype = "kubernetes"\n')
+    msg = error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://me@mini"\npython = "3"\n')
+    assert "mm4.toml:4:" in msg and "executors.mini.python" in msg
+    assert "needs host" in error_of('[executors.mini]\ntype = "docker"\n')
+    assert "ssh://user@machine" in error_of('[executors.mini]\ntype = "docker"\nhost = "mini.local"\n')
+    assert "cpus" in error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://m"\ncpus = -1\n')
+    assert "memory" in error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://m"\nmemory = "lots"\n')
+
+
+def test_run_executor_must_exist():
+    msg = error_of('[run]\nexecutor = "mini"\n')
+    assert "mm4.toml:2:" in msg and "not defined" in msg
+
+
+def test_paths_must_stay_inside_project():
+    assert "inside the project" in error_of('[project]\nresults = "../elsewhere"\n')
+    assert "inside the project" in error_of('[project]\nresults = "/abs"\n')
+
+
+def test_quoted_and_dotted_keys_get_lines():
+    msg = error_of('[executors."gpu box"]\ntype = "local"\n')
+    assert "mm4.toml:1:" in msg and "not a valid executor name" in msg
+    msg = error_of('run.executor = "local"\nrun.colour = "red"\n')
+    assert "mm4.toml:2:" in msg and "run.colour" in msg
+
+
+def test_env_overrides_config_and_tag(monkeypatch):
+    cfg = parse('[executors.mini]\ntype = "docker"\nhost = "ssh://m"\n')
+    assert cfg.executor(tag="mini").name == "mini"
+    monkeypatch.setenv("MM4_EXECUTOR", "local")
+    assert cfg.executor(tag="mini").name == "local"
+    assert cfg.executor("mini", tag="local").name == "mini"
+    monkeypatch.setenv("MM4_EXECUTOR", "nowhere")
+    with pytest.raises(ConfigError, match="unknown executor 'nowhere'.*known executors: local, mini"):
+        cfg.executor()
+
+
+def test_root_found_by_walking_up(tmp_path):
+    (tmp_path / "mm4.toml").write_text("[run]\n")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    root, file = config.find_root(deep)
+    assert root == tmp_path.resolve() and file == tmp_path.resolve() / "mm4.toml"
+
+
+def test_root_falls_back_to_git_top(tmp_path):
+    (tmp_path / ".git").mkdir()
+    deep = tmp_path / "x"
+    deep.mkdir()
+    assert config.find_root(deep) == (tmp_path.resolve(), None)
+
+
+def test_load_reports_file_errors(tmp_path):
+    (tmp_path / "mm4.toml").write_bytes(b"\xff\xfe[run]")
+    with pytest.raises(ConfigError, match="cannot read it"):
+        config.load(tmp_path)
