@@ -3,14 +3,20 @@
 Each run owns ``results/<stem>_<YYYYmmdd_HHMMSS>[_N]/``, made with one
 ``mkdir`` (which fails rather than reuse a folder), so nothing is ever
 overwritten. The folders are the truth; ``.mm4/history.sqlite`` is a cache of
-their ``run.json`` files, refreshed by comparing each file's size and mtime,
-and rebuilt from scratch whenever it is missing or unreadable.
+their ``run.json`` files, rebuilt from scratch whenever it is missing or
+unreadable. A query lists the results folder: new folders are read, vanished
+ones dropped, and runs not yet final (queued, running: a handful) re-read.
+A final record is never rewritten, so a finished run costs only its name in
+the listing, and nothing at all while the results folder's own mtime shows no
+folder was added or removed (trusted only once that mtime is older than the
+file system's timestamp granularity, as git does for its index).
 """
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
+import time
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +26,8 @@ from .errors import RunNotFound
 from .records import RECORD_NAME, RunRecord, parse_iso
 
 INDEX_NAME = "history.sqlite"
-_INDEX_VERSION = 1
+_INDEX_VERSION = 5
+_SETTLED_NS = 2_000_000_000  # an mtime this old cannot hide a same-tick change
 
 
 def create_run_dir(results_dir: Path, stem: str, when: datetime) -> tuple[str, Path]:
@@ -56,9 +63,14 @@ class History:
                     """
                     drop table if exists runs;
                     create table runs (
-                        id text primary key, mtime_ns integer, size integer,
+                        id text primary key, final integer,
                         created real, stem text, status text, record text);
                     create index runs_created on runs(created);
+                    create index runs_stem on runs(stem, created);
+                    create index runs_status on runs(status, created);
+                    create index runs_final on runs(id, final);
+                    drop table if exists meta;
+                    create table meta (key text primary key, value text);
                     """
                 )
                 db.execute(f"pragma user_version={_INDEX_VERSION}")
@@ -73,9 +85,18 @@ class History:
             return sqlite3.connect(":memory:")
 
     def _sync(self, db: sqlite3.Connection) -> None:
-        known = {row[0]: (row[1], row[2]) for row in db.execute("select id, mtime_ns, size from runs")}
+        try:
+            listing_ns = os.stat(self.results_dir).st_mtime_ns
+        except FileNotFoundError:
+            listing_ns = None
+        row = db.execute("select value from meta where key = 'listing'").fetchone()
+        if listing_ns is not None and row and row[0] == f"{listing_ns}:settled":
+            open_ids = [r[0] for r in db.execute("select id from runs where final = 0")]
+            self._store(db, [self.results_dir / run_id for run_id in open_ids], [])
+            return
+        final = {r[0]: bool(r[1]) for r in db.execute("select id, final from runs")}
         seen: set[str] = set()
-        changed: list[tuple] = []
+        to_read: list[Path] = []
         try:
             entries = list(os.scandir(self.results_dir))
         except FileNotFoundError:
@@ -83,33 +104,42 @@ class History:
         for entry in entries:
             if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
                 continue
-            try:
-                st = os.stat(os.path.join(entry.path, RECORD_NAME))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
             seen.add(entry.name)
-            if known.get(entry.name) == (st.st_mtime_ns, st.st_size):
-                continue
-            record = _load(Path(entry.path))
+            if not final.get(entry.name):
+                to_read.append(Path(entry.path))
+        complete = self._store(db, to_read, [run_id for run_id in final if run_id not in seen])
+        settled = listing_ns is not None and complete and time.time_ns() - listing_ns > _SETTLED_NS
+        with db:
+            db.execute(
+                "insert or replace into meta values ('listing', ?)",
+                (f"{listing_ns}:{'settled' if settled else 'open'}",),
+            )
+
+    def _store(self, db: sqlite3.Connection, folders: list[Path], gone: list[str]) -> bool:
+        """Index the records in ``folders``; False when one had no readable run.json."""
+        rows, complete = [], True
+        for folder in folders:
+            record = _load(folder)
             if record is None:
+                # not written yet, unreadable, or the folder went away: look again next time
+                complete = False
+                if not folder.exists():
+                    gone.append(folder.name)
                 continue
             created = parse_iso(record.queued_at)
-            changed.append(
-                (
-                    entry.name,
-                    st.st_mtime_ns,
-                    st.st_size,
-                    created.timestamp() if created else 0.0,
-                    record.stem,
-                    record.status,
-                    json.dumps(record.to_dict()),
-                )
-            )
-        gone = [(run_id,) for run_id in known if run_id not in seen]
-        if changed or gone:
+            rows.append((
+                folder.name,
+                record.is_final,
+                created.timestamp() if created else 0.0,
+                record.stem,
+                record.status,
+                json.dumps(record.to_dict()),
+            ))
+        if rows or gone:
             with db:
-                db.executemany("insert or replace into runs values (?,?,?,?,?,?,?)", changed)
-                db.executemany("delete from runs where id = ?", gone)
+                db.executemany("insert or replace into runs values (?,?,?,?,?,?)", rows)
+                db.executemany("delete from runs where id = ?", [(g,) for g in gone])
+        return complete
 
     def query(
         self,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from .. import config
@@ -62,18 +63,25 @@ def main(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs in {cfg.results_dir}")
         return 0
+    rows = [row(record) for record in runs]
+    if not sys.stdout.isatty():
+        # piped: plain aligned columns, whole lines, no colour (and no rich import)
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+        for cells in (HEADERS, *rows):
+            print("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+        return 0
     from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for header in HEADERS:
-        table.add_column(header, no_wrap=header in ("run", "commit", "started"))
-    for record in runs:
-        cells = row(record)
+    for i, header in enumerate(HEADERS):
+        if header == "notebook":  # the one column that gives way in a narrow terminal
+            table.add_column(header, overflow="fold")
+        else:
+            width = max(len(header), *(len(r[i]) for r in rows))
+            table.add_column(header, no_wrap=True, min_width=width)
+    for record, cells in zip(runs, rows):
         cells[2] = f"[{STATUS_STYLE.get(record.status, 'white')}]{cells[2]}[/]"
         table.add_row(*cells)
-    import sys
-
-    # piped output keeps whole lines instead of squeezing columns to 80 characters
-    Console(width=None if sys.stdout.isatty() else 1000).print(table)
+    Console().print(table)
     return 0

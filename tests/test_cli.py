@@ -1,0 +1,133 @@
+import json
+import re
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import REPO, mm4
+
+from mm4watch.cli import COMMANDS, build_parser
+from mm4watch.errors import EXIT_TABLE
+from mm4watch.records import RunRecord, write_record
+from mm4watch.store import create_run_dir
+
+
+def test_help_starts_fast_and_prints_exit_codes():
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "mm4watch", "--help"], capture_output=True, text=True)
+        times.append(time.perf_counter() - t0)
+        assert done.returncode == 0
+    assert min(times) < 0.5, times
+    for code, meaning in EXIT_TABLE:
+        assert re.search(rf"^\s+{code}\s+{re.escape(meaning)}$", done.stdout, re.M)
+
+
+def test_help_does_not_import_heavy_modules():
+    probe = "import sys; from mm4watch import cli; cli.build_parser(); print(sorted(m for m in ('docker','papermill','git','rich','nbformat','watchdog') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_every_command_has_help_and_is_documented():
+    readme = (REPO / "README.md").read_text()
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == set(COMMANDS)
+    for name, subparser in sub.choices.items():
+        assert subparser.format_help().strip()
+        assert f"mm4watch {name}" in readme, f"README.md does not document `mm4watch {name}`"
+
+
+def test_readme_exit_code_table_matches():
+    readme = (REPO / "README.md").read_text()
+    for code, meaning in EXIT_TABLE:
+        assert f"| {code} | {meaning} |" in readme
+
+
+def make_runs(project, n):
+    when = datetime(2026, 1, 1, 9, 0, 0)
+    for i in range(n):
+        run_id, run_dir = create_run_dir(project / "results", f"nb{i % 3}", when + timedelta(minutes=i))
+        write_record(run_dir, RunRecord(
+            id=run_id, notebook=f"notebooks/nb{i % 3}.ipynb", status="failed" if i == 4 else "succeeded",
+            trigger="manual", queued_at=(when + timedelta(minutes=i)).astimezone().isoformat(),
+            started_at=(when + timedelta(minutes=i)).astimezone().isoformat(), duration_s=1.5 * i,
+            commit={"sha": "0123456789abcdef", "branch": "main", "dirty": i % 2 == 1},
+            executor={"name": "local", "type": "local"},
+        ))
+
+
+def test_history_table_and_json(project):
+    make_runs(project, 6)
+    done = mm4(["history"], cwd=project)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].split() == ["run", "notebook", "status", "trigger", "commit", "started", "duration", "executor"]
+    assert lines[1].split()[0] == "nb2_20260101_090500"  # newest first
+    assert "01234567*" in lines[1] and "01234567 " in lines[2]
+    data = json.loads(mm4(["history", "--json", "--notebook", "nb1"], cwd=project).stdout)
+    assert [r["id"] for r in data] == ["nb1_20260101_090400", "nb1_20260101_090100"]
+    assert all(r["schema"] == 1 for r in data)
+    failed = json.loads(mm4(["history", "--json", "--status", "failed"], cwd=project).stdout)
+    assert [r["id"] for r in failed] == ["nb1_20260101_090400"]
+    assert len(json.loads(mm4(["history", "--json", "--limit", "2"], cwd=project).stdout)) == 2
+
+
+def test_history_rejects_bad_status(project):
+    done = mm4(["history", "--status", "done"], cwd=project)
+    assert done.returncode == 2 and "use one of" in done.stderr
+
+
+def test_history_empty(project):
+    done = mm4(["history"], cwd=project)
+    assert done.returncode == 0 and "no runs" in done.stdout
+
+
+def test_show(project):
+    make_runs(project, 3)
+    done = mm4(["show", "nb0"], cwd=project)
+    assert done.returncode == 0
+    assert "run        nb0_20260101_090000" in done.stdout and "01234567 on main" in done.stdout
+    raw = json.loads(mm4(["show", "--json", "nb1_20260101_090100"], cwd=project).stdout)
+    assert raw["id"] == "nb1_20260101_090100"
+    missing = mm4(["show", "nope"], cwd=project)
+    assert missing.returncode == 2 and "no run 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_usage_errors(project):
+    assert mm4([], cwd=project).returncode == 2
+    done = mm4(["run", "notebooks/missing.ipynb"], cwd=project)
+    assert done.returncode == 2 and "no such notebook" in done.stderr
+    (project / "notebooks" / "x.ipynb").write_text("{}")
+    done = mm4(["run", "notebooks/x.ipynb", "-p", "1x=2"], cwd=project)
+    assert done.returncode == 2 and "KEY=VALUE" in done.stderr
+    done = mm4(["run", "notebooks/x.ipynb", "--timeout", "forever"], cwd=project)
+    assert done.returncode == 2 and "--timeout" in done.stderr
+
+
+def test_parse_param():
+    from mm4watch.commands.run import parse_param
+
+    assert parse_param("n=5") == ("n", 5)
+    assert parse_param("lr=0.1") == ("lr", 0.1)
+    assert parse_param("flag=true") == ("flag", True)
+    assert parse_param("xs=[1, 2]") == ("xs", [1, 2])
+    assert parse_param("name=resnet") == ("name", "resnet")
+    assert parse_param("expr=a=b") == ("expr", "a=b")
+    assert parse_param("empty=") == ("empty", "")
+
+
+def test_unexpected_error_writes_crash_log(project):
+    # a results path that is a file makes mkdir fail in a way no check anticipates
+    (project / "mm4.toml").write_text('[project]\nresults = "results"\n')
+    (project / "results").write_text("a file where a folder should be")
+    (project / "notebooks" / "x.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    done = mm4(["run", "notebooks/x.ipynb"], cwd=project)
+    assert done.returncode == 3 and "unexpected error" in done.stderr and "Traceback" not in done.stderr
+    log = (project / ".mm4" / "crash.log").read_text()
+    assert "Traceback" in log and "mm4watch 0.1.0" in log

@@ -1,0 +1,42 @@
+import json
+
+from conftest import REPO, mm4
+
+from mm4watch import config
+from mm4watch.tags import find_tag, read_notebook
+
+
+def test_init_sets_up_an_empty_project(tmp_path):
+    done = mm4(["init"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    cfg = config.load(tmp_path)
+    assert cfg.file == tmp_path.resolve() / "mm4.toml" and cfg.executor().type == "local"
+    text = (tmp_path / "mm4.toml").read_text()
+    assert '# [executors.mini]\n# type = "docker"' in text  # the Mini is shown, commented out
+    nb = read_notebook(tmp_path / "notebooks" / "00_test_remote.ipynb")
+    assert find_tag(nb) is not None
+    assert (tmp_path / ".gitignore").read_text().splitlines()[-2:] == ["results/", ".mm4/"]
+
+
+def test_init_never_overwrites(tmp_path):
+    (tmp_path / "mm4.toml").write_text('[run]\nexecutor = "local"\n')
+    (tmp_path / ".gitignore").write_text("*.pyc\nresults/")  # no final newline
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "00_test_remote.ipynb").write_text("mine")
+    done = mm4(["init"], cwd=tmp_path)
+    assert done.returncode == 0
+    assert (tmp_path / "mm4.toml").read_text() == '[run]\nexecutor = "local"\n'
+    assert (tmp_path / "notebooks" / "00_test_remote.ipynb").read_text() == "mine"
+    assert (tmp_path / ".gitignore").read_text() == "*.pyc\nresults/\n# mm4watch\n.mm4/\n"
+    again = mm4(["init"], cwd=tmp_path)
+    assert again.returncode == 0 and "already ignores" in again.stdout
+    assert (tmp_path / ".gitignore").read_text().count(".mm4/") == 1
+
+
+def test_template_and_repository_examples_agree():
+    assert (REPO / "mm4watch" / "templates" / "mm4.toml").read_text() == (REPO / "mm4.toml").read_text()
+    assert json.loads((REPO / "mm4watch" / "templates" / "sample.ipynb").read_text()) == json.loads(
+        (REPO / "notebooks" / "00_test_remote.ipynb").read_text()
+    )
+    assert find_tag(read_notebook(REPO / "notebooks" / "00_test_remote.ipynb")) is not None
+    assert find_tag(read_notebook(REPO / "notebooks" / "01_read_results.ipynb")) is None
