@@ -45,8 +45,12 @@ class ExecutorConfig:
     memory: str | None = None
     python: str | None = None
     workdir: str | None = None
-    data: str | None = None
+    data: str | None = None  # the mirror of data/ on the engine's machine
+    sync_data: bool = False  # rsync data/ to that mirror before each run
     keep_images: int = 3
+    ssh_options: tuple[str, ...] = ()  # extra arguments for the system ssh client
+    socket: str = "/var/run/docker.sock"  # the engine's socket on the far side of ssh://
+    harvest_every_s: float = 60.0  # bring partial results home this often during a run
 
 
 @dataclass(frozen=True)
@@ -192,15 +196,21 @@ _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "insecure": lambda v: _bool(v),
         "cpus": lambda v: _positive_number(v),
         "memory": lambda v: _memory(v),
-        "data": lambda v: _str(v),
+        "data": lambda v: _abs_path(v),
+        "sync_data": lambda v: _bool(v),
         "keep_images": lambda v: _positive_int(v),
+        "ssh_options": lambda v: _str_tuple(v),
+        "socket": lambda v: _abs_path(v),
+        "harvest_every": lambda v: parse_duration(v),
     },
     "ssh": {
         "host": lambda v: _str(v),
         "python": lambda v: _str(v),
         "workdir": lambda v: _str(v),
-        "data": lambda v: _str(v),
+        "data": lambda v: _abs_path(v),
+        "sync_data": lambda v: _bool(v),
         "keep_images": lambda v: _positive_int(v),
+        "ssh_options": lambda v: _str_tuple(v),
     },
 }
 
@@ -216,6 +226,8 @@ def _executor(v: "_Validator", name: str, table: dict[str, Any]) -> ExecutorConf
     v.only_keys(table, path, {"type", *allowed})
     values = {key: v.get(table, (*path, key), check, None) for key, check in allowed.items()}
     values = {k: val for k, val in values.items() if val is not None}
+    if "harvest_every" in values:
+        values["harvest_every_s"] = values.pop("harvest_every")
     if kind in ("docker", "ssh") and not (values.get("host") or values.get("context")):
         v.fail(path, f'a {kind} executor needs host = "ssh://user@machine" (or context = "name")')
     if kind == "docker" and "host" in values:
@@ -223,6 +235,15 @@ def _executor(v: "_Validator", name: str, table: dict[str, Any]) -> ExecutorConf
         scheme = host.split("://", 1)[0] if "://" in host else ""
         if scheme not in ("ssh", "unix", "tcp"):
             v.fail((*path, "host"), f"is {host!r}; write ssh://user@machine[:port], unix:///path or tcp://machine:2376")
+        if scheme == "tcp" and not values.get("insecure"):
+            v.fail(
+                (*path, "host"),
+                f"is {host!r}: plain TCP sends everything unencrypted and gives root on that machine to anyone "
+                "on the network. Use ssh://user@machine, a Docker context with TLS (context = \"name\"), "
+                "or set insecure = true if you really mean it",
+            )
+    if values.get("sync_data") and not values.get("data"):
+        v.fail((*path, "sync_data"), "needs data = \"/path/on/that/machine\" to sync into")
     return ExecutorConfig(name=name, type=kind, **values)
 
 
@@ -270,6 +291,19 @@ def _image_name(value: Any) -> str:
     if text and not re.fullmatch(r"[a-z0-9][a-z0-9._/-]*", text):
         raise ValueError(f"{text!r} is not a valid image name (lower case, digits, . _ / -)")
     return text
+
+
+def _abs_path(value: Any) -> str:
+    text = _str(value)
+    if not text.startswith("/"):
+        raise ValueError(f"{text!r} must be an absolute path on that machine")
+    return text
+
+
+def _str_tuple(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("must be a list of strings, e.g. [\"-i\", \"~/.ssh/mini\"]")
+    return tuple(value)
 
 
 def _positive_number(value: Any) -> float:

@@ -15,7 +15,8 @@ RECORD_NAME = "run.json"
 EXECUTED_NAME = "executed.ipynb"
 LOG_NAME = "run.log"
 PATCH_NAME = "source.patch"
-RESERVED_NAMES = frozenset({RECORD_NAME, EXECUTED_NAME, LOG_NAME, PATCH_NAME})
+BUILD_LOG_NAME = "build.log"
+RESERVED_NAMES = frozenset({RECORD_NAME, EXECUTED_NAME, LOG_NAME, PATCH_NAME, BUILD_LOG_NAME})
 
 STATUSES = ("queued", "running", "succeeded", "failed", "timeout", "cancelled", "interrupted")
 FINAL_STATUSES = frozenset({"succeeded", "failed", "timeout", "cancelled", "interrupted"})

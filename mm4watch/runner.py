@@ -56,7 +56,7 @@ def run_notebook(
         raise NotebookError(f"{rel}: not UTF-8 text; a notebook is JSON in UTF-8") from None
     tag = find_tag(nb, rel)
     exec_cfg = config.executor(request.executor, tag=tag.executor if tag else None)
-    executor = executors.get(exec_cfg)
+    executor = executors.get(exec_cfg, config)
     timeout_s = request.timeout_s or (tag.timeout_s if tag else None) or config.run.timeout_s
     prov = git.provenance(notebook, content)
 
@@ -127,6 +127,7 @@ def _finish(
     record = record.evolve(
         status=outcome.status,
         error=outcome.error,
+        executor={**record.executor, **outcome.executor},
         finished_at=now_iso(),
         duration_s=round(time.monotonic() - started, 3),
         outputs=collect_outputs(run_dir),
@@ -168,5 +169,11 @@ def _read(notebook: Path) -> bytes:
 
 
 def _log(path: Path, line: str) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
+    with open(path, "a+", encoding="utf-8") as fh:
+        fh.seek(0, os.SEEK_END)
+        # the notebook's last output may lack its newline: start on a line of our own
+        if fh.tell() > 0:
+            fh.seek(fh.tell() - 1)
+            if fh.read(1) != "\n":
+                fh.write("\n")
         fh.write(f"[{now_iso()}] {line}\n")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..config import ExecutorConfig
+from ..config import Config, ExecutorConfig
 from ..errors import ConfigError
 
 
@@ -29,6 +29,7 @@ class Job:
 class Outcome:
     status: str  # succeeded, failed, timeout, cancelled, interrupted
     error: dict[str, Any] | None = None  # {cell, ename, evalue}
+    executor: dict[str, Any] = field(default_factory=dict)  # what the run learnt: engine, image...
 
 
 class Executor(Protocol):
@@ -37,11 +38,15 @@ class Executor(Protocol):
     def execute(self, job: Job) -> Outcome: ...
 
 
-def get(cfg: ExecutorConfig) -> Executor:
+def get(cfg: ExecutorConfig, config: Config) -> Executor:
     if cfg.type == "local":
         from .local import LocalExecutor
 
         return LocalExecutor(cfg)
+    if cfg.type == "docker":
+        from .docker import DockerExecutor
+
+        return DockerExecutor(cfg, config)
     raise ConfigError(
         f"executor {cfg.name!r} has type {cfg.type!r}, which this version of mm4watch cannot run yet; "
         f"use the local executor (mm4watch run --executor local, or MM4_EXECUTOR=local)"

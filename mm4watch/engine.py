@@ -1,0 +1,264 @@
+"""The one module that talks to Docker (docker-py), local or remote.
+
+``ssh://`` engines are reached through a socket forwarded by the system ssh
+client (``ssh.Tunnel``); ``unix://`` directly; ``tcp://`` only with TLS from a
+Docker context, or with ``insecure = true``. Every failure to connect becomes
+``ssh.Unreachable`` with a message that says what to do.
+"""
+from __future__ import annotations
+
+import io
+import sys
+import tarfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from .buildctx import BuildContext
+from .config import ExecutorConfig
+from .errors import ConfigError, Mm4Error
+from .ssh import Target, Tunnel, Unreachable
+
+LABEL_PROJECT = "mm4watch.project"
+LABEL_RUN = "mm4watch.run"
+LABEL_CONTEXT = "mm4watch.context"
+
+
+class BuildFailed(Mm4Error):
+    pass
+
+
+@dataclass(frozen=True)
+class Image:
+    tag: str
+    id: str
+    built: bool  # False when an image with this content hash was already there
+
+
+class Engine:
+    def __init__(self, cfg: ExecutorConfig) -> None:
+        self.cfg = cfg
+        self.tunnel: Tunnel | None = None
+        self.client: Any = None
+        self.label = cfg.host or f"context {cfg.context}"
+
+    # -- connection ---------------------------------------------------------
+
+    def open(self) -> "Engine":
+        import docker
+
+        host, tls = self._endpoint()
+        if host.startswith("ssh://"):
+            target = Target.parse(host, self.cfg.ssh_options)
+            self.label = target.label
+            self.tunnel = Tunnel(target, self.cfg.socket).open()
+            base_url = f"unix://{self.tunnel.local}"
+        else:
+            base_url = host
+        if host.startswith("tcp://") and not tls:
+            print(f"mm4watch: warning: {host} without TLS: traffic is unencrypted", file=sys.stderr)
+        try:
+            self.client = docker.DockerClient(base_url=base_url, version="auto", timeout=120, tls=tls or False)
+        except docker.errors.DockerException as exc:
+            self.close()
+            where = f"{self.cfg.socket} on {self.label}" if host.startswith("ssh://") else host
+            raise Unreachable(
+                f"no Docker engine answers at {where} ({_short(exc)}). Is Docker running there? "
+                f"`mm4watch doctor {self.cfg.name}` checks step by step"
+            ) from None
+        return self
+
+    def _endpoint(self) -> tuple[str, Any]:
+        if self.cfg.host:
+            return self.cfg.host, None
+        from docker.context import ContextAPI
+
+        context = ContextAPI.get_context(self.cfg.context)
+        if context is None:
+            raise ConfigError(f"executor {self.cfg.name!r}: no Docker context named {self.cfg.context!r} (docker context ls)")
+        host = context.Host or "unix:///var/run/docker.sock"
+        tls = context.TLSConfig if host.startswith("tcp://") else None
+        if host.startswith("tcp://") and not tls and not self.cfg.insecure:
+            raise ConfigError(
+                f"executor {self.cfg.name!r}: context {self.cfg.context!r} uses plain TCP without TLS; "
+                "use an ssh:// context, add TLS to it, or set insecure = true"
+            )
+        return host, tls
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+
+    def __enter__(self) -> "Engine":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        version = self.client.version()
+        return {
+            "host": self.label,
+            "server_version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "os": version.get("Os"),
+            "arch": version.get("Arch"),
+        }
+
+    # -- images ---------------------------------------------------------------
+
+    def ensure_image(self, ctx: BuildContext, name: str, dockerfile: str, log: IO[str]) -> Image:
+        import docker
+
+        tag = f"{name}:ctx-{ctx.digest[:16]}"
+        try:
+            found = self.client.images.get(tag)
+            log.write(f"image {tag} is already on {self.label}: no build\n")
+            return Image(tag, found.id, built=False)
+        except docker.errors.ImageNotFound:
+            pass
+        log.write(f"building {tag} on {self.label} ({ctx.files} files, {ctx.size} bytes of context)\n")
+        log.flush()
+        try:
+            stream = self.client.api.build(
+                fileobj=io.BytesIO(ctx.data), custom_context=True, tag=tag, dockerfile=dockerfile,
+                rm=True, forcerm=True, decode=True, pull=False,
+                labels={LABEL_PROJECT: name, LABEL_CONTEXT: ctx.digest},
+            )
+            for chunk in stream:
+                if "stream" in chunk:
+                    log.write(chunk["stream"])
+                    log.flush()
+                if "error" in chunk:
+                    raise BuildFailed(chunk["error"].strip())
+        except docker.errors.APIError as exc:
+            raise BuildFailed(_short(exc)) from None
+        return Image(tag, self.client.images.get(tag).id, built=True)
+
+    def image_exists(self, ref: str) -> bool:
+        import docker
+
+        try:
+            self.client.images.get(ref)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    def working_dir(self, tag: str) -> str:
+        return self.client.images.get(tag).attrs.get("Config", {}).get("WorkingDir") or "/project"
+
+    def gc(self, name: str, keep: int) -> list[str]:
+        """Remove this project's images beyond the newest ``keep``; returns removed tags."""
+        import docker
+
+        images = self.client.images.list(filters={"label": f"{LABEL_PROJECT}={name}"})
+        images.sort(key=lambda img: img.attrs.get("Created", ""), reverse=True)
+        removed = []
+        for image in images[keep:]:
+            try:
+                self.client.images.remove(image.id, force=False)
+                removed.extend(image.tags or [image.short_id])
+            except docker.errors.APIError:
+                pass  # still used by a container: kept, tried again next time
+        return removed
+
+    # -- containers -----------------------------------------------------------
+
+    def create(self, tag: str, **kwargs: Any) -> Any:
+        return self.client.containers.create(tag, detach=True, **kwargs)
+
+    def containers(self, labels: dict[str, str]) -> list[Any]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        return self.client.containers.list(all=True, filters=filters)
+
+    def follow_logs(self, container: Any, sink: IO[bytes]) -> threading.Thread:
+        def pump() -> None:
+            try:
+                for chunk in container.logs(stream=True, follow=True):
+                    sink.write(chunk)
+                    sink.flush()
+            except Exception:  # the engine went away: the harvest says what happened
+                pass
+
+        thread = threading.Thread(target=pump, name="mm4-logs", daemon=True)
+        thread.start()
+        return thread
+
+    def wait(self, container: Any, timeout: float) -> int | None:
+        """The exit code, or None when ``timeout`` passed first."""
+        import requests
+
+        try:
+            return int(container.wait(timeout=max(1, int(timeout)))["StatusCode"])
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            container.reload()  # raises when the engine itself is gone
+            if container.status in ("exited", "dead"):
+                return int(container.attrs["State"]["ExitCode"])
+            return None
+
+    def fetch(self, container: Any, path: str, into: Path, skip: frozenset[str] = frozenset()) -> int:
+        """Copy ``path`` (a folder or file) out of the container into ``into``.
+
+        The archive is streamed and unpacked as it arrives; members are checked
+        (no absolute paths, no '..', no links or devices) and the top folder
+        is dropped, so ``/output/a.csv`` lands at ``into/a.csv``. Names in
+        ``skip`` (top level) are left out. Returns the bytes received.
+        """
+        import docker
+
+        try:
+            chunks, _ = container.get_archive(path, chunk_size=1 << 20)
+        except docker.errors.NotFound:
+            return 0
+        stream = _ChunkReader(chunks)
+        into.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            for member in tar:
+                parts = member.name.split("/", 1)
+                if len(parts) == 1:
+                    if member.isfile():  # a single file was asked for
+                        member.name = parts[0]
+                    else:
+                        continue
+                else:
+                    member.name = parts[1]
+                if not member.name or member.name.split("/", 1)[0] in skip:
+                    continue
+                if not (member.isfile() or member.isdir()):
+                    continue
+                tar.extract(member, path=into, filter="data")
+        return stream.received
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over docker-py's archive chunks, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.buffer = b""
+        self.received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self.buffer:
+            try:
+                self.buffer = next(self.chunks)
+            except StopIteration:
+                return 0
+            self.received += len(self.buffer)
+        n = min(len(target), len(self.buffer))
+        target[:n] = self.buffer[:n]
+        self.buffer = self.buffer[n:]
+        return n
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1][:300] if text else type(exc).__name__

@@ -1,0 +1,143 @@
+"""The system OpenSSH client: commands on the far machine, and a forwarded socket.
+
+Everything goes through ``ssh`` itself, so ~/.ssh/config, keys, agents and
+ProxyJump work as they do in a terminal, and transfers run at OpenSSH speed
+(not paramiko's). A remote Docker engine is reached by forwarding its unix
+socket to a local one; one SSH connection then carries every API call.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import urlsplit
+
+from . import proc
+from .errors import EXIT_NOTEBOOK_FAILED, Mm4Error
+
+
+class Unreachable(Mm4Error):
+    """The far machine or its engine does not answer; nothing was lost."""
+
+    exit_code = EXIT_NOTEBOOK_FAILED  # the run could not happen: its record says why
+
+
+@dataclass(frozen=True)
+class Target:
+    destination: str  # user@host or a ~/.ssh/config alias
+    port: int | None = None
+    options: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, host: str, options: Sequence[str] = ()) -> "Target":
+        """``ssh://user@host:port`` or ``user@host``."""
+        if host.startswith("ssh://"):
+            parts = urlsplit(host)
+            dest = f"{parts.username}@{parts.hostname}" if parts.username else (parts.hostname or "")
+            return cls(dest, parts.port, tuple(options))
+        return cls(host, None, tuple(options))
+
+    @property
+    def label(self) -> str:
+        return self.destination + (f":{self.port}" if self.port else "")
+
+    def argv(self, *extra: str) -> list[str]:
+        base = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+        if self.port:
+            base += ["-p", str(self.port)]
+        return [*base, *self.options, *extra, self.destination]
+
+    def rsync_shell(self) -> str:
+        return shlex.join(self.argv()[:-1])
+
+
+def run(target: Target, command: str, *, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    """Run a shell command on the far machine."""
+    try:
+        return proc.run([*target.argv(), command], check=check, timeout=timeout)
+    except proc.CommandFailed as exc:
+        if exc.code == 255:
+            raise Unreachable(
+                f"cannot reach {target.label} over ssh: {exc.stderr.strip() or 'no answer'}. "
+                f"Check that `ssh {target.label}` works from a terminal without a password prompt "
+                "(a key in ssh-agent or ~/.ssh/config)"
+            ) from None
+        raise
+    except subprocess.TimeoutExpired:
+        raise Unreachable(f"{target.label} did not answer within {timeout:.0f}s over ssh") from None
+
+
+class Tunnel:
+    """A local unix socket forwarded to ``remote_socket`` on the target."""
+
+    def __init__(self, target: Target, remote_socket: str) -> None:
+        self.target = target
+        self.remote_socket = remote_socket
+        self.folder = Path(tempfile.mkdtemp(prefix="mm4-ssh-", dir="/tmp"))
+        self.local = self.folder / "docker.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def open(self, timeout: float = 20.0) -> "Tunnel":
+        argv = self.target.argv(
+            "-N", "-T",
+            "-o", "ExitOnForwardFailure=yes",
+            "-o", "ServerAliveInterval=10",
+            "-o", "ServerAliveCountMax=3",
+            "-o", "StreamLocalBindUnlink=yes",
+            "-L", f"{self.local}:{self.remote_socket}",
+        )
+        errors = self.folder / "ssh.err"
+        with open(errors, "wb") as err:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while not self.local.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                detail = errors.read_text(errors="replace").strip() or "no answer"
+                self.close()
+                raise Unreachable(
+                    f"cannot reach {self.target.label} over ssh: {detail}. "
+                    f"Check that `ssh {self.target.label}` works from a terminal without a prompt; "
+                    "`mm4watch doctor` checks the rest"
+                )
+            time.sleep(0.01)
+        return self
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> "Tunnel":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def has_rsync() -> bool:
+    return shutil.which("rsync") is not None
+
+
+def rsync_to(target: Target, source: Path, dest: str, *, timeout: float | None = None) -> None:
+    """Mirror ``source/`` into ``dest/`` on the target (incremental; deletes extras)."""
+    if not has_rsync():
+        raise Mm4Error("rsync is not installed on this machine; install it (brew install rsync / apt install rsync)")
+    run(target, f"mkdir -p {shlex.quote(dest)}")
+    proc.run(
+        ["rsync", "-a", "--delete", "-e", target.rsync_shell(), f"{source}{os.sep}",
+         f"{target.destination}:{dest.rstrip('/')}/"],
+        timeout=timeout,
+    )
