@@ -92,6 +92,8 @@ def make(config: Config) -> BuildContext:
         )
     rules = read_dockerignore(root)
     skip_top = {config.project.results, config.project.data}
+    # an ignored folder is skipped whole unless a '!' rule may bring back something inside
+    can_prune = not any(negate for negate, _ in rules)
     buffer = io.BytesIO()
     count = 0
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -101,7 +103,7 @@ def make(config: Config) -> BuildContext:
             keep = []
             for name in sorted(dirs):
                 rel = f"{rel_folder}/{name}" if rel_folder else name
-                if name in ALWAYS_EXCLUDED or rel in skip_top or is_ignored(rel, rules):
+                if name in ALWAYS_EXCLUDED or rel in skip_top or (can_prune and is_ignored(rel, rules)):
                     continue
                 if os.path.islink(os.path.join(folder, name)):
                     continue

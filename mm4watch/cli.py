@@ -18,6 +18,10 @@ COMMANDS = {
     "run": "execute a notebook now and keep its result folder",
     "history": "list past runs, newest first",
     "show": "show one run's record",
+    "logs": "print a run's log; -f follows it until the run ends",
+    "cancel": "stop a running run (what it wrote so far is kept)",
+    "doctor": "check that an executor can run notebooks, and say how to fix what cannot",
+    "gc": "remove this project's old images on an engine, keeping the newest",
     "init": "set up mm4watch in this project (never overwrites)",
 }
 
@@ -52,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help=COMMANDS["show"], description=COMMANDS["show"] + ".")
     p.add_argument("run", metavar="RUN", help="run id, unique id prefix, notebook name (its latest run) or run folder")
     p.add_argument("--json", action="store_true", help="print run.json as it is")
+
+    p = sub.add_parser("logs", help=COMMANDS["logs"], description=COMMANDS["logs"] + ".")
+    p.add_argument("run", metavar="RUN", help="run id, unique id prefix, notebook name (its latest run) or run folder")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+
+    p = sub.add_parser("cancel", help=COMMANDS["cancel"], description=COMMANDS["cancel"] + ".")
+    p.add_argument("run", metavar="RUN", help="run id, unique id prefix or notebook name")
+
+    p = sub.add_parser("doctor", help=COMMANDS["doctor"], description=COMMANDS["doctor"] + ". Exit 0 when all checks pass, 1 otherwise.")
+    p.add_argument("executor", nargs="?", metavar="EXECUTOR", help="executor name (default: as for run)")
+
+    p = sub.add_parser("gc", help=COMMANDS["gc"], description=COMMANDS["gc"] + ".")
+    p.add_argument("executor", nargs="?", metavar="EXECUTOR", help="executor name (default: as for run)")
+    p.add_argument("--keep", type=int, metavar="N", help="how many to keep (default: keep_images, 3)")
 
     sub.add_parser("init", help=COMMANDS["init"], description=COMMANDS["init"] + ".")
     return parser

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from . import executors, git
+from . import active, executors, git
 from .config import Config
 from .errors import NotebookError
 from .fsutil import atomic_write_text, sha256_file
@@ -102,8 +102,14 @@ def run_notebook(
     )
     try:
         try:
-            outcome = executor.execute(job)
+            with active.registered(config.state_dir, run_id):
+                outcome = executor.execute(job)
         except KeyboardInterrupt:
+            if active.cancel_requested(config.state_dir, run_id):
+                record = _finish(run_dir, record, snapshot, started, executors.Outcome(
+                    "cancelled", {"cell": None, "ename": "Cancelled", "evalue": "cancelled with mm4watch cancel"}))
+                say(f"cancelled: {run_dir}")
+                return record, run_dir
             _finish(run_dir, record, snapshot, started, executors.Outcome(
                 "interrupted", {"cell": None, "ename": "KeyboardInterrupt", "evalue": "interrupted by the user"}))
             raise

@@ -98,3 +98,72 @@ def run_dirs(project: Path) -> list[Path]:
 
 def load_record(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "run.json").read_text())
+
+
+# ---------------------------------------------------------------------------
+# the two-machine rig (tests/rig/up.sh): a fake Mini reached only over SSH
+
+RIG_ENV = Path(os.environ.get("MM4_RIG_DIR", "/var/lib/mm4watch-rig")) / "rig.env"
+TEST_DOCKERFILE = """FROM python:3.11-slim
+RUN pip install --no-cache-dir "papermill>=2.6" "ipykernel>=6.29"
+COPY requirements.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir -r /tmp/requirements.txt
+WORKDIR /project
+COPY . /project
+"""
+
+
+@pytest.fixture(scope="session")
+def mini() -> dict[str, str]:
+    """The fake Mini's address. A missing rig fails under CI and skips elsewhere."""
+    if not RIG_ENV.exists():
+        message = f"the test rig is not up ({RIG_ENV} missing): run `bash tests/rig/up.sh` as root"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    values = dict(line.split("=", 1) for line in RIG_ENV.read_text().split() if "=" in line)
+    probe = subprocess.run(
+        ["ssh", *mini_ssh_args(values), "docker", "info", "--format", "{{.ServerVersion}}"],
+        capture_output=True, text=True, timeout=60,
+    )
+    if probe.returncode != 0:
+        message = f"the fake Mini does not answer: {probe.stderr.strip()} (run `bash tests/rig/up.sh`)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return values
+
+
+def mini_ssh_options(values: dict[str, str]) -> list[str]:
+    return ["-i", values["MINI_KEY"], "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+
+
+def mini_ssh_args(values: dict[str, str]) -> list[str]:
+    return ["-p", values["MINI_PORT"], *mini_ssh_options(values), f"{values['MINI_USER']}@{values['MINI_HOST']}"]
+
+
+def on_mini(values: dict[str, str], command: str) -> str:
+    done = subprocess.run(["ssh", *mini_ssh_args(values), command], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def mini_toml(values: dict[str, str], *, port: str | None = None, extra: str = "", timeout: str = "10m") -> str:
+    options = ", ".join(json.dumps(o) for o in mini_ssh_options(values))
+    return (
+        f'[run]\nexecutor = "mini"\ntimeout = "{timeout}"\n\n'
+        f'[executors.mini]\ntype = "docker"\n'
+        f'host = "ssh://{values["MINI_USER"]}@{values["MINI_HOST"]}:{port or values["MINI_PORT"]}"\n'
+        f"ssh_options = [{options}]\n{extra}"
+    )
+
+
+@pytest.fixture
+def mini_project(tmp_path: Path, mini: dict[str, str]) -> Path:
+    """A project whose runs go to the fake Mini."""
+    root = tmp_path / "proj"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "Dockerfile").write_text(TEST_DOCKERFILE)
+    (root / "requirements.txt").write_text("# nothing beyond papermill\n")
+    (root / "mm4.toml").write_text(mini_toml(mini))
+    return root

@@ -1,0 +1,139 @@
+"""mm4watch doctor [EXECUTOR]: check, step by step, that an executor can run notebooks.
+
+Each check prints ok or FAIL with what to do; later checks that depend on a
+failed one are skipped. Exit 0 when every check passed, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .. import buildctx, config, ssh
+from ..config import Config, ExecutorConfig
+from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
+
+MIN_FREE_GB = 10
+
+
+@dataclass
+class Report:
+    failed: int = 0
+
+    def ok(self, what: str, detail: str = "") -> None:
+        print(f"ok    {what}" + (f": {detail}" if detail else ""))
+
+    def warn(self, what: str, detail: str) -> None:
+        print(f"warn  {what}: {detail}")
+
+    def fail(self, what: str, detail: str, fix: str) -> None:
+        self.failed += 1
+        print(f"FAIL  {what}: {detail}\n      fix: {fix}")
+
+    def check(self, what: str, step: Callable[[], str], fix: str) -> bool:
+        try:
+            self.ok(what, step())
+            return True
+        except Mm4Error as exc:
+            self.fail(what, str(exc), fix)
+            return False
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config.load()
+    exec_cfg = cfg.executor(args.executor)
+    print(f"executor {exec_cfg.name} ({exec_cfg.type})" + (f" from {cfg.file}" if cfg.file else " (defaults)"))
+    report = Report()
+    if exec_cfg.type == "local":
+        _local(report)
+    elif exec_cfg.type == "docker":
+        _docker(report, cfg, exec_cfg)
+    else:
+        report.fail("executor type", f"{exec_cfg.type!r} is not supported by this version", "use a local or docker executor")
+    return EXIT_OK if report.failed == 0 else EXIT_NOTEBOOK_FAILED
+
+
+def _local(report: Report) -> None:
+    report.ok("python", sys.version.split()[0])
+    for module in ("papermill", "ipykernel"):
+        if importlib.util.find_spec(module) is None:
+            report.fail(module, "not installed", f"pip install {module}")
+        else:
+            report.ok(module, "installed")
+
+
+def _docker(report: Report, cfg: Config, exec_cfg: ExecutorConfig) -> None:
+    from ..engine import Engine
+
+    host = exec_cfg.host or ""
+    if host.startswith("ssh://"):
+        target = ssh.Target.parse(host, exec_cfg.ssh_options)
+
+        def reach() -> str:
+            t0 = time.monotonic()
+            ssh.run(target, "true", timeout=20)
+            return f"{target.label} answers in {time.monotonic() - t0:.2f}s"
+
+        if not report.check("ssh", reach, f"make `ssh {target.label} true` work without a prompt: a key in ssh-agent, "
+                            "or Host/User/Port/IdentityFile in ~/.ssh/config (or ssh_options in mm4.toml)"):
+            return
+        socket = shlex.quote(exec_cfg.socket)
+        found = ssh.run(target, f"test -S {socket} && echo yes || true").stdout.decode().strip()
+        if found != "yes":
+            hint = ssh.run(
+                target,
+                "PATH=$PATH:/usr/local/bin:/opt/homebrew/bin; docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null || true",
+            ).stdout.decode().strip()
+            report.fail(
+                "docker socket",
+                f"no socket at {exec_cfg.socket} on {target.label}",
+                (f'set socket = "{hint.removeprefix("unix://")}" under [executors.{exec_cfg.name}]'
+                 if hint.startswith("unix://") else
+                 "start Docker on that machine (Docker Desktop: enable 'Allow the default Docker socket'), "
+                 "or set socket = \"/path/to/docker.sock\""),
+            )
+            return
+        report.ok("docker socket", exec_cfg.socket)
+        cli = ssh.run(target, "command -v docker || true").stdout.decode().strip()
+        if not cli:
+            report.warn(
+                "docker on PATH",
+                "non-interactive ssh does not find the docker command there (mm4watch does not need it; "
+                "your own `docker -H ssh://...` does): add `export PATH=/usr/local/bin:/opt/homebrew/bin:$PATH` "
+                "to ~/.zshenv on that machine",
+            )
+        else:
+            report.ok("docker on PATH", cli)
+    try:
+        engine = Engine(exec_cfg).open()
+    except Mm4Error as exc:
+        report.fail("engine", str(exc), "start Docker on that machine, or fix host/context in mm4.toml")
+        return
+    with engine:
+        about = engine.describe()
+        info = engine.client.info()
+        report.ok("engine", f"Docker {about['server_version']} (API {about['api_version']}), "
+                  f"{about['os']}/{about['arch']}, {info.get('NCPU')} CPUs, {info.get('MemTotal', 0) / 2**30:.1f} GiB")
+        dockerfile = cfg.root / cfg.project.dockerfile
+        if not dockerfile.is_file():
+            report.fail("Dockerfile", f"none at {dockerfile}", "add one (see README.md, 'Executors')")
+            return
+        bases = buildctx.base_images(dockerfile.read_text(encoding="utf-8"))
+        for base in bases:
+            if engine.image_exists(base):
+                report.ok("base image", f"{base} is on the engine")
+            else:
+                report.warn("base image", f"{base} is not on the engine yet: the first build pulls it (needs internet there)")
+        probe = next((b for b in bases if engine.image_exists(b)), None)
+        if probe:
+            out = engine.client.containers.run(probe, ["df", "-Pk", "/"], remove=True, user="1000:1000")
+            free_gb = int(out.decode().splitlines()[-1].split()[3]) / 2**20
+            if free_gb < MIN_FREE_GB:
+                report.fail("free disk", f"{free_gb:.1f} GiB for images and containers",
+                            f"free space on the engine (mm4watch gc {exec_cfg.name}; docker system prune)")
+            else:
+                report.ok("free disk", f"{free_gb:.1f} GiB for images and containers")

@@ -1,0 +1,63 @@
+import io
+import tarfile
+
+import pytest
+
+from mm4watch import buildctx, config
+from mm4watch.errors import ConfigError
+
+
+def names(ctx):
+    with tarfile.open(fileobj=io.BytesIO(ctx.data)) as tar:
+        return sorted(m.name for m in tar.getmembers())
+
+
+@pytest.fixture
+def proj(tmp_path):
+    (tmp_path / "mm4.toml").write_text("[run]\n")
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    for rel in ("src/lib.py", "notebooks/helper.py", "notebooks/a.ipynb", "data/big.bin", "results/r/run.json",
+                ".git/HEAD", ".mm4/history.sqlite", "notebooks/.ipynb_checkpoints/a-checkpoint.ipynb",
+                "src/__pycache__/lib.cpython-311.pyc", "logs/x.log", "logs/keep.log", "docs/deep/x.md"):
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(rel)
+    return tmp_path
+
+
+def test_context_contents(proj):
+    (proj / ".dockerignore").write_text("# comment\nlogs\n!logs/keep.log\n**/*.md\n")
+    ctx = buildctx.make(config.load(proj))
+    assert names(ctx) == [".dockerignore", "Dockerfile", "logs/keep.log", "mm4.toml", "notebooks/helper.py",
+                          "requirements.txt", "src/lib.py"]
+
+
+def test_hash_ignores_notebooks_and_data_but_not_code(proj):
+    cfg = config.load(proj)
+    first = buildctx.make(cfg)
+    assert buildctx.make(cfg).digest == first.digest  # deterministic
+    (proj / "notebooks" / "a.ipynb").write_text("edited")
+    (proj / "data" / "big.bin").write_text("more data")
+    assert buildctx.make(cfg).digest == first.digest
+    (proj / "src" / "lib.py").write_text("changed")
+    assert buildctx.make(cfg).digest != first.digest
+
+
+def test_missing_dockerfile(tmp_path):
+    with pytest.raises(ConfigError, match="no Dockerfile"):
+        buildctx.make(config.load(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "pattern, path, ignored",
+    [("*.log", "a.log", True), ("*.log", "d/a.log", False), ("**/*.log", "d/a.log", True),
+     ("build", "build/x/y", True), ("/build", "build", True), ("b?ild", "build", True), ("docs/*.md", "docs/a/b.md", False)],
+)
+def test_dockerignore_patterns(pattern, path, ignored):
+    assert buildctx.is_ignored(path, [(False, buildctx._pattern(pattern))]) is ignored
+
+
+def test_base_images():
+    text = "FROM python:3.11-slim AS build\nRUN x\nFROM build\nFROM --platform=linux/arm64 debian:12\nFROM scratch\n"
+    assert buildctx.base_images(text) == ["python:3.11-slim", "debian:12"]

@@ -1,0 +1,189 @@
+"""The Docker executor against the fake Mini: a second engine reached only over SSH."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import code, load_record, mini_toml, mm4, on_mini, run_dirs, write_notebook
+
+pytestmark = pytest.mark.slow
+
+
+def containers_of(mini, run_id):
+    return on_mini(mini, f"docker ps -a -q --filter label=mm4watch.run={run_id}").split()
+
+
+def test_run_on_the_mini_brings_everything_home(mini_project, mini):
+    write_notebook(
+        mini_project / "notebooks" / "remote.ipynb",
+        code("# mm4: remote\nimport os, json, pathlib, platform"),
+        code("n = 1", tags=["parameters"]),
+        code(
+            "out = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])\n"
+            "status = dict(l.split(':\\t', 1) for l in pathlib.Path('/proc/self/status').read_text().splitlines() if ':\\t' in l)\n"
+            "facts = {'uid': os.getuid(), 'cwd': os.getcwd(), 'nnp': status['NoNewPrivs'].strip(),\n"
+            "         'cap_eff': status['CapEff'].strip(), 'n': n, 'helper': pathlib.Path('helper.txt').read_text()}\n"
+            "(out / 'facts.json').write_text(json.dumps(facts))\n"
+            "(out / 'nested').mkdir()\n(out / 'nested' / 'big.bin').write_bytes(os.urandom(3_000_000))\n"
+            "(out / 'run.json').write_text('a notebook cannot overwrite the record')\n"
+            "print('hello from the mini')"
+        ),
+    )
+    (mini_project / "notebooks" / "helper.txt").write_text("shipped in the image")
+    done = mm4(["run", "notebooks/remote.ipynb", "-p", "n=7"], cwd=mini_project)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = run_dirs(mini_project)
+    record = load_record(run_dir)
+    assert record["status"] == "succeeded"
+    facts = json.loads((run_dir / "facts.json").read_text())
+    assert facts == {"uid": 1000, "cwd": "/project/notebooks", "nnp": "1", "cap_eff": "0000000000000000",
+                     "n": 7, "helper": "shipped in the image"}
+    assert (run_dir / "nested" / "big.bin").stat().st_size == 3_000_000
+    assert {o["path"] for o in record["outputs"]} == {"facts.json", "nested/big.bin"}
+    assert record["id"] in (run_dir / "run.json").read_text()  # the record, not the notebook's file
+    ex = record["executor"]
+    assert ex["name"] == "mini" and ex["type"] == "docker" and ex["host"].endswith(":" + mini["MINI_PORT"])
+    assert ex["server_version"] and ex["arch"] and ex["os"] == "linux"
+    assert ex["image"].startswith("mm4-proj:ctx-") and ex["image_id"].startswith("sha256:")
+    assert len(ex["context_hash"]) == 64
+    assert "hello from the mini" in (run_dir / "run.log").read_text()
+    assert (run_dir / "build.log").exists()
+    assert containers_of(mini, record["id"]) == []  # removed afterwards
+
+    # editing only the notebook reuses the image: no build
+    write_notebook(mini_project / "notebooks" / "remote.ipynb", code("# mm4: remote\nprint('second')"))
+    done = mm4(["run", "notebooks/remote.ipynb"], cwd=mini_project)
+    assert done.returncode == 0, done.stderr
+    second = load_record(run_dirs(mini_project)[-1])
+    assert second["executor"]["image_built"] is False and second["executor"]["image_id"] == ex["image_id"]
+
+    # the same project's code changes: a new image
+    (mini_project / "lib.py").write_text("X = 1\n")
+    done = mm4(["run", "notebooks/remote.ipynb"], cwd=mini_project)
+    third = load_record(run_dirs(mini_project)[-1])
+    assert third["executor"]["image_built"] is True and third["executor"]["image_id"] != ex["image_id"]
+
+    gc = mm4(["gc", "--keep", "1"], cwd=mini_project)
+    assert gc.returncode == 0 and "removed 1" in gc.stdout, gc.stdout + gc.stderr
+    tags = on_mini(mini, "docker images --format '{{.Repository}}:{{.Tag}}' mm4-proj").split()
+    assert tags == [third["executor"]["image"]]
+
+
+def test_failure_on_the_mini_keeps_the_executed_notebook(mini_project, mini):
+    write_notebook(
+        mini_project / "notebooks" / "bad.ipynb",
+        code("# mm4: remote\nimport os, pathlib\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'before.txt').write_text('x')"),
+        code("1 / 0"),
+    )
+    done = mm4(["run", "notebooks/bad.ipynb"], cwd=mini_project)
+    assert done.returncode == 1
+    (run_dir,) = run_dirs(mini_project)
+    record = load_record(run_dir)
+    assert record["status"] == "failed" and record["error"]["ename"] == "ZeroDivisionError" and record["error"]["cell"] == 1
+    assert "ZeroDivisionError" in (run_dir / "executed.ipynb").read_text()
+    assert (run_dir / "before.txt").read_text() == "x"
+    assert containers_of(mini, record["id"]) == []
+
+
+def test_timeout_stops_the_container_and_keeps_partial_results(mini_project, mini):
+    write_notebook(
+        mini_project / "notebooks" / "slow.ipynb",
+        code("# mm4: remote timeout=8s\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'partial.txt').write_text('so far')"),
+        code("time.sleep(600)"),
+    )
+    t0 = time.monotonic()
+    done = mm4(["run", "notebooks/slow.ipynb"], cwd=mini_project)
+    assert done.returncode == 1 and time.monotonic() - t0 < 90
+    (run_dir,) = run_dirs(mini_project)
+    record = load_record(run_dir)
+    assert record["status"] == "timeout" and record["error"]["cell"] == 1
+    assert (run_dir / "partial.txt").read_text() == "so far"
+    assert containers_of(mini, record["id"]) == []
+
+
+def test_cancel_and_periodic_harvest(mini_project, mini):
+    (mini_project / "mm4.toml").write_text(mini_toml(mini, extra='harvest_every = "1s"\n'))
+    write_notebook(
+        mini_project / "notebooks" / "long.ipynb",
+        code("# mm4: remote\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'step1.txt').write_text('done')"),
+        code("time.sleep(600)"),
+    )
+    child = subprocess.Popen([sys.executable, "-m", "mm4watch", "run", "notebooks/long.ipynb"], cwd=mini_project,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        dirs = run_dirs(mini_project)
+        if dirs and (dirs[0] / "step1.txt").exists():
+            break
+        time.sleep(0.2)
+    (run_dir,) = run_dirs(mini_project)
+    assert (run_dir / "step1.txt").exists(), "partial results did not come home while the run was going"
+    assert load_record(run_dir)["status"] == "running"
+    logs = mm4(["logs", run_dir.name], cwd=mini_project)
+    assert "Executing Cell" in logs.stdout
+
+    cancel = mm4(["cancel", run_dir.name], cwd=mini_project)
+    assert cancel.returncode == 0, cancel.stderr
+    assert "cancelled" in cancel.stdout
+    child.communicate(timeout=60)
+    assert child.returncode == 1
+    record = load_record(run_dir)
+    assert record["status"] == "cancelled"
+    assert (run_dir / "executed.ipynb").exists()
+    assert containers_of(mini, record["id"]) == []
+
+
+def test_build_error_is_a_failed_run_with_its_log(mini_project):
+    (mini_project / "Dockerfile").write_text("FROM python:3.11-slim\nRUN echo 'about to fail' && false\n")
+    write_notebook(mini_project / "notebooks" / "x.ipynb", code("# mm4: remote\nx = 1"))
+    done = mm4(["run", "notebooks/x.ipynb"], cwd=mini_project)
+    assert done.returncode == 1 and "BuildError" in done.stderr
+    (run_dir,) = run_dirs(mini_project)
+    record = load_record(run_dir)
+    assert record["status"] == "failed" and record["error"]["ename"] == "BuildError"
+    assert "about to fail" in (run_dir / "build.log").read_text()
+
+
+def test_unreachable_mini_is_a_clear_error(mini_project, mini):
+    (mini_project / "mm4.toml").write_text(mini_toml(mini, port="1"))
+    write_notebook(mini_project / "notebooks" / "x.ipynb", code("# mm4: remote\nx = 1"))
+    done = mm4(["run", "notebooks/x.ipynb"], cwd=mini_project)
+    assert done.returncode == 1
+    assert "cannot reach" in done.stderr and "Traceback" not in done.stderr
+    (run_dir,) = run_dirs(mini_project)
+    record = load_record(run_dir)
+    assert record["status"] == "failed" and record["error"]["ename"] == "Unreachable"
+    doctor = mm4(["doctor"], cwd=mini_project)
+    assert doctor.returncode == 1 and "FAIL  ssh" in doctor.stdout and "fix:" in doctor.stdout
+
+
+def test_doctor_on_the_mini(mini_project):
+    done = mm4(["doctor"], cwd=mini_project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for check in ("ssh", "docker socket", "engine", "base image", "free disk"):
+        assert f"ok    {check}" in done.stdout
+
+
+def test_data_is_synced_and_mounted_read_only(mini_project, mini):
+    mirror = "/srv/mm4-test-data"
+    (mini_project / "mm4.toml").write_text(mini_toml(mini, extra=f'data = "{mirror}"\nsync_data = true\n'))
+    (mini_project / "data").mkdir()
+    (mini_project / "data" / "table.csv").write_text("a,b\n1,2\n")
+    write_notebook(
+        mini_project / "notebooks" / "reads.ipynb",
+        code("# mm4: remote\nimport os, pathlib\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])"),
+        code(
+            "text = pathlib.Path('../data/table.csv').read_text()\n"
+            "try:\n    pathlib.Path('../data/new.txt').write_text('x')\n    wrote = 'yes'\n"
+            "except OSError as e:\n    wrote = type(e).__name__\n"
+            "(out / 'seen.txt').write_text(text + wrote)"
+        ),
+    )
+    done = mm4(["run", "notebooks/reads.ipynb"], cwd=mini_project)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = run_dirs(mini_project)
+    seen = (run_dir / "seen.txt").read_text()
+    assert seen.startswith("a,b\n1,2\n") and not seen.endswith("yes")
+    assert "table.csv" in on_mini(mini, f"ls {mirror}")
