@@ -109,6 +109,10 @@ def make(config: Config) -> BuildContext:
                     continue
                 keep.append(name)
             dirs[:] = keep
+            if rel_folder:  # folders too, so a folder of notebooks exists in the image when empty
+                info = tarfile.TarInfo(rel_folder)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+                tar.addfile(info)
             for name in sorted(files):
                 rel = f"{rel_folder}/{name}" if rel_folder else name
                 if name.endswith(".ipynb") or (is_ignored(rel, rules) and rel != config.project.dockerfile):

@@ -51,6 +51,7 @@ class ExecutorConfig:
     ssh_options: tuple[str, ...] = ()  # extra arguments for the system ssh client
     socket: str = "/var/run/docker.sock"  # the engine's socket on the far side of ssh://
     harvest_every_s: float = 60.0  # bring partial results home this often during a run
+    warm: bool = True  # keep a container with a started kernel waiting for the next run
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,7 @@ _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "ssh_options": lambda v: _str_tuple(v),
         "socket": lambda v: _abs_path(v),
         "harvest_every": lambda v: parse_duration(v),
+        "warm": lambda v: _bool(v),
     },
     "ssh": {
         "host": lambda v: _str(v),

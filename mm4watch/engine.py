@@ -23,6 +23,7 @@ from .ssh import Target, Tunnel, Unreachable
 LABEL_PROJECT = "mm4watch.project"
 LABEL_RUN = "mm4watch.run"
 LABEL_CONTEXT = "mm4watch.context"
+LABEL_WARM = "mm4watch.warm"
 
 
 class BuildFailed(Mm4Error):
@@ -156,6 +157,9 @@ class Engine:
         """Remove this project's images beyond the newest ``keep``; returns removed tags."""
         import docker
 
+        for warm in self.containers({LABEL_PROJECT: name, LABEL_WARM: ""}):
+            if warm.name.startswith("mm4-warm-"):  # idle: they would pin old images
+                warm.remove(force=True)
         images = self.client.images.list(filters={"label": f"{LABEL_PROJECT}={name}"})
         images.sort(key=lambda img: img.attrs.get("Created", ""), reverse=True)
         removed = []
@@ -173,7 +177,8 @@ class Engine:
         return self.client.containers.create(tag, detach=True, **kwargs)
 
     def containers(self, labels: dict[str, str]) -> list[Any]:
-        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        # an empty value matches any value of that label
+        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
         return self.client.containers.list(all=True, filters=filters)
 
     def follow_logs(self, container: Any, sink: IO[bytes]) -> threading.Thread:

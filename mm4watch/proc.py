@@ -29,7 +29,8 @@ def run(
 ) -> subprocess.CompletedProcess[bytes]:
     try:
         done = subprocess.run(
-            list(argv), cwd=cwd, env=env, input=input, capture_output=True, timeout=timeout
+            list(argv), cwd=cwd, env=env, input=input, capture_output=True, timeout=timeout,
+            stdin=None if input is not None else subprocess.DEVNULL,
         )
     except FileNotFoundError:
         raise Mm4Error(f"{argv[0]} is not installed or not on PATH") from None

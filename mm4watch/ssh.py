@@ -7,6 +7,7 @@ socket to a local one; one SSH connection then carries every API call.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import shutil
@@ -73,8 +74,23 @@ def run(target: Target, command: str, *, check: bool = True, timeout: float = 60
         raise Unreachable(f"{target.label} did not answer within {timeout:.0f}s over ssh") from None
 
 
+def _control_path(target: Target) -> Path:
+    """Where this user's shared connection to ``target`` listens (short: sockets have a length limit)."""
+    folder = Path("/tmp") / f"mm4-ssh-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    key = hashlib.sha256(" ".join(target.argv()).encode()).hexdigest()[:16]
+    return folder / f"{key}.ctl"
+
+
 class Tunnel:
-    """A local unix socket forwarded to ``remote_socket`` on the target."""
+    """A local unix socket forwarded to ``remote_socket`` on the target.
+
+    The forward rides on a shared master connection (OpenSSH ControlMaster,
+    kept for ``CONTROL_PERSIST`` after its last use), so a run after the first
+    skips the SSH handshake. Where that fails, a plain ``ssh -N -L`` is used.
+    """
+
+    CONTROL_PERSIST = "10m"
 
     def __init__(self, target: Target, remote_socket: str) -> None:
         self.target = target
@@ -82,15 +98,45 @@ class Tunnel:
         self.folder = Path(tempfile.mkdtemp(prefix="mm4-ssh-", dir="/tmp"))
         self.local = self.folder / "docker.sock"
         self.process: subprocess.Popen[bytes] | None = None
+        self.control: Path | None = None
+
+    @property
+    def _forward(self) -> str:
+        return f"{self.local}:{self.remote_socket}"
 
     def open(self, timeout: float = 20.0) -> "Tunnel":
+        try:
+            self._open_shared(timeout)
+        except (OSError, subprocess.SubprocessError):
+            self.control = None
+        if self.control is None:
+            self._open_plain(timeout)
+        return self
+
+    def _open_shared(self, timeout: float) -> None:
+        control = _control_path(self.target)
+        mux = self.target.argv("-S", str(control))
+        check = proc.run([*mux[:-1], "-O", "check", mux[-1]], check=False, timeout=timeout)
+        if check.returncode != 0:
+            control.unlink(missing_ok=True)
+            master = proc.run(
+                self.target.argv("-M", "-S", str(control), "-o", f"ControlPersist={self.CONTROL_PERSIST}", "-f", "-N"),
+                check=False, timeout=timeout + 10,
+            )
+            if master.returncode != 0:
+                raise Unreachable(self._unreachable(master.stderr.decode(errors="replace")))
+        forward = proc.run([*mux[:-1], "-O", "forward", "-L", self._forward, mux[-1]], check=False, timeout=timeout)
+        if forward.returncode == 0 and self.local.exists():
+            self.control = control
+
+    def _open_plain(self, timeout: float) -> None:
         argv = self.target.argv(
             "-N", "-T",
             "-o", "ExitOnForwardFailure=yes",
             "-o", "ServerAliveInterval=10",
             "-o", "ServerAliveCountMax=3",
             "-o", "StreamLocalBindUnlink=yes",
-            "-L", f"{self.local}:{self.remote_socket}",
+            "-L", self._forward,
         )
         errors = self.folder / "ssh.err"
         with open(errors, "wb") as err:
@@ -100,17 +146,23 @@ class Tunnel:
         deadline = time.monotonic() + timeout
         while not self.local.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                detail = errors.read_text(errors="replace").strip() or "no answer"
+                detail = errors.read_text(errors="replace")
                 self.close()
-                raise Unreachable(
-                    f"cannot reach {self.target.label} over ssh: {detail}. "
-                    f"Check that `ssh {self.target.label}` works from a terminal without a prompt; "
-                    "`mm4watch doctor` checks the rest"
-                )
+                raise Unreachable(self._unreachable(detail))
             time.sleep(0.01)
-        return self
+
+    def _unreachable(self, detail: str) -> str:
+        return (
+            f"cannot reach {self.target.label} over ssh: {detail.strip() or 'no answer'}. "
+            f"Check that `ssh {self.target.label}` works from a terminal without a prompt; "
+            "`mm4watch doctor` checks the rest"
+        )
 
     def close(self) -> None:
+        if self.control is not None:
+            mux = self.target.argv("-S", str(self.control))
+            proc.run([*mux[:-1], "-O", "cancel", "-L", self._forward, mux[-1]], check=False, timeout=10)
+            self.control = None
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:

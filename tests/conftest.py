@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -166,4 +167,6 @@ def mini_project(tmp_path: Path, mini: dict[str, str]) -> Path:
     (root / "Dockerfile").write_text(TEST_DOCKERFILE)
     (root / "requirements.txt").write_text("# nothing beyond papermill\n")
     (root / "mm4.toml").write_text(mini_toml(mini))
+    # content no earlier test run had, so the first run builds a new image
+    (root / "marker.txt").write_text(uuid.uuid4().hex)
     return root

@@ -9,7 +9,7 @@ from mm4watch.errors import ConfigError
 
 def names(ctx):
     with tarfile.open(fileobj=io.BytesIO(ctx.data)) as tar:
-        return sorted(m.name for m in tar.getmembers())
+        return sorted(m.name for m in tar.getmembers() if m.isfile())
 
 
 @pytest.fixture
@@ -61,3 +61,11 @@ def test_dockerignore_patterns(pattern, path, ignored):
 def test_base_images():
     text = "FROM python:3.11-slim AS build\nRUN x\nFROM build\nFROM --platform=linux/arm64 debian:12\nFROM scratch\n"
     assert buildctx.base_images(text) == ["python:3.11-slim", "debian:12"]
+
+
+def test_folders_of_notebooks_exist_in_the_context(proj):
+    (proj / "reports").mkdir()
+    (proj / "reports" / "only.ipynb").write_text("{}")
+    with tarfile.open(fileobj=io.BytesIO(buildctx.make(config.load(proj)).data)) as tar:
+        dirs = {m.name for m in tar.getmembers() if m.isdir()}
+    assert {"notebooks", "reports", "src"} <= dirs and not {"data", "results", ".git"} & dirs

@@ -12,7 +12,9 @@ pytestmark = pytest.mark.slow
 
 
 def containers_of(mini, run_id):
-    return on_mini(mini, f"docker ps -a -q --filter label=mm4watch.run={run_id}").split()
+    by_label = on_mini(mini, f"docker ps -a -q --filter label=mm4watch.run={run_id}").split()
+    by_name = on_mini(mini, f"docker ps -a -q --filter name=mm4-run-{run_id}").split()
+    return by_label + by_name
 
 
 def test_run_on_the_mini_brings_everything_home(mini_project, mini):
@@ -46,7 +48,7 @@ def test_run_on_the_mini_brings_everything_home(mini_project, mini):
     ex = record["executor"]
     assert ex["name"] == "mini" and ex["type"] == "docker" and ex["host"].endswith(":" + mini["MINI_PORT"])
     assert ex["server_version"] and ex["arch"] and ex["os"] == "linux"
-    assert ex["image"].startswith("mm4-proj:ctx-") and ex["image_id"].startswith("sha256:")
+    assert ex["image_built"] is True and ex["image"].startswith("mm4-proj:ctx-") and ex["image_id"].startswith("sha256:")
     assert len(ex["context_hash"]) == 64
     assert "hello from the mini" in (run_dir / "run.log").read_text()
     assert (run_dir / "build.log").exists()
@@ -58,15 +60,17 @@ def test_run_on_the_mini_brings_everything_home(mini_project, mini):
     assert done.returncode == 0, done.stderr
     second = load_record(run_dirs(mini_project)[-1])
     assert second["executor"]["image_built"] is False and second["executor"]["image_id"] == ex["image_id"]
+    assert second["executor"]["warm"] is True  # the first run left a started kernel waiting
 
     # the same project's code changes: a new image
-    (mini_project / "lib.py").write_text("X = 1\n")
+    (mini_project / "lib.py").write_text(f"X = {time.time()!r}\n")
     done = mm4(["run", "notebooks/remote.ipynb"], cwd=mini_project)
+    assert done.returncode == 0, done.stderr
     third = load_record(run_dirs(mini_project)[-1])
     assert third["executor"]["image_built"] is True and third["executor"]["image_id"] != ex["image_id"]
 
     gc = mm4(["gc", "--keep", "1"], cwd=mini_project)
-    assert gc.returncode == 0 and "removed 1" in gc.stdout, gc.stdout + gc.stderr
+    assert gc.returncode == 0 and f"removed {ex['image']}" in gc.stdout, gc.stdout + gc.stderr
     tags = on_mini(mini, "docker images --format '{{.Repository}}:{{.Tag}}' mm4-proj").split()
     assert tags == [third["executor"]["image"]]
 

@@ -13,10 +13,14 @@
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import secrets
 import tarfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,7 @@ import mm4watch
 from .. import buildctx, ssh
 from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, ExecutorConfig
 from ..durations import format_duration
-from ..engine import LABEL_PROJECT, LABEL_RUN, BuildFailed, Engine
+from ..engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Engine
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
 
@@ -34,6 +38,7 @@ OUTPUT = "/output"
 JOB = "/mm4/job"
 LIB = "/mm4/lib"
 STOP_GRACE_S = 10
+WARM_IDLE_S = 3600  # an unused warm container exits after an hour
 
 
 class DockerExecutor:
@@ -73,31 +78,30 @@ class DockerExecutor:
         root = engine.working_dir(image.tag).rstrip("/") or "/project"
         rel_cwd = job.cwd.resolve().relative_to(self.config.root).as_posix()
         workdir = root if rel_cwd == "." else f"{root}/{rel_cwd}"
-        container = engine.create(
-            image.tag,
-            command=["python3", "-m", "mm4watch.executors.papermill_child", f"{JOB}/spec.json"],
-            user=f"{RUN_UID}:{RUN_UID}",
-            working_dir=workdir,
-            environment={
-                ENV_OUTPUT_DIR: OUTPUT,
-                ENV_RUN_ID: job.run_id,
-                "HOME": "/mm4/home",
-                "PYTHONPATH": LIB,
-                "PYTHONUNBUFFERED": "1",
-            },
-            labels={LABEL_PROJECT: self.config.image_name, LABEL_RUN: job.run_id},
-            security_opt=["no-new-privileges"],
-            cap_drop=["ALL"],
-            mounts=self._mounts(root),
-            nano_cpus=int(self.cfg.cpus * 1e9) if self.cfg.cpus else None,
-            mem_limit=self.cfg.memory,
-        )
+        lib = _lib_tar()
+        key = hashlib.sha256(
+            json.dumps([image.id, root, self.cfg.data, self.cfg.cpus, self.cfg.memory, lib.digest]).encode()
+        ).hexdigest()[:16]
+        container = self._claim_warm(engine, key, job) if self.cfg.warm else None
+        info["warm"] = container is not None
+        if container is None:
+            container = self._create(
+                engine, image.tag, root, f"mm4-run-{job.run_id}",
+                ["python3", "-m", "mm4watch.executors.papermill_child", f"{JOB}/spec.json"],
+                {LABEL_RUN: job.run_id},
+            )
+            container.put_archive("/", lib.data)
+        # the next run of this image finds a warm container; made while this one runs
+        prepare = threading.Thread(target=self._prepare_warm, args=(engine, image.tag, root, key, lib), daemon=True)
         info["container"] = container.short_id
         try:
-            container.put_archive("/", _runtime_tar(job, workdir))
+            container.put_archive("/", _job_tar(job, workdir))
             with open(job.log_path, "ab") as sink:
-                container.start()
+                if not info["warm"]:
+                    container.start()
                 pump = engine.follow_logs(container, sink)
+                if self.cfg.warm:
+                    prepare.start()
                 status, code = self._wait(engine, container, job)
                 pump.join(timeout=10)
             self._harvest(engine, container, job)
@@ -106,7 +110,64 @@ class DockerExecutor:
                 container.remove(force=True)
             except Exception:
                 pass  # the engine went away; gc finds it by its labels later
+            if prepare.is_alive():
+                prepare.join(timeout=60)
         return _outcome(status, code, job, info)
+
+    def _create(self, engine: Engine, tag: str, root: str, name: str, command: list[str], labels: dict[str, str]) -> Any:
+        return engine.create(
+            tag,
+            name=name,
+            command=command,
+            user=f"{RUN_UID}:{RUN_UID}",
+            working_dir=root,
+            environment={
+                ENV_OUTPUT_DIR: OUTPUT,
+                "HOME": "/mm4/home",
+                "PYTHONPATH": LIB,
+                "PYTHONUNBUFFERED": "1",
+            },
+            labels={LABEL_PROJECT: self.config.image_name, **labels},
+            security_opt=["no-new-privileges"],
+            cap_drop=["ALL"],
+            mounts=self._mounts(root),
+            nano_cpus=int(self.cfg.cpus * 1e9) if self.cfg.cpus else None,
+            mem_limit=self.cfg.memory,
+        )
+
+    def _claim_warm(self, engine: Engine, key: str, job: Job) -> Any:
+        """Take an idle warm container for this image and settings, if one waits."""
+        for candidate in engine.containers({LABEL_PROJECT: self.config.image_name, LABEL_WARM: key}):
+            if candidate.status != "running" or not candidate.name.startswith("mm4-warm-"):
+                continue
+            try:
+                candidate.rename(f"mm4-run-{job.run_id}")  # claimed: no other run takes it now
+            except Exception:
+                continue
+            return candidate
+        return None
+
+    def _prepare_warm(self, engine: Engine, tag: str, root: str, key: str, lib: "_Tar") -> None:
+        try:
+            idle = 0
+            for old in engine.containers({LABEL_PROJECT: self.config.image_name, LABEL_WARM: ""}):
+                if not old.name.startswith("mm4-warm-"):
+                    continue
+                if old.status != "running" or old.labels.get(LABEL_WARM) != key:
+                    old.remove(force=True)  # expired, or for an image or settings no longer used
+                else:
+                    idle += 1
+            if idle:
+                return
+            warm = self._create(
+                engine, tag, root, f"mm4-warm-{key}-{secrets.token_hex(4)}",
+                ["python3", "-m", "mm4watch.executors.papermill_child", "--warm", JOB, str(WARM_IDLE_S)],
+                {LABEL_WARM: key},
+            )
+            warm.put_archive("/", lib.data)
+            warm.start()
+        except Exception:
+            pass  # a warm container only saves time; the next run starts cold instead
 
     def _mounts(self, root: str) -> list[Any]:
         if not self.cfg.data:
@@ -169,8 +230,57 @@ def _outcome(status: str, code: int | None, job: Job, info: dict[str, Any]) -> O
     return Outcome(result["status"], result.get("error"), info)
 
 
-def _runtime_tar(job: Job, workdir: str) -> bytes:
-    """mm4watch's runner, the run spec and the notebook, owned by the run user."""
+@dataclass(frozen=True)
+class _Tar:
+    data: bytes
+    digest: str
+
+
+def _tar(add: Any) -> bytes:
+    buffer = io.BytesIO()
+    # gzip: the engine unpacks it, and the link carries a quarter of the bytes
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
+        add(tar)
+    return buffer.getvalue()
+
+
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, RUN_UID, RUN_UID
+    tar.addfile(info)
+
+
+def _add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.uid, info.gid = len(data), 0o644, RUN_UID, RUN_UID
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _lib_tar() -> _Tar:
+    """mm4watch's own runner (pure Python), and the folders a run writes to."""
+    package = Path(mm4watch.__file__).parent
+    files = sorted(package.rglob("*.py"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+
+    def add(tar: tarfile.TarFile) -> None:
+        made = set()
+        for folder in ("mm4", "mm4/home", "mm4/job", "mm4/lib", "output"):
+            _add_dir(tar, folder)
+        for path in files:
+            rel = path.relative_to(package.parent).as_posix()
+            for parent in reversed(Path(rel).parents[:-1]):
+                if parent not in made:
+                    _add_dir(tar, f"mm4/lib/{parent.as_posix()}")
+                    made.add(parent)
+            _add_file(tar, f"mm4/lib/{rel}", path.read_bytes())
+
+    return _Tar(_tar(add), digest.hexdigest())
+
+
+def _job_tar(job: Job, workdir: str) -> bytes:
+    """The run spec and the notebook; ``go`` comes last, so a warm container sees a whole job."""
     spec = {
         "input": f"{JOB}/input.ipynb",
         "output": f"{JOB}/executed.ipynb",
@@ -178,31 +288,15 @@ def _runtime_tar(job: Job, workdir: str) -> bytes:
         "parameters": job.parameters,
         "cwd": workdir,
         "kernel": job.kernel,
+        "env": {ENV_RUN_ID: job.run_id},
     }
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        def add_dir(name: str) -> None:
-            info = tarfile.TarInfo(name)
-            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, RUN_UID, RUN_UID
-            tar.addfile(info)
 
-        def add_file(name: str, data: bytes) -> None:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.uid, info.gid = len(data), 0o644, RUN_UID, RUN_UID
-            tar.addfile(info, io.BytesIO(data))
+    def add(tar: tarfile.TarFile) -> None:
+        _add_file(tar, "mm4/job/spec.json", json.dumps(spec).encode())
+        _add_file(tar, "mm4/job/input.ipynb", job.input_path.read_bytes())
+        _add_file(tar, "mm4/job/go", b"")
 
-        for folder in ("mm4", "mm4/home", "mm4/job", "mm4/lib", "output"):
-            add_dir(folder)
-        package = Path(mm4watch.__file__).parent
-        for path in sorted(package.rglob("*.py")):
-            rel = path.relative_to(package.parent).as_posix()
-            for parent in reversed(Path(rel).parents[:-1]):
-                if f"mm4/lib/{parent.as_posix()}" not in tar.getnames():
-                    add_dir(f"mm4/lib/{parent.as_posix()}")
-            add_file(f"mm4/lib/{rel}", path.read_bytes())
-        add_file("mm4/job/spec.json", json.dumps(spec).encode())
-        add_file("mm4/job/input.ipynb", job.input_path.read_bytes())
-    return buffer.getvalue()
+    return _tar(add)
 
 
 def _log(job: Job, line: str) -> None:

@@ -1,7 +1,8 @@
 """One notebook through papermill, in a process of its own.
 
 Started by the local executor (and inside containers) as
-``python -m mm4watch.executors.papermill_child SPEC.json``. A crashed kernel or
+``python -m mm4watch.executors.papermill_child SPEC.json``, or with
+``--warm JOB_DIR IDLE_S`` to start a kernel first and wait for the job. A crashed kernel or
 a ``sys.exit`` in the notebook ends here, never in mm4watch. SIGTERM stops the
 run the way ^C would, so papermill still writes the executed notebook.
 Writes ``result`` (JSON: status and error) and exits 0 on success, 1 otherwise.
@@ -13,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -64,11 +66,12 @@ def _kernel_of(input_path: str) -> str | None:
         return None
 
 
-def run(spec: dict[str, Any]) -> dict[str, Any]:
+def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     kernel = spec.get("kernel") or _kernel_of(spec["input"]) or "python3"
+    extra = {"km": km} if km is not None else {}
     try:
         papermill.execute_notebook(
             spec["input"],
@@ -79,6 +82,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             log_output=True,
             progress_bar=False,
             request_save_on_cell_execute=True,
+            **extra,
         )
         return {"status": "succeeded", "error": None}
     except PapermillExecutionError as exc:
@@ -112,18 +116,70 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         }
 
 
-def main(argv: list[str]) -> int:
-    signal.signal(signal.SIGTERM, _stop)
-    # papermill logs each cell and its outputs at INFO: that is what run.log shows
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    with open(argv[0], encoding="utf-8") as fh:
-        spec = json.load(fh)
-    result = run(spec)
+def _write_result(spec: dict[str, Any], result: dict[str, Any]) -> int:
     tmp = spec["result"] + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(result, fh)
     os.replace(tmp, spec["result"])
     return 0 if result["status"] == "succeeded" else 1
+
+
+def warm(job_dir: str, idle_s: float) -> int:
+    """Start a kernel now, run the job that arrives later on it.
+
+    The container is started before any run needs it, with papermill imported
+    and the kernel up and ready; a run then only delivers ``spec.json``, the
+    notebook and, last, ``go``. Waits ``idle_s`` at most, then exits unused.
+    """
+    import asyncio
+
+    import papermill  # noqa: F401  (imported now: that is the point)
+    from jupyter_client.manager import AsyncKernelManager
+
+    kernel = os.environ.get("MM4_WARM_KERNEL", "python3")
+    km = AsyncKernelManager(kernel_name=kernel)
+    asyncio.run(km.start_kernel())
+    asyncio.run(_kernel_call(km, None))
+    go = os.path.join(job_dir, "go")
+    deadline = time.monotonic() + idle_s
+    while not os.path.exists(go):
+        if time.monotonic() > deadline:
+            asyncio.run(km.shutdown_kernel(now=True))
+            return 0
+        time.sleep(0.02)
+    with open(os.path.join(job_dir, "spec.json"), encoding="utf-8") as fh:
+        spec = json.load(fh)
+    wanted = spec.get("kernel") or _kernel_of(spec["input"]) or "python3"
+    if wanted != kernel or not asyncio.run(km.is_alive()):
+        asyncio.run(km.shutdown_kernel(now=True))
+        return _write_result(spec, run(spec))
+    # what a cold start would have given the kernel: its folder and the run's variables
+    setup = f"import os as _o; _o.chdir({spec['cwd']!r}); _o.environ.update({spec.get('env') or {}!r}); del _o"
+    asyncio.run(_kernel_call(km, setup))
+    return _write_result(spec, run(spec, km=km))
+
+
+async def _kernel_call(km: Any, code: str | None) -> None:
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=120)
+        if code:
+            await kc.execute_interactive(code, silent=True, store_history=False, timeout=60)
+    finally:
+        kc.stop_channels()
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _stop)
+    # papermill logs each cell and its outputs at INFO: that is what run.log shows
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if argv[0] == "--warm":
+        return warm(argv[1], float(argv[2]))
+    with open(argv[0], encoding="utf-8") as fh:
+        spec = json.load(fh)
+    os.environ.update(spec.get("env") or {})  # the kernel inherits them
+    return _write_result(spec, run(spec))
 
 
 if __name__ == "__main__":
