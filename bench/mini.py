@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -31,10 +32,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RIG = Path(os.environ.get("MM4_RIG_DIR", "/var/lib/mm4watch-rig"))
-NOTEBOOK = "notebooks/00_test_remote.ipynb"
+EXAMPLE = "notebooks/00_test_remote.ipynb"  # the shipped example: imports matplotlib, draws a figure
+MINIMAL = "notebooks/bench_minimal.ipynb"  # two small cells, as in the rig's own measurements
 DOCKER = "/usr/bin/docker"
-RUN_CMD = ("mkdir -p /tmp/out && cd /project/notebooks && "
-           "papermill --no-progress-bar 00_test_remote.ipynb /tmp/out/executed.ipynb >/dev/null 2>&1")
+
+
+def run_cmd(notebook: str) -> str:
+    return ("mkdir -p /tmp/out && cd /project/notebooks && "
+            f"papermill --no-progress-bar {Path(notebook).name} /tmp/out/executed.ipynb >/dev/null 2>&1")
 
 
 def rig() -> dict[str, str]:
@@ -85,6 +90,19 @@ def make_project(bed: Bed) -> Path:
         if (REPO / rel).is_file():
             (project / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, project / rel)
+    minimal = {
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "a",
+             "source": "# mm4: remote\nimport json, os, pathlib\nout = pathlib.Path(os.environ.get('MM4_OUTPUT_DIR', '.'))"},
+            {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [], "execution_count": None,
+             "id": "b", "source": "n_samples = 1000"},
+            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "c",
+             "source": "(out / 'result.json').write_text(json.dumps({'total': sum(range(n_samples))}))"},
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+    (project / MINIMAL).write_text(json.dumps(minimal, indent=1) + "\n")
     opts = ", ".join(json.dumps(o) for o in bed.opts)
     (project / "mm4.toml").write_text(
         '[run]\nexecutor = "mini"\n\n[executors.mini]\ntype = "docker"\n'
@@ -93,39 +111,40 @@ def make_project(bed: Bed) -> Path:
     return project
 
 
-def edit_notebook(project: Path, value: int) -> None:
-    path = project / NOTEBOOK
+def edit_notebook(project: Path, notebook: str, value: int) -> None:
+    path = project / notebook
     nb = json.loads(path.read_text())
     for cell in nb["cells"]:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
-            cell["source"] = f"# parameters\nn_samples = {1000 + value}\nseed = 0"
+            text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            cell["source"] = re.sub(r"n_samples = \d+", f"n_samples = {1000 + value}", text)
     path.write_text(json.dumps(nb, indent=1) + "\n")
 
 
-def mm4_cycle(bed: Bed, project: Path, i: int) -> float:
-    edit_notebook(project, i)
+def mm4_cycle(bed: Bed, project: Path, notebook: str, i: int) -> float:
+    edit_notebook(project, notebook, i)
     t0 = time.perf_counter()
-    sh([sys.executable, "-m", "mm4watch", "run", NOTEBOOK], cwd=project, env=bed.env)
+    sh([sys.executable, "-m", "mm4watch", "run", notebook], cwd=project, env=bed.env)
     return time.perf_counter() - t0
 
 
-def hand_cycle(bed: Bed, project: Path, i: int) -> float:
-    edit_notebook(project, i)
-    out = bed.work / f"hand-{i}"
-    name = f"mm4-bench-hand-{os.getpid()}-{i}"
+def hand_cycle(bed: Bed, project: Path, notebook: str, i: int) -> float:
+    edit_notebook(project, notebook, i)
+    name = f"mm4-bench-hand-{os.getpid()}-{Path(notebook).stem}-{i}"
+    out = bed.work / name
     t0 = time.perf_counter()
     env = bed.remote_env
     sh([DOCKER, "build", "-q", "-t", "mm4-bench-hand", "."], cwd=project, env=env)
     sh([DOCKER, "run", "--name", name, "--user", "1000:1000", "-e", "HOME=/tmp", "-e", "PYTHONPATH=/project",
-        "-e", "MM4_OUTPUT_DIR=/tmp/out", "mm4-bench-hand", "sh", "-c", RUN_CMD], env=env)
+        "-e", "MM4_OUTPUT_DIR=/tmp/out", "mm4-bench-hand", "sh", "-c", run_cmd(notebook)], env=env)
     sh([DOCKER, "cp", f"{name}:/tmp/out", str(out)], env=env)
     sh([DOCKER, "rm", name], env=env)
     return time.perf_counter() - t0
 
 
-def seed_cycle(bed: Bed, project: Path, i: int) -> tuple[float, int]:
-    edit_notebook(project, 100 + i)
-    name = f"mm4-bench-seed-{os.getpid()}-{i}"
+def seed_cycle(bed: Bed, project: Path, notebook: str, i: int) -> tuple[float, int]:
+    edit_notebook(project, notebook, 100 + i)
+    name = f"mm4-bench-seed-{os.getpid()}-{Path(notebook).stem}-{i}"
     before = bed.link_bytes()
     t0 = time.perf_counter()
     sh([DOCKER, "build", "-q", "-t", "mm4-bench-seed", "."], cwd=project, env={**bed.env, "DOCKER_HOST": ""})
@@ -133,11 +152,9 @@ def seed_cycle(bed: Bed, project: Path, i: int) -> tuple[float, int]:
     bed.ssh("docker load -q", stdin=save.stdout)
     save.wait()
     bed.ssh(f"docker run --name {name} --user 1000:1000 -e HOME=/tmp -e PYTHONPATH=/project "
-            f"-e MM4_OUTPUT_DIR=/tmp/out mm4-bench-seed sh -c '{RUN_CMD}' && docker cp {name}:/tmp/out /tmp/{name}")
-    out = bed.work / f"seed-{i}"
-    with open(bed.work / f"seed-{i}.tar", "wb") as fh:
+            f"-e MM4_OUTPUT_DIR=/tmp/out mm4-bench-seed sh -c '{run_cmd(notebook)}' && docker cp {name}:/tmp/out /tmp/{name}")
+    with open(bed.work / f"{name}.tar", "wb") as fh:
         bed.ssh(f"tar -C /tmp -c {name} && rm -rf /tmp/{name} && docker rm {name} >/dev/null", stdout=fh)
-    out.mkdir()
     seconds = time.perf_counter() - t0
     return seconds, bed.link_bytes() - before
 
@@ -146,14 +163,15 @@ def bytes_for_run(bed: Bed, project: Path, change: str) -> dict[str, int]:
     from mm4watch import buildctx, config
 
     if change == "notebook":
-        edit_notebook(project, 7777)
+        edit_notebook(project, EXAMPLE, 7777)
     else:
         helper = project / "mm4watch" / "_bench_marker.py"
         helper.write_text(f"MARK = {time.time()!r}\n")
     before = bed.link_bytes()
-    sh([sys.executable, "-m", "mm4watch", "run", NOTEBOOK], cwd=project, env=bed.env)
+    sh([sys.executable, "-m", "mm4watch", "run", EXAMPLE], cwd=project, env=bed.env)
     sent = bed.link_bytes() - before
-    newest = sorted(p for p in (project / "results").iterdir() if p.is_dir())[-1]
+    stem = Path(EXAMPLE).stem
+    newest = max((p for p in (project / "results").iterdir() if p.name.startswith(stem)), key=lambda p: p.stat().st_mtime)
     record = json.loads((newest / "run.json").read_text())
     results = sum(o["size"] for o in record["outputs"]) + (newest / "executed.ipynb").stat().st_size
     context = buildctx.make(config.load(project)).size
@@ -201,23 +219,23 @@ def main() -> int:
         bed = Bed(rig(), Path(tmp))
         project = make_project(bed)
         print("warming up: first builds on the Mini and here (not timed)", flush=True)
-        mm4_cycle(bed, project, 0)
-        hand_cycle(bed, project, 0)
-        seed_cycle(bed, project, 0)
-
-        mm4_t, hand_t = [], []
-        for i in range(1, args.rounds + 1):
-            mm4_t.append(mm4_cycle(bed, project, i))
-            hand_t.append(hand_cycle(bed, project, i))
-        seed = [seed_cycle(bed, project, i) for i in range(1, args.seed_rounds + 1)]
-        m, h = statistics.median(mm4_t), statistics.median(hand_t)
-        s = statistics.median(t for t, _ in seed)
-        print(f"\n1. code-change cycle (median of {args.rounds} alternating; seed: {args.seed_rounds})")
-        print(f"   mm4watch run                 {m:6.2f} s")
-        print(f"   by hand (docker -H ssh://)   {h:6.2f} s   ratio mm4watch/hand = {m / h:.2f} (target <= 1.0)")
-        print(f"   seed (save | ssh load)       {s:6.2f} s   seed/mm4watch = {s / m:.1f}x (target >= 6x); "
-              f"{statistics.median(b for _, b in seed) / 1e6:.0f} MB over the link per run")
-        ok &= m / h <= 1.0 and s / m >= 6
+        mm4_cycle(bed, project, MINIMAL, 0)
+        hand_cycle(bed, project, MINIMAL, 0)
+        seed_cycle(bed, project, MINIMAL, 0)
+        for title, notebook in (("two small cells", MINIMAL), ("the example: matplotlib and a figure", EXAMPLE)):
+            mm4_t, hand_t = [], []
+            for i in range(1, args.rounds + 1):
+                mm4_t.append(mm4_cycle(bed, project, notebook, i))
+                hand_t.append(hand_cycle(bed, project, notebook, i))
+            seed = [seed_cycle(bed, project, notebook, i) for i in range(1, args.seed_rounds + 1)]
+            m, h = statistics.median(mm4_t), statistics.median(hand_t)
+            s = statistics.median(t for t, _ in seed)
+            print(f"\n1. code-change cycle, {notebook} ({title}); median of {args.rounds} alternating, seed {args.seed_rounds}")
+            print(f"   mm4watch run                 {m:6.2f} s")
+            print(f"   by hand (docker -H ssh://)   {h:6.2f} s   ratio mm4watch/hand = {m / h:.2f} (target <= 1.0)")
+            print(f"   seed (save | ssh load)       {s:6.2f} s   seed/mm4watch = {s / m:.1f}x (target >= 6x); "
+                  f"{statistics.median(b for _, b in seed) / 1e6:.0f} MB over the link per run", flush=True)
+            ok &= m / h <= 1.0 and s / m >= 6
 
         print("\n2. bytes over the link for one run (both directions)")
         for change in ("notebook", "code"):

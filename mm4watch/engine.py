@@ -7,6 +7,7 @@ Docker context, or with ``insecure = true``. Every failure to connect becomes
 """
 from __future__ import annotations
 
+import gzip
 import io
 import sys
 import tarfile
@@ -42,6 +43,8 @@ class Engine:
         self.cfg = cfg
         self.tunnel: Tunnel | None = None
         self.client: Any = None
+        self.base_url = ""
+        self.tls: Any = None
         self.label = cfg.host or f"context {cfg.context}"
 
     # -- connection ---------------------------------------------------------
@@ -57,6 +60,7 @@ class Engine:
             base_url = f"unix://{self.tunnel.local}"
         else:
             base_url = host
+        self.base_url, self.tls = base_url, tls
         if host.startswith("tcp://") and not tls:
             print(f"mm4watch: warning: {host} without TLS: traffic is unencrypted", file=sys.stderr)
         try:
@@ -86,6 +90,17 @@ class Engine:
                 "use an ssh:// context, add TLS to it, or set insecure = true"
             )
         return host, tls
+
+    def sibling(self) -> "Engine":
+        """Another client over the same connection, for use from another thread."""
+        import docker
+
+        other = Engine(self.cfg)
+        other.label = self.label
+        other.client = docker.DockerClient(
+            base_url=self.base_url, version=self.client.api.api_version, timeout=120, tls=self.tls or False
+        )
+        return other
 
     def close(self) -> None:
         if self.client is not None:
@@ -127,7 +142,9 @@ class Engine:
         log.flush()
         try:
             stream = self.client.api.build(
-                fileobj=io.BytesIO(ctx.data), custom_context=True, tag=tag, dockerfile=dockerfile,
+                # gzip: source code shrinks to about a quarter on the link
+                fileobj=io.BytesIO(gzip.compress(ctx.data, 6)), encoding="gzip",
+                custom_context=True, tag=tag, dockerfile=dockerfile,
                 rm=True, forcerm=True, decode=True, pull=False,
                 labels={LABEL_PROJECT: name, LABEL_CONTEXT: ctx.digest},
             )

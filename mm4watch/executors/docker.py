@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import secrets
+import shutil
 import tarfile
 import threading
 import time
@@ -39,6 +41,9 @@ JOB = "/mm4/job"
 LIB = "/mm4/lib"
 STOP_GRACE_S = 10
 WARM_IDLE_S = 3600  # an unused warm container exits after an hour
+RUN_CPU_SHARES = 1024  # Docker's default weight
+WARM_CPU_SHARES = 2  # a warm container starting up takes only CPU nobody else wants
+RESULT_DIR = ".mm4"  # in /output: executed.ipynb and result.json, so one archive brings all
 
 
 class DockerExecutor:
@@ -91,9 +96,10 @@ class DockerExecutor:
                 {LABEL_RUN: job.run_id},
             )
             container.put_archive("/", lib.data)
-        # the next run of this image finds a warm container; made while this one runs
-        prepare = threading.Thread(target=self._prepare_warm, args=(engine, image.tag, root, key, lib), daemon=True)
         info["container"] = container.short_id
+        prepare = threading.Thread(
+            target=self._prepare_warm, args=(engine, image.tag, root, key, lib), name="mm4-warm", daemon=True
+        )
         try:
             container.put_archive("/", _job_tar(job, workdir))
             with open(job.log_path, "ab") as sink:
@@ -114,7 +120,10 @@ class DockerExecutor:
                 prepare.join(timeout=60)
         return _outcome(status, code, job, info)
 
-    def _create(self, engine: Engine, tag: str, root: str, name: str, command: list[str], labels: dict[str, str]) -> Any:
+    def _create(
+        self, engine: Engine, tag: str, root: str, name: str, command: list[str], labels: dict[str, str],
+        cpu_shares: int = RUN_CPU_SHARES,
+    ) -> Any:
         return engine.create(
             tag,
             name=name,
@@ -133,6 +142,7 @@ class DockerExecutor:
             mounts=self._mounts(root),
             nano_cpus=int(self.cfg.cpus * 1e9) if self.cfg.cpus else None,
             mem_limit=self.cfg.memory,
+            cpu_shares=cpu_shares,
         )
 
     def _claim_warm(self, engine: Engine, key: str, job: Job) -> Any:
@@ -142,13 +152,17 @@ class DockerExecutor:
                 continue
             try:
                 candidate.rename(f"mm4-run-{job.run_id}")  # claimed: no other run takes it now
+                candidate.update(cpu_shares=RUN_CPU_SHARES)  # it waited at low priority
             except Exception:
                 continue
             return candidate
         return None
 
-    def _prepare_warm(self, engine: Engine, tag: str, root: str, key: str, lib: "_Tar") -> None:
+    def _prepare_warm(self, main: Engine, tag: str, root: str, key: str, lib: "_Tar") -> None:
+        """Leave one warm container for the next run of this image and settings."""
+        engine = None
         try:
+            engine = main.sibling()  # a client of its own: this runs beside the run's calls
             idle = 0
             for old in engine.containers({LABEL_PROJECT: self.config.image_name, LABEL_WARM: ""}):
                 if not old.name.startswith("mm4-warm-"):
@@ -163,11 +177,15 @@ class DockerExecutor:
                 engine, tag, root, f"mm4-warm-{key}-{secrets.token_hex(4)}",
                 ["python3", "-m", "mm4watch.executors.papermill_child", "--warm", JOB, str(WARM_IDLE_S)],
                 {LABEL_WARM: key},
+                cpu_shares=WARM_CPU_SHARES,  # starting it never slows a running notebook
             )
             warm.put_archive("/", lib.data)
             warm.start()
         except Exception:
             pass  # a warm container only saves time; the next run starts cold instead
+        finally:
+            if engine is not None:
+                engine.close()
 
     def _mounts(self, root: str) -> list[Any]:
         if not self.cfg.data:
@@ -200,22 +218,19 @@ class DockerExecutor:
 
     def _harvest(self, engine: Engine, container: Any, job: Job) -> None:
         engine.fetch(container, OUTPUT, job.run_dir, skip=RESERVED_NAMES)
-        engine.fetch(container, f"{JOB}/executed.ipynb", job.run_dir)
-        engine.fetch(container, f"{JOB}/result.json", job.run_dir / ".mm4-job")
+        executed = job.run_dir / RESULT_DIR / "executed.ipynb"
+        if executed.exists():
+            os.replace(executed, job.run_dir / "executed.ipynb")
 
 
 def _outcome(status: str, code: int | None, job: Job, info: dict[str, Any]) -> Outcome:
-    result_path = job.run_dir / ".mm4-job" / "result.json"
+    result_path = job.run_dir / RESULT_DIR / "result.json"
     try:
         result = json.loads(result_path.read_text())
     except (OSError, ValueError):
         result = None
     finally:
-        result_path.unlink(missing_ok=True)
-        try:
-            result_path.parent.rmdir()
-        except OSError:
-            pass
+        shutil.rmtree(result_path.parent, ignore_errors=True)
     if status == "timeout":
         error = dict((result or {}).get("error") or {})
         error.update(ename="Timeout", evalue=f"the run exceeded its timeout of {format_duration(job.timeout_s)}")
@@ -266,7 +281,7 @@ def _lib_tar() -> _Tar:
 
     def add(tar: tarfile.TarFile) -> None:
         made = set()
-        for folder in ("mm4", "mm4/home", "mm4/job", "mm4/lib", "output"):
+        for folder in ("mm4", "mm4/home", "mm4/job", "mm4/lib", "output", f"output/{RESULT_DIR}"):
             _add_dir(tar, folder)
         for path in files:
             rel = path.relative_to(package.parent).as_posix()
@@ -283,8 +298,8 @@ def _job_tar(job: Job, workdir: str) -> bytes:
     """The run spec and the notebook; ``go`` comes last, so a warm container sees a whole job."""
     spec = {
         "input": f"{JOB}/input.ipynb",
-        "output": f"{JOB}/executed.ipynb",
-        "result": f"{JOB}/result.json",
+        "output": f"{OUTPUT}/{RESULT_DIR}/executed.ipynb",
+        "result": f"{OUTPUT}/{RESULT_DIR}/result.json",
         "parameters": job.parameters,
         "cwd": workdir,
         "kernel": job.kernel,
