@@ -34,6 +34,11 @@ def env(name: str) -> str | None:
     return value if value else None
 
 
+def docker_config_dir() -> Path:
+    """Where the docker CLI keeps its config and contexts."""
+    return Path(env("DOCKER_CONFIG") or Path.home() / ".docker")
+
+
 @dataclass(frozen=True)
 class ExecutorConfig:
     name: str

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from .buildctx import BuildContext
+from . import config
 from .config import ExecutorConfig
 from .errors import ConfigError, Mm4Error
 from .ssh import Target, Tunnel, Unreachable
@@ -77,13 +78,7 @@ class Engine:
     def _endpoint(self) -> tuple[str, Any]:
         if self.cfg.host:
             return self.cfg.host, None
-        from docker.context import ContextAPI
-
-        context = ContextAPI.get_context(self.cfg.context)
-        if context is None:
-            raise ConfigError(f"executor {self.cfg.name!r}: no Docker context named {self.cfg.context!r} (docker context ls)")
-        host = context.Host or "unix:///var/run/docker.sock"
-        tls = context.TLSConfig if host.startswith("tcp://") else None
+        host, tls = read_context(self.cfg.context or "")
         if host.startswith("tcp://") and not tls and not self.cfg.insecure:
             raise ConfigError(
                 f"executor {self.cfg.name!r}: context {self.cfg.context!r} uses plain TCP without TLS; "
@@ -255,6 +250,33 @@ class Engine:
                     continue
                 tar.extract(member, path=into, filter="data")
         return stream.received
+
+
+def read_context(name: str) -> tuple[str, Any]:
+    """(host, TLSConfig or None) of a docker CLI context, read from its store."""
+    import hashlib
+    import json
+
+    store = config.docker_config_dir() / "contexts"
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    try:
+        meta = json.loads((store / "meta" / digest / "meta.json").read_text())
+        endpoint = meta["Endpoints"]["docker"]
+    except (OSError, ValueError, KeyError):
+        raise ConfigError(f"no Docker context named {name!r} in {store} (docker context ls)") from None
+    host = endpoint.get("Host") or "unix:///var/run/docker.sock"
+    tls = None
+    certs = store / "tls" / digest / "docker"
+    if host.startswith("tcp://") and certs.is_dir():
+        from docker.tls import TLSConfig
+
+        ca, cert, key = (certs / "ca.pem", certs / "cert.pem", certs / "key.pem")
+        tls = TLSConfig(
+            client_cert=(str(cert), str(key)) if cert.exists() and key.exists() else None,
+            ca_cert=str(ca) if ca.exists() else None,
+            verify=not endpoint.get("SkipTLSVerify", False),
+        )
+    return host, tls
 
 
 class _ChunkReader(io.RawIOBase):

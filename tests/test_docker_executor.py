@@ -191,3 +191,63 @@ def test_data_is_synced_and_mounted_read_only(mini_project, mini):
     seen = (run_dir / "seen.txt").read_text()
     assert seen.startswith("a,b\n1,2\n") and not seen.endswith("yes")
     assert "table.csv" in on_mini(mini, f"ls {mirror}")
+
+
+def test_limits_and_safety_settings_reach_the_engine(mini_project, mini):
+    (mini_project / "mm4.toml").write_text(mini_toml(mini, extra='memory = "512m"\ncpus = 1.5\nwarm = false\n'))
+    write_notebook(mini_project / "notebooks" / "limits.ipynb", code("# mm4: remote\nimport time\ntime.sleep(6)"))
+    child = subprocess.Popen([sys.executable, "-m", "mm4watch", "run", "notebooks/limits.ipynb"], cwd=mini_project,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    inspected = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and inspected is None:
+        dirs = run_dirs(mini_project)
+        if dirs:
+            out = on_mini(mini, f"docker inspect mm4-run-{dirs[0].name} 2>/dev/null; true").strip() or "[]"
+            inspected = (json.loads(out) or [None])[0]
+        time.sleep(0.3)
+    child.communicate(timeout=120)
+    assert child.returncode == 0
+    assert inspected is not None, "the run's container was never seen"
+    host = inspected["HostConfig"]
+    assert host["Memory"] == 512 * 2**20 and host["NanoCpus"] == 1_500_000_000
+    assert host["SecurityOpt"] == ["no-new-privileges"] and host["CapDrop"] == ["ALL"]
+    assert inspected["Config"]["User"] == "1000:1000"
+    assert inspected["Config"]["Labels"]["mm4watch.run"] == run_dirs(mini_project)[0].name
+
+
+def test_a_docker_context_names_the_engine(mini_project, mini, tmp_path):
+    host = f"ssh://{mini['MINI_USER']}@{mini['MINI_HOST']}:{mini['MINI_PORT']}"
+    subprocess.run(["/usr/bin/docker", "context", "create", "fakemini", "--docker", f"host={host}"],
+                   check=True, capture_output=True)
+    toml = mini_toml(mini).replace(f'host = "{host}"', 'context = "fakemini"')
+    assert 'context = "fakemini"' in toml
+    (mini_project / "mm4.toml").write_text(toml)
+    write_notebook(mini_project / "notebooks" / "ctx.ipynb", code("# mm4: remote\nprint('via a context')"))
+    done = mm4(["run", "notebooks/ctx.ipynb"], cwd=mini_project)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = run_dirs(mini_project)
+    assert load_record(run_dir)["executor"]["host"].endswith(":" + mini["MINI_PORT"])
+
+
+def test_plain_tcp_is_refused(mini_project):
+    (mini_project / "mm4.toml").write_text('[executors.lan]\ntype = "docker"\nhost = "tcp://mini.local:2375"\n')
+    write_notebook(mini_project / "notebooks" / "x.ipynb", code("# mm4: remote executor=lan\nx = 1"))
+    done = mm4(["run", "notebooks/x.ipynb"], cwd=mini_project)
+    assert done.returncode == 2 and "unencrypted" in done.stderr and "mm4.toml:3" in done.stderr
+    assert run_dirs(mini_project) == []
+
+
+def test_a_local_engine_over_its_unix_socket(mini_project):
+    (mini_project / "mm4.toml").write_text(
+        '[run]\nexecutor = "here"\n\n[executors.here]\ntype = "docker"\nhost = "unix:///var/run/docker.sock"\nwarm = false\n'
+    )
+    write_notebook(
+        mini_project / "notebooks" / "local.ipynb",
+        code("# mm4: remote\nimport os, pathlib\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'uid.txt').write_text(str(os.getuid()))"),
+    )
+    done = mm4(["run", "notebooks/local.ipynb"], cwd=mini_project, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = run_dirs(mini_project)
+    assert (run_dir / "uid.txt").read_text() == "1000"
+    assert load_record(run_dir)["executor"]["host"] == "unix:///var/run/docker.sock"

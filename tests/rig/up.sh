@@ -68,7 +68,7 @@ SSH=(ssh -i "$RIG/id_ed25519" -p "$PORT" -o BatchMode=yes -o StrictHostKeyChecki
 if [ "$("$DOCKER" inspect -f '{{.State.Running}}' "$NAME" 2>/dev/null)" != "true" ]; then
   "$DOCKER" rm -f "$NAME" >/dev/null 2>&1 || true
   log "starting $NAME on 127.0.0.1:$PORT"
-  "$DOCKER" run -d --name "$NAME" \
+  "$DOCKER" run -d --init --name "$NAME" \
     --cap-add ALL --cap-drop SYS_RESOURCE \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
     --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup \
