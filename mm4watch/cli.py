@@ -18,6 +18,11 @@ COMMANDS = {
     "run": "execute a notebook now and keep its result folder",
     "history": "list past runs, newest first",
     "show": "show one run's record",
+    "start": "start the watch daemon: saving a tagged notebook queues a run",
+    "stop": "stop the daemon (it lets the current run finish unless --now)",
+    "status": "the daemon, the run in progress and for how long, what waits and why",
+    "queue": "list, remove or clear the runs waiting to start",
+    "service": "start the daemon at login (launchd on macOS, systemd --user on Linux)",
     "logs": "print a run's log; -f follows it until the run ends",
     "cancel": "stop a running run (what it wrote so far is kept)",
     "doctor": "check that an executor can run notebooks, and say how to fix what cannot",
@@ -45,6 +50,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="papermill parameter; VALUE is read as JSON when it parses (1, 2.5, true, [1,2]), else as text")
     p.add_argument("--executor", metavar="NAME", help="executor from mm4.toml (default: MM4_EXECUTOR, the tag, [run] executor)")
     p.add_argument("--timeout", metavar="DURATION", help="whole-run timeout, e.g. 30m or 2h (default: the tag, [run] timeout)")
+    p.add_argument("--queue", action="store_true", help="queue the run for the daemon and return at once")
+
+    p = sub.add_parser("start", help=COMMANDS["start"], description=COMMANDS["start"] + ".")
+    p.add_argument("--foreground", action="store_true", help="stay in the foreground (for launchd/systemd)")
+
+    p = sub.add_parser("stop", help=COMMANDS["stop"], description=COMMANDS["stop"] + ".")
+    p.add_argument("--now", action="store_true", help="cancel the run in progress (its results so far are kept)")
+
+    sub.add_parser("status", help=COMMANDS["status"], description=COMMANDS["status"] + ".")
+
+    p = sub.add_parser("queue", help=COMMANDS["queue"], description=COMMANDS["queue"] + ".")
+    p.add_argument("action", nargs="?", choices=["list", "remove", "clear"], default="list")
+    p.add_argument("entry", nargs="?", type=int, metavar="ENTRY", help="entry number, for remove")
+    p.add_argument("--all", action="store_true", help="also entries that could not run, with the reason")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("service", help=COMMANDS["service"], description=COMMANDS["service"] + ".")
+    p.add_argument("action", choices=["install", "uninstall", "show"])
+
+    p = sub.add_parser("_exec", help=argparse.SUPPRESS)
+    p.add_argument("--reattach", action="store_true")
+    p.add_argument("entry", type=int)
 
     p = sub.add_parser("history", help=COMMANDS["history"], description=COMMANDS["history"] + ".")
     p.add_argument("--notebook", metavar="NAME", help="only this notebook (name or path)")

@@ -34,9 +34,13 @@ def env(name: str) -> str | None:
     return value if value else None
 
 
+def home() -> Path:
+    return Path.home()
+
+
 def docker_config_dir() -> Path:
     """Where the docker CLI keeps its config and contexts."""
-    return Path(env("DOCKER_CONFIG") or Path.home() / ".docker")
+    return Path(env("DOCKER_CONFIG") or home() / ".docker")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class ExecutorConfig:
     socket: str = "/var/run/docker.sock"  # the engine's socket on the far side of ssh://
     harvest_every_s: float = 60.0  # bring partial results home this often during a run
     warm: bool = True  # keep a container with a started kernel waiting for the next run
+    concurrency: int = 1  # runs at once on this executor (the daemon)
 
 
 @dataclass(frozen=True)
@@ -76,11 +81,20 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    debounce_s: float = 2.0  # quiet time after the last write before a save counts
+    requeue_interrupted: bool = True  # a run cut off by a crash runs again, once
+    notify: bool = True  # say when a run ends (Notification Center / notify-send)
+    notify_command: str | None = None  # or run this, with MM4_RUN_* in its environment
+
+
+@dataclass(frozen=True)
 class Config:
     root: Path
     file: Path | None
     project: ProjectConfig = ProjectConfig()
     run: RunConfig = RunConfig()
+    daemon: DaemonConfig = DaemonConfig()
     executors: Mapping[str, ExecutorConfig] = field(
         default_factory=lambda: MappingProxyType({"local": ExecutorConfig("local", "local")})
     )
@@ -154,7 +168,7 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{label}: not valid TOML: {exc}") from None
     v = _Validator(label, text)
-    v.only_keys(data, (), {"project", "run", "executors"})
+    v.only_keys(data, (), {"project", "run", "daemon", "executors"})
 
     project_t = v.table(data, ("project",))
     notebooks = v.get(project_t, ("project", "notebooks"), _str_or_list, ["notebooks"])
@@ -175,6 +189,15 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
     )
     v.only_keys(run_t, ("run",), {"executor", "timeout", "kernel"})
 
+    daemon_t = v.table(data, ("daemon",))
+    daemon = DaemonConfig(
+        debounce_s=v.get(daemon_t, ("daemon", "debounce"), parse_duration, 2.0),
+        requeue_interrupted=v.get(daemon_t, ("daemon", "requeue_interrupted"), _bool, True),
+        notify=v.get(daemon_t, ("daemon", "notify"), _bool, True),
+        notify_command=v.get(daemon_t, ("daemon", "notify_command"), _str, None),
+    )
+    v.only_keys(daemon_t, ("daemon",), {"debounce", "requeue_interrupted", "notify", "notify_command"})
+
     executors: dict[str, ExecutorConfig] = {"local": ExecutorConfig("local", "local")}
     for name, table in v.table(data, ("executors",)).items():
         path = ("executors", name)
@@ -190,12 +213,12 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
             f"defined: {', '.join(sorted(executors))}",
         )
     return Config(
-        root=root, file=file, project=project, run=run, executors=MappingProxyType(executors)
+        root=root, file=file, project=project, run=run, daemon=daemon, executors=MappingProxyType(executors)
     )
 
 
 _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "local": {},
+    "local": {"concurrency": lambda v: _positive_int(v)},
     "docker": {
         "host": lambda v: _str(v),
         "context": lambda v: _str(v),
@@ -209,6 +232,7 @@ _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "socket": lambda v: _abs_path(v),
         "harvest_every": lambda v: parse_duration(v),
         "warm": lambda v: _bool(v),
+        "concurrency": lambda v: _positive_int(v),
     },
     "ssh": {
         "host": lambda v: _str(v),

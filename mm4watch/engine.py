@@ -193,10 +193,11 @@ class Engine:
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
         return self.client.containers.list(all=True, filters=filters)
 
-    def follow_logs(self, container: Any, sink: IO[bytes]) -> threading.Thread:
+    def follow_logs(self, container: Any, sink: IO[bytes], since: float | None = None) -> threading.Thread:
         def pump() -> None:
             try:
-                for chunk in container.logs(stream=True, follow=True):
+                extra = {"since": int(since)} if since else {}
+                for chunk in container.logs(stream=True, follow=True, **extra):
                     sink.write(chunk)
                     sink.flush()
             except Exception:  # the engine went away: the harvest says what happened

@@ -73,3 +73,16 @@ def _lines(data: bytes) -> list[str]:
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n\\ No newline at end of file\n"
     return lines
+
+
+def show(root: Path, sha: str, rel: str) -> bytes:
+    """The bytes of ``rel`` as committed in ``sha``."""
+    import git  # GitPython
+
+    from .errors import NotebookError
+
+    with git.Repo(root, search_parent_directories=True) as repo:
+        try:
+            return (repo.commit(sha).tree / rel).data_stream.read()
+        except (KeyError, ValueError, git.BadName) as exc:
+            raise NotebookError(f"{rel} is not in commit {sha[:12]}: {exc}") from None

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +28,7 @@ from .records import (
     RESERVED_NAMES,
     RunRecord,
     now_iso,
+    parse_iso,
     write_record,
 )
 from .store import create_run_dir
@@ -45,7 +46,10 @@ class RunRequest:
 
 
 def run_notebook(
-    config: Config, request: RunRequest, say: Callable[[str], None] = lambda _: None
+    config: Config,
+    request: RunRequest,
+    say: Callable[[str], None] = lambda _: None,
+    on_created: Callable[[str], None] = lambda _: None,
 ) -> tuple[RunRecord, Path]:
     notebook = request.notebook.resolve()
     rel = _relative(notebook, config.root)
@@ -80,6 +84,7 @@ def run_notebook(
         },
     )
     write_record(run_dir, record)
+    on_created(run_id)
     say(f"run {run_id} on {exec_cfg.name} ({exec_cfg.type}): {run_dir}")
 
     snapshot_dir = Path(tempfile.mkdtemp(prefix="mm4-input-"))
@@ -124,11 +129,37 @@ def run_notebook(
     return record, run_dir
 
 
+def resume(config: Config, run_dir: Path, record: RunRecord) -> RunRecord:
+    """Finish a run whose mm4watch process died: re-attach where the executor can,
+    else record it ``interrupted``. Returns the final record."""
+    exec_cfg = config.executor(record.executor.get("name"))
+    executor = executors.get(exec_cfg, config)
+    started = parse_iso(record.started_at or record.queued_at)
+    elapsed = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
+    job = executors.Job(
+        run_id=record.id,
+        input_path=run_dir / EXECUTED_NAME,
+        run_dir=run_dir,
+        log_path=run_dir / LOG_NAME,
+        cwd=(config.root / record.notebook).parent,
+        parameters=dict(record.parameters),
+        timeout_s=max(1.0, (record.timeout_s or config.run.timeout_s) - elapsed),
+        kernel=config.run.kernel,
+    )
+    _log(job.log_path, "mm4watch: the process running this run died; picking it up again")
+    outcome = executor.reattach(job)
+    if outcome is None:
+        outcome = executors.Outcome(
+            "interrupted", {"cell": None, "ename": "Interrupted", "evalue": "mm4watch stopped while the run went on; it could not be picked up again"}
+        )
+    return _finish(run_dir, record, None, time.monotonic() - elapsed, outcome)
+
+
 def _finish(
-    run_dir: Path, record: RunRecord, snapshot: Path, started: float, outcome: executors.Outcome
+    run_dir: Path, record: RunRecord, snapshot: Path | None, started: float, outcome: executors.Outcome
 ) -> RunRecord:
     executed = run_dir / EXECUTED_NAME
-    if not executed.exists() and snapshot.exists():
+    if not executed.exists() and snapshot is not None and snapshot.exists():
         shutil.copyfile(snapshot, executed)  # keep the input next to the error
     record = record.evolve(
         status=outcome.status,

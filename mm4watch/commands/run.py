@@ -40,6 +40,8 @@ def main(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"--timeout {exc}") from None
     cfg = config.load(notebook.resolve().parent)
+    if args.queue:
+        return _queue(cfg, notebook, parameters, args.executor)
     request = RunRequest(notebook=notebook, parameters=parameters, executor=args.executor, timeout_s=timeout_s)
     record, run_dir = run_notebook(cfg, request, say=lambda line: print(line, file=sys.stderr))
     if record.status == "succeeded":
@@ -54,3 +56,19 @@ def main(args: argparse.Namespace) -> int:
     )
     print(run_dir)
     return EXIT_NOTEBOOK_FAILED
+
+
+def _queue(cfg: config.Config, notebook: Path, parameters: dict[str, Any], executor: str | None) -> int:
+    """Hand the run to the daemon: the notebook's bytes now, run when its turn comes."""
+    from ..daemon import read_info
+    from ..queue import Queue
+    from ..tags import find_tag, loads_notebook
+
+    content = notebook.read_bytes()
+    rel = notebook.resolve().relative_to(cfg.root).as_posix()
+    tag = find_tag(loads_notebook(content.decode("utf-8"), rel), rel)
+    name = cfg.executor(executor, tag=tag.executor if tag else None).name
+    entry = Queue(cfg.state_dir).add(rel, "manual", content=content, parameters=parameters, executor=name, supersede=False)
+    running = read_info(cfg.state_dir)
+    print(f"queued {rel} as entry {entry} on {name}" + ("" if running else "; the daemon is not running: `mm4watch start`"))
+    return EXIT_OK

@@ -35,7 +35,13 @@ class Outcome:
 class Executor(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
+    def check(self) -> None:
+        """Raise ssh.Unreachable when the executor cannot take a run now."""
+
     def execute(self, job: Job) -> Outcome: ...
+
+    def reattach(self, job: Job) -> Outcome | None:
+        """Follow a run whose mm4watch process died to its end; None if it is gone."""
 
 
 def get(cfg: ExecutorConfig, config: Config) -> Executor:

@@ -54,6 +54,35 @@ class DockerExecutor:
     def describe(self) -> dict[str, Any]:
         return {"name": self.cfg.name, "type": "docker", "host": self.cfg.host or f"context:{self.cfg.context}"}
 
+    def check(self) -> None:
+        Engine(self.cfg).open().close()
+
+    def reattach(self, job: Job) -> Outcome | None:
+        """Find the run's container on the engine, follow it to its end, bring results home."""
+        import docker
+
+        engine = Engine(self.cfg).open()
+        try:
+            try:
+                container = engine.client.containers.get(f"mm4-run-{job.run_id}")
+            except docker.errors.NotFound:
+                return None
+            info = {**self.describe(), **engine.describe(), "reattached": True}
+            try:
+                with open(job.log_path, "ab") as sink:
+                    pump = engine.follow_logs(container, sink, since=time.time())
+                    status, code = self._wait(engine, container, job)
+                    pump.join(timeout=10)
+                self._harvest(engine, container, job)
+            finally:
+                try:
+                    container.remove(force=True)
+                except Exception:
+                    pass
+            return _outcome(status, code, job, info)
+        finally:
+            engine.close()
+
     def execute(self, job: Job) -> Outcome:
         engine = Engine(self.cfg).open()
         try:

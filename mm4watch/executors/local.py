@@ -32,6 +32,21 @@ class LocalExecutor:
             "python": platform.python_version(),
         }
 
+    def check(self) -> None:
+        return None
+
+    def reattach(self, job: Job) -> Outcome | None:
+        """A local run dies with its mm4watch process; stop what is left of it (its kernel)."""
+        import psutil
+
+        for process in psutil.process_iter():
+            try:
+                if process.environ().get(ENV_RUN_ID) == job.run_id:
+                    process.kill()
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return None
+
     def execute(self, job: Job) -> Outcome:
         control = Path(tempfile.mkdtemp(prefix="mm4-run-"))
         try:

@@ -1,0 +1,94 @@
+"""mm4watch _exec ENTRY: run one queue entry (started by the daemon, one process per run).
+
+A process of its own per run: a crash of the daemon does not stop the run, and
+``mm4watch cancel`` can signal it. Exit 0 the notebook succeeded, 1 it failed,
+75 the executor could not be reached (the entry waits in the queue again).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from .. import config, executors
+from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
+from ..queue import Queue
+from ..records import read_record
+from ..runner import RunRequest, resume, run_notebook
+from ..ssh import Unreachable
+from ..store import History
+
+EXIT_RETRY = 75  # EX_TEMPFAIL
+BACKOFF_S = (5, 10, 30, 60, 120, 300)
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config.load()
+    queue = Queue(cfg.state_dir)
+    entry = _wait_for_claim(queue, args.entry)
+    if entry is None:
+        return EXIT_OK  # the daemon did not hand it over (removed meanwhile)
+    if args.reattach:
+        return _reattach(cfg, queue, entry)
+    try:
+        exec_cfg = cfg.executor(entry.executor)
+        executors.get(exec_cfg, cfg).check()
+    except Unreachable as exc:
+        delay = BACKOFF_S[min(entry.attempts, len(BACKOFF_S)) - 1]
+        queue.release(entry.id, delay_s=delay, error=f"{exc} (next try in {delay}s)")
+        print(f"mm4watch: {exc}; entry {entry.id} waits, next try in {delay}s", file=sys.stderr)
+        return EXIT_RETRY
+    content = entry.content
+    if content is None and entry.commit_sha:
+        from ..git import show
+
+        content = show(cfg.root, entry.commit_sha, entry.notebook)
+    request = RunRequest(
+        notebook=cfg.root / entry.notebook,
+        trigger=entry.trigger,
+        parameters=entry.parameters,
+        executor=entry.executor,
+        content=content,
+    )
+    started: list[str] = []
+
+    def created(run_id: str) -> None:
+        started.append(run_id)
+        queue.set_run(entry.id, run_id)
+
+    try:
+        record, run_dir = run_notebook(cfg, request, say=lambda line: print(line, file=sys.stderr), on_created=created)
+    except Mm4Error as exc:
+        if not started:  # it could not start and never will as it is (a bad notebook, a bad config)
+            queue.reject(entry.id, str(exc))
+        raise
+    finally:
+        if started:
+            queue.done(entry.id)  # however it ended, its record says how
+    return EXIT_OK if record.status == "succeeded" else EXIT_NOTEBOOK_FAILED
+
+
+def _wait_for_claim(queue: Queue, entry_id: int, wait_s: float = 10.0):  # type: ignore[no-untyped-def]
+    """The daemon marks the entry as this process's right after starting it."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        entry = queue.get(entry_id)
+        if entry.state == "claimed" and entry.pid == os.getpid():
+            return entry
+        time.sleep(0.01)
+    return None
+
+
+def _reattach(cfg: config.Config, queue: Queue, entry) -> int:  # type: ignore[no-untyped-def]
+    """Finish a run whose process died, then requeue it once if it was cut off."""
+    history = History(cfg.results_dir, cfg.state_dir)
+    record, run_dir = history.find(entry.run_id)
+    if not record.is_final:
+        record = resume(cfg, run_dir, record)
+    record = read_record(run_dir)
+    if record.status == "interrupted" and cfg.daemon.requeue_interrupted and entry.requeued == 0:
+        queue.release(entry.id, requeue=True, error=f"run {record.id} was interrupted by a crash; queued again once")
+        return EXIT_RETRY
+    queue.done(entry.id)
+    return EXIT_OK if record.status == "succeeded" else EXIT_NOTEBOOK_FAILED

@@ -1,0 +1,311 @@
+"""The watch daemon: one per project, it watches saves and drains the queue.
+
+Each run goes to a process of its own (``mm4watch _exec ENTRY``, in its own
+session), so the daemon can crash, be killed or restarted without stopping a
+run; on start it adopts runs still going and reconciles those whose process
+died (re-attaching to their container, or recording them interrupted and
+queueing them again once). State lives in ``.mm4/``: ``daemon.lock`` (held
+while running), ``daemon.json`` (pid, start), ``daemon.log`` (rotated).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import logging.handlers
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import active, notify
+from .config import Config
+from .errors import ConfigError, Mm4Error, NotebookError
+from .fsutil import atomic_write_json
+from .queue import Entry, Queue, QueueFull
+from .records import read_record
+from .tags import code_hash, find_tag, loads_notebook
+
+LOCK_NAME = "daemon.lock"
+INFO_NAME = "daemon.json"
+LOG_NAME = "daemon.log"
+EXEC_LOG_NAME = "exec.log"
+RECONCILE_EVERY_S = 2.0
+
+log = logging.getLogger("mm4watch.daemon")
+
+
+@dataclass
+class _Running:
+    entry_id: int
+    executor: str
+    pid: int
+    started: float  # the process's create time, so a reused pid is not mistaken for it
+    popen: subprocess.Popen[bytes] | None  # None: adopted from an earlier daemon
+
+
+def process_started(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def alive(pid: int | None, started: float | None) -> bool:
+    return pid is not None and started is not None and process_started(pid) == started
+
+
+def read_info(state_dir: Path) -> dict[str, Any] | None:
+    """The running daemon's pid file, or None when no daemon holds the lock."""
+    lock = state_dir / LOCK_NAME
+    if not lock.exists():
+        return None
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return json.loads((state_dir / INFO_NAME).read_text())
+            except (OSError, ValueError):
+                return {"pid": None}
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None  # a stale pid file from a daemon that died: the lock is free
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.state_dir = config.state_dir
+        self.queue = Queue(self.state_dir)
+        self.running: dict[int, _Running] = {}
+        self.wake = threading.Event()
+        self.stopping = False
+        self.stop_now = False
+        self._lock_file: TextIO | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def acquire(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.state_dir / LOCK_NAME, "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            info = read_info(self.state_dir) or {}
+            raise Mm4Error(f"a daemon already runs for {self.config.root} (pid {info.get('pid')}); `mm4watch status`") from None
+        atomic_write_json(self.state_dir / INFO_NAME, {"pid": os.getpid(), "started_at": time.time(), "root": str(self.config.root)})
+
+    def _setup_logging(self) -> None:
+        handler = logging.handlers.RotatingFileHandler(self.state_dir / LOG_NAME, maxBytes=1 << 20, backupCount=3)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root = logging.getLogger("mm4watch")
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+
+    def _signals(self) -> None:
+        def graceful(signum: int, frame: object) -> None:
+            self.stopping = True
+            self.wake.set()
+
+        def now(signum: int, frame: object) -> None:
+            self.stopping = self.stop_now = True
+            self.wake.set()
+
+        signal.signal(signal.SIGTERM, graceful)
+        signal.signal(signal.SIGINT, graceful)
+        signal.signal(signal.SIGUSR1, now)
+
+    def serve(self) -> int:
+        from .watcher import Watcher
+
+        self.acquire()
+        self._setup_logging()
+        self._signals()
+        log.info("daemon started (pid %s) for %s", os.getpid(), self.config.root)
+        self.reconcile()
+        self.scan()
+        folders = [self.config.root / f for f in self.config.project.notebooks]
+        excluded = [self.config.results_dir, self.config.root / self.config.project.data, self.state_dir]
+        watcher = Watcher(folders, excluded, self.config.daemon.debounce_s, self.saved)
+        watcher.start()
+        log.info("watching %s (debounce %.1fs)", ", ".join(str(f) for f in watcher.folders), self.config.daemon.debounce_s)
+        last_reconcile = time.monotonic()
+        try:
+            while True:
+                self.reap()
+                if time.monotonic() - last_reconcile >= RECONCILE_EVERY_S:
+                    self.reconcile()
+                    last_reconcile = time.monotonic()
+                if self.stopping:
+                    if self.stop_now:
+                        self._cancel_all()
+                    if not self.running:
+                        break
+                else:
+                    self.dispatch()
+                self.wake.wait(0.25)
+                self.wake.clear()
+        finally:
+            watcher.stop()
+            (self.state_dir / INFO_NAME).unlink(missing_ok=True)
+            log.info("daemon stopped")
+        return 0
+
+    # -- saves ------------------------------------------------------------------
+
+    def scan(self) -> None:
+        """At start: remember notebooks first seen; queue tagged ones changed while the daemon was away."""
+        from .watcher import counts
+
+        excluded = [self.config.results_dir, self.config.root / self.config.project.data, self.state_dir]
+        for folder in self.config.project.notebooks:
+            base = self.config.root / folder
+            if not base.is_dir():
+                continue
+            for path in sorted(base.rglob("*.ipynb")):
+                if counts(path, excluded):
+                    self.saved(path, first_look=True)
+
+    def saved(self, path: Path, first_look: bool = False) -> None:
+        rel = path.relative_to(self.config.root).as_posix()
+        try:
+            content = path.read_bytes()
+            nb = loads_notebook(content.decode("utf-8"), rel)
+            tag = find_tag(nb, rel)
+        except FileNotFoundError:
+            return  # deleted since
+        except (NotebookError, UnicodeDecodeError, OSError) as exc:
+            log.warning("not queued: %s", exc)
+            return
+        digest = code_hash(nb)
+        previous = self.queue.seen(rel)
+        self.queue.see(rel, digest)
+        if tag is None or previous == digest or (first_look and previous is None):
+            return
+        try:
+            executor = self.config.executor(None, tag=tag.executor).name
+            entry_id = self.queue.add(rel, "save", content=content, executor=executor)
+        except (ConfigError, QueueFull) as exc:
+            log.error("not queued: %s: %s", rel, exc)
+            return
+        log.info("queued %s (entry %s, executor %s)", rel, entry_id, executor)
+        self.wake.set()
+
+    # -- runs -------------------------------------------------------------------
+
+    def _busy(self) -> set[str]:
+        counts: dict[str, int] = {}
+        for run in self.running.values():
+            counts[run.executor] = counts.get(run.executor, 0) + 1
+        busy = set()
+        for name, n in counts.items():
+            cfg = self.config.executors.get(name)
+            if n >= (cfg.concurrency if cfg else 1):
+                busy.add(name)
+        return busy
+
+    def dispatch(self) -> None:
+        while True:
+            entry = self.queue.next_ready(self._busy())
+            if entry is None:
+                return
+            if not self._spawn(entry, []):
+                return
+
+    def _spawn(self, entry: Entry, extra: list[str]) -> bool:
+        executor = entry.executor or self.config.run.executor
+        with open(self.state_dir / EXEC_LOG_NAME, "ab") as out:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "mm4watch", "_exec", *extra, str(entry.id)],
+                cwd=self.config.root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,  # a run outlives the daemon
+            )
+        started = process_started(popen.pid) or 0.0
+        claimed = (
+            self.queue.reclaim(entry.id, popen.pid, started) if extra else self.queue.claim(entry.id, popen.pid, started)
+        )
+        if not claimed:
+            popen.kill()
+            popen.wait()
+            return False
+        self.running[entry.id] = _Running(entry.id, executor, popen.pid, started, popen)
+        log.info("started entry %s (%s) in process %s%s", entry.id, entry.notebook, popen.pid, " to re-attach" if extra else "")
+        return True
+
+    def reap(self) -> None:
+        for entry_id, run in list(self.running.items()):
+            if run.popen is not None:
+                code = run.popen.poll()
+                if code is None:
+                    continue
+            elif alive(run.pid, run.started):
+                continue
+            else:
+                code = None
+            del self.running[entry_id]
+            entry = self.queue.get(entry_id)
+            log.info("entry %s ended (exit %s, now %s)", entry_id, code, entry.state)
+            if entry.run_id and entry.state == "done":
+                self._notify(entry)
+            if entry.state == "queued":
+                self.wake.set()
+
+    def reconcile(self) -> None:
+        """Claimed entries whose process is gone: back to the queue, or re-attach."""
+        for entry in self.queue.entries(("claimed",)):
+            if entry.id in self.running:
+                continue
+            if alive(entry.pid, entry.pid_started):
+                # a run from before this daemon started, still going: watch it end
+                self.running[entry.id] = _Running(
+                    entry.id, entry.executor or "", entry.pid or 0, entry.pid_started or 0.0, None
+                )
+                log.info("adopted entry %s (process %s)", entry.id, entry.pid)
+                continue
+            if entry.run_id is None:
+                log.info("entry %s: its process died before the run started; queued again", entry.id)
+                self.queue.release(entry.id)
+                continue
+            try:
+                record = read_record(self.config.results_dir / entry.run_id)
+            except (OSError, ValueError):
+                record = None
+            if record is not None and record.is_final:
+                self.queue.done(entry.id)
+                continue
+            if not self.stopping:
+                log.info("entry %s: run %s lost its process; picking it up", entry.id, entry.run_id)
+                self._spawn(entry, ["--reattach"])
+
+    def _cancel_all(self) -> None:
+        for run in self.running.values():
+            entry = self.queue.get(run.entry_id)
+            if entry.run_id:
+                active.request_cancel(self.state_dir, entry.run_id)
+
+    def _notify(self, entry: Entry) -> None:
+        if not self.config.daemon.notify or not entry.run_id:
+            return
+        try:
+            record = read_record(self.config.results_dir / entry.run_id)
+            notify.send(self.config, record, self.config.results_dir / entry.run_id)
+        except Exception:
+            log.exception("notification failed")
+
+
+def spawn_detached(config: Config) -> subprocess.Popen[bytes]:
+    """Start ``mm4watch start --foreground`` in the background, detached from the terminal."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(config.state_dir / LOG_NAME, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mm4watch", "start", "--foreground"],
+            cwd=config.root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

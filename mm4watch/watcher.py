@@ -1,0 +1,103 @@
+"""Watching notebook folders: which writes count, and when a save is over.
+
+Jupyter rewrites a notebook in place (with a ``.~name`` backup beside it and
+checkpoints in ``.ipynb_checkpoints/``), autosaves every 120 s, every second
+with collaboration on; macOS coalesces file events. So a path counts as saved
+once it has been quiet for the debounce delay; what is queued then is decided
+by the daemon from the notebook's code (see ``tags.code_hash``).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path, PurePath
+from typing import Callable, Iterable
+
+IGNORED_DIRS = frozenset({".ipynb_checkpoints", ".git", ".mm4", "__pycache__", ".venv", "node_modules"})
+
+
+def counts(path: str | PurePath, excluded: Iterable[Path] = ()) -> bool:
+    """Whether a write to ``path`` may be a notebook save worth looking at (pure)."""
+    p = PurePath(path)
+    if p.suffix != ".ipynb" or p.name.startswith((".", "~")) or p.name.endswith("-checkpoint.ipynb"):
+        return False
+    if any(part in IGNORED_DIRS for part in p.parts):
+        return False
+    return not any(p.is_relative_to(folder) for folder in excluded)
+
+
+class Debouncer:
+    """Paths written recently, and which have been quiet for ``delay_s`` (pure, thread-safe)."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def touch(self, path: str, now: float) -> None:
+        with self._lock:
+            self._last[path] = now
+
+    def due(self, now: float) -> list[str]:
+        with self._lock:
+            ready = [p for p, t in self._last.items() if now - t >= self.delay_s]
+            for p in ready:
+                del self._last[p]
+        return sorted(ready)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._last)
+
+
+class Watcher:
+    """A watchdog observer on the notebook folders, feeding a debouncer."""
+
+    TICK_S = 0.05
+
+    def __init__(
+        self, folders: Iterable[Path], excluded: Iterable[Path], delay_s: float, on_saved: Callable[[Path], None]
+    ) -> None:
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        self.folders = [f for f in folders if f.is_dir()]
+        self.excluded = [Path(e) for e in excluded]
+        self.debouncer = Debouncer(delay_s)
+        self.on_saved = on_saved
+        self._stop = threading.Event()
+        debouncer, excluded_dirs = self.debouncer, self.excluded
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event) -> None:  # type: ignore[no-untyped-def]
+                if event.is_directory or event.event_type in ("opened", "closed_no_write", "deleted"):
+                    return
+                for raw in (event.src_path, getattr(event, "dest_path", "")):
+                    path = raw.decode() if isinstance(raw, bytes) else raw
+                    if path and counts(path, excluded_dirs):
+                        debouncer.touch(path, time.monotonic())
+
+        self.observer = Observer()
+        for folder in self.folders:
+            self.observer.schedule(Handler(), str(folder), recursive=True)
+        self.thread = threading.Thread(target=self._loop, name="mm4-debounce", daemon=True)
+
+    def start(self) -> None:
+        self.observer.start()
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.observer.stop()
+        self.observer.join(timeout=5)
+        self.thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.TICK_S):
+            for path in self.debouncer.due(time.monotonic()):
+                try:
+                    self.on_saved(Path(path))
+                except Exception:  # one bad notebook never stops the watcher
+                    import logging
+
+                    logging.getLogger("mm4watch.daemon").exception("while looking at %s", path)
