@@ -150,7 +150,8 @@ class Daemon:
                         break
                 else:
                     self.dispatch()
-                self.wake.wait(0.25)
+                # runs going: look at them often; idle: sleep until a save or a second passes
+                self.wake.wait(0.25 if self.running else 1.0)
                 self.wake.clear()
         finally:
             watcher.stop()

@@ -33,10 +33,12 @@ class Debouncer:
         self.delay_s = delay_s
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.kick = threading.Event()  # set on every touch: an idle watcher sleeps until then
 
     def touch(self, path: str, now: float) -> None:
         with self._lock:
             self._last[path] = now
+        self.kick.set()
 
     def due(self, now: float) -> list[str]:
         with self._lock:
@@ -88,12 +90,19 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self.debouncer.kick.set()
         self.observer.stop()
         self.observer.join(timeout=5)
         self.thread.join(timeout=5)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.TICK_S):
+        while not self._stop.is_set():
+            if self.debouncer.pending():
+                time.sleep(self.TICK_S)
+            else:
+                self.debouncer.kick.wait()  # nothing to time: sleep until a write
+                self.debouncer.kick.clear()
+                continue
             for path in self.debouncer.due(time.monotonic()):
                 try:
                     self.on_saved(Path(path))
