@@ -86,6 +86,7 @@ class DaemonConfig:
     requeue_interrupted: bool = True  # a run cut off by a crash runs again, once
     notify: bool = True  # say when a run ends (Notification Center / notify-send)
     notify_command: str | None = None  # or run this, with MM4_RUN_* in its environment
+    restart_running: bool = False  # a newer save cancels the notebook's run in progress
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,9 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
         requeue_interrupted=v.get(daemon_t, ("daemon", "requeue_interrupted"), _bool, True),
         notify=v.get(daemon_t, ("daemon", "notify"), _bool, True),
         notify_command=v.get(daemon_t, ("daemon", "notify_command"), _str, None),
+        restart_running=v.get(daemon_t, ("daemon", "restart_running"), _bool, False),
     )
-    v.only_keys(daemon_t, ("daemon",), {"debounce", "requeue_interrupted", "notify", "notify_command"})
+    v.only_keys(daemon_t, ("daemon",), {"debounce", "requeue_interrupted", "notify", "notify_command", "restart_running"})
 
     executors: dict[str, ExecutorConfig] = {"local": ExecutorConfig("local", "local")}
     for name, table in v.table(data, ("executors",)).items():

@@ -197,6 +197,11 @@ class Daemon:
             log.error("not queued: %s: %s", rel, exc)
             return
         log.info("queued %s (entry %s, executor %s)", rel, entry_id, executor)
+        if self.config.daemon.restart_running:
+            for entry in self.queue.entries(("claimed",)):
+                if entry.notebook == rel and entry.run_id:
+                    log.info("cancelling %s: a newer save of %s came", entry.run_id, rel)
+                    active.request_cancel(self.state_dir, entry.run_id)
         self.wake.set()
 
     # -- runs -------------------------------------------------------------------

@@ -229,3 +229,24 @@ def test_a_container_run_is_picked_up_after_a_crash(daemon_project, mini):
     assert record["executor"]["reattached"] is True
     assert (run_dir / "final.txt").read_text() == "made it"
     assert run_dirs(daemon_project) == [run_dir]
+
+
+def test_notification_and_restart_running(daemon_project):
+    (daemon_project / "mm4.toml").write_text(
+        '[run]\nexecutor = "local"\n[daemon]\ndebounce = "0.5s"\nrestart_running = true\n'
+        'notify_command = "echo $MM4_RUN_STATUS $MM4_RUN_ID >> notified.txt"\n'
+    )
+    nb = write_notebook(daemon_project / "notebooks" / "w.ipynb", code("# mm4: remote\nv = 0"))
+    mm4(["start"], cwd=daemon_project)
+    time.sleep(1.0)
+    jupyter_save(nb, notebook_json(code("# mm4: remote\nimport time\ntime.sleep(60)")))
+    first = wait_for(lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"], what="run")[0]
+    jupyter_save(nb, notebook_json(code("# mm4: remote\nprint('the newer one')")))
+    wait_for(lambda: load_record(first)["status"] == "cancelled", what="the older run cancelled")
+    second = wait_for(lambda: [d for d in run_dirs(daemon_project) if d != first and load_record(d)["status"] == "succeeded"],
+                      what="the newer run")[0]
+    notified = wait_for(lambda: (daemon_project / "notified.txt").exists() and (daemon_project / "notified.txt").read_text(),
+                        what="notifications")
+    wait_for(lambda: len((daemon_project / "notified.txt").read_text().splitlines()) == 2, what="two notifications")
+    lines = (daemon_project / "notified.txt").read_text().splitlines()
+    assert sorted(lines) == sorted([f"cancelled {first.name}", f"succeeded {second.name}"])

@@ -40,3 +40,22 @@ def test_template_and_repository_examples_agree():
     )
     assert find_tag(read_notebook(REPO / "notebooks" / "00_test_remote.ipynb")) is not None
     assert find_tag(read_notebook(REPO / "notebooks" / "01_read_results.ipynb")) is None
+
+
+def test_service_unit_for_this_machine(tmp_path):
+    import platform
+
+    (tmp_path / "mm4.toml").write_text("[run]\n")
+    shown = mm4(["service", "show"], cwd=tmp_path)
+    assert shown.returncode == 0 and "start --foreground" in shown.stdout
+    done = mm4(["service", "install"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = done.stdout.split("wrote ", 1)[1].splitlines()[0]
+    from pathlib import Path
+
+    unit = Path(written)
+    assert unit.read_text() == shown.stdout
+    assert str(unit).startswith(str(Path.home()))  # the test's own HOME
+    if platform.system() == "Linux":
+        assert unit.parent.name == "user" and f"WorkingDirectory={tmp_path.resolve()}" in unit.read_text()
+    assert mm4(["service", "uninstall"], cwd=tmp_path).returncode == 0 and not unit.exists()
