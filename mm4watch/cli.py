@@ -23,6 +23,9 @@ COMMANDS = {
     "status": "the daemon, the run in progress and for how long, what waits and why",
     "queue": "list, remove or clear the runs waiting to start",
     "service": "start the daemon at login (launchd on macOS, systemd --user on Linux)",
+    "install-hooks": "install git hooks: each commit queues the tagged notebooks it changed",
+    "uninstall-hooks": "remove mm4watch's git hooks and restore what was there",
+    "rerun": "run a past run's exact input again: its commit's notebook, its patch, its parameters",
     "logs": "print a run's log; -f follows it until the run ends",
     "cancel": "stop a running run (what it wrote so far is kept)",
     "doctor": "check that an executor can run notebooks, and say how to fix what cannot",
@@ -68,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("service", help=COMMANDS["service"], description=COMMANDS["service"] + ".")
     p.add_argument("action", choices=["install", "uninstall", "show"])
+
+    sub.add_parser("install-hooks", help=COMMANDS["install-hooks"], description=COMMANDS["install-hooks"] + ".")
+    sub.add_parser("uninstall-hooks", help=COMMANDS["uninstall-hooks"], description=COMMANDS["uninstall-hooks"] + ".")
+
+    p = sub.add_parser("rerun", help=COMMANDS["rerun"], description=COMMANDS["rerun"] + ".")
+    p.add_argument("run", metavar="RUN", help="run id, unique id prefix or notebook name (its latest run)")
 
     p = sub.add_parser("_exec", help=argparse.SUPPRESS)
     p.add_argument("--reattach", action="store_true")

@@ -87,6 +87,7 @@ class DaemonConfig:
     notify: bool = True  # say when a run ends (Notification Center / notify-send)
     notify_command: str | None = None  # or run this, with MM4_RUN_* in its environment
     restart_running: bool = False  # a newer save cancels the notebook's run in progress
+    autostart: bool = False  # the git hook starts the daemon when it is not running
 
 
 @dataclass(frozen=True)
@@ -197,8 +198,10 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
         notify=v.get(daemon_t, ("daemon", "notify"), _bool, True),
         notify_command=v.get(daemon_t, ("daemon", "notify_command"), _str, None),
         restart_running=v.get(daemon_t, ("daemon", "restart_running"), _bool, False),
+        autostart=v.get(daemon_t, ("daemon", "autostart"), _bool, False),
     )
-    v.only_keys(daemon_t, ("daemon",), {"debounce", "requeue_interrupted", "notify", "notify_command", "restart_running"})
+    v.only_keys(daemon_t, ("daemon",),
+                {"debounce", "requeue_interrupted", "notify", "notify_command", "restart_running", "autostart"})
 
     executors: dict[str, ExecutorConfig] = {"local": ExecutorConfig("local", "local")}
     for name, table in v.table(data, ("executors",)).items():

@@ -10,7 +10,6 @@ while running), ``daemon.json`` (pid, start), ``daemon.log`` (rotated).
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import logging.handlers
 import os
@@ -27,12 +26,11 @@ from . import active, notify
 from .config import Config
 from .errors import ConfigError, Mm4Error, NotebookError
 from .fsutil import atomic_write_json
+from .pidlock import INFO_NAME, LOCK_NAME, read_info
 from .queue import Entry, Queue, QueueFull
 from .records import read_record
 from .tags import code_hash, find_tag, loads_notebook
 
-LOCK_NAME = "daemon.lock"
-INFO_NAME = "daemon.json"
 LOG_NAME = "daemon.log"
 EXEC_LOG_NAME = "exec.log"
 RECONCILE_EVERY_S = 2.0
@@ -60,23 +58,6 @@ def process_started(pid: int) -> float | None:
 
 def alive(pid: int | None, started: float | None) -> bool:
     return pid is not None and started is not None and process_started(pid) == started
-
-
-def read_info(state_dir: Path) -> dict[str, Any] | None:
-    """The running daemon's pid file, or None when no daemon holds the lock."""
-    lock = state_dir / LOCK_NAME
-    if not lock.exists():
-        return None
-    with open(lock, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                return json.loads((state_dir / INFO_NAME).read_text())
-            except (OSError, ValueError):
-                return {"pid": None}
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return None  # a stale pid file from a daemon that died: the lock is free
 
 
 class Daemon:

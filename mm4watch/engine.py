@@ -153,6 +153,14 @@ class Engine:
             raise BuildFailed(_short(exc)) from None
         return Image(tag, self.client.images.get(tag).id, built=True)
 
+    def find_image(self, tag: str) -> Image | None:
+        import docker
+
+        try:
+            return Image(tag, self.client.images.get(tag).id, built=False)
+        except docker.errors.ImageNotFound:
+            return None
+
     def image_exists(self, ref: str) -> bool:
         import docker
 

@@ -50,6 +50,40 @@ def provenance(notebook: Path, content: bytes) -> Provenance:
         return Provenance({"sha": sha, "branch": branch, "dirty": dirty}, patch)
 
 
+def at_commit(notebook: Path, sha: str, patch: str | None) -> Provenance:
+    """Provenance of a run of ``sha``'s notebook (plus ``patch``), whatever the work tree holds."""
+    branch = None
+    try:
+        import git  # GitPython
+
+        with git.Repo(notebook.parent, search_parent_directories=True) as repo:
+            branch = None if repo.head.is_detached else repo.head.ref.name
+    except Exception:
+        pass
+    return Provenance({"sha": sha, "branch": branch, "dirty": patch is not None}, patch)
+
+
+def rebuild(root: Path, sha: str | None, rel: str, patch: str | None) -> bytes:
+    """The exact notebook a run executed: ``rel`` at ``sha``, with ``patch`` applied."""
+    import tempfile
+
+    from . import proc
+
+    base = show(root, sha, rel) if sha else None
+    if patch is None:
+        if base is None:
+            raise ValueError("no commit and no patch: nothing to rebuild from")
+        return base
+    with tempfile.TemporaryDirectory(prefix="mm4-rerun-") as tmp:
+        target = Path(tmp) / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if base is not None:
+            target.write_bytes(base)
+        (Path(tmp) / ".mm4.patch").write_text(patch)
+        proc.run(["git", "apply", "--whitespace=nowarn", ".mm4.patch"], cwd=Path(tmp))
+        return target.read_bytes()
+
+
 def unified_patch(rel: str, old: bytes | None, new: bytes) -> str:
     """A patch that ``git apply`` takes: HEAD's file (or nothing) -> ``new``."""
     old_lines = _lines(old) if old is not None else []

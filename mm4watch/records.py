@@ -48,6 +48,7 @@ class RunRecord:
     error: dict[str, Any] | None = None  # {cell, ename, evalue}
     outputs: list[dict[str, Any]] = field(default_factory=list)  # {path, size, sha256}
     source: dict[str, Any] = field(default_factory=dict)  # {sha256, code_hash, patch}
+    rerun_of: str | None = None  # the run whose exact input this run executed again
     schema: int = SCHEMA_VERSION
 
     @property

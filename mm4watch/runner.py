@@ -43,6 +43,10 @@ class RunRequest:
     executor: str | None = None  # overrides MM4_EXECUTOR, the tag and [run] executor
     timeout_s: float | None = None  # overrides the tag and [run] timeout
     content: bytes | None = None  # the notebook as it is to run; read from disk when None
+    commit_sha: str | None = None  # the content is this commit's notebook (+ patch): a commit run, a rerun
+    patch: str | None = None  # with commit_sha: the diff that makes the content from the commit's file
+    image: str | None = None  # container executors: run on this image when the engine still has it
+    rerun_of: str | None = None
 
 
 def run_notebook(
@@ -62,7 +66,11 @@ def run_notebook(
     exec_cfg = config.executor(request.executor, tag=tag.executor if tag else None)
     executor = executors.get(exec_cfg, config)
     timeout_s = request.timeout_s or (tag.timeout_s if tag else None) or config.run.timeout_s
-    prov = git.provenance(notebook, content)
+    prov = (
+        git.provenance(notebook, content)
+        if request.commit_sha is None
+        else git.at_commit(notebook, request.commit_sha, request.patch)
+    )
 
     run_id, run_dir = create_run_dir(config.results_dir, notebook.stem, datetime.now())
     if prov.patch is not None:
@@ -82,6 +90,7 @@ def run_notebook(
             "code_hash": code_hash(nb),
             "patch": PATCH_NAME if prov.patch is not None else None,
         },
+        rerun_of=request.rerun_of,
     )
     write_record(run_dir, record)
     on_created(run_id)
@@ -104,6 +113,7 @@ def run_notebook(
         parameters=dict(request.parameters),
         timeout_s=timeout_s,
         kernel=config.run.kernel,
+        image=request.image,
     )
     try:
         try:

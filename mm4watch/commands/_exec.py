@@ -50,6 +50,7 @@ def main(args: argparse.Namespace) -> int:
         parameters=entry.parameters,
         executor=entry.executor,
         content=content,
+        commit_sha=entry.commit_sha,  # a commit run is that commit's notebook, clean
     )
     started: list[str] = []
 

@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _queue(cfg: config.Config, notebook: Path, parameters: dict[str, Any], executor: str | None) -> int:
     """Hand the run to the daemon: the notebook's bytes now, run when its turn comes."""
-    from ..daemon import read_info
+    from ..pidlock import read_info
     from ..queue import Queue
     from ..tags import find_tag, loads_notebook
 

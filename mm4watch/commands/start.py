@@ -5,7 +5,8 @@ import argparse
 import time
 
 from .. import config
-from ..daemon import Daemon, read_info, spawn_detached
+from ..daemon import Daemon, spawn_detached
+from ..pidlock import read_info
 from ..errors import Mm4Error
 
 READY_S = 15

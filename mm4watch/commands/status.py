@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timezone
 
 from .. import config
-from ..daemon import read_info
+from ..pidlock import read_info
 from ..durations import format_duration
 from ..queue import Queue
 from ..records import parse_iso, read_record

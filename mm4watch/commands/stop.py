@@ -7,7 +7,7 @@ import signal
 import time
 
 from .. import config
-from ..daemon import read_info
+from ..pidlock import read_info
 
 WAIT_S = 10
 

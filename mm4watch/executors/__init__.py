@@ -23,6 +23,7 @@ class Job:
     parameters: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 7200.0
     kernel: str | None = None
+    image: str | None = None  # container executors: use this image if the engine still has it
 
 
 @dataclass(frozen=True)

@@ -92,14 +92,19 @@ class DockerExecutor:
 
     def _execute(self, engine: Engine, job: Job) -> Outcome:
         info = {**self.describe(), **engine.describe()}
-        ctx = buildctx.make(self.config)
-        info["context_hash"] = ctx.digest
         build_log = job.run_dir / BUILD_LOG_NAME
-        try:
-            with open(build_log, "a", encoding="utf-8") as log:
-                image = engine.ensure_image(ctx, self.config.image_name, self.config.project.dockerfile, log)
-        except BuildFailed as exc:
-            return Outcome("failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info)
+        image = engine.find_image(job.image) if job.image else None
+        if image is not None:  # a rerun on the image its run had
+            info["context_hash"] = job.image.rsplit("ctx-", 1)[-1]
+            build_log.write_text(f"image {job.image} is still on {engine.label}: the run's own image, no build\n")
+        else:
+            ctx = buildctx.make(self.config)
+            info["context_hash"] = ctx.digest
+            try:
+                with open(build_log, "a", encoding="utf-8") as log:
+                    image = engine.ensure_image(ctx, self.config.image_name, self.config.project.dockerfile, log)
+            except BuildFailed as exc:
+                return Outcome("failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info)
         info.update(image=image.tag, image_id=image.id, image_built=image.built)
 
         if self.cfg.sync_data and self.cfg.data and self.cfg.host and self.cfg.host.startswith("ssh://"):

@@ -1,0 +1,47 @@
+"""mm4watch rerun RUN: execute a past run's exact input again.
+
+The notebook is rebuilt from the run's commit plus its saved ``source.patch``
+and checked against the recorded sha256; the parameters and executor are the
+same, and container executors use the run's image when the engine still has it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+
+from .. import config
+from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
+from ..git import rebuild
+from ..records import PATCH_NAME
+from ..runner import RunRequest, run_notebook
+from ..store import History
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config.load()
+    record, run_dir = History(cfg.results_dir, cfg.state_dir).find(args.run)
+    sha = (record.commit or {}).get("sha")
+    patch_path = run_dir / PATCH_NAME
+    patch = patch_path.read_text() if patch_path.exists() else None
+    if record.commit is None:
+        raise Mm4Error(f"{record.id} ran outside a git repository: its exact input cannot be rebuilt")
+    try:
+        content = rebuild(cfg.root, sha, record.notebook, patch)
+    except (Mm4Error, ValueError) as exc:
+        raise Mm4Error(f"cannot rebuild the input of {record.id}: {exc}") from None
+    if hashlib.sha256(content).hexdigest() != record.source.get("sha256"):
+        raise Mm4Error(f"the rebuilt input of {record.id} does not match what it ran (sha256 differs); nothing was run")
+    request = RunRequest(
+        notebook=cfg.root / record.notebook,
+        parameters=dict(record.parameters),
+        executor=record.executor.get("name"),
+        content=content,
+        commit_sha=sha,
+        patch=patch,
+        image=record.executor.get("image"),
+        rerun_of=record.id,
+    )
+    new, new_dir = run_notebook(cfg, request, say=lambda line: print(line, file=sys.stderr))
+    print(new_dir)
+    return EXIT_OK if new.status == "succeeded" else EXIT_NOTEBOOK_FAILED

@@ -1,0 +1,188 @@
+"""The git hooks' side: queue the tagged notebooks a commit changed; check staged notebooks.
+
+    mm4watch-hook post-commit           queue runs for HEAD (git's post-commit hook)
+    mm4watch-hook post-rewrite rebase   after a rebase: queue once for the final state
+    mm4watch-hook check FILE...         pre-commit stage: staged notebooks must parse
+
+Lean on purpose: only the standard library, git through subprocess, and
+mm4watch's queue and tag parser are imported (no GitPython, Docker or
+papermill), and the post-commit path never fails the commit and never prompts.
+While a rebase or a multi-commit cherry-pick is in progress, post-commit
+queues nothing: the post-rewrite hook queues once when the rebase ends.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+from . import config
+from .errors import ConfigError, Mm4Error, NotebookError
+from .tags import find_tag, loads_notebook
+
+NOTEBOOK_STATES = ("A", "M", "R", "C", "T")  # added, modified, renamed, copied, type changed
+
+
+def git(root: Path, *args: str, input: bytes | None = None) -> bytes:
+    done = subprocess.run(["git", *args], cwd=root, input=input, capture_output=True)
+    if done.returncode != 0:
+        raise Mm4Error(f"git {' '.join(args)} failed: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
+
+
+def in_sequence(root: Path) -> str | None:
+    """What replays commits right now (rebase, cherry-pick sequence), if anything."""
+    for name, what in (("rebase-merge", "rebase"), ("rebase-apply", "rebase"), ("sequencer", "cherry-pick/revert sequence")):
+        path = Path(git(root, "rev-parse", "--git-path", name).decode().strip())
+        if not path.is_absolute():
+            path = root / path
+        if path.exists():
+            return what
+    return None
+
+
+def changed_notebooks(root: Path, commit: str, folders: Sequence[str], base: str | None = None) -> list[str]:
+    """Notebooks in ``folders`` that ``commit`` added or changed (against its first parent,
+    or ``base``); renames count under their new name, deletions never."""
+    parents = git(root, "rev-list", "--parents", "-n", "1", commit).decode().split()[1:]
+    diff = ["diff-tree", "-r", "-M", "--no-commit-id", "--name-status", "-z"]
+    if base:
+        args = [*diff, base, commit]
+    elif parents:
+        args = [*diff, parents[0], commit]
+    else:
+        args = [*diff, "--root", commit]
+    fields = [f for f in git(root, *args).decode().split("\0") if f]
+    found, i = [], 0
+    while i < len(fields):
+        status = fields[i]
+        if status[0] in ("R", "C"):
+            path, i = fields[i + 2], i + 3
+        else:
+            path, i = fields[i + 1], i + 2
+        pure = PurePosixPath(path)
+        if status[0] in NOTEBOOK_STATES and pure.suffix == ".ipynb" and any(
+            pure.is_relative_to(folder) for folder in folders
+        ):
+            found.append(path)
+    return sorted(set(found))
+
+
+def queue_commit(cfg: config.Config, commit: str, base: str | None = None) -> list[str]:
+    """Queue the tagged notebooks ``commit`` changed, as committed. Returns what was queued."""
+    from .queue import Queue
+
+    root = cfg.root
+    sha = git(root, "rev-parse", "--verify", f"{commit}^{{commit}}").decode().strip()
+    queued = []
+    queue: Queue | None = None
+    for path in changed_notebooks(root, sha, cfg.project.notebooks, base):
+        content = git(root, "show", f"{sha}:{path}")
+        try:
+            tag = find_tag(loads_notebook(content.decode("utf-8"), path), path)
+        except (NotebookError, UnicodeDecodeError) as exc:
+            print(f"mm4watch: not queued: {exc}", file=sys.stderr)
+            continue
+        if tag is None:
+            continue
+        executor = cfg.executor(None, tag=tag.executor).name
+        queue = queue or Queue(cfg.state_dir)
+        queue.add(path, "commit", content=content, commit_sha=sha, executor=executor)
+        queued.append(path)
+    return queued
+
+
+def _say_queued(cfg: config.Config, queued: list[str], sha: str) -> None:
+    if not queued:
+        return
+    from .pidlock import read_info
+
+    what = f"queued {len(queued)} run(s) for {sha[:8]}: {', '.join(queued)}"
+    if read_info(cfg.state_dir):
+        print(f"mm4watch: {what}", file=sys.stderr)
+    elif cfg.daemon.autostart:
+        subprocess.Popen(
+            [sys.executable, "-m", "mm4watch", "start"], cwd=cfg.root,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        print(f"mm4watch: {what}; starting the daemon", file=sys.stderr)
+    else:
+        print(f"mm4watch: {what}; the daemon is not running, they wait (mm4watch start)", file=sys.stderr)
+
+
+def post_commit(root: Path) -> None:
+    sequence = in_sequence(root)
+    if sequence:
+        return  # post-rewrite queues the final state once the rebase ends
+    cfg = config.load(root)
+    sha = git(root, "rev-parse", "HEAD").decode().strip()
+    _say_queued(cfg, queue_commit(cfg, sha), sha)
+
+
+def post_rewrite(root: Path, kind: str, pairs: str) -> None:
+    """After ``git rebase``: the notebooks the rewritten commits changed, queued once at HEAD."""
+    if kind != "rebase":
+        return  # an amend already ran post-commit
+    cfg = config.load(root)
+    new = [line.split()[1] for line in pairs.splitlines() if len(line.split()) >= 2]
+    if not new:
+        return
+    sha = git(root, "rev-parse", "HEAD").decode().strip()
+    # everything the rebased range changed, read as it is at the end of it
+    parents = git(root, "rev-list", "--parents", "-n", "1", new[0]).decode().split()[1:]
+    _say_queued(cfg, queue_commit(cfg, sha, base=parents[0] if parents else None), sha)
+
+
+def check(files: Sequence[str], no_outputs: bool) -> int:
+    """Pre-commit stage: every staged notebook parses; a tagged one's tag is valid."""
+    failed = 0
+    for name in files:
+        if not name.endswith(".ipynb") or not os.path.exists(name):
+            continue
+        try:
+            with open(name, encoding="utf-8") as fh:
+                nb = loads_notebook(fh.read(), name)
+            tag = find_tag(nb, name)
+        except (NotebookError, UnicodeDecodeError) as exc:
+            print(f"mm4watch: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if tag is not None and no_outputs:
+            with_outputs = [i for i, c in enumerate(nb["cells"]) if c.get("cell_type") == "code" and c.get("outputs")]
+            if with_outputs:
+                print(
+                    f"mm4watch: {name}: tagged notebook carries outputs in cell(s) {with_outputs}; "
+                    "results belong in its run folder. Clear outputs (Jupyter: Edit > Clear All Outputs) and stage again",
+                    file=sys.stderr,
+                )
+                failed += 1
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print(__doc__, file=sys.stderr)
+        return 2
+    if args[0] == "check":
+        no_outputs = "--no-outputs" in args
+        return check([a for a in args[1:] if a != "--no-outputs"], no_outputs)
+    try:
+        root = Path(git(Path.cwd(), "rev-parse", "--show-toplevel").decode().strip())
+        if args[0] == "post-commit":
+            post_commit(root)
+        elif args[0] == "post-rewrite":
+            post_rewrite(root, args[1] if len(args) > 1 else "", sys.stdin.read())
+        else:
+            print(f"mm4watch-hook: unknown hook {args[0]!r}", file=sys.stderr)
+    except (Mm4Error, ConfigError) as exc:
+        print(f"mm4watch: nothing queued: {exc}", file=sys.stderr)
+    except Exception as exc:  # a hook never fails the commit
+        print(f"mm4watch: nothing queued (unexpected: {type(exc).__name__}: {exc})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
