@@ -1,6 +1,7 @@
 """The git hooks' side: queue the tagged notebooks a commit changed; check staged notebooks.
 
     mm4watch-hook post-commit           queue runs for HEAD (git's post-commit hook)
+    mm4watch-hook post-merge            after `git merge`/`pull` (which run no post-commit): ORIG_HEAD..HEAD
     mm4watch-hook post-rewrite rebase   after a rebase: queue once for the final state
     mm4watch-hook check FILE...         pre-commit stage: staged notebooks must parse
 
@@ -121,18 +122,42 @@ def post_commit(root: Path) -> None:
     _say_queued(cfg, queue_commit(cfg, sha), sha)
 
 
+def post_merge(root: Path) -> None:
+    """A merge commits without post-commit: queue what it brought, ORIG_HEAD to HEAD."""
+    if in_sequence(root):
+        return
+    cfg = config.load(root)
+    sha = git(root, "rev-parse", "HEAD").decode().strip()
+    base = git(root, "rev-parse", "--verify", "-q", "ORIG_HEAD").decode().strip() or None
+    _say_queued(cfg, queue_commit(cfg, sha, base=base), sha)
+
+
 def post_rewrite(root: Path, kind: str, pairs: str) -> None:
-    """After ``git rebase``: the notebooks the rewritten commits changed, queued once at HEAD."""
+    """After ``git rebase``: the notebooks the rewritten commits changed, queued once at HEAD.
+
+    git gives the rewritten commits on stdin; under the pre-commit framework,
+    which does not, the range is ORIG_HEAD's fork point to HEAD."""
     if kind != "rebase":
         return  # an amend already ran post-commit
     cfg = config.load(root)
-    new = [line.split()[1] for line in pairs.splitlines() if len(line.split()) >= 2]
-    if not new:
-        return
     sha = git(root, "rev-parse", "HEAD").decode().strip()
+    new = [line.split()[1] for line in pairs.splitlines() if len(line.split()) >= 2]
+    if new:
+        parents = git(root, "rev-list", "--parents", "-n", "1", new[0]).decode().split()[1:]
+        base = parents[0] if parents else None
+    else:
+        base = git(root, "merge-base", "ORIG_HEAD", "HEAD").decode().strip() or None
     # everything the rebased range changed, read as it is at the end of it
-    parents = git(root, "rev-list", "--parents", "-n", "1", new[0]).decode().split()[1:]
-    _say_queued(cfg, queue_commit(cfg, sha, base=parents[0] if parents else None), sha)
+    _say_queued(cfg, queue_commit(cfg, sha, base=base), sha)
+
+
+def _stdin_if_any() -> str:
+    import select
+
+    if sys.stdin is None or sys.stdin.isatty():
+        return ""
+    ready, _, _ = select.select([sys.stdin], [], [], 0.5)
+    return sys.stdin.read() if ready else ""
 
 
 def check(files: Sequence[str], no_outputs: bool) -> int:
@@ -173,8 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = Path(git(Path.cwd(), "rev-parse", "--show-toplevel").decode().strip())
         if args[0] == "post-commit":
             post_commit(root)
+        elif args[0] == "post-merge":
+            post_merge(root)
         elif args[0] == "post-rewrite":
-            post_rewrite(root, args[1] if len(args) > 1 else "", sys.stdin.read())
+            kind = args[1] if len(args) > 1 else os.environ.get("PRE_COMMIT_REWRITE_COMMAND", "")
+            post_rewrite(root, kind, _stdin_if_any())
         else:
             print(f"mm4watch-hook: unknown hook {args[0]!r}", file=sys.stderr)
     except (Mm4Error, ConfigError) as exc:

@@ -11,7 +11,7 @@ from .errors import Mm4Error
 from .hook import git
 
 MARKER = "mm4watch-hook"
-HOOKS = ("post-commit", "post-rewrite")
+HOOKS = ("post-commit", "post-merge", "post-rewrite")
 CHAINED = ".mm4watch-chained"
 
 TEMPLATE = """#!/bin/sh
