@@ -111,6 +111,7 @@ class Daemon:
         self._signals()
         log.info("daemon started (pid %s) for %s", os.getpid(), self.config.root)
         self.reconcile()
+        self.drain_commits()
         self.scan()
         folders = [self.config.root / f for f in self.config.project.notebooks]
         excluded = [self.config.results_dir, self.config.root / self.config.project.data, self.state_dir]
@@ -123,6 +124,7 @@ class Daemon:
                 self.reap()
                 if time.monotonic() - last_reconcile >= RECONCILE_EVERY_S:
                     self.reconcile()
+                    self.drain_commits()
                     last_reconcile = time.monotonic()
                 if self.stopping:
                     if self.stop_now:
@@ -139,6 +141,16 @@ class Daemon:
             (self.state_dir / INFO_NAME).unlink(missing_ok=True)
             log.info("daemon stopped")
         return 0
+
+    def drain_commits(self) -> None:
+        """Commits the git hooks noted and no drain has queued yet (e.g. after a reboot)."""
+        from .hook import drain
+
+        try:
+            if drain(self.config):
+                self.wake.set()
+        except Exception:
+            log.exception("while queueing noted commits")
 
     # -- saves ------------------------------------------------------------------
 

@@ -3,7 +3,14 @@
     mm4watch-hook post-commit           queue runs for HEAD (git's post-commit hook)
     mm4watch-hook post-merge            after `git merge`/`pull` (which run no post-commit): ORIG_HEAD..HEAD
     mm4watch-hook post-rewrite rebase   after a rebase: queue once for the final state
+    mm4watch-hook drain                 queue what the shell hooks noted in .mm4/commits.pending
     mm4watch-hook check FILE...         pre-commit stage: staged notebooks must parse
+
+The hooks `mm4watch install-hooks` writes are shell: they note ``commit SHA``
+or ``range BASE SHA`` in ``.mm4/commits.pending`` (durable) and start a
+background ``drain``; the daemon drains that file too. The Python hook
+commands here (what the pre-commit framework's python hooks call) note and
+drain at once.
 
 Lean on purpose: only the standard library, git through subprocess, and
 mm4watch's queue and tag parser are imported (no GitPython, Docker or
@@ -113,13 +120,55 @@ def _say_queued(cfg: config.Config, queued: list[str], sha: str) -> None:
         print(f"mm4watch: {what}; the daemon is not running, they wait (mm4watch start)", file=sys.stderr)
 
 
+PENDING = "commits.pending"
+DRAINING = "commits.draining"
+
+
+def note(root: Path, line: str) -> None:
+    state = root / config.STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    with open(state / PENDING, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
+def drain(cfg: config.Config) -> list[str]:
+    """Queue what the hooks noted; one drain at a time (a lock), nothing noted is lost."""
+    import fcntl
+
+    state = cfg.state_dir
+    if not (state / PENDING).exists() and not (state / DRAINING).exists():
+        return []
+    queued: list[str] = []
+    with open(state / "commits.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        while True:
+            work = state / DRAINING
+            if not work.exists():
+                if not (state / PENDING).exists():
+                    break
+                os.replace(state / PENDING, work)
+            for line in work.read_text(encoding="utf-8").splitlines():
+                parts = line.split()
+                try:
+                    if parts and parts[0] == "commit":
+                        queued += queue_commit(cfg, parts[1])
+                    elif parts and parts[0] == "range" and len(parts) >= 2:
+                        base = parts[1] if len(parts) == 3 and parts[1] != "root" else None
+                        queued += queue_commit(cfg, parts[-1], base=base)
+                except Mm4Error as exc:
+                    print(f"mm4watch: {line}: nothing queued: {exc}", file=sys.stderr)
+            work.unlink()
+    return queued
+
+
 def post_commit(root: Path) -> None:
     sequence = in_sequence(root)
     if sequence:
         return  # post-rewrite queues the final state once the rebase ends
     cfg = config.load(root)
     sha = git(root, "rev-parse", "HEAD").decode().strip()
-    _say_queued(cfg, queue_commit(cfg, sha), sha)
+    note(root, f"commit {sha}")
+    _say_queued(cfg, drain(cfg), sha)
 
 
 def post_merge(root: Path) -> None:
@@ -128,8 +177,9 @@ def post_merge(root: Path) -> None:
         return
     cfg = config.load(root)
     sha = git(root, "rev-parse", "HEAD").decode().strip()
-    base = git(root, "rev-parse", "--verify", "-q", "ORIG_HEAD").decode().strip() or None
-    _say_queued(cfg, queue_commit(cfg, sha, base=base), sha)
+    base = git(root, "rev-parse", "--verify", "-q", "ORIG_HEAD").decode().strip() or "root"
+    note(root, f"range {base} {sha}")
+    _say_queued(cfg, drain(cfg), sha)
 
 
 def post_rewrite(root: Path, kind: str, pairs: str) -> None:
@@ -148,7 +198,8 @@ def post_rewrite(root: Path, kind: str, pairs: str) -> None:
     else:
         base = git(root, "merge-base", "ORIG_HEAD", "HEAD").decode().strip() or None
     # everything the rebased range changed, read as it is at the end of it
-    _say_queued(cfg, queue_commit(cfg, sha, base=base), sha)
+    note(root, f"range {base or 'root'} {sha}")
+    _say_queued(cfg, drain(cfg), sha)
 
 
 def _stdin_if_any() -> str:
@@ -196,7 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check([a for a in args[1:] if a != "--no-outputs"], no_outputs)
     try:
         root = Path(git(Path.cwd(), "rev-parse", "--show-toplevel").decode().strip())
-        if args[0] == "post-commit":
+        if args[0] == "drain":
+            drain(config.load(root))
+        elif args[0] == "post-commit":
             post_commit(root)
         elif args[0] == "post-merge":
             post_merge(root)

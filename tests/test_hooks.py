@@ -16,9 +16,20 @@ def all_entries(project):
     return Queue(project / ".mm4").entries(("queued", "claimed", "done", "superseded", "rejected"))
 
 
-def commit(project, message, *extra):
+def drained(project, timeout=30):
+    """The hook notes the commit and queues it in the background: wait for that."""
+    state = project / ".mm4"
+    deadline = time.monotonic() + timeout
+    while (state / "commits.pending").exists() or (state / "commits.draining").exists():
+        assert time.monotonic() < deadline, "the noted commits were never queued"
+        time.sleep(0.02)
+
+
+def commit(project, message, *extra, wait=True):
     done = subprocess.run(["git", "commit", "-q", "-m", message, *extra], cwd=project, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    if wait:
+        drained(project)
     return done
 
 
@@ -40,7 +51,7 @@ def test_commits_queue_what_they_changed(hooked):
     write_notebook(hooked / "elsewhere" / "b.ipynb", code("# mm4: remote\nx = 1"))  # not a notebook folder
     git(hooked, "add", "-A")
     done = commit(hooked, "add notebooks")
-    assert "queued 1 run(s)" in done.stderr and "the daemon is not running" in done.stderr
+    assert "queueing runs for the tagged notebooks of" in done.stderr and "the daemon is not running" in done.stderr
     (entry,) = all_entries(hooked)
     sha = git(hooked, "rev-parse", "HEAD")
     assert (entry.notebook, entry.trigger, entry.commit_sha, entry.content) == ("notebooks/a.ipynb", "commit", sha, nb.read_bytes())
@@ -79,6 +90,7 @@ def test_root_commit_rename_and_merge(repo_root_only):
     before = len(all_entries(project))
     done = subprocess.run(["git", "merge", "-q", "--no-ff", "-m", "merge feature", "feature"], cwd=project, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    drained(project)
     new = all_entries(project)[before:]
     assert [(e.notebook, e.commit_sha) for e in new] == [("notebooks/f.ipynb", git(project, "rev-parse", "HEAD"))]
 
@@ -106,6 +118,7 @@ def test_a_rebase_of_five_commits_queues_once(hooked):
     before = len(all_entries(hooked))
     done = subprocess.run(["git", "rebase", "-q", "main"], cwd=hooked, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    drained(hooked)
     new = all_entries(hooked)[before:]
     assert len(new) == 1, [(e.notebook, e.commit_sha) for e in new]
     assert new[0].commit_sha == git(hooked, "rev-parse", "HEAD") and new[0].content == tagged(4).encode()
@@ -143,9 +156,14 @@ def test_the_hook_never_fails_a_commit(hooked):
     (hooked / "mm4.toml").write_text("[run\nbroken")
     (hooked / "notebooks" / "x.ipynb").write_text(tagged(1))
     git(hooked, "add", "-A")
-    done = commit(hooked, "with a broken config")
-    assert "mm4watch: nothing queued" in done.stderr and "mm4.toml" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    done = commit(hooked, "with a broken config", wait=False)
+    assert len(done.stderr.strip().splitlines()) == 1 and "mm4watch:" in done.stderr
+    # nothing noted is lost: once the config is fixed, the next drain queues it
+    (hooked / "mm4.toml").write_text('[run]\nexecutor = "local"\n')
+    from mm4watch import config
+    from mm4watch.hook import drain
+
+    assert drain(config.load(hooked)) == ["notebooks/x.ipynb"]
 
 
 def test_the_hook_path_stays_lean():
@@ -209,6 +227,7 @@ def test_pre_commit_framework_installs_and_runs_the_hooks(repo):
     import shutil
 
     shutil.copy(REPO / ".pre-commit-config.yaml", repo / ".pre-commit-config.yaml")
+    shutil.copytree(REPO / "hooks", repo / "hooks")  # the local config runs them from the repository
     env = {**os.environ, "PRE_COMMIT_HOME": str(repo.parent / "pre-commit-cache")}
     for hook_type in ("pre-commit", "post-commit", "post-rewrite"):
         subprocess.run([sys.executable, "-m", "pre_commit", "install", "--hook-type", hook_type], cwd=repo, env=env,
@@ -217,6 +236,7 @@ def test_pre_commit_framework_installs_and_runs_the_hooks(repo):
     git(repo, "add", "-A")
     done = subprocess.run(["git", "commit", "-q", "-m", "via pre-commit"], cwd=repo, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+    drained(repo)
     (entry,) = all_entries(repo)
     assert entry.trigger == "commit" and entry.notebook == "notebooks/p.ipynb"
 
@@ -236,3 +256,11 @@ def test_check_refuses_outputs_when_asked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert check(["o.ipynb"], no_outputs=False) == 0
     assert check(["o.ipynb"], no_outputs=True) == 1
+
+
+def test_the_repository_hooks_are_the_installed_ones():
+    from mm4watch.hooks_install import HOOKS, repository_script
+
+    for name in HOOKS:
+        path = REPO / "hooks" / name
+        assert path.read_text() == repository_script(name) and os.access(path, os.X_OK)
