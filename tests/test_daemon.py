@@ -39,6 +39,13 @@ def jupyter_save(path: Path, text: str) -> None:
     backup.unlink(missing_ok=True)
 
 
+def start_then_save(project, nb, *cells):
+    """Start the daemon (it remembers ``nb`` as it is), then save ``nb`` with ``cells``."""
+    assert mm4(["start"], cwd=project).returncode == 0
+    time.sleep(1.0)
+    jupyter_save(nb, notebook_json(*cells))
+
+
 def daemon_pid(project):
     info = json.loads((project / ".mm4" / "daemon.json").read_text())
     return int(info["pid"])
@@ -116,9 +123,7 @@ def test_saves_queue_runs_only_when_code_changes(daemon_project):
 def test_newer_save_supersedes_a_queued_one(daemon_project):
     blocker = write_notebook(daemon_project / "notebooks" / "blocker.ipynb", code("# mm4: remote\nimport time\ntime.sleep(1)"))
     nb = write_notebook(daemon_project / "notebooks" / "s.ipynb", code("# mm4: remote\nv = 0"))
-    mm4(["start"], cwd=daemon_project)
-    time.sleep(1.0)
-    jupyter_save(blocker, notebook_json(code("# mm4: remote\nimport time\ntime.sleep(8)")))
+    start_then_save(daemon_project, blocker, code("# mm4: remote\nimport time\ntime.sleep(8)"))
     wait_for(lambda: any(e["state"] == "claimed" for e in entries(daemon_project)), what="the blocker to run")
     for v in (1, 2, 3):
         jupyter_save(nb, notebook_json(code(f"# mm4: remote\nv = {v}\nprint('v is', v)")))
@@ -149,9 +154,7 @@ def test_run_queue_and_stop_now_cancels(daemon_project):
 
 def test_kill_9_of_the_daemon_loses_nothing_and_duplicates_nothing(daemon_project):
     nb = write_notebook(daemon_project / "notebooks" / "k.ipynb", code("# mm4: remote\nimport time\nv = 0"))
-    mm4(["start"], cwd=daemon_project)
-    time.sleep(1.0)
-    jupyter_save(nb, notebook_json(code("# mm4: remote\nimport time\ntime.sleep(4)\nv = 1")))
+    start_then_save(daemon_project, nb, code("# mm4: remote\nimport time\ntime.sleep(4)\nv = 1"))
     run_dir = wait_for(lambda: run_dirs(daemon_project), what="the run")[0]
     os.kill(daemon_pid(daemon_project), signal.SIGKILL)
     time.sleep(0.5)
@@ -164,9 +167,7 @@ def test_kill_9_of_the_daemon_loses_nothing_and_duplicates_nothing(daemon_projec
 
 def test_a_run_whose_process_dies_is_recorded_and_queued_again_once(daemon_project):
     nb = write_notebook(daemon_project / "notebooks" / "r.ipynb", code("# mm4: remote\nimport time\nv = 0"))
-    mm4(["start"], cwd=daemon_project)
-    time.sleep(1.0)
-    jupyter_save(nb, notebook_json(code("# mm4: remote\nimport time\ntime.sleep(5)")))
+    start_then_save(daemon_project, nb, code("# mm4: remote\nimport time\ntime.sleep(5)"))
     first = wait_for(lambda: run_dirs(daemon_project), what="the run")[0]
     entry = wait_for(lambda: [e for e in entries(daemon_project) if e["run_id"] == first.name], what="the entry")[0]
     queue_pid = _entry_pid(daemon_project, entry["id"])
@@ -190,9 +191,7 @@ def test_an_unreachable_executor_keeps_runs_waiting(daemon_project, mini):
     (daemon_project / "Dockerfile").write_text(TEST_DOCKERFILE)
     (daemon_project / "requirements.txt").write_text("# nothing beyond papermill\n")
     nb = write_notebook(daemon_project / "notebooks" / "u.ipynb", code("# mm4: remote\nx = 0"))
-    mm4(["start"], cwd=daemon_project)
-    time.sleep(1.0)
-    jupyter_save(nb, notebook_json(code("# mm4: remote\nx = 1")))
+    start_then_save(daemon_project, nb, code("# mm4: remote\nx = 1"))
     waiting = wait_for(lambda: [e for e in entries(daemon_project) if e["last_error"]], what="a reason")[0]
     assert "cannot reach" in waiting["last_error"] and waiting["state"] == "queued"
     assert "waiting because: cannot reach" in mm4(["status"], cwd=daemon_project).stdout
@@ -209,12 +208,11 @@ def test_a_container_run_is_picked_up_after_a_crash(daemon_project, mini):
     (daemon_project / "Dockerfile").write_text(TEST_DOCKERFILE)
     (daemon_project / "requirements.txt").write_text("# nothing beyond papermill\n")
     nb = write_notebook(daemon_project / "notebooks" / "c.ipynb", code("# mm4: remote\nx = 0"))
-    mm4(["start"], cwd=daemon_project)
-    time.sleep(1.0)
-    jupyter_save(nb, notebook_json(
+    start_then_save(
+        daemon_project, nb,
         code("# mm4: remote\nimport os, pathlib, time\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])"),
         code("time.sleep(10)\n(out / 'final.txt').write_text('made it')"),
-    ))
+    )
     run_dir = wait_for(lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"],
                        timeout=120, what="the run")[0]
     entry = wait_for(lambda: [e for e in entries(daemon_project) if e["run_id"] == run_dir.name], what="entry")[0]
@@ -237,9 +235,7 @@ def test_notification_and_restart_running(daemon_project):
         'notify_command = "echo $MM4_RUN_STATUS $MM4_RUN_ID >> notified.txt"\n'
     )
     nb = write_notebook(daemon_project / "notebooks" / "w.ipynb", code("# mm4: remote\nv = 0"))
-    mm4(["start"], cwd=daemon_project)
-    time.sleep(1.0)
-    jupyter_save(nb, notebook_json(code("# mm4: remote\nimport time\ntime.sleep(60)")))
+    start_then_save(daemon_project, nb, code("# mm4: remote\nimport time\ntime.sleep(60)"))
     first = wait_for(lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"], what="run")[0]
     jupyter_save(nb, notebook_json(code("# mm4: remote\nprint('the newer one')")))
     wait_for(lambda: load_record(first)["status"] == "cancelled", what="the older run cancelled")

@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import mm4watch
 
@@ -68,17 +68,7 @@ class DockerExecutor:
             except docker.errors.NotFound:
                 return None
             info = {**self.describe(), **engine.describe(), "reattached": True}
-            try:
-                with open(job.log_path, "ab") as sink:
-                    pump = engine.follow_logs(container, sink, since=time.time())
-                    status, code = self._wait(engine, container, job)
-                    pump.join(timeout=10)
-                self._harvest(engine, container, job)
-            finally:
-                try:
-                    container.remove(force=True)
-                except Exception:
-                    pass
+            status, code = self._supervise(engine, container, job, start=False, since=time.time())
             return _outcome(status, code, job, info)
         finally:
             engine.close()
@@ -136,23 +126,39 @@ class DockerExecutor:
         )
         try:
             container.put_archive("/", _job_tar(job, workdir))
+        except BaseException:
+            container.remove(force=True)
+            raise
+        try:
+            status, code = self._supervise(
+                engine, container, job, start=not info["warm"], started=prepare.start if self.cfg.warm else None
+            )
+        finally:
+            if prepare.is_alive():
+                prepare.join(timeout=60)
+        return _outcome(status, code, job, info)
+
+    def _supervise(
+        self, engine: Engine, container: Any, job: Job, *, start: bool, since: float | None = None,
+        started: Callable[[], None] | None = None,
+    ) -> tuple[str, int | None]:
+        """Follow a run's container to its end (or timeout, or ^C), bring results home, remove it."""
+        try:
             with open(job.log_path, "ab") as sink:
-                if not info["warm"]:
+                if start:
                     container.start()
-                pump = engine.follow_logs(container, sink)
-                if self.cfg.warm:
-                    prepare.start()
+                pump = engine.follow_logs(container, sink, since=since)
+                if started is not None:
+                    started()
                 status, code = self._wait(engine, container, job)
                 pump.join(timeout=10)
             self._harvest(engine, container, job)
+            return status, code
         finally:
             try:
                 container.remove(force=True)
             except Exception:
                 pass  # the engine went away; gc finds it by its labels later
-            if prepare.is_alive():
-                prepare.join(timeout=60)
-        return _outcome(status, code, job, info)
 
     def _create(
         self, engine: Engine, tag: str, root: str, name: str, command: list[str], labels: dict[str, str],
