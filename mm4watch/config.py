@@ -247,6 +247,8 @@ _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "sync_data": lambda v: _bool(v),
         "keep_images": lambda v: _positive_int(v),
         "ssh_options": lambda v: _str_tuple(v),
+        "harvest_every": lambda v: parse_duration(v),
+        "concurrency": lambda v: _positive_int(v),
     },
 }
 

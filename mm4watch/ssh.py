@@ -74,6 +74,43 @@ def run(target: Target, command: str, *, check: bool = True, timeout: float = 60
         raise Unreachable(f"{target.label} did not answer within {timeout:.0f}s over ssh") from None
 
 
+def ensure_master(target: Target, timeout: float = 20.0) -> Path | None:
+    """The control socket of a shared connection to ``target``, started if needed.
+
+    Kept ``CONTROL_PERSIST`` after its last use, so later commands, forwards
+    and rsyncs skip the SSH handshake. None when multiplexing is not possible
+    (commands then open their own connection)."""
+    control = _control_path(target)
+    mux = target.argv("-S", str(control))
+    try:
+        if proc.run([*mux[:-1], "-O", "check", mux[-1]], check=False, timeout=timeout).returncode == 0:
+            return control
+        control.unlink(missing_ok=True)
+        master = proc.run(
+            target.argv("-M", "-S", str(control), "-o", f"ControlPersist={CONTROL_PERSIST}", "-f", "-N"),
+            check=False, timeout=timeout + 10,
+        )
+    except subprocess.TimeoutExpired:
+        raise Unreachable(f"{target.label} did not answer within {timeout:.0f}s over ssh") from None
+    if master.returncode != 0:
+        raise Unreachable(
+            f"cannot reach {target.label} over ssh: {master.stderr.decode(errors='replace').strip() or 'no answer'}. "
+            f"Check that `ssh {target.label}` works from a terminal without a prompt; `mm4watch doctor` checks the rest"
+        )
+    return control if control.exists() else None
+
+
+def shared(target: Target) -> Target:
+    """``target`` with its commands riding on the shared connection."""
+    control = ensure_master(target)
+    if control is None:
+        return target
+    return Target(target.destination, target.port, (*target.options, "-o", "ControlMaster=no", "-S", str(control)))
+
+
+CONTROL_PERSIST = "10m"
+
+
 def _control_path(target: Target) -> Path:
     """Where this user's shared connection to ``target`` listens (short: sockets have a length limit)."""
     folder = Path("/tmp") / f"mm4-ssh-{os.getuid()}"
@@ -86,11 +123,9 @@ class Tunnel:
     """A local unix socket forwarded to ``remote_socket`` on the target.
 
     The forward rides on a shared master connection (OpenSSH ControlMaster,
-    kept for ``CONTROL_PERSIST`` after its last use), so a run after the first
+    kept 10 minutes after its last use), so a run after the first
     skips the SSH handshake. Where that fails, a plain ``ssh -N -L`` is used.
     """
-
-    CONTROL_PERSIST = "10m"
 
     def __init__(self, target: Target, remote_socket: str) -> None:
         self.target = target
@@ -114,17 +149,10 @@ class Tunnel:
         return self
 
     def _open_shared(self, timeout: float) -> None:
-        control = _control_path(self.target)
+        control = ensure_master(self.target, timeout)
+        if control is None:
+            return
         mux = self.target.argv("-S", str(control))
-        check = proc.run([*mux[:-1], "-O", "check", mux[-1]], check=False, timeout=timeout)
-        if check.returncode != 0:
-            control.unlink(missing_ok=True)
-            master = proc.run(
-                self.target.argv("-M", "-S", str(control), "-o", f"ControlPersist={self.CONTROL_PERSIST}", "-f", "-N"),
-                check=False, timeout=timeout + 10,
-            )
-            if master.returncode != 0:
-                raise Unreachable(self._unreachable(master.stderr.decode(errors="replace")))
         forward = proc.run([*mux[:-1], "-O", "forward", "-L", self._forward, mux[-1]], check=False, timeout=timeout)
         if forward.returncode == 0 and self.local.exists():
             self.control = control
@@ -183,13 +211,22 @@ def has_rsync() -> bool:
     return shutil.which("rsync") is not None
 
 
-def rsync_to(target: Target, source: Path, dest: str, *, timeout: float | None = None) -> None:
+def rsync_to(target: Target, source: Path, dest: str, *, timeout: float | None = None, extra: Sequence[str] = ()) -> None:
     """Mirror ``source/`` into ``dest/`` on the target (incremental; deletes extras)."""
     if not has_rsync():
         raise Mm4Error("rsync is not installed on this machine; install it (brew install rsync / apt install rsync)")
     run(target, f"mkdir -p {shlex.quote(dest)}")
     proc.run(
-        ["rsync", "-a", "--delete", "-e", target.rsync_shell(), f"{source}{os.sep}",
+        ["rsync", "-a", "--delete", *extra, "-e", target.rsync_shell(), f"{source}{os.sep}",
          f"{target.destination}:{dest.rstrip('/')}/"],
+        timeout=timeout,
+    )
+
+
+def rsync_from(target: Target, source: str, dest: Path, *, extra: Sequence[str] = (), timeout: float | None = None) -> None:
+    """Copy ``source/`` on the target into ``dest/`` here (incremental)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    proc.run(
+        ["rsync", "-a", *extra, "-e", target.rsync_shell(), f"{target.destination}:{source.rstrip('/')}/", f"{dest}{os.sep}"],
         timeout=timeout,
     )

@@ -54,6 +54,10 @@ def get(cfg: ExecutorConfig, config: Config) -> Executor:
         from .docker import DockerExecutor
 
         return DockerExecutor(cfg, config)
+    if cfg.type == "ssh":
+        from .native import NativeExecutor
+
+        return NativeExecutor(cfg, config)
     raise ConfigError(
         f"executor {cfg.name!r} has type {cfg.type!r}, which this version of mm4watch cannot run yet; "
         f"use the local executor (mm4watch run --executor local, or MM4_EXECUTOR=local)"
