@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
     elif exec_cfg.type == "docker":
         _docker(report, cfg, exec_cfg)
     else:
-        report.fail("executor type", f"{exec_cfg.type!r} is not supported by this version", "use a local or docker executor")
+        _native(report, exec_cfg)
     return EXIT_OK if report.failed == 0 else EXIT_NOTEBOOK_FAILED
 
 
@@ -64,6 +64,41 @@ def _local(report: Report) -> None:
             report.fail(module, "not installed", f"pip install {module}")
         else:
             report.ok(module, "installed")
+
+
+def _native(report: Report, exec_cfg: ExecutorConfig) -> None:
+    target = ssh.Target.parse(exec_cfg.host or "", exec_cfg.ssh_options)
+    python = exec_cfg.python or "python3"
+
+    def reach() -> str:
+        t0 = time.monotonic()
+        ssh.run(target, "true", timeout=20)
+        return f"{target.label} answers in {time.monotonic() - t0:.2f}s"
+
+    if not report.check("ssh", reach, f"make `ssh {target.label} true` work without a prompt (a key in ssh-agent, "
+                        "or Host/User/Port/IdentityFile in ~/.ssh/config, or ssh_options in mm4.toml)"):
+        return
+
+    def interpreter() -> str:
+        return ssh.run(target, f"{python} -c 'import sys, platform; print(sys.version.split()[0], platform.platform())'",
+                       timeout=30).stdout.decode().strip()
+
+    if not report.check("python", interpreter, f"install {python} on that machine, or set python = \"/path/to/python3\" "
+                        f"under [executors.{exec_cfg.name}] (non-interactive ssh on macOS may not see Homebrew's PATH)"):
+        return
+
+    def venv() -> str:
+        ssh.run(target, f"d=$(mktemp -d) && {python} -m venv --without-pip $d/v && rm -rf $d", timeout=60)
+        return "can create virtual environments"
+
+    report.check("venv", venv, f"{python} lacks the venv module (Debian: apt install python3-venv)")
+    workdir = shlex.quote(exec_cfg.workdir or "mm4watch")
+    out = ssh.run(target, f"mkdir -p {workdir} && df -Pk {workdir} | tail -1", timeout=30).stdout.decode().split()
+    free_gb = int(out[3]) / 2**20 if len(out) > 3 else 0.0
+    if free_gb < MIN_FREE_GB:
+        report.fail("free disk", f"{free_gb:.1f} GiB under {exec_cfg.workdir or '~/mm4watch'}", "free space on that machine")
+    else:
+        report.ok("free disk", f"{free_gb:.1f} GiB under {exec_cfg.workdir or '~/mm4watch'}")
 
 
 def _docker(report: Report, cfg: Config, exec_cfg: ExecutorConfig) -> None:

@@ -147,9 +147,11 @@ class NativeExecutor:
             f"{ENV_OUTPUT_DIR}={run}/output {ENV_RUN_ID}={job.run_id} PYTHONPATH={prepared['base']}/lib "
             f"PYTHONUNBUFFERED=1 HOME=\"$HOME\""
         )
+        # only the runner goes to the background, with every descriptor away from the ssh
+        # session: ssh returns at once, and the run outlives the connection
         self._sh(
-            f"cd {cwd} && {environment} nohup {env['venv']}/bin/python -m mm4watch.executors.papermill_child "
-            f"{run}/job/spec.json > {run}/run.log 2>&1 < /dev/null & echo $! > {run}/pid"
+            f"cd {cwd} && {{ {environment} nohup {env['venv']}/bin/python -m mm4watch.executors.papermill_child "
+            f"{run}/job/spec.json > {run}/run.log 2>&1 < /dev/null & echo $! > {run}/pid; }}"
         )
         return self._follow(job, run, info)
 

@@ -1,0 +1,143 @@
+"""The native executor (type "ssh") against the fake Mini's own Python, over SSH."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import code, load_record, mini_ssh_options, mm4, on_mini, run_dirs, write_notebook
+
+pytestmark = pytest.mark.slow
+
+
+def native_toml(mini, extra=""):
+    options = ", ".join(json.dumps(o) for o in ["-p", mini["MINI_PORT"], *mini_ssh_options(mini)])
+    return (f'[run]\nexecutor = "gpu"\ntimeout = "5m"\n\n[executors.gpu]\ntype = "ssh"\n'
+            f'host = "{mini["MINI_USER"]}@{mini["MINI_HOST"]}"\npython = "python3"\n'
+            f'ssh_options = [{options}]\n{extra}')
+
+
+@pytest.fixture
+def native_project(tmp_path, mini):
+    root = tmp_path / "nproj"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "requirements.txt").write_text("# nothing beyond papermill\n")
+    (root / "mm4.toml").write_text(native_toml(mini))
+    (root / "helper.py").write_text("GREETING = 'from the code folder'\n")
+    return root
+
+
+def processes_of(mini, run_id):
+    """Processes on the Mini whose environment names the run (the runner and its kernel)."""
+    out = on_mini(mini, f"grep -l 'MM4_RUN_ID={run_id}' /proc/[0-9]*/environ 2>/dev/null || true")
+    return [line for line in out.split() if line]
+
+
+def test_success_failure_and_a_rebuilt_environment(native_project, mini):
+    write_notebook(
+        native_project / "notebooks" / "ok.ipynb",
+        code("# mm4: remote\nimport os, sys, pathlib\nsys.path.insert(0, '..')\nimport helper"),
+        code("n = 1", tags=["parameters"]),
+        code("(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'out.txt').write_text(f'{n} {helper.GREETING} {os.getcwd()}')"),
+    )
+    done = mm4(["run", "notebooks/ok.ipynb", "-p", "n=4"], cwd=native_project, timeout=900)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = run_dirs(native_project)
+    record = load_record(run_dir)
+    text = (run_dir / "out.txt").read_text()
+    assert text.startswith("4 from the code folder ") and text.endswith(f"/runs/{run_dir.name}/code/notebooks")
+    ex = record["executor"]
+    assert ex["type"] == "ssh" and ex["python"].startswith("3.") and ex["platform"] and len(ex["env_hash"]) == 16
+    assert ex["mps"] is None  # torch is not installed there
+    assert run_dir.name not in on_mini(mini, "ls ~/mm4watch/nproj/runs").split()  # its folder there is gone
+    first_env = ex["env_hash"]
+
+    write_notebook(native_project / "notebooks" / "bad.ipynb", code("# mm4: remote\nx = 1"), code("raise KeyError('nope')"))
+    done = mm4(["run", "notebooks/bad.ipynb"], cwd=native_project)
+    assert done.returncode == 1
+    bad = load_record(next(d for d in run_dirs(native_project) if d.name.startswith("bad_")))
+    assert bad["status"] == "failed" and bad["error"]["ename"] == "KeyError" and bad["error"]["cell"] == 1
+    assert bad["executor"]["env_hash"] == first_env
+    assert "reused" in (native_project / "results" / bad["id"] / "build.log").read_text()
+
+    # a requirements.txt no earlier test run had: a new environment is built
+    (native_project / "requirements.txt").write_text(f"# {time.time()!r}\nsix\n")
+    done = mm4(["run", "notebooks/ok.ipynb"], cwd=native_project, timeout=900)
+    assert done.returncode == 0, done.stderr
+    newest = max(run_dirs(native_project), key=lambda d: load_record(d)["queued_at"])
+    assert load_record(newest)["executor"]["env_hash"] != first_env
+    assert "building the environment" in (newest / "build.log").read_text()
+
+
+def test_timeout_kills_the_process_tree(native_project, mini):
+    write_notebook(
+        native_project / "notebooks" / "slow.ipynb",
+        code("# mm4: remote timeout=6s\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'early.txt').write_text('x')"),
+        code("time.sleep(600)"),
+    )
+    done = mm4(["run", "notebooks/slow.ipynb"], cwd=native_project, timeout=900)
+    assert done.returncode == 1
+    (run_dir,) = run_dirs(native_project)
+    record = load_record(run_dir)
+    assert record["status"] == "timeout" and record["error"]["cell"] == 1
+    assert (run_dir / "early.txt").read_text() == "x" and (run_dir / "executed.ipynb").exists()
+    assert processes_of(mini, run_dir.name) == []  # no orphaned kernel on the Mini
+
+
+def test_a_dropped_connection_does_not_stop_the_run(native_project, mini):
+    write_notebook(
+        native_project / "notebooks" / "drop.ipynb",
+        code("# mm4: remote\nimport os, pathlib, time\ntime.sleep(6)\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'done.txt').write_text('yes')"),
+    )
+    child = subprocess.Popen([sys.executable, "-m", "mm4watch", "run", "notebooks/drop.ipynb"], cwd=native_project,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        dirs = run_dirs(native_project)
+        if dirs and processes_of(mini, dirs[0].name):
+            break
+        time.sleep(0.3)
+    # drop every SSH connection to the Mini from here (the shared master included)
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "ssh" and "-M" in (proc.info["cmdline"] or []):
+            proc.kill()
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 0, err
+    (run_dir,) = run_dirs(native_project)
+    assert (run_dir / "done.txt").read_text() == "yes"
+
+
+def test_two_runs_at_once_keep_their_own_folders(native_project, mini):
+    for name in ("one", "two"):
+        write_notebook(
+            native_project / "notebooks" / f"{name}.ipynb",
+            code(f"# mm4: remote\nimport os, pathlib, time\ntime.sleep(2)\n"
+                 f"(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'who.txt').write_text('{name}')"),
+        )
+    mm4(["run", "notebooks/one.ipynb"], cwd=native_project, timeout=900)  # the environment exists afterwards
+    for d in run_dirs(native_project):
+        import shutil
+
+        shutil.rmtree(d)
+    children = [subprocess.Popen([sys.executable, "-m", "mm4watch", "run", f"notebooks/{name}.ipynb"], cwd=native_project,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("one", "two")]
+    for child in children:
+        child.communicate(timeout=300)
+        assert child.returncode == 0
+    results = {load_record(d)["notebook"]: (d / "who.txt").read_text() for d in run_dirs(native_project)}
+    assert results == {"notebooks/one.ipynb": "one", "notebooks/two.ipynb": "two"}
+
+
+def test_doctor_checks_the_native_executor(native_project):
+    done = mm4(["doctor"], cwd=native_project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for check in ("ssh", "python", "venv", "free disk"):
+        assert f"ok    {check}" in done.stdout
+    (native_project / "mm4.toml").write_text(
+        native_project.joinpath("mm4.toml").read_text().replace('python = "python3"', 'python = "python9.9"'))
+    bad = mm4(["doctor"], cwd=native_project)
+    assert bad.returncode == 1 and "FAIL  python" in bad.stdout and "fix:" in bad.stdout
