@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import io
 import sys
-import tarfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from .buildctx import BuildContext
 from . import config
 from .config import ExecutorConfig
 from .errors import ConfigError, Mm4Error
+from .fsutil import extract_stream
 from .ssh import Target, Tunnel, Unreachable
 
 LABEL_PROJECT = "mm4watch.project"
@@ -242,22 +242,7 @@ class Engine:
         except docker.errors.NotFound:
             return 0
         stream = _ChunkReader(chunks)
-        into.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                parts = member.name.split("/", 1)
-                if len(parts) == 1:
-                    if member.isfile():  # a single file was asked for
-                        member.name = parts[0]
-                    else:
-                        continue
-                else:
-                    member.name = parts[1]
-                if not member.name or member.name.split("/", 1)[0] in skip:
-                    continue
-                if not (member.isfile() or member.isdir()):
-                    continue
-                tar.extract(member, path=into, filter="data")
+        extract_stream(stream, into, skip=skip, strip_top=True)
         return stream.received
 
 

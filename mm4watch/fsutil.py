@@ -41,3 +41,32 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def extract_stream(fileobj: Any, into: Path, *, skip: frozenset[str] = frozenset(), strip_top: bool = False) -> None:
+    """Unpack a tar stream into ``into`` as it arrives, safely.
+
+    Only files and folders, no absolute paths, no '..' (tarfile's "data"
+    filter); ``strip_top`` drops the archive's top folder (docker's archives
+    name it); top-level names in ``skip`` are left out.
+    """
+    import tarfile
+
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+        for member in tar:
+            name = member.name
+            while name.startswith("./"):
+                name = name[2:]
+            name = "" if name == "." else name.rstrip("/")
+            if strip_top:
+                parts = name.split("/", 1)
+                if len(parts) == 1:
+                    if not member.isfile():
+                        continue  # the top folder itself; a single file keeps its name
+                else:
+                    name = parts[1]
+            if not name or name.split("/", 1)[0] in skip or not (member.isfile() or member.isdir()):
+                continue
+            member.name = name
+            tar.extract(member, path=into, filter="data")

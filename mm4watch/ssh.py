@@ -58,10 +58,12 @@ class Target:
         return shlex.join(self.argv()[:-1])
 
 
-def run(target: Target, command: str, *, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    """Run a shell command on the far machine."""
+def run(
+    target: Target, command: str, *, check: bool = True, timeout: float = 60, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a shell command on the far machine (``input``: its standard input)."""
     try:
-        return proc.run([*target.argv(), command], check=check, timeout=timeout)
+        return proc.run([*target.argv(), command], check=check, timeout=timeout, input=input)
     except proc.CommandFailed as exc:
         if exc.code == 255:
             raise Unreachable(
@@ -211,11 +213,14 @@ def has_rsync() -> bool:
     return shutil.which("rsync") is not None
 
 
-def rsync_to(target: Target, source: Path, dest: str, *, timeout: float | None = None, extra: Sequence[str] = ()) -> None:
+def rsync_to(
+    target: Target, source: Path, dest: str, *, timeout: float | None = None, extra: Sequence[str] = (), mkdir: bool = True
+) -> None:
     """Mirror ``source/`` into ``dest/`` on the target (incremental; deletes extras)."""
     if not has_rsync():
         raise Mm4Error("rsync is not installed on this machine; install it (brew install rsync / apt install rsync)")
-    run(target, f"mkdir -p {shlex.quote(dest)}")
+    if mkdir:
+        run(target, f"mkdir -p {shlex.quote(dest)}")
     proc.run(
         ["rsync", "-a", "--delete", *extra, "-e", target.rsync_shell(), f"{source}{os.sep}",
          f"{target.destination}:{dest.rstrip('/')}/"],
@@ -223,10 +228,20 @@ def rsync_to(target: Target, source: Path, dest: str, *, timeout: float | None =
     )
 
 
-def rsync_from(target: Target, source: str, dest: Path, *, extra: Sequence[str] = (), timeout: float | None = None) -> None:
-    """Copy ``source/`` on the target into ``dest/`` here (incremental)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    proc.run(
-        ["rsync", "-a", *extra, "-e", target.rsync_shell(), f"{target.destination}:{source.rstrip('/')}/", f"{dest}{os.sep}"],
-        timeout=timeout,
-    )
+def fetch_tar(target: Target, command: str, into: Path, *, skip: frozenset[str] = frozenset(), timeout: float = 3600) -> None:
+    """Run ``command`` (which writes a tar to stdout) on the target; unpack it here as it streams."""
+    from .fsutil import extract_stream
+
+    child = subprocess.Popen([*target.argv(), command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    try:
+        extract_stream(child.stdout, into, skip=skip)
+        child.wait(timeout)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    if child.returncode == 255:
+        raise Unreachable(f"lost {target.label} while bringing results home: {child.stderr.read().decode(errors='replace').strip()}")
+    if child.returncode != 0:
+        raise Mm4Error(f"bringing results home from {target.label} failed: {child.stderr.read().decode(errors='replace').strip()}")

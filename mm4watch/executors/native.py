@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import tempfile
+import io
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,8 @@ class NativeExecutor:
     def describe(self) -> dict[str, Any]:
         return {"name": self.cfg.name, "type": "ssh", "host": self.target.label}
 
-    def _sh(self, command: str, timeout: float = 60) -> str:
-        return ssh.run(ssh.shared(self.target), command, timeout=timeout).stdout.decode(errors="replace")
+    def _sh(self, command: str, timeout: float = 60, input: bytes | None = None) -> str:
+        return ssh.run(ssh.shared(self.target), command, timeout=timeout, input=input).stdout.decode(errors="replace")
 
     def check(self) -> None:
         self._sh("true", timeout=20)
@@ -67,26 +68,41 @@ class NativeExecutor:
 
     def _prepare(self, job: Job) -> dict[str, Any]:
         target = ssh.shared(self.target)
-        home = self._sh(f"mkdir -p {self.base}/runs {self.base}/venvs && cd && pwd").strip()
+        lib = Path(mm4watch.__file__).parent
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(lib.rglob("*.py")))).hexdigest()[:16]
+        # one round trip: folders, where home is, the interpreter's version, the runner's version there
+        facts = self._sh(
+            f"mkdir -p {self.base}/runs {self.base}/venvs {self.base}/code {self.base}/lib/mm4watch && cd && pwd && "
+            f"{self.python} -c 'import sys; print(sys.version)' && cat {self.base}/lib/.digest 2>/dev/null; true",
+            timeout=30,
+        ).splitlines()
+        if len(facts) < 2:
+            raise ssh.Unreachable(f"{self.python} does not run on {self.target.label}; `mm4watch doctor {self.cfg.name}`")
+        home, version = facts[0].strip(), facts[1].strip()
         base = f"{home}/{self.base}"
         excludes = [f"--exclude={pattern}" for pattern in ALWAYS_EXCLUDED]
         excludes += [f"--exclude=/{self.config.project.results}/", f"--exclude=/{self.config.project.data}/"]
         if (self.config.root / ".dockerignore").exists():
             excludes.append(f"--exclude-from={self.config.root / '.dockerignore'}")
-        ssh.rsync_to(target, self.config.root, f"{base}/code", extra=excludes)
-        lib = Path(mm4watch.__file__).parent
-        ssh.rsync_to(target, lib, f"{base}/lib/mm4watch", extra=["--exclude=__pycache__/", "--include=*/", "--include=*.py", "--exclude=*"])
-        return {"base": base, "env": self._environment(base, job)}
+        ssh.rsync_to(target, self.config.root, f"{base}/code", extra=excludes, mkdir=False)
+        if facts[2:3] != [digest]:  # mm4watch's runner changed (or is not there yet)
+            ssh.rsync_to(target, lib, f"{base}/lib/mm4watch", mkdir=False,
+                         extra=["--exclude=__pycache__/", "--include=*/", "--include=*.py", "--exclude=*"])
+            self._sh(f"echo {digest} > {base}/lib/.digest")
+        return {"base": base, "env": self._environment(base, version, job)}
 
-    def _environment(self, base: str, job: Job) -> dict[str, Any]:
+    def _environment(self, base: str, version: str, job: Job) -> dict[str, Any]:
         """The venv for this requirements.txt and interpreter: reused, or built now."""
-        version = self._sh(f"{self.python} -c 'import sys; print(sys.version)'", timeout=30).strip()
         requirements = self.config.root / "requirements.txt"
         content = requirements.read_bytes() if requirements.exists() else b""
         key = hashlib.sha256(content + b"\0" + version.encode()).hexdigest()[:16]
         venv = f"{base}/venvs/{key}"
         log = job.run_dir / BUILD_LOG_NAME
-        ready = self._sh(f"test -f {venv}/.ready && cat {venv}/env.json || true").strip()
+        keep = self.cfg.keep_images  # environments are kept like images: the newest few
+        ready = self._sh(
+            f"(cd {base}/venvs && ls -1t | grep -v -x {key} | tail -n +{keep} | xargs rm -rf --); "
+            f"test -f {venv}/.ready && cat {venv}/env.json || true"
+        ).strip()
         if not ready:
             with open(log, "a", encoding="utf-8") as fh:
                 fh.write(f"building the environment {key} on {self.target.label} ({version.split()[0]})\n")
@@ -103,15 +119,7 @@ class NativeExecutor:
             ready = out.strip().splitlines()[-1]
         else:
             log.write_text(f"environment {key} is ready on {self.target.label}: reused\n")
-        self._gc_envs(base, key)
         return {**json.loads(ready), "env_hash": key, "venv": venv}
-
-    def _gc_envs(self, base: str, keep_key: str) -> None:
-        keep = self.cfg.keep_images
-        self._sh(
-            f"cd {base}/venvs && ls -1t | grep -v -x {keep_key} | tail -n +{keep} | xargs rm -rf --",
-            timeout=120,
-        )
 
     # -- running ------------------------------------------------------------------
 
@@ -138,20 +146,24 @@ class NativeExecutor:
             "kernel": job.kernel,
             "env": {ENV_RUN_ID: job.run_id},
         }
-        with tempfile.TemporaryDirectory(prefix="mm4-job-") as tmp:
-            (Path(tmp) / "spec.json").write_text(json.dumps(spec))
-            (Path(tmp) / "input.ipynb").write_bytes(job.input_path.read_bytes())
-            self._sh(f"mkdir -p {run}/output/{RESULT_DIR} && cp -a {prepared['base']}/code {run}/code{data}")
-            ssh.rsync_to(ssh.shared(self.target), Path(tmp), f"{run}/job")
+        job_tar = io.BytesIO()
+        with tarfile.open(fileobj=job_tar, mode="w:gz") as tar:
+            for name, content in (("spec.json", json.dumps(spec).encode()), ("input.ipynb", job.input_path.read_bytes())):
+                member = tarfile.TarInfo(name)
+                member.size = len(content)
+                tar.addfile(member, io.BytesIO(content))
         environment = (
-            f"{ENV_OUTPUT_DIR}={run}/output {ENV_RUN_ID}={job.run_id} PYTHONPATH={prepared['base']}/lib "
-            f"PYTHONUNBUFFERED=1 HOME=\"$HOME\""
+            f"{ENV_OUTPUT_DIR}={run}/output {ENV_RUN_ID}={job.run_id} PYTHONPATH={prepared['base']}/lib PYTHONUNBUFFERED=1"
         )
+        # one round trip: the run's own folder (a copy of the code), the job, and the start;
         # only the runner goes to the background, with every descriptor away from the ssh
         # session: ssh returns at once, and the run outlives the connection
         self._sh(
-            f"cd {cwd} && {{ {environment} nohup {env['venv']}/bin/python -m mm4watch.executors.papermill_child "
-            f"{run}/job/spec.json > {run}/run.log 2>&1 < /dev/null & echo $! > {run}/pid; }}"
+            f"mkdir -p {run}/job {run}/output/{RESULT_DIR} && cp -a {prepared['base']}/code {run}/code{data} && "
+            f"tar -xzf - -C {run}/job && cd {cwd} && {{ {environment} nohup {env['venv']}/bin/python "
+            f"-m mm4watch.executors.papermill_child {run}/job/spec.json > {run}/run.log 2>&1 < /dev/null & "
+            f"echo $! > {run}/pid; }}",
+            input=job_tar.getvalue(),
         )
         return self._follow(job, run, info)
 
@@ -171,12 +183,15 @@ class NativeExecutor:
         try:
             with open(job.log_path, "ab") as sink:
                 while True:
+                    # the far side waits (up to 5 s) for the runner to end: the end is seen at once
+                    wait = max(1, min(50, int(10 * min(deadline, next_harvest) - 10 * time.monotonic())))
                     try:
                         out = ssh.run(
                             ssh.shared(self.target),
-                            f"if kill -0 $(cat {run}/pid) 2>/dev/null; then echo running; else echo done; fi; "
+                            f"pid=$(cat {run}/pid); for i in $(seq {wait}); do kill -0 $pid 2>/dev/null || break; "
+                            f"sleep 0.1; done; if kill -0 $pid 2>/dev/null; then echo running; else echo done; fi; "
                             f"tail -c +{offset + 1} {run}/run.log",
-                            timeout=30,
+                            timeout=60,
                         ).stdout
                     except ssh.Unreachable:
                         if time.monotonic() > deadline:
@@ -196,7 +211,6 @@ class NativeExecutor:
                     if time.monotonic() >= next_harvest:
                         self._harvest(job, run)
                         next_harvest = time.monotonic() + self.cfg.harvest_every_s
-                    time.sleep(POLL_S)
         except KeyboardInterrupt:
             self._stop(run)
             self._harvest(job, run)
@@ -217,8 +231,7 @@ class NativeExecutor:
         )
 
     def _harvest(self, job: Job, run: str) -> None:
-        excludes = [f"--exclude=/{name}" for name in sorted(RESERVED_NAMES)]
-        ssh.rsync_from(ssh.shared(self.target), f"{run}/output", job.run_dir, extra=excludes)
+        ssh.fetch_tar(ssh.shared(self.target), f"tar -C {run}/output -czf - .", job.run_dir, skip=RESERVED_NAMES)
         executed = job.run_dir / RESULT_DIR / "executed.ipynb"
         if executed.exists():
             executed.replace(job.run_dir / "executed.ipynb")
