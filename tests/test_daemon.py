@@ -246,3 +246,28 @@ def test_notification_and_restart_running(daemon_project):
     wait_for(lambda: len((daemon_project / "notified.txt").read_text().splitlines()) == 2, what="two notifications")
     lines = (daemon_project / "notified.txt").read_text().splitlines()
     assert sorted(lines) == sorted([f"cancelled {first.name}", f"succeeded {second.name}"])
+
+
+def test_a_native_run_is_picked_up_after_a_crash(daemon_project, mini):
+    from test_native_executor import native_toml
+
+    (daemon_project / "mm4.toml").write_text(native_toml(mini) + '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
+    (daemon_project / "requirements.txt").write_text("# nothing beyond papermill\n")
+    nb = write_notebook(daemon_project / "notebooks" / "g.ipynb", code("# mm4: remote\nx = 0"))
+    start_then_save(
+        daemon_project, nb,
+        code("# mm4: remote\nimport os, pathlib, time\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])"),
+        code("time.sleep(8)\n(out / 'final.txt').write_text('made it')"),
+    )
+    # once papermill's first lines are home, the run is going on the Mini
+    run_dir = wait_for(lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"
+                                and "Executing Cell" in (d / "run.log").read_text()], timeout=600, what="the run")[0]
+    entry = wait_for(lambda: [e for e in entries(daemon_project) if e["run_id"] == run_dir.name], what="entry")[0]
+    os.kill(daemon_pid(daemon_project), signal.SIGKILL)
+    os.kill(_entry_pid(daemon_project, entry["id"]), signal.SIGKILL)
+    time.sleep(0.5)
+    mm4(["start"], cwd=daemon_project)
+    wait_for(lambda: load_record(run_dir)["status"] == "succeeded", timeout=120, what="the re-attached run")
+    assert load_record(run_dir)["executor"]["reattached"] is True
+    assert (run_dir / "final.txt").read_text() == "made it"
+    assert run_dirs(daemon_project) == [run_dir]

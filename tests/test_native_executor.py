@@ -141,3 +141,26 @@ def test_doctor_checks_the_native_executor(native_project):
         native_project.joinpath("mm4.toml").read_text().replace('python = "python3"', 'python = "python9.9"'))
     bad = mm4(["doctor"], cwd=native_project)
     assert bad.returncode == 1 and "FAIL  python" in bad.stdout and "fix:" in bad.stdout
+
+
+def test_data_is_mirrored_and_read_only(native_project, mini):
+    mirror = f"/srv/mm4-native-data-{os.getpid()}"
+    (native_project / "mm4.toml").write_text(native_toml(mini, extra=f'data = "{mirror}"\nsync_data = true\n'))
+    (native_project / "data").mkdir()
+    (native_project / "data" / "t.csv").write_text("a\n1\n")
+    write_notebook(
+        native_project / "notebooks" / "d.ipynb",
+        code("# mm4: remote\nimport os, pathlib\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])\n"
+             "text = pathlib.Path('../data/t.csv').read_text()\n"
+             "try:\n    pathlib.Path('../data/t.csv').write_text('changed')\n    wrote = 'yes'\n"
+             "except OSError as e:\n    wrote = type(e).__name__\n"
+             "(out / 'seen.txt').write_text(text + wrote)"),
+    )
+    # as a user who is not root there, so permissions hold: the fake Mini's ssh user is root,
+    # which ignores them; the mount-free native path relies on them
+    done = mm4(["run", "notebooks/d.ipynb"], cwd=native_project, timeout=900)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = run_dirs(native_project)
+    assert (run_dir / "seen.txt").read_text().startswith("a\n1\n")
+    assert on_mini(mini, f"stat -c %A {mirror}/t.csv").strip() == "-r--r--r--"
+    on_mini(mini, f"chmod -R u+w {mirror}; rm -rf {mirror}")
