@@ -66,17 +66,20 @@ def _local(report: Report) -> None:
             report.ok(module, "installed")
 
 
-def _native(report: Report, exec_cfg: ExecutorConfig) -> None:
-    target = ssh.Target.parse(exec_cfg.host or "", exec_cfg.ssh_options)
-    python = exec_cfg.python or "python3"
-
+def _ssh(report: Report, target: ssh.Target) -> bool:
     def reach() -> str:
         t0 = time.monotonic()
         ssh.run(target, "true", timeout=20)
         return f"{target.label} answers in {time.monotonic() - t0:.2f}s"
 
-    if not report.check("ssh", reach, f"make `ssh {target.label} true` work without a prompt (a key in ssh-agent, "
-                        "or Host/User/Port/IdentityFile in ~/.ssh/config, or ssh_options in mm4.toml)"):
+    return report.check("ssh", reach, f"make `ssh {target.label} true` work without a prompt: a key in ssh-agent, "
+                        "or Host/User/Port/IdentityFile in ~/.ssh/config (or ssh_options in mm4.toml)")
+
+
+def _native(report: Report, exec_cfg: ExecutorConfig) -> None:
+    target = ssh.Target.parse(exec_cfg.host or "", exec_cfg.ssh_options)
+    python = exec_cfg.python or "python3"
+    if not _ssh(report, target):
         return
 
     def interpreter() -> str:
@@ -107,14 +110,7 @@ def _docker(report: Report, cfg: Config, exec_cfg: ExecutorConfig) -> None:
     host = exec_cfg.host or ""
     if host.startswith("ssh://"):
         target = ssh.Target.parse(host, exec_cfg.ssh_options)
-
-        def reach() -> str:
-            t0 = time.monotonic()
-            ssh.run(target, "true", timeout=20)
-            return f"{target.label} answers in {time.monotonic() - t0:.2f}s"
-
-        if not report.check("ssh", reach, f"make `ssh {target.label} true` work without a prompt: a key in ssh-agent, "
-                            "or Host/User/Port/IdentityFile in ~/.ssh/config (or ssh_options in mm4.toml)"):
+        if not _ssh(report, target):
             return
         socket = shlex.quote(exec_cfg.socket)
         found = ssh.run(target, f"test -S {socket} && echo yes || true").stdout.decode().strip()
