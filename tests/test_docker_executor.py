@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import code, load_record, mini_toml, mm4, on_mini, run_dirs, write_notebook
@@ -251,3 +252,19 @@ def test_a_local_engine_over_its_unix_socket(mini_project):
     (run_dir,) = run_dirs(mini_project)
     assert (run_dir / "uid.txt").read_text() == "1000"
     assert load_record(run_dir)["executor"]["host"] == "unix:///var/run/docker.sock"
+
+
+def test_rerun_uses_the_runs_own_image(mini_project, mini):
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=mini_project, check=True)
+    (mini_project / ".gitignore").write_text("results/\n.mm4/\n")
+    write_notebook(mini_project / "notebooks" / "img.ipynb", code("# mm4: remote\nprint('image run')"))
+    subprocess.run(["git", "add", "-A"], cwd=mini_project, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "img"], cwd=mini_project, check=True)
+    assert mm4(["run", "notebooks/img.ipynb"], cwd=mini_project).returncode == 0
+    first = load_record(run_dirs(mini_project)[0])
+    (mini_project / "lib.py").write_text(f"X = {time.time()!r}\n")  # the project moved on: a new image would be built
+    done = mm4(["rerun", first["id"]], cwd=mini_project)
+    assert done.returncode == 0, done.stderr
+    again = load_record(Path(done.stdout.strip()))
+    assert again["rerun_of"] == first["id"] and again["executor"]["image_id"] == first["executor"]["image_id"]
+    assert "the run's own image" in (Path(done.stdout.strip()) / "build.log").read_text()

@@ -164,3 +164,26 @@ def test_data_is_mirrored_and_read_only(native_project, mini):
     assert (run_dir / "seen.txt").read_text().startswith("a\n1\n")
     assert on_mini(mini, f"stat -c %A {mirror}/t.csv").strip() == "-r--r--r--"
     on_mini(mini, f"chmod -R u+w {mirror}; rm -rf {mirror}")
+
+
+def test_cancel_stops_the_run_and_keeps_what_it_wrote(native_project, mini):
+    write_notebook(
+        native_project / "notebooks" / "c.ipynb",
+        code("# mm4: remote\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'first.txt').write_text('1')"),
+        code("time.sleep(600)"),
+    )
+    child = subprocess.Popen([sys.executable, "-m", "mm4watch", "run", "notebooks/c.ipynb"], cwd=native_project,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        dirs = run_dirs(native_project)
+        if dirs and "Executing Cell 2" in (dirs[0] / "run.log").read_text():
+            break
+        time.sleep(0.3)
+    (run_dir,) = run_dirs(native_project)
+    cancel = mm4(["cancel", run_dir.name], cwd=native_project)
+    assert cancel.returncode == 0 and "cancelled" in cancel.stdout, cancel.stderr
+    child.communicate(timeout=120)
+    assert load_record(run_dir)["status"] == "cancelled"
+    assert (run_dir / "first.txt").read_text() == "1"
+    assert processes_of(mini, run_dir.name) == []
