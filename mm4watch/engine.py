@@ -182,7 +182,7 @@ class Engine:
                 warm.remove(force=True)
         images = self.client.images.list(filters={"label": f"{LABEL_PROJECT}={name}"})
         images.sort(key=lambda img: img.attrs.get("Created", ""), reverse=True)
-        removed = []
+        removed: list[str] = []
         for image in images[keep:]:
             try:
                 self.client.images.remove(image.id, force=False)

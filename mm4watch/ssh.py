@@ -241,7 +241,8 @@ def fetch_tar(target: Target, command: str, into: Path, *, skip: frozenset[str] 
         if child.poll() is None:
             child.kill()
             child.wait()
+    detail = (child.stderr.read() if child.stderr else b"").decode(errors="replace").strip()
     if child.returncode == 255:
-        raise Unreachable(f"lost {target.label} while bringing results home: {child.stderr.read().decode(errors='replace').strip()}")
+        raise Unreachable(f"lost {target.label} while bringing results home: {detail}")
     if child.returncode != 0:
-        raise Mm4Error(f"bringing results home from {target.label} failed: {child.stderr.read().decode(errors='replace').strip()}")
+        raise Mm4Error(f"bringing results home from {target.label} failed: {detail}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path, PurePath
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 IGNORED_DIRS = frozenset({".ipynb_checkpoints", ".git", ".mm4", "__pycache__", ".venv", "node_modules"})
 
@@ -71,7 +71,7 @@ class Watcher:
         debouncer, excluded_dirs = self.debouncer, self.excluded
 
         class Handler(FileSystemEventHandler):
-            def on_any_event(self, event) -> None:  # type: ignore[no-untyped-def]
+            def on_any_event(self, event: Any) -> None:
                 if event.is_directory or event.event_type in ("opened", "closed_no_write", "deleted"):
                     return
                 for raw in (event.src_path, getattr(event, "dest_path", "")):

@@ -13,7 +13,7 @@ import time
 
 from .. import config, executors
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
-from ..queue import Queue
+from ..queue import Entry, Queue
 from ..records import read_record
 from ..runner import RunRequest, resume, run_notebook
 from ..ssh import Unreachable
@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
     return EXIT_OK if record.status == "succeeded" else EXIT_NOTEBOOK_FAILED
 
 
-def _wait_for_claim(queue: Queue, entry_id: int, wait_s: float = 10.0):  # type: ignore[no-untyped-def]
+def _wait_for_claim(queue: Queue, entry_id: int, wait_s: float = 10.0) -> Entry | None:
     """The daemon marks the entry as this process's right after starting it."""
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -81,8 +81,11 @@ def _wait_for_claim(queue: Queue, entry_id: int, wait_s: float = 10.0):  # type:
     return None
 
 
-def _reattach(cfg: config.Config, queue: Queue, entry) -> int:  # type: ignore[no-untyped-def]
+def _reattach(cfg: config.Config, queue: Queue, entry: Entry) -> int:
     """Finish a run whose process died, then requeue it once if it was cut off."""
+    if entry.run_id is None:  # it never started: simply queued again
+        queue.release(entry.id)
+        return EXIT_RETRY
     history = History(cfg.results_dir, cfg.state_dir)
     record, run_dir = history.find(entry.run_id)
     if not record.is_final:

@@ -85,7 +85,7 @@ class DockerExecutor:
         build_log = job.run_dir / BUILD_LOG_NAME
         image = engine.find_image(job.image) if job.image else None
         if image is not None:  # a rerun on the image its run had
-            info["context_hash"] = job.image.rsplit("ctx-", 1)[-1]
+            info["context_hash"] = image.tag.rsplit("ctx-", 1)[-1]
             build_log.write_text(f"image {job.image} is still on {engine.label}: the run's own image, no build\n")
         else:
             ctx = buildctx.make(self.config)

@@ -138,25 +138,29 @@ def warm(job_dir: str, idle_s: float) -> int:
 
     kernel = os.environ.get("MM4_WARM_KERNEL", "python3")
     km = AsyncKernelManager(kernel_name=kernel)
-    asyncio.run(km.start_kernel())
+    asyncio.run(_wait(km.start_kernel()))
     asyncio.run(_kernel_call(km, None))
     go = os.path.join(job_dir, "go")
     deadline = time.monotonic() + idle_s
     while not os.path.exists(go):
         if time.monotonic() > deadline:
-            asyncio.run(km.shutdown_kernel(now=True))
+            asyncio.run(_wait(km.shutdown_kernel(now=True)))
             return 0
         time.sleep(0.02)
     with open(os.path.join(job_dir, "spec.json"), encoding="utf-8") as fh:
         spec = json.load(fh)
     wanted = spec.get("kernel") or _kernel_of(spec["input"]) or "python3"
-    if wanted != kernel or not asyncio.run(km.is_alive()):
-        asyncio.run(km.shutdown_kernel(now=True))
+    if wanted != kernel or not asyncio.run(_wait(km.is_alive())):
+        asyncio.run(_wait(km.shutdown_kernel(now=True)))
         return _write_result(spec, run(spec))
     # what a cold start would have given the kernel: its folder and the run's variables
     setup = f"import os as _o; _o.chdir({spec['cwd']!r}); _o.environ.update({spec.get('env') or {}!r}); del _o"
     asyncio.run(_kernel_call(km, setup))
     return _write_result(spec, run(spec, km=km))
+
+
+async def _wait(awaitable: Any) -> Any:
+    return await awaitable
 
 
 async def _kernel_call(km: Any, code: str | None) -> None:
