@@ -370,12 +370,13 @@ def _memory(value: Any) -> str:
 class _Validator:
     def __init__(self, label: str, text: str) -> None:
         self.label = label
-        self.lines = _key_lines(text)
+        self.text = text
 
     def line_of(self, path: tuple[str, ...]) -> int | None:
+        lines = _key_lines(self.text)  # only on the way to an error: a valid file is never scanned
         while path:
-            if path in self.lines:
-                return self.lines[path]
+            if path in lines:
+                return lines[path]
             path = path[:-1]
         return None
 

@@ -28,6 +28,14 @@ class Unreachable(Mm4Error):
 
     exit_code = EXIT_NOTEBOOK_FAILED  # the run could not happen: its record says why
 
+    @classmethod
+    def over_ssh(cls, label: str, detail: str) -> "Unreachable":
+        return cls(
+            f"cannot reach {label} over ssh: {detail.strip() or 'no answer'}. "
+            f"Check that `ssh {label}` works from a terminal without a prompt (a key in ssh-agent, "
+            "or Host/User/Port/IdentityFile in ~/.ssh/config); `mm4watch doctor` checks the rest"
+        )
+
 
 @dataclass(frozen=True)
 class Target:
@@ -66,11 +74,7 @@ def run(
         return proc.run([*target.argv(), command], check=check, timeout=timeout, input=input)
     except proc.CommandFailed as exc:
         if exc.code == 255:
-            raise Unreachable(
-                f"cannot reach {target.label} over ssh: {exc.stderr.strip() or 'no answer'}. "
-                f"Check that `ssh {target.label}` works from a terminal without a password prompt "
-                "(a key in ssh-agent or ~/.ssh/config)"
-            ) from None
+            raise Unreachable.over_ssh(target.label, exc.stderr) from None
         raise
     except subprocess.TimeoutExpired:
         raise Unreachable(f"{target.label} did not answer within {timeout:.0f}s over ssh") from None
@@ -95,10 +99,7 @@ def ensure_master(target: Target, timeout: float = 20.0) -> Path | None:
     except subprocess.TimeoutExpired:
         raise Unreachable(f"{target.label} did not answer within {timeout:.0f}s over ssh") from None
     if master.returncode != 0:
-        raise Unreachable(
-            f"cannot reach {target.label} over ssh: {master.stderr.decode(errors='replace').strip() or 'no answer'}. "
-            f"Check that `ssh {target.label}` works from a terminal without a prompt; `mm4watch doctor` checks the rest"
-        )
+        raise Unreachable.over_ssh(target.label, master.stderr.decode(errors="replace"))
     return control if control.exists() else None
 
 
@@ -178,15 +179,8 @@ class Tunnel:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 detail = errors.read_text(errors="replace")
                 self.close()
-                raise Unreachable(self._unreachable(detail))
+                raise Unreachable.over_ssh(self.target.label, detail)
             time.sleep(0.01)
-
-    def _unreachable(self, detail: str) -> str:
-        return (
-            f"cannot reach {self.target.label} over ssh: {detail.strip() or 'no answer'}. "
-            f"Check that `ssh {self.target.label}` works from a terminal without a prompt; "
-            "`mm4watch doctor` checks the rest"
-        )
 
     def close(self) -> None:
         if self.control is not None:
