@@ -92,6 +92,30 @@ def mm4(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeo
     )
 
 
+def mm4_background(args: Sequence[str], cwd: Path) -> subprocess.Popen[str]:
+    """The real command line, left running while the test acts on it."""
+    return subprocess.Popen([sys.executable, "-m", "mm4watch", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition: Any, timeout: float = 60, what: str = "condition", every: float = 0.1) -> Any:
+    """The first true value of ``condition()``; fails the test after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def first_run(project: Path, ready: Any, timeout: float = 60, what: str = "the run") -> Path:
+    """The project's first run folder once ``ready(folder)`` holds."""
+    return wait_for(lambda: next((d for d in run_dirs(project)[:1] if ready(d)), None), timeout, what, every=0.2)
+
+
 def run_dirs(project: Path) -> list[Path]:
     results = project / "results"
     return sorted(p for p in results.iterdir() if p.is_dir()) if results.exists() else []

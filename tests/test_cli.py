@@ -4,9 +4,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import pytest
 from conftest import REPO, mm4
 
 from mm4watch.cli import COMMANDS, build_parser

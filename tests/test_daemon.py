@@ -8,19 +8,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import TEST_DOCKERFILE, code, load_record, markdown, mini_toml, mm4, notebook_json, run_dirs, write_notebook
+from conftest import TEST_DOCKERFILE, code, load_record, mini_toml, mm4, notebook_json, run_dirs, wait_for, write_notebook
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(condition, timeout=60, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def jupyter_save(path: Path, text: str) -> None:
@@ -145,7 +135,7 @@ def test_run_queue_and_stop_now_cancels(daemon_project):
     mm4(["start"], cwd=daemon_project)
     run_dir = wait_for(lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"], what="the run")[0]
     status = mm4(["status"], cwd=daemon_project).stdout
-    assert f"running: notebooks/q.ipynb" in status and run_dir.name in status
+    assert "running: notebooks/q.ipynb" in status and run_dir.name in status
     time.sleep(1.5)
     mm4(["stop", "--now"], cwd=daemon_project)
     wait_for(lambda: load_record(run_dir)["status"] == "cancelled", what="cancelled")
@@ -241,7 +231,7 @@ def test_notification_and_restart_running(daemon_project):
     wait_for(lambda: load_record(first)["status"] == "cancelled", what="the older run cancelled")
     second = wait_for(lambda: [d for d in run_dirs(daemon_project) if d != first and load_record(d)["status"] == "succeeded"],
                       what="the newer run")[0]
-    notified = wait_for(lambda: (daemon_project / "notified.txt").exists() and (daemon_project / "notified.txt").read_text(),
+    wait_for(lambda: (daemon_project / "notified.txt").exists() and (daemon_project / "notified.txt").read_text(),
                         what="notifications")
     wait_for(lambda: len((daemon_project / "notified.txt").read_text().splitlines()) == 2, what="two notifications")
     lines = (daemon_project / "notified.txt").read_text().splitlines()

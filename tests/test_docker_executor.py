@@ -1,13 +1,11 @@
 """The Docker executor against the fake Mini: a second engine reached only over SSH."""
 import json
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import code, load_record, mini_toml, mm4, on_mini, run_dirs, write_notebook
+from conftest import code, first_run, load_record, mini_toml, mm4, mm4_background, on_mini, run_dirs, write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -115,14 +113,9 @@ def test_cancel_and_periodic_harvest(mini_project, mini):
         code("# mm4: remote\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'step1.txt').write_text('done')"),
         code("time.sleep(600)"),
     )
-    child = subprocess.Popen([sys.executable, "-m", "mm4watch", "run", "notebooks/long.ipynb"], cwd=mini_project,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        dirs = run_dirs(mini_project)
-        if dirs and (dirs[0] / "step1.txt").exists():
-            break
-        time.sleep(0.2)
+    child = mm4_background(["run", "notebooks/long.ipynb"], mini_project)
+    first_run(mini_project, lambda d: (d / "step1.txt").exists(), timeout=120,
+              what="partial results to come home while the run was going")
     (run_dir,) = run_dirs(mini_project)
     assert (run_dir / "step1.txt").exists(), "partial results did not come home while the run was going"
     assert load_record(run_dir)["status"] == "running"
@@ -197,8 +190,7 @@ def test_data_is_synced_and_mounted_read_only(mini_project, mini):
 def test_limits_and_safety_settings_reach_the_engine(mini_project, mini):
     (mini_project / "mm4.toml").write_text(mini_toml(mini, extra='memory = "512m"\ncpus = 1.5\nwarm = false\n'))
     write_notebook(mini_project / "notebooks" / "limits.ipynb", code("# mm4: remote\nimport time\ntime.sleep(6)"))
-    child = subprocess.Popen([sys.executable, "-m", "mm4watch", "run", "notebooks/limits.ipynb"], cwd=mini_project,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = mm4_background(["run", "notebooks/limits.ipynb"], mini_project)
     inspected = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and inspected is None:

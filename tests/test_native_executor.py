@@ -1,15 +1,11 @@
 """The native executor (type "ssh") against the fake Mini's own Python, over SSH."""
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
-from conftest import code, load_record, mini_ssh_options, mm4, on_mini, run_dirs, write_notebook
+from conftest import code, first_run, load_record, mini_ssh_options, mm4, mm4_background, on_mini, run_dirs, write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -93,14 +89,8 @@ def test_a_dropped_connection_does_not_stop_the_run(native_project, mini):
         native_project / "notebooks" / "drop.ipynb",
         code("# mm4: remote\nimport os, pathlib, time\ntime.sleep(6)\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'done.txt').write_text('yes')"),
     )
-    child = subprocess.Popen([sys.executable, "-m", "mm4watch", "run", "notebooks/drop.ipynb"], cwd=native_project,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        dirs = run_dirs(native_project)
-        if dirs and processes_of(mini, dirs[0].name):
-            break
-        time.sleep(0.3)
+    child = mm4_background(["run", "notebooks/drop.ipynb"], native_project)
+    first_run(native_project, lambda d: processes_of(mini, d.name), timeout=600, what="the run on the Mini")
     # drop every SSH connection to the Mini from here (the shared master included)
     for proc in psutil.process_iter(["name", "cmdline"]):
         if proc.info["name"] == "ssh" and "-M" in (proc.info["cmdline"] or []):
@@ -123,8 +113,7 @@ def test_two_runs_at_once_keep_their_own_folders(native_project, mini):
         import shutil
 
         shutil.rmtree(d)
-    children = [subprocess.Popen([sys.executable, "-m", "mm4watch", "run", f"notebooks/{name}.ipynb"], cwd=native_project,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("one", "two")]
+    children = [mm4_background(["run", f"notebooks/{name}.ipynb"], native_project) for name in ("one", "two")]
     for child in children:
         child.communicate(timeout=300)
         assert child.returncode == 0
@@ -172,14 +161,9 @@ def test_cancel_stops_the_run_and_keeps_what_it_wrote(native_project, mini):
         code("# mm4: remote\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'first.txt').write_text('1')"),
         code("time.sleep(600)"),
     )
-    child = subprocess.Popen([sys.executable, "-m", "mm4watch", "run", "notebooks/c.ipynb"], cwd=native_project,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        dirs = run_dirs(native_project)
-        if dirs and "Executing Cell 2" in (dirs[0] / "run.log").read_text():
-            break
-        time.sleep(0.3)
+    child = mm4_background(["run", "notebooks/c.ipynb"], native_project)
+    first_run(native_project, lambda d: "Executing Cell 2" in (d / "run.log").read_text(), timeout=600,
+              what="the second cell to start")
     (run_dir,) = run_dirs(native_project)
     cancel = mm4(["cancel", run_dir.name], cwd=native_project)
     assert cancel.returncode == 0 and "cancelled" in cancel.stdout, cancel.stderr

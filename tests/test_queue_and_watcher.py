@@ -1,5 +1,4 @@
 """Pure parts of the daemon: the queue's rules, the debouncer, which paths count."""
-import time
 from pathlib import Path
 
 import pytest

@@ -1,6 +1,5 @@
 """End to end through the real command line, a real papermill and a real kernel."""
 import json
-import os
 import shutil
 import signal
 import subprocess
