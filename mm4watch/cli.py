@@ -21,7 +21,7 @@ COMMANDS = {
     "start": "start the watch daemon: saving a tagged notebook queues a run",
     "stop": "stop the daemon (it lets the current run finish unless --now)",
     "status": "the daemon, the run in progress and for how long, what waits and why",
-    "queue": "list, remove or clear the runs waiting to start",
+    "queue": "list, remove, retry or clear the runs waiting to start",
     "service": "start the daemon at login (launchd on macOS, systemd --user on Linux)",
     "install-hooks": "install git hooks: each commit queues the tagged notebooks it changed",
     "uninstall-hooks": "remove mm4watch's git hooks and restore what was there",
@@ -64,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help=COMMANDS["status"], description=COMMANDS["status"] + ".")
 
     p = sub.add_parser("queue", help=COMMANDS["queue"], description=COMMANDS["queue"] + ".")
-    p.add_argument("action", nargs="?", choices=["list", "remove", "clear"], default="list")
-    p.add_argument("entry", nargs="?", type=int, metavar="ENTRY", help="entry number, for remove")
-    p.add_argument("--all", action="store_true", help="also entries that could not run, with the reason")
+    p.add_argument("action", nargs="?", choices=["list", "remove", "retry", "clear"], default="list")
+    p.add_argument("entry", nargs="?", type=int, metavar="ENTRY", help="entry number, for remove and retry")
+    p.add_argument("--all", action="store_true",
+                   help="also requests merged into another run, replaced saves and rejected entries (last 24 h)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("service", help=COMMANDS["service"], description=COMMANDS["service"] + ".")

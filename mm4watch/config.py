@@ -151,6 +151,34 @@ def find_root(start: Path | None = None) -> tuple[Path, Path | None]:
     return start, None
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where a project keeps its state and results: known even when mm4.toml does not validate."""
+
+    root: Path
+    state_dir: Path
+    results_dir: Path
+    error: ConfigError | None = None  # why mm4.toml does not load, if it does not
+
+
+def locate(start: Path | None = None) -> Place:
+    """The project's folders for commands that need only them (status, stop, queue, logs, cancel):
+    a broken mm4.toml never locks the user out of the daemon it configures."""
+    try:
+        cfg = load(start)
+        return Place(cfg.root, cfg.state_dir, cfg.results_dir)
+    except ConfigError as exc:
+        root, file = find_root(start)
+        results = "results"
+        try:
+            given = tomllib.loads(file.read_text(encoding="utf-8")).get("project", {}).get("results") if file else None
+            if isinstance(given, str) and given.strip():
+                results = given
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
+            pass
+        return Place(root, root / STATE_DIR, root / results, exc)
+
+
 def load(start: Path | None = None) -> Config:
     root, file = find_root(start)
     if file is None:

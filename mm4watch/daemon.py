@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from . import active, notify
-from .config import Config
+from . import active, intake, notify
+from .active import alive, process_started
+from .config import CONFIG_NAME, Config
+from .config import load as load_config
 from .errors import ConfigError, Mm4Error, NotebookError
 from .fsutil import atomic_write_json
 from .pidlock import INFO_NAME, LOCK_NAME, read_info
@@ -47,19 +49,6 @@ class _Running:
     popen: subprocess.Popen[bytes] | None  # None: adopted from an earlier daemon
 
 
-def process_started(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
-def alive(pid: int | None, started: float | None) -> bool:
-    return pid is not None and started is not None and process_started(pid) == started
-
-
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -70,6 +59,9 @@ class Daemon:
         self.stopping = False
         self.stop_now = False
         self._lock_file: TextIO | None = None
+        self.held: str | None = None  # why new runs wait: mm4.toml does not load (the last good one is kept)
+        self._config_stamp: tuple[int, int] | None = self._stamp()
+        self._info: dict[str, object] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -81,7 +73,51 @@ class Daemon:
         except BlockingIOError:
             info = read_info(self.state_dir) or {}
             raise Mm4Error(f"a daemon already runs for {self.config.root} (pid {info.get('pid')}); `mm4watch status`") from None
-        atomic_write_json(self.state_dir / INFO_NAME, {"pid": os.getpid(), "started_at": time.time(), "root": str(self.config.root)})
+        self._info = {"pid": os.getpid(), "pid_started": process_started(os.getpid()), "started_at": time.time(),
+                      "root": str(self.config.root)}
+        atomic_write_json(self.state_dir / INFO_NAME, self._info)
+
+    # -- mm4.toml changing under a running daemon ---------------------------------
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = (self.config.root / CONFIG_NAME).stat()
+            return st.st_mtime_ns, st.st_size
+        except OSError:
+            return None
+
+    def check_config(self) -> None:
+        """Reload mm4.toml when it changed. Broken: keep the last good config and hold new
+        runs, saying why (log, status, notification). Fixed: resume by itself."""
+        stamp = self._stamp()
+        if stamp == self._config_stamp:
+            return
+        self._config_stamp = stamp
+        try:
+            fresh = load_config(self.config.root)
+        except ConfigError as exc:
+            if self.held != str(exc):
+                self.held = str(exc)
+                log.error("mm4.toml does not load; new runs wait until it is fixed: %s", exc)
+                self._write_info()
+                if self.config.daemon.notify:
+                    try:
+                        notify.say(self.config, "mm4watch: mm4.toml is broken", f"runs wait until it is fixed: {exc}"[:300])
+                    except Exception:
+                        log.exception("notification failed")
+            return
+        if self.held:
+            log.info("mm4.toml loads again: runs resume")
+        else:
+            log.info("mm4.toml changed: reloaded")
+        self.held = None
+        self.config = fresh
+        self._write_info()
+        self.wake.set()
+
+    def _write_info(self) -> None:
+        self._info["held"] = self.held
+        atomic_write_json(self.state_dir / INFO_NAME, self._info)
 
     def _setup_logging(self) -> None:
         handler = logging.handlers.RotatingFileHandler(self.state_dir / LOG_NAME, maxBytes=1 << 20, backupCount=3)
@@ -123,6 +159,7 @@ class Daemon:
             while True:
                 self.reap()
                 if time.monotonic() - last_reconcile >= RECONCILE_EVERY_S:
+                    self.check_config()
                     self.reconcile()
                     self.drain_commits()
                     last_reconcile = time.monotonic()
@@ -131,7 +168,7 @@ class Daemon:
                         self._cancel_all()
                     if not self.running:
                         break
-                else:
+                elif not self.held:
                     self.dispatch()
                 # runs going: look at them often; idle: sleep until a save or a second passes
                 self.wake.wait(0.25 if self.running else 1.0)
@@ -185,11 +222,16 @@ class Daemon:
             return
         try:
             executor = self.config.executor(None, tag=tag.executor).name
-            entry_id = self.queue.add(rel, "save", content=content, executor=executor)
+            added = intake.request(self.config, rel, "save", content=content, executor=executor, queue=self.queue)
         except (ConfigError, QueueFull) as exc:
             log.error("not queued: %s: %s", rel, exc)
             return
-        log.info("queued %s (entry %s, executor %s)", rel, entry_id, executor)
+        if added.merged_into is not None:
+            log.info("save of %s: %s", rel, intake.describe(added))
+            return
+        log.info("queued %s (entry %s, executor %s)", rel, added.id, executor)
+        for old in added.superseded:
+            log.info("entry %s (an older save of %s, not started) is replaced by entry %s", old, rel, added.id)
         if self.config.daemon.restart_running:
             for entry in self.queue.entries(("claimed",)):
                 if entry.notebook == rel and entry.run_id:
@@ -269,8 +311,11 @@ class Daemon:
                 log.info("adopted entry %s (process %s)", entry.id, entry.pid)
                 continue
             if entry.run_id is None:
-                log.info("entry %s: its process died before the run started; queued again", entry.id)
-                self.queue.release(entry.id)
+                after = self.queue.failed_to_start(
+                    entry.id, f"its process (pid {entry.pid}) ended before the run started; see .mm4/{EXEC_LOG_NAME}",
+                    (2, 10, 30),
+                )
+                log.info("entry %s: its process died before the run started; now %s", entry.id, after.state)
                 continue
             try:
                 record = read_record(self.config.results_dir / entry.run_id)
@@ -279,7 +324,7 @@ class Daemon:
             if record is not None and record.is_final:
                 self.queue.done(entry.id)
                 continue
-            if not self.stopping:
+            if not self.stopping and not self.held:
                 log.info("entry %s: run %s lost its process; picking it up", entry.id, entry.run_id)
                 self._spawn(entry, ["--reattach"])
 

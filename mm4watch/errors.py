@@ -11,6 +11,7 @@ EXIT_OK = 0
 EXIT_NOTEBOOK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNEXPECTED = 3
+EXIT_UNREACHABLE = 75  # EX_TEMPFAIL: try again later
 EXIT_INTERRUPTED = 130
 
 EXIT_TABLE = (
@@ -18,6 +19,7 @@ EXIT_TABLE = (
     (EXIT_NOTEBOOK_FAILED, "the notebook failed (error, timeout, crashed kernel)"),
     (EXIT_USAGE, "usage or configuration error (bad mm4.toml, bad notebook, unknown run)"),
     (EXIT_UNEXPECTED, "unexpected error (a crash log is written under .mm4/)"),
+    (EXIT_UNREACHABLE, "the executor could not be reached (the Mini is off or ssh fails); nothing ran"),
     (EXIT_INTERRUPTED, "interrupted (^C)"),
 )
 

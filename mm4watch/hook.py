@@ -29,6 +29,7 @@ from typing import Sequence
 from . import config
 from .errors import ConfigError, Mm4Error, NotebookError
 from .tags import find_tag, loads_notebook
+from .watcher import counts
 
 NOTEBOOK_STATES = ("A", "M", "R", "C", "T")  # added, modified, renamed, copied, type changed
 
@@ -71,21 +72,22 @@ def changed_notebooks(root: Path, commit: str, folders: Sequence[str], base: str
         else:
             path, i = fields[i + 1], i + 2
         pure = PurePosixPath(path)
-        if status[0] in NOTEBOOK_STATES and pure.suffix == ".ipynb" and any(
-            pure.is_relative_to(folder) for folder in folders
-        ):
+        # the same rule as for saves: checkpoints and backups committed by mistake are not notebooks
+        if status[0] in NOTEBOOK_STATES and counts(pure) and any(pure.is_relative_to(folder) for folder in folders):
             found.append(path)
     return sorted(set(found))
 
 
 def queue_commit(cfg: config.Config, commit: str, base: str | None = None) -> list[str]:
     """Queue the tagged notebooks ``commit`` changed, as committed. Returns what was queued."""
+    from . import intake
     from .queue import Queue
 
     root = cfg.root
     sha = git(root, "rev-parse", "--verify", f"{commit}^{{commit}}").decode().strip()
     queued = []
     queue: Queue | None = None
+    branch: str | None = None
     for path in changed_notebooks(root, sha, cfg.project.notebooks, base):
         content = git(root, "show", f"{sha}:{path}")
         try:
@@ -97,8 +99,13 @@ def queue_commit(cfg: config.Config, commit: str, base: str | None = None) -> li
             continue
         executor = cfg.executor(None, tag=tag.executor).name
         queue = queue or Queue(cfg.state_dir)
-        queue.add(path, "commit", content=content, commit_sha=sha, executor=executor)
-        queued.append(path)
+        if branch is None:
+            head = git(root, "rev-parse", "HEAD").decode().strip()
+            name = subprocess.run(["git", "symbolic-ref", "-q", "--short", "HEAD"], cwd=root, capture_output=True)
+            branch = name.stdout.decode().strip() if head == sha and name.returncode == 0 else ""
+        added = intake.request(cfg, path, "commit", content=content, commit_sha=sha, executor=executor,
+                               branch=branch or None, queue=queue)
+        queued.append(path if added.merged_into is None else f"{path} ({intake.describe(added)})")
     return queued
 
 

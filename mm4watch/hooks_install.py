@@ -1,7 +1,6 @@
 """Installing the plain git hooks: chain what was there, recognise our own, restore on uninstall."""
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import mm4watch
 
 from .errors import Mm4Error
 from .hook import git
+from .names import quote
 
 MARKER = "mm4watch-hook"
 HOOKS = ("post-commit", "post-merge", "post-rewrite")
@@ -65,7 +65,7 @@ def script(name: str, drain: str | None = None, origin: str | None = None) -> st
     if drain is None:
         # -S skips site-packages' start-up work: the drain imports only the standard library and mm4watch
         libdir = Path(mm4watch.__file__).resolve().parent.parent
-        drain = f"PYTHONPATH={shlex.quote(str(libdir))} {shlex.quote(sys.executable)} -S -m mm4watch.hook drain"
+        drain = f"PYTHONPATH={quote(libdir)} {quote(sys.executable)} -S -m mm4watch.hook drain"
     what, body = BODIES[name]
     takes_input = name == "post-rewrite"  # only post-rewrite gets input (the rewritten commits)
     return TEMPLATE.format(

@@ -21,9 +21,13 @@ def message(record: RunRecord) -> tuple[str, str]:
 
 def send(config: Config, record: RunRecord, run_dir: Path) -> None:
     title, body = message(record)
+    say(config, title, body, {"MM4_RUN_ID": record.id, "MM4_RUN_STATUS": record.status, "MM4_RUN_DIR": str(run_dir)})
+
+
+def say(config: Config, title: str, body: str, extra: dict[str, str] | None = None) -> None:
+    """A notification: ``notify_command`` (with MM4_RUN_TITLE / MM4_RUN_MESSAGE set), else the desktop's."""
     if config.daemon.notify_command:
-        env = {**os.environ, "MM4_RUN_ID": record.id, "MM4_RUN_STATUS": record.status, "MM4_RUN_DIR": str(run_dir),
-               "MM4_RUN_TITLE": title, "MM4_RUN_MESSAGE": body}
+        env = {**os.environ, **(extra or {}), "MM4_RUN_TITLE": title, "MM4_RUN_MESSAGE": body}
         proc.run(["/bin/sh", "-c", config.daemon.notify_command], env=env, check=False, timeout=30)
     elif platform.system() == "Darwin":
         script = f"display notification {_quote(body)} with title {_quote(title)}"

@@ -5,9 +5,19 @@ An entry keeps what a run needs to happen later, exactly: the notebook's bytes
 at queue time, its trigger, parameters and executor. States::
 
     queued -> claimed (an exec process runs it; its pid is kept) -> done
-           -> superseded (a newer save of the same notebook came first)
+           -> superseded (an older save: a newer save of the same notebook and executor came)
            -> removed (mm4watch queue remove/clear)
            -> rejected (it cannot run as it is: a broken notebook; the reason is kept)
+           -> parked (its process failed to start it several times; the error is kept)
+    merged: a request that asked for a run already queued, running or just done
+
+A request's identity is its notebook, the sha256 of its bytes, its parameters
+and its executor. A request whose identity matches an entry that is queued or
+running, or that is the notebook's latest entry and finished within
+``MERGE_WINDOW_S``, runs nothing: it is kept as ``merged`` into that entry,
+whose ``triggers`` gain it (and, when it is a commit, its commit). Only a
+``save`` ever replaces an unstarted ``save``; manual requests, commits and
+reruns are never replaced.
 
 A claimed entry whose process died goes back to ``queued`` (before its run
 started) or is reconciled with its run record (after), so nothing is lost
@@ -15,6 +25,7 @@ or run twice. Every write is one short transaction (WAL, one writer at a time).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import time
@@ -27,6 +38,8 @@ from .errors import Mm4Error
 
 QUEUE_NAME = "queue.sqlite"
 MAX_QUEUED = 1000
+MERGE_WINDOW_S = 300.0  # a request for what just ran is the same request, arriving late
+MAX_START_FAILURES = 4  # a process that fails before its run starts: retried, then parked
 _SCHEMA = """
 create table if not exists entries (
     id integer primary key autoincrement,
@@ -49,6 +62,15 @@ create table if not exists entries (
 create index if not exists entries_state on entries(state, id);
 create table if not exists seen (notebook text primary key, code_hash text not null);
 """
+# columns added after the first release: added in place to an existing queue
+_ADDED_COLUMNS = (
+    ("identity", "text"),
+    ("triggers", "text not null default '[]'"),
+    ("merged_into", "integer"),
+    ("note", "text"),
+    ("finished_at", "real"),
+    ("start_failures", "integer not null default 0"),
+)
 
 
 class QueueFull(Mm4Error):
@@ -73,18 +95,46 @@ class Entry:
     pid: int | None = None
     pid_started: float | None = None
     requeued: int = 0
+    identity: str | None = None
+    triggers: list[dict[str, Any]] = field(default_factory=list)  # every request this entry answers
+    merged_into: int | None = None
+    note: str | None = None  # why it was merged or superseded, for `queue` and `status`
+    finished_at: float | None = None
+    start_failures: int = 0
+
+
+@dataclass(frozen=True)
+class Added:
+    """What ``Queue.add`` did: a new entry, or the request merged into an existing one."""
+
+    id: int  # the request's own row (state queued, or merged)
+    merged_into: Entry | None = None  # the entry that answers it, as it was when merged
+    superseded: tuple[int, ...] = ()
 
 
 _COLUMNS = [
     "id", "notebook", "trigger", "content", "commit_sha", "parameters", "executor", "state", "queued_at",
     "not_before", "attempts", "last_error", "run_id", "pid", "pid_started", "requeued",
+    *(name for name, _ in _ADDED_COLUMNS),
 ]
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:
     data = dict(zip(_COLUMNS, row))
     data["parameters"] = json.loads(data["parameters"] or "{}")
+    data["triggers"] = json.loads(data["triggers"] or "[]")
     return Entry(**data)
+
+
+def identity(notebook: str, content: bytes | None, parameters: dict[str, Any] | None, executor: str | None) -> str:
+    """What makes two requests the same request (see the module docstring)."""
+    digest = hashlib.sha256(content).hexdigest() if content is not None else None
+    key = json.dumps([notebook, digest, parameters or {}, executor or ""], sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
 
 
 class Queue:
@@ -93,6 +143,13 @@ class Queue:
         state_dir.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(_SCHEMA)
+            have = {row[1] for row in db.execute("pragma table_info(entries)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:
+                    try:
+                        db.execute(f"alter table entries add column {name} {kind}")
+                    except sqlite3.OperationalError:
+                        pass  # another process added it first
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -123,27 +180,91 @@ class Queue:
         commit_sha: str | None = None,
         parameters: dict[str, Any] | None = None,
         executor: str | None = None,
-        supersede: bool = True,
-    ) -> int:
-        """Queue a run; a newer entry replaces the notebook's entries not yet started."""
+        branch: str | None = None,
+        rerun_of: str | None = None,
+    ) -> Added:
+        """Queue a request for a run: merged into the same request, or replacing an older save."""
+        now = time.time()
+        ident = identity(notebook, content, parameters, executor)
+        asked: dict[str, Any] = {"trigger": trigger, "at": now}
+        if commit_sha:
+            asked.update(commit=commit_sha, branch=branch)
+        if rerun_of:
+            asked["rerun_of"] = rerun_of
         with self._write() as db:
+            target = self._same_request(db, notebook, ident, now)
+            if target is not None:
+                return self._merge(db, target, notebook, trigger, content, commit_sha, parameters, executor, ident, asked, now)
             waiting = db.execute("select count(*) from entries where state = 'queued'").fetchone()[0]
-            if supersede:
-                gone = db.execute(
-                    "update entries set state = 'superseded' where state = 'queued' and notebook = ?", (notebook,)
-                ).rowcount
-                waiting -= gone
+            superseded: list[int] = []
+            if trigger == "save":
+                superseded = [r[0] for r in db.execute(
+                    "select id from entries where state = 'queued' and trigger = 'save' and notebook = ? "
+                    "and coalesce(executor, '') = ? and triggers not like '%\"commit\"%'",
+                    (notebook, executor or ""),
+                )]
+                waiting -= len(superseded)
             if waiting >= MAX_QUEUED:
                 raise QueueFull(
                     f"the queue is full ({waiting} runs waiting); nothing was added. "
                     "See `mm4watch queue`, remove what is not needed (`mm4watch queue clear`), then try again"
                 )
             cursor = db.execute(
-                "insert into entries (notebook, trigger, content, commit_sha, parameters, executor, queued_at) "
-                "values (?, ?, ?, ?, ?, ?, ?)",
-                (notebook, trigger, content, commit_sha, json.dumps(parameters or {}), executor, time.time()),
+                "insert into entries (notebook, trigger, content, commit_sha, parameters, executor, queued_at, "
+                "identity, triggers) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (notebook, trigger, content, commit_sha, json.dumps(parameters or {}), executor, now, ident,
+                 json.dumps([asked])),
             )
-            return int(cursor.lastrowid or 0)
+            new_id = int(cursor.lastrowid or 0)
+            for old in superseded:
+                db.execute(
+                    "update entries set state = 'superseded', note = ? where id = ?",
+                    (f"replaced by the save of {clock(now)} (entry {new_id})", old),
+                )
+            return Added(new_id, None, tuple(superseded))
+
+    @staticmethod
+    def _same_request(db: sqlite3.Connection, notebook: str, ident: str, now: float) -> Entry | None:
+        row = db.execute(
+            f"select {', '.join(_COLUMNS)} from entries where identity = ? and state in ('queued', 'claimed') "
+            "order by id limit 1",
+            (ident,),
+        ).fetchone()
+        if row is not None:
+            return _entry(row)
+        # just done, and nothing else asked of this notebook since: the same request, late
+        row = db.execute(
+            f"select {', '.join(_COLUMNS)} from entries where notebook = ? "
+            "and state in ('queued', 'claimed', 'done') order by id desc limit 1",
+            (notebook,),
+        ).fetchone()
+        if row is None:
+            return None
+        latest = _entry(row)
+        if latest.identity == ident and latest.state == "done" and (latest.finished_at or 0) >= now - MERGE_WINDOW_S:
+            return latest
+        return None
+
+    @staticmethod
+    def _merge(
+        db: sqlite3.Connection, target: Entry, notebook: str, trigger: str, content: bytes | None,
+        commit_sha: str | None, parameters: dict[str, Any] | None, executor: str | None, ident: str,
+        asked: dict[str, Any], now: float,
+    ) -> Added:
+        triggers = [*target.triggers, asked]
+        # a commit of the same bytes makes the run a commit's run, clean, even when it started as a save
+        sha = target.commit_sha or commit_sha
+        db.execute("update entries set triggers = ?, commit_sha = ? where id = ?", (json.dumps(triggers), sha, target.id))
+        state = {"queued": "queued", "claimed": "running", "done": "just run"}[target.state]
+        cursor = db.execute(
+            "insert into entries (notebook, trigger, content, commit_sha, parameters, executor, queued_at, identity, "
+            "triggers, state, merged_into, note, finished_at) values (?, ?, null, ?, ?, ?, ?, ?, ?, 'merged', ?, ?, ?)",
+            (notebook, trigger, commit_sha, json.dumps(parameters or {}), executor, now, ident, json.dumps([asked]),
+             target.id, f"same content as entry {target.id} ({target.trigger} of {clock(target.queued_at)}, {state})"
+             + (f", run {target.run_id}" if target.run_id else ""), now),
+        )
+        merged = Entry(**{**target.__dict__, "triggers": triggers, "commit_sha": sha})
+        return Added(int(cursor.lastrowid or 0), merged, ())
 
     # -- the daemon's side ----------------------------------------------------
 
@@ -180,9 +301,44 @@ class Queue:
         with self._write() as db:
             db.execute("update entries set run_id = ? where id = ?", (run_id, entry_id))
 
-    def done(self, entry_id: int) -> None:
+    def done(self, entry_id: int) -> Entry:
+        """Mark it done; returns it as it is then, with every trigger merged into it so far."""
         with self._write() as db:
-            db.execute("update entries set state = 'done', last_error = null where id = ?", (entry_id,))
+            db.execute(
+                "update entries set state = 'done', last_error = null, finished_at = coalesce(finished_at, ?) "
+                "where id = ?", (time.time(), entry_id),
+            )
+            row = db.execute(f"select {', '.join(_COLUMNS)} from entries where id = ?", (entry_id,)).fetchone()
+        return _entry(row)
+
+    def failed_to_start(self, entry_id: int, error: str, backoff_s: tuple[float, ...]) -> Entry:
+        """Its process failed before the run began (a broken mm4.toml, a crash): retry later, or park it."""
+        with self._write() as db:
+            db.execute("update entries set start_failures = start_failures + 1 where id = ?", (entry_id,))
+            failures = db.execute("select start_failures from entries where id = ?", (entry_id,)).fetchone()[0]
+            if failures >= MAX_START_FAILURES:
+                db.execute(
+                    "update entries set state = 'parked', pid = null, pid_started = null, last_error = ? where id = ?",
+                    (f"{error} (failed to start {failures} times; fix it, then `mm4watch queue retry {entry_id}`, "
+                     f"or `mm4watch queue remove {entry_id}`)", entry_id),
+                )
+            else:
+                delay = backoff_s[min(failures, len(backoff_s)) - 1]
+                db.execute(
+                    "update entries set state = 'queued', pid = null, pid_started = null, not_before = ?, "
+                    "last_error = ? where id = ?",
+                    (time.time() + delay, f"{error} (try {failures + 1} of {MAX_START_FAILURES} in {delay:.0f}s)", entry_id),
+                )
+            row = db.execute(f"select {', '.join(_COLUMNS)} from entries where id = ?", (entry_id,)).fetchone()
+        return _entry(row)
+
+    def retry(self, entry_id: int) -> bool:
+        """A parked or rejected entry, queued again now."""
+        with self._write() as db:
+            return db.execute(
+                "update entries set state = 'queued', not_before = 0, start_failures = 0, last_error = null "
+                "where id = ? and state in ('parked', 'rejected')", (entry_id,),
+            ).rowcount == 1
 
     def reject(self, entry_id: int, error: str) -> None:
         """It cannot run as it is (a broken notebook, a bad config): kept, with the reason."""
@@ -216,8 +372,19 @@ class Queue:
     def remove(self, entry_id: int) -> bool:
         with self._write() as db:
             return db.execute(
-                "update entries set state = 'removed' where id = ? and state = 'queued'", (entry_id,)
+                "update entries set state = 'removed' where id = ? and state in ('queued', 'parked', 'rejected')",
+                (entry_id,),
             ).rowcount == 1
+
+    def recent(self, states: tuple[str, ...], since_s: float) -> list[Entry]:
+        """Entries in ``states`` queued within the last ``since_s`` seconds (merged, superseded: what to show)."""
+        marks = ",".join("?" * len(states))
+        with self._db() as db:
+            rows = db.execute(
+                f"select {', '.join(_COLUMNS)} from entries where state in ({marks}) and queued_at >= ? order by id",
+                (*states, time.time() - since_s),
+            ).fetchall()
+        return [_entry(row) for row in rows]
 
     def clear(self) -> int:
         with self._write() as db:

@@ -49,6 +49,8 @@ class RunRecord:
     outputs: list[dict[str, Any]] = field(default_factory=list)  # {path, size, sha256}
     source: dict[str, Any] = field(default_factory=dict)  # {sha256, code_hash, patch}
     rerun_of: str | None = None  # the run whose exact input this run executed again
+    key: str | None = None  # names.run_key(id): how engines, shells and remote folders name this run
+    triggers: list[dict[str, Any]] = field(default_factory=list)  # every request this run answered: {trigger, at, commit?}
     schema: int = SCHEMA_VERSION
 
     @property
@@ -75,6 +77,40 @@ class RunRecord:
 
 def write_record(run_dir: Path, record: RunRecord) -> None:
     atomic_write_json(run_dir / RECORD_NAME, record.to_dict())
+
+
+def amend_triggers(run_dir: Path, triggers: list[dict[str, Any]]) -> RunRecord | None:
+    """Record every request a run answered; a commit among them makes the run that commit's, clean.
+
+    Requests merged into a run (same notebook bytes, parameters and executor) may
+    arrive while it runs or just after; the record gains them here. Returns the
+    record as written, or None when there was nothing to change."""
+    import fcntl
+
+    with open(run_dir / ".run.json.lock", "a") as lock:  # the run's process and a merge may both amend
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = read_record(run_dir)
+        listed = [trigger_for_record(t) for t in triggers]
+        if not listed or listed == record.triggers:
+            return None
+        changes: dict[str, Any] = {"triggers": listed}
+        commits = [t for t in listed if t.get("commit")]
+        current = record.commit or {}
+        if commits and (current.get("sha") != commits[-1]["commit"] or current.get("dirty")):
+            latest = commits[-1]
+            changes["commit"] = {"sha": latest["commit"], "branch": latest.get("branch"), "dirty": False}
+            # the bytes are the commit's: no patch is needed to rebuild them
+            changes["source"] = {**record.source, "patch": None}
+        record = record.evolve(**changes)
+        write_record(run_dir, record)
+        return record
+
+
+def trigger_for_record(trigger: dict[str, Any]) -> dict[str, Any]:
+    at = trigger.get("at")
+    when = datetime.fromtimestamp(at, timezone.utc).astimezone().isoformat(timespec="milliseconds") if isinstance(
+        at, (int, float)) else at
+    return {k: v for k, v in {**trigger, "at": when}.items() if v is not None}
 
 
 def read_record(run_dir: Path) -> RunRecord:

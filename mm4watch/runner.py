@@ -31,6 +31,7 @@ from .records import (
     parse_iso,
     write_record,
 )
+from .names import run_key
 from .store import create_run_dir
 from .tags import code_hash, find_tag, loads_notebook
 
@@ -47,6 +48,7 @@ class RunRequest:
     patch: str | None = None  # with commit_sha: the diff that makes the content from the commit's file
     image: str | None = None  # container executors: run on this image when the engine still has it
     rerun_of: str | None = None
+    triggers: tuple[dict[str, Any], ...] = ()  # every request this run answers (queue entries); default: trigger
 
 
 def run_notebook(
@@ -72,6 +74,8 @@ def run_notebook(
         else git.at_commit(notebook, request.commit_sha, request.patch)
     )
 
+    # an executor that cannot be reached makes no run folder: nothing ran (exit 75, not "failed")
+    executor.check()
     run_id, run_dir = create_run_dir(config.results_dir, notebook.stem, datetime.now())
     if prov.patch is not None:
         atomic_write_text(run_dir / PATCH_NAME, prov.patch)
@@ -91,6 +95,8 @@ def run_notebook(
             "patch": PATCH_NAME if prov.patch is not None else None,
         },
         rerun_of=request.rerun_of,
+        key=run_key(run_id),
+        triggers=[_trigger_entry(t) for t in request.triggers] or [{"trigger": request.trigger, "at": now_iso()}],
     )
     write_record(run_dir, record)
     on_created(run_id)
@@ -183,6 +189,12 @@ def _finish(
     detail = f" ({outcome.error.get('ename')}: {outcome.error.get('evalue')})" if outcome.error else ""
     _log(run_dir / LOG_NAME, f"mm4watch: {outcome.status}{detail} after {record.duration_s:.1f}s")
     return record
+
+
+def _trigger_entry(trigger: dict[str, Any]) -> dict[str, Any]:
+    from .records import trigger_for_record
+
+    return trigger_for_record(trigger)
 
 
 def collect_outputs(run_dir: Path) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -20,19 +19,20 @@ from typing import Sequence
 from urllib.parse import urlsplit
 
 from . import proc
-from .errors import EXIT_NOTEBOOK_FAILED, Mm4Error
+from .errors import EXIT_UNREACHABLE, Mm4Error
+from .names import join
 
 
 class Unreachable(Mm4Error):
     """The far machine or its engine does not answer; nothing was lost."""
 
-    exit_code = EXIT_NOTEBOOK_FAILED  # the run could not happen: its record says why
+    exit_code = EXIT_UNREACHABLE  # nothing ran: try again when the machine is back
 
     @classmethod
-    def over_ssh(cls, label: str, detail: str) -> "Unreachable":
+    def over_ssh(cls, target: "Target", detail: str) -> "Unreachable":
         return cls(
-            f"cannot reach {label} over ssh: {detail.strip() or 'no answer'}. "
-            f"Check that `ssh {label}` works from a terminal without a prompt (a key in ssh-agent, "
+            f"cannot reach {target.label} over ssh: {detail.strip() or 'no answer'}. "
+            f"Check that `{target.hint}` works from a terminal without a prompt (a key in ssh-agent, "
             "or Host/User/Port/IdentityFile in ~/.ssh/config); `mm4watch doctor` checks the rest"
         )
 
@@ -56,6 +56,11 @@ class Target:
     def label(self) -> str:
         return self.destination + (f":{self.port}" if self.port else "")
 
+    @property
+    def hint(self) -> str:
+        """The command to try by hand, in a form ssh parses (``ssh -p PORT USER@HOST true``)."""
+        return join(["ssh", *(["-p", str(self.port)] if self.port else []), self.destination, "true"])
+
     def argv(self, *extra: str) -> list[str]:
         base = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
         if self.port:
@@ -63,7 +68,7 @@ class Target:
         return [*base, *self.options, *extra, self.destination]
 
     def rsync_shell(self) -> str:
-        return shlex.join(self.argv()[:-1])
+        return join(self.argv()[:-1])
 
 
 def run(
@@ -74,7 +79,7 @@ def run(
         return proc.run([*target.argv(), command], check=check, timeout=timeout, input=input)
     except proc.CommandFailed as exc:
         if exc.code == 255:
-            raise Unreachable.over_ssh(target.label, exc.stderr) from None
+            raise Unreachable.over_ssh(target, exc.stderr) from None
         raise
     except subprocess.TimeoutExpired:
         raise Unreachable(f"{target.label} did not answer within {timeout:.0f}s over ssh") from None
@@ -99,7 +104,7 @@ def ensure_master(target: Target, timeout: float = 20.0) -> Path | None:
     except subprocess.TimeoutExpired:
         raise Unreachable(f"{target.label} did not answer within {timeout:.0f}s over ssh") from None
     if master.returncode != 0:
-        raise Unreachable.over_ssh(target.label, master.stderr.decode(errors="replace"))
+        raise Unreachable.over_ssh(target, master.stderr.decode(errors="replace"))
     return control if control.exists() else None
 
 
@@ -179,7 +184,7 @@ class Tunnel:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 detail = errors.read_text(errors="replace")
                 self.close()
-                raise Unreachable.over_ssh(self.target.label, detail)
+                raise Unreachable.over_ssh(self.target, detail)
             time.sleep(0.01)
 
     def close(self) -> None:
@@ -214,7 +219,7 @@ def rsync_to(
     if not has_rsync():
         raise Mm4Error("rsync is not installed on this machine; install it (brew install rsync / apt install rsync)")
     if mkdir:
-        run(target, f"mkdir -p {shlex.quote(dest)}")
+        run(target, join(["mkdir", "-p", dest]))
     proc.run(
         ["rsync", "-a", "--delete", *extra, "-e", target.rsync_shell(), f"{source}{os.sep}",
          f"{target.destination}:{dest.rstrip('/')}/"],

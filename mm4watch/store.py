@@ -141,6 +141,11 @@ class History:
                 db.executemany("delete from runs where id = ?", [(g,) for g in gone])
         return complete
 
+    def refresh(self, run_id: str) -> None:
+        """A final record was amended (a merged trigger): read it again at the next query."""
+        with closing(self._connect()) as db, db:
+            db.execute("update runs set final = 0 where id = ?", (run_id,))
+
     def query(
         self,
         *,

@@ -10,9 +10,9 @@ from mm4watch.watcher import Debouncer, counts
 
 def test_supersede_keeps_the_newest_unstarted_entry(tmp_path):
     q = Queue(tmp_path)
-    first = q.add("nb/a.ipynb", "save", content=b"1", executor="local")
+    first = q.add("nb/a.ipynb", "save", content=b"1", executor="local").id
     q.add("nb/b.ipynb", "save", content=b"x", executor="local")
-    second = q.add("nb/a.ipynb", "save", content=b"2", executor="local")
+    second = q.add("nb/a.ipynb", "save", content=b"2", executor="local").id
     waiting = q.entries(("queued",))
     assert [(e.notebook, e.content) for e in waiting] == [("nb/b.ipynb", b"x"), ("nb/a.ipynb", b"2")]
     assert q.get(first).state == "superseded" and q.get(second).state == "queued"
@@ -20,7 +20,7 @@ def test_supersede_keeps_the_newest_unstarted_entry(tmp_path):
 
 def test_a_started_entry_is_not_superseded(tmp_path):
     q = Queue(tmp_path)
-    first = q.add("a.ipynb", "save", content=b"1", executor="local")
+    first = q.add("a.ipynb", "save", content=b"1", executor="local").id
     assert q.claim(first, 123, 1.0)
     q.add("a.ipynb", "save", content=b"2", executor="local")
     assert q.get(first).state == "claimed" and len(q.entries(("queued",))) == 1
@@ -28,7 +28,7 @@ def test_a_started_entry_is_not_superseded(tmp_path):
 
 def test_claim_is_once_and_release_backs_off(tmp_path):
     q = Queue(tmp_path)
-    entry = q.add("a.ipynb", "manual", content=b"1", parameters={"n": 1}, executor="mini")
+    entry = q.add("a.ipynb", "manual", content=b"1", parameters={"n": 1}, executor="mini").id
     assert q.claim(entry, 1, 1.0) and not q.claim(entry, 2, 2.0)
     q.release(entry, delay_s=60, error="the Mini is away")
     got = q.get(entry)
@@ -53,7 +53,7 @@ def test_queue_full_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_remove_clear_and_seen(tmp_path):
     q = Queue(tmp_path)
-    a = q.add("a.ipynb", "save", content=b"1")
+    a = q.add("a.ipynb", "save", content=b"1").id
     q.add("b.ipynb", "save", content=b"1")
     assert q.remove(a) and not q.remove(a)
     assert q.clear() == 1 and q.entries() == []

@@ -1,8 +1,10 @@
 """mm4watch _exec ENTRY: run one queue entry (started by the daemon, one process per run).
 
 A process of its own per run: a crash of the daemon does not stop the run, and
-``mm4watch cancel`` can signal it. Exit 0 the notebook succeeded, 1 it failed,
-75 the executor could not be reached (the entry waits in the queue again).
+``mm4watch cancel`` can signal it. Exit codes as in ``errors.EXIT_TABLE``: 0 the
+notebook succeeded, 1 it failed, 75 the executor could not be reached (the entry
+waits in the queue again), 2 it could not start (a broken mm4.toml: the entry
+is retried with backoff, then parked with the error; it never spins).
 """
 from __future__ import annotations
 
@@ -11,34 +13,37 @@ import os
 import sys
 import time
 
-from .. import config, executors
-from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
+from .. import config, intake
+from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ConfigError, Mm4Error
 from ..queue import Entry, Queue
 from ..records import read_record
 from ..runner import RunRequest, resume, run_notebook
 from ..ssh import Unreachable
 from ..store import History
 
-EXIT_RETRY = 75  # EX_TEMPFAIL
+EXIT_RETRY = EXIT_UNREACHABLE
 BACKOFF_S = (5, 10, 30, 60, 120, 300)
+START_BACKOFF_S = (2, 10, 30)  # a process that cannot start its run: broken mm4.toml, a crash
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = config.load()
-    queue = Queue(cfg.state_dir)
+    place = config.locate()  # the queue needs only .mm4/: a broken mm4.toml must not strand the entry
+    queue = Queue(place.state_dir)
     entry = _wait_for_claim(queue, args.entry)
     if entry is None:
         return EXIT_OK  # the daemon did not hand it over (removed meanwhile)
+    try:
+        cfg = config.load(place.root)
+    except ConfigError as exc:
+        if args.reattach and entry.run_id:
+            # left claimed: the daemon holds while mm4.toml is broken, then picks the run up again
+            print(f"mm4watch: run {entry.run_id} not picked up yet: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        after = queue.failed_to_start(entry.id, str(exc), START_BACKOFF_S)
+        print(f"mm4watch: entry {entry.id} not started: {after.last_error}", file=sys.stderr)
+        return EXIT_USAGE
     if args.reattach:
         return _reattach(cfg, queue, entry)
-    try:
-        exec_cfg = cfg.executor(entry.executor)
-        executors.get(exec_cfg, cfg).check()
-    except Unreachable as exc:
-        delay = BACKOFF_S[min(entry.attempts, len(BACKOFF_S)) - 1]
-        queue.release(entry.id, delay_s=delay, error=f"{exc} (next try in {delay}s)")
-        print(f"mm4watch: {exc}; entry {entry.id} waits, next try in {delay}s", file=sys.stderr)
-        return EXIT_RETRY
     content = entry.content
     if content is None and entry.commit_sha:
         from ..git import show
@@ -51,6 +56,7 @@ def main(args: argparse.Namespace) -> int:
         executor=entry.executor,
         content=content,
         commit_sha=entry.commit_sha,  # a commit run is that commit's notebook, clean
+        triggers=tuple(entry.triggers),
     )
     started: list[str] = []
 
@@ -60,13 +66,25 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         record, run_dir = run_notebook(cfg, request, say=lambda line: print(line, file=sys.stderr), on_created=created)
+    except Unreachable as exc:
+        if not started:  # nothing ran: the entry waits for the machine, backing off
+            delay = BACKOFF_S[min(entry.attempts, len(BACKOFF_S)) - 1]
+            queue.release(entry.id, delay_s=delay, error=f"{exc} (next try in {delay}s)")
+            print(f"mm4watch: {exc}; entry {entry.id} waits, next try in {delay}s", file=sys.stderr)
+            return EXIT_RETRY
+        raise
     except Mm4Error as exc:
         if not started:  # it could not start and never will as it is (a bad notebook, a bad config)
             queue.reject(entry.id, str(exc))
         raise
+    except Exception as exc:
+        if not started:
+            queue.failed_to_start(entry.id, f"{type(exc).__name__}: {exc}", START_BACKOFF_S)
+        raise
     finally:
         if started:
-            queue.done(entry.id)  # however it ended, its record says how
+            # however it ended, its record says how; requests merged while it ran join the record
+            intake.record_triggers(cfg, queue.done(entry.id))
     return EXIT_OK if record.status == "succeeded" else EXIT_NOTEBOOK_FAILED
 
 
@@ -94,5 +112,5 @@ def _reattach(cfg: config.Config, queue: Queue, entry: Entry) -> int:
     if record.status == "interrupted" and cfg.daemon.requeue_interrupted and entry.requeued == 0:
         queue.release(entry.id, requeue=True, error=f"run {record.id} was interrupted by a crash; queued again once")
         return EXIT_RETRY
-    queue.done(entry.id)
+    intake.record_triggers(cfg, queue.done(entry.id))
     return EXIT_OK if record.status == "succeeded" else EXIT_NOTEBOOK_FAILED

@@ -13,7 +13,7 @@ WAIT_S = 60
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = config.load()
+    cfg = config.locate()
     record, run_dir = History(cfg.results_dir, cfg.state_dir).find(args.run)
     if record.is_final:
         print(f"{record.id} already ended: {record.status}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Callable
 
 from .. import buildctx, config, ssh
 from ..config import Config, ExecutorConfig
+from ..names import join, quote
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
 
 MIN_FREE_GB = 10
@@ -72,7 +72,7 @@ def _ssh(report: Report, target: ssh.Target) -> bool:
         ssh.run(target, "true", timeout=20)
         return f"{target.label} answers in {time.monotonic() - t0:.2f}s"
 
-    return report.check("ssh", reach, f"make `ssh {target.label} true` work without a prompt: a key in ssh-agent, "
+    return report.check("ssh", reach, f"make `{target.hint}` work without a prompt: a key in ssh-agent, "
                         "or Host/User/Port/IdentityFile in ~/.ssh/config (or ssh_options in mm4.toml)")
 
 
@@ -83,7 +83,7 @@ def _native(report: Report, exec_cfg: ExecutorConfig) -> None:
         return
 
     def interpreter() -> str:
-        return ssh.run(target, f"{python} -c 'import sys, platform; print(sys.version.split()[0], platform.platform())'",
+        return ssh.run(target, join([python, "-c", "import sys, platform; print(sys.version.split()[0], platform.platform())"]),
                        timeout=30).stdout.decode().strip()
 
     if not report.check("python", interpreter, f"install {python} on that machine, or set python = \"/path/to/python3\" "
@@ -91,11 +91,11 @@ def _native(report: Report, exec_cfg: ExecutorConfig) -> None:
         return
 
     def venv() -> str:
-        ssh.run(target, f"d=$(mktemp -d) && {python} -m venv --without-pip $d/v && rm -rf $d", timeout=60)
+        ssh.run(target, f"d=$(mktemp -d) && {quote(python)} -m venv --without-pip $d/v && rm -rf $d", timeout=60)
         return "can create virtual environments"
 
     report.check("venv", venv, f"{python} lacks the venv module (Debian: apt install python3-venv)")
-    workdir = shlex.quote(exec_cfg.workdir or "mm4watch")
+    workdir = quote(exec_cfg.workdir or "mm4watch")
     out = ssh.run(target, f"mkdir -p {workdir} && df -Pk {workdir} | tail -1", timeout=30).stdout.decode().split()
     free_gb = int(out[3]) / 2**20 if len(out) > 3 else 0.0
     if free_gb < MIN_FREE_GB:
@@ -112,7 +112,7 @@ def _docker(report: Report, cfg: Config, exec_cfg: ExecutorConfig) -> None:
         target = ssh.Target.parse(host, exec_cfg.ssh_options)
         if not _ssh(report, target):
             return
-        socket = shlex.quote(exec_cfg.socket)
+        socket = quote(exec_cfg.socket)
         found = ssh.run(target, f"test -S {socket} && echo yes || true").stdout.decode().strip()
         if found != "yes":
             hint = ssh.run(

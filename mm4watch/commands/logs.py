@@ -13,7 +13,7 @@ POLL_S = 0.25
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = config.load()
+    cfg = config.locate()
     record, run_dir = History(cfg.results_dir, cfg.state_dir).find(args.run)
     path = run_dir / LOG_NAME
     position = 0

@@ -1,4 +1,7 @@
-"""mm4watch queue [list | remove ENTRY | clear]: the runs waiting to start."""
+"""mm4watch queue [list | remove ENTRY | retry ENTRY | clear]: the runs waiting to start.
+
+Works without a valid mm4.toml (it needs only ``.mm4/``).
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,36 +10,67 @@ from datetime import datetime
 
 from .. import config
 from ..errors import UsageError
-from ..queue import Queue
+from ..queue import Entry, Queue
+
+RECENT_S = 600.0  # merged and replaced requests are shown this long
+ALL_S = 86400.0
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = config.load()
+    cfg = config.locate()
     queue = Queue(cfg.state_dir)
-    if args.action == "remove":
+    if args.action in ("remove", "retry"):
         if args.entry is None:
-            raise UsageError("mm4watch queue remove ENTRY (the number `mm4watch queue` shows)")
-        if not queue.remove(args.entry):
-            raise UsageError(f"entry {args.entry} is not waiting (running, done or unknown)")
-        print(f"removed entry {args.entry}")
+            raise UsageError(f"mm4watch queue {args.action} ENTRY (the number `mm4watch queue` shows)")
+        if args.action == "remove":
+            if not queue.remove(args.entry):
+                raise UsageError(f"entry {args.entry} is not waiting or parked (running, done or unknown)")
+            print(f"removed entry {args.entry}")
+        else:
+            if not queue.retry(args.entry):
+                raise UsageError(f"entry {args.entry} is not parked or rejected; nothing to retry")
+            print(f"entry {args.entry} is queued again")
         return 0
     if args.action == "clear":
         print(f"removed {queue.clear()} waiting entries")
         return 0
-    entries = queue.entries(("queued", "claimed", "rejected") if args.all else ("queued", "claimed"))
+    entries = listed(queue, args.all)
     if args.json:
-        print(json.dumps([
-            {"id": e.id, "notebook": e.notebook, "trigger": e.trigger, "state": e.state, "executor": e.executor,
-             "commit": e.commit_sha, "parameters": e.parameters, "queued_at": e.queued_at, "run_id": e.run_id,
-             "last_error": e.last_error}
-            for e in entries
-        ], indent=2))
+        print(json.dumps([as_json(e) for e in entries], indent=2))
         return 0
     if not entries:
         print("queue: empty")
     for e in entries:
-        when = datetime.fromtimestamp(e.queued_at).strftime("%Y-%m-%d %H:%M:%S")
-        state = "running" if e.state == "claimed" else e.state
-        print(f"{e.id:>5}  {state:<8} {e.notebook}  {e.trigger}  {e.executor or ''}  {when}"
-              + (f"  ({e.last_error})" if e.last_error else ""))
+        print(line(e))
     return 0
+
+
+def listed(queue: Queue, everything: bool = False) -> list[Entry]:
+    """What waits, runs or needs attention (parked), then what was merged or replaced lately."""
+    current = queue.entries(("queued", "claimed", "parked"))
+    states = ("merged", "superseded", "rejected") if everything else ("merged", "superseded")
+    recent = queue.recent(states, ALL_S if everything else RECENT_S)
+    return sorted(current + recent, key=lambda e: e.id)
+
+
+def as_json(e: Entry) -> dict[str, object]:
+    return {
+        "id": e.id, "notebook": e.notebook, "trigger": e.trigger, "state": e.state, "executor": e.executor,
+        "commit": e.commit_sha, "parameters": e.parameters, "queued_at": e.queued_at, "run_id": e.run_id,
+        "last_error": e.last_error, "merged_into": e.merged_into, "note": e.note,
+        "triggers": [t.get("trigger") for t in e.triggers],
+    }
+
+
+def line(e: Entry) -> str:
+    when = datetime.fromtimestamp(e.queued_at).strftime("%Y-%m-%d %H:%M:%S")
+    state = "running" if e.state == "claimed" else e.state
+    params = " " + " ".join(f"{k}={v!r}" for k, v in e.parameters.items()) if e.parameters else ""
+    text = f"{e.id:>5}  {state:<10} {e.notebook}{params}  {e.trigger}  {e.executor or ''}  {when}"
+    if len(e.triggers) > 1:
+        text += f"  (asked by {', '.join(str(t.get('trigger')) for t in e.triggers)})"
+    if e.note:
+        text += f"\n       {e.note}"
+    if e.last_error:
+        text += f"\n       {'parked' if e.state == 'parked' else 'why'}: {e.last_error}"
+    return text

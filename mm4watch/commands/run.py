@@ -60,15 +60,18 @@ def main(args: argparse.Namespace) -> int:
 
 def _queue(cfg: config.Config, notebook: Path, parameters: dict[str, Any], executor: str | None) -> int:
     """Hand the run to the daemon: the notebook's bytes now, run when its turn comes."""
+    from .. import intake
     from ..pidlock import read_info
-    from ..queue import Queue
     from ..tags import find_tag, loads_notebook
 
     content = notebook.read_bytes()
     rel = notebook.resolve().relative_to(cfg.root).as_posix()
     tag = find_tag(loads_notebook(content.decode("utf-8"), rel), rel)
     name = cfg.executor(executor, tag=tag.executor if tag else None).name
-    entry = Queue(cfg.state_dir).add(rel, "manual", content=content, parameters=parameters, executor=name, supersede=False)
+    added = intake.request(cfg, rel, "manual", content=content, parameters=parameters, executor=name)
     running = read_info(cfg.state_dir)
-    print(f"queued {rel} as entry {entry} on {name}" + ("" if running else "; the daemon is not running: `mm4watch start`"))
+    if added.merged_into is not None:
+        print(f"{rel} on {name}: {intake.describe(added)}")
+        return EXIT_OK
+    print(f"queued {rel} as entry {added.id} on {name}" + ("" if running else "; the daemon is not running: `mm4watch start`"))
     return EXIT_OK

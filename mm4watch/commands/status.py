@@ -10,17 +10,24 @@ from ..pidlock import read_info
 from ..durations import format_duration
 from ..queue import Queue
 from ..records import parse_iso, read_record
+from .queue import RECENT_S
+from .queue import line as entry_line
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = config.load()
+    cfg = config.locate()
     info = read_info(cfg.state_dir)
     if info:
         up = time.time() - float(info.get("started_at", time.time()))
         print(f"daemon: running (pid {info.get('pid')}, up {format_duration(up)}) for {cfg.root}")
+        if info.get("held"):
+            print(f"HOLDING: new runs wait until mm4.toml is fixed (then they start by themselves):\n  {info['held']}")
     else:
         print(f"daemon: not running for {cfg.root} (`mm4watch start`)")
-    entries = Queue(cfg.state_dir).entries()
+    if cfg.error is not None and not (info and info.get("held")):
+        print(f"mm4.toml: {cfg.error}")
+    queue = Queue(cfg.state_dir)
+    entries = queue.entries()
     running = [e for e in entries if e.state == "claimed"]
     waiting = [e for e in entries if e.state == "queued"]
     for entry in running:
@@ -41,6 +48,11 @@ def main(args: argparse.Namespace) -> int:
         if entry.last_error:
             line += f"\n         waiting because: {entry.last_error}"
         print(line)
+
+    for entry in queue.entries(("parked",)):
+        print(f"parked:  {entry.notebook} (entry {entry.id}): {entry.last_error}")
     if not running and not waiting:
         print("queue: empty")
+    for entry in queue.recent(("merged", "superseded"), RECENT_S):
+        print("lately:" + entry_line(entry)[5:].replace("\n       ", "\n        "))
     return 0

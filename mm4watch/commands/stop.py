@@ -7,18 +7,22 @@ import signal
 import time
 
 from .. import config
+from ..active import alive
 from ..pidlock import read_info
 
 WAIT_S = 10
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = config.load()
+    cfg = config.locate()
     info = read_info(cfg.state_dir)
     if not info or not info.get("pid"):
         print("not running")
         return 0
     pid = int(info["pid"])
+    if info.get("pid_started") is not None and not alive(pid, info["pid_started"]):
+        print("not running")  # the lock says a daemon runs, yet that pid is another process now
+        return 0
     try:
         os.kill(pid, signal.SIGUSR1 if args.now else signal.SIGTERM)
     except ProcessLookupError:

@@ -25,6 +25,13 @@ class Job:
     kernel: str | None = None
     image: str | None = None  # container executors: use this image if the engine still has it
 
+    @property
+    def key(self) -> str:
+        """The run's name for engines and shells (``names.run_key``): never the raw id."""
+        from ..names import run_key
+
+        return run_key(self.run_id)
+
 
 @dataclass(frozen=True)
 class Outcome:

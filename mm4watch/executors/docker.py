@@ -50,12 +50,19 @@ class DockerExecutor:
     def __init__(self, cfg: ExecutorConfig, config: Config) -> None:
         self.cfg = cfg
         self.config = config
+        self._checked: Engine | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.cfg.name, "type": "docker", "host": self.cfg.host or f"context:{self.cfg.context}"}
 
     def check(self) -> None:
-        Engine(self.cfg).open().close()
+        # kept open for the execute() that follows: the check costs no second connection
+        if self._checked is None:
+            self._checked = Engine(self.cfg).open()
+
+    def _engine(self) -> Engine:
+        engine, self._checked = self._checked, None
+        return engine if engine is not None else Engine(self.cfg).open()
 
     def reattach(self, job: Job) -> Outcome | None:
         """Find the run's container on the engine, follow it to its end, bring results home."""
@@ -64,7 +71,7 @@ class DockerExecutor:
         engine = Engine(self.cfg).open()
         try:
             try:
-                container = engine.client.containers.get(f"mm4-run-{job.run_id}")
+                container = engine.client.containers.get(f"mm4-run-{job.key}")
             except docker.errors.NotFound:
                 return None
             info = {**self.describe(), **engine.describe(), "reattached": True}
@@ -74,9 +81,16 @@ class DockerExecutor:
             engine.close()
 
     def execute(self, job: Job) -> Outcome:
-        engine = Engine(self.cfg).open()
+        import docker
+
+        engine = self._engine()
         try:
             return self._execute(engine, job)
+        except docker.errors.DockerException as exc:
+            # the engine refused something: a failed run that says what, not a crash
+            explanation = str(getattr(exc, "explanation", None) or exc)
+            _log(job, f"the Docker engine refused: {explanation}")
+            return Outcome("failed", {"cell": None, "ename": "DockerError", "evalue": explanation}, self.describe())
         finally:
             engine.close()
 
@@ -115,9 +129,9 @@ class DockerExecutor:
         info["warm"] = container is not None
         if container is None:
             container = self._create(
-                engine, image.tag, root, f"mm4-run-{job.run_id}",
+                engine, image.tag, root, f"mm4-run-{job.key}",
                 ["python3", "-m", "mm4watch.executors.papermill_child", f"{JOB}/spec.json"],
-                {LABEL_RUN: job.run_id},
+                {LABEL_RUN: job.key},
             )
             container.put_archive("/", lib.data)
         info["container"] = container.short_id
@@ -191,7 +205,7 @@ class DockerExecutor:
             if candidate.status != "running" or not candidate.name.startswith("mm4-warm-"):
                 continue
             try:
-                candidate.rename(f"mm4-run-{job.run_id}")  # claimed: no other run takes it now
+                candidate.rename(f"mm4-run-{job.key}")  # claimed: no other run takes it now
                 candidate.update(cpu_shares=RUN_CPU_SHARES)  # it waited at low priority
             except Exception:
                 continue

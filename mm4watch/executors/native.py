@@ -18,9 +18,8 @@ SSH connection:
 from __future__ import annotations
 
 import hashlib
-import json
-import shlex
 import io
+import json
 import tarfile
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import mm4watch
 
 from .. import ssh
 from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, ExecutorConfig, _slug
+from ..names import join, quote
 from ..durations import format_duration
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
@@ -71,9 +71,11 @@ class NativeExecutor:
         lib = Path(mm4watch.__file__).parent
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(lib.rglob("*.py")))).hexdigest()[:16]
         # one round trip: folders, where home is, the interpreter's version, the runner's version there
+        folders = [f"{self.base}/{sub}" for sub in ("runs", "venvs", "code", "lib/mm4watch")]
         facts = self._sh(
-            f"mkdir -p {self.base}/runs {self.base}/venvs {self.base}/code {self.base}/lib/mm4watch && cd && pwd && "
-            f"{self.python} -c 'import sys; print(sys.version)' && cat {self.base}/lib/.digest 2>/dev/null; true",
+            f"{join(['mkdir', '-p', *folders])} && cd && pwd && "
+            f"{join([self.python, '-c', 'import sys; print(sys.version)'])} && "
+            f"cat {quote(self.base + '/lib/.digest')} 2>/dev/null; true",
             timeout=30,
         ).splitlines()
         if len(facts) < 2:
@@ -88,7 +90,7 @@ class NativeExecutor:
         if facts[2:3] != [digest]:  # mm4watch's runner changed (or is not there yet)
             ssh.rsync_to(target, lib, f"{base}/lib/mm4watch", mkdir=False,
                          extra=["--exclude=__pycache__/", "--include=*/", "--include=*.py", "--exclude=*"])
-            self._sh(f"echo {digest} > {base}/lib/.digest")
+            self._sh(f"echo {digest} > {quote(base + '/lib/.digest')}")
         return {"base": base, "env": self._environment(base, version, job)}
 
     def _environment(self, base: str, version: str, job: Job) -> dict[str, Any]:
@@ -100,18 +102,20 @@ class NativeExecutor:
         log = job.run_dir / BUILD_LOG_NAME
         keep = self.cfg.keep_images  # environments are kept like images: the newest few
         ready = self._sh(
-            f"(cd {base}/venvs && ls -1t | grep -v -x {key} | tail -n +{keep} | xargs rm -rf --); "
-            f"test -f {venv}/.ready && cat {venv}/env.json || true"
+            f"(cd {quote(base + '/venvs')} && ls -1t | grep -v -x {key} | tail -n +{int(keep)} | xargs rm -rf --); "
+            f"test -f {quote(venv + '/.ready')} && cat {quote(venv + '/env.json')} || true"
         ).strip()
         if not ready:
             with open(log, "a", encoding="utf-8") as fh:
                 fh.write(f"building the environment {key} on {self.target.label} ({version.split()[0]})\n")
-            req = f"-r {base}/code/requirements.txt" if content else ""
+            req = ["-r", f"{base}/code/requirements.txt"] if content else []
+            vpy = f"{venv}/bin/python"
             # built in place (a venv cannot move); .ready marks it whole, so a half-built one is redone
             out = self._sh(
-                f"rm -rf {venv} && {self.python} -m venv {venv} && "
-                f"{venv}/bin/python -m pip install -q --disable-pip-version-check papermill ipykernel {req} 2>&1 && "
-                f"{venv}/bin/python -c {shlex.quote(ENV_PROBE)} > {venv}/env.json && touch {venv}/.ready && cat {venv}/env.json",
+                f"{join(['rm', '-rf', venv])} && {join([self.python, '-m', 'venv', venv])} && "
+                f"{join([vpy, '-m', 'pip', 'install', '-q', '--disable-pip-version-check', 'papermill', 'ipykernel', *req])} 2>&1 && "
+                f"{join([vpy, '-c', ENV_PROBE])} > {quote(venv + '/env.json')} && touch {quote(venv + '/.ready')} && "
+                f"cat {quote(venv + '/env.json')}",
                 timeout=1800,
             )
             with open(log, "a", encoding="utf-8") as fh:
@@ -128,15 +132,15 @@ class NativeExecutor:
         prepared = self._prepare(job)
         env = prepared.pop("env")
         info.update(python=env["python"], platform=env["platform"], env_hash=env["env_hash"], mps=env["mps"])
-        run = f"{prepared['base']}/runs/{job.run_id}"
+        run = f"{prepared['base']}/runs/{job.key}"  # the safe key: never the name as written
         rel_cwd = job.cwd.resolve().relative_to(self.config.root).as_posix()
         cwd = f"{run}/code" + ("" if rel_cwd == "." else f"/{rel_cwd}")
         data = ""
         if self.cfg.data:
             if self.cfg.sync_data and (self.config.root / self.config.project.data).is_dir():
                 ssh.rsync_to(ssh.shared(self.target), self.config.root / self.config.project.data, self.cfg.data)
-                self._sh(f"chmod -R a-w {shlex.quote(self.cfg.data)}")  # read-only, as the container mount
-            data = f" && ln -s {shlex.quote(self.cfg.data)} {run}/code/{self.config.project.data}"
+                self._sh(join(["chmod", "-R", "a-w", self.cfg.data]))  # read-only, as the container mount
+            data = " && " + join(["ln", "-s", self.cfg.data, f"{run}/code/{self.config.project.data}"])
         spec = {
             "input": f"{run}/job/input.ipynb",
             "output": f"{run}/output/{RESULT_DIR}/executed.ipynb",
@@ -152,25 +156,27 @@ class NativeExecutor:
                 member = tarfile.TarInfo(name)
                 member.size = len(content)
                 tar.addfile(member, io.BytesIO(content))
-        environment = (
-            f"{ENV_OUTPUT_DIR}={run}/output {ENV_RUN_ID}={job.run_id} PYTHONPATH={prepared['base']}/lib PYTHONUNBUFFERED=1"
-        )
+        runner = [
+            "env", f"{ENV_OUTPUT_DIR}={run}/output", f"{ENV_RUN_ID}={job.run_id}", f"PYTHONPATH={prepared['base']}/lib",
+            "PYTHONUNBUFFERED=1", "nohup", f"{env['venv']}/bin/python", "-m", "mm4watch.executors.papermill_child",
+            f"{run}/job/spec.json",
+        ]
         # one round trip: the run's own folder (a copy of the code), the job, and the start;
         # only the runner goes to the background, with every descriptor away from the ssh
         # session: ssh returns at once, and the run outlives the connection
         self._sh(
-            f"mkdir -p {run}/job {run}/output/{RESULT_DIR} && cp -a {prepared['base']}/code {run}/code{data} && "
-            f"tar -xzf - -C {run}/job && cd {cwd} && {{ {environment} nohup {env['venv']}/bin/python "
-            f"-m mm4watch.executors.papermill_child {run}/job/spec.json > {run}/run.log 2>&1 < /dev/null & "
-            f"echo $! > {run}/pid; }}",
+            f"{join(['mkdir', '-p', f'{run}/job', f'{run}/output/{RESULT_DIR}'])} && "
+            f"{join(['cp', '-a', prepared['base'] + '/code', run + '/code'])}{data} && "
+            f"{join(['tar', '-xzf', '-', '-C', run + '/job'])} && cd {quote(cwd)} && "
+            f"{{ {join(runner)} > {quote(run + '/run.log')} 2>&1 < /dev/null & echo $! > {quote(run + '/pid')}; }}",
             input=job_tar.getvalue(),
         )
         return self._follow(job, run, info)
 
     def reattach(self, job: Job) -> Outcome | None:
         home = self._sh("cd && pwd").strip()
-        run = f"{home}/{self.base}/runs/{job.run_id}"
-        if self._sh(f"test -f {run}/pid && echo yes || true").strip() != "yes":
+        run = f"{home}/{self.base}/runs/{job.key}"
+        if self._sh(f"test -f {quote(run + '/pid')} && echo yes || true").strip() != "yes":
             return None
         return self._follow(job, run, {**self.describe(), "reattached": True}, offset=None)
 
@@ -178,7 +184,7 @@ class NativeExecutor:
         deadline = time.monotonic() + job.timeout_s
         next_harvest = time.monotonic() + self.cfg.harvest_every_s
         if offset is None:  # re-attached: the log so far is home already
-            offset = int(self._sh(f"wc -c < {run}/run.log || echo 0").strip() or 0)
+            offset = int(self._sh(f"wc -c < {quote(run + '/run.log')} || echo 0").strip() or 0)
         status = "exited"
         try:
             with open(job.log_path, "ab") as sink:
@@ -188,9 +194,9 @@ class NativeExecutor:
                     try:
                         out = ssh.run(
                             ssh.shared(self.target),
-                            f"pid=$(cat {run}/pid); for i in $(seq {wait}); do kill -0 $pid 2>/dev/null || break; "
+                            f"pid=$(cat {quote(run + '/pid')}); for i in $(seq {int(wait)}); do kill -0 $pid 2>/dev/null || break; "
                             f"sleep 0.1; done; if kill -0 $pid 2>/dev/null; then echo running; else echo done; fi; "
-                            f"tail -c +{offset + 1} {run}/run.log",
+                            f"tail -c +{int(offset) + 1} {quote(run + '/run.log')}",
                             timeout=60,
                         ).stdout
                     except ssh.Unreachable:
@@ -214,24 +220,25 @@ class NativeExecutor:
         except KeyboardInterrupt:
             self._stop(run)
             self._harvest(job, run)
-            self._sh(f"rm -rf {run}")
+            self._sh(join(["rm", "-rf", run]))
             raise
         self._harvest(job, run)
         outcome = self._outcome(job, status, info)
-        self._sh(f"rm -rf {run}")
+        self._sh(join(["rm", "-rf", run]))
         return outcome
 
     def _stop(self, run: str) -> None:
         """TERM the runner (papermill saves what ran), then KILL its whole tree, kernel included."""
         self._sh(
-            f"{TREE}; pid=$(cat {run}/pid); all=$(tree $pid); kill -TERM $pid 2>/dev/null; "
+            f"{TREE}; pid=$(cat {quote(run + '/pid')}); all=$(tree $pid); kill -TERM $pid 2>/dev/null; "
             f"for i in $(seq {STOP_GRACE_S * 10}); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; "
             f"kill -KILL $all 2>/dev/null; true",
             timeout=60,
         )
 
     def _harvest(self, job: Job, run: str) -> None:
-        ssh.fetch_tar(ssh.shared(self.target), f"tar -C {run}/output -czf - .", job.run_dir, skip=RESERVED_NAMES)
+        ssh.fetch_tar(ssh.shared(self.target), join(["tar", "-C", f"{run}/output", "-czf", "-", "."]), job.run_dir,
+                      skip=RESERVED_NAMES)
         executed = job.run_dir / RESULT_DIR / "executed.ipynb"
         if executed.exists():
             executed.replace(job.run_dir / "executed.ipynb")

@@ -1,0 +1,44 @@
+"""Names are data: a run's readable id, the safe key other systems see, and shell quoting.
+
+A run id keeps the notebook's name as the user wrote it (``Untitled 1_20261129_101500``):
+it names the result folder. Everything that names the run to another system
+(container and service names, labels, remote folders, pid files) uses
+``run_key(run_id)`` instead: lowercase ASCII letters, digits and ``-``, at
+most 51 characters, starting with a letter or digit, with a hash of the exact
+id so two names that slug alike never collide. Valid as a Docker container or
+service name, a label value, a DNS label and a file name on any system.
+
+Anything that reaches a shell goes through ``quote`` or ``join`` here, once.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import unicodedata
+
+SLUG_MAX = 40
+HASH_LEN = 10
+KEY_MAX = SLUG_MAX + 1 + HASH_LEN
+
+
+def slug(text: str, limit: int = SLUG_MAX) -> str:
+    """``text`` in ``[a-z0-9-]``, accents folded (Ü -> u), at most ``limit`` characters; may be empty."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")[:limit].rstrip("-")
+
+
+def run_key(run_id: str) -> str:
+    """The safe, stable, collision-free form of a run id (see the module docstring)."""
+    digest = hashlib.sha256(run_id.encode("utf-8", "surrogateescape")).hexdigest()[:HASH_LEN]
+    return f"{slug(run_id) or 'run'}-{digest}"
+
+
+def quote(value: object) -> str:
+    """One word for a POSIX shell, whatever ``value`` holds."""
+    return shlex.quote(str(value))
+
+
+def join(argv: list[str] | tuple[str, ...]) -> str:
+    """An argument list as one shell command line, every word quoted."""
+    return shlex.join(str(a) for a in argv)

@@ -1,0 +1,240 @@
+"""Any notebook name runs on every executor, and no part of a name is ever executed."""
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import code, git, load_record, mini_toml, mm4, on_mini, run_dirs, wait_for, write_notebook
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mm4watch.names import KEY_MAX, join, quote, run_key
+
+# Names as Jupyter makes them, as collaborators push them, and as attackers would.
+HOSTILE = [
+    "Untitled 1",
+    "EDA (copy)",
+    "$(touch PWNED)",
+    "`touch PWNED_TICK`; touch PWNED_SEMI",
+    "Übung 1",
+    "it's \"quoted\"",
+    "-leading",
+    "Case",
+    "case",  # differs from the one above only by case
+    "n" * 200,
+    "sub dir/x",
+]
+CANARY = re.compile(r"PWNED")
+DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+# -- the safe key ------------------------------------------------------------
+
+
+@given(st.text(min_size=1, max_size=300))
+@settings(max_examples=500, deadline=None)
+def test_run_key_is_valid_for_docker_and_stable(name):
+    key = run_key(name)
+    assert DOCKER_NAME.match(key) and DOCKER_NAME.match(f"mm4-run-{key}")
+    assert re.fullmatch(r"[a-z0-9-]+", key) and not key.startswith("-") and len(key) <= KEY_MAX
+    assert run_key(name) == key
+
+
+@given(st.lists(st.text(min_size=1, max_size=60), min_size=2, max_size=40, unique=True))
+@settings(max_examples=200, deadline=None)
+def test_run_keys_never_collide(names):
+    assert len({run_key(n) for n in names}) == len(names)
+
+
+def test_run_key_stays_readable():
+    assert run_key("Untitled 1_20261129_101500").startswith("untitled-1-20261129-101500-")
+    assert run_key("Übung 1_x").startswith("ubung-1-x-")
+    assert run_key("Case") != run_key("case")
+
+
+@given(st.text(max_size=80))
+@settings(max_examples=200, deadline=None)
+def test_quote_survives_a_real_shell(value):
+    value = value.replace("\0", "")
+    out = subprocess.run(["sh", "-c", f"printf %s {quote(value)}"], capture_output=True).stdout
+    assert out == value.encode("utf-8", "surrogateescape")
+    words = ["a b", value, "$(x)"]
+    argv = subprocess.run(["sh", "-c", f"for w in {join(words)}; do printf '%s\\0' \"$w\"; done"],
+                          capture_output=True).stdout
+    assert argv.split(b"\0")[:-1] == [w.encode("utf-8", "surrogateescape") for w in words]
+
+
+# -- every executor, every way in ---------------------------------------------
+
+
+def hostile_notebooks(project: Path) -> dict[str, Path]:
+    """One tagged notebook per hostile name; each writes a file named after its own stem."""
+    made = {}
+    for name in HOSTILE:
+        path = project / "notebooks" / f"{name}.ipynb"
+        write_notebook(path, code(
+            "# mm4: remote\nimport os, pathlib\n"
+            f"stem = {Path(name).name!r}\n"
+            "(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'out.txt').write_text(stem)\n"
+            "print('ran', stem)"
+        ))
+        made[name] = path
+    return made
+
+
+def status(run_dir: Path) -> str | None:
+    """A run's status, None while its folder is new and its record not written yet."""
+    try:
+        return load_record(run_dir)["status"]
+    except (OSError, ValueError):
+        return None
+
+
+def no_canary_here(*places: Path) -> None:
+    for place in (*places, Path.home()):
+        found = [p for p in place.rglob("*") if CANARY.search(p.name) and not p.name.endswith(".ipynb")]
+        found = [p for p in found if "results" not in p.parts]  # result folders carry the name as written
+        assert not found, f"a name was executed: {found}"
+
+
+def no_canary_on_mini(mini) -> None:
+    out = on_mini(mini, "find / -xdev -name 'PWNED*' -not -name '*.ipynb' 2>/dev/null | grep -v /results/ || true")
+    assert out.strip() == "", f"a name was executed on the Mini: {out}"
+
+
+def assert_all_came_home(project: Path, trigger: str | None = None) -> None:
+    runs = {load_record(d)["notebook"]: d for d in run_dirs(project)}
+    for name in HOSTILE:
+        rel = f"notebooks/{name}.ipynb"
+        assert rel in runs, f"no run of {rel}: {sorted(runs)}"
+        run_dir = runs[rel]
+        record = load_record(run_dir)
+        assert record["status"] == "succeeded", (rel, record.get("error"), (run_dir / "run.log").read_text()[-2000:])
+        assert run_dir.name.startswith(f"{Path(name).name}_"), run_dir.name  # named as the user wrote it
+        assert record["key"] == run_key(record["id"])
+        assert (run_dir / "out.txt").read_text() == Path(name).name
+        if trigger:
+            assert record["trigger"] == trigger
+
+
+def _clean_canaries(*places: Path) -> None:
+    for place in places:
+        for p in place.glob("PWNED*"):
+            p.unlink()
+
+
+@pytest.mark.slow
+def test_hostile_names_on_the_local_executor_and_the_cli(repo, tmp_path):
+    project = repo
+    hostile_notebooks(project)
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "hostile names")
+    for name in HOSTILE:
+        done = mm4(["run", f"notebooks/{name}.ipynb"], cwd=project)
+        assert done.returncode == 0, (name, done.stderr)
+    assert_all_came_home(project)
+    no_canary_here(project, tmp_path)
+
+    history = json.loads(mm4(["history", "--json"], cwd=project).stdout)
+    assert {r["notebook"] for r in history} == {f"notebooks/{n}.ipynb" for n in HOSTILE}
+    for record in history:
+        shown = mm4(["show", "--", record["id"]], cwd=project)
+        assert shown.returncode == 0 and record["id"] in shown.stdout, shown.stderr
+        logs = mm4(["logs", "--", record["id"]], cwd=project)
+        assert logs.returncode == 0 and "ran " in logs.stdout, logs.stderr
+    for name in ("$(touch PWNED)", "it's \"quoted\"", "sub dir/x", "Übung 1", "-leading"):
+        first = next(r for r in history if r["notebook"] == f"notebooks/{name}.ipynb")
+        again = mm4(["rerun", "--", first["id"]], cwd=project)
+        assert again.returncode == 0, again.stderr
+        assert any(load_record(d).get("rerun_of") == first["id"] for d in run_dirs(project))
+    no_canary_here(project, tmp_path)
+
+
+@pytest.mark.slow
+def test_hostile_names_on_the_docker_executor(mini_project, mini, tmp_path):
+    on_mini(mini, "rm -f ~/PWNED* /PWNED* /tmp/PWNED*")
+    hostile_notebooks(mini_project)
+    for name in HOSTILE:
+        done = mm4(["run", f"notebooks/{name}.ipynb"], cwd=mini_project, timeout=900)
+        assert done.returncode == 0, (name, done.stderr)
+    assert_all_came_home(mini_project)
+    for d in run_dirs(mini_project):
+        assert load_record(d)["executor"]["type"] == "docker"
+    no_canary_here(mini_project, tmp_path)
+    no_canary_on_mini(mini)
+    left = on_mini(mini, "docker ps -a --format '{{.Names}}' | grep mm4-run- || true")
+    assert left.strip() == ""  # every run's container is gone
+
+
+@pytest.mark.slow
+def test_hostile_names_on_the_native_executor(tmp_path, mini):
+    from test_native_executor import native_toml
+
+    root = tmp_path / "n proj (2)"  # a project folder with a space too
+    (root / "notebooks").mkdir(parents=True)
+    (root / "requirements.txt").write_text("# nothing beyond papermill\n")
+    (root / "mm4.toml").write_text(native_toml(mini))
+    on_mini(mini, "rm -f ~/PWNED* /PWNED* /tmp/PWNED*")
+    hostile_notebooks(root)
+    for name in HOSTILE:
+        done = mm4(["run", f"notebooks/{name}.ipynb"], cwd=root, timeout=900)
+        assert done.returncode == 0, (name, done.stderr)
+    assert_all_came_home(root)
+    no_canary_here(root, tmp_path)
+    no_canary_on_mini(mini)
+
+
+@pytest.mark.slow
+def test_hostile_names_through_a_save_and_through_a_commit(repo, tmp_path):
+    from test_daemon import jupyter_save
+
+    (repo / "mm4.toml").write_text('[run]\nexecutor = "local"\ntimeout = "2m"\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
+    assert mm4(["install-hooks"], cwd=repo).returncode == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "config")
+    made = hostile_notebooks(repo)  # written before the daemon starts: remembered, not run
+    started = mm4(["start"], cwd=repo)
+    assert started.returncode == 0, started.stderr
+    try:
+        time.sleep(1.0)
+        for name, path in made.items():  # a save by the user: a new cell
+            text = json.loads(path.read_text())
+            text["cells"].append({"cell_type": "code", "id": "saved", "metadata": {}, "source": "saved = True",
+                                  "outputs": [], "execution_count": None})
+            jupyter_save(path, json.dumps(text))
+        wait_for(lambda: len([d for d in run_dirs(repo) if status(d) == "succeeded"]) == len(HOSTILE),
+                 timeout=240, what="a save run of every hostile name")
+        assert_all_came_home(repo, trigger="save")
+        saved = {d.name for d in run_dirs(repo)}
+
+        # a commit of different content: a commit run of every name, as committed
+        for path in made.values():
+            text = json.loads(path.read_text())
+            text["cells"][-1]["source"] = "committed = True"
+            path.write_text(json.dumps(text))
+        git(repo, "add", "-A")
+        done = subprocess.run(["git", "commit", "-q", "-m", "hostile names"], cwd=repo, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+        sha = git(repo, "rev-parse", "HEAD")
+
+        def commit_runs():
+            fresh = {}
+            for d in run_dirs(repo):
+                if d.name in saved or status(d) != "succeeded":
+                    continue
+                record = load_record(d)
+                if (record.get("commit") or {}).get("sha") == sha and not record["commit"]["dirty"]:
+                    fresh[record["notebook"]] = d
+            return fresh if len(fresh) == len(HOSTILE) else None
+
+        fresh = wait_for(commit_runs, timeout=240, what="a run of every hostile name at the commit")
+        assert set(fresh) == {f"notebooks/{n}.ipynb" for n in HOSTILE}
+        for d in fresh.values():
+            assert "commit" in load_record(d).get("triggers", []), load_record(d)
+            assert (d / "out.txt").exists()
+    finally:
+        mm4(["stop", "--now"], cwd=repo)
+    no_canary_here(repo, tmp_path)
