@@ -13,8 +13,8 @@ at queue time, its trigger, parameters and executor. States::
 
 A request's identity is its notebook, the sha256 of its bytes, its parameters
 and its executor. A request whose identity matches an entry that is queued or
-running, or that is the notebook's latest entry and finished within
-``MERGE_WINDOW_S``, runs nothing: it is kept as ``merged`` into that entry,
+running, or (a save or a commit) that is the notebook's latest entry and
+finished within ``MERGE_WINDOW_S``, runs nothing: it is kept as ``merged`` into that entry,
 whose ``triggers`` gain it (and, when it is a commit, its commit). Only a
 ``save`` ever replaces an unstarted ``save``; manual requests, commits and
 reruns are never replaced.
@@ -39,7 +39,10 @@ from .errors import Mm4Error
 QUEUE_NAME = "queue.sqlite"
 MAX_QUEUED = 1000
 MERGE_WINDOW_S = 300.0  # a request for what just ran is the same request, arriving late
-MAX_START_FAILURES = 4  # a process that fails before its run starts: retried, then parked
+MAX_START_FAILURES = 4
+# what may arrive after its run ended (a save's debounce, a commit of what was saved); a manual
+# request or a rerun asked again after the run is a new run: the data may have changed
+LATE_TRIGGERS = frozenset({"save", "commit"})  # a process that fails before its run starts: retried, then parked
 _SCHEMA = """
 create table if not exists entries (
     id integer primary key autoincrement,
@@ -192,7 +195,7 @@ class Queue:
         if rerun_of:
             asked["rerun_of"] = rerun_of
         with self._write() as db:
-            target = self._same_request(db, notebook, ident, now)
+            target = self._same_request(db, notebook, ident, now, late=trigger in LATE_TRIGGERS)
             if target is not None:
                 return self._merge(db, target, notebook, trigger, content, commit_sha, parameters, executor, ident, asked, now)
             waiting = db.execute("select count(*) from entries where state = 'queued'").fetchone()[0]
@@ -224,7 +227,7 @@ class Queue:
             return Added(new_id, None, tuple(superseded))
 
     @staticmethod
-    def _same_request(db: sqlite3.Connection, notebook: str, ident: str, now: float) -> Entry | None:
+    def _same_request(db: sqlite3.Connection, notebook: str, ident: str, now: float, late: bool) -> Entry | None:
         row = db.execute(
             f"select {', '.join(_COLUMNS)} from entries where identity = ? and state in ('queued', 'claimed') "
             "order by id limit 1",
@@ -232,7 +235,9 @@ class Queue:
         ).fetchone()
         if row is not None:
             return _entry(row)
-        # just done, and nothing else asked of this notebook since: the same request, late
+        if not late:
+            return None
+        # just done, and nothing else asked of this notebook since: the same save or commit, seen late
         row = db.execute(
             f"select {', '.join(_COLUMNS)} from entries where notebook = ? "
             "and state in ('queued', 'claimed', 'done') order by id desc limit 1",
@@ -252,8 +257,9 @@ class Queue:
         asked: dict[str, Any], now: float,
     ) -> Added:
         triggers = [*target.triggers, asked]
-        # a commit of the same bytes makes the run a commit's run, clean, even when it started as a save
-        sha = target.commit_sha or commit_sha
+        # a commit of the same bytes makes the run a commit's run, clean, even when it started as a save;
+        # the newest commit of those bytes (an amend) is the one that still exists
+        sha = commit_sha or target.commit_sha
         db.execute("update entries set triggers = ?, commit_sha = ? where id = ?", (json.dumps(triggers), sha, target.id))
         state = {"queued": "queued", "claimed": "running", "done": "just run"}[target.state]
         cursor = db.execute(

@@ -13,7 +13,7 @@ from mm4watch.queue import Queue
 
 
 def all_entries(project):
-    return Queue(project / ".mm4").entries(("queued", "claimed", "done", "superseded", "rejected"))
+    return Queue(project / ".mm4").entries(("queued", "claimed", "done", "superseded", "rejected", "merged"))
 
 
 def drained(project, timeout=30):
@@ -58,10 +58,13 @@ def test_commits_queue_what_they_changed(hooked):
 
     nb.write_text(tagged(2))
     commit(hooked, "change", "-a")
-    assert [e.content for e in Queue(hooked / ".mm4").entries()] == [tagged(2).encode()]  # the older one superseded
+    # a commit of new content never cancels an older commit's run
+    assert [e.content for e in Queue(hooked / ".mm4").entries()] == [tagged(1).encode(), tagged(2).encode()]
 
-    commit(hooked, "amend", "--amend", "-a")  # amend: the amended commit, once more
-    assert Queue(hooked / ".mm4").entries()[0].commit_sha == git(hooked, "rev-parse", "HEAD")
+    commit(hooked, "amend", "--amend", "-a")  # amend of the same bytes: the same request, now at the amended commit
+    waiting = Queue(hooked / ".mm4").entries()
+    assert len(waiting) == 2 and waiting[1].commit_sha == git(hooked, "rev-parse", "HEAD")
+    assert [t["trigger"] for t in waiting[1].triggers] == ["commit", "commit"]
 
     count = len(all_entries(hooked))
     git(hooked, "rm", "-q", "notebooks/a.ipynb")
@@ -92,7 +95,11 @@ def test_root_commit_rename_and_merge(repo_root_only):
     assert done.returncode == 0, done.stderr
     drained(project)
     new = all_entries(project)[before:]
-    assert [(e.notebook, e.commit_sha) for e in new] == [("notebooks/f.ipynb", git(project, "rev-parse", "HEAD"))]
+    head = git(project, "rev-parse", "HEAD")
+    assert [(e.notebook, e.commit_sha, e.state) for e in new] == [("notebooks/f.ipynb", head, "merged")]
+    # the merge brought the very bytes the feature commit queued: that entry answers both, at the merge
+    target = Queue(project / ".mm4").get(new[0].merged_into)
+    assert target.state == "queued" and target.commit_sha == head and len(target.triggers) == 2
 
 
 @pytest.fixture
@@ -121,7 +128,9 @@ def test_a_rebase_of_five_commits_queues_once(hooked):
     drained(hooked)
     new = all_entries(hooked)[before:]
     assert len(new) == 1, [(e.notebook, e.commit_sha) for e in new]
-    assert new[0].commit_sha == git(hooked, "rev-parse", "HEAD") and new[0].content == tagged(4).encode()
+    # the rebased tip holds the bytes "step 4" queued: that entry runs them, at the rebased commit
+    runs = Queue(hooked / ".mm4").get(new[0].merged_into) if new[0].state == "merged" else new[0]
+    assert runs.commit_sha == git(hooked, "rev-parse", "HEAD") and runs.content == tagged(4).encode()
 
 
 def test_chaining_reinstall_and_uninstall(repo):
