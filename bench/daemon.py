@@ -8,14 +8,19 @@
    1% of a core, under 80 MB).
 3. 20 kill -9 / restart cycles of the daemon while 20 queued runs go through:
    runs lost and runs duplicated (target: 0 and 0).
+4. 20 mixed requests (saves, commits through the git hooks, manual `run --queue -p`,
+   and saves committed at once, which must merge) while the daemon is killed -9 and
+   restarted at random moments: every request ends in exactly one run or one merged
+   record (target: 0 lost, 0 duplicated).
 
-Usage: python bench/daemon.py [--samples 10] [--idle-s 30] [--cycles 20]
+Usage: python bench/daemon.py [--samples 10] [--idle-s 30] [--cycles 20] [--requests 20] [--only mixed]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -143,16 +148,115 @@ def kill_cycles(root: Path, cycles: int) -> tuple[int, int, int]:
     return lost, duplicated, len(seen)
 
 
+def git(project: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=project, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def mixed_kills(root: Path, requests: int, seed: int = 7) -> dict[str, int]:
+    """Mixed requests while the daemon is killed -9 at random moments; what became of each."""
+    rnd = random.Random(seed)
+    project = make_project(root / "mixed", 0.5)
+    os.environ.update(GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="b@example.com", GIT_COMMITTER_NAME="bench",
+                      GIT_COMMITTER_EMAIL="b@example.com")
+    (project / ".gitignore").write_text("results/\n.mm4/\n")
+    (project / "notebooks" / "m.ipynb").write_text(notebook("# mm4: remote\nx = n", "n = 0"))
+    git(project, "init", "-q", "-b", "main")
+    mm4(project, "install-hooks")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "init")
+    asked: list[tuple[str, str, object]] = []  # (kind, notebook, what identifies its run)
+    mm4(project, "start")
+    time.sleep(1.0)
+    stop = False
+
+    def killer() -> None:
+        while not stop:
+            time.sleep(rnd.uniform(0.5, 2.5))
+            try:
+                os.kill(daemon_pid(project), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+            time.sleep(rnd.uniform(0.0, 1.0))
+            subprocess.run([sys.executable, "-m", "mm4watch", "start"], cwd=project, capture_output=True)
+
+    import threading
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        for i in range(requests):
+            kind = ("save", "commit", "manual", "save+commit")[i % 4]
+            if kind == "manual":
+                mm4(project, "run", "--queue", "notebooks/m.ipynb", "-p", f"n={i}")
+                asked.append((kind, "notebooks/m.ipynb", {"n": i}))
+            else:
+                rel = f"notebooks/r{i:02d}.ipynb"
+                (project / rel).write_text(notebook(f"# mm4: remote\nimport time\ntime.sleep(0.5)\nv = {i}"))
+                if kind != "save":
+                    if kind == "save+commit":
+                        time.sleep(rnd.uniform(0.0, 1.5))  # the save's debounce may or may not come first
+                    git(project, "add", rel)
+                    git(project, "commit", "-q", "-m", f"request {i}")
+                    asked.append((kind, rel, git(project, "rev-parse", "HEAD")))
+                else:
+                    asked.append((kind, rel, None))
+            time.sleep(rnd.uniform(0.2, 1.0))
+    finally:
+        stop = True
+        thread.join()
+    subprocess.run([sys.executable, "-m", "mm4watch", "start"], cwd=project, capture_output=True)
+    queue = Queue(project / ".mm4")
+    deadline = time.monotonic() + 60 * requests
+    while (queue.entries() or (project / ".mm4" / "commits.pending").exists()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)
+    subprocess.run([sys.executable, "-m", "mm4watch", "stop"], cwd=project, capture_output=True)
+    records = []
+    for run in (project / "results").iterdir():
+        try:
+            records.append(json.loads((run / "run.json").read_text()))
+        except (OSError, ValueError):
+            pass
+    lost = duplicated = merged = failed = 0
+    for kind, rel, what in asked:
+        runs = [r for r in records if r["notebook"] == rel]
+        if kind == "manual":
+            runs = [r for r in runs if r["parameters"] == what]
+        elif kind != "save":
+            runs = [r for r in runs if (r.get("commit") or {}).get("sha") == what or
+                    any(t.get("commit") == what for t in r.get("triggers", []))]
+        if not runs:
+            lost += 1
+            print(f"   lost: {kind} {rel} {what}", file=sys.stderr)
+        duplicated += max(0, len(runs) - 1)
+        failed += sum(1 for r in runs if r["status"] != "succeeded")
+        if kind == "save+commit" and len(runs) == 1 and len(runs[0].get("triggers", [])) > 1:
+            merged += 1
+    merged_rows = len(queue.entries(("merged",)))
+    return {"requests": len(asked), "runs": len(records), "lost": lost, "duplicated": duplicated,
+            "failed": failed, "save+commit merged": merged, "merged rows": merged_rows,
+            "pairs": sum(1 for k, _, _ in asked if k == "save+commit")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--debounce", type=float, default=2.0)
     parser.add_argument("--idle-s", type=float, default=30)
     parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--only", choices=["mixed"], default=None)
+    parser.add_argument("--keep", action="store_true", help="with --only mixed: keep the project folder")
     args = parser.parse_args()
     ok = True
+    if args.only == "mixed" and args.keep:
+        root = Path(tempfile.mkdtemp(prefix="mm4-bench-daemon-"))
+        print(f"   kept in {root}", file=sys.stderr)
+        return report_mixed(root, args.requests)
     with tempfile.TemporaryDirectory(prefix="mm4-bench-daemon-") as tmp:
         root = Path(tmp)
+        if args.only == "mixed":
+            return report_mixed(root, args.requests)
         lat = latency(root, args.samples, args.debounce)
         over = [(v - args.debounce) * 1000 for v in lat]
         print(f"1. last save -> run queued, {len(lat)} saves, debounce {args.debounce:.1f}s (the baseline)")
@@ -172,8 +276,19 @@ def main() -> int:
         print(f"3. {args.cycles} kill -9 / restart cycles of the daemon during {args.cycles} queued runs")
         print(f"   runs succeeded {succeeded}, lost {lost}, duplicated {duplicated} (targets: 0 and 0)")
         ok &= lost == 0 and duplicated == 0
+        ok &= report_mixed(root, args.requests) == 0
     print("all targets met" if ok else "some targets NOT met")
     return 0 if ok else 1
+
+
+def report_mixed(root: Path, requests: int) -> int:
+    got = mixed_kills(root, requests)
+    print(f"4. {got['requests']} mixed requests (save, commit, manual -p, save committed at once) with the daemon "
+          f"killed -9 at random moments")
+    print(f"   runs {got['runs']}, lost {got['lost']}, duplicated {got['duplicated']}, failed {got['failed']}; "
+          f"save+commit pairs run once with both triggers: {got['save+commit merged']} of {got['pairs']} "
+          f"({got['merged rows']} merged requests in all) (targets: 0 lost, 0 duplicated)")
+    return 0 if got["lost"] == 0 and got["duplicated"] == 0 else 1
 
 
 if __name__ == "__main__":

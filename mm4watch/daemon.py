@@ -28,6 +28,7 @@ from .config import CONFIG_NAME, Config
 from .config import load as load_config
 from .errors import ConfigError, Mm4Error, NotebookError
 from .fsutil import atomic_write_json
+from .git import git_dir, head_sha, last_operation
 from .pidlock import INFO_NAME, LOCK_NAME, read_info
 from .queue import Entry, Queue, QueueFull
 from .records import read_record
@@ -62,6 +63,12 @@ class Daemon:
         self.held: str | None = None  # why new runs wait: mm4.toml does not load (the last good one is kept)
         self._config_stamp: tuple[int, int] | None = self._stamp()
         self._info: dict[str, object] = {}
+        self.git_dir: Path | None = None
+        self._git_blobs: dict[str, set[str]] | None = None
+        self._first_start = False
+        self._head: str | None = None
+        self._skips: list[tuple[float, str, str]] = []  # (when, operation, notebook): logged together
+        self._skips_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -148,17 +155,22 @@ class Daemon:
         log.info("daemon started (pid %s) for %s", os.getpid(), self.config.root)
         self.reconcile()
         self.drain_commits()
-        self.scan()
+        self.git_dir = git_dir(self.config.root)
         folders = [self.config.root / f for f in self.config.project.notebooks]
         excluded = [self.config.results_dir, self.config.root / self.config.project.data, self.state_dir]
-        watcher = Watcher(folders, excluded, self.config.daemon.debounce_s, self.saved)
+        # watching starts before the scan: a save made during the scan is seen twice at worst, never missed
+        watcher = Watcher(folders, excluded, self.config.daemon.debounce_s, self.saved, git_dir=self.git_dir)
         watcher.start()
+        self.scan()
+        self.note_head()
         log.info("watching %s (debounce %.1fs)", ", ".join(str(f) for f in watcher.folders), self.config.daemon.debounce_s)
         last_reconcile = time.monotonic()
         try:
             while True:
                 self.reap()
+                self.report_git_skips()
                 if time.monotonic() - last_reconcile >= RECONCILE_EVERY_S:
+                    self.note_head()
                     self.check_config()
                     self.reconcile()
                     self.drain_commits()
@@ -195,7 +207,13 @@ class Daemon:
         """At start: remember notebooks first seen; queue tagged ones changed while the daemon was away."""
         from .watcher import counts
 
+        from .git import known_blobs
+
         excluded = [self.config.results_dir, self.config.root / self.config.project.data, self.state_dir]
+        head = head_sha(self.git_dir) if self.git_dir else None
+        moved = head is not None and head != self.queue.meta("head")
+        self._git_blobs = known_blobs(self.config.root, list(self.config.project.notebooks)) if moved else None
+        self._first_start = not self.queue.has_seen()
         for folder in self.config.project.notebooks:
             base = self.config.root / folder
             if not base.is_dir():
@@ -203,8 +221,10 @@ class Daemon:
             for path in sorted(base.rglob("*.ipynb")):
                 if counts(path, excluded):
                     self.saved(path, first_look=True)
+        self._git_blobs = None
 
-    def saved(self, path: Path, first_look: bool = False) -> None:
+    def saved(self, path: Path, by_git: bool = False, first_look: bool = False) -> None:
+        """A notebook was written: a save by the user queues a run; a write by git does not."""
         rel = path.relative_to(self.config.root).as_posix()
         try:
             content = path.read_bytes()
@@ -218,7 +238,18 @@ class Daemon:
         digest = code_hash(nb)
         previous = self.queue.seen(rel)
         self.queue.see(rel, digest)
-        if tag is None or previous == digest or (first_look and previous is None):
+        # at the very first start, notebooks are remembered, not run; later, one the daemon has
+        # never seen was made while it was away: a save like any other
+        if tag is None or previous == digest or (first_look and previous is None and self._first_start):
+            return
+        if first_look and self._git_blobs is not None:
+            # changed while the daemon was away, HEAD moved meanwhile, and the bytes are HEAD's:
+            # a branch switch, a pull (or a commit, which the commit trigger runs), not an edit
+            from .git import blob_sha
+
+            by_git = blob_sha(content) in self._git_blobs.get(rel, set())
+        if by_git:
+            self._git_skipped(rel, first_look)
             return
         try:
             executor = self.config.executor(None, tag=tag.executor).name
@@ -238,6 +269,36 @@ class Daemon:
                     log.info("cancelling %s: a newer save of %s came", entry.run_id, rel)
                     active.request_cancel(self.state_dir, entry.run_id)
         self.wake.set()
+
+    def note_head(self) -> None:
+        """Remember HEAD: at the next start, notebooks changed while away to HEAD's bytes
+        are git's writes only if HEAD moved meanwhile."""
+        head = head_sha(self.git_dir) if self.git_dir else None
+        if head is not None and head != self._head:
+            self._head = head
+            self.queue.set_meta("head", head)
+
+    def _git_skipped(self, rel: str, while_away: bool) -> None:
+        operation = "while the daemon was stopped" if while_away else (
+            last_operation(self.git_dir) if self.git_dir else "git operation")
+        self.queue.note_git(rel, operation)
+        with self._skips_lock:
+            self._skips.append((time.monotonic(), operation, rel))
+
+    def report_git_skips(self, quiet_s: float = 1.0) -> None:
+        """One line per git operation: "3 notebooks changed by git checkout: not runs (a, b, c)"."""
+        with self._skips_lock:
+            if not self._skips or time.monotonic() - self._skips[-1][0] < quiet_s:
+                return
+            skips, self._skips = self._skips, []
+        by_op: dict[str, list[str]] = {}
+        for _, operation, rel in skips:
+            by_op.setdefault(operation, []).append(rel)
+        for operation, rels in by_op.items():
+            what = "git " + operation if operation != "while the daemon was stopped" else f"git {operation}"
+            names = sorted(set(rels))
+            noun = "notebook" if len(names) == 1 else "notebooks"
+            log.info("%d %s changed by %s: not runs (%s)", len(names), noun, what, ", ".join(names))
 
     # -- runs -------------------------------------------------------------------
 

@@ -120,3 +120,87 @@ def show(root: Path, sha: str, rel: str) -> bytes:
             return (repo.commit(sha).tree / rel).data_stream.read()
         except (KeyError, ValueError, git.BadName) as exc:
             raise NotebookError(f"{rel} is not in commit {sha[:12]}: {exc}") from None
+
+
+# -- telling git's own writes from the user's (the daemon; plain subprocess, no GitPython) --
+
+
+def git_dir(root: Path) -> Path | None:
+    """The repository's git folder (``.git``, or a worktree's), or None outside git."""
+    from . import proc
+
+    try:
+        done = proc.run(["git", "rev-parse", "--absolute-git-dir"], cwd=root, check=False, timeout=10)
+    except (OSError, proc.CommandFailed):
+        return None
+    return Path(done.stdout.decode().strip()) if done.returncode == 0 else None
+
+
+def blob_sha(content: bytes) -> str:
+    """The id git gives these bytes as a file."""
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def known_blobs(root: Path, folders: tuple[str, ...] | list[str]) -> dict[str, set[str]]:
+    """Each file's blob id at HEAD and in the index, under ``folders``."""
+    from . import proc
+
+    found: dict[str, set[str]] = {}
+    for argv in (["git", "ls-tree", "-r", "-z", "HEAD", "--", *folders], ["git", "ls-files", "-s", "-z", "--", *folders]):
+        try:
+            done = proc.run(argv, cwd=root, check=False, timeout=30)
+        except (OSError, proc.CommandFailed):
+            continue
+        if done.returncode != 0:
+            continue
+        for item in done.stdout.decode("utf-8", "surrogateescape").split("\0"):
+            meta, _, path = item.partition("\t")
+            fields = meta.split()
+            if path and len(fields) >= 3:
+                found.setdefault(path, set()).add(fields[2] if fields[1] == "blob" else fields[1])
+    return found
+
+
+def last_operation(gitdir: Path, within_s: float = 30.0) -> str:
+    """What git did last, in a word or two ("checkout", "reset", "pull", "stash"), from its logs."""
+    import time
+
+    newest: tuple[float, str] = (0.0, "git operation")
+    for log, default in ((gitdir / "logs" / "HEAD", "git operation"), (gitdir / "logs" / "refs" / "stash", "stash")):
+        try:
+            mtime = log.stat().st_mtime
+            if time.time() - mtime > within_s or mtime <= newest[0]:
+                continue
+            with open(log, "rb") as fh:
+                fh.seek(max(0, log.stat().st_size - 4096))
+                line = fh.read().decode("utf-8", "replace").rstrip("\n").rsplit("\n", 1)[-1]
+            message = line.partition("\t")[2]
+            word = message.split(":", 1)[0].strip() if ":" in message else default
+            newest = (mtime, "stash" if default == "stash" else word or default)
+        except OSError:
+            continue
+    return newest[1]
+
+
+def head_sha(gitdir: Path) -> str | None:
+    """HEAD's commit, read from the git folder's files (no process: the daemon asks often)."""
+    try:
+        head = (gitdir / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head or None
+        ref = head[5:]
+        common = gitdir
+        if (gitdir / "commondir").exists():  # a worktree: refs live in the main git folder
+            common = (gitdir / (gitdir / "commondir").read_text().strip()).resolve()
+        for folder in (gitdir, common):
+            if (folder / ref).is_file():
+                return (folder / ref).read_text().strip() or None
+        for line in (common / "packed-refs").read_text().splitlines():
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha
+    except OSError:
+        return None
+    return None

@@ -10,6 +10,7 @@ at queue time, its trigger, parameters and executor. States::
            -> rejected (it cannot run as it is: a broken notebook; the reason is kept)
            -> parked (its process failed to start it several times; the error is kept)
     merged: a request that asked for a run already queued, running or just done
+    git: not a request: git itself rewrote the notebook (checkout, reset, stash...); kept to say so
 
 A request's identity is its notebook, the sha256 of its bytes, its parameters
 and its executor. A request whose identity matches an entry that is queued or
@@ -64,6 +65,7 @@ create table if not exists entries (
 );
 create index if not exists entries_state on entries(state, id);
 create table if not exists seen (notebook text primary key, code_hash text not null);
+create table if not exists meta (key text primary key, value text);
 """
 # columns added after the first release: added in place to an existing queue
 _ADDED_COLUMNS = (
@@ -240,7 +242,7 @@ class Queue:
         # just done, and nothing else asked of this notebook since: the same save or commit, seen late
         row = db.execute(
             f"select {', '.join(_COLUMNS)} from entries where notebook = ? "
-            "and state in ('queued', 'claimed', 'done') order by id desc limit 1",
+            "and state in ('queued', 'claimed', 'done', 'git') order by id desc limit 1",
             (notebook,),
         ).fetchone()
         if row is None:
@@ -271,6 +273,17 @@ class Queue:
         )
         merged = Entry(**{**target.__dict__, "triggers": triggers, "commit_sha": sha})
         return Added(int(cursor.lastrowid or 0), merged, ())
+
+    def note_git(self, notebook: str, operation: str) -> None:
+        """Git rewrote ``notebook`` (not a save): kept to say so, and so that the user's next
+        edit, even back to content that ran before, is a new request."""
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "insert into entries (notebook, trigger, parameters, queued_at, state, note, finished_at) "
+                "values (?, 'git', '{}', ?, 'git', ?, ?)",
+                (notebook, now, f"changed by git {operation} at {clock(now)}: not a run", now),
+            )
 
     # -- the daemon's side ----------------------------------------------------
 
@@ -402,6 +415,20 @@ class Queue:
         with self._db() as db:
             row = db.execute("select code_hash from seen where notebook = ?", (notebook,)).fetchone()
         return row[0] if row else None
+
+    def meta(self, key: str) -> str | None:
+        with self._db() as db:
+            row = db.execute("select value from meta where key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self._write() as db:
+            db.execute("insert or replace into meta values (?, ?)", (key, value))
+
+    def has_seen(self) -> bool:
+        """Whether a daemon ever looked at this project's notebooks."""
+        with self._db() as db:
+            return db.execute("select 1 from seen limit 1").fetchone() is not None
 
     def see(self, notebook: str, code_hash: str) -> None:
         with self._write() as db:

@@ -53,6 +53,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"parked:  {entry.notebook} (entry {entry.id}): {entry.last_error}")
     if not running and not waiting:
         print("queue: empty")
+    by_git: dict[str, list[str]] = {}
+    for entry in queue.recent(("git",), RECENT_S):
+        by_git.setdefault((entry.note or "").split(" at ")[0].removeprefix("changed by "), []).append(entry.notebook)
+    for what, notebooks in by_git.items():
+        names = sorted(set(notebooks))
+        noun = "notebook" if len(names) == 1 else "notebooks"
+        print(f"lately: {len(names)} {noun} changed by {what}: not runs ({', '.join(names[:5])}"
+              + (", ..." if len(names) > 5 else "") + ")")
     for entry in queue.recent(("merged", "superseded"), RECENT_S):
         print("lately:" + entry_line(entry)[5:].replace("\n       ", "\n        "))
     return 0
