@@ -248,6 +248,14 @@ class Daemon:
             from .git import blob_sha
 
             by_git = blob_sha(content) in self._git_blobs.get(rel, set())
+        elif by_git:
+            # written while git held its lock: git's write if the bytes are what git holds now
+            # (HEAD or the index), or bytes asked for before that git put back (stash pop);
+            # new bytes are a save the user made while git ran (`git add` of another file)
+            from .git import blob_sha, known_blobs
+
+            by_git = (blob_sha(content) in known_blobs(self.config.root, [rel]).get(rel, set())
+                      or self.queue.asked_before(rel, content))
         if by_git:
             self._git_skipped(rel, first_look)
             return

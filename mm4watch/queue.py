@@ -274,6 +274,15 @@ class Queue:
         merged = Entry(**{**target.__dict__, "triggers": triggers, "commit_sha": sha})
         return Added(int(cursor.lastrowid or 0), merged, ())
 
+    def asked_before(self, notebook: str, content: bytes, last: int = 50) -> bool:
+        """Whether a recent request for ``notebook`` carried exactly these bytes."""
+        with self._db() as db:
+            rows = db.execute(
+                "select content from entries where notebook = ? and content is not null order by id desc limit ?",
+                (notebook, last),
+            ).fetchall()
+        return any(row[0] == content for row in rows)
+
     def note_git(self, notebook: str, operation: str) -> None:
         """Git rewrote ``notebook`` (not a save): kept to say so, and so that the user's next
         edit, even back to content that ran before, is a new request."""

@@ -33,9 +33,12 @@ class GitWindows:
     merge, pull, rebase, cherry-pick, revert, stash, restore) holds ``index.lock``
     in the git folder while it does; the watcher sees the lock appear and go. A
     write to a notebook inside such a window (plus ``SLACK_S`` for events that
-    arrive late) is git's, not the user's."""
+    arrive late) may be git's; the daemon then checks the bytes (see
+    ``Daemon.saved``), since `git add` or `git commit` of another file takes the
+    lock too."""
 
-    SLACK_S = 0.5
+    SLACK_S = 0.5  # after a window: events about git's writes may arrive a little late
+    LEAD_S = 0.05  # before it: a write seen before git took its lock is not git's
     KEEP_S = 120.0
     STALE_S = 300.0  # a lock left behind by a git that crashed stops counting
 
@@ -56,9 +59,9 @@ class GitWindows:
     def covers(self, first: float, last: float) -> bool:
         """Whether any write between ``first`` and ``last`` fell in a window of git's."""
         with self._lock:
-            if any(last - self.STALE_S <= start <= last + self.SLACK_S for start in self._open.values()):
+            if any(last - self.STALE_S <= start <= last + self.LEAD_S for start in self._open.values()):
                 return True
-            return any(start - self.SLACK_S <= last and first <= end + self.SLACK_S for start, end in self._closed)
+            return any(start - self.LEAD_S <= last and first <= end + self.SLACK_S for start, end in self._closed)
 
 
 class Debouncer:
