@@ -78,6 +78,7 @@ class RunConfig:
     executor: str = "local"
     timeout_s: float = DEFAULT_TIMEOUT_S
     kernel: str | None = None
+    results_mirror: str = "all"  # earlier results a remote run can see: all, needs, none
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,12 @@ class Config:
                 f"unknown executor {chosen!r} {where}; known executors: {known}. "
                 f"Add an [executors.{chosen}] table or choose one of those."
             ) from None
+
+
+def _mirror_mode(value: Any) -> str:
+    if value not in ("all", "needs", "none"):
+        raise ValueError(f'is {value!r}; use "all", "needs" or "none"')
+    return str(value)
 
 
 def _slug(text: str) -> str:
@@ -216,8 +223,9 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
         executor=v.get(run_t, ("run", "executor"), _name, "local"),
         timeout_s=v.get(run_t, ("run", "timeout"), parse_duration, DEFAULT_TIMEOUT_S),
         kernel=v.get(run_t, ("run", "kernel"), _str, None),
+        results_mirror=v.get(run_t, ("run", "results_mirror"), _mirror_mode, "all"),
     )
-    v.only_keys(run_t, ("run",), {"executor", "timeout", "kernel"})
+    v.only_keys(run_t, ("run",), {"executor", "timeout", "kernel", "results_mirror"})
 
     daemon_t = v.table(data, ("daemon",))
     daemon = DaemonConfig(
@@ -254,6 +262,7 @@ _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "local": {"concurrency": lambda v: _positive_int(v)},
     "docker": {
         "host": lambda v: _str(v),
+        "workdir": lambda v: _str(v),
         "context": lambda v: _str(v),
         "insecure": lambda v: _bool(v),
         "cpus": lambda v: _positive_number(v),

@@ -39,5 +39,12 @@ def latest_run(notebook: str, *, successful: bool = True, project: str | Path | 
     )
     if not runs:
         kind = "successful run" if successful else "run"
-        raise RunNotFound(f"no {kind} of {Path(notebook).stem!r} in {cfg.results_dir}")
+        stem = Path(notebook).stem
+        remote = config.env(config.ENV_RUN_ID) is not None
+        hint = (
+            f"run {stem} first; on a remote executor, make sure it can see it: tag this notebook with "
+            f"`# mm4: remote needs={stem}`, or set [run] results_mirror = \"all\" in mm4.toml"
+            if remote else f"run {stem} first (mm4watch run notebooks/{stem}.ipynb)"
+        )
+        raise RunNotFound(f"no {kind} of {stem!r} in {cfg.results_dir}: {hint}")
     return cfg.results_dir / runs[0].id

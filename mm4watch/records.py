@@ -51,6 +51,7 @@ class RunRecord:
     rerun_of: str | None = None  # the run whose exact input this run executed again
     key: str | None = None  # names.run_key(id): how engines, shells and remote folders name this run
     triggers: list[dict[str, Any]] = field(default_factory=list)  # every request this run answered: {trigger, at, commit?}
+    inputs: dict[str, Any] | None = None  # earlier runs it could see: {mode, runs} or {mode, count, newest}
     schema: int = SCHEMA_VERSION
 
     @property

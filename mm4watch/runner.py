@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from . import active, executors, git
+from . import active, executors, git, mirror
 from .config import Config
 from .errors import NotebookError
 from .fsutil import atomic_write_text, sha256_file
@@ -76,6 +76,9 @@ def run_notebook(
 
     # an executor that cannot be reached makes no run folder: nothing ran (exit 75, not "failed")
     executor.check()
+    # earlier results it may load; a missing needs= is an error before anything is made
+    needs = tag.needs if tag else ()
+    inputs = mirror.choose(config, needs, notebook.stem) if (needs or exec_cfg.type != "local") else None
     run_id, run_dir = create_run_dir(config.results_dir, notebook.stem, datetime.now())
     if prov.patch is not None:
         atomic_write_text(run_dir / PATCH_NAME, prov.patch)
@@ -97,6 +100,7 @@ def run_notebook(
         rerun_of=request.rerun_of,
         key=run_key(run_id),
         triggers=[_trigger_entry(t) for t in request.triggers] or [{"trigger": request.trigger, "at": now_iso()}],
+        inputs=inputs.to_record() if inputs else None,
     )
     write_record(run_dir, record)
     on_created(run_id)
@@ -120,6 +124,8 @@ def run_notebook(
         timeout_s=timeout_s,
         kernel=config.run.kernel,
         image=request.image,
+        inputs=inputs.runs if inputs else (),
+        mirror=inputs is not None and inputs.mode != "none",
     )
     try:
         try:

@@ -57,32 +57,15 @@ class History:
             self.index_path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.index_path, timeout=30)
             db.execute("pragma journal_mode=wal")
-            version = db.execute("pragma user_version").fetchone()[0]
-            if version != _INDEX_VERSION:
-                db.executescript(
-                    """
-                    drop table if exists runs;
-                    create table runs (
-                        id text primary key, final integer,
-                        created real, stem text, status text, record text);
-                    create index runs_created on runs(created);
-                    create index runs_stem on runs(stem, created);
-                    create index runs_status on runs(status, created);
-                    create index runs_final on runs(id, final);
-                    drop table if exists meta;
-                    create table meta (key text primary key, value text);
-                    """
-                )
-                db.execute(f"pragma user_version={_INDEX_VERSION}")
-                db.commit()
-            return db
+            return _prepared(db)
         except sqlite3.DatabaseError:
             # A corrupt cache is thrown away: the folders hold the truth.
             for suffix in ("", "-wal", "-shm"):
                 Path(str(self.index_path) + suffix).unlink(missing_ok=True)
             return self._connect()
         except OSError:
-            return sqlite3.connect(":memory:")
+            # nowhere to keep an index (a read-only project, inside a container): one in memory
+            return _prepared(sqlite3.connect(":memory:"))
 
     def _sync(self, db: sqlite3.Connection) -> None:
         try:
@@ -196,6 +179,29 @@ class History:
         raise RunNotFound(
             f"no run {ref!r} in {self.results_dir}; `mm4watch history` lists the runs"
         )
+
+
+def _prepared(db: sqlite3.Connection) -> sqlite3.Connection:
+    """The index's tables, made anew when missing or of another version."""
+    version = db.execute("pragma user_version").fetchone()[0]
+    if version != _INDEX_VERSION:
+        db.executescript(
+            """
+            drop table if exists runs;
+            create table runs (
+                id text primary key, final integer,
+                created real, stem text, status text, record text);
+            create index runs_created on runs(created);
+            create index runs_stem on runs(stem, created);
+            create index runs_status on runs(status, created);
+            create index runs_final on runs(id, final);
+            drop table if exists meta;
+            create table meta (key text primary key, value text);
+            """
+        )
+        db.execute(f"pragma user_version={_INDEX_VERSION}")
+        db.commit()
+    return db
 
 
 def _load(run_dir: Path) -> RunRecord | None:

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from .durations import parse_duration
 from .errors import NotebookError
 
-TAG_OPTIONS = ("executor", "timeout")
+TAG_OPTIONS = ("executor", "timeout", "needs")
 _TAG = re.compile(r"#\s*mm4\s*:\s*remote(?![\w-])(.*)$", re.IGNORECASE)
 _OPTION = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
 
@@ -37,6 +37,12 @@ class Tag:
     @property
     def executor(self) -> str | None:
         return self.options.get("executor")
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """Notebooks whose latest successful run this one loads (``needs=10_clean,23_train``)."""
+        value = self.options.get("needs") or ""
+        return tuple(Path(part).stem for part in value.split(",") if part.strip())
 
     @property
     def timeout_s(self) -> float | None:

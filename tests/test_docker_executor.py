@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import code, first_run, load_record, mini_toml, mm4, mm4_background, on_mini, run_dirs, write_notebook
 
+from mm4watch.names import run_key
+
 pytestmark = pytest.mark.slow
 
 
@@ -148,11 +150,10 @@ def test_unreachable_mini_is_a_clear_error(mini_project, mini):
     (mini_project / "mm4.toml").write_text(mini_toml(mini, port="1"))
     write_notebook(mini_project / "notebooks" / "x.ipynb", code("# mm4: remote\nx = 1"))
     done = mm4(["run", "notebooks/x.ipynb"], cwd=mini_project)
-    assert done.returncode == 1
+    assert done.returncode == 75  # the executor could not be reached: nothing ran
     assert "cannot reach" in done.stderr and "Traceback" not in done.stderr
-    (run_dir,) = run_dirs(mini_project)
-    record = load_record(run_dir)
-    assert record["status"] == "failed" and record["error"]["ename"] == "Unreachable"
+    assert f"ssh -p 1 {mini['MINI_USER']}@{mini['MINI_HOST']} true" in done.stderr
+    assert run_dirs(mini_project) == []  # no run folder for a run that never happened
     doctor = mm4(["doctor"], cwd=mini_project)
     assert doctor.returncode == 1 and "FAIL  ssh" in doctor.stdout and "fix:" in doctor.stdout
 
@@ -196,7 +197,7 @@ def test_limits_and_safety_settings_reach_the_engine(mini_project, mini):
     while time.monotonic() < deadline and inspected is None:
         dirs = run_dirs(mini_project)
         if dirs:
-            out = on_mini(mini, f"docker inspect mm4-run-{dirs[0].name} 2>/dev/null; true").strip() or "[]"
+            out = on_mini(mini, f"docker inspect mm4-run-{run_key(dirs[0].name)} 2>/dev/null; true").strip() or "[]"
             inspected = (json.loads(out) or [None])[0]
         time.sleep(0.3)
     child.communicate(timeout=120)
@@ -206,7 +207,7 @@ def test_limits_and_safety_settings_reach_the_engine(mini_project, mini):
     assert host["Memory"] == 512 * 2**20 and host["NanoCpus"] == 1_500_000_000
     assert host["SecurityOpt"] == ["no-new-privileges"] and host["CapDrop"] == ["ALL"]
     assert inspected["Config"]["User"] == "1000:1000"
-    assert inspected["Config"]["Labels"]["mm4watch.run"] == run_dirs(mini_project)[0].name
+    assert inspected["Config"]["Labels"]["mm4watch.run"] == run_key(run_dirs(mini_project)[0].name)
 
 
 def test_a_docker_context_names_the_engine(mini_project, mini, tmp_path):

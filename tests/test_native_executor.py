@@ -7,6 +7,8 @@ import psutil
 import pytest
 from conftest import code, first_run, load_record, mini_ssh_options, mm4, mm4_background, on_mini, run_dirs, write_notebook
 
+from mm4watch.names import run_key
+
 pytestmark = pytest.mark.slow
 
 
@@ -45,11 +47,11 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mini):
     (run_dir,) = run_dirs(native_project)
     record = load_record(run_dir)
     text = (run_dir / "out.txt").read_text()
-    assert text.startswith("4 from the code folder ") and text.endswith(f"/runs/{run_dir.name}/code/notebooks")
+    assert text.startswith("4 from the code folder ") and text.endswith(f"/runs/{run_key(run_dir.name)}/code/notebooks")
     ex = record["executor"]
     assert ex["type"] == "ssh" and ex["python"].startswith("3.") and ex["platform"] and len(ex["env_hash"]) == 16
     assert ex["mps"] is None  # torch is not installed there
-    assert run_dir.name not in on_mini(mini, "ls ~/mm4watch/nproj/runs").split()  # its folder there is gone
+    assert run_key(run_dir.name) not in on_mini(mini, "ls ~/mm4watch/nproj/runs").split()  # its folder there is gone
     first_env = ex["env_hash"]
 
     write_notebook(native_project / "notebooks" / "bad.ipynb", code("# mm4: remote\nx = 1"), code("raise KeyError('nope')"))

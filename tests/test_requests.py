@@ -74,6 +74,7 @@ def test_save_then_commit_of_the_same_content_runs_once(hooked):
     commit_all(hooked, "a")
     before = start(hooked, settle=1)
     jupyter_save(nb, notebook_json(code("# mm4: remote\nx = 1")))  # a save, committed before its debounce ends
+    time.sleep(0.3)  # the time it takes to type `git commit`
     sha = commit_all(hooked, "x = 1")
     (run_dir,) = finished(hooked, 1, before=before)
     record = load_record(run_dir)

@@ -24,6 +24,8 @@ class Job:
     timeout_s: float = 7200.0
     kernel: str | None = None
     image: str | None = None  # container executors: use this image if the engine still has it
+    inputs: tuple[str, ...] = ()  # earlier runs (result folder names) to make visible, read-only
+    mirror: bool = False  # make earlier results visible at all (remote executors)
 
     @property
     def key(self) -> str:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import mm4watch
 
 from .. import buildctx, ssh
-from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, ExecutorConfig
+from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, ExecutorConfig, _slug
 from ..durations import format_duration
 from ..engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Engine
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
@@ -51,6 +51,7 @@ class DockerExecutor:
         self.cfg = cfg
         self.config = config
         self._checked: Engine | None = None
+        self._results_source: str | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.cfg.name, "type": "docker", "host": self.cfg.host or f"context:{self.cfg.context}"}
@@ -118,13 +119,14 @@ class DockerExecutor:
                 _log(job, f"syncing {self.config.project.data}/ to {target.label}:{self.cfg.data}")
                 ssh.rsync_to(target, local_data, self.cfg.data)
 
+        self._results_source = self._earlier_results(engine, job)
         root = engine.working_dir(image.tag).rstrip("/") or "/project"
         rel_cwd = job.cwd.resolve().relative_to(self.config.root).as_posix()
         workdir = root if rel_cwd == "." else f"{root}/{rel_cwd}"
         lib = _lib_tar()
-        key = hashlib.sha256(
-            json.dumps([image.id, root, self.cfg.data, self.cfg.cpus, self.cfg.memory, lib.digest]).encode()
-        ).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps(
+            [image.id, root, self.cfg.data, self._results_source, self.cfg.cpus, self.cfg.memory, lib.digest]
+        ).encode()).hexdigest()[:16]
         container = self._claim_warm(engine, key, job) if self.cfg.warm else None
         info["warm"] = container is not None
         if container is None:
@@ -242,12 +244,35 @@ class DockerExecutor:
                 engine.close()
 
     def _mounts(self, root: str) -> list[Any]:
-        if not self.cfg.data:
-            return []
         from docker.types import Mount
 
-        target = f"{root}/{self.config.project.data}"
-        return [Mount(target=target, source=self.cfg.data, type="bind", read_only=True)]
+        mounts = []
+        if self.cfg.data:
+            mounts.append(Mount(target=f"{root}/{self.config.project.data}", source=self.cfg.data, type="bind",
+                                read_only=True))
+        if self._results_source:  # earlier runs, where the notebook looks for them: ../results
+            mounts.append(Mount(target=f"{root}/{self.config.project.results}", source=self._results_source,
+                                type="bind", read_only=True))
+        return mounts
+
+    def _earlier_results(self, engine: Engine, job: Job) -> str | None:
+        """The folder on the engine's machine that holds the earlier runs this run may load."""
+        if not job.mirror:
+            return None
+        host = self.cfg.host or ""
+        if host.startswith("ssh://"):
+            from .. import mirror
+
+            target = ssh.shared(ssh.Target.parse(host, self.cfg.ssh_options))
+            remote = f"{(self.cfg.workdir or 'mm4watch').rstrip('/')}/{_slug(self.config.root.name)}/results"
+            pushed = mirror.push(target, self.config.results_dir, remote, job.inputs)
+            _log(job, pushed.line(len(job.inputs)))
+            return pushed.remote_dir
+        if engine.tunnel is None and engine.base_url.startswith("unix://"):
+            self.config.results_dir.mkdir(parents=True, exist_ok=True)
+            return str(self.config.results_dir)  # the engine runs on this machine: the folder itself
+        _log(job, "earlier results are not visible on this engine (it is reached over TCP); use an ssh:// host")
+        return None
 
     def _wait(self, engine: Engine, container: Any, job: Job) -> tuple[str, int | None]:
         deadline = time.monotonic() + job.timeout_s

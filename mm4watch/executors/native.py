@@ -141,6 +141,15 @@ class NativeExecutor:
                 ssh.rsync_to(ssh.shared(self.target), self.config.root / self.config.project.data, self.cfg.data)
                 self._sh(join(["chmod", "-R", "a-w", self.cfg.data]))  # read-only, as the container mount
             data = " && " + join(["ln", "-s", self.cfg.data, f"{run}/code/{self.config.project.data}"])
+        if job.mirror:
+            from .. import mirror
+
+            pushed = mirror.push(ssh.shared(self.target), self.config.results_dir, f"{prepared['base']}/results",
+                                 job.inputs)
+            with open(job.log_path, "a", encoding="utf-8") as fh:
+                fh.write(f"mm4watch: {pushed.line(len(job.inputs))}\n")
+            # earlier runs where the notebook looks for them (../results), read-only
+            data += " && " + join(["ln", "-s", pushed.remote_dir, f"{run}/code/{self.config.project.results}"])
         spec = {
             "input": f"{run}/job/input.ipynb",
             "output": f"{run}/output/{RESULT_DIR}/executed.ipynb",
