@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help=COMMANDS["run"], description=COMMANDS["run"] + ".",
                        epilog="exit codes:\n" + exit_table_text(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("notebook", help="path to the .ipynb file")
+    p.add_argument("notebook", nargs="+", help="path to the .ipynb file; several run in order (10_clean 20_train)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="with several notebooks: run the rest after one fails (default: stop there)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                    help="papermill parameter; VALUE is read as JSON when it parses (1, 2.5, true, [1,2]), else as text")
     p.add_argument("--executor", metavar="NAME", help="executor from mm4.toml (default: MM4_EXECUTOR, the tag, [run] executor)")

@@ -60,6 +60,16 @@ class Pushed:
                 f"in {self.seconds:.2f}s; {total} visible")
 
 
+def remote_dir(cfg: Config, base: str) -> str:
+    """Where a project's mirror lives under ``base`` on the far side: one per project (by path)."""
+    import hashlib
+
+    from .names import slug
+
+    digest = hashlib.sha256(str(cfg.root).encode()).hexdigest()[:8]
+    return f"{base.rstrip('/')}/{slug(cfg.root.name) or 'project'}-{digest}/results"
+
+
 def choose(cfg: Config, needs: tuple[str, ...], own_stem: str) -> Inputs:
     """Which earlier runs a run should see."""
     from .store import History

@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import config
 from ..durations import parse_duration
-from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, UsageError
+from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error, UsageError
 from ..runner import RunRequest, run_notebook
 
 
@@ -27,11 +27,12 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    notebook = Path(args.notebook)
-    if notebook.suffix != ".ipynb":
-        raise UsageError(f"{notebook} is not a notebook (.ipynb)")
-    if not notebook.is_file():
-        raise UsageError(f"{notebook}: no such notebook")
+    notebooks = [Path(n) for n in args.notebook]
+    for notebook in notebooks:
+        if notebook.suffix != ".ipynb":
+            raise UsageError(f"{notebook} is not a notebook (.ipynb)")
+        if not notebook.is_file():
+            raise UsageError(f"{notebook}: no such notebook")
     parameters = dict(parse_param(p) for p in args.param)
     timeout_s = None
     if args.timeout:
@@ -39,10 +40,31 @@ def main(args: argparse.Namespace) -> int:
             timeout_s = parse_duration(args.timeout)
         except ValueError as exc:
             raise UsageError(f"--timeout {exc}") from None
-    cfg = config.load(notebook.resolve().parent)
+    cfg = config.load(notebooks[0].resolve().parent)
     if args.queue:
-        return _queue(cfg, notebook, parameters, args.executor)
-    request = RunRequest(notebook=notebook, parameters=parameters, executor=args.executor, timeout_s=timeout_s)
+        return max(_queue(cfg, notebook, parameters, args.executor) for notebook in notebooks)
+    worst = EXIT_OK
+    for index, notebook in enumerate(notebooks):
+        # in order: each one sees the results of those before it (the numbered-notebook chain)
+        try:
+            code = _run_one(cfg, notebook, parameters, args.executor, timeout_s)
+        except Mm4Error as exc:
+            if len(notebooks) == 1:
+                raise
+            print(f"mm4watch: {notebook}: {exc}", file=sys.stderr)
+            code = exc.exit_code
+        worst = max(worst, code)
+        if code != EXIT_OK and not args.keep_going and index + 1 < len(notebooks):
+            rest = ", ".join(str(n) for n in notebooks[index + 1:])
+            print(f"mm4watch: stopped after {notebook}; not run: {rest} (--keep-going runs them anyway)",
+                  file=sys.stderr)
+            break
+    return worst
+
+
+def _run_one(cfg: config.Config, notebook: Path, parameters: dict[str, Any], executor: str | None,
+             timeout_s: float | None) -> int:
+    request = RunRequest(notebook=notebook, parameters=parameters, executor=executor, timeout_s=timeout_s)
     record, run_dir = run_notebook(cfg, request, say=lambda line: print(line, file=sys.stderr))
     if record.status == "succeeded":
         print(run_dir)

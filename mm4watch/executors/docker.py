@@ -29,7 +29,7 @@ from typing import Any, Callable
 import mm4watch
 
 from .. import buildctx, ssh
-from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, ExecutorConfig, _slug
+from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, ExecutorConfig
 from ..durations import format_duration
 from ..engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Engine
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
@@ -264,7 +264,7 @@ class DockerExecutor:
             from .. import mirror
 
             target = ssh.shared(ssh.Target.parse(host, self.cfg.ssh_options))
-            remote = f"{(self.cfg.workdir or 'mm4watch').rstrip('/')}/{_slug(self.config.root.name)}/results"
+            remote = mirror.remote_dir(self.config, self.cfg.workdir or "mm4watch")
             pushed = mirror.push(target, self.config.results_dir, remote, job.inputs)
             _log(job, pushed.line(len(job.inputs)))
             return pushed.remote_dir

@@ -144,8 +144,9 @@ class NativeExecutor:
         if job.mirror:
             from .. import mirror
 
-            pushed = mirror.push(ssh.shared(self.target), self.config.results_dir, f"{prepared['base']}/results",
-                                 job.inputs)
+            home = prepared["base"][: -len(self.base)].rstrip("/")
+            remote = mirror.remote_dir(self.config, f"{home}/{self.cfg.workdir or 'mm4watch'}")
+            pushed = mirror.push(ssh.shared(self.target), self.config.results_dir, remote, job.inputs)
             with open(job.log_path, "a", encoding="utf-8") as fh:
                 fh.write(f"mm4watch: {pushed.line(len(job.inputs))}\n")
             # earlier runs where the notebook looks for them (../results), read-only

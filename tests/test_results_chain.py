@@ -1,0 +1,131 @@
+"""Numbered notebooks in a chain: a remote run loads earlier runs' results (real rig, both executors)."""
+import json
+
+import pytest
+from conftest import code, load_record, mm4, on_mini, run_dirs, write_notebook
+
+from mm4watch import mirror
+
+pytestmark = pytest.mark.slow
+
+MAKE = (
+    "# mm4: remote\nimport os, pathlib\n"
+    "(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'table.csv').write_text('a,b\\n1,{n}\\n')"
+)
+LOAD = (
+    "# mm4: remote{options}\nimport os, pathlib\nfrom mm4watch import latest_run\n"
+    "via_helper = (latest_run('A_make') / 'table.csv').read_text()\n"
+    "via_glob = (sorted(pathlib.Path('../results').glob('A_make_*'))[-1] / 'table.csv').read_text()\n"
+    "try:\n"
+    "    (latest_run('A_make') / 'table.csv').write_text('overwritten')\n"
+    "    wrote = 'yes'\n"
+    "except OSError as exc:\n"
+    "    wrote = type(exc).__name__\n"
+    "(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'seen.json').write_text("
+    "__import__('json').dumps({'helper': via_helper, 'glob': via_glob, 'wrote': wrote}))"
+)
+
+
+def chain(project, options=""):
+    write_notebook(project / "notebooks" / "A_make.ipynb", code(MAKE.format(n=1)))
+    write_notebook(project / "notebooks" / "B_load.ipynb", code(LOAD.format(options=options)))
+
+
+def newest(project, stem):
+    return max((d for d in run_dirs(project) if d.name.startswith(stem + "_")), key=lambda d: load_record(d)["queued_at"])
+
+
+def seen(run_dir):
+    return json.loads((run_dir / "seen.json").read_text())
+
+
+def native_project(tmp_path, mini):
+    from test_native_executor import native_toml
+
+    root = tmp_path / "nproj"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "requirements.txt").write_text("# nothing beyond papermill\n")
+    (root / "mm4.toml").write_text(native_toml(mini))
+    return root
+
+
+@pytest.fixture(params=["docker", "native"])
+def remote_project(request, mini_project, tmp_path, mini):
+    return (mini_project if request.param == "docker" else native_project(tmp_path, mini)), request.param
+
+
+def test_a_chain_in_one_call_sees_what_came_before(remote_project, mini):
+    project, kind = remote_project
+    chain(project)
+    done = mm4(["run", "notebooks/A_make.ipynb", "notebooks/B_load.ipynb"], cwd=project, timeout=900)
+    assert done.returncode == 0, done.stderr
+    a, b = newest(project, "A_make"), newest(project, "B_load")
+    got = seen(b)
+    assert got["helper"] == got["glob"] == "a,b\n1,1\n"
+    if kind == "docker":
+        assert got["wrote"] == "OSError"  # the mount is read-only (EROFS), even for root
+    assert (a / "table.csv").read_text() == "a,b\n1,1\n"  # the original, intact
+    record = load_record(b)
+    assert record["inputs"]["mode"] == "all" and record["inputs"]["newest"] == a.name
+    assert "sent 1 new run folder" in (b / "run.log").read_text()
+
+    # a second run sends nothing new; a newer A is sent, once, and is the one B loads
+    done = mm4(["run", "notebooks/B_load.ipynb"], cwd=project, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "nothing new to send" in (newest(project, "B_load") / "run.log").read_text()
+    write_notebook(project / "notebooks" / "A_make.ipynb", code(MAKE.format(n=2)))
+    done = mm4(["run", "notebooks/A_make.ipynb", "notebooks/B_load.ipynb"], cwd=project, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert seen(newest(project, "B_load"))["helper"] == "a,b\n1,2\n"
+
+
+def test_needs_sends_only_what_is_named(remote_project, mini):
+    project, kind = remote_project
+    chain(project, options=" needs=A_make")
+    write_notebook(project / "notebooks" / "C_other.ipynb", code("# mm4: remote\nx = 1"))
+    (project / "mm4.toml").write_text((project / "mm4.toml").read_text().replace(
+        "[run]\n", '[run]\nresults_mirror = "needs"\n'))
+    # a missing dependency: a clear error before anything runs
+    done = mm4(["run", "notebooks/B_load.ipynb"], cwd=project, timeout=600)
+    assert done.returncode == 2 and "needs=A_make: no successful run of 'A_make'" in done.stderr, done.stderr
+    assert run_dirs(project) == []
+    for nb in ("A_make", "C_other", "B_load"):
+        done = mm4(["run", f"notebooks/{nb}.ipynb"], cwd=project, timeout=900)
+        assert done.returncode == 0, (nb, done.stderr)
+    b = newest(project, "B_load")
+    assert seen(b)["helper"] == "a,b\n1,1\n"
+    assert load_record(b)["inputs"] == {"mode": "needs", "runs": [newest(project, "A_make").name]}
+    from mm4watch import config
+
+    cfg = config.load(project)
+    base = "mm4watch" if kind == "docker" else "~/mm4watch"
+    on_disk = on_mini(mini, f"ls -1 {mirror.remote_dir(cfg, base)}").split()
+    assert on_disk == [newest(project, "A_make").name]  # not C, not B's own
+    if kind == "native":  # made read-only by permissions (root, as the rig's user, ignores them)
+        mode = on_mini(mini, f"stat -c %A {mirror.remote_dir(cfg, base)}/{on_disk[0]}/table.csv").strip()
+        assert "w" not in mode
+
+
+def test_latest_run_says_what_to_do_when_nothing_is_visible(mini_project):
+    (mini_project / "mm4.toml").write_text((mini_project / "mm4.toml").read_text().replace(
+        "[run]\n", '[run]\nresults_mirror = "none"\n'))
+    chain(mini_project)
+    assert mm4(["run", "notebooks/A_make.ipynb"], cwd=mini_project, timeout=900).returncode == 0
+    done = mm4(["run", "notebooks/B_load.ipynb"], cwd=mini_project, timeout=600)
+    assert done.returncode == 1
+    log = (newest(mini_project, "B_load") / "run.log").read_text()
+    assert "no successful run of 'A_make'" in log and "needs=A_make" in log and "OperationalError" not in log
+
+
+def test_rsync_stats_are_read():
+    stats = "Number of files: 3\nTotal bytes sent: 1,048,911\nTotal bytes received: 35\n"
+    assert mirror.bytes_sent(stats) == 1048911 and mirror.bytes_sent("nothing") == 0
+
+
+def test_local_runs_record_needs(project):
+    chain(project, options=" needs=A_make")
+    done = mm4(["run", "notebooks/A_make.ipynb", "notebooks/B_load.ipynb"], cwd=project)
+    assert done.returncode == 0, done.stderr
+    b = newest(project, "B_load")
+    assert load_record(b)["inputs"]["runs"] == [newest(project, "A_make").name]
+    assert seen(b)["helper"] == "a,b\n1,1\n"
