@@ -22,7 +22,7 @@ LOAD = (
     "except OSError as exc:\n"
     "    wrote = type(exc).__name__\n"
     "(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'seen.json').write_text("
-    "__import__('json').dumps({'helper': via_helper, 'glob': via_glob, 'wrote': wrote}))"
+    "__import__('json').dumps(dict(helper=via_helper, glob=via_glob, wrote=wrote)))"
 )
 
 
@@ -69,10 +69,10 @@ def test_a_chain_in_one_call_sees_what_came_before(remote_project, mini):
     assert record["inputs"]["mode"] == "all" and record["inputs"]["newest"] == a.name
     assert "sent 1 new run folder" in (b / "run.log").read_text()
 
-    # a second run sends nothing new; a newer A is sent, once, and is the one B loads
+    # a second run sends only what is new since (the first B's folder), not A again
     done = mm4(["run", "notebooks/B_load.ipynb"], cwd=project, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert "nothing new to send" in (newest(project, "B_load") / "run.log").read_text()
+    assert "sent 1 new run folder(s)" in (newest(project, "B_load") / "run.log").read_text()
     write_notebook(project / "notebooks" / "A_make.ipynb", code(MAKE.format(n=2)))
     done = mm4(["run", "notebooks/A_make.ipynb", "notebooks/B_load.ipynb"], cwd=project, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -95,6 +95,10 @@ def test_needs_sends_only_what_is_named(remote_project, mini):
     b = newest(project, "B_load")
     assert seen(b)["helper"] == "a,b\n1,1\n"
     assert load_record(b)["inputs"] == {"mode": "needs", "runs": [newest(project, "A_make").name]}
+    assert "sent 1 new run folder(s)" in (b / "run.log").read_text()
+    done = mm4(["run", "notebooks/B_load.ipynb"], cwd=project, timeout=600)  # again: nothing to send
+    assert done.returncode == 0, done.stderr
+    assert "nothing new to send" in (newest(project, "B_load") / "run.log").read_text()
     from mm4watch import config
 
     cfg = config.load(project)
