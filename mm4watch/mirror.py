@@ -114,12 +114,11 @@ def push(target: Any, results_dir: Path, remote_dir: str, runs: tuple[str, ...],
          f"{results_dir}/", f"{target.destination}:{absolute}/{INCOMING}/"],
         input=files, timeout=timeout,
     )
-    # whole folders only: moved in once complete
-    moves = " && ".join(
-        f"{join(['mv', '-f', f'{absolute}/{INCOMING}/{run}', f'{absolute}/{run}'])} && "
-        f"{join(['chmod', '-R', 'a-w', f'{absolute}/{run}'])}" for run in missing
-    )
-    ssh.run(target, moves, timeout=120)
+    # whole folders only: moved in once complete, then read-only (a few processes, not one per folder)
+    for start in range(0, len(missing), 500):
+        batch = missing[start:start + 500]
+        ssh.run(target, f"cd {quote(absolute + '/' + INCOMING)} && {join(['mv', '-f', '--', *batch, absolute])} && "
+                        f"cd {quote(absolute)} && {join(['chmod', '-R', 'a-w', '--', *batch])}", timeout=300)
     return Pushed(tuple(missing), bytes_sent(done.stdout.decode(errors="replace")), time.monotonic() - started,
                   absolute, tuple(sorted(present | set(missing))))
 
