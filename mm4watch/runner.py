@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from . import active, executors, git, mirror
 from .config import Config
-from .errors import NotebookError
+from .errors import Mm4Error, NotebookError
 from .fsutil import atomic_write_text, sha256_file
 from .records import (
     EXECUTED_NAME,
@@ -32,6 +32,7 @@ from .records import (
     write_record,
 )
 from .names import run_key
+from .ssh import Unreachable
 from .store import create_run_dir
 from .tags import code_hash, find_tag, loads_notebook
 
@@ -140,6 +141,13 @@ def run_notebook(
             _finish(run_dir, record, snapshot, started, executors.Outcome(
                 "interrupted", {"cell": None, "ename": "KeyboardInterrupt", "evalue": "interrupted by the user"}))
             raise
+        except Unreachable as exc:  # the machine went away mid-run: recorded, and exit 75
+            _finish(run_dir, record, snapshot, started, executors.Outcome(
+                "failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)}))
+            raise
+        except Mm4Error as exc:
+            # a named failure of this run (a remote command, an engine refusal): a failed run, exit 1
+            outcome = executors.Outcome("failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)})
         except BaseException as exc:
             _finish(run_dir, record, snapshot, started, executors.Outcome(
                 "failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)}))

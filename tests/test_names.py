@@ -152,18 +152,22 @@ def test_hostile_names_on_the_local_executor_and_the_cli(repo, tmp_path):
     no_canary_here(project, tmp_path)
 
 
+def run_every_name_remotely(project: Path, mini, tmp_path: Path) -> None:
+    on_mini(mini, "rm -f ~/PWNED* /PWNED* /tmp/PWNED*")
+    hostile_notebooks(project)
+    for name in HOSTILE:
+        done = mm4(["run", f"notebooks/{name}.ipynb"], cwd=project, timeout=900)
+        assert done.returncode == 0, (name, done.stderr)
+    assert_all_came_home(project)
+    no_canary_here(project, tmp_path)
+    no_canary_on_mini(mini)
+
+
 @pytest.mark.slow
 def test_hostile_names_on_the_docker_executor(mini_project, mini, tmp_path):
-    on_mini(mini, "rm -f ~/PWNED* /PWNED* /tmp/PWNED*")
-    hostile_notebooks(mini_project)
-    for name in HOSTILE:
-        done = mm4(["run", f"notebooks/{name}.ipynb"], cwd=mini_project, timeout=900)
-        assert done.returncode == 0, (name, done.stderr)
-    assert_all_came_home(mini_project)
+    run_every_name_remotely(mini_project, mini, tmp_path)
     for d in run_dirs(mini_project):
         assert load_record(d)["executor"]["type"] == "docker"
-    no_canary_here(mini_project, tmp_path)
-    no_canary_on_mini(mini)
     left = on_mini(mini, "docker ps -a --format '{{.Names}}' | grep mm4-run- || true")
     assert left.strip() == ""  # every run's container is gone
 
@@ -176,14 +180,8 @@ def test_hostile_names_on_the_native_executor(tmp_path, mini):
     (root / "notebooks").mkdir(parents=True)
     (root / "requirements.txt").write_text("# nothing beyond papermill\n")
     (root / "mm4.toml").write_text(native_toml(mini))
-    on_mini(mini, "rm -f ~/PWNED* /PWNED* /tmp/PWNED*")
-    hostile_notebooks(root)
-    for name in HOSTILE:
-        done = mm4(["run", f"notebooks/{name}.ipynb"], cwd=root, timeout=900)
-        assert done.returncode == 0, (name, done.stderr)
-    assert_all_came_home(root)
-    no_canary_here(root, tmp_path)
-    no_canary_on_mini(mini)
+    run_every_name_remotely(root, mini, tmp_path)
+    assert {load_record(d)["executor"]["type"] for d in run_dirs(root)} == {"ssh"}
 
 
 @pytest.mark.slow
