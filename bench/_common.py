@@ -1,10 +1,11 @@
 """Timing helpers shared by the benchmarks: medians of alternating runs."""
+
 from __future__ import annotations
 
 import statistics
 import subprocess
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def timed(fn: Callable[[], object]) -> float:

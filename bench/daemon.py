@@ -15,6 +15,7 @@
 
 Usage: python bench/daemon.py [--samples 10] [--idle-s 30] [--cycles 20] [--requests 20] [--only mixed]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,16 +39,37 @@ from mm4watch.queue import Queue  # noqa: E402
 
 
 def mm4(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mm4watch", *args], cwd=project, capture_output=True, text=True, check=True)
+    return subprocess.run(
+        [sys.executable, "-m", "mm4watch", *args], cwd=project, capture_output=True, text=True, check=True
+    )
 
 
 def notebook(code: str, parameters: str | None = None) -> str:
     cells = [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "a", "source": code}]
     if parameters is not None:
-        cells.insert(0, {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [],
-                         "execution_count": None, "id": "p", "source": parameters})
-    return json.dumps({"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                       "language": "python"}}, "nbformat": 4, "nbformat_minor": 5}, indent=1) + "\n"
+        cells.insert(
+            0,
+            {
+                "cell_type": "code",
+                "metadata": {"tags": ["parameters"]},
+                "outputs": [],
+                "execution_count": None,
+                "id": "p",
+                "source": parameters,
+            },
+        )
+    return (
+        json.dumps(
+            {
+                "cells": cells,
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def daemon_pid(project: Path) -> int:
@@ -156,8 +178,12 @@ def mixed_kills(root: Path, requests: int, seed: int = 7) -> dict[str, int]:
     """Mixed requests while the daemon is killed -9 at random moments; what became of each."""
     rnd = random.Random(seed)
     project = make_project(root / "mixed", 0.5)
-    os.environ.update(GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="b@example.com", GIT_COMMITTER_NAME="bench",
-                      GIT_COMMITTER_EMAIL="b@example.com")
+    os.environ.update(
+        GIT_AUTHOR_NAME="bench",
+        GIT_AUTHOR_EMAIL="b@example.com",
+        GIT_COMMITTER_NAME="bench",
+        GIT_COMMITTER_EMAIL="b@example.com",
+    )
     (project / ".gitignore").write_text("results/\n.mm4/\n")
     (project / "notebooks" / "m.ipynb").write_text(notebook("# mm4: remote\nx = n", "n = 0"))
     git(project, "init", "-q", "-b", "main")
@@ -223,8 +249,12 @@ def mixed_kills(root: Path, requests: int, seed: int = 7) -> dict[str, int]:
         if kind == "manual":
             runs = [r for r in runs if r["parameters"] == what]
         elif kind != "save":
-            runs = [r for r in runs if (r.get("commit") or {}).get("sha") == what or
-                    any(t.get("commit") == what for t in r.get("triggers", []))]
+            runs = [
+                r
+                for r in runs
+                if (r.get("commit") or {}).get("sha") == what
+                or any(t.get("commit") == what for t in r.get("triggers", []))
+            ]
         if not runs:
             lost += 1
             print(f"   lost: {kind} {rel} {what}", file=sys.stderr)
@@ -233,9 +263,16 @@ def mixed_kills(root: Path, requests: int, seed: int = 7) -> dict[str, int]:
         if kind == "save+commit" and len(runs) == 1 and len(runs[0].get("triggers", [])) > 1:
             merged += 1
     merged_rows = len(queue.entries(("merged",)))
-    return {"requests": len(asked), "runs": len(records), "lost": lost, "duplicated": duplicated,
-            "failed": failed, "save+commit merged": merged, "merged rows": merged_rows,
-            "pairs": sum(1 for k, _, _ in asked if k == "save+commit")}
+    return {
+        "requests": len(asked),
+        "runs": len(records),
+        "lost": lost,
+        "duplicated": duplicated,
+        "failed": failed,
+        "save+commit merged": merged,
+        "merged rows": merged_rows,
+        "pairs": sum(1 for k, _, _ in asked if k == "save+commit"),
+    }
 
 
 def main() -> int:
@@ -260,8 +297,10 @@ def main() -> int:
         lat = latency(root, args.samples, args.debounce)
         over = [(v - args.debounce) * 1000 for v in lat]
         print(f"1. last save -> run queued, {len(lat)} saves, debounce {args.debounce:.1f}s (the baseline)")
-        print(f"   median {statistics.median(lat):.3f}s = debounce + {statistics.median(over):.0f} ms; "
-              f"worst debounce + {max(over):.0f} ms (target: + at most 200 ms)")
+        print(
+            f"   median {statistics.median(lat):.3f}s = debounce + {statistics.median(over):.0f} ms; "
+            f"worst debounce + {max(over):.0f} ms (target: + at most 200 ms)"
+        )
         ok &= len(lat) == args.samples and max(over) <= 200
 
         usage = idle(root, args.idle_s)
@@ -283,11 +322,15 @@ def main() -> int:
 
 def report_mixed(root: Path, requests: int) -> int:
     got = mixed_kills(root, requests)
-    print(f"4. {got['requests']} mixed requests (save, commit, manual -p, save committed at once) with the daemon "
-          f"killed -9 at random moments")
-    print(f"   runs {got['runs']}, lost {got['lost']}, duplicated {got['duplicated']}, failed {got['failed']}; "
-          f"save+commit pairs run once with both triggers: {got['save+commit merged']} of {got['pairs']} "
-          f"({got['merged rows']} merged requests in all) (targets: 0 lost, 0 duplicated)")
+    print(
+        f"4. {got['requests']} mixed requests (save, commit, manual -p, save committed at once) with the daemon "
+        f"killed -9 at random moments"
+    )
+    print(
+        f"   runs {got['runs']}, lost {got['lost']}, duplicated {got['duplicated']}, failed {got['failed']}; "
+        f"save+commit pairs run once with both triggers: {got['save+commit merged']} of {got['pairs']} "
+        f"({got['merged rows']} merged requests in all) (targets: 0 lost, 0 duplicated)"
+    )
     return 0 if got["lost"] == 0 and got["duplicated"] == 0 else 1
 
 

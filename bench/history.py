@@ -4,6 +4,7 @@ Baseline, measured in the same run: a Python process that reads every run.json
 (what history would cost without its index). Prints medians and ratios.
 Usage: python bench/history.py [--runs 10000] [--rounds 7]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,13 +33,21 @@ def populate(root: Path, n: int) -> None:
         when = start + timedelta(minutes=i)
         stem = f"nb{i % 40:02d}"
         run_id, run_dir = create_run_dir(root / "results", stem, when)
-        write_record(run_dir, RunRecord(
-            id=run_id, notebook=f"notebooks/{stem}.ipynb", status="succeeded", trigger="save",
-            queued_at=when.astimezone().isoformat(), started_at=when.astimezone().isoformat(),
-            duration_s=12.0, commit={"sha": "f" * 40, "branch": "main", "dirty": False},
-            executor={"name": "mini", "type": "docker", "host": "mini", "arch": "arm64"},
-            outputs=[{"path": "metrics.json", "size": 100, "sha256": "0" * 64}],
-        ))
+        write_record(
+            run_dir,
+            RunRecord(
+                id=run_id,
+                notebook=f"notebooks/{stem}.ipynb",
+                status="succeeded",
+                trigger="save",
+                queued_at=when.astimezone().isoformat(),
+                started_at=when.astimezone().isoformat(),
+                duration_s=12.0,
+                commit={"sha": "f" * 40, "branch": "main", "dirty": False},
+                executor={"name": "mini", "type": "docker", "host": "mini", "arch": "arm64"},
+                outputs=[{"path": "metrics.json", "size": 100, "sha256": "0" * 64}],
+            ),
+        )
 
 
 def main() -> int:
@@ -61,11 +70,16 @@ def main() -> int:
             },
             args.rounds,
         )
-        report(f"history on {args.runs} run folders (median of {args.rounds}, alternating)", medians,
-               "baseline: python reads every run.json")
+        report(
+            f"history on {args.runs} run folders (median of {args.rounds}, alternating)",
+            medians,
+            "baseline: python reads every run.json",
+        )
         print(f"  first query, building the index from nothing: {cold * 1000:.0f} ms")
         worst = max(v for k, v in medians.items() if k.startswith("mm4watch"))
-        print(f"  slowest mm4watch query: {worst * 1000:.0f} ms (target: under 300 ms) -> {'MET' if worst < 0.3 else 'NOT MET'}")
+        print(
+            f"  slowest mm4watch query: {worst * 1000:.0f} ms (target: under 300 ms) -> {'MET' if worst < 0.3 else 'NOT MET'}"
+        )
         return 0 if worst < 0.3 else 1
 
 

@@ -8,6 +8,7 @@
 
 Usage: python bench/hooks.py [--rounds 20]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,14 @@ def git(root: Path, *args: str) -> None:
 
 
 def notebook(value: int) -> str:
-    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "a",
-            "source": f"# mm4: remote\nv = {value}"}
+    cell = {
+        "cell_type": "code",
+        "metadata": {},
+        "outputs": [],
+        "execution_count": None,
+        "id": "a",
+        "source": f"# mm4: remote\nv = {value}",
+    }
     return json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}) + "\n"
 
 
@@ -67,7 +74,9 @@ def timed_commit(root: Path, env: dict[str, str]) -> float:
     (root / "notebooks" / "n.ipynb").write_text(notebook(Counter.value))
     git(root, "add", "-A")
     t0 = time.perf_counter()
-    subprocess.run(["git", "commit", "-q", "-m", f"c{Counter.value}"], cwd=root, env=env, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "commit", "-q", "-m", f"c{Counter.value}"], cwd=root, env=env, check=True, capture_output=True
+    )
     return time.perf_counter() - t0
 
 
@@ -96,8 +105,13 @@ def through_pre_commit(root: Path, rounds: int, cache: Path) -> tuple[float, flo
     ours = (REPO / ".pre-commit-config.yaml").read_text()
     for config in (NOOP_CONFIG, ours):  # warm pre-commit's cache for both
         (root / ".pre-commit-config.yaml").write_text(config)
-        subprocess.run([sys.executable, "-m", "pre_commit", "install", "--hook-type", "post-commit"], cwd=root, env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "pre_commit", "install", "--hook-type", "post-commit"],
+            cwd=root,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         timed_commit(root, env)
     mm4, noop = [], []
     for _ in range(rounds):
@@ -118,13 +132,17 @@ def main() -> int:
         with_hook, without = plain(make_repo(Path(tmp) / "plain"), args.rounds)
         extra = (with_hook - without) * 1000
         print(f"1. plain git hook, median of {args.rounds} alternating commits")
-        print(f"   git commit with mm4watch's hook {with_hook * 1000:6.1f} ms; without a hook {without * 1000:6.1f} ms "
-              f"-> +{extra:.0f} ms (target: at most +100 ms)")
+        print(
+            f"   git commit with mm4watch's hook {with_hook * 1000:6.1f} ms; without a hook {without * 1000:6.1f} ms "
+            f"-> +{extra:.0f} ms (target: at most +100 ms)"
+        )
         ours, noop = through_pre_commit(make_repo(Path(tmp) / "pc"), args.rounds, Path(tmp) / "cache")
         extra_pc = (ours - noop) * 1000
         print(f"2. through pre-commit, median of {args.rounds} alternating commits")
-        print(f"   mm4watch's post-commit hook {ours * 1000:6.1f} ms; a no-op post-commit hook {noop * 1000:6.1f} ms "
-              f"-> +{extra_pc:.0f} ms (target: at most +100 ms)")
+        print(
+            f"   mm4watch's post-commit hook {ours * 1000:6.1f} ms; a no-op post-commit hook {noop * 1000:6.1f} ms "
+            f"-> +{extra_pc:.0f} ms (target: at most +100 ms)"
+        )
     ok = extra <= 100 and extra_pc <= 100
     print("all targets met" if ok else "some targets NOT met")
     return 0 if ok else 1

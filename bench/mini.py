@@ -15,6 +15,7 @@ Three figures, each against a baseline measured in the same run:
 Run as root on a machine where `bash tests/rig/up.sh` has run:
     python bench/mini.py [--rounds 5] [--seed-rounds 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,10 @@ DOCKER = "/usr/bin/docker"
 
 
 def run_cmd(notebook: str) -> str:
-    return ("mkdir -p /tmp/out && cd /project/notebooks && "
-            f"papermill --no-progress-bar {Path(notebook).name} /tmp/out/executed.ipynb >/dev/null 2>&1")
+    return (
+        "mkdir -p /tmp/out && cd /project/notebooks && "
+        f"papermill --no-progress-bar {Path(notebook).name} /tmp/out/executed.ipynb >/dev/null 2>&1"
+    )
 
 
 def rig() -> dict[str, str]:
@@ -58,8 +61,16 @@ class Bed:
     def __init__(self, values: dict[str, str], work: Path) -> None:
         self.v = values
         self.work = work
-        self.opts = ["-i", values["MINI_KEY"], "-o", "StrictHostKeyChecking=no",
-                     "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+        self.opts = [
+            "-i",
+            values["MINI_KEY"],
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ]
         self.dest = f"{values['MINI_USER']}@{values['MINI_HOST']}"
         # the docker CLI's ssh helper cannot take -i: a wrapper first on PATH adds it
         wrap = work / "bin"
@@ -92,15 +103,34 @@ def make_project(bed: Bed) -> Path:
             shutil.copy2(REPO / rel, project / rel)
     minimal = {
         "cells": [
-            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "a",
-             "source": "# mm4: remote\nimport json, os, pathlib\nout = pathlib.Path(os.environ.get('MM4_OUTPUT_DIR', '.'))"},
-            {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [], "execution_count": None,
-             "id": "b", "source": "n_samples = 1000"},
-            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "c",
-             "source": "(out / 'result.json').write_text(json.dumps({'total': sum(range(n_samples))}))"},
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+                "id": "a",
+                "source": "# mm4: remote\nimport json, os, pathlib\nout = pathlib.Path(os.environ.get('MM4_OUTPUT_DIR', '.'))",
+            },
+            {
+                "cell_type": "code",
+                "metadata": {"tags": ["parameters"]},
+                "outputs": [],
+                "execution_count": None,
+                "id": "b",
+                "source": "n_samples = 1000",
+            },
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+                "id": "c",
+                "source": "(out / 'result.json').write_text(json.dumps({'total': sum(range(n_samples))}))",
+            },
         ],
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5,
+        "nbformat": 4,
+        "nbformat_minor": 5,
     }
     (project / MINIMAL).write_text(json.dumps(minimal, indent=1) + "\n")
     opts = ", ".join(json.dumps(o) for o in bed.opts)
@@ -135,8 +165,27 @@ def hand_cycle(bed: Bed, project: Path, notebook: str, i: int) -> float:
     t0 = time.perf_counter()
     env = bed.remote_env
     sh([DOCKER, "build", "-q", "-t", "mm4-bench-hand", "."], cwd=project, env=env)
-    sh([DOCKER, "run", "--name", name, "--user", "1000:1000", "-e", "HOME=/tmp", "-e", "PYTHONPATH=/project",
-        "-e", "MM4_OUTPUT_DIR=/tmp/out", "mm4-bench-hand", "sh", "-c", run_cmd(notebook)], env=env)
+    sh(
+        [
+            DOCKER,
+            "run",
+            "--name",
+            name,
+            "--user",
+            "1000:1000",
+            "-e",
+            "HOME=/tmp",
+            "-e",
+            "PYTHONPATH=/project",
+            "-e",
+            "MM4_OUTPUT_DIR=/tmp/out",
+            "mm4-bench-hand",
+            "sh",
+            "-c",
+            run_cmd(notebook),
+        ],
+        env=env,
+    )
     sh([DOCKER, "cp", f"{name}:/tmp/out", str(out)], env=env)
     sh([DOCKER, "rm", name], env=env)
     return time.perf_counter() - t0
@@ -151,8 +200,10 @@ def seed_cycle(bed: Bed, project: Path, notebook: str, i: int) -> tuple[float, i
     save = subprocess.Popen([DOCKER, "save", "mm4-bench-seed"], stdout=subprocess.PIPE)
     bed.ssh("docker load -q", stdin=save.stdout)
     save.wait()
-    bed.ssh(f"docker run --name {name} --user 1000:1000 -e HOME=/tmp -e PYTHONPATH=/project "
-            f"-e MM4_OUTPUT_DIR=/tmp/out mm4-bench-seed sh -c '{run_cmd(notebook)}' && docker cp {name}:/tmp/out /tmp/{name}")
+    bed.ssh(
+        f"docker run --name {name} --user 1000:1000 -e HOME=/tmp -e PYTHONPATH=/project "
+        f"-e MM4_OUTPUT_DIR=/tmp/out mm4-bench-seed sh -c '{run_cmd(notebook)}' && docker cp {name}:/tmp/out /tmp/{name}"
+    )
     with open(bed.work / f"{name}.tar", "wb") as fh:
         bed.ssh(f"tar -C /tmp -c {name} && rm -rf /tmp/{name} && docker rm {name} >/dev/null", stdout=fh)
     seconds = time.perf_counter() - t0
@@ -171,7 +222,9 @@ def bytes_for_run(bed: Bed, project: Path, change: str) -> dict[str, int]:
     sh([sys.executable, "-m", "mm4watch", "run", EXAMPLE], cwd=project, env=bed.env)
     sent = bed.link_bytes() - before
     stem = Path(EXAMPLE).stem
-    newest = max((p for p in (project / "results").iterdir() if p.name.startswith(stem)), key=lambda p: p.stat().st_mtime)
+    newest = max(
+        (p for p in (project / "results").iterdir() if p.name.startswith(stem)), key=lambda p: p.stat().st_mtime
+    )
     record = json.loads((newest / "run.json").read_text())
     results = sum(o["size"] for o in record["outputs"]) + (newest / "executed.ipynb").stat().st_size
     context = buildctx.make(config.load(project)).size
@@ -183,10 +236,15 @@ def results_home(bed: Bed, size_mb: int) -> tuple[float, float]:
     from mm4watch.engine import Engine
 
     name = "mm4-bench-big"
-    bed.ssh(f"docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} python:3.11-slim sh -c "
-            f"'mkdir /output && head -c {size_mb}000000 /dev/urandom > /output/big.bin && sleep 600' >/dev/null && "
-            f"head -c {size_mb}000000 /dev/urandom > /tmp/big.bin")
-    while bed.ssh(f"docker exec {name} sh -c 'stat -c %s /output/big.bin 2>/dev/null || echo 0'").stdout.strip() != f"{size_mb}000000".encode():
+    bed.ssh(
+        f"docker rm -f {name} >/dev/null 2>&1; docker run -d --name {name} python:3.11-slim sh -c "
+        f"'mkdir /output && head -c {size_mb}000000 /dev/urandom > /output/big.bin && sleep 600' >/dev/null && "
+        f"head -c {size_mb}000000 /dev/urandom > /tmp/big.bin"
+    )
+    while (
+        bed.ssh(f"docker exec {name} sh -c 'stat -c %s /output/big.bin 2>/dev/null || echo 0'").stdout.strip()
+        != f"{size_mb}000000".encode()
+    ):
         time.sleep(0.5)
     raw_times, ours_times = [], []
     cfg = config.load(bed.work / "project").executor("mini")
@@ -230,26 +288,35 @@ def main() -> int:
             seed = [seed_cycle(bed, project, notebook, i) for i in range(1, args.seed_rounds + 1)]
             m, h = statistics.median(mm4_t), statistics.median(hand_t)
             s = statistics.median(t for t, _ in seed)
-            print(f"\n1. code-change cycle, {notebook} ({title}); median of {args.rounds} alternating, seed {args.seed_rounds}")
+            print(
+                f"\n1. code-change cycle, {notebook} ({title}); median of {args.rounds} alternating, seed {args.seed_rounds}"
+            )
             print(f"   mm4watch run                 {m:6.2f} s")
             print(f"   by hand (docker -H ssh://)   {h:6.2f} s   ratio mm4watch/hand = {m / h:.2f} (target <= 1.0)")
-            print(f"   seed (save | ssh load)       {s:6.2f} s   seed/mm4watch = {s / m:.1f}x (target >= 6x); "
-                  f"{statistics.median(b for _, b in seed) / 1e6:.0f} MB over the link per run", flush=True)
+            print(
+                f"   seed (save | ssh load)       {s:6.2f} s   seed/mm4watch = {s / m:.1f}x (target >= 6x); "
+                f"{statistics.median(b for _, b in seed) / 1e6:.0f} MB over the link per run",
+                flush=True,
+            )
             ok &= m / h <= 1.0 and s / m >= 6
 
         print("\n2. bytes over the link for one run (both directions)")
         for change in ("notebook", "code"):
             b = bytes_for_run(bed, project, change)
             budget = 2 * (b["context"] + b["results"])
-            print(f"   {change + ' edit':<14} {b['link'] / 1e3:8.1f} kB; context {b['context'] / 1e3:.1f} kB + results "
-                  f"{b['results'] / 1e3:.1f} kB -> ratio {b['link'] / (b['context'] + b['results']):.2f} (target < 2); "
-                  f"image built: {b['built']}")
+            print(
+                f"   {change + ' edit':<14} {b['link'] / 1e3:8.1f} kB; context {b['context'] / 1e3:.1f} kB + results "
+                f"{b['results'] / 1e3:.1f} kB -> ratio {b['link'] / (b['context'] + b['results']):.2f} (target < 2); "
+                f"image built: {b['built']}"
+            )
             ok &= b["link"] < budget
 
         raw, ours = results_home(bed, args.size_mb)
         print(f"\n3. results home, {args.size_mb} MB (median of 3)")
         print(f"   raw ssh cat     {raw:6.2f} s  {args.size_mb / raw:6.1f} MB/s")
-        print(f"   mm4watch fetch  {ours:6.2f} s  {args.size_mb / ours:6.1f} MB/s  = {raw / ours * 100:.0f}% of raw (target >= 90%)")
+        print(
+            f"   mm4watch fetch  {ours:6.2f} s  {args.size_mb / ours:6.1f} MB/s  = {raw / ours * 100:.0f}% of raw (target >= 90%)"
+        )
         ok &= raw / ours >= 0.9
         for image in ("mm4-bench-hand",):
             subprocess.run([DOCKER, "rmi", "-f", image], capture_output=True, env=bed.remote_env)

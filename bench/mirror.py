@@ -10,6 +10,7 @@ Against baselines measured in the same run, over the same shaped link:
 Run as root on a machine where `bash tests/rig/up.sh` has run:
     python bench/mirror.py [--folders 100] [--mb 1] [--rounds 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,16 @@ RIG = Path(os.environ.get("MM4_RIG_DIR", "/var/lib/mm4watch-rig"))
 
 def rig_target() -> ssh.Target:
     values = dict(line.split("=", 1) for line in (RIG / "rig.env").read_text().split() if "=" in line)
-    options = ("-i", values["MINI_KEY"], "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-               "-o", "LogLevel=ERROR")
+    options = (
+        "-i",
+        values["MINI_KEY"],
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    )
     return ssh.Target(f"{values['MINI_USER']}@{values['MINI_HOST']}", int(values["MINI_PORT"]), options)
 
 
@@ -47,8 +56,12 @@ def make_run(results: Path, name: str, mb: int) -> None:
 
 def plain_rsync(target: ssh.Target, results: Path, dest: str) -> tuple[float, int]:
     t0 = time.perf_counter()
-    done = subprocess.run(["rsync", "-a", "--stats", "-e", target.rsync_shell(), f"{results}/",
-                           f"{target.destination}:{dest}/"], check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        ["rsync", "-a", "--stats", "-e", target.rsync_shell(), f"{results}/", f"{target.destination}:{dest}/"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return time.perf_counter() - t0, mirror.bytes_sent(done.stdout)
 
 
@@ -101,13 +114,19 @@ def main() -> int:
     med = statistics.median
     total = args.folders * args.mb
     print(f"earlier results on the fake Mini: {args.folders} run folders of {args.mb} MB, medians of {args.rounds}")
-    print(f"1. first time:      push {med(first_push):6.2f}s, {bytes_push / 1e6:7.1f} MB sent | "
-          f"plain rsync {med(first_plain):6.2f}s, {bytes_plain / 1e6:7.1f} MB | ratio {med(first_push) / med(first_plain):.2f} "
-          f"({total / med(first_push):.0f} MB/s)")
-    print(f"2. one new folder:  push {med(new_push):6.2f}s, {new_bytes_push / 1e6:7.2f} MB sent | "
-          f"plain rsync {med(new_plain):6.2f}s, {new_bytes_plain / 1e6:7.2f} MB | ratio {med(new_push) / med(new_plain):.2f}")
-    print(f"3. nothing new:     push {med(idle_push) * 1000:6.0f} ms | ssh true {med(idle_floor) * 1000:6.0f} ms | "
-          f"ratio {med(idle_push) / med(idle_floor):.2f}")
+    print(
+        f"1. first time:      push {med(first_push):6.2f}s, {bytes_push / 1e6:7.1f} MB sent | "
+        f"plain rsync {med(first_plain):6.2f}s, {bytes_plain / 1e6:7.1f} MB | ratio {med(first_push) / med(first_plain):.2f} "
+        f"({total / med(first_push):.0f} MB/s)"
+    )
+    print(
+        f"2. one new folder:  push {med(new_push):6.2f}s, {new_bytes_push / 1e6:7.2f} MB sent | "
+        f"plain rsync {med(new_plain):6.2f}s, {new_bytes_plain / 1e6:7.2f} MB | ratio {med(new_push) / med(new_plain):.2f}"
+    )
+    print(
+        f"3. nothing new:     push {med(idle_push) * 1000:6.0f} ms | ssh true {med(idle_floor) * 1000:6.0f} ms | "
+        f"ratio {med(idle_push) / med(idle_floor):.2f}"
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ of type "ssh" with an unchanged environment. Target: ratio at most 1.0.
 
 Usage (after `bash tests/rig/up.sh`): python bench/native.py [--rounds 7]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,13 +32,35 @@ def rig() -> dict[str, str]:
 
 def notebook(value: int) -> str:
     cells = [
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "a",
-         "source": "# mm4: remote\nimport json, os, pathlib\nout = pathlib.Path(os.environ.get('MM4_OUTPUT_DIR', 'out'))\nout.mkdir(exist_ok=True)"},
-        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "b",
-         "source": f"(out / 'result.json').write_text(json.dumps({{'total': sum(range({1000 + value}))}}))"},
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "id": "a",
+            "source": "# mm4: remote\nimport json, os, pathlib\nout = pathlib.Path(os.environ.get('MM4_OUTPUT_DIR', 'out'))\nout.mkdir(exist_ok=True)",
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+            "id": "b",
+            "source": f"(out / 'result.json').write_text(json.dumps({{'total': sum(range({1000 + value}))}}))",
+        },
     ]
-    return json.dumps({"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                       "language": "python"}}, "nbformat": 4, "nbformat_minor": 5}, indent=1) + "\n"
+    return (
+        json.dumps(
+            {
+                "cells": cells,
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def main() -> int:
@@ -45,8 +68,18 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     v = rig()
-    opts = ["-p", v["MINI_PORT"], "-i", v["MINI_KEY"], "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR"]
+    opts = [
+        "-p",
+        v["MINI_PORT"],
+        "-i",
+        v["MINI_KEY"],
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    ]
     dest = f"{v['MINI_USER']}@{v['MINI_HOST']}"
     ssh = ["ssh", *opts, dest]
     rsh = " ".join(["ssh", *opts])
@@ -61,8 +94,9 @@ def main() -> int:
         )
         run = [sys.executable, "-m", "mm4watch", "run", "notebooks/cycle.ipynb"]
         subprocess.run(run, cwd=project, check=True, capture_output=True)  # builds the environment once (not timed)
-        venv = subprocess.run([*ssh, "ls -d ~/mm4watch/benchnative/venvs/*"], check=True, capture_output=True,
-                              text=True).stdout.split()[0]
+        venv = subprocess.run(
+            [*ssh, "ls -d ~/mm4watch/benchnative/venvs/*"], check=True, capture_output=True, text=True
+        ).stdout.split()[0]
         hand_dir = "mm4-bench-hand"
         subprocess.run([*ssh, f"mkdir -p {hand_dir}/notebooks"], check=True)
 
@@ -76,13 +110,25 @@ def main() -> int:
             (project / "notebooks" / "cycle.ipynb").write_text(notebook(i))
             local_out = Path(tmp) / f"hand-{i}"
             t0 = time.perf_counter()
-            subprocess.run(["rsync", "-a", "-e", rsh, str(project / "notebooks" / "cycle.ipynb"), f"{dest}:{hand_dir}/notebooks/"],
-                           check=True, capture_output=True)
-            subprocess.run([*ssh, f"cd {hand_dir}/notebooks && rm -rf out && mkdir out && MM4_OUTPUT_DIR=$PWD/out "
-                            f"{venv}/bin/papermill --no-progress-bar cycle.ipynb out/executed.ipynb >/dev/null 2>&1"],
-                           check=True, capture_output=True)
-            subprocess.run(["rsync", "-a", "-e", rsh, f"{dest}:{hand_dir}/notebooks/out/", str(local_out)],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["rsync", "-a", "-e", rsh, str(project / "notebooks" / "cycle.ipynb"), f"{dest}:{hand_dir}/notebooks/"],
+                check=True,
+                capture_output=True,
+            )
+            subprocess.run(
+                [
+                    *ssh,
+                    f"cd {hand_dir}/notebooks && rm -rf out && mkdir out && MM4_OUTPUT_DIR=$PWD/out "
+                    f"{venv}/bin/papermill --no-progress-bar cycle.ipynb out/executed.ipynb >/dev/null 2>&1",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            subprocess.run(
+                ["rsync", "-a", "-e", rsh, f"{dest}:{hand_dir}/notebooks/out/", str(local_out)],
+                check=True,
+                capture_output=True,
+            )
             return time.perf_counter() - t0
 
         mm4_t, hand_t = [], []

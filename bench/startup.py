@@ -2,6 +2,7 @@
 
 Usage: python bench/startup.py [--rounds 15]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,9 @@ def main() -> int:
     )
     report(f"start-up (median of {args.rounds}, alternating)", medians, "bare python start")
     ok = medians["mm4watch --help"] < 0.5
-    print(f"  mm4watch --help: {medians['mm4watch --help'] * 1000:.0f} ms (target: under 500 ms) -> {'MET' if ok else 'NOT MET'}")
+    print(
+        f"  mm4watch --help: {medians['mm4watch --help'] * 1000:.0f} ms (target: under 500 ms) -> {'MET' if ok else 'NOT MET'}"
+    )
     return 0 if ok else 1
 
 

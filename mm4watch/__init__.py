@@ -6,6 +6,7 @@ In a notebook::
     out = output_dir()                       # this run's folder (a scratch folder by hand)
     prev = latest_run("23_train_model")      # folder of that notebook's newest good run
 """
+
 from __future__ import annotations
 
 from typing import Any

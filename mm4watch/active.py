@@ -5,13 +5,14 @@
 which stops its kernel or container, brings results home and records
 ``cancelled``.
 """
+
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from .fsutil import atomic_write_text
 from .names import run_key

@@ -7,6 +7,7 @@ executes, so editing a notebook never changes the image. The tar is
 deterministic (sorted, zero timestamps and owners), and its sha256 names the
 image, so an unchanged project finds its image without building.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -3,13 +3,14 @@
 Kept light: each command's module is imported only when that command runs,
 so ``mm4watch --help`` and the git hook start fast.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import signal
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import __version__
 from .errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, Mm4Error, exit_table_text
@@ -45,16 +46,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mm4watch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("run", help=COMMANDS["run"], description=COMMANDS["run"] + ".",
-                       epilog="exit codes:\n" + exit_table_text(),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "run",
+        help=COMMANDS["run"],
+        description=COMMANDS["run"] + ".",
+        epilog="exit codes:\n" + exit_table_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("notebook", nargs="+", help="path to the .ipynb file; several run in order (10_clean 20_train)")
-    p.add_argument("--keep-going", action="store_true",
-                   help="with several notebooks: run the rest after one fails (default: stop there)")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="papermill parameter; VALUE is read as JSON when it parses (1, 2.5, true, [1,2]), else as text")
-    p.add_argument("--executor", metavar="NAME", help="executor from mm4.toml (default: MM4_EXECUTOR, the tag, [run] executor)")
-    p.add_argument("--timeout", metavar="DURATION", help="whole-run timeout, e.g. 30m or 2h (default: the tag, [run] timeout)")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="with several notebooks: run the rest after one fails (default: stop there)",
+    )
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="papermill parameter; VALUE is read as JSON when it parses (1, 2.5, true, [1,2]), else as text",
+    )
+    p.add_argument(
+        "--executor", metavar="NAME", help="executor from mm4.toml (default: MM4_EXECUTOR, the tag, [run] executor)"
+    )
+    p.add_argument(
+        "--timeout", metavar="DURATION", help="whole-run timeout, e.g. 30m or 2h (default: the tag, [run] timeout)"
+    )
     p.add_argument("--queue", action="store_true", help="queue the run for the daemon and return at once")
 
     p = sub.add_parser("start", help=COMMANDS["start"], description=COMMANDS["start"] + ".")
@@ -68,8 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("queue", help=COMMANDS["queue"], description=COMMANDS["queue"] + ".")
     p.add_argument("action", nargs="?", choices=["list", "remove", "retry", "clear"], default="list")
     p.add_argument("entry", nargs="?", type=int, metavar="ENTRY", help="entry number, for remove and retry")
-    p.add_argument("--all", action="store_true",
-                   help="also requests merged into another run, replaced saves and rejected entries (last 24 h)")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also requests merged into another run, replaced saves and rejected entries (last 24 h)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("service", help=COMMANDS["service"], description=COMMANDS["service"] + ".")
@@ -87,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("history", help=COMMANDS["history"], description=COMMANDS["history"] + ".")
     p.add_argument("--notebook", metavar="NAME", help="only this notebook (name or path)")
-    p.add_argument("--status", metavar="STATUS", action="append",
-                   help="only runs with this status (repeatable): queued, running, succeeded, failed, timeout, cancelled, interrupted")
+    p.add_argument(
+        "--status",
+        metavar="STATUS",
+        action="append",
+        help="only runs with this status (repeatable): queued, running, succeeded, failed, timeout, cancelled, interrupted",
+    )
     p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (default 20; 0 for all)")
     p.add_argument("--json", action="store_true", help="print a JSON array of run records")
 
@@ -103,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", help=COMMANDS["cancel"], description=COMMANDS["cancel"] + ".")
     p.add_argument("run", metavar="RUN", help="run id, unique id prefix or notebook name")
 
-    p = sub.add_parser("doctor", help=COMMANDS["doctor"], description=COMMANDS["doctor"] + ". Exit 0 when all checks pass, 1 otherwise.")
+    p = sub.add_parser(
+        "doctor",
+        help=COMMANDS["doctor"],
+        description=COMMANDS["doctor"] + ". Exit 0 when all checks pass, 1 otherwise.",
+    )
     p.add_argument("executor", nargs="?", metavar="EXECUTOR", help="executor name (default: as for run)")
 
     p = sub.add_parser("gc", help=COMMANDS["gc"], description=COMMANDS["gc"] + ".")

@@ -5,15 +5,17 @@ read with ``tomllib`` and validated into frozen dataclasses; every error names
 the file, the line and the key. With no mm4.toml the defaults apply and the
 built-in ``local`` executor runs notebooks on this machine.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .durations import parse_duration
 from .errors import ConfigError
@@ -236,26 +238,26 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
         restart_running=v.get(daemon_t, ("daemon", "restart_running"), _bool, False),
         autostart=v.get(daemon_t, ("daemon", "autostart"), _bool, False),
     )
-    v.only_keys(daemon_t, ("daemon",),
-                {"debounce", "requeue_interrupted", "notify", "notify_command", "restart_running", "autostart"})
+    v.only_keys(
+        daemon_t,
+        ("daemon",),
+        {"debounce", "requeue_interrupted", "notify", "notify_command", "restart_running", "autostart"},
+    )
 
     executors: dict[str, ExecutorConfig] = {"local": ExecutorConfig("local", "local")}
     for name, table in v.table(data, ("executors",)).items():
         path = ("executors", name)
         if not isinstance(table, dict):
-            v.fail(path, f"must be a table: write [executors.{name}] with type = \"local\", \"docker\" or \"ssh\"")
+            v.fail(path, f'must be a table: write [executors.{name}] with type = "local", "docker" or "ssh"')
         if not _NAME.fullmatch(name):
             v.fail(path, "is not a valid executor name (letters, digits, '-' and '_')")
         executors[name] = _executor(v, name, table)
     if run.executor not in executors:
         v.fail(
             ("run", "executor"),
-            f"names executor {run.executor!r}, which is not defined; "
-            f"defined: {', '.join(sorted(executors))}",
+            f"names executor {run.executor!r}, which is not defined; defined: {', '.join(sorted(executors))}",
         )
-    return Config(
-        root=root, file=file, project=project, run=run, daemon=daemon, executors=MappingProxyType(executors)
-    )
+    return Config(root=root, file=file, project=project, run=run, daemon=daemon, executors=MappingProxyType(executors))
 
 
 _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
@@ -290,7 +292,7 @@ _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
 }
 
 
-def _executor(v: "_Validator", name: str, table: dict[str, Any]) -> ExecutorConfig:
+def _executor(v: _Validator, name: str, table: dict[str, Any]) -> ExecutorConfig:
     path = ("executors", name)
     kind = v.get(table, (*path, "type"), _str, None)
     if kind is None:
@@ -314,11 +316,11 @@ def _executor(v: "_Validator", name: str, table: dict[str, Any]) -> ExecutorConf
             v.fail(
                 (*path, "host"),
                 f"is {host!r}: plain TCP sends everything unencrypted and gives root on that machine to anyone "
-                "on the network. Use ssh://user@machine, a Docker context with TLS (context = \"name\"), "
+                'on the network. Use ssh://user@machine, a Docker context with TLS (context = "name"), '
                 "or set insecure = true if you really mean it",
             )
     if values.get("sync_data") and not values.get("data"):
-        v.fail((*path, "sync_data"), "needs data = \"/path/on/that/machine\" to sync into")
+        v.fail((*path, "sync_data"), 'needs data = "/path/on/that/machine" to sync into')
     return ExecutorConfig(name=name, type=kind, **values)
 
 
@@ -377,7 +379,7 @@ def _abs_path(value: Any) -> str:
 
 def _str_tuple(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError("must be a list of strings, e.g. [\"-i\", \"~/.ssh/mini\"]")
+        raise ValueError('must be a list of strings, e.g. ["-i", "~/.ssh/mini"]')
     return tuple(value)
 
 
@@ -396,7 +398,7 @@ def _positive_int(value: Any) -> int:
 def _memory(value: Any) -> str:
     text = _str(value)
     if not re.fullmatch(r"\d+(\.\d+)?[bkmg]?", text.lower()):
-        raise ValueError(f"{text!r} is not a memory size; write e.g. \"8g\" or \"512m\"")
+        raise ValueError(f'{text!r} is not a memory size; write e.g. "8g" or "512m"')
     return text
 
 
@@ -444,7 +446,9 @@ class _Validator:
 
 
 _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
-_KEYLINE = re.compile(r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
+_KEYLINE = re.compile(
+    r"^\s*((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*="
+)
 
 
 def _split_key(text: str) -> tuple[str, ...]:

@@ -1,13 +1,14 @@
 """Crash logs for unexpected errors: the traceback and versions, never shown raw."""
+
 from __future__ import annotations
 
 import platform
 import sys
 import tempfile
 import traceback
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
 
 from . import __version__, config
 

@@ -7,6 +7,7 @@ died (re-attaching to their container, or recording them interrupted and
 queueing them again once). State lives in ``.mm4/``: ``daemon.lock`` (held
 while running), ``daemon.json`` (pid, start), ``daemon.log`` (rotated).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -79,9 +80,15 @@ class Daemon:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             info = read_info(self.state_dir) or {}
-            raise Mm4Error(f"a daemon already runs for {self.config.root} (pid {info.get('pid')}); `mm4watch status`") from None
-        self._info = {"pid": os.getpid(), "pid_started": process_started(os.getpid()), "started_at": time.time(),
-                      "root": str(self.config.root)}
+            raise Mm4Error(
+                f"a daemon already runs for {self.config.root} (pid {info.get('pid')}); `mm4watch status`"
+            ) from None
+        self._info = {
+            "pid": os.getpid(),
+            "pid_started": process_started(os.getpid()),
+            "started_at": time.time(),
+            "root": str(self.config.root),
+        }
         atomic_write_json(self.state_dir / INFO_NAME, self._info)
 
     # -- mm4.toml changing under a running daemon ---------------------------------
@@ -109,7 +116,9 @@ class Daemon:
                 self._write_info()
                 if self.config.daemon.notify:
                     try:
-                        notify.say(self.config, "mm4watch: mm4.toml is broken", f"runs wait until it is fixed: {exc}"[:300])
+                        notify.say(
+                            self.config, "mm4watch: mm4.toml is broken", f"runs wait until it is fixed: {exc}"[:300]
+                        )
                     except Exception:
                         log.exception("notification failed")
             return
@@ -163,7 +172,9 @@ class Daemon:
         watcher.start()
         self.scan()
         self.note_head()
-        log.info("watching %s (debounce %.1fs)", ", ".join(str(f) for f in watcher.folders), self.config.daemon.debounce_s)
+        log.info(
+            "watching %s (debounce %.1fs)", ", ".join(str(f) for f in watcher.folders), self.config.daemon.debounce_s
+        )
         last_reconcile = time.monotonic()
         try:
             while True:
@@ -205,9 +216,8 @@ class Daemon:
 
     def scan(self) -> None:
         """At start: remember notebooks first seen; queue tagged ones changed while the daemon was away."""
-        from .watcher import counts
-
         from .git import known_blobs
+        from .watcher import counts
 
         excluded = [self.config.results_dir, self.config.root / self.config.project.data, self.state_dir]
         head = head_sha(self.git_dir) if self.git_dir else None
@@ -254,8 +264,9 @@ class Daemon:
             # new bytes are a save the user made while git ran (`git add` of another file)
             from .git import blob_sha, known_blobs
 
-            by_git = (blob_sha(content) in known_blobs(self.config.root, [rel]).get(rel, set())
-                      or self.queue.asked_before(rel, content))
+            by_git = blob_sha(content) in known_blobs(self.config.root, [rel]).get(
+                rel, set()
+            ) or self.queue.asked_before(rel, content)
         if by_git:
             self._git_skipped(rel, first_look)
             return
@@ -287,8 +298,11 @@ class Daemon:
             self.queue.set_meta("head", head)
 
     def _git_skipped(self, rel: str, while_away: bool) -> None:
-        operation = "while the daemon was stopped" if while_away else (
-            last_operation(self.git_dir) if self.git_dir else "git operation")
+        operation = (
+            "while the daemon was stopped"
+            if while_away
+            else (last_operation(self.git_dir) if self.git_dir else "git operation")
+        )
         self.queue.note_git(rel, operation)
         with self._skips_lock:
             self._skips.append((time.monotonic(), operation, rel))
@@ -334,19 +348,30 @@ class Daemon:
         with open(self.state_dir / EXEC_LOG_NAME, "ab") as out:
             popen = subprocess.Popen(
                 [sys.executable, "-m", "mm4watch", "_exec", *extra, str(entry.id)],
-                cwd=self.config.root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=self.config.root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # a run outlives the daemon
             )
         started = process_started(popen.pid) or 0.0
         claimed = (
-            self.queue.reclaim(entry.id, popen.pid, started) if extra else self.queue.claim(entry.id, popen.pid, started)
+            self.queue.reclaim(entry.id, popen.pid, started)
+            if extra
+            else self.queue.claim(entry.id, popen.pid, started)
         )
         if not claimed:
             popen.kill()
             popen.wait()
             return False
         self.running[entry.id] = _Running(entry.id, executor, popen.pid, started, popen)
-        log.info("started entry %s (%s) in process %s%s", entry.id, entry.notebook, popen.pid, " to re-attach" if extra else "")
+        log.info(
+            "started entry %s (%s) in process %s%s",
+            entry.id,
+            entry.notebook,
+            popen.pid,
+            " to re-attach" if extra else "",
+        )
         return True
 
     def reap(self) -> None:
@@ -381,7 +406,8 @@ class Daemon:
                 continue
             if entry.run_id is None:
                 after = self.queue.failed_to_start(
-                    entry.id, f"its process (pid {entry.pid}) ended before the run started; see .mm4/{EXEC_LOG_NAME}",
+                    entry.id,
+                    f"its process (pid {entry.pid}) ended before the run started; see .mm4/{EXEC_LOG_NAME}",
                     (2, 10, 30),
                 )
                 log.info("entry %s: its process died before the run started; now %s", entry.id, after.state)
@@ -419,6 +445,9 @@ def spawn_detached(config: Config) -> subprocess.Popen[bytes]:
     with open(config.state_dir / LOG_NAME, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "mm4watch", "start", "--foreground"],
-            cwd=config.root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=config.root,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )

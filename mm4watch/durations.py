@@ -1,4 +1,5 @@
 """Durations as people write them: "90", "45s", "30m", "2h", "1h30m", "1.5h"."""
+
 from __future__ import annotations
 
 import re
@@ -10,24 +11,22 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?", re.IGNORECASE)
 def parse_duration(value: object) -> float:
     """Return seconds (> 0). Raises ValueError with the accepted forms."""
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration; write e.g. \"30m\", \"2h\" or 90 (seconds)")
+        raise ValueError(f'{value!r} is not a duration; write e.g. "30m", "2h" or 90 (seconds)')
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip().replace(" ", "")
         pos, seconds = 0, 0.0
         if not text:
-            raise ValueError("empty duration; write e.g. \"30m\", \"2h\" or 90 (seconds)")
+            raise ValueError('empty duration; write e.g. "30m", "2h" or 90 (seconds)')
         while pos < len(text):
             m = _PART.match(text, pos)
             if not m or m.end() == pos:
-                raise ValueError(
-                    f"{value!r} is not a duration; write e.g. \"45s\", \"30m\", \"2h\", \"1h30m\""
-                )
+                raise ValueError(f'{value!r} is not a duration; write e.g. "45s", "30m", "2h", "1h30m"')
             seconds += float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
             pos = m.end()
     else:
-        raise ValueError(f"{value!r} is not a duration; write e.g. \"30m\", \"2h\" or 90 (seconds)")
+        raise ValueError(f'{value!r} is not a duration; write e.g. "30m", "2h" or 90 (seconds)')
     if seconds <= 0:
         raise ValueError(f"{value!r}: a duration must be more than zero")
     return seconds

@@ -5,18 +5,20 @@ client (``ssh.Tunnel``); ``unix://`` directly; ``tcp://`` only with TLS from a
 Docker context, or with ``insecure = true``. Every failure to connect becomes
 ``ssh.Unreachable`` with a message that says what to do.
 """
+
 from __future__ import annotations
 
 import gzip
 import io
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
-from .buildctx import BuildContext
 from . import config
+from .buildctx import BuildContext
 from .config import ExecutorConfig
 from .errors import ConfigError, Mm4Error
 from .fsutil import extract_stream
@@ -50,7 +52,7 @@ class Engine:
 
     # -- connection ---------------------------------------------------------
 
-    def open(self) -> "Engine":
+    def open(self) -> Engine:
         import docker
 
         host, tls = self._endpoint()
@@ -86,7 +88,7 @@ class Engine:
             )
         return host, tls
 
-    def sibling(self) -> "Engine":
+    def sibling(self) -> Engine:
         """Another client over the same connection, for use from another thread."""
         import docker
 
@@ -105,7 +107,7 @@ class Engine:
             self.tunnel.close()
             self.tunnel = None
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
@@ -138,9 +140,15 @@ class Engine:
         try:
             stream = self.client.api.build(
                 # gzip: source code shrinks to about a quarter on the link
-                fileobj=io.BytesIO(gzip.compress(ctx.data, 6)), encoding="gzip",
-                custom_context=True, tag=tag, dockerfile=dockerfile,
-                rm=True, forcerm=True, decode=True, pull=False,
+                fileobj=io.BytesIO(gzip.compress(ctx.data, 6)),
+                encoding="gzip",
+                custom_context=True,
+                tag=tag,
+                dockerfile=dockerfile,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                pull=False,
                 labels={LABEL_PROJECT: name, LABEL_CONTEXT: ctx.digest},
             )
             for chunk in stream:

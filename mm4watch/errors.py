@@ -4,6 +4,7 @@ Every expected failure is an ``Mm4Error``: its message says what failed, where
 (file and line, host, run) and what to do. ``cli.main`` prints the message and
 exits with the error's code; nothing else decides exit codes.
 """
+
 from __future__ import annotations
 
 # The exit-code table: --help and README.md print this same text.

@@ -1,4 +1,5 @@
 """Atomic writes and file hashing: every state file goes through here."""
+
 from __future__ import annotations
 
 import hashlib

@@ -4,6 +4,7 @@ GitPython is imported lazily: the CLI's start-up and the git hook never pay for 
 Outside a repository (or without git installed) a run still works and records
 ``commit: null``.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -148,7 +149,10 @@ def known_blobs(root: Path, folders: tuple[str, ...] | list[str]) -> dict[str, s
     from . import proc
 
     found: dict[str, set[str]] = {}
-    for argv in (["git", "ls-tree", "-r", "-z", "HEAD", "--", *folders], ["git", "ls-files", "-s", "-z", "--", *folders]):
+    for argv in (
+        ["git", "ls-tree", "-r", "-z", "HEAD", "--", *folders],
+        ["git", "ls-files", "-s", "-z", "--", *folders],
+    ):
         try:
             done = proc.run(argv, cwd=root, check=False, timeout=30)
         except (OSError, proc.CommandFailed):

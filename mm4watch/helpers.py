@@ -1,4 +1,5 @@
 """Helpers for notebooks: where to write, and where earlier results are."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,8 +44,9 @@ def latest_run(notebook: str, *, successful: bool = True, project: str | Path | 
         remote = config.env(config.ENV_RUN_ID) is not None
         hint = (
             f"run {stem} first; on a remote executor, make sure it can see it: tag this notebook with "
-            f"`# mm4: remote needs={stem}`, or set [run] results_mirror = \"all\" in mm4.toml"
-            if remote else f"run {stem} first (mm4watch run notebooks/{stem}.ipynb)"
+            f'`# mm4: remote needs={stem}`, or set [run] results_mirror = "all" in mm4.toml'
+            if remote
+            else f"run {stem} first (mm4watch run notebooks/{stem}.ipynb)"
         )
         raise RunNotFound(f"no {kind} of {stem!r} in {cfg.results_dir}: {hint}")
     return cfg.results_dir / runs[0].id

@@ -18,13 +18,14 @@ papermill), and the post-commit path never fails the commit and never prompts.
 While a rebase or a multi-commit cherry-pick is in progress, post-commit
 queues nothing: the post-rewrite hook queues once when the rebase ends.
 """
+
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 from . import config
 from .errors import ConfigError, Mm4Error, NotebookError
@@ -43,7 +44,11 @@ def git(root: Path, *args: str, input: bytes | None = None) -> bytes:
 
 def in_sequence(root: Path) -> str | None:
     """What replays commits right now (rebase, cherry-pick sequence), if anything."""
-    for name, what in (("rebase-merge", "rebase"), ("rebase-apply", "rebase"), ("sequencer", "cherry-pick/revert sequence")):
+    for name, what in (
+        ("rebase-merge", "rebase"),
+        ("rebase-apply", "rebase"),
+        ("sequencer", "cherry-pick/revert sequence"),
+    ):
         path = Path(git(root, "rev-parse", "--git-path", name).decode().strip())
         if not path.is_absolute():
             path = root / path
@@ -103,8 +108,9 @@ def queue_commit(cfg: config.Config, commit: str, base: str | None = None) -> li
             head = git(root, "rev-parse", "HEAD").decode().strip()
             name = subprocess.run(["git", "symbolic-ref", "-q", "--short", "HEAD"], cwd=root, capture_output=True)
             branch = name.stdout.decode().strip() if head == sha and name.returncode == 0 else ""
-        added = intake.request(cfg, path, "commit", content=content, commit_sha=sha, executor=executor,
-                               branch=branch or None, queue=queue)
+        added = intake.request(
+            cfg, path, "commit", content=content, commit_sha=sha, executor=executor, branch=branch or None, queue=queue
+        )
         queued.append(path if added.merged_into is None else f"{path} ({intake.describe(added)})")
     return queued
 
@@ -119,8 +125,12 @@ def _say_queued(cfg: config.Config, queued: list[str], sha: str) -> None:
         print(f"mm4watch: {what}", file=sys.stderr)
     elif cfg.daemon.autostart:
         subprocess.Popen(
-            [sys.executable, "-m", "mm4watch", "start"], cwd=cfg.root,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-m", "mm4watch", "start"],
+            cwd=cfg.root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         print(f"mm4watch: {what}; starting the daemon", file=sys.stderr)
     else:

@@ -1,4 +1,5 @@
 """Installing the plain git hooks: chain what was there, recognise our own, restore on uninstall."""
+
 from __future__ import annotations
 
 import sys
@@ -53,7 +54,7 @@ BODIES = {
     "post-rewrite": (
         "a rebase changed, once, as they are at its end",
         '[ "$1" = rebase ] || exit 0\n'
-        'first=$(printf \'%s\\n\' "$input" | awk \'NF >= 2 {print $2; exit}\')\n'
+        "first=$(printf '%s\\n' \"$input\" | awk 'NF >= 2 {print $2; exit}')\n"
         '[ -n "$first" ] || exit 0\n'
         'line="range $(git rev-parse -q --verify "$first^" || echo root) $(git rev-parse HEAD)"',
     ),
@@ -69,7 +70,12 @@ def script(name: str, drain: str | None = None, origin: str | None = None) -> st
     what, body = BODIES[name]
     takes_input = name == "post-rewrite"  # only post-rewrite gets input (the rewritten commits)
     return TEMPLATE.format(
-        marker=MARKER, name=name, chained=CHAINED, drain=drain, what=what, body=body,
+        marker=MARKER,
+        name=name,
+        chained=CHAINED,
+        drain=drain,
+        what=what,
+        body=body,
         origin=origin or "installed by `mm4watch install-hooks`; `mm4watch uninstall-hooks` restores what was here.",
         read_input="input=$(cat)\n" if takes_input else "",
         feed="printf '%s\\n' \"$input\" | " if takes_input else "</dev/null ",
@@ -79,7 +85,8 @@ def script(name: str, drain: str | None = None, origin: str | None = None) -> st
 def repository_script(name: str) -> str:
     """The copy kept in this repository's hooks/ folder: the same hook, finding mm4watch on PATH."""
     return script(
-        name, drain="mm4watch-hook drain",
+        name,
+        drain="mm4watch-hook drain",
         origin="copy to .git/hooks/ (or run `mm4watch install-hooks`, which keeps an existing hook running).",
     )
 

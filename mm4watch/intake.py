@@ -7,6 +7,7 @@ run's record here (its triggers, and its commit when a commit asked for the
 same bytes); one merged into a running run is recorded by that run's process
 when it ends (``record_triggers``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,7 +29,12 @@ def request(
     queue: Queue | None = None,
 ) -> Added:
     added = (queue or Queue(cfg.state_dir)).add(
-        notebook, trigger, content=content, commit_sha=commit_sha, parameters=parameters, executor=executor,
+        notebook,
+        trigger,
+        content=content,
+        commit_sha=commit_sha,
+        parameters=parameters,
+        executor=executor,
         branch=branch,
     )
     target = added.merged_into
@@ -56,7 +62,9 @@ def describe(added: Added) -> str:
     """One line on what became of a request."""
     target = added.merged_into
     if target is None:
-        replaced = f"; it replaces the older save in entry {', '.join(map(str, added.superseded))}" if added.superseded else ""
+        replaced = (
+            f"; it replaces the older save in entry {', '.join(map(str, added.superseded))}" if added.superseded else ""
+        )
         return f"entry {added.id}{replaced}"
     state = {"queued": "queued", "claimed": "running", "done": "just run"}.get(target.state, target.state)
     run = f", run {target.run_id}" if target.run_id else ""

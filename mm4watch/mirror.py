@@ -13,6 +13,7 @@ What is sent: ``[run] results_mirror = "all"`` (every ended run), ``"needs"``
 (only what a tag's ``needs=`` names: the latest successful run of each), or
 ``"none"``. A tag's ``needs=`` always limits it to those.
 """
+
 from __future__ import annotations
 
 import re
@@ -56,8 +57,10 @@ class Pushed:
     def line(self, total: int) -> str:
         if not self.sent:
             return f"earlier results: {total} run folder(s) visible, nothing new to send"
-        return (f"earlier results: sent {len(self.sent)} new run folder(s) ({self.bytes_sent / 1e6:.1f} MB) "
-                f"in {self.seconds:.2f}s; {total} visible")
+        return (
+            f"earlier results: sent {len(self.sent)} new run folder(s) ({self.bytes_sent / 1e6:.1f} MB) "
+            f"in {self.seconds:.2f}s; {total} visible"
+        )
 
 
 def remote_dir(cfg: Config, base: str) -> str:
@@ -99,28 +102,52 @@ def push(target: Any, results_dir: Path, remote_dir: str, runs: tuple[str, ...],
     from . import proc, ssh
 
     started = time.monotonic()
-    listing = ssh.run(
-        target,
-        f"{join(['mkdir', '-p', remote_dir + '/' + INCOMING])} && cd {quote(remote_dir)} && pwd && ls -1A",
-        timeout=60,
-    ).stdout.decode("utf-8", "surrogateescape").splitlines()
+    listing = (
+        ssh.run(
+            target,
+            f"{join(['mkdir', '-p', remote_dir + '/' + INCOMING])} && cd {quote(remote_dir)} && pwd && ls -1A",
+            timeout=60,
+        )
+        .stdout.decode("utf-8", "surrogateescape")
+        .splitlines()
+    )
     absolute, present = listing[0], set(listing[1:])
     missing = [run for run in runs if run not in present and (results_dir / run).is_dir()]
     if not missing:
         return Pushed((), 0, time.monotonic() - started, absolute, tuple(sorted(present)))
     files = "".join(f"{run}/\n" for run in missing).encode("utf-8", "surrogateescape")
     done = proc.run(
-        ["rsync", "-a", "-r", "--stats", "--files-from=-", "--chmod=Fa-w", "-e", target.rsync_shell(),
-         f"{results_dir}/", f"{target.destination}:{absolute}/{INCOMING}/"],
-        input=files, timeout=timeout,
+        [
+            "rsync",
+            "-a",
+            "-r",
+            "--stats",
+            "--files-from=-",
+            "--chmod=Fa-w",
+            "-e",
+            target.rsync_shell(),
+            f"{results_dir}/",
+            f"{target.destination}:{absolute}/{INCOMING}/",
+        ],
+        input=files,
+        timeout=timeout,
     )
     # whole folders only: moved in once complete, then read-only (a few processes, not one per folder)
     for start in range(0, len(missing), 500):
-        batch = missing[start:start + 500]
-        ssh.run(target, f"cd {quote(absolute + '/' + INCOMING)} && {join(['mv', '-f', '--', *batch, absolute])} && "
-                        f"cd {quote(absolute)} && {join(['chmod', '-R', 'a-w', '--', *batch])}", timeout=300)
-    return Pushed(tuple(missing), bytes_sent(done.stdout.decode(errors="replace")), time.monotonic() - started,
-                  absolute, tuple(sorted(present | set(missing))))
+        batch = missing[start : start + 500]
+        ssh.run(
+            target,
+            f"cd {quote(absolute + '/' + INCOMING)} && {join(['mv', '-f', '--', *batch, absolute])} && "
+            f"cd {quote(absolute)} && {join(['chmod', '-R', 'a-w', '--', *batch])}",
+            timeout=300,
+        )
+    return Pushed(
+        tuple(missing),
+        bytes_sent(done.stdout.decode(errors="replace")),
+        time.monotonic() - started,
+        absolute,
+        tuple(sorted(present | set(missing))),
+    )
 
 
 def bytes_sent(stats: str) -> int:

@@ -10,6 +10,7 @@ service name, a label value, a DNS label and a file name on any system.
 
 Anything that reaches a shell goes through ``quote`` or ``join`` here, once.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """Saying that a run ended: a command from mm4.toml, else the desktop's own way."""
+
 from __future__ import annotations
 
 import os

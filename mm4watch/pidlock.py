@@ -1,4 +1,5 @@
 """Is the daemon running? The lock it holds says so (cheap: the git hook asks too)."""
+
 from __future__ import annotations
 
 import fcntl

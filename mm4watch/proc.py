@@ -1,10 +1,12 @@
 """The one seam for subprocesses: start them, run them, stop whole process trees."""
+
 from __future__ import annotations
 
 import signal
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import IO
 
 from .errors import Mm4Error
 
@@ -13,9 +15,7 @@ class CommandFailed(Mm4Error):
     def __init__(self, argv: Sequence[str], code: int, stdout: str, stderr: str) -> None:
         self.argv, self.code, self.stdout, self.stderr = list(argv), code, stdout, stderr
         detail = (stderr or stdout).strip()
-        super().__init__(
-            f"command failed (exit {code}): {' '.join(argv)}" + (f"\n{detail}" if detail else "")
-        )
+        super().__init__(f"command failed (exit {code}): {' '.join(argv)}" + (f"\n{detail}" if detail else ""))
 
 
 def run(
@@ -29,7 +29,12 @@ def run(
 ) -> subprocess.CompletedProcess[bytes]:
     try:
         done = subprocess.run(
-            list(argv), cwd=cwd, env=env, input=input, capture_output=True, timeout=timeout,
+            list(argv),
+            cwd=cwd,
+            env=env,
+            input=input,
+            capture_output=True,
+            timeout=timeout,
             stdin=None if input is not None else subprocess.DEVNULL,
         )
     except FileNotFoundError:
@@ -41,9 +46,7 @@ def run(
     return done
 
 
-def spawn(
-    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], stdout: IO[bytes]
-) -> subprocess.Popen[bytes]:
+def spawn(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], stdout: IO[bytes]) -> subprocess.Popen[bytes]:
     """Start a child in its own session, so ^C at the terminal reaches mm4watch only."""
     return subprocess.Popen(
         list(argv),

@@ -24,16 +24,18 @@ A claimed entry whose process died goes back to ``queued`` (before its run
 started) or is reconciled with its run record (after), so nothing is lost
 or run twice. Every write is one short transaction (WAL, one writer at a time).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import Mm4Error
 
@@ -118,14 +120,28 @@ class Added:
 
 
 _COLUMNS = [
-    "id", "notebook", "trigger", "content", "commit_sha", "parameters", "executor", "state", "queued_at",
-    "not_before", "attempts", "last_error", "run_id", "pid", "pid_started", "requeued",
+    "id",
+    "notebook",
+    "trigger",
+    "content",
+    "commit_sha",
+    "parameters",
+    "executor",
+    "state",
+    "queued_at",
+    "not_before",
+    "attempts",
+    "last_error",
+    "run_id",
+    "pid",
+    "pid_started",
+    "requeued",
     *(name for name, _ in _ADDED_COLUMNS),
 ]
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:
-    data = dict(zip(_COLUMNS, row))
+    data = dict(zip(_COLUMNS, row, strict=True))
     data["parameters"] = json.loads(data["parameters"] or "{}")
     data["triggers"] = json.loads(data["triggers"] or "[]")
     return Entry(**data)
@@ -199,15 +215,20 @@ class Queue:
         with self._write() as db:
             target = self._same_request(db, notebook, ident, now, late=trigger in LATE_TRIGGERS)
             if target is not None:
-                return self._merge(db, target, notebook, trigger, content, commit_sha, parameters, executor, ident, asked, now)
+                return self._merge(
+                    db, target, notebook, trigger, content, commit_sha, parameters, executor, ident, asked, now
+                )
             waiting = db.execute("select count(*) from entries where state = 'queued'").fetchone()[0]
             superseded: list[int] = []
             if trigger == "save":
-                superseded = [r[0] for r in db.execute(
-                    "select id from entries where state = 'queued' and trigger = 'save' and notebook = ? "
-                    "and coalesce(executor, '') = ? and triggers not like '%\"commit\"%'",
-                    (notebook, executor or ""),
-                )]
+                superseded = [
+                    r[0]
+                    for r in db.execute(
+                        "select id from entries where state = 'queued' and trigger = 'save' and notebook = ? "
+                        "and coalesce(executor, '') = ? and triggers not like '%\"commit\"%'",
+                        (notebook, executor or ""),
+                    )
+                ]
                 waiting -= len(superseded)
             if waiting >= MAX_QUEUED:
                 raise QueueFull(
@@ -217,8 +238,17 @@ class Queue:
             cursor = db.execute(
                 "insert into entries (notebook, trigger, content, commit_sha, parameters, executor, queued_at, "
                 "identity, triggers) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (notebook, trigger, content, commit_sha, json.dumps(parameters or {}), executor, now, ident,
-                 json.dumps([asked])),
+                (
+                    notebook,
+                    trigger,
+                    content,
+                    commit_sha,
+                    json.dumps(parameters or {}),
+                    executor,
+                    now,
+                    ident,
+                    json.dumps([asked]),
+                ),
             )
             new_id = int(cursor.lastrowid or 0)
             for old in superseded:
@@ -254,22 +284,43 @@ class Queue:
 
     @staticmethod
     def _merge(
-        db: sqlite3.Connection, target: Entry, notebook: str, trigger: str, content: bytes | None,
-        commit_sha: str | None, parameters: dict[str, Any] | None, executor: str | None, ident: str,
-        asked: dict[str, Any], now: float,
+        db: sqlite3.Connection,
+        target: Entry,
+        notebook: str,
+        trigger: str,
+        content: bytes | None,
+        commit_sha: str | None,
+        parameters: dict[str, Any] | None,
+        executor: str | None,
+        ident: str,
+        asked: dict[str, Any],
+        now: float,
     ) -> Added:
         triggers = [*target.triggers, asked]
         # a commit of the same bytes makes the run a commit's run, clean, even when it started as a save;
         # the newest commit of those bytes (an amend) is the one that still exists
         sha = commit_sha or target.commit_sha
-        db.execute("update entries set triggers = ?, commit_sha = ? where id = ?", (json.dumps(triggers), sha, target.id))
+        db.execute(
+            "update entries set triggers = ?, commit_sha = ? where id = ?", (json.dumps(triggers), sha, target.id)
+        )
         state = {"queued": "queued", "claimed": "running", "done": "just run"}[target.state]
         cursor = db.execute(
             "insert into entries (notebook, trigger, content, commit_sha, parameters, executor, queued_at, identity, "
             "triggers, state, merged_into, note, finished_at) values (?, ?, null, ?, ?, ?, ?, ?, ?, 'merged', ?, ?, ?)",
-            (notebook, trigger, commit_sha, json.dumps(parameters or {}), executor, now, ident, json.dumps([asked]),
-             target.id, f"same content as entry {target.id} ({target.trigger} of {clock(target.queued_at)}, {state})"
-             + (f", run {target.run_id}" if target.run_id else ""), now),
+            (
+                notebook,
+                trigger,
+                commit_sha,
+                json.dumps(parameters or {}),
+                executor,
+                now,
+                ident,
+                json.dumps([asked]),
+                target.id,
+                f"same content as entry {target.id} ({target.trigger} of {clock(target.queued_at)}, {state})"
+                + (f", run {target.run_id}" if target.run_id else ""),
+                now,
+            ),
         )
         merged = Entry(**{**target.__dict__, "triggers": triggers, "commit_sha": sha})
         return Added(int(cursor.lastrowid or 0), merged, ())
@@ -311,19 +362,25 @@ class Queue:
 
     def claim(self, entry_id: int, pid: int, pid_started: float) -> bool:
         with self._write() as db:
-            return db.execute(
-                "update entries set state = 'claimed', pid = ?, pid_started = ?, attempts = attempts + 1 "
-                "where id = ? and state = 'queued'",
-                (pid, pid_started, entry_id),
-            ).rowcount == 1
+            return (
+                db.execute(
+                    "update entries set state = 'claimed', pid = ?, pid_started = ?, attempts = attempts + 1 "
+                    "where id = ? and state = 'queued'",
+                    (pid, pid_started, entry_id),
+                ).rowcount
+                == 1
+            )
 
     def reclaim(self, entry_id: int, pid: int, pid_started: float) -> bool:
         """A new process takes over a claimed entry whose process died."""
         with self._write() as db:
-            return db.execute(
-                "update entries set pid = ?, pid_started = ? where id = ? and state = 'claimed'",
-                (pid, pid_started, entry_id),
-            ).rowcount == 1
+            return (
+                db.execute(
+                    "update entries set pid = ?, pid_started = ? where id = ? and state = 'claimed'",
+                    (pid, pid_started, entry_id),
+                ).rowcount
+                == 1
+            )
 
     def set_run(self, entry_id: int, run_id: str) -> None:
         with self._write() as db:
@@ -334,7 +391,8 @@ class Queue:
         with self._write() as db:
             db.execute(
                 "update entries set state = 'done', last_error = null, finished_at = coalesce(finished_at, ?) "
-                "where id = ?", (time.time(), entry_id),
+                "where id = ?",
+                (time.time(), entry_id),
             )
             row = db.execute(f"select {', '.join(_COLUMNS)} from entries where id = ?", (entry_id,)).fetchone()
         return _entry(row)
@@ -347,15 +405,22 @@ class Queue:
             if failures >= MAX_START_FAILURES:
                 db.execute(
                     "update entries set state = 'parked', pid = null, pid_started = null, last_error = ? where id = ?",
-                    (f"{error} (failed to start {failures} times; fix it, then `mm4watch queue retry {entry_id}`, "
-                     f"or `mm4watch queue remove {entry_id}`)", entry_id),
+                    (
+                        f"{error} (failed to start {failures} times; fix it, then `mm4watch queue retry {entry_id}`, "
+                        f"or `mm4watch queue remove {entry_id}`)",
+                        entry_id,
+                    ),
                 )
             else:
                 delay = backoff_s[min(failures, len(backoff_s)) - 1]
                 db.execute(
                     "update entries set state = 'queued', pid = null, pid_started = null, not_before = ?, "
                     "last_error = ? where id = ?",
-                    (time.time() + delay, f"{error} (try {failures + 1} of {MAX_START_FAILURES} in {delay:.0f}s)", entry_id),
+                    (
+                        time.time() + delay,
+                        f"{error} (try {failures + 1} of {MAX_START_FAILURES} in {delay:.0f}s)",
+                        entry_id,
+                    ),
                 )
             row = db.execute(f"select {', '.join(_COLUMNS)} from entries where id = ?", (entry_id,)).fetchone()
         return _entry(row)
@@ -363,10 +428,14 @@ class Queue:
     def retry(self, entry_id: int) -> bool:
         """A parked or rejected entry, queued again now."""
         with self._write() as db:
-            return db.execute(
-                "update entries set state = 'queued', not_before = 0, start_failures = 0, last_error = null "
-                "where id = ? and state in ('parked', 'rejected')", (entry_id,),
-            ).rowcount == 1
+            return (
+                db.execute(
+                    "update entries set state = 'queued', not_before = 0, start_failures = 0, last_error = null "
+                    "where id = ? and state in ('parked', 'rejected')",
+                    (entry_id,),
+                ).rowcount
+                == 1
+            )
 
     def reject(self, entry_id: int, error: str) -> None:
         """It cannot run as it is (a broken notebook, a bad config): kept, with the reason."""
@@ -399,10 +468,13 @@ class Queue:
 
     def remove(self, entry_id: int) -> bool:
         with self._write() as db:
-            return db.execute(
-                "update entries set state = 'removed' where id = ? and state in ('queued', 'parked', 'rejected')",
-                (entry_id,),
-            ).rowcount == 1
+            return (
+                db.execute(
+                    "update entries set state = 'removed' where id = ? and state in ('queued', 'parked', 'rejected')",
+                    (entry_id,),
+                ).rowcount
+                == 1
+            )
 
     def recent(self, states: tuple[str, ...], since_s: float) -> list[Entry]:
         """Entries in ``states`` queued within the last ``since_s`` seconds (merged, superseded: what to show)."""

@@ -1,10 +1,11 @@
 """The run record: what ``run.json`` holds, as a frozen dataclass with a schema version."""
+
 from __future__ import annotations
 
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ TRIGGERS = ("manual", "save", "commit")
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
+    return datetime.now(UTC).astimezone().isoformat(timespec="milliseconds")
 
 
 def parse_iso(text: str | None) -> datetime | None:
@@ -50,7 +51,9 @@ class RunRecord:
     source: dict[str, Any] = field(default_factory=dict)  # {sha256, code_hash, patch}
     rerun_of: str | None = None  # the run whose exact input this run executed again
     key: str | None = None  # names.run_key(id): how engines, shells and remote folders name this run
-    triggers: list[dict[str, Any]] = field(default_factory=list)  # every request this run answered: {trigger, at, commit?}
+    triggers: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # every request this run answered: {trigger, at, commit?}
     inputs: dict[str, Any] | None = None  # earlier runs it could see: {mode, runs} or {mode, count, newest}
     schema: int = SCHEMA_VERSION
 
@@ -62,7 +65,7 @@ class RunRecord:
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
-    def evolve(self, **changes: Any) -> "RunRecord":
+    def evolve(self, **changes: Any) -> RunRecord:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,7 +74,7 @@ class RunRecord:
         return {"schema": data.pop("schema"), **data}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -109,8 +112,11 @@ def amend_triggers(run_dir: Path, triggers: list[dict[str, Any]]) -> RunRecord |
 
 def trigger_for_record(trigger: dict[str, Any]) -> dict[str, Any]:
     at = trigger.get("at")
-    when = datetime.fromtimestamp(at, timezone.utc).astimezone().isoformat(timespec="milliseconds") if isinstance(
-        at, (int, float)) else at
+    when = (
+        datetime.fromtimestamp(at, UTC).astimezone().isoformat(timespec="milliseconds")
+        if isinstance(at, (int, float))
+        else at
+    )
     return {k: v for k, v in {**trigger, "at": when}.items() if v is not None}
 
 

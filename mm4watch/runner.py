@@ -5,6 +5,7 @@ folder exists; the run folder and its ``run.json`` exist before anything
 executes; whatever happens next (failure, timeout, ^C, a bug), the record is
 finalised and the executed notebook kept before the error leaves this module.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -12,15 +13,17 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import active, executors, git, mirror
 from .config import Config
 from .errors import Mm4Error, NotebookError
 from .fsutil import atomic_write_text, sha256_file
+from .names import run_key
 from .records import (
     EXECUTED_NAME,
     LOG_NAME,
@@ -31,7 +34,6 @@ from .records import (
     parse_iso,
     write_record,
 )
-from .names import run_key
 from .ssh import Unreachable
 from .store import create_run_dir
 from .tags import code_hash, find_tag, loads_notebook
@@ -134,23 +136,47 @@ def run_notebook(
                 outcome = executor.execute(job)
         except KeyboardInterrupt:
             if active.cancel_requested(config.state_dir, run_id):
-                record = _finish(run_dir, record, snapshot, started, executors.Outcome(
-                    "cancelled", {"cell": None, "ename": "Cancelled", "evalue": "cancelled with mm4watch cancel"}))
+                record = _finish(
+                    run_dir,
+                    record,
+                    snapshot,
+                    started,
+                    executors.Outcome(
+                        "cancelled", {"cell": None, "ename": "Cancelled", "evalue": "cancelled with mm4watch cancel"}
+                    ),
+                )
                 say(f"cancelled: {run_dir}")
                 return record, run_dir
-            _finish(run_dir, record, snapshot, started, executors.Outcome(
-                "interrupted", {"cell": None, "ename": "KeyboardInterrupt", "evalue": "interrupted by the user"}))
+            _finish(
+                run_dir,
+                record,
+                snapshot,
+                started,
+                executors.Outcome(
+                    "interrupted", {"cell": None, "ename": "KeyboardInterrupt", "evalue": "interrupted by the user"}
+                ),
+            )
             raise
         except Unreachable as exc:  # the machine went away mid-run: recorded, and exit 75
-            _finish(run_dir, record, snapshot, started, executors.Outcome(
-                "failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)}))
+            _finish(
+                run_dir,
+                record,
+                snapshot,
+                started,
+                executors.Outcome("failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)}),
+            )
             raise
         except Mm4Error as exc:
             # a named failure of this run (a remote command, an engine refusal): a failed run, exit 1
             outcome = executors.Outcome("failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)})
         except BaseException as exc:
-            _finish(run_dir, record, snapshot, started, executors.Outcome(
-                "failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)}))
+            _finish(
+                run_dir,
+                record,
+                snapshot,
+                started,
+                executors.Outcome("failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)}),
+            )
             raise
         record = _finish(run_dir, record, snapshot, started, outcome)
     finally:
@@ -165,7 +191,7 @@ def resume(config: Config, run_dir: Path, record: RunRecord) -> RunRecord:
     exec_cfg = config.executor(record.executor.get("name"))
     executor = executors.get(exec_cfg, config)
     started = parse_iso(record.started_at or record.queued_at)
-    elapsed = (datetime.now(timezone.utc) - started).total_seconds() if started else 0.0
+    elapsed = (datetime.now(UTC) - started).total_seconds() if started else 0.0
     job = executors.Job(
         run_id=record.id,
         input_path=run_dir / EXECUTED_NAME,
@@ -180,7 +206,12 @@ def resume(config: Config, run_dir: Path, record: RunRecord) -> RunRecord:
     outcome = executor.reattach(job)
     if outcome is None:
         outcome = executors.Outcome(
-            "interrupted", {"cell": None, "ename": "Interrupted", "evalue": "mm4watch stopped while the run went on; it could not be picked up again"}
+            "interrupted",
+            {
+                "cell": None,
+                "ename": "Interrupted",
+                "evalue": "mm4watch stopped while the run went on; it could not be picked up again",
+            },
         )
     return _finish(run_dir, record, None, time.monotonic() - elapsed, outcome)
 

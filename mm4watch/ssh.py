@@ -5,6 +5,7 @@ ProxyJump work as they do in a terminal, and transfers run at OpenSSH speed
 (not paramiko's). A remote Docker engine is reached by forwarding its unix
 socket to a local one; one SSH connection then carries every API call.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,9 +14,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import urlsplit
 
 from . import proc
@@ -29,7 +30,7 @@ class Unreachable(Mm4Error):
     exit_code = EXIT_UNREACHABLE  # nothing ran: try again when the machine is back
 
     @classmethod
-    def over_ssh(cls, target: "Target", detail: str) -> "Unreachable":
+    def over_ssh(cls, target: Target, detail: str) -> Unreachable:
         return cls(
             f"cannot reach {target.label} over ssh: {detail.strip() or 'no answer'}. "
             f"Check that `{target.hint}` works from a terminal without a prompt (a key in ssh-agent, "
@@ -44,7 +45,7 @@ class Target:
     options: tuple[str, ...] = ()
 
     @classmethod
-    def parse(cls, host: str, options: Sequence[str] = ()) -> "Target":
+    def parse(cls, host: str, options: Sequence[str] = ()) -> Target:
         """``ssh://user@host:port`` or ``user@host``."""
         if host.startswith("ssh://"):
             parts = urlsplit(host)
@@ -99,7 +100,8 @@ def ensure_master(target: Target, timeout: float = 20.0) -> Path | None:
         control.unlink(missing_ok=True)
         master = proc.run(
             target.argv("-M", "-S", str(control), "-o", f"ControlPersist={CONTROL_PERSIST}", "-f", "-N"),
-            check=False, timeout=timeout + 10,
+            check=False,
+            timeout=timeout + 10,
         )
     except subprocess.TimeoutExpired:
         raise Unreachable(f"{target.label} did not answer within {timeout:.0f}s over ssh") from None
@@ -147,7 +149,7 @@ class Tunnel:
     def _forward(self) -> str:
         return f"{self.local}:{self.remote_socket}"
 
-    def open(self, timeout: float = 20.0) -> "Tunnel":
+    def open(self, timeout: float = 20.0) -> Tunnel:
         try:
             self._open_shared(timeout)
         except (OSError, subprocess.SubprocessError):
@@ -167,12 +169,18 @@ class Tunnel:
 
     def _open_plain(self, timeout: float) -> None:
         argv = self.target.argv(
-            "-N", "-T",
-            "-o", "ExitOnForwardFailure=yes",
-            "-o", "ServerAliveInterval=10",
-            "-o", "ServerAliveCountMax=3",
-            "-o", "StreamLocalBindUnlink=yes",
-            "-L", self._forward,
+            "-N",
+            "-T",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-o",
+            "ServerAliveInterval=10",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
+            "StreamLocalBindUnlink=yes",
+            "-L",
+            self._forward,
         )
         errors = self.folder / "ssh.err"
         with open(errors, "wb") as err:
@@ -201,7 +209,7 @@ class Tunnel:
                 self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def __enter__(self) -> "Tunnel":
+    def __enter__(self) -> Tunnel:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
@@ -213,7 +221,13 @@ def has_rsync() -> bool:
 
 
 def rsync_to(
-    target: Target, source: Path, dest: str, *, timeout: float | None = None, extra: Sequence[str] = (), mkdir: bool = True
+    target: Target,
+    source: Path,
+    dest: str,
+    *,
+    timeout: float | None = None,
+    extra: Sequence[str] = (),
+    mkdir: bool = True,
 ) -> None:
     """Mirror ``source/`` into ``dest/`` on the target (incremental; deletes extras)."""
     if not has_rsync():
@@ -221,18 +235,29 @@ def rsync_to(
     if mkdir:
         run(target, join(["mkdir", "-p", dest]))
     proc.run(
-        ["rsync", "-a", "--delete", *extra, "-e", target.rsync_shell(), f"{source}{os.sep}",
-         f"{target.destination}:{dest.rstrip('/')}/"],
+        [
+            "rsync",
+            "-a",
+            "--delete",
+            *extra,
+            "-e",
+            target.rsync_shell(),
+            f"{source}{os.sep}",
+            f"{target.destination}:{dest.rstrip('/')}/",
+        ],
         timeout=timeout,
     )
 
 
-def fetch_tar(target: Target, command: str, into: Path, *, skip: frozenset[str] = frozenset(), timeout: float = 3600) -> None:
+def fetch_tar(
+    target: Target, command: str, into: Path, *, skip: frozenset[str] = frozenset(), timeout: float = 3600
+) -> None:
     """Run ``command`` (which writes a tar to stdout) on the target; unpack it here as it streams."""
     from .fsutil import extract_stream
 
-    child = subprocess.Popen([*target.argv(), command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [*target.argv(), command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         extract_stream(child.stdout, into, skip=skip)
         child.wait(timeout)

@@ -11,16 +11,17 @@ the listing, and nothing at all while the results folder's own mtime shows no
 folder was added or removed (trusted only once that mtime is older than the
 file system's timestamp granularity, as git does for its index).
 """
+
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable
 
 from .errors import RunNotFound
 from .records import RECORD_NAME, RunRecord, parse_iso
@@ -110,14 +111,16 @@ class History:
                     gone.append(folder.name)
                 continue
             created = parse_iso(record.queued_at)
-            rows.append((
-                folder.name,
-                record.is_final,
-                created.timestamp() if created else 0.0,
-                record.stem,
-                record.status,
-                json.dumps(record.to_dict()),
-            ))
+            rows.append(
+                (
+                    folder.name,
+                    record.is_final,
+                    created.timestamp() if created else 0.0,
+                    record.stem,
+                    record.status,
+                    json.dumps(record.to_dict()),
+                )
+            )
         if rows or gone:
             with db:
                 db.executemany("insert or replace into runs values (?,?,?,?,?,?)", rows)
@@ -176,9 +179,7 @@ class History:
         if len(matches) > 1:
             names = ", ".join(r.id for r in matches[:5])
             raise RunNotFound(f"{ref!r} matches {len(matches)} runs ({names}...); give more of the id")
-        raise RunNotFound(
-            f"no run {ref!r} in {self.results_dir}; `mm4watch history` lists the runs"
-        )
+        raise RunNotFound(f"no run {ref!r} in {self.results_dir}; `mm4watch history` lists the runs")
 
 
 def _prepared(db: sqlite3.Connection) -> sqlite3.Connection:

@@ -8,6 +8,7 @@ Only comments count: the tag in a markdown or raw cell, in an output, or inside
 a string literal does not. Pure functions over notebook text; no file access
 except ``read_notebook``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,10 +16,11 @@ import io
 import json
 import re
 import tokenize
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from .durations import parse_duration
 from .errors import NotebookError
@@ -70,15 +72,17 @@ def loads_notebook(text: str, label: str = "notebook") -> dict[str, Any]:
             "open it in Jupyter or fix the file, then save again"
         ) from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        hint = " (nbformat 3 is not supported: open and save it in a current Jupyter)" if isinstance(nb, dict) and "worksheets" in nb else ""
+        hint = (
+            " (nbformat 3 is not supported: open and save it in a current Jupyter)"
+            if isinstance(nb, dict) and "worksheets" in nb
+            else ""
+        )
         raise NotebookError(f"{label}: not a Jupyter notebook: no 'cells' list{hint}")
     for index, cell in enumerate(nb["cells"]):
         if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
             raise NotebookError(f"{label}: cell {index} is not a notebook cell (no cell_type)")
         source = cell.get("source", "")
-        if not isinstance(source, str) and not (
-            isinstance(source, list) and all(isinstance(s, str) for s in source)
-        ):
+        if not isinstance(source, str) and not (isinstance(source, list) and all(isinstance(s, str) for s in source)):
             raise NotebookError(f"{label}: cell {index} has a source that is neither text nor a list of lines")
     return nb
 

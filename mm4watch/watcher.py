@@ -6,12 +6,14 @@ with collaboration on; macOS coalesces file events. So a path counts as saved
 once it has been quiet for the debounce delay; what is queued then is decided
 by the daemon from the notebook's code (see ``tags.code_hash``).
 """
+
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
-from typing import Any, Callable, Iterable
+from typing import Any
 
 IGNORED_DIRS = frozenset({".ipynb_checkpoints", ".git", ".mm4", "__pycache__", ".venv", "node_modules"})
 
@@ -101,7 +103,11 @@ class Watcher:
     TICK_S = 0.05
 
     def __init__(
-        self, folders: Iterable[Path], excluded: Iterable[Path], delay_s: float, on_saved: Callable[[Path, bool], None],
+        self,
+        folders: Iterable[Path],
+        excluded: Iterable[Path],
+        delay_s: float,
+        on_saved: Callable[[Path, bool], None],
         git_dir: Path | None = None,
     ) -> None:
         from watchdog.events import FileSystemEventHandler
@@ -161,7 +167,7 @@ class Watcher:
                 self.debouncer.kick.wait()  # nothing to time: sleep until a write
                 self.debouncer.kick.clear()
                 continue
-            for path, first, last in self.debouncer.due_spans(time.monotonic()):
+            for path, _first, last in self.debouncer.due_spans(time.monotonic()):
                 try:
                     # the last write decides: the user's edit made just after a checkout is the user's
                     self.on_saved(Path(path), self.git.covers(last, last))

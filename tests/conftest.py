@@ -4,6 +4,7 @@ Every test runs with HOME pointed into its own temp folder and with the MM4_*
 variables cleared, so nothing reads or writes the real home or inherits a
 developer's settings.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,9 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
@@ -82,20 +84,27 @@ def repo(project: Path) -> Path:
     return project
 
 
-def mm4(args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def mm4(
+    args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
     """The real command line, in its own process."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "mm4watch", *args], cwd=cwd, env=full_env,
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "mm4watch", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def mm4_background(args: Sequence[str], cwd: Path) -> subprocess.Popen[str]:
     """The real command line, left running while the test acts on it."""
-    return subprocess.Popen([sys.executable, "-m", "mm4watch", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mm4watch", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_for(condition: Any, timeout: float = 60, what: str = "condition", every: float = 0.1) -> Any:
@@ -149,7 +158,9 @@ def mini() -> dict[str, str]:
     values = dict(line.split("=", 1) for line in RIG_ENV.read_text().split() if "=" in line)
     probe = subprocess.run(
         ["ssh", *mini_ssh_args(values), "docker", "info", "--format", "{{.ServerVersion}}"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if probe.returncode != 0:
         message = f"the fake Mini does not answer: {probe.stderr.strip()} (run `bash tests/rig/up.sh`)"
@@ -160,7 +171,16 @@ def mini() -> dict[str, str]:
 
 
 def mini_ssh_options(values: dict[str, str]) -> list[str]:
-    return ["-i", values["MINI_KEY"], "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+    return [
+        "-i",
+        values["MINI_KEY"],
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    ]
 
 
 def mini_ssh_args(values: dict[str, str]) -> list[str]:

@@ -17,9 +17,20 @@ def proj(tmp_path):
     (tmp_path / "mm4.toml").write_text("[run]\n")
     (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim\n")
     (tmp_path / "requirements.txt").write_text("numpy\n")
-    for rel in ("src/lib.py", "notebooks/helper.py", "notebooks/a.ipynb", "data/big.bin", "results/r/run.json",
-                ".git/HEAD", ".mm4/history.sqlite", "notebooks/.ipynb_checkpoints/a-checkpoint.ipynb",
-                "src/__pycache__/lib.cpython-311.pyc", "logs/x.log", "logs/keep.log", "docs/deep/x.md"):
+    for rel in (
+        "src/lib.py",
+        "notebooks/helper.py",
+        "notebooks/a.ipynb",
+        "data/big.bin",
+        "results/r/run.json",
+        ".git/HEAD",
+        ".mm4/history.sqlite",
+        "notebooks/.ipynb_checkpoints/a-checkpoint.ipynb",
+        "src/__pycache__/lib.cpython-311.pyc",
+        "logs/x.log",
+        "logs/keep.log",
+        "docs/deep/x.md",
+    ):
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(rel)
@@ -29,8 +40,15 @@ def proj(tmp_path):
 def test_context_contents(proj):
     (proj / ".dockerignore").write_text("# comment\nlogs\n!logs/keep.log\n**/*.md\n")
     ctx = buildctx.make(config.load(proj))
-    assert names(ctx) == [".dockerignore", "Dockerfile", "logs/keep.log", "mm4.toml", "notebooks/helper.py",
-                          "requirements.txt", "src/lib.py"]
+    assert names(ctx) == [
+        ".dockerignore",
+        "Dockerfile",
+        "logs/keep.log",
+        "mm4.toml",
+        "notebooks/helper.py",
+        "requirements.txt",
+        "src/lib.py",
+    ]
 
 
 def test_hash_ignores_notebooks_and_data_but_not_code(proj):
@@ -51,8 +69,15 @@ def test_missing_dockerfile(tmp_path):
 
 @pytest.mark.parametrize(
     "pattern, path, ignored",
-    [("*.log", "a.log", True), ("*.log", "d/a.log", False), ("**/*.log", "d/a.log", True),
-     ("build", "build/x/y", True), ("/build", "build", True), ("b?ild", "build", True), ("docs/*.md", "docs/a/b.md", False)],
+    [
+        ("*.log", "a.log", True),
+        ("*.log", "d/a.log", False),
+        ("**/*.log", "d/a.log", True),
+        ("build", "build/x/y", True),
+        ("/build", "build", True),
+        ("b?ild", "build", True),
+        ("docs/*.md", "docs/a/b.md", False),
+    ],
 )
 def test_dockerignore_patterns(pattern, path, ignored):
     assert buildctx.is_ignored(path, [(False, buildctx._pattern(pattern))]) is ignored

@@ -52,13 +52,20 @@ def make_runs(project, n):
     when = datetime(2026, 1, 1, 9, 0, 0)
     for i in range(n):
         run_id, run_dir = create_run_dir(project / "results", f"nb{i % 3}", when + timedelta(minutes=i))
-        write_record(run_dir, RunRecord(
-            id=run_id, notebook=f"notebooks/nb{i % 3}.ipynb", status="failed" if i == 4 else "succeeded",
-            trigger="manual", queued_at=(when + timedelta(minutes=i)).astimezone().isoformat(),
-            started_at=(when + timedelta(minutes=i)).astimezone().isoformat(), duration_s=1.5 * i,
-            commit={"sha": "0123456789abcdef", "branch": "main", "dirty": i % 2 == 1},
-            executor={"name": "local", "type": "local"},
-        ))
+        write_record(
+            run_dir,
+            RunRecord(
+                id=run_id,
+                notebook=f"notebooks/nb{i % 3}.ipynb",
+                status="failed" if i == 4 else "succeeded",
+                trigger="manual",
+                queued_at=(when + timedelta(minutes=i)).astimezone().isoformat(),
+                started_at=(when + timedelta(minutes=i)).astimezone().isoformat(),
+                duration_s=1.5 * i,
+                commit={"sha": "0123456789abcdef", "branch": "main", "dirty": i % 2 == 1},
+                executor={"name": "local", "type": "local"},
+            ),
+        )
 
 
 def test_history_table_and_json(project):

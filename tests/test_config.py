@@ -58,7 +58,13 @@ python = "python3.11"
     assert cfg.results_dir == ROOT / "out"
     assert cfg.run.timeout_s == 5400
     mini = cfg.executor()
-    assert (mini.name, mini.type, mini.host, mini.cpus, mini.memory) == ("mini", "docker", "ssh://me@mini.local:2222", 8.0, "16g")
+    assert (mini.name, mini.type, mini.host, mini.cpus, mini.memory) == (
+        "mini",
+        "docker",
+        "ssh://me@mini.local:2222",
+        8.0,
+        "16g",
+    )
     assert cfg.executor("mini-gpu").python == "python3.11"
     assert cfg.image_name == "mm4-demo"
 
@@ -91,7 +97,7 @@ def test_bad_duration_names_key_and_line():
 
 
 def test_invalid_toml_reports_line():
-    msg = error_of('[run]\nexecutor = local\n')
+    msg = error_of("[run]\nexecutor = local\n")
     assert "not valid TOML" in msg and "line 2" in msg
 
 
@@ -101,7 +107,7 @@ def test_executor_without_type():
 
 
 def test_executor_bad_type_and_keys():
-    assert "use \"local\", \"docker\" or \"ssh\"" in error_of('[executors.x]\ntype = "kubernetes"\n')
+    assert 'use "local", "docker" or "ssh"' in error_of('[executors.x]\ntype = "kubernetes"\n')
     msg = error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://me@mini"\npython = "3"\n')
     assert "mm4.toml:4:" in msg and "executors.mini.python" in msg
     assert "needs host" in error_of('[executors.mini]\ntype = "docker"\n')

@@ -1,4 +1,5 @@
 """The watch daemon as a real process: real watchdog events, kill -9, restarts."""
+
 import json
 import os
 import shutil
@@ -8,7 +9,17 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import TEST_DOCKERFILE, code, load_record, mini_toml, mm4, notebook_json, run_dirs, wait_for, write_notebook
+from conftest import (
+    TEST_DOCKERFILE,
+    code,
+    load_record,
+    mini_toml,
+    mm4,
+    notebook_json,
+    run_dirs,
+    wait_for,
+    write_notebook,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +54,9 @@ def daemon_pid(project):
 
 @pytest.fixture
 def daemon_project(project):
-    (project / "mm4.toml").write_text('[run]\nexecutor = "local"\ntimeout = "2m"\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
+    (project / "mm4.toml").write_text(
+        '[run]\nexecutor = "local"\ntimeout = "2m"\n[daemon]\ndebounce = "0.5s"\nnotify = false\n'
+    )
     yield project
     mm4(["stop", "--now"], cwd=project)
     for proc in psutil.process_iter():
@@ -77,8 +90,11 @@ def test_lifecycle(daemon_project):
 
 def test_saves_queue_runs_only_when_code_changes(daemon_project):
     nb = daemon_project / "notebooks" / "t.ipynb"
-    cells = [code("# mm4: remote\nimport os, pathlib"), code("n = 1", tags=["parameters"]),
-             code("(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'n.txt').write_text(str(n))")]
+    cells = [
+        code("# mm4: remote\nimport os, pathlib"),
+        code("n = 1", tags=["parameters"]),
+        code("(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'n.txt').write_text(str(n))"),
+    ]
     write_notebook(nb, *cells)
     untagged = write_notebook(daemon_project / "notebooks" / "plain.ipynb", code("x = 1"))
     mm4(["start"], cwd=daemon_project)
@@ -87,7 +103,9 @@ def test_saves_queue_runs_only_when_code_changes(daemon_project):
 
     cells[1] = code("n = 2", tags=["parameters"])
     jupyter_save(nb, notebook_json(*cells))
-    first = wait_for(lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "succeeded"], what="a run")
+    first = wait_for(
+        lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "succeeded"], what="a run"
+    )
     assert (first[0] / "n.txt").read_text() == "2"
     assert load_record(first[0])["trigger"] == "save"
 
@@ -111,7 +129,9 @@ def test_saves_queue_runs_only_when_code_changes(daemon_project):
 
 
 def test_newer_save_supersedes_a_queued_one(daemon_project):
-    blocker = write_notebook(daemon_project / "notebooks" / "blocker.ipynb", code("# mm4: remote\nimport time\ntime.sleep(1)"))
+    blocker = write_notebook(
+        daemon_project / "notebooks" / "blocker.ipynb", code("# mm4: remote\nimport time\ntime.sleep(1)")
+    )
     nb = write_notebook(daemon_project / "notebooks" / "s.ipynb", code("# mm4: remote\nv = 0"))
     start_then_save(daemon_project, blocker, code("# mm4: remote\nimport time\ntime.sleep(8)"))
     wait_for(lambda: any(e["state"] == "claimed" for e in entries(daemon_project)), what="the blocker to run")
@@ -120,20 +140,29 @@ def test_newer_save_supersedes_a_queued_one(daemon_project):
         time.sleep(0.8)
     waiting = [e for e in entries(daemon_project) if e["state"] == "queued"]
     assert [e["notebook"] for e in waiting] == ["notebooks/s.ipynb"]
-    wait_for(lambda: len([d for d in run_dirs(daemon_project) if load_record(d)["status"] == "succeeded"]) == 2,
-             timeout=90, what="both runs")
+    wait_for(
+        lambda: len([d for d in run_dirs(daemon_project) if load_record(d)["status"] == "succeeded"]) == 2,
+        timeout=90,
+        what="both runs",
+    )
     s_runs = [d for d in run_dirs(daemon_project) if d.name.startswith("s_")]
     assert len(s_runs) == 1 and "v is 3" in (s_runs[0] / "run.log").read_text()
 
 
 def test_run_queue_and_stop_now_cancels(daemon_project):
-    write_notebook(daemon_project / "notebooks" / "q.ipynb", code("# mm4: remote\nimport time"), code("n = 0", tags=["parameters"]),
-                   code("time.sleep(n)"))
+    write_notebook(
+        daemon_project / "notebooks" / "q.ipynb",
+        code("# mm4: remote\nimport time"),
+        code("n = 0", tags=["parameters"]),
+        code("time.sleep(n)"),
+    )
     done = mm4(["run", "--queue", "notebooks/q.ipynb", "-p", "n=60"], cwd=daemon_project)
     assert done.returncode == 0 and "the daemon is not running" in done.stdout
     assert [e["parameters"] for e in entries(daemon_project)] == [{"n": 60}]
     mm4(["start"], cwd=daemon_project)
-    run_dir = wait_for(lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"], what="the run")[0]
+    run_dir = wait_for(
+        lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"], what="the run"
+    )[0]
     status = mm4(["status"], cwd=daemon_project).stdout
     assert "running: notebooks/q.ipynb" in status and run_dir.name in status
     time.sleep(1.5)
@@ -163,8 +192,11 @@ def test_a_run_whose_process_dies_is_recorded_and_queued_again_once(daemon_proje
     queue_pid = _entry_pid(daemon_project, entry["id"])
     os.kill(queue_pid, signal.SIGKILL)  # the run's own process, as in a crash
     wait_for(lambda: load_record(first)["status"] == "interrupted", what="interrupted")
-    second = wait_for(lambda: [d for d in run_dirs(daemon_project) if d != first and load_record(d)["status"] == "succeeded"],
-                      timeout=60, what="the run again")[0]
+    second = wait_for(
+        lambda: [d for d in run_dirs(daemon_project) if d != first and load_record(d)["status"] == "succeeded"],
+        timeout=60,
+        what="the run again",
+    )[0]
     assert load_record(second)["notebook"] == "notebooks/r.ipynb"
     time.sleep(2)
     assert len(run_dirs(daemon_project)) == 2
@@ -177,7 +209,9 @@ def _entry_pid(project, entry_id):
 
 
 def test_an_unreachable_executor_keeps_runs_waiting(daemon_project, mini):
-    (daemon_project / "mm4.toml").write_text(mini_toml(mini, port="1") + '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
+    (daemon_project / "mm4.toml").write_text(
+        mini_toml(mini, port="1") + '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n'
+    )
     (daemon_project / "Dockerfile").write_text(TEST_DOCKERFILE)
     (daemon_project / "requirements.txt").write_text("# nothing beyond papermill\n")
     nb = write_notebook(daemon_project / "notebooks" / "u.ipynb", code("# mm4: remote\nx = 0"))
@@ -188,8 +222,11 @@ def test_an_unreachable_executor_keeps_runs_waiting(daemon_project, mini):
     assert run_dirs(daemon_project) == []  # nothing ran, nothing half-made
     # the Mini comes back (here: the config is fixed); the run happens, once
     (daemon_project / "mm4.toml").write_text(mini_toml(mini) + '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
-    done = wait_for(lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "succeeded"], timeout=120,
-                    what="the run after the Mini returned")
+    done = wait_for(
+        lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "succeeded"],
+        timeout=120,
+        what="the run after the Mini returned",
+    )
     assert len(done) == 1 and entries(daemon_project) == []
 
 
@@ -199,12 +236,16 @@ def test_a_container_run_is_picked_up_after_a_crash(daemon_project, mini):
     (daemon_project / "requirements.txt").write_text("# nothing beyond papermill\n")
     nb = write_notebook(daemon_project / "notebooks" / "c.ipynb", code("# mm4: remote\nx = 0"))
     start_then_save(
-        daemon_project, nb,
+        daemon_project,
+        nb,
         code("# mm4: remote\nimport os, pathlib, time\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])"),
         code("time.sleep(10)\n(out / 'final.txt').write_text('made it')"),
     )
-    run_dir = wait_for(lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"],
-                       timeout=120, what="the run")[0]
+    run_dir = wait_for(
+        lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"],
+        timeout=120,
+        what="the run",
+    )[0]
     entry = wait_for(lambda: [e for e in entries(daemon_project) if e["run_id"] == run_dir.name], what="entry")[0]
     time.sleep(2)
     os.kill(daemon_pid(daemon_project), signal.SIGKILL)
@@ -226,13 +267,19 @@ def test_notification_and_restart_running(daemon_project):
     )
     nb = write_notebook(daemon_project / "notebooks" / "w.ipynb", code("# mm4: remote\nv = 0"))
     start_then_save(daemon_project, nb, code("# mm4: remote\nimport time\ntime.sleep(60)"))
-    first = wait_for(lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"], what="run")[0]
+    first = wait_for(
+        lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"], what="run"
+    )[0]
     jupyter_save(nb, notebook_json(code("# mm4: remote\nprint('the newer one')")))
     wait_for(lambda: load_record(first)["status"] == "cancelled", what="the older run cancelled")
-    second = wait_for(lambda: [d for d in run_dirs(daemon_project) if d != first and load_record(d)["status"] == "succeeded"],
-                      what="the newer run")[0]
-    wait_for(lambda: (daemon_project / "notified.txt").exists() and (daemon_project / "notified.txt").read_text(),
-                        what="notifications")
+    second = wait_for(
+        lambda: [d for d in run_dirs(daemon_project) if d != first and load_record(d)["status"] == "succeeded"],
+        what="the newer run",
+    )[0]
+    wait_for(
+        lambda: (daemon_project / "notified.txt").exists() and (daemon_project / "notified.txt").read_text(),
+        what="notifications",
+    )
     wait_for(lambda: len((daemon_project / "notified.txt").read_text().splitlines()) == 2, what="two notifications")
     lines = (daemon_project / "notified.txt").read_text().splitlines()
     assert sorted(lines) == sorted([f"cancelled {first.name}", f"succeeded {second.name}"])
@@ -245,13 +292,21 @@ def test_a_native_run_is_picked_up_after_a_crash(daemon_project, mini):
     (daemon_project / "requirements.txt").write_text("# nothing beyond papermill\n")
     nb = write_notebook(daemon_project / "notebooks" / "g.ipynb", code("# mm4: remote\nx = 0"))
     start_then_save(
-        daemon_project, nb,
+        daemon_project,
+        nb,
         code("# mm4: remote\nimport os, pathlib, time\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])"),
         code("time.sleep(8)\n(out / 'final.txt').write_text('made it')"),
     )
     # once papermill's first lines are home, the run is going on the Mini
-    run_dir = wait_for(lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"
-                                and "Executing Cell" in (d / "run.log").read_text()], timeout=600, what="the run")[0]
+    run_dir = wait_for(
+        lambda: [
+            d
+            for d in run_dirs(daemon_project)
+            if load_record(d)["status"] == "running" and "Executing Cell" in (d / "run.log").read_text()
+        ],
+        timeout=600,
+        what="the run",
+    )[0]
     entry = wait_for(lambda: [e for e in entries(daemon_project) if e["run_id"] == run_dir.name], what="entry")[0]
     os.kill(daemon_pid(daemon_project), signal.SIGKILL)
     os.kill(_entry_pid(daemon_project, entry["id"]), signal.SIGKILL)

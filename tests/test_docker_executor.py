@@ -1,4 +1,5 @@
 """The Docker executor against the fake Mini: a second engine reached only over SSH."""
+
 import json
 import subprocess
 import time
@@ -41,15 +42,23 @@ def test_run_on_the_mini_brings_everything_home(mini_project, mini):
     record = load_record(run_dir)
     assert record["status"] == "succeeded"
     facts = json.loads((run_dir / "facts.json").read_text())
-    assert facts == {"uid": 1000, "cwd": "/project/notebooks", "nnp": "1", "cap_eff": "0000000000000000",
-                     "n": 7, "helper": "shipped in the image"}
+    assert facts == {
+        "uid": 1000,
+        "cwd": "/project/notebooks",
+        "nnp": "1",
+        "cap_eff": "0000000000000000",
+        "n": 7,
+        "helper": "shipped in the image",
+    }
     assert (run_dir / "nested" / "big.bin").stat().st_size == 3_000_000
     assert {o["path"] for o in record["outputs"]} == {"facts.json", "nested/big.bin"}
     assert record["id"] in (run_dir / "run.json").read_text()  # the record, not the notebook's file
     ex = record["executor"]
     assert ex["name"] == "mini" and ex["type"] == "docker" and ex["host"].endswith(":" + mini["MINI_PORT"])
     assert ex["server_version"] and ex["arch"] and ex["os"] == "linux"
-    assert ex["image_built"] is True and ex["image"].startswith("mm4-proj:ctx-") and ex["image_id"].startswith("sha256:")
+    assert (
+        ex["image_built"] is True and ex["image"].startswith("mm4-proj:ctx-") and ex["image_id"].startswith("sha256:")
+    )
     assert len(ex["context_hash"]) == 64
     assert "hello from the mini" in (run_dir / "run.log").read_text()
     assert (run_dir / "build.log").exists()
@@ -79,14 +88,20 @@ def test_run_on_the_mini_brings_everything_home(mini_project, mini):
 def test_failure_on_the_mini_keeps_the_executed_notebook(mini_project, mini):
     write_notebook(
         mini_project / "notebooks" / "bad.ipynb",
-        code("# mm4: remote\nimport os, pathlib\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'before.txt').write_text('x')"),
+        code(
+            "# mm4: remote\nimport os, pathlib\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'before.txt').write_text('x')"
+        ),
         code("1 / 0"),
     )
     done = mm4(["run", "notebooks/bad.ipynb"], cwd=mini_project)
     assert done.returncode == 1
     (run_dir,) = run_dirs(mini_project)
     record = load_record(run_dir)
-    assert record["status"] == "failed" and record["error"]["ename"] == "ZeroDivisionError" and record["error"]["cell"] == 1
+    assert (
+        record["status"] == "failed"
+        and record["error"]["ename"] == "ZeroDivisionError"
+        and record["error"]["cell"] == 1
+    )
     assert "ZeroDivisionError" in (run_dir / "executed.ipynb").read_text()
     assert (run_dir / "before.txt").read_text() == "x"
     assert containers_of(mini, record["id"]) == []
@@ -95,7 +110,9 @@ def test_failure_on_the_mini_keeps_the_executed_notebook(mini_project, mini):
 def test_timeout_stops_the_container_and_keeps_partial_results(mini_project, mini):
     write_notebook(
         mini_project / "notebooks" / "slow.ipynb",
-        code("# mm4: remote timeout=8s\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'partial.txt').write_text('so far')"),
+        code(
+            "# mm4: remote timeout=8s\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'partial.txt').write_text('so far')"
+        ),
         code("time.sleep(600)"),
     )
     t0 = time.monotonic()
@@ -112,12 +129,18 @@ def test_cancel_and_periodic_harvest(mini_project, mini):
     (mini_project / "mm4.toml").write_text(mini_toml(mini, extra='harvest_every = "1s"\n'))
     write_notebook(
         mini_project / "notebooks" / "long.ipynb",
-        code("# mm4: remote\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'step1.txt').write_text('done')"),
+        code(
+            "# mm4: remote\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'step1.txt').write_text('done')"
+        ),
         code("time.sleep(600)"),
     )
     child = mm4_background(["run", "notebooks/long.ipynb"], mini_project)
-    first_run(mini_project, lambda d: (d / "step1.txt").exists(), timeout=120,
-              what="partial results to come home while the run was going")
+    first_run(
+        mini_project,
+        lambda d: (d / "step1.txt").exists(),
+        timeout=120,
+        what="partial results to come home while the run was going",
+    )
     (run_dir,) = run_dirs(mini_project)
     assert (run_dir / "step1.txt").exists(), "partial results did not come home while the run was going"
     assert load_record(run_dir)["status"] == "running"
@@ -212,8 +235,11 @@ def test_limits_and_safety_settings_reach_the_engine(mini_project, mini):
 
 def test_a_docker_context_names_the_engine(mini_project, mini, tmp_path):
     host = f"ssh://{mini['MINI_USER']}@{mini['MINI_HOST']}:{mini['MINI_PORT']}"
-    subprocess.run(["/usr/bin/docker", "context", "create", "fakemini", "--docker", f"host={host}"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["/usr/bin/docker", "context", "create", "fakemini", "--docker", f"host={host}"],
+        check=True,
+        capture_output=True,
+    )
     toml = mini_toml(mini).replace(f'host = "{host}"', 'context = "fakemini"')
     assert 'context = "fakemini"' in toml
     (mini_project / "mm4.toml").write_text(toml)
@@ -238,7 +264,9 @@ def test_a_local_engine_over_its_unix_socket(mini_project):
     )
     write_notebook(
         mini_project / "notebooks" / "local.ipynb",
-        code("# mm4: remote\nimport os, pathlib\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'uid.txt').write_text(str(os.getuid()))"),
+        code(
+            "# mm4: remote\nimport os, pathlib\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'uid.txt').write_text(str(os.getuid()))"
+        ),
     )
     done = mm4(["run", "notebooks/local.ipynb"], cwd=mini_project, timeout=600)
     assert done.returncode == 0, done.stderr

@@ -5,8 +5,19 @@ from mm4watch.durations import format_duration, parse_duration
 
 @pytest.mark.parametrize(
     "text, seconds",
-    [("90", 90), ("45s", 45), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("1.5h", 5400),
-     ("500ms", 0.5), ("1d", 86400), (90, 90), (2.5, 2.5), (" 2H ", 7200)],
+    [
+        ("90", 90),
+        ("45s", 45),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("1.5h", 5400),
+        ("500ms", 0.5),
+        ("1d", 86400),
+        (90, 90),
+        (2.5, 2.5),
+        (" 2H ", 7200),
+    ],
 )
 def test_parse(text, seconds):
     assert parse_duration(text) == seconds

@@ -1,4 +1,5 @@
 """Switching branches is not a save: files git writes queue no save runs (real daemon, real git)."""
+
 import subprocess
 import time
 

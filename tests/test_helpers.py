@@ -1,7 +1,7 @@
 import shutil
 
 import pytest
-from conftest import REPO, load_record, mm4, run_dirs, write_notebook, code
+from conftest import REPO, code, load_record, mm4, run_dirs, write_notebook
 
 from mm4watch import latest_run, output_dir
 from mm4watch.errors import RunNotFound

@@ -1,4 +1,5 @@
 """Git hooks with real repositories, real commits, and the real pre-commit framework."""
+
 import json
 import os
 import subprocess
@@ -54,7 +55,12 @@ def test_commits_queue_what_they_changed(hooked):
     assert "queueing runs for the tagged notebooks of" in done.stderr and "the daemon is not running" in done.stderr
     (entry,) = all_entries(hooked)
     sha = git(hooked, "rev-parse", "HEAD")
-    assert (entry.notebook, entry.trigger, entry.commit_sha, entry.content) == ("notebooks/a.ipynb", "commit", sha, nb.read_bytes())
+    assert (entry.notebook, entry.trigger, entry.commit_sha, entry.content) == (
+        "notebooks/a.ipynb",
+        "commit",
+        sha,
+        nb.read_bytes(),
+    )
 
     nb.write_text(tagged(2))
     commit(hooked, "change", "-a")
@@ -91,7 +97,9 @@ def test_root_commit_rename_and_merge(repo_root_only):
     git(project, "add", "-A")
     commit(project, "main work")
     before = len(all_entries(project))
-    done = subprocess.run(["git", "merge", "-q", "--no-ff", "-m", "merge feature", "feature"], cwd=project, capture_output=True, text=True)
+    done = subprocess.run(
+        ["git", "merge", "-q", "--no-ff", "-m", "merge feature", "feature"], cwd=project, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     drained(project)
     new = all_entries(project)[before:]
@@ -135,7 +143,7 @@ def test_a_rebase_of_five_commits_queues_once(hooked):
 
 def test_chaining_reinstall_and_uninstall(repo):
     hooks = repo / ".git" / "hooks"
-    mine = "#!/bin/sh\necho ran >> \"$(git rev-parse --show-toplevel)/mine.txt\"\n"
+    mine = '#!/bin/sh\necho ran >> "$(git rev-parse --show-toplevel)/mine.txt"\n'
     (hooks / "post-commit").write_text(mine)
     (hooks / "post-commit").chmod(0o755)
     assert "kept your post-commit hook" in mm4(["install-hooks"], cwd=repo).stdout
@@ -176,10 +184,17 @@ def test_the_hook_never_fails_a_commit(hooked):
 
 
 def test_the_hook_path_stays_lean():
-    probe = ("import sys; import mm4watch.hook, mm4watch.queue, mm4watch.pidlock; "
-             "print(sorted(m for m in ('docker','papermill','git','rich','nbformat','watchdog','psutil') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
+    probe = (
+        "import sys; import mm4watch.hook, mm4watch.queue, mm4watch.pidlock; "
+        "print(sorted(m for m in ('docker','papermill','git','rich','nbformat','watchdog','psutil') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+    )
     assert done.stdout.strip() == "[]"
 
 
@@ -215,8 +230,12 @@ def test_a_commit_runs_the_committed_notebook_on_the_daemon(hooked):
 
 @pytest.mark.slow
 def test_rerun_rebuilds_the_exact_input(repo):
-    nb = write_notebook(repo / "notebooks" / "e.ipynb", code("# mm4: remote\nv = 1"), code("w = 0", tags=["parameters"]),
-                        code("print('v', v, 'w', w)"))
+    nb = write_notebook(
+        repo / "notebooks" / "e.ipynb",
+        code("# mm4: remote\nv = 1"),
+        code("w = 0", tags=["parameters"]),
+        code("print('v', v, 'w', w)"),
+    )
     git(repo, "add", "-A")
     commit(repo, "e")
     write_notebook(nb, code("# mm4: remote\nv = 2"), code("w = 0", tags=["parameters"]), code("print('v', v, 'w', w)"))
@@ -239,11 +258,18 @@ def test_pre_commit_framework_installs_and_runs_the_hooks(repo):
     shutil.copytree(REPO / "hooks", repo / "hooks")  # the local config runs them from the repository
     env = {**os.environ, "PRE_COMMIT_HOME": str(repo.parent / "pre-commit-cache")}
     for hook_type in ("pre-commit", "post-commit", "post-rewrite"):
-        subprocess.run([sys.executable, "-m", "pre_commit", "install", "--hook-type", hook_type], cwd=repo, env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "pre_commit", "install", "--hook-type", hook_type],
+            cwd=repo,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     (repo / "notebooks" / "p.ipynb").write_text(tagged(1))
     git(repo, "add", "-A")
-    done = subprocess.run(["git", "commit", "-q", "-m", "via pre-commit"], cwd=repo, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        ["git", "commit", "-q", "-m", "via pre-commit"], cwd=repo, env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     drained(repo)
     (entry,) = all_entries(repo)

@@ -1,4 +1,5 @@
 """Any notebook name runs on every executor, and no part of a name is ever executed."""
+
 import json
 import re
 import subprocess
@@ -6,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import code, git, load_record, mini_toml, mm4, on_mini, run_dirs, wait_for, write_notebook
+from conftest import code, git, load_record, mm4, on_mini, run_dirs, wait_for, write_notebook
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,7 @@ HOSTILE = [
     "$(touch PWNED)",
     "`touch PWNED_TICK`; touch PWNED_SEMI",
     "Übung 1",
-    "it's \"quoted\"",
+    'it\'s "quoted"',
     "-leading",
     "Case",
     "case",  # differs from the one above only by case
@@ -61,8 +62,9 @@ def test_quote_survives_a_real_shell(value):
     out = subprocess.run(["sh", "-c", f"printf %s {quote(value)}"], capture_output=True).stdout
     assert out == value.encode("utf-8", "surrogateescape")
     words = ["a b", value, "$(x)"]
-    argv = subprocess.run(["sh", "-c", f"for w in {join(words)}; do printf '%s\\0' \"$w\"; done"],
-                          capture_output=True).stdout
+    argv = subprocess.run(
+        ["sh", "-c", f"for w in {join(words)}; do printf '%s\\0' \"$w\"; done"], capture_output=True
+    ).stdout
     assert argv.split(b"\0")[:-1] == [w.encode("utf-8", "surrogateescape") for w in words]
 
 
@@ -74,12 +76,15 @@ def hostile_notebooks(project: Path) -> dict[str, Path]:
     made = {}
     for name in HOSTILE:
         path = project / "notebooks" / f"{name}.ipynb"
-        write_notebook(path, code(
-            "# mm4: remote\nimport os, pathlib\n"
-            f"stem = {Path(name).name!r}\n"
-            "(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'out.txt').write_text(stem)\n"
-            "print('ran', stem)"
-        ))
+        write_notebook(
+            path,
+            code(
+                "# mm4: remote\nimport os, pathlib\n"
+                f"stem = {Path(name).name!r}\n"
+                "(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'out.txt').write_text(stem)\n"
+                "print('ran', stem)"
+            ),
+        )
         made[name] = path
     return made
 
@@ -144,7 +149,7 @@ def test_hostile_names_on_the_local_executor_and_the_cli(repo, tmp_path):
         assert shown.returncode == 0 and record["id"] in shown.stdout, shown.stderr
         logs = mm4(["logs", "--", record["id"]], cwd=project)
         assert logs.returncode == 0 and "ran " in logs.stdout, logs.stderr
-    for name in ("$(touch PWNED)", "it's \"quoted\"", "sub dir/x", "Übung 1", "-leading"):
+    for name in ("$(touch PWNED)", 'it\'s "quoted"', "sub dir/x", "Übung 1", "-leading"):
         first = next(r for r in history if r["notebook"] == f"notebooks/{name}.ipynb")
         again = mm4(["rerun", "--", first["id"]], cwd=project)
         assert again.returncode == 0, again.stderr
@@ -188,7 +193,9 @@ def test_hostile_names_on_the_native_executor(tmp_path, mini):
 def test_hostile_names_through_a_save_and_through_a_commit(repo, tmp_path):
     from test_daemon import jupyter_save
 
-    (repo / "mm4.toml").write_text('[run]\nexecutor = "local"\ntimeout = "2m"\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
+    (repo / "mm4.toml").write_text(
+        '[run]\nexecutor = "local"\ntimeout = "2m"\n[daemon]\ndebounce = "0.5s"\nnotify = false\n'
+    )
     assert mm4(["install-hooks"], cwd=repo).returncode == 0
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "config")
@@ -197,13 +204,24 @@ def test_hostile_names_through_a_save_and_through_a_commit(repo, tmp_path):
     assert started.returncode == 0, started.stderr
     try:
         time.sleep(1.0)
-        for name, path in made.items():  # a save by the user: a new cell
+        for path in made.values():  # a save by the user: a new cell
             text = json.loads(path.read_text())
-            text["cells"].append({"cell_type": "code", "id": "saved", "metadata": {}, "source": "saved = True",
-                                  "outputs": [], "execution_count": None})
+            text["cells"].append(
+                {
+                    "cell_type": "code",
+                    "id": "saved",
+                    "metadata": {},
+                    "source": "saved = True",
+                    "outputs": [],
+                    "execution_count": None,
+                }
+            )
             jupyter_save(path, json.dumps(text))
-        wait_for(lambda: len([d for d in run_dirs(repo) if status(d) == "succeeded"]) == len(HOSTILE),
-                 timeout=240, what="a save run of every hostile name")
+        wait_for(
+            lambda: len([d for d in run_dirs(repo) if status(d) == "succeeded"]) == len(HOSTILE),
+            timeout=240,
+            what="a save run of every hostile name",
+        )
         assert_all_came_home(repo, trigger="save")
         saved = {d.name for d in run_dirs(repo)}
 

@@ -1,11 +1,22 @@
 """The native executor (type "ssh") against the fake Mini's own Python, over SSH."""
+
 import json
 import os
 import time
 
 import psutil
 import pytest
-from conftest import code, first_run, load_record, mini_ssh_options, mm4, mm4_background, on_mini, run_dirs, write_notebook
+from conftest import (
+    code,
+    first_run,
+    load_record,
+    mini_ssh_options,
+    mm4,
+    mm4_background,
+    on_mini,
+    run_dirs,
+    write_notebook,
+)
 
 from mm4watch.names import run_key
 
@@ -14,9 +25,11 @@ pytestmark = pytest.mark.slow
 
 def native_toml(mini, extra=""):
     options = ", ".join(json.dumps(o) for o in ["-p", mini["MINI_PORT"], *mini_ssh_options(mini)])
-    return (f'[run]\nexecutor = "gpu"\ntimeout = "5m"\n\n[executors.gpu]\ntype = "ssh"\n'
-            f'host = "{mini["MINI_USER"]}@{mini["MINI_HOST"]}"\npython = "python3"\n'
-            f'ssh_options = [{options}]\n{extra}')
+    return (
+        f'[run]\nexecutor = "gpu"\ntimeout = "5m"\n\n[executors.gpu]\ntype = "ssh"\n'
+        f'host = "{mini["MINI_USER"]}@{mini["MINI_HOST"]}"\npython = "python3"\n'
+        f"ssh_options = [{options}]\n{extra}"
+    )
 
 
 @pytest.fixture
@@ -40,7 +53,9 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mini):
         native_project / "notebooks" / "ok.ipynb",
         code("# mm4: remote\nimport os, sys, pathlib\nsys.path.insert(0, '..')\nimport helper"),
         code("n = 1", tags=["parameters"]),
-        code("(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'out.txt').write_text(f'{n} {helper.GREETING} {os.getcwd()}')"),
+        code(
+            "(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'out.txt').write_text(f'{n} {helper.GREETING} {os.getcwd()}')"
+        ),
     )
     done = mm4(["run", "notebooks/ok.ipynb", "-p", "n=4"], cwd=native_project, timeout=900)
     assert done.returncode == 0, done.stderr
@@ -54,7 +69,9 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mini):
     assert run_key(run_dir.name) not in on_mini(mini, "ls ~/mm4watch/nproj/runs").split()  # its folder there is gone
     first_env = ex["env_hash"]
 
-    write_notebook(native_project / "notebooks" / "bad.ipynb", code("# mm4: remote\nx = 1"), code("raise KeyError('nope')"))
+    write_notebook(
+        native_project / "notebooks" / "bad.ipynb", code("# mm4: remote\nx = 1"), code("raise KeyError('nope')")
+    )
     done = mm4(["run", "notebooks/bad.ipynb"], cwd=native_project)
     assert done.returncode == 1
     bad = load_record(next(d for d in run_dirs(native_project) if d.name.startswith("bad_")))
@@ -74,7 +91,9 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mini):
 def test_timeout_kills_the_process_tree(native_project, mini):
     write_notebook(
         native_project / "notebooks" / "slow.ipynb",
-        code("# mm4: remote timeout=6s\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'early.txt').write_text('x')"),
+        code(
+            "# mm4: remote timeout=6s\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'early.txt').write_text('x')"
+        ),
         code("time.sleep(600)"),
     )
     done = mm4(["run", "notebooks/slow.ipynb"], cwd=native_project, timeout=900)
@@ -89,7 +108,9 @@ def test_timeout_kills_the_process_tree(native_project, mini):
 def test_a_dropped_connection_does_not_stop_the_run(native_project, mini):
     write_notebook(
         native_project / "notebooks" / "drop.ipynb",
-        code("# mm4: remote\nimport os, pathlib, time\ntime.sleep(6)\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'done.txt').write_text('yes')"),
+        code(
+            "# mm4: remote\nimport os, pathlib, time\ntime.sleep(6)\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'done.txt').write_text('yes')"
+        ),
     )
     child = mm4_background(["run", "notebooks/drop.ipynb"], native_project)
     first_run(native_project, lambda d: processes_of(mini, d.name), timeout=600, what="the run on the Mini")
@@ -107,8 +128,10 @@ def test_two_runs_at_once_keep_their_own_folders(native_project, mini):
     for name in ("one", "two"):
         write_notebook(
             native_project / "notebooks" / f"{name}.ipynb",
-            code(f"# mm4: remote\nimport os, pathlib, time\ntime.sleep(2)\n"
-                 f"(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'who.txt').write_text('{name}')"),
+            code(
+                f"# mm4: remote\nimport os, pathlib, time\ntime.sleep(2)\n"
+                f"(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'who.txt').write_text('{name}')"
+            ),
         )
     mm4(["run", "notebooks/one.ipynb"], cwd=native_project, timeout=900)  # the environment exists afterwards
     for d in run_dirs(native_project):
@@ -129,7 +152,8 @@ def test_doctor_checks_the_native_executor(native_project):
     for check in ("ssh", "python", "venv", "free disk"):
         assert f"ok    {check}" in done.stdout
     (native_project / "mm4.toml").write_text(
-        native_project.joinpath("mm4.toml").read_text().replace('python = "python3"', 'python = "python9.9"'))
+        native_project.joinpath("mm4.toml").read_text().replace('python = "python3"', 'python = "python9.9"')
+    )
     bad = mm4(["doctor"], cwd=native_project)
     assert bad.returncode == 1 and "FAIL  python" in bad.stdout and "fix:" in bad.stdout
 
@@ -141,11 +165,13 @@ def test_data_is_mirrored_and_read_only(native_project, mini):
     (native_project / "data" / "t.csv").write_text("a\n1\n")
     write_notebook(
         native_project / "notebooks" / "d.ipynb",
-        code("# mm4: remote\nimport os, pathlib\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])\n"
-             "text = pathlib.Path('../data/t.csv').read_text()\n"
-             "try:\n    pathlib.Path('../data/t.csv').write_text('changed')\n    wrote = 'yes'\n"
-             "except OSError as e:\n    wrote = type(e).__name__\n"
-             "(out / 'seen.txt').write_text(text + wrote)"),
+        code(
+            "# mm4: remote\nimport os, pathlib\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])\n"
+            "text = pathlib.Path('../data/t.csv').read_text()\n"
+            "try:\n    pathlib.Path('../data/t.csv').write_text('changed')\n    wrote = 'yes'\n"
+            "except OSError as e:\n    wrote = type(e).__name__\n"
+            "(out / 'seen.txt').write_text(text + wrote)"
+        ),
     )
     # as a user who is not root there, so permissions hold: the fake Mini's ssh user is root,
     # which ignores them; the mount-free native path relies on them
@@ -160,12 +186,18 @@ def test_data_is_mirrored_and_read_only(native_project, mini):
 def test_cancel_stops_the_run_and_keeps_what_it_wrote(native_project, mini):
     write_notebook(
         native_project / "notebooks" / "c.ipynb",
-        code("# mm4: remote\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'first.txt').write_text('1')"),
+        code(
+            "# mm4: remote\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'first.txt').write_text('1')"
+        ),
         code("time.sleep(600)"),
     )
     child = mm4_background(["run", "notebooks/c.ipynb"], native_project)
-    first_run(native_project, lambda d: "Executing Cell 2" in (d / "run.log").read_text(), timeout=600,
-              what="the second cell to start")
+    first_run(
+        native_project,
+        lambda d: "Executing Cell 2" in (d / "run.log").read_text(),
+        timeout=600,
+        what="the second cell to start",
+    )
     (run_dir,) = run_dirs(native_project)
     cancel = mm4(["cancel", run_dir.name], cwd=native_project)
     assert cancel.returncode == 0 and "cancelled" in cancel.stdout, cancel.stderr

@@ -1,4 +1,5 @@
 """Pure parts of the daemon: the queue's rules, the debouncer, which paths count."""
+
 from pathlib import Path
 
 import pytest

@@ -1,6 +1,7 @@
 """Every request runs exactly once: merged, never doubled; never silently replaced; never wedged.
 
 Real daemon, real git hooks, real kernels."""
+
 import json
 import os
 import subprocess
@@ -28,6 +29,7 @@ def status(run_dir):
 
 def finished(project, n, timeout=90, before=()):
     """The project's run folders (less ``before``) once ``n`` of them have ended (and no more appear for a moment)."""
+
     def ended():
         dirs = [d for d in run_dirs(project) if d not in before]
         return dirs if len(dirs) >= n and all(status(d) not in (None, "queued", "running") for d in dirs) else None
@@ -114,7 +116,9 @@ def test_a_commit_just_after_the_run_ended_amends_it(hooked):
 
 
 def test_a_queued_manual_run_with_parameters_is_never_replaced(hooked):
-    nb = write_notebook(hooked / "notebooks" / "d.ipynb", code("# mm4: remote\nx = 0"), code("n = 0", tags=["parameters"]))
+    nb = write_notebook(
+        hooked / "notebooks" / "d.ipynb", code("# mm4: remote\nx = 0"), code("n = 0", tags=["parameters"])
+    )
     blocker = write_notebook(hooked / "notebooks" / "block.ipynb", code("# mm4: remote\nimport time\ntime.sleep(5)"))
     commit_all(hooked, "d")
     before = start(hooked, settle=2)
@@ -205,7 +209,7 @@ def test_a_broken_config_holds_runs_and_never_locks_the_user_out(hooked):
 def test_an_entry_that_cannot_start_is_parked_and_can_be_removed(project):
     queue = Queue(project / ".mm4")
     added = queue.add("notebooks/p.ipynb", "manual", content=b"{}", executor="local")
-    for attempt in range(MAX_START_FAILURES):
+    for _attempt in range(MAX_START_FAILURES):
         assert queue.claim(added.id, os.getpid(), 1.0)
         after = queue.failed_to_start(added.id, "mm4.toml: unknown key 'x'", (0, 0, 0))
         queue.release(added.id) if after.state == "queued" else None
@@ -236,9 +240,18 @@ def test_cancel_never_signals_a_process_that_merely_reuses_a_pid(project):
     run_id = "n_20260101_000000"
     run_dir = project / "results" / run_id
     run_dir.mkdir(parents=True)
-    (run_dir / "run.json").write_text(json.dumps({
-        "schema": 1, "id": run_id, "notebook": "notebooks/n.ipynb", "status": "running", "trigger": "manual",
-        "queued_at": "2026-01-01T00:00:00+00:00"}))
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "schema": 1,
+                "id": run_id,
+                "notebook": "notebooks/n.ipynb",
+                "status": "running",
+                "trigger": "manual",
+                "queued_at": "2026-01-01T00:00:00+00:00",
+            }
+        )
+    )
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         active = project / ".mm4" / "active"

@@ -1,4 +1,5 @@
 """Numbered notebooks in a chain: a remote run loads earlier runs' results (real rig, both executors)."""
+
 import json
 
 import pytest
@@ -32,7 +33,9 @@ def chain(project, options=""):
 
 
 def newest(project, stem):
-    return max((d for d in run_dirs(project) if d.name.startswith(stem + "_")), key=lambda d: load_record(d)["queued_at"])
+    return max(
+        (d for d in run_dirs(project) if d.name.startswith(stem + "_")), key=lambda d: load_record(d)["queued_at"]
+    )
 
 
 def seen(run_dir):
@@ -83,8 +86,9 @@ def test_needs_sends_only_what_is_named(remote_project, mini):
     project, kind = remote_project
     chain(project, options=" needs=A_make")
     write_notebook(project / "notebooks" / "C_other.ipynb", code("# mm4: remote\nx = 1"))
-    (project / "mm4.toml").write_text((project / "mm4.toml").read_text().replace(
-        "[run]\n", '[run]\nresults_mirror = "needs"\n'))
+    (project / "mm4.toml").write_text(
+        (project / "mm4.toml").read_text().replace("[run]\n", '[run]\nresults_mirror = "needs"\n')
+    )
     # a missing dependency: a clear error before anything runs
     done = mm4(["run", "notebooks/B_load.ipynb"], cwd=project, timeout=600)
     assert done.returncode == 2 and "needs=A_make: no successful run of 'A_make'" in done.stderr, done.stderr
@@ -111,8 +115,9 @@ def test_needs_sends_only_what_is_named(remote_project, mini):
 
 
 def test_latest_run_says_what_to_do_when_nothing_is_visible(mini_project):
-    (mini_project / "mm4.toml").write_text((mini_project / "mm4.toml").read_text().replace(
-        "[run]\n", '[run]\nresults_mirror = "none"\n'))
+    (mini_project / "mm4.toml").write_text(
+        (mini_project / "mm4.toml").read_text().replace("[run]\n", '[run]\nresults_mirror = "none"\n')
+    )
     chain(mini_project)
     assert mm4(["run", "notebooks/A_make.ipynb"], cwd=mini_project, timeout=900).returncode == 0
     done = mm4(["run", "notebooks/B_load.ipynb"], cwd=mini_project, timeout=600)

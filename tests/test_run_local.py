@@ -1,4 +1,5 @@
 """End to end through the real command line, a real papermill and a real kernel."""
+
 import json
 import shutil
 import signal
@@ -21,7 +22,10 @@ def kernels_of(run_id: str) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if "ipykernel_launcher" in " ".join(proc.info["cmdline"] or []) and proc.environ().get("MM4_RUN_ID") == run_id:
+            if (
+                "ipykernel_launcher" in " ".join(proc.info["cmdline"] or [])
+                and proc.environ().get("MM4_RUN_ID") == run_id
+            ):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
@@ -62,10 +66,15 @@ def test_success_keeps_outputs_record_and_source_untouched(repo):
     assert record["error"] is None and record["duration_s"] > 0
     assert record["started_at"] <= record["finished_at"]
     assert record["source"]["patch"] is None and not (run_dir / "source.patch").exists()
-    assert {o["path"]: o["size"] for o in record["outputs"]} == {"metrics.json": len(json.dumps({"n": 5, "data": "a,b\n1,2\n"})), "sub/x.txt": 5}
+    assert {o["path"]: o["size"] for o in record["outputs"]} == {
+        "metrics.json": len(json.dumps({"n": 5, "data": "a,b\n1,2\n"})),
+        "sub/x.txt": 5,
+    }
     assert json.loads((run_dir / "metrics.json").read_text())["n"] == 5
     executed = json.loads((run_dir / "executed.ipynb").read_text())
-    assert any("hello from the kernel" in "".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    assert any(
+        "hello from the kernel" in "".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", [])
+    )
     assert "hello from the kernel" in (run_dir / "run.log").read_text()
     assert (nb.read_bytes(), nb.stat().st_mtime_ns) == before  # the source is never written
     assert not kernels_of(run_dir.name)
@@ -137,7 +146,10 @@ def test_interrupt_leaves_status_interrupted_and_no_kernel(project):
     write_notebook(project / "notebooks" / "long.ipynb", code("# mm4: remote\nimport time"), code("time.sleep(600)"))
     child = subprocess.Popen(
         [sys.executable, "-m", "mm4watch", "run", "notebooks/long.ipynb"],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     run_id = None
@@ -171,7 +183,10 @@ def test_dirty_run_saves_the_patch(repo):
     (run_dir,) = run_dirs(repo)
     record = load_record(run_dir)
     assert record["commit"]["dirty"] is True and record["source"]["patch"] == "source.patch"
-    assert "+  \"# mm4: remote\\n\"," in (run_dir / "source.patch").read_text() or "x = 2" in (run_dir / "source.patch").read_text()
+    assert (
+        '+  "# mm4: remote\\n",' in (run_dir / "source.patch").read_text()
+        or "x = 2" in (run_dir / "source.patch").read_text()
+    )
 
 
 def test_bad_notebook_is_refused_before_any_folder(project):

@@ -13,8 +13,12 @@ WHEN = datetime(2026, 11, 28, 13, 5, 9)
 def make_run(results, stem, when, status="succeeded", **fields):
     run_id, run_dir = create_run_dir(results, stem, when)
     record = RunRecord(
-        id=run_id, notebook=f"notebooks/{stem}.ipynb", status=status, trigger="manual",
-        queued_at=when.astimezone().isoformat(), **fields,
+        id=run_id,
+        notebook=f"notebooks/{stem}.ipynb",
+        status=status,
+        trigger="manual",
+        queued_at=when.astimezone().isoformat(),
+        **fields,
     )
     write_record(run_dir, record)
     return run_dir
@@ -52,7 +56,9 @@ def history(tmp_path):
 def test_query_order_filters_limit(tmp_path):
     results = tmp_path / "results"
     for i in range(5):
-        make_run(results, "a" if i % 2 else "b", WHEN + timedelta(minutes=i), status="failed" if i == 3 else "succeeded")
+        make_run(
+            results, "a" if i % 2 else "b", WHEN + timedelta(minutes=i), status="failed" if i == 3 else "succeeded"
+        )
     h = history(tmp_path)
     runs = h.query()
     assert [r.queued_at for r in runs] == sorted((r.queued_at for r in runs), reverse=True)
@@ -78,6 +84,7 @@ def test_index_follows_the_folders(tmp_path):
     (results / "README.md").write_text("not a run")
     assert len(h.query()) == 2
     import shutil
+
     shutil.rmtree(first)
     assert [r.id for r in h.query()] == ["nb_20261128_130510"]
 

@@ -6,6 +6,7 @@ notebook succeeded, 1 it failed, 75 the executor could not be reached (the entry
 waits in the queue again), 2 it could not start (a broken mm4.toml: the entry
 is retried with backoff, then parked with the error; it never spins).
 """
+
 from __future__ import annotations
 
 import argparse

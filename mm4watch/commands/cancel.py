@@ -1,4 +1,5 @@
 """mm4watch cancel RUN: stop a running run; what it wrote so far is kept."""
+
 from __future__ import annotations
 
 import argparse

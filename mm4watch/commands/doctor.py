@@ -3,19 +3,20 @@
 Each check prints ok or FAIL with what to do; later checks that depend on a
 failed one are skipped. Exit 0 when every check passed, 1 otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .. import buildctx, config, ssh
 from ..config import Config, ExecutorConfig
-from ..names import join, quote
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
+from ..names import join, quote
 
 MIN_FREE_GB = 10
 
@@ -72,8 +73,12 @@ def _ssh(report: Report, target: ssh.Target) -> bool:
         ssh.run(target, "true", timeout=20)
         return f"{target.label} answers in {time.monotonic() - t0:.2f}s"
 
-    return report.check("ssh", reach, f"make `{target.hint}` work without a prompt: a key in ssh-agent, "
-                        "or Host/User/Port/IdentityFile in ~/.ssh/config (or ssh_options in mm4.toml)")
+    return report.check(
+        "ssh",
+        reach,
+        f"make `{target.hint}` work without a prompt: a key in ssh-agent, "
+        "or Host/User/Port/IdentityFile in ~/.ssh/config (or ssh_options in mm4.toml)",
+    )
 
 
 def _native(report: Report, exec_cfg: ExecutorConfig) -> None:
@@ -83,11 +88,22 @@ def _native(report: Report, exec_cfg: ExecutorConfig) -> None:
         return
 
     def interpreter() -> str:
-        return ssh.run(target, join([python, "-c", "import sys, platform; print(sys.version.split()[0], platform.platform())"]),
-                       timeout=30).stdout.decode().strip()
+        return (
+            ssh.run(
+                target,
+                join([python, "-c", "import sys, platform; print(sys.version.split()[0], platform.platform())"]),
+                timeout=30,
+            )
+            .stdout.decode()
+            .strip()
+        )
 
-    if not report.check("python", interpreter, f"install {python} on that machine, or set python = \"/path/to/python3\" "
-                        f"under [executors.{exec_cfg.name}] (non-interactive ssh on macOS may not see Homebrew's PATH)"):
+    if not report.check(
+        "python",
+        interpreter,
+        f'install {python} on that machine, or set python = "/path/to/python3" '
+        f"under [executors.{exec_cfg.name}] (non-interactive ssh on macOS may not see Homebrew's PATH)",
+    ):
         return
 
     def venv() -> str:
@@ -99,7 +115,9 @@ def _native(report: Report, exec_cfg: ExecutorConfig) -> None:
     out = ssh.run(target, f"mkdir -p {workdir} && df -Pk {workdir} | tail -1", timeout=30).stdout.decode().split()
     free_gb = int(out[3]) / 2**20 if len(out) > 3 else 0.0
     if free_gb < MIN_FREE_GB:
-        report.fail("free disk", f"{free_gb:.1f} GiB under {exec_cfg.workdir or '~/mm4watch'}", "free space on that machine")
+        report.fail(
+            "free disk", f"{free_gb:.1f} GiB under {exec_cfg.workdir or '~/mm4watch'}", "free space on that machine"
+        )
     else:
         report.ok("free disk", f"{free_gb:.1f} GiB under {exec_cfg.workdir or '~/mm4watch'}")
 
@@ -115,17 +133,23 @@ def _docker(report: Report, cfg: Config, exec_cfg: ExecutorConfig) -> None:
         socket = quote(exec_cfg.socket)
         found = ssh.run(target, f"test -S {socket} && echo yes || true").stdout.decode().strip()
         if found != "yes":
-            hint = ssh.run(
-                target,
-                "PATH=$PATH:/usr/local/bin:/opt/homebrew/bin; docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null || true",
-            ).stdout.decode().strip()
+            hint = (
+                ssh.run(
+                    target,
+                    "PATH=$PATH:/usr/local/bin:/opt/homebrew/bin; docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null || true",
+                )
+                .stdout.decode()
+                .strip()
+            )
             report.fail(
                 "docker socket",
                 f"no socket at {exec_cfg.socket} on {target.label}",
-                (f'set socket = "{hint.removeprefix("unix://")}" under [executors.{exec_cfg.name}]'
-                 if hint.startswith("unix://") else
-                 "start Docker on that machine (Docker Desktop: enable 'Allow the default Docker socket'), "
-                 "or set socket = \"/path/to/docker.sock\""),
+                (
+                    f'set socket = "{hint.removeprefix("unix://")}" under [executors.{exec_cfg.name}]'
+                    if hint.startswith("unix://")
+                    else "start Docker on that machine (Docker Desktop: enable 'Allow the default Docker socket'), "
+                    'or set socket = "/path/to/docker.sock"'
+                ),
             )
             return
         report.ok("docker socket", exec_cfg.socket)
@@ -147,8 +171,11 @@ def _docker(report: Report, cfg: Config, exec_cfg: ExecutorConfig) -> None:
     with engine:
         about = engine.describe()
         info = engine.client.info()
-        report.ok("engine", f"Docker {about['server_version']} (API {about['api_version']}), "
-                  f"{about['os']}/{about['arch']}, {info.get('NCPU')} CPUs, {info.get('MemTotal', 0) / 2**30:.1f} GiB")
+        report.ok(
+            "engine",
+            f"Docker {about['server_version']} (API {about['api_version']}), "
+            f"{about['os']}/{about['arch']}, {info.get('NCPU')} CPUs, {info.get('MemTotal', 0) / 2**30:.1f} GiB",
+        )
         dockerfile = cfg.root / cfg.project.dockerfile
         if not dockerfile.is_file():
             report.fail("Dockerfile", f"none at {dockerfile}", "add one (see README.md, 'Executors')")
@@ -158,13 +185,18 @@ def _docker(report: Report, cfg: Config, exec_cfg: ExecutorConfig) -> None:
             if engine.image_exists(base):
                 report.ok("base image", f"{base} is on the engine")
             else:
-                report.warn("base image", f"{base} is not on the engine yet: the first build pulls it (needs internet there)")
+                report.warn(
+                    "base image", f"{base} is not on the engine yet: the first build pulls it (needs internet there)"
+                )
         probe = next((b for b in bases if engine.image_exists(b)), None)
         if probe:
             out = engine.client.containers.run(probe, ["df", "-Pk", "/"], remove=True, user="1000:1000")
             free_gb = int(out.decode().splitlines()[-1].split()[3]) / 2**20
             if free_gb < MIN_FREE_GB:
-                report.fail("free disk", f"{free_gb:.1f} GiB for images and containers",
-                            f"free space on the engine (mm4watch gc {exec_cfg.name}; docker system prune)")
+                report.fail(
+                    "free disk",
+                    f"{free_gb:.1f} GiB for images and containers",
+                    f"free space on the engine (mm4watch gc {exec_cfg.name}; docker system prune)",
+                )
             else:
                 report.ok("free disk", f"{free_gb:.1f} GiB for images and containers")

@@ -1,4 +1,5 @@
 """mm4watch gc [EXECUTOR] [--keep N]: remove this project's old images on an engine."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """mm4watch history: past runs, newest first, as a table or JSON."""
+
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
         # piped: plain aligned columns, whole lines, no colour (and no rich import)
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
         for cells in (HEADERS, *rows):
-            print("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+            print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -80,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
         else:
             width = max(len(header), *(len(r[i]) for r in rows))
             table.add_column(header, no_wrap=True, min_width=width)
-    for record, cells in zip(runs, rows):
+    for record, cells in zip(runs, rows, strict=True):
         cells[2] = f"[{STATUS_STYLE.get(record.status, 'white')}]{cells[2]}[/]"
         table.add_row(*cells)
     Console().print(table)

@@ -2,6 +2,7 @@
 
 Never overwrites: an existing file is left as it is and reported.
 """
+
 from __future__ import annotations
 
 import argparse

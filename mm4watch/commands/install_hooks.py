@@ -1,4 +1,5 @@
 """mm4watch install-hooks: git hooks that queue the tagged notebooks each commit changes."""
+
 from __future__ import annotations
 
 import argparse

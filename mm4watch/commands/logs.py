@@ -1,4 +1,5 @@
 """mm4watch logs [-f] RUN: a run's log; -f follows it until the run ends."""
+
 from __future__ import annotations
 
 import argparse

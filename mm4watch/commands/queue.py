@@ -2,6 +2,7 @@
 
 Works without a valid mm4.toml (it needs only ``.mm4/``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,9 +56,18 @@ def listed(queue: Queue, everything: bool = False) -> list[Entry]:
 
 def as_json(e: Entry) -> dict[str, object]:
     return {
-        "id": e.id, "notebook": e.notebook, "trigger": e.trigger, "state": e.state, "executor": e.executor,
-        "commit": e.commit_sha, "parameters": e.parameters, "queued_at": e.queued_at, "run_id": e.run_id,
-        "last_error": e.last_error, "merged_into": e.merged_into, "note": e.note,
+        "id": e.id,
+        "notebook": e.notebook,
+        "trigger": e.trigger,
+        "state": e.state,
+        "executor": e.executor,
+        "commit": e.commit_sha,
+        "parameters": e.parameters,
+        "queued_at": e.queued_at,
+        "run_id": e.run_id,
+        "last_error": e.last_error,
+        "merged_into": e.merged_into,
+        "note": e.note,
         "triggers": [t.get("trigger") for t in e.triggers],
     }
 

@@ -4,6 +4,7 @@ The notebook is rebuilt from the run's commit plus its saved ``source.patch``
 and checked against the recorded sha256; the parameters and executor are the
 same, and container executors use the run's image when the engine still has it.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """mm4watch run NOTEBOOK: execute now, in the foreground, and keep the result folder."""
+
 from __future__ import annotations
 
 import argparse
@@ -55,15 +56,17 @@ def main(args: argparse.Namespace) -> int:
             code = exc.exit_code
         worst = max(worst, code)
         if code != EXIT_OK and not args.keep_going and index + 1 < len(notebooks):
-            rest = ", ".join(str(n) for n in notebooks[index + 1:])
-            print(f"mm4watch: stopped after {notebook}; not run: {rest} (--keep-going runs them anyway)",
-                  file=sys.stderr)
+            rest = ", ".join(str(n) for n in notebooks[index + 1 :])
+            print(
+                f"mm4watch: stopped after {notebook}; not run: {rest} (--keep-going runs them anyway)", file=sys.stderr
+            )
             break
     return worst
 
 
-def _run_one(cfg: config.Config, notebook: Path, parameters: dict[str, Any], executor: str | None,
-             timeout_s: float | None) -> int:
+def _run_one(
+    cfg: config.Config, notebook: Path, parameters: dict[str, Any], executor: str | None, timeout_s: float | None
+) -> int:
     request = RunRequest(notebook=notebook, parameters=parameters, executor=executor, timeout_s=timeout_s)
     record, run_dir = run_notebook(cfg, request, say=lambda line: print(line, file=sys.stderr))
     if record.status == "succeeded":
@@ -95,5 +98,8 @@ def _queue(cfg: config.Config, notebook: Path, parameters: dict[str, Any], execu
     if added.merged_into is not None:
         print(f"{rel} on {name}: {intake.describe(added)}")
         return EXIT_OK
-    print(f"queued {rel} as entry {added.id} on {name}" + ("" if running else "; the daemon is not running: `mm4watch start`"))
+    print(
+        f"queued {rel} as entry {added.id} on {name}"
+        + ("" if running else "; the daemon is not running: `mm4watch start`")
+    )
     return EXIT_OK

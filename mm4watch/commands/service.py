@@ -1,4 +1,5 @@
 """mm4watch service install|uninstall: start the daemon at login (launchd or systemd --user)."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ def launchd_plist(cfg: config.Config, label: str) -> str:
   <key>WorkingDirectory</key><string>{escape(str(cfg.root))}</string>
   <key>RunAtLoad</key><true/>
   <key>KeepAlive</key><dict><key>SuccessfulExit</key><false/></dict>
-  <key>StandardErrorPath</key><string>{escape(str(cfg.state_dir / 'daemon.log'))}</string>
+  <key>StandardErrorPath</key><string>{escape(str(cfg.state_dir / "daemon.log"))}</string>
 </dict>
 </plist>
 """
@@ -64,7 +65,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"removed {path}")
         else:
             print(f"nothing installed at {path}")
-        print(f"then: launchctl unload {path}" if system == "Darwin" else f"then: systemctl --user disable --now {name}")
+        print(
+            f"then: launchctl unload {path}" if system == "Darwin" else f"then: systemctl --user disable --now {name}"
+        )
         return 0
     text = launchd_plist(cfg, name) if system == "Darwin" else systemd_unit(cfg)
     if args.action == "show":
@@ -73,6 +76,9 @@ def main(args: argparse.Namespace) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
     print(f"wrote {path}")
-    print(f"start it now and at every login: launchctl load -w {path}" if system == "Darwin"
-          else f"start it now and at every login: systemctl --user daemon-reload && systemctl --user enable --now {name}")
+    print(
+        f"start it now and at every login: launchctl load -w {path}"
+        if system == "Darwin"
+        else f"start it now and at every login: systemctl --user daemon-reload && systemctl --user enable --now {name}"
+    )
     return 0

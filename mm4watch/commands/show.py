@@ -1,4 +1,5 @@
 """mm4watch show RUN: one run's record, readable or as JSON."""
+
 from __future__ import annotations
 
 import argparse

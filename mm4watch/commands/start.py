@@ -1,4 +1,5 @@
 """mm4watch start [--foreground]: the watch daemon for this project."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,8 @@ import time
 
 from .. import config
 from ..daemon import Daemon, spawn_detached
-from ..pidlock import read_info
 from ..errors import Mm4Error
+from ..pidlock import read_info
 
 READY_S = 15
 

@@ -1,13 +1,14 @@
 """mm4watch status: the daemon, what runs and for how long, what waits and why."""
+
 from __future__ import annotations
 
 import argparse
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .. import config
-from ..pidlock import read_info
 from ..durations import format_duration
+from ..pidlock import read_info
 from ..queue import Queue
 from ..records import parse_iso, read_record
 from .queue import RECENT_S
@@ -37,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
                 record = read_record(cfg.results_dir / entry.run_id)
                 started = parse_iso(record.started_at)
                 if started:
-                    line += f" {entry.run_id}, for {format_duration((datetime.now(timezone.utc) - started).total_seconds())}"
+                    line += f" {entry.run_id}, for {format_duration((datetime.now(UTC) - started).total_seconds())}"
             except (OSError, ValueError):
                 pass
         print(line)
@@ -59,8 +60,11 @@ def main(args: argparse.Namespace) -> int:
     for what, notebooks in by_git.items():
         names = sorted(set(notebooks))
         noun = "notebook" if len(names) == 1 else "notebooks"
-        print(f"lately: {len(names)} {noun} changed by {what}: not runs ({', '.join(names[:5])}"
-              + (", ..." if len(names) > 5 else "") + ")")
+        print(
+            f"lately: {len(names)} {noun} changed by {what}: not runs ({', '.join(names[:5])}"
+            + (", ..." if len(names) > 5 else "")
+            + ")"
+        )
     for entry in queue.recent(("merged", "superseded"), RECENT_S):
         print("lately:" + entry_line(entry)[5:].replace("\n       ", "\n        "))
     return 0

@@ -1,4 +1,5 @@
 """mm4watch stop [--now]: stop the daemon; it lets the current run finish unless --now."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """mm4watch uninstall-hooks: remove mm4watch's git hooks and restore what was there."""
+
 from __future__ import annotations
 
 import argparse

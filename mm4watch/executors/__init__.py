@@ -3,6 +3,7 @@
 ``get(config)`` picks the implementation by the executor's ``type``; each type
 lives in its own module and is imported only when used.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -11,6 +11,7 @@
 5. Bring /output and the executed notebook home, also after a failure, then
    remove the container.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,9 +23,10 @@ import shutil
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import mm4watch
 
@@ -109,7 +111,9 @@ class DockerExecutor:
                 with open(build_log, "a", encoding="utf-8") as log:
                     image = engine.ensure_image(ctx, self.config.image_name, self.config.project.dockerfile, log)
             except BuildFailed as exc:
-                return Outcome("failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info)
+                return Outcome(
+                    "failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info
+                )
         info.update(image=image.tag, image_id=image.id, image_built=image.built)
 
         if self.cfg.sync_data and self.cfg.data and self.cfg.host and self.cfg.host.startswith("ssh://"):
@@ -124,14 +128,19 @@ class DockerExecutor:
         rel_cwd = job.cwd.resolve().relative_to(self.config.root).as_posix()
         workdir = root if rel_cwd == "." else f"{root}/{rel_cwd}"
         lib = _lib_tar()
-        key = hashlib.sha256(json.dumps(
-            [image.id, root, self.cfg.data, self._results_source, self.cfg.cpus, self.cfg.memory, lib.digest]
-        ).encode()).hexdigest()[:16]
+        key = hashlib.sha256(
+            json.dumps(
+                [image.id, root, self.cfg.data, self._results_source, self.cfg.cpus, self.cfg.memory, lib.digest]
+            ).encode()
+        ).hexdigest()[:16]
         container = self._claim_warm(engine, key, job) if self.cfg.warm else None
         info["warm"] = container is not None
         if container is None:
             container = self._create(
-                engine, image.tag, root, f"mm4-run-{job.key}",
+                engine,
+                image.tag,
+                root,
+                f"mm4-run-{job.key}",
                 ["python3", "-m", "mm4watch.executors.papermill_child", f"{JOB}/spec.json"],
                 {LABEL_RUN: job.key},
             )
@@ -155,7 +164,13 @@ class DockerExecutor:
         return _outcome(status, code, job, info)
 
     def _supervise(
-        self, engine: Engine, container: Any, job: Job, *, start: bool, since: float | None = None,
+        self,
+        engine: Engine,
+        container: Any,
+        job: Job,
+        *,
+        start: bool,
+        since: float | None = None,
         started: Callable[[], None] | None = None,
     ) -> tuple[str, int | None]:
         """Follow a run's container to its end (or timeout, or ^C), bring results home, remove it."""
@@ -177,7 +192,13 @@ class DockerExecutor:
                 pass  # the engine went away; gc finds it by its labels later
 
     def _create(
-        self, engine: Engine, tag: str, root: str, name: str, command: list[str], labels: dict[str, str],
+        self,
+        engine: Engine,
+        tag: str,
+        root: str,
+        name: str,
+        command: list[str],
+        labels: dict[str, str],
         cpu_shares: int = RUN_CPU_SHARES,
     ) -> Any:
         return engine.create(
@@ -214,7 +235,7 @@ class DockerExecutor:
             return candidate
         return None
 
-    def _prepare_warm(self, main: Engine, tag: str, root: str, key: str, lib: "_Tar") -> None:
+    def _prepare_warm(self, main: Engine, tag: str, root: str, key: str, lib: _Tar) -> None:
         """Leave one warm container for the next run of this image and settings."""
         engine = None
         try:
@@ -230,7 +251,10 @@ class DockerExecutor:
             if idle:
                 return
             warm = self._create(
-                engine, tag, root, f"mm4-warm-{key}-{secrets.token_hex(4)}",
+                engine,
+                tag,
+                root,
+                f"mm4-warm-{key}-{secrets.token_hex(4)}",
                 ["python3", "-m", "mm4watch.executors.papermill_child", "--warm", JOB, str(WARM_IDLE_S)],
                 {LABEL_WARM: key},
                 cpu_shares=WARM_CPU_SHARES,  # starting it never slows a running notebook
@@ -248,11 +272,18 @@ class DockerExecutor:
 
         mounts = []
         if self.cfg.data:
-            mounts.append(Mount(target=f"{root}/{self.config.project.data}", source=self.cfg.data, type="bind",
-                                read_only=True))
+            mounts.append(
+                Mount(target=f"{root}/{self.config.project.data}", source=self.cfg.data, type="bind", read_only=True)
+            )
         if self._results_source:  # earlier runs, where the notebook looks for them: ../results
-            mounts.append(Mount(target=f"{root}/{self.config.project.results}", source=self._results_source,
-                                type="bind", read_only=True))
+            mounts.append(
+                Mount(
+                    target=f"{root}/{self.config.project.results}",
+                    source=self._results_source,
+                    type="bind",
+                    read_only=True,
+                )
+            )
         return mounts
 
     def _earlier_results(self, engine: Engine, job: Job) -> str | None:
@@ -318,7 +349,11 @@ def _outcome(status: str, code: int | None, job: Job, info: dict[str, Any]) -> O
         hint = " (out of memory? raise memory in mm4.toml)" if code == 137 else ""
         return Outcome(
             "failed",
-            {"cell": None, "ename": "ContainerDied", "evalue": f"the container exited with code {code} and no result{hint}; see run.log"},
+            {
+                "cell": None,
+                "ename": "ContainerDied",
+                "evalue": f"the container exited with code {code} and no result{hint}; see run.log",
+            },
             info,
         )
     return Outcome(result["status"], result.get("error"), info)

@@ -1,4 +1,5 @@
 """The local executor: papermill in a child process on this machine."""
+
 from __future__ import annotations
 
 import json
@@ -92,7 +93,11 @@ class LocalExecutor:
         if result is None:
             return Outcome(
                 "failed",
-                {"cell": None, "ename": "ExecutorDied", "evalue": f"papermill process ended with code {code} and no result; see run.log"},
+                {
+                    "cell": None,
+                    "ename": "ExecutorDied",
+                    "evalue": f"papermill process ended with code {code} and no result; see run.log",
+                },
             )
         return Outcome(result["status"], result.get("error"))
 

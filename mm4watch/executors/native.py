@@ -15,6 +15,7 @@ SSH connection:
    home at the end (also after failure, timeout, cancel); timeout and cancel
    kill the whole process tree (kernel included); the run folder is removed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,8 @@ import mm4watch
 
 from .. import ssh
 from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, ExecutorConfig, _slug
-from ..names import join, quote
 from ..durations import format_duration
+from ..names import join, quote
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
 
@@ -79,7 +80,9 @@ class NativeExecutor:
             timeout=30,
         ).splitlines()
         if len(facts) < 2:
-            raise ssh.Unreachable(f"{self.python} does not run on {self.target.label}; `mm4watch doctor {self.cfg.name}`")
+            raise ssh.Unreachable(
+                f"{self.python} does not run on {self.target.label}; `mm4watch doctor {self.cfg.name}`"
+            )
         home, version = facts[0].strip(), facts[1].strip()
         base = f"{home}/{self.base}"
         excludes = [f"--exclude={pattern}" for pattern in ALWAYS_EXCLUDED]
@@ -88,8 +91,13 @@ class NativeExecutor:
             excludes.append(f"--exclude-from={self.config.root / '.dockerignore'}")
         ssh.rsync_to(target, self.config.root, f"{base}/code", extra=excludes, mkdir=False)
         if facts[2:3] != [digest]:  # mm4watch's runner changed (or is not there yet)
-            ssh.rsync_to(target, lib, f"{base}/lib/mm4watch", mkdir=False,
-                         extra=["--exclude=__pycache__/", "--include=*/", "--include=*.py", "--exclude=*"])
+            ssh.rsync_to(
+                target,
+                lib,
+                f"{base}/lib/mm4watch",
+                mkdir=False,
+                extra=["--exclude=__pycache__/", "--include=*/", "--include=*.py", "--exclude=*"],
+            )
             self._sh(f"echo {digest} > {quote(base + '/lib/.digest')}")
         return {"base": base, "env": self._environment(base, version, job)}
 
@@ -162,13 +170,23 @@ class NativeExecutor:
         }
         job_tar = io.BytesIO()
         with tarfile.open(fileobj=job_tar, mode="w:gz") as tar:
-            for name, content in (("spec.json", json.dumps(spec).encode()), ("input.ipynb", job.input_path.read_bytes())):
+            for name, content in (
+                ("spec.json", json.dumps(spec).encode()),
+                ("input.ipynb", job.input_path.read_bytes()),
+            ):
                 member = tarfile.TarInfo(name)
                 member.size = len(content)
                 tar.addfile(member, io.BytesIO(content))
         runner = [
-            "env", f"{ENV_OUTPUT_DIR}={run}/output", f"{ENV_RUN_ID}={job.run_id}", f"PYTHONPATH={prepared['base']}/lib",
-            "PYTHONUNBUFFERED=1", "nohup", f"{env['venv']}/bin/python", "-m", "mm4watch.executors.papermill_child",
+            "env",
+            f"{ENV_OUTPUT_DIR}={run}/output",
+            f"{ENV_RUN_ID}={job.run_id}",
+            f"PYTHONPATH={prepared['base']}/lib",
+            "PYTHONUNBUFFERED=1",
+            "nohup",
+            f"{env['venv']}/bin/python",
+            "-m",
+            "mm4watch.executors.papermill_child",
             f"{run}/job/spec.json",
         ]
         # one round trip: the run's own folder (a copy of the code), the job, and the start;
@@ -247,8 +265,12 @@ class NativeExecutor:
         )
 
     def _harvest(self, job: Job, run: str) -> None:
-        ssh.fetch_tar(ssh.shared(self.target), join(["tar", "-C", f"{run}/output", "-czf", "-", "."]), job.run_dir,
-                      skip=RESERVED_NAMES)
+        ssh.fetch_tar(
+            ssh.shared(self.target),
+            join(["tar", "-C", f"{run}/output", "-czf", "-", "."]),
+            job.run_dir,
+            skip=RESERVED_NAMES,
+        )
         executed = job.run_dir / RESULT_DIR / "executed.ipynb"
         if executed.exists():
             executed.replace(job.run_dir / "executed.ipynb")
@@ -267,6 +289,13 @@ class NativeExecutor:
             error.update(ename="Timeout", evalue=f"the run exceeded its timeout of {format_duration(job.timeout_s)}")
             return Outcome("timeout", error, info)
         if result is None:
-            return Outcome("failed", {"cell": None, "ename": "ProcessDied",
-                                      "evalue": "papermill on the Mini ended without a result; see run.log"}, info)
+            return Outcome(
+                "failed",
+                {
+                    "cell": None,
+                    "ename": "ProcessDied",
+                    "evalue": "papermill on the Mini ended without a result; see run.log",
+                },
+                info,
+            )
         return Outcome(result["status"], result.get("error"), info)

@@ -7,6 +7,7 @@ a ``sys.exit`` in the notebook ends here, never in mm4watch. SIGTERM stops the
 run the way ^C would, so papermill still writes the executed notebook.
 Writes ``result`` (JSON: status and error) and exits 0 on success, 1 otherwise.
 """
+
 from __future__ import annotations
 
 import json
