@@ -89,7 +89,7 @@ def main() -> int:
         (project / "requirements.txt").write_text("# nothing beyond papermill\n")
         (project / "notebooks" / "cycle.ipynb").write_text(notebook(0))
         (project / "mm4.toml").write_text(
-            '[run]\nexecutor = "gpu"\n[executors.gpu]\ntype = "ssh"\n'
+            '[run]\nexecutor = "gpu"\n[executors.gpu]\ntype = "native"\n'
             f'host = "{dest}"\nssh_options = [{", ".join(json.dumps(o) for o in opts)}]\n'
         )
         run = [sys.executable, "-m", "mm4watch", "run", "notebooks/cycle.ipynb"]

@@ -23,7 +23,8 @@ from .errors import ConfigError
 CONFIG_NAME = "mm4.toml"
 STATE_DIR = ".mm4"
 DEFAULT_TIMEOUT_S = 2 * 3600.0
-EXECUTOR_TYPES = ("local", "docker", "ssh")
+EXECUTOR_TYPES = ("local", "docker", "native")
+TYPE_ALIASES = {"ssh": "native"}  # the native executor's first name (both remote types go over ssh)
 
 # Environment variables mm4watch reads (all of them, here and nowhere else).
 ENV_EXECUTOR = "MM4_EXECUTOR"
@@ -248,7 +249,7 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
     for name, table in v.table(data, ("executors",)).items():
         path = ("executors", name)
         if not isinstance(table, dict):
-            v.fail(path, f'must be a table: write [executors.{name}] with type = "local", "docker" or "ssh"')
+            v.fail(path, f'must be a table: write [executors.{name}] with type = "local", "docker" or "native"')
         if not _NAME.fullmatch(name):
             v.fail(path, "is not a valid executor name (letters, digits, '-' and '_')")
         executors[name] = _executor(v, name, table)
@@ -278,7 +279,7 @@ _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "warm": lambda v: _bool(v),
         "concurrency": lambda v: _positive_int(v),
     },
-    "ssh": {
+    "native": {
         "host": lambda v: _str(v),
         "python": lambda v: _str(v),
         "workdir": lambda v: _str(v),
@@ -296,16 +297,17 @@ def _executor(v: _Validator, name: str, table: dict[str, Any]) -> ExecutorConfig
     path = ("executors", name)
     kind = v.get(table, (*path, "type"), _str, None)
     if kind is None:
-        v.fail(path, 'needs a type: type = "local", "docker" or "ssh"')
+        v.fail(path, 'needs a type: type = "local", "docker" or "native"')
+    kind = TYPE_ALIASES.get(kind, kind)
     if kind not in EXECUTOR_TYPES:
-        v.fail((*path, "type"), f'is {kind!r}; use "local", "docker" or "ssh"')
+        v.fail((*path, "type"), f'is {kind!r}; use "local", "docker" or "native"')
     allowed = _EXECUTOR_KEYS[kind]
     v.only_keys(table, path, {"type", *allowed})
     values = {key: v.get(table, (*path, key), check, None) for key, check in allowed.items()}
     values = {k: val for k, val in values.items() if val is not None}
     if "harvest_every" in values:
         values["harvest_every_s"] = values.pop("harvest_every")
-    if kind in ("docker", "ssh") and not (values.get("host") or values.get("context")):
+    if kind in ("docker", "native") and not (values.get("host") or values.get("context")):
         v.fail(path, f'a {kind} executor needs host = "ssh://user@machine" (or context = "name")')
     if kind == "docker" and "host" in values:
         host = values["host"]

@@ -186,7 +186,7 @@ def test_hostile_names_on_the_native_executor(tmp_path, mini):
     (root / "requirements.txt").write_text("# nothing beyond papermill\n")
     (root / "mm4.toml").write_text(native_toml(mini))
     run_every_name_remotely(root, mini, tmp_path)
-    assert {load_record(d)["executor"]["type"] for d in run_dirs(root)} == {"ssh"}
+    assert {load_record(d)["executor"]["type"] for d in run_dirs(root)} == {"native"}
 
 
 @pytest.mark.slow

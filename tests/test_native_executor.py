@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def native_toml(mini, extra=""):
     options = ", ".join(json.dumps(o) for o in ["-p", mini["MINI_PORT"], *mini_ssh_options(mini)])
     return (
-        f'[run]\nexecutor = "gpu"\ntimeout = "5m"\n\n[executors.gpu]\ntype = "ssh"\n'
+        f'[run]\nexecutor = "gpu"\ntimeout = "5m"\n\n[executors.gpu]\ntype = "native"\n'
         f'host = "{mini["MINI_USER"]}@{mini["MINI_HOST"]}"\npython = "python3"\n'
         f"ssh_options = [{options}]\n{extra}"
     )
@@ -64,7 +64,7 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mini):
     text = (run_dir / "out.txt").read_text()
     assert text.startswith("4 from the code folder ") and text.endswith(f"/runs/{run_key(run_dir.name)}/code/notebooks")
     ex = record["executor"]
-    assert ex["type"] == "ssh" and ex["python"].startswith("3.") and ex["platform"] and len(ex["env_hash"]) == 16
+    assert ex["type"] == "native" and ex["python"].startswith("3.") and ex["platform"] and len(ex["env_hash"]) == 16
     assert ex["mps"] is None  # torch is not installed there
     assert run_key(run_dir.name) not in on_mini(mini, "ls ~/mm4watch/nproj/runs").split()  # its folder there is gone
     first_env = ex["env_hash"]

@@ -16,9 +16,9 @@ import time
 
 from .. import config, intake
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ConfigError, Mm4Error
+from ..pipeline import RunRequest, resume, run_notebook
 from ..queue import Entry, Queue
 from ..records import read_record
-from ..runner import RunRequest, resume, run_notebook
 from ..ssh import Unreachable
 from ..store import History
 

@@ -123,7 +123,7 @@ def _native(report: Report, exec_cfg: ExecutorConfig) -> None:
 
 
 def _docker(report: Report, cfg: Config, exec_cfg: ExecutorConfig) -> None:
-    from ..engine import Engine
+    from ..docker_engine import Engine
 
     host = exec_cfg.host or ""
     if host.startswith("ssh://"):
@@ -170,7 +170,7 @@ def _docker(report: Report, cfg: Config, exec_cfg: ExecutorConfig) -> None:
         return
     with engine:
         about = engine.describe()
-        info = engine.client.info()
+        info = engine.info()
         report.ok(
             "engine",
             f"Docker {about['server_version']} (API {about['api_version']}), "
@@ -190,8 +190,8 @@ def _docker(report: Report, cfg: Config, exec_cfg: ExecutorConfig) -> None:
                 )
         probe = next((b for b in bases if engine.image_exists(b)), None)
         if probe:
-            out = engine.client.containers.run(probe, ["df", "-Pk", "/"], remove=True, user="1000:1000")
-            free_gb = int(out.decode().splitlines()[-1].split()[3]) / 2**20
+            out = engine.run_probe(probe, ["df", "-Pk", "/"])
+            free_gb = int(out.splitlines()[-1].split()[3]) / 2**20
             if free_gb < MIN_FREE_GB:
                 report.fail(
                     "free disk",

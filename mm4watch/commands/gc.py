@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import config
-from ..engine import Engine
+from ..docker_engine import Engine
 from ..errors import UsageError
 
 

@@ -14,8 +14,8 @@ import sys
 from .. import config
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
 from ..git import rebuild
+from ..pipeline import RunRequest, run_notebook
 from ..records import PATCH_NAME
-from ..runner import RunRequest, run_notebook
 from ..store import History
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from .. import config
 from ..durations import parse_duration
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error, UsageError
-from ..runner import RunRequest, run_notebook
+from ..pipeline import RunRequest, run_notebook
 
 
 def parse_param(text: str) -> tuple[str, Any]:

@@ -1,17 +1,22 @@
 """Executors run one prepared notebook and leave ``executed.ipynb`` in the run folder.
 
 ``get(config)`` picks the implementation by the executor's ``type``; each type
-lives in its own module and is imported only when used.
+lives in its own module and is imported only when used. Every one is built on
+``base.Executor``: the shared steps live there once, each module writes only
+its transport.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config, ExecutorConfig
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from .base import Executor
 
 
 @dataclass(frozen=True)
@@ -43,19 +48,8 @@ class Outcome:
     executor: dict[str, Any] = field(default_factory=dict)  # what the run learnt: engine, image...
 
 
-class Executor(Protocol):
-    def describe(self) -> dict[str, Any]: ...
-
-    def check(self) -> None:
-        """Raise ssh.Unreachable when the executor cannot take a run now."""
-
-    def execute(self, job: Job) -> Outcome: ...
-
-    def reattach(self, job: Job) -> Outcome | None:
-        """Follow a run whose mm4watch process died to its end; None if it is gone."""
-
-
-def get(cfg: ExecutorConfig, config: Config) -> Executor:
+def get(cfg: ExecutorConfig, config: Config) -> Executor[Any]:
+    """The executor for ``cfg``: each one is ``base.Executor`` with its own transport."""
     if cfg.type == "local":
         from .local import LocalExecutor
 
@@ -64,7 +58,7 @@ def get(cfg: ExecutorConfig, config: Config) -> Executor:
         from .docker import DockerExecutor
 
         return DockerExecutor(cfg, config)
-    if cfg.type == "ssh":
+    if cfg.type == "native":
         from .native import NativeExecutor
 
         return NativeExecutor(cfg, config)

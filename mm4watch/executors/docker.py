@@ -17,46 +17,53 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import secrets
-import shutil
 import tarfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import mm4watch
+from typing import IO, Any
 
 from .. import buildctx, ssh
-from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, ExecutorConfig
-from ..durations import format_duration
-from ..engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Engine
+from ..config import ENV_OUTPUT_DIR, Config, ExecutorConfig
+from ..docker_engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Container, Engine
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
+from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, job_spec, runner_files
 
 RUN_UID = 1000  # containers never run as root
 OUTPUT = "/output"
 JOB = "/mm4/job"
 LIB = "/mm4/lib"
-STOP_GRACE_S = 10
 WARM_IDLE_S = 3600  # an unused warm container exits after an hour
 RUN_CPU_SHARES = 1024  # Docker's default weight
 WARM_CPU_SHARES = 2  # a warm container starting up takes only CPU nobody else wants
-RESULT_DIR = ".mm4"  # in /output: executed.ipynb and result.json, so one archive brings all
 
 
-class DockerExecutor:
+@dataclass
+class _Run:
+    engine: Engine
+    container: Container
+    warm: bool = False  # a warm container: already running, waits for its job
+    since: float | None = None  # re-attached: logs from now on (the earlier ones are home)
+    log: IO[bytes] | None = None
+    pump: threading.Thread | None = None
+    then: threading.Thread | None = None  # prepares the next warm container beside this run
+
+
+class DockerExecutor(Executor[_Run]):
+    type = "docker"
+
     def __init__(self, cfg: ExecutorConfig, config: Config) -> None:
+        super().__init__(cfg.name, cfg.harvest_every_s)
         self.cfg = cfg
         self.config = config
         self._checked: Engine | None = None
         self._results_source: str | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.cfg.name, "type": "docker", "host": self.cfg.host or f"context:{self.cfg.context}"}
+        return {**super().describe(), "host": self.cfg.host or f"context:{self.cfg.context}"}
 
     def check(self) -> None:
         # kept open for the execute() that follows: the check costs no second connection
@@ -67,38 +74,33 @@ class DockerExecutor:
         engine, self._checked = self._checked, None
         return engine if engine is not None else Engine(self.cfg).open()
 
-    def reattach(self, job: Job) -> Outcome | None:
-        """Find the run's container on the engine, follow it to its end, bring results home."""
-        import docker
-
-        engine = Engine(self.cfg).open()
-        try:
-            try:
-                container = engine.client.containers.get(f"mm4-run-{job.key}")
-            except docker.errors.NotFound:
-                return None
-            info = {**self.describe(), **engine.describe(), "reattached": True}
-            status, code = self._supervise(engine, container, job, start=False, since=time.time())
-            return _outcome(status, code, job, info)
-        finally:
-            engine.close()
+    def died_detail(self, code: int | None) -> str:
+        hint = " (out of memory? raise memory in mm4.toml)" if code == 137 else ""
+        return f"the container exited with code {code} and no result{hint}; see run.log"
 
     def execute(self, job: Job) -> Outcome:
         import docker
 
-        engine = self._engine()
         try:
-            return self._execute(engine, job)
+            return super().execute(job)
         except docker.errors.DockerException as exc:
             # the engine refused something: a failed run that says what, not a crash
             explanation = str(getattr(exc, "explanation", None) or exc)
             _log(job, f"the Docker engine refused: {explanation}")
             return Outcome("failed", {"cell": None, "ename": "DockerError", "evalue": explanation}, self.describe())
-        finally:
-            engine.close()
 
-    def _execute(self, engine: Engine, job: Job) -> Outcome:
-        info = {**self.describe(), **engine.describe()}
+    # -- the transport -------------------------------------------------------------
+
+    def prepare(self, job: Job, info: dict[str, Any]) -> _Run | Outcome:
+        engine = self._engine()
+        try:
+            return self._prepare(engine, job, info)
+        except BaseException:
+            engine.close()
+            raise
+
+    def _prepare(self, engine: Engine, job: Job, info: dict[str, Any]) -> _Run | Outcome:
+        info.update(engine.describe())
         build_log = job.run_dir / BUILD_LOG_NAME
         image = engine.find_image(job.image) if job.image else None
         if image is not None:  # a rerun on the image its run had
@@ -111,6 +113,7 @@ class DockerExecutor:
                 with open(build_log, "a", encoding="utf-8") as log:
                     image = engine.ensure_image(ctx, self.config.image_name, self.config.project.dockerfile, log)
             except BuildFailed as exc:
+                engine.close()
                 return Outcome(
                     "failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info
                 )
@@ -141,55 +144,66 @@ class DockerExecutor:
                 image.tag,
                 root,
                 f"mm4-run-{job.key}",
-                ["python3", "-m", "mm4watch.executors.papermill_child", f"{JOB}/spec.json"],
+                ["python3", "-m", RUNNER, f"{JOB}/spec.json"],
                 {LABEL_RUN: job.key},
             )
             container.put_archive("/", lib.data)
         info["container"] = container.short_id
-        prepare = threading.Thread(
-            target=self._prepare_warm, args=(engine, image.tag, root, key, lib), name="mm4-warm", daemon=True
-        )
+        run = _Run(engine, container, warm=bool(info["warm"]))
         try:
             container.put_archive("/", _job_tar(job, workdir))
         except BaseException:
-            container.remove(force=True)
+            self.release(run)
             raise
-        try:
-            status, code = self._supervise(
-                engine, container, job, start=not info["warm"], started=prepare.start if self.cfg.warm else None
+        if self.cfg.warm:
+            run.then = threading.Thread(
+                target=self._prepare_warm, args=(engine, image.tag, root, key, lib), name="mm4-warm", daemon=True
             )
-        finally:
-            if prepare.is_alive():
-                prepare.join(timeout=60)
-        return _outcome(status, code, job, info)
+        return run
 
-    def _supervise(
-        self,
-        engine: Engine,
-        container: Any,
-        job: Job,
-        *,
-        start: bool,
-        since: float | None = None,
-        started: Callable[[], None] | None = None,
-    ) -> tuple[str, int | None]:
-        """Follow a run's container to its end (or timeout, or ^C), bring results home, remove it."""
+    def start(self, handle: _Run, job: Job) -> None:
+        handle.log = open(job.log_path, "ab")  # noqa: SIM115 (closed in release)
+        if not handle.warm:  # a warm container runs already: its job's `go` file starts it
+            handle.container.start()
+        handle.pump = handle.engine.follow_logs(handle.container, handle.log, since=handle.since)
+        if handle.then is not None:
+            handle.then.start()
+
+    def poll(self, handle: _Run, job: Job, wait_s: float) -> int | None:
+        return handle.engine.wait(handle.container, wait_s)
+
+    def fetch(self, handle: _Run, job: Job) -> None:
+        handle.engine.fetch(handle.container, OUTPUT, job.run_dir, skip=RESERVED_NAMES)
+
+    def stop(self, handle: _Run) -> None:
+        handle.container.stop(STOP_GRACE_S)
+
+    def release(self, handle: _Run) -> None:
         try:
-            with open(job.log_path, "ab") as sink:
-                if start:
-                    container.start()
-                pump = engine.follow_logs(container, sink, since=since)
-                if started is not None:
-                    started()
-                status, code = self._wait(engine, container, job)
-                pump.join(timeout=10)
-            self._harvest(engine, container, job)
-            return status, code
-        finally:
+            if handle.pump is not None:
+                handle.pump.join(timeout=10)
+            if handle.log is not None:
+                handle.log.close()
             try:
-                container.remove(force=True)
+                handle.container.remove()
             except Exception:
                 pass  # the engine went away; gc finds it by its labels later
+            if handle.then is not None and handle.then.is_alive():
+                handle.then.join(timeout=60)
+        finally:
+            handle.engine.close()
+
+    def find(self, job: Job, info: dict[str, Any]) -> _Run | None:
+        """The run's container on the engine, after mm4watch's own process died."""
+        engine = Engine(self.cfg).open()
+        container = engine.container(f"mm4-run-{job.key}")
+        if container is None:
+            engine.close()
+            return None
+        info.update(engine.describe())
+        run = _Run(engine, container, warm=True, since=time.time())
+        self.start(run, job)  # follows its log from now on; it runs already
+        return run
 
     def _create(
         self,
@@ -200,7 +214,7 @@ class DockerExecutor:
         command: list[str],
         labels: dict[str, str],
         cpu_shares: int = RUN_CPU_SHARES,
-    ) -> Any:
+    ) -> Container:
         return engine.create(
             tag,
             name=name,
@@ -222,14 +236,14 @@ class DockerExecutor:
             cpu_shares=cpu_shares,
         )
 
-    def _claim_warm(self, engine: Engine, key: str, job: Job) -> Any:
+    def _claim_warm(self, engine: Engine, key: str, job: Job) -> Container | None:
         """Take an idle warm container for this image and settings, if one waits."""
         for candidate in engine.containers({LABEL_PROJECT: self.config.image_name, LABEL_WARM: key}):
             if candidate.status != "running" or not candidate.name.startswith("mm4-warm-"):
                 continue
             try:
                 candidate.rename(f"mm4-run-{job.key}")  # claimed: no other run takes it now
-                candidate.update(cpu_shares=RUN_CPU_SHARES)  # it waited at low priority
+                candidate.set_cpu_shares(RUN_CPU_SHARES)  # it waited at low priority
             except Exception:
                 continue
             return candidate
@@ -245,7 +259,7 @@ class DockerExecutor:
                 if not old.name.startswith("mm4-warm-"):
                     continue
                 if old.status != "running" or old.labels.get(LABEL_WARM) != key:
-                    old.remove(force=True)  # expired, or for an image or settings no longer used
+                    old.remove()  # expired, or for an image or settings no longer used
                 else:
                     idle += 1
             if idle:
@@ -255,7 +269,7 @@ class DockerExecutor:
                 tag,
                 root,
                 f"mm4-warm-{key}-{secrets.token_hex(4)}",
-                ["python3", "-m", "mm4watch.executors.papermill_child", "--warm", JOB, str(WARM_IDLE_S)],
+                ["python3", "-m", RUNNER, "--warm", JOB, str(WARM_IDLE_S)],
                 {LABEL_WARM: key},
                 cpu_shares=WARM_CPU_SHARES,  # starting it never slows a running notebook
             )
@@ -305,59 +319,6 @@ class DockerExecutor:
         _log(job, "earlier results are not visible on this engine (it is reached over TCP); use an ssh:// host")
         return None
 
-    def _wait(self, engine: Engine, container: Any, job: Job) -> tuple[str, int | None]:
-        deadline = time.monotonic() + job.timeout_s
-        every = self.cfg.harvest_every_s
-        next_harvest = time.monotonic() + every
-        try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    container.stop(timeout=STOP_GRACE_S)
-                    return "timeout", None
-                code = engine.wait(container, min(left, max(1.0, next_harvest - time.monotonic()), 30))
-                if code is not None:
-                    return "exited", code
-                if time.monotonic() >= next_harvest:
-                    self._harvest(engine, container, job)
-                    next_harvest = time.monotonic() + every
-        except KeyboardInterrupt:
-            container.stop(timeout=STOP_GRACE_S)
-            self._harvest(engine, container, job)
-            raise
-
-    def _harvest(self, engine: Engine, container: Any, job: Job) -> None:
-        engine.fetch(container, OUTPUT, job.run_dir, skip=RESERVED_NAMES)
-        executed = job.run_dir / RESULT_DIR / "executed.ipynb"
-        if executed.exists():
-            os.replace(executed, job.run_dir / "executed.ipynb")
-
-
-def _outcome(status: str, code: int | None, job: Job, info: dict[str, Any]) -> Outcome:
-    result_path = job.run_dir / RESULT_DIR / "result.json"
-    try:
-        result = json.loads(result_path.read_text())
-    except (OSError, ValueError):
-        result = None
-    finally:
-        shutil.rmtree(result_path.parent, ignore_errors=True)
-    if status == "timeout":
-        error = dict((result or {}).get("error") or {})
-        error.update(ename="Timeout", evalue=f"the run exceeded its timeout of {format_duration(job.timeout_s)}")
-        return Outcome("timeout", error, info)
-    if result is None:
-        hint = " (out of memory? raise memory in mm4.toml)" if code == 137 else ""
-        return Outcome(
-            "failed",
-            {
-                "cell": None,
-                "ename": "ContainerDied",
-                "evalue": f"the container exited with code {code} and no result{hint}; see run.log",
-            },
-            info,
-        )
-    return Outcome(result["status"], result.get("error"), info)
-
 
 @dataclass(frozen=True)
 class _Tar:
@@ -387,11 +348,9 @@ def _add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def _lib_tar() -> _Tar:
     """mm4watch's own runner (pure Python), and the folders a run writes to."""
-    package = Path(mm4watch.__file__).parent
-    files = sorted(package.rglob("*.py"))
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    from .base import runner_digest
+
+    package, files = runner_files()
 
     def add(tar: tarfile.TarFile) -> None:
         made = set()
@@ -405,20 +364,12 @@ def _lib_tar() -> _Tar:
                     made.add(parent)
             _add_file(tar, f"mm4/lib/{rel}", path.read_bytes())
 
-    return _Tar(_tar(add), digest.hexdigest())
+    return _Tar(_tar(add), runner_digest())
 
 
 def _job_tar(job: Job, workdir: str) -> bytes:
     """The run spec and the notebook; ``go`` comes last, so a warm container sees a whole job."""
-    spec = {
-        "input": f"{JOB}/input.ipynb",
-        "output": f"{OUTPUT}/{RESULT_DIR}/executed.ipynb",
-        "result": f"{OUTPUT}/{RESULT_DIR}/result.json",
-        "parameters": job.parameters,
-        "cwd": workdir,
-        "kernel": job.kernel,
-        "env": {ENV_RUN_ID: job.run_id},
-    }
+    spec = job_spec(job, notebook=f"{JOB}/input.ipynb", output_dir=OUTPUT, cwd=workdir)
 
     def add(tar: tarfile.TarFile) -> None:
         _add_file(tar, "mm4/job/spec.json", json.dumps(spec).encode())

@@ -1,40 +1,87 @@
-"""The local executor: papermill in a child process on this machine."""
+"""The local executor: the runner in a child process on this machine (its transport only)."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .. import proc
 from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, ExecutorConfig
-from ..durations import format_duration
 from . import Job, Outcome
+from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, job_spec
 
-STOP_GRACE_S = 10.0
+
+@dataclass
+class _Child:
+    control: Path  # spec.json, outside the run folder
+    log: IO[bytes] | None = None
+    process: subprocess.Popen[bytes] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-class LocalExecutor:
+class LocalExecutor(Executor[_Child]):
+    type = "local"
+
     def __init__(self, cfg: ExecutorConfig) -> None:
+        # harvesting here is a rename: executed.ipynb shows progress every 2 s
+        super().__init__(cfg.name, 2.0)
         self.cfg = cfg
 
     def describe(self) -> dict[str, Any]:
         return {
-            "name": self.cfg.name,
-            "type": "local",
+            **super().describe(),
             "host": platform.node(),
             "arch": platform.machine(),
             "python": platform.python_version(),
         }
 
-    def check(self) -> None:
-        return None
+    def died_detail(self, code: int | None) -> str:
+        return f"the papermill process ended with code {code} and no result; see run.log"
+
+    def prepare(self, job: Job, info: dict[str, Any]) -> _Child | Outcome:
+        control = Path(tempfile.mkdtemp(prefix="mm4-run-"))
+        (job.run_dir / RESULT_DIR).mkdir(exist_ok=True)
+        spec = job_spec(job, notebook=str(job.input_path), output_dir=str(job.run_dir), cwd=str(job.cwd))
+        (control / "spec.json").write_text(json.dumps(spec))
+        return _Child(control)
+
+    def start(self, handle: _Child, job: Job) -> None:
+        env = dict(os.environ)
+        env.update({ENV_OUTPUT_DIR: str(job.run_dir), ENV_RUN_ID: job.run_id, "PYTHONUNBUFFERED": "1"})
+        handle.log = open(job.log_path, "ab")  # noqa: SIM115 (closed in release)
+        handle.process = proc.spawn(
+            [sys.executable, "-m", RUNNER, str(handle.control / "spec.json")], cwd=job.cwd, env=env, stdout=handle.log
+        )
+
+    def poll(self, handle: _Child, job: Job, wait_s: float) -> int | None:
+        assert handle.process is not None
+        try:
+            return handle.process.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def fetch(self, handle: _Child, job: Job) -> None:
+        return None  # the runner writes into the run folder itself
+
+    def stop(self, handle: _Child) -> None:
+        if handle.process is not None:
+            proc.stop_tree(handle.process, STOP_GRACE_S)
+
+    def release(self, handle: _Child) -> None:
+        if handle.process is not None and handle.process.poll() is None:
+            proc.stop_tree(handle.process, STOP_GRACE_S)  # never leave a kernel behind
+        if handle.log is not None:
+            handle.log.close()
+        import shutil
+
+        shutil.rmtree(handle.control, ignore_errors=True)
 
     def reattach(self, job: Job) -> Outcome | None:
         """A local run dies with its mm4watch process; stop what is left of it (its kernel)."""
@@ -46,64 +93,4 @@ class LocalExecutor:
                     process.kill()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 pass
-        return None
-
-    def execute(self, job: Job) -> Outcome:
-        control = Path(tempfile.mkdtemp(prefix="mm4-run-"))
-        try:
-            return self._execute(job, control)
-        finally:
-            shutil.rmtree(control, ignore_errors=True)
-
-    def _execute(self, job: Job, control: Path) -> Outcome:
-        result_path = control / "result.json"
-        spec_path = control / "spec.json"
-        spec_path.write_text(
-            json.dumps(
-                {
-                    "input": str(job.input_path),
-                    "output": str(job.run_dir / "executed.ipynb"),
-                    "result": str(result_path),
-                    "parameters": job.parameters,
-                    "cwd": str(job.cwd),
-                    "kernel": job.kernel,
-                }
-            )
-        )
-        env = dict(os.environ)
-        env.update({ENV_OUTPUT_DIR: str(job.run_dir), ENV_RUN_ID: job.run_id, "PYTHONUNBUFFERED": "1"})
-        argv = [sys.executable, "-m", "mm4watch.executors.papermill_child", str(spec_path)]
-        timed_out = False
-        with open(job.log_path, "ab") as log:
-            child = proc.spawn(argv, cwd=job.cwd, env=env, stdout=log)
-            try:
-                code = child.wait(timeout=job.timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                proc.stop_tree(child, STOP_GRACE_S)
-                code = child.returncode
-            except BaseException:  # ^C, or mm4watch itself being stopped
-                proc.stop_tree(child, STOP_GRACE_S)
-                raise
-        result = _read_result(result_path)
-        if timed_out:
-            error = dict((result or {}).get("error") or {})
-            error.update(ename="Timeout", evalue=f"the run exceeded its timeout of {format_duration(job.timeout_s)}")
-            return Outcome("timeout", error)
-        if result is None:
-            return Outcome(
-                "failed",
-                {
-                    "cell": None,
-                    "ename": "ExecutorDied",
-                    "evalue": f"papermill process ended with code {code} and no result; see run.log",
-                },
-            )
-        return Outcome(result["status"], result.get("error"))
-
-
-def _read_result(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
         return None

@@ -1,4 +1,4 @@
-"""The native executor (type "ssh"): papermill on the Mini's own Python, for GPU work.
+"""The native executor (type "native", also accepted as "ssh"): papermill on the Mini's own Python, for GPU work.
 
 Docker on macOS has no GPU; this runs where MPS and MLX are. Over one shared
 SSH connection:
@@ -8,7 +8,7 @@ SSH connection:
    change sends kilobytes;
 2. a virtual environment per hash of requirements.txt and the interpreter's
    version (``.../venvs/<hash>``, built once, with papermill and ipykernel);
-3. each run gets its own folder ``.../runs/<run id>`` (a copy of the code, the
+3. each run gets its own folder ``.../runs/<run key>`` (a copy of the code, the
    job, the output), the notebook starts detached (``nohup``, pid file), so a
    dropped connection or a restarted daemon does not stop it;
 4. the log streams home, partial results every ``harvest_every``, results
@@ -23,21 +23,17 @@ import io
 import json
 import tarfile
 import time
-from pathlib import Path
-from typing import Any
-
-import mm4watch
+from dataclasses import dataclass
+from typing import IO, Any
 
 from .. import ssh
 from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, ExecutorConfig, _slug
-from ..durations import format_duration
 from ..names import join, quote
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
-from . import Job, Outcome
+from . import Job
+from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, job_spec, runner_digest, runner_files
 
 POLL_S = 1.0
-STOP_GRACE_S = 5
-RESULT_DIR = ".mm4"
 ALWAYS_EXCLUDED = (".git/", ".mm4/", "__pycache__/", ".ipynb_checkpoints/", "*.ipynb", ".venv/", "venv/")
 ENV_PROBE = (
     "import json, platform, sys\n"
@@ -48,8 +44,22 @@ ENV_PROBE = (
 TREE = """tree() { for c in $(ps -A -o pid= -o ppid= | awk -v p="$1" '$2 == p {print $1}'); do tree "$c"; done; echo "$1"; }"""
 
 
-class NativeExecutor:
+@dataclass
+class _Remote:
+    run: str  # the run's folder over there
+    offset: int = 0  # bytes of its log already home
+    log: IO[bytes] | None = None
+    setup: str = ""  # the shell that makes the run's folder, before the runner starts
+    job_tar: bytes = b""  # spec.json and the notebook, sent on stdin
+    runner: tuple[str, ...] = ()  # the runner's command line
+
+
+class NativeExecutor(Executor[_Remote]):
+    type = "native"
+    died = "papermill on the Mini ended without a result; see run.log"
+
     def __init__(self, cfg: ExecutorConfig, config: Config) -> None:
+        super().__init__(cfg.name, cfg.harvest_every_s)
         self.cfg = cfg
         self.config = config
         self.target = ssh.Target.parse(cfg.host or "", cfg.ssh_options)
@@ -57,7 +67,7 @@ class NativeExecutor:
         self.base = (cfg.workdir or "mm4watch").rstrip("/") + "/" + _slug(config.root.name)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.cfg.name, "type": "ssh", "host": self.target.label}
+        return {**super().describe(), "host": self.target.label}
 
     def _sh(self, command: str, timeout: float = 60, input: bytes | None = None) -> str:
         return ssh.run(ssh.shared(self.target), command, timeout=timeout, input=input).stdout.decode(errors="replace")
@@ -67,10 +77,10 @@ class NativeExecutor:
 
     # -- preparing ----------------------------------------------------------------
 
-    def _prepare(self, job: Job) -> dict[str, Any]:
+    def _sync(self, job: Job) -> dict[str, Any]:
         target = ssh.shared(self.target)
-        lib = Path(mm4watch.__file__).parent
-        digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(lib.rglob("*.py")))).hexdigest()[:16]
+        lib, _ = runner_files()
+        digest = runner_digest()[:16]
         # one round trip: folders, where home is, the interpreter's version, the runner's version there
         folders = [f"{self.base}/{sub}" for sub in ("runs", "venvs", "code", "lib/mm4watch")]
         facts = self._sh(
@@ -135,20 +145,19 @@ class NativeExecutor:
 
     # -- running ------------------------------------------------------------------
 
-    def execute(self, job: Job) -> Outcome:
-        info = dict(self.describe())
-        prepared = self._prepare(job)
+    def prepare(self, job: Job, info: dict[str, Any]) -> _Remote:
+        prepared = self._sync(job)
         env = prepared.pop("env")
         info.update(python=env["python"], platform=env["platform"], env_hash=env["env_hash"], mps=env["mps"])
         run = f"{prepared['base']}/runs/{job.key}"  # the safe key: never the name as written
         rel_cwd = job.cwd.resolve().relative_to(self.config.root).as_posix()
         cwd = f"{run}/code" + ("" if rel_cwd == "." else f"/{rel_cwd}")
-        data = ""
+        links = ""
         if self.cfg.data:
             if self.cfg.sync_data and (self.config.root / self.config.project.data).is_dir():
                 ssh.rsync_to(ssh.shared(self.target), self.config.root / self.config.project.data, self.cfg.data)
                 self._sh(join(["chmod", "-R", "a-w", self.cfg.data]))  # read-only, as the container mount
-            data = " && " + join(["ln", "-s", self.cfg.data, f"{run}/code/{self.config.project.data}"])
+            links = " && " + join(["ln", "-s", self.cfg.data, f"{run}/code/{self.config.project.data}"])
         if job.mirror:
             from .. import mirror
 
@@ -158,16 +167,8 @@ class NativeExecutor:
             with open(job.log_path, "a", encoding="utf-8") as fh:
                 fh.write(f"mm4watch: {pushed.line(len(job.inputs))}\n")
             # earlier runs where the notebook looks for them (../results), read-only
-            data += " && " + join(["ln", "-s", pushed.remote_dir, f"{run}/code/{self.config.project.results}"])
-        spec = {
-            "input": f"{run}/job/input.ipynb",
-            "output": f"{run}/output/{RESULT_DIR}/executed.ipynb",
-            "result": f"{run}/output/{RESULT_DIR}/result.json",
-            "parameters": job.parameters,
-            "cwd": cwd,
-            "kernel": job.kernel,
-            "env": {ENV_RUN_ID: job.run_id},
-        }
+            links += " && " + join(["ln", "-s", pushed.remote_dir, f"{run}/code/{self.config.project.results}"])
+        spec = job_spec(job, notebook=f"{run}/job/input.ipynb", output_dir=f"{run}/output", cwd=cwd)
         job_tar = io.BytesIO()
         with tarfile.open(fileobj=job_tar, mode="w:gz") as tar:
             for name, content in (
@@ -177,125 +178,85 @@ class NativeExecutor:
                 member = tarfile.TarInfo(name)
                 member.size = len(content)
                 tar.addfile(member, io.BytesIO(content))
-        runner = [
-            "env",
-            f"{ENV_OUTPUT_DIR}={run}/output",
-            f"{ENV_RUN_ID}={job.run_id}",
-            f"PYTHONPATH={prepared['base']}/lib",
-            "PYTHONUNBUFFERED=1",
-            "nohup",
-            f"{env['venv']}/bin/python",
-            "-m",
-            "mm4watch.executors.papermill_child",
-            f"{run}/job/spec.json",
-        ]
+        setup = (
+            f"{join(['mkdir', '-p', f'{run}/job', f'{run}/output/{RESULT_DIR}'])} && "
+            f"{join(['cp', '-a', prepared['base'] + '/code', run + '/code'])}{links} && "
+            f"{join(['tar', '-xzf', '-', '-C', run + '/job'])} && cd {quote(cwd)} && "
+        )
+        runner = (
+            "env", f"{ENV_OUTPUT_DIR}={run}/output", f"{ENV_RUN_ID}={job.run_id}",
+            f"PYTHONPATH={prepared['base']}/lib", "PYTHONUNBUFFERED=1", "nohup", f"{env['venv']}/bin/python",
+            "-m", RUNNER, f"{run}/job/spec.json",
+        )  # fmt: skip
+        return _Remote(run, setup=setup, job_tar=job_tar.getvalue(), runner=runner)
+
+    def start(self, handle: _Remote, job: Job) -> None:
+        run = handle.run
         # one round trip: the run's own folder (a copy of the code), the job, and the start;
         # only the runner goes to the background, with every descriptor away from the ssh
         # session: ssh returns at once, and the run outlives the connection
         self._sh(
-            f"{join(['mkdir', '-p', f'{run}/job', f'{run}/output/{RESULT_DIR}'])} && "
-            f"{join(['cp', '-a', prepared['base'] + '/code', run + '/code'])}{data} && "
-            f"{join(['tar', '-xzf', '-', '-C', run + '/job'])} && cd {quote(cwd)} && "
-            f"{{ {join(runner)} > {quote(run + '/run.log')} 2>&1 < /dev/null & echo $! > {quote(run + '/pid')}; }}",
-            input=job_tar.getvalue(),
+            f"{handle.setup}{{ {join(handle.runner)} > {quote(run + '/run.log')} 2>&1 < /dev/null & "
+            f"echo $! > {quote(run + '/pid')}; }}",
+            input=handle.job_tar,
         )
-        return self._follow(job, run, info)
+        handle.log = open(job.log_path, "ab")  # noqa: SIM115 (closed in release)
 
-    def reattach(self, job: Job) -> Outcome | None:
+    def find(self, job: Job, info: dict[str, Any]) -> _Remote | None:
         home = self._sh("cd && pwd").strip()
         run = f"{home}/{self.base}/runs/{job.key}"
         if self._sh(f"test -f {quote(run + '/pid')} && echo yes || true").strip() != "yes":
             return None
-        return self._follow(job, run, {**self.describe(), "reattached": True}, offset=None)
+        # re-attached: the log so far is home already
+        offset = int(self._sh(f"wc -c < {quote(run + '/run.log')} || echo 0").strip() or 0)
+        return _Remote(run, offset, open(job.log_path, "ab"))  # noqa: SIM115 (closed in release)
 
-    def _follow(self, job: Job, run: str, info: dict[str, Any], offset: int | None = 0) -> Outcome:
-        deadline = time.monotonic() + job.timeout_s
-        next_harvest = time.monotonic() + self.cfg.harvest_every_s
-        if offset is None:  # re-attached: the log so far is home already
-            offset = int(self._sh(f"wc -c < {quote(run + '/run.log')} || echo 0").strip() or 0)
-        status = "exited"
+    def poll(self, handle: _Remote, job: Job, wait_s: float) -> int | None:
+        run = handle.run
+        wait = max(1, min(50, int(10 * wait_s)))
+        result = quote(f"{run}/output/{RESULT_DIR}/result.json")
+        # the far side waits (up to 5 s) for the runner to end: the end is seen at once. Ended means
+        # its result is written, or its pid is gone (a zombie that nobody reaps still passes kill -0)
+        ended = f"{{ test -f {result} || ! kill -0 $pid 2>/dev/null; }}"
         try:
-            with open(job.log_path, "ab") as sink:
-                while True:
-                    # the far side waits (up to 5 s) for the runner to end: the end is seen at once
-                    wait = max(1, min(50, int(10 * min(deadline, next_harvest) - 10 * time.monotonic())))
-                    try:
-                        out = ssh.run(
-                            ssh.shared(self.target),
-                            f"pid=$(cat {quote(run + '/pid')}); for i in $(seq {int(wait)}); do kill -0 $pid 2>/dev/null || break; "
-                            f"sleep 0.1; done; if kill -0 $pid 2>/dev/null; then echo running; else echo done; fi; "
-                            f"tail -c +{int(offset) + 1} {quote(run + '/run.log')}",
-                            timeout=60,
-                        ).stdout
-                    except ssh.Unreachable:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(POLL_S)  # the run goes on over there; look again
-                        continue
-                    state, _, chunk = out.partition(b"\n")
-                    sink.write(chunk)
-                    sink.flush()
-                    offset += len(chunk)
-                    if state.strip() == b"done":
-                        break
-                    if time.monotonic() > deadline:
-                        self._stop(run)
-                        status = "timeout"
-                        break
-                    if time.monotonic() >= next_harvest:
-                        self._harvest(job, run)
-                        next_harvest = time.monotonic() + self.cfg.harvest_every_s
-        except KeyboardInterrupt:
-            self._stop(run)
-            self._harvest(job, run)
-            self._sh(join(["rm", "-rf", run]))
-            raise
-        self._harvest(job, run)
-        outcome = self._outcome(job, status, info)
-        self._sh(join(["rm", "-rf", run]))
-        return outcome
+            out = ssh.run(
+                ssh.shared(self.target),
+                f"pid=$(cat {quote(run + '/pid')}); for i in $(seq {wait}); do {ended} && break; sleep 0.1; done; "
+                f"if {ended}; then echo done; else echo running; fi; "
+                f"tail -c +{int(handle.offset) + 1} {quote(run + '/run.log')}",
+                timeout=60,
+            ).stdout
+        except ssh.Unreachable:
+            time.sleep(POLL_S)  # the run goes on over there; look again (the deadline still holds)
+            return None
+        state, _, chunk = out.partition(b"\n")
+        if handle.log is not None:
+            handle.log.write(chunk)
+            handle.log.flush()
+        handle.offset += len(chunk)
+        return 0 if state.strip() == b"done" else None  # its result.json says how it went
 
-    def _stop(self, run: str) -> None:
+    def stop(self, handle: _Remote) -> None:
         """TERM the runner (papermill saves what ran), then KILL its whole tree, kernel included."""
         self._sh(
-            f"{TREE}; pid=$(cat {quote(run + '/pid')}); all=$(tree $pid); kill -TERM $pid 2>/dev/null; "
-            f"for i in $(seq {STOP_GRACE_S * 10}); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; "
+            f"{TREE}; pid=$(cat {quote(handle.run + '/pid')}); all=$(tree $pid); kill -TERM $pid 2>/dev/null; "
+            f"for i in $(seq {int(STOP_GRACE_S * 10)}); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; "
             f"kill -KILL $all 2>/dev/null; true",
             timeout=60,
         )
 
-    def _harvest(self, job: Job, run: str) -> None:
+    def fetch(self, handle: _Remote, job: Job) -> None:
         ssh.fetch_tar(
             ssh.shared(self.target),
-            join(["tar", "-C", f"{run}/output", "-czf", "-", "."]),
+            join(["tar", "-C", f"{handle.run}/output", "-czf", "-", "."]),
             job.run_dir,
             skip=RESERVED_NAMES,
         )
-        executed = job.run_dir / RESULT_DIR / "executed.ipynb"
-        if executed.exists():
-            executed.replace(job.run_dir / "executed.ipynb")
 
-    def _outcome(self, job: Job, status: str, info: dict[str, Any]) -> Outcome:
-        import shutil
-
-        result_path = job.run_dir / RESULT_DIR / "result.json"
+    def release(self, handle: _Remote) -> None:
+        if handle.log is not None:
+            handle.log.close()
         try:
-            result = json.loads(result_path.read_text())
-        except (OSError, ValueError):
-            result = None
-        shutil.rmtree(job.run_dir / RESULT_DIR, ignore_errors=True)
-        if status == "timeout":
-            error = dict((result or {}).get("error") or {})
-            error.update(ename="Timeout", evalue=f"the run exceeded its timeout of {format_duration(job.timeout_s)}")
-            return Outcome("timeout", error, info)
-        if result is None:
-            return Outcome(
-                "failed",
-                {
-                    "cell": None,
-                    "ename": "ProcessDied",
-                    "evalue": "papermill on the Mini ended without a result; see run.log",
-                },
-                info,
-            )
-        return Outcome(result["status"], result.get("error"), info)
+            self._sh(join(["rm", "-rf", handle.run]))
+        except ssh.Unreachable:
+            pass  # the Mini went away: its run folder stays until it is back (and is small)

@@ -1,5 +1,8 @@
 """The one module that talks to Docker (docker-py), local or remote.
 
+Callers get typed handles (``Engine``, ``Container``, ``Image``), never a
+docker-py object: what Docker can do for mm4watch is listed here.
+
 ``ssh://`` engines are reached through a socket forwarded by the system ssh
 client (``ssh.Tunnel``); ``unix://`` directly; ``tcp://`` only with TLS from a
 Docker context, or with ``insecure = true``. Every failure to connect becomes
@@ -39,6 +42,47 @@ class Image:
     tag: str
     id: str
     built: bool  # False when an image with this content hash was already there
+
+
+class Container:
+    """A container on the engine, by what mm4watch does with it."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    @property
+    def name(self) -> str:
+        return str(self._raw.name)
+
+    @property
+    def short_id(self) -> str:
+        return str(self._raw.short_id)
+
+    @property
+    def status(self) -> str:
+        return str(self._raw.status)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self._raw.labels or {})
+
+    def start(self) -> None:
+        self._raw.start()
+
+    def stop(self, grace_s: float) -> None:
+        self._raw.stop(timeout=int(grace_s))
+
+    def remove(self) -> None:
+        self._raw.remove(force=True)
+
+    def put_archive(self, path: str, data: bytes) -> None:
+        self._raw.put_archive(path, data)
+
+    def rename(self, name: str) -> None:
+        self._raw.rename(name)
+
+    def set_cpu_shares(self, shares: int) -> None:
+        self._raw.update(cpu_shares=shares)
 
 
 class Engine:
@@ -187,7 +231,7 @@ class Engine:
 
         for warm in self.containers({LABEL_PROJECT: name, LABEL_WARM: ""}):
             if warm.name.startswith("mm4-warm-"):  # idle: they would pin old images
-                warm.remove(force=True)
+                warm.remove()
         images = self.client.images.list(filters={"label": f"{LABEL_PROJECT}={name}"})
         images.sort(key=lambda img: img.attrs.get("Created", ""), reverse=True)
         removed: list[str] = []
@@ -201,19 +245,38 @@ class Engine:
 
     # -- containers -----------------------------------------------------------
 
-    def create(self, tag: str, **kwargs: Any) -> Any:
-        return self.client.containers.create(tag, detach=True, **kwargs)
+    def create(self, tag: str, **kwargs: Any) -> Container:
+        return Container(self.client.containers.create(tag, detach=True, **kwargs))
 
-    def containers(self, labels: dict[str, str]) -> list[Any]:
+    def container(self, name: str) -> Container | None:
+        import docker
+
+        try:
+            return Container(self.client.containers.get(name))
+        except docker.errors.NotFound:
+            return None
+
+    def containers(self, labels: dict[str, str]) -> list[Container]:
         # an empty value matches any value of that label
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
-        return self.client.containers.list(all=True, filters=filters)
+        return [Container(c) for c in self.client.containers.list(all=True, filters=filters)]
 
-    def follow_logs(self, container: Any, sink: IO[bytes], since: float | None = None) -> threading.Thread:
+    def info(self) -> dict[str, Any]:
+        """The engine's own description (CPUs, memory, ...)."""
+        return dict(self.client.info())
+
+    def run_probe(self, image: str, command: list[str]) -> str:
+        """Run ``command`` in a throwaway container of ``image`` (as uid 1000); its output."""
+        out = self.client.containers.run(image, command, remove=True, user="1000:1000")
+        return out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+
+    def follow_logs(self, container: Container, sink: IO[bytes], since: float | None = None) -> threading.Thread:
+        raw = container._raw
+
         def pump() -> None:
             try:
                 extra = {"since": int(since)} if since else {}
-                for chunk in container.logs(stream=True, follow=True, **extra):
+                for chunk in raw.logs(stream=True, follow=True, **extra):
                     sink.write(chunk)
                     sink.flush()
             except Exception:  # the engine went away: the harvest says what happened
@@ -223,19 +286,20 @@ class Engine:
         thread.start()
         return thread
 
-    def wait(self, container: Any, timeout: float) -> int | None:
+    def wait(self, container: Container, timeout: float) -> int | None:
         """The exit code, or None when ``timeout`` passed first."""
         import requests
 
+        raw = container._raw
         try:
-            return int(container.wait(timeout=max(1, int(timeout)))["StatusCode"])
+            return int(raw.wait(timeout=max(1, int(timeout)))["StatusCode"])
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-            container.reload()  # raises when the engine itself is gone
-            if container.status in ("exited", "dead"):
-                return int(container.attrs["State"]["ExitCode"])
+            raw.reload()  # raises when the engine itself is gone
+            if raw.status in ("exited", "dead"):
+                return int(raw.attrs["State"]["ExitCode"])
             return None
 
-    def fetch(self, container: Any, path: str, into: Path, skip: frozenset[str] = frozenset()) -> int:
+    def fetch(self, container: Container, path: str, into: Path, skip: frozenset[str] = frozenset()) -> int:
         """Copy ``path`` (a folder or file) out of the container into ``into``.
 
         The archive is streamed and unpacked as it arrives; members are checked
@@ -246,7 +310,7 @@ class Engine:
         import docker
 
         try:
-            chunks, _ = container.get_archive(path, chunk_size=1 << 20)
+            chunks, _ = container._raw.get_archive(path, chunk_size=1 << 20)
         except docker.errors.NotFound:
             return 0
         stream = _ChunkReader(chunks)

@@ -32,6 +32,7 @@ from .records import (
     RunRecord,
     now_iso,
     parse_iso,
+    trigger_for_record,
     write_record,
 )
 from .ssh import Unreachable
@@ -54,12 +55,50 @@ class RunRequest:
     triggers: tuple[dict[str, Any], ...] = ()  # every request this run answers (queue entries); default: trigger
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything a run needs, found and checked before anything is made."""
+
+    notebook: Path
+    rel: str
+    content: bytes
+    nb: dict[str, Any]
+    exec_cfg: Any
+    executor: Any
+    timeout_s: float
+    prov: git.Provenance
+    inputs: mirror.Inputs | None
+
+
 def run_notebook(
     config: Config,
     request: RunRequest,
     say: Callable[[str], None] = lambda _: None,
     on_created: Callable[[str], None] = lambda _: None,
 ) -> tuple[RunRecord, Path]:
+    """One run in four steps: prepare, open the record, execute, finish. Whatever happens once
+    the record is open, it is finished and the executed notebook kept before an error leaves."""
+    prepared = _prepare(config, request)
+    record, run_dir, job = _open(config, request, prepared)
+    on_created(record.id)
+    say(f"run {record.id} on {prepared.exec_cfg.name} ({prepared.exec_cfg.type}): {run_dir}")
+    started = time.monotonic()
+    raised: BaseException | None = None
+    try:
+        with active.registered(config.state_dir, record.id):
+            outcome = prepared.executor.execute(job)
+    except BaseException as exc:
+        outcome, raised = _outcome_of(exc, active.cancel_requested(config.state_dir, record.id))
+    record = _finish(run_dir, record, job.input_path, started, outcome)
+    shutil.rmtree(job.input_path.parent, ignore_errors=True)
+    if raised is not None:
+        raise raised
+    say(f"{record.status}: {run_dir}")
+    return record, run_dir
+
+
+def _prepare(config: Config, request: RunRequest) -> _Prepared:
+    """Read and check the notebook, choose the executor, reach it: no folder is made before this passes."""
     notebook = request.notebook.resolve()
     rel = _relative(notebook, config.root)
     content = request.content if request.content is not None else _read(notebook)
@@ -76,113 +115,83 @@ def run_notebook(
         if request.commit_sha is None
         else git.at_commit(notebook, request.commit_sha, request.patch)
     )
-
     # an executor that cannot be reached makes no run folder: nothing ran (exit 75, not "failed")
     executor.check()
     # earlier results it may load; a missing needs= is an error before anything is made
     needs = tag.needs if tag else ()
     inputs = mirror.choose(config, needs, notebook.stem) if (needs or exec_cfg.type != "local") else None
-    run_id, run_dir = create_run_dir(config.results_dir, notebook.stem, datetime.now())
-    if prov.patch is not None:
-        atomic_write_text(run_dir / PATCH_NAME, prov.patch)
+    return _Prepared(notebook, rel, content, nb, exec_cfg, executor, timeout_s, prov, inputs)
+
+
+def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord, Path, executors.Job]:
+    """The run folder (never reused), its record, and the job the executor gets."""
+    run_id, run_dir = create_run_dir(config.results_dir, p.notebook.stem, datetime.now())
+    if p.prov.patch is not None:
+        atomic_write_text(run_dir / PATCH_NAME, p.prov.patch)
     record = RunRecord(
         id=run_id,
-        notebook=rel,
+        notebook=p.rel,
         status="queued",
         trigger=request.trigger,
         queued_at=now_iso(),
-        commit=prov.commit,
-        executor=executor.describe(),
+        commit=p.prov.commit,
+        executor=p.executor.describe(),
         parameters=dict(request.parameters),
-        timeout_s=timeout_s,
+        timeout_s=p.timeout_s,
         source={
-            "sha256": hashlib.sha256(content).hexdigest(),
-            "code_hash": code_hash(nb),
-            "patch": PATCH_NAME if prov.patch is not None else None,
+            "sha256": hashlib.sha256(p.content).hexdigest(),
+            "code_hash": code_hash(p.nb),
+            "patch": PATCH_NAME if p.prov.patch is not None else None,
         },
         rerun_of=request.rerun_of,
         key=run_key(run_id),
-        triggers=[_trigger_entry(t) for t in request.triggers] or [{"trigger": request.trigger, "at": now_iso()}],
-        inputs=inputs.to_record() if inputs else None,
+        triggers=[trigger_for_record(t) for t in request.triggers] or [{"trigger": request.trigger, "at": now_iso()}],
+        inputs=p.inputs.to_record() if p.inputs else None,
     )
     write_record(run_dir, record)
-    on_created(run_id)
-    say(f"run {run_id} on {exec_cfg.name} ({exec_cfg.type}): {run_dir}")
-
-    snapshot_dir = Path(tempfile.mkdtemp(prefix="mm4-input-"))
-    snapshot = snapshot_dir / notebook.name
-    snapshot.write_bytes(content)
+    snapshot = Path(tempfile.mkdtemp(prefix="mm4-input-")) / p.notebook.name
+    snapshot.write_bytes(p.content)
     log_path = run_dir / LOG_NAME
-    _log(log_path, f"mm4watch: run {run_id} of {rel} on {exec_cfg.name}, timeout {timeout_s:.0f}s")
+    _log(log_path, f"mm4watch: run {run_id} of {p.rel} on {p.exec_cfg.name}, timeout {p.timeout_s:.0f}s")
     record = record.evolve(status="running", started_at=now_iso())
     write_record(run_dir, record)
-    started = time.monotonic()
     job = executors.Job(
         run_id=run_id,
         input_path=snapshot,
         run_dir=run_dir,
         log_path=log_path,
-        cwd=notebook.parent,
+        cwd=p.notebook.parent,
         parameters=dict(request.parameters),
-        timeout_s=timeout_s,
+        timeout_s=p.timeout_s,
         kernel=config.run.kernel,
         image=request.image,
-        inputs=inputs.runs if inputs else (),
-        mirror=inputs is not None and inputs.mode != "none",
+        inputs=p.inputs.runs if p.inputs else (),
+        mirror=p.inputs is not None and p.inputs.mode != "none",
     )
-    try:
-        try:
-            with active.registered(config.state_dir, run_id):
-                outcome = executor.execute(job)
-        except KeyboardInterrupt:
-            if active.cancel_requested(config.state_dir, run_id):
-                record = _finish(
-                    run_dir,
-                    record,
-                    snapshot,
-                    started,
-                    executors.Outcome(
-                        "cancelled", {"cell": None, "ename": "Cancelled", "evalue": "cancelled with mm4watch cancel"}
-                    ),
-                )
-                say(f"cancelled: {run_dir}")
-                return record, run_dir
-            _finish(
-                run_dir,
-                record,
-                snapshot,
-                started,
-                executors.Outcome(
-                    "interrupted", {"cell": None, "ename": "KeyboardInterrupt", "evalue": "interrupted by the user"}
-                ),
-            )
-            raise
-        except Unreachable as exc:  # the machine went away mid-run: recorded, and exit 75
-            _finish(
-                run_dir,
-                record,
-                snapshot,
-                started,
-                executors.Outcome("failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)}),
-            )
-            raise
-        except Mm4Error as exc:
-            # a named failure of this run (a remote command, an engine refusal): a failed run, exit 1
-            outcome = executors.Outcome("failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)})
-        except BaseException as exc:
-            _finish(
-                run_dir,
-                record,
-                snapshot,
-                started,
-                executors.Outcome("failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)}),
-            )
-            raise
-        record = _finish(run_dir, record, snapshot, started, outcome)
-    finally:
-        shutil.rmtree(snapshot_dir, ignore_errors=True)
-    say(f"{record.status}: {run_dir}")
-    return record, run_dir
+    return record, run_dir, job
+
+
+def _outcome_of(exc: BaseException, cancelled: bool) -> tuple[executors.Outcome, BaseException | None]:
+    """What an exception out of an executor means for the run, and whether it goes on up.
+
+    ^C from ``mm4watch cancel``: cancelled, and the run returns normally. ^C from the
+    user: interrupted, and it goes on (exit 130). The Mini lost mid-run: failed, and it
+    goes on (exit 75). Any other named failure (a remote command, an engine refusal):
+    failed, returned (exit 1). Anything else: failed, and it goes on (a crash log)."""
+    failed = executors.Outcome("failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)})
+    if isinstance(exc, KeyboardInterrupt):
+        if cancelled:
+            return executors.Outcome(
+                "cancelled", {"cell": None, "ename": "Cancelled", "evalue": "cancelled with mm4watch cancel"}
+            ), None
+        return executors.Outcome(
+            "interrupted", {"cell": None, "ename": "KeyboardInterrupt", "evalue": "interrupted by the user"}
+        ), exc
+    if isinstance(exc, Unreachable):
+        return failed, exc
+    if isinstance(exc, Mm4Error):
+        return failed, None
+    return failed, exc
 
 
 def resume(config: Config, run_dir: Path, record: RunRecord) -> RunRecord:
@@ -234,12 +243,6 @@ def _finish(
     detail = f" ({outcome.error.get('ename')}: {outcome.error.get('evalue')})" if outcome.error else ""
     _log(run_dir / LOG_NAME, f"mm4watch: {outcome.status}{detail} after {record.duration_s:.1f}s")
     return record
-
-
-def _trigger_entry(trigger: dict[str, Any]) -> dict[str, Any]:
-    from .records import trigger_for_record
-
-    return trigger_for_record(trigger)
 
 
 def collect_outputs(run_dir: Path) -> list[dict[str, Any]]:

@@ -1,0 +1,184 @@
+"""The shape every executor shares, after papermill's ``Engine``.
+
+``Executor.execute`` does every step that all executors share: the job spec
+the runner reads, the wait with its deadline and periodic harvests, the stop
+on timeout or ^C, bringing results home also after a failure, moving
+``executed.ipynb`` into place, and mapping ``result.json`` and the exit status
+to an ``Outcome``. An executor supplies only its transport:
+
+    prepare(job, info) -> handle    build or sync what the run needs, make it ready to start
+    start(handle, job)              start the runner (the far side of ``RUNNER``)
+    poll(handle, job, wait_s)       its exit code once it ended (None while it runs)
+    fetch(handle, job)              bring the run's output folder home into ``job.run_dir``
+    stop(handle)                    TERM, then KILL after ``STOP_GRACE_S``
+    release(handle)                 remove what the run left over there (container, folder)
+    find(job) -> handle | None      a run whose mm4watch process died, to follow again
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from ..config import ENV_RUN_ID
+from ..durations import format_duration
+from . import Job, Outcome
+
+RESULT_DIR = ".mm4"  # in the run's output folder: executed.ipynb and result.json, so one fetch brings all
+STOP_GRACE_S = 10.0  # TERM first: papermill saves what ran; KILL after this
+RUNNER = "mm4watch.executors.runner"  # the module that runs papermill, on whichever machine runs the notebook
+POLL_MAX_S = 30.0
+
+H = TypeVar("H")
+
+
+def runner_files() -> tuple[Path, list[Path]]:
+    """mm4watch's own package folder and its Python files: what the far side needs to run the runner."""
+    import mm4watch
+
+    package = Path(mm4watch.__file__).parent
+    return package, sorted(package.rglob("*.py"))
+
+
+def runner_digest() -> str:
+    """One digest of the runner code, the same wherever it is asked for."""
+    package, files = runner_files()
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def job_spec(job: Job, *, notebook: str, output_dir: str, cwd: str) -> dict[str, Any]:
+    """What the runner reads: where the notebook is, where its output and result go."""
+    return {
+        "input": notebook,
+        "output": f"{output_dir}/{RESULT_DIR}/executed.ipynb",
+        "result": f"{output_dir}/{RESULT_DIR}/result.json",
+        "parameters": job.parameters,
+        "cwd": cwd,
+        "kernel": job.kernel,
+        "env": {ENV_RUN_ID: job.run_id},
+    }
+
+
+class Executor(Generic[H]):
+    """Base of every executor: subclasses write the transport (see the module docstring)."""
+
+    type = "base"
+    died = "the runner ended without a result"  # how an end without result.json reads, per executor
+
+    def __init__(self, name: str, harvest_every_s: float = 60.0) -> None:
+        self.name = name
+        self.harvest_every_s = harvest_every_s
+
+    # -- what each executor writes -----------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type}
+
+    def check(self) -> None:
+        """Raise ``ssh.Unreachable`` when the executor cannot take a run now."""
+
+    def prepare(self, job: Job, info: dict[str, Any]) -> H | Outcome:
+        raise NotImplementedError
+
+    def start(self, handle: H, job: Job) -> None:
+        raise NotImplementedError
+
+    def poll(self, handle: H, job: Job, wait_s: float) -> int | None:
+        raise NotImplementedError
+
+    def fetch(self, handle: H, job: Job) -> None:
+        raise NotImplementedError
+
+    def stop(self, handle: H) -> None:
+        raise NotImplementedError
+
+    def release(self, handle: H) -> None:
+        """Remove what the run left on the far side."""
+
+    def find(self, job: Job, info: dict[str, Any]) -> H | None:
+        return None
+
+    def died_detail(self, code: int | None) -> str:
+        return self.died
+
+    # -- the shared steps ------------------------------------------------------------
+
+    def execute(self, job: Job) -> Outcome:
+        info = dict(self.describe())
+        prepared = self.prepare(job, info)
+        if isinstance(prepared, Outcome):  # it could not even start (a failed build): said why
+            return prepared
+        handle: H = prepared
+        try:
+            self.start(handle, job)
+        except BaseException:
+            self.release(handle)
+            raise
+        return self._follow(handle, job, info)
+
+    def reattach(self, job: Job) -> Outcome | None:
+        """Follow a run whose mm4watch process died to its end; None if it is gone."""
+        info = {**self.describe(), "reattached": True}
+        handle = self.find(job, info)
+        if handle is None:
+            return None
+        return self._follow(handle, job, info)
+
+    def _follow(self, handle: H, job: Job, info: dict[str, Any]) -> Outcome:
+        try:
+            try:
+                status, code = self._wait(handle, job)
+            except KeyboardInterrupt:  # ^C or cancel: stop it, keep what it wrote
+                self.stop(handle)
+                self._harvest(handle, job)
+                raise
+            self._harvest(handle, job)
+        finally:
+            self.release(handle)
+        return self.outcome(job, status, code, info)
+
+    def _wait(self, handle: H, job: Job) -> tuple[str, int | None]:
+        deadline = time.monotonic() + job.timeout_s
+        next_harvest = time.monotonic() + self.harvest_every_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.stop(handle)
+                return "timeout", None
+            code = self.poll(handle, job, max(0.1, min(left, next_harvest - time.monotonic(), POLL_MAX_S)))
+            if code is not None:
+                return "exited", code
+            if time.monotonic() >= next_harvest:  # a dead engine later loses little
+                self._harvest(handle, job)
+                next_harvest = time.monotonic() + self.harvest_every_s
+
+    def _harvest(self, handle: H, job: Job) -> None:
+        self.fetch(handle, job)
+        executed = job.run_dir / RESULT_DIR / "executed.ipynb"
+        if executed.exists():
+            os.replace(executed, job.run_dir / "executed.ipynb")
+
+    def outcome(self, job: Job, status: str, code: int | None, info: dict[str, Any]) -> Outcome:
+        """``result.json`` and how the runner ended, as the run's outcome."""
+        result_path = job.run_dir / RESULT_DIR / "result.json"
+        try:
+            result = json.loads(result_path.read_text())
+        except (OSError, ValueError):
+            result = None
+        finally:
+            shutil.rmtree(result_path.parent, ignore_errors=True)
+        if status == "timeout":
+            error = dict((result or {}).get("error") or {})
+            error.update(ename="Timeout", evalue=f"the run exceeded its timeout of {format_duration(job.timeout_s)}")
+            return Outcome("timeout", error, info)
+        if result is None:
+            return Outcome("failed", {"cell": None, "ename": "ProcessDied", "evalue": self.died_detail(code)}, info)
+        return Outcome(result["status"], result.get("error"), info)
