@@ -1,4 +1,10 @@
-"""Runs in progress on this machine: which process runs them, and cancel requests.
+"""Processes on this machine: the daemon's lock, runs in progress, cancel requests.
+
+Every check of a pid also checks the process's start time (pids are reused: a
+pid file left by a ``kill -9`` may name an unrelated process by now).
+
+``.mm4/daemon.lock`` is held (flock) by the running daemon; ``.mm4/daemon.json``
+says its pid and start. Probing the lock is cheap: the git hook asks too.
 
 ``.mm4/active/<run key>.pid`` (``names.run_key``) names the mm4watch process executing a run;
 ``.mm4/active/<run>.cancel`` asks it to stop. ``cancel`` signals that process,
@@ -8,16 +14,51 @@ which stops its kernel or container, brings results home and records
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TextIO
 
 from .fsutil import atomic_write_text
 from .names import run_key
 
 ACTIVE = "active"
+LOCK_NAME = "daemon.lock"
+INFO_NAME = "daemon.json"
+
+
+def read_info(state_dir: Path) -> dict[str, Any] | None:
+    """The running daemon's pid file, or None when no daemon holds the lock."""
+    lock = state_dir / LOCK_NAME
+    if not lock.exists():
+        return None
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                info: dict[str, Any] = json.loads((state_dir / INFO_NAME).read_text())
+                return info
+            except (OSError, ValueError):
+                return {"pid": None}
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None  # a stale pid file from a daemon that died: the lock is free
+
+
+def take_daemon_lock(state_dir: Path) -> TextIO | None:
+    """The daemon's lock, held for as long as the returned file stays open; None when another holds it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fh = open(state_dir / LOCK_NAME, "a+")  # noqa: SIM115 (held open: that is the lock)
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
 
 
 def folder(state_dir: Path) -> Path:

@@ -1,4 +1,8 @@
-"""mm4.toml and the environment: the one place that reads either.
+"""mm4.toml and the environment: the one place on this machine that reads either.
+
+(Copying the whole environment into a child process is not reading it: the
+local runner and notification commands inherit it. The runner, on whichever
+machine runs the notebook, reads its own ``MM4_WARM_KERNEL`` there.)
 
 The file is found by walking up from a folder, like git finds ``.git``. It is
 read with ``tomllib`` and validated into frozen dataclasses; every error names
@@ -33,6 +37,7 @@ ENV_RUN_ID = "MM4_RUN_ID"
 
 
 def env(name: str) -> str | None:
+    """An environment variable, None when unset or empty."""
     value = os.environ.get(name)
     return value if value else None
 
@@ -48,23 +53,51 @@ def docker_config_dir() -> Path:
 
 @dataclass(frozen=True)
 class ExecutorConfig:
+    """What every executor has; each type has its own dataclass below."""
+
     name: str
     type: str
+    harvest_every_s: float = 60.0  # bring partial results home this often during a run
+    concurrency: int = 1  # runs at once on this executor (the daemon)
+
+
+@dataclass(frozen=True)
+class LocalConfig(ExecutorConfig):
+    """``type = "local"``: the runner in a child process on this machine."""
+
+
+@dataclass(frozen=True)
+class RemoteConfig(ExecutorConfig):
+    """What the two executors that reach the Mini over ssh share."""
+
     host: str | None = None
+    ssh_options: tuple[str, ...] = ()  # extra arguments for the system ssh client
+    workdir: str | None = None  # under the remote home: workspaces and the mirror of earlier results
+    data: str | None = None  # the mirror of data/ on that machine
+    sync_data: bool = False  # rsync data/ to that mirror before each run
+    keep_images: int = 3  # images (docker) or environments (native) kept there
+
+
+@dataclass(frozen=True)
+class DockerConfig(RemoteConfig):
+    """``type = "docker"``: a container on a Docker engine, built there."""
+
     context: str | None = None
     insecure: bool = False
     cpus: float | None = None
     memory: str | None = None
-    python: str | None = None
-    workdir: str | None = None
-    data: str | None = None  # the mirror of data/ on the engine's machine
-    sync_data: bool = False  # rsync data/ to that mirror before each run
-    keep_images: int = 3
-    ssh_options: tuple[str, ...] = ()  # extra arguments for the system ssh client
     socket: str = "/var/run/docker.sock"  # the engine's socket on the far side of ssh://
-    harvest_every_s: float = 60.0  # bring partial results home this often during a run
     warm: bool = True  # keep a container with a started kernel waiting for the next run
-    concurrency: int = 1  # runs at once on this executor (the daemon)
+
+
+@dataclass(frozen=True)
+class NativeConfig(RemoteConfig):
+    """``type = "native"`` (also ``"ssh"``): the Mini's own Python, for GPU work."""
+
+    python: str | None = None
+
+
+CONFIG_TYPES: dict[str, type[ExecutorConfig]] = {"local": LocalConfig, "docker": DockerConfig, "native": NativeConfig}
 
 
 @dataclass(frozen=True)
@@ -102,7 +135,7 @@ class Config:
     run: RunConfig = RunConfig()
     daemon: DaemonConfig = DaemonConfig()
     executors: Mapping[str, ExecutorConfig] = field(
-        default_factory=lambda: MappingProxyType({"local": ExecutorConfig("local", "local")})
+        default_factory=lambda: MappingProxyType({"local": LocalConfig("local", "local")})
     )
 
     @property
@@ -245,7 +278,7 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
         {"debounce", "requeue_interrupted", "notify", "notify_command", "restart_running", "autostart"},
     )
 
-    executors: dict[str, ExecutorConfig] = {"local": ExecutorConfig("local", "local")}
+    executors: dict[str, ExecutorConfig] = {"local": LocalConfig("local", "local")}
     for name, table in v.table(data, ("executors",)).items():
         path = ("executors", name)
         if not isinstance(table, dict):
@@ -323,7 +356,7 @@ def _executor(v: _Validator, name: str, table: dict[str, Any]) -> ExecutorConfig
             )
     if values.get("sync_data") and not values.get("data"):
         v.fail((*path, "sync_data"), 'needs data = "/path/on/that/machine" to sync into')
-    return ExecutorConfig(name=name, type=kind, **values)
+    return CONFIG_TYPES[kind](name=name, type=kind, **values)
 
 
 # ---------------------------------------------------------------------------

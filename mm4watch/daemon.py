@@ -10,7 +10,6 @@ while running), ``daemon.json`` (pid, start), ``daemon.log`` (rotated).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import logging.handlers
 import os
@@ -23,14 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from . import active, intake, notify
-from .active import alive, process_started
+from . import active, intake, notify, proc
+from .active import INFO_NAME, alive, process_started, read_info
 from .config import CONFIG_NAME, Config
 from .config import load as load_config
 from .errors import ConfigError, Mm4Error, NotebookError
 from .fsutil import atomic_write_json
 from .git import git_dir, head_sha, last_operation
-from .pidlock import INFO_NAME, LOCK_NAME, read_info
 from .queue import Entry, Queue, QueueFull
 from .records import read_record
 from .tags import code_hash, find_tag, loads_notebook
@@ -74,11 +72,8 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------
 
     def acquire(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.state_dir / LOCK_NAME, "a+")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        self._lock_file = active.take_daemon_lock(self.state_dir)
+        if self._lock_file is None:
             info = read_info(self.state_dir) or {}
             raise Mm4Error(
                 f"a daemon already runs for {self.config.root} (pid {info.get('pid')}); `mm4watch status`"
@@ -204,7 +199,7 @@ class Daemon:
 
     def drain_commits(self) -> None:
         """Commits the git hooks noted and no drain has queued yet (e.g. after a reboot)."""
-        from .hook import drain
+        from .commits import drain
 
         try:
             if drain(self.config):
@@ -346,13 +341,9 @@ class Daemon:
     def _spawn(self, entry: Entry, extra: list[str]) -> bool:
         executor = entry.executor or self.config.run.executor
         with open(self.state_dir / EXEC_LOG_NAME, "ab") as out:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "mm4watch", "_exec", *extra, str(entry.id)],
-                cwd=self.config.root,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a run outlives the daemon
+            # a session of its own: a run outlives the daemon
+            popen = proc.detach(
+                [sys.executable, "-m", "mm4watch", "_exec", *extra, str(entry.id)], cwd=self.config.root, stdout=out
             )
         started = process_started(popen.pid) or 0.0
         claimed = (
@@ -443,11 +434,4 @@ def spawn_detached(config: Config) -> subprocess.Popen[bytes]:
     """Start ``mm4watch start --foreground`` in the background, detached from the terminal."""
     config.state_dir.mkdir(parents=True, exist_ok=True)
     with open(config.state_dir / LOG_NAME, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "mm4watch", "start", "--foreground"],
-            cwd=config.root,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        return proc.detach([sys.executable, "-m", "mm4watch", "start", "--foreground"], cwd=config.root, stdout=out)

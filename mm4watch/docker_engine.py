@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from . import config
 from .buildctx import BuildContext
-from .config import ExecutorConfig
+from .config import DockerConfig
 from .errors import ConfigError, Mm4Error
 from .fsutil import extract_stream
 from .ssh import Target, Tunnel, Unreachable
@@ -86,7 +86,7 @@ class Container:
 
 
 class Engine:
-    def __init__(self, cfg: ExecutorConfig) -> None:
+    def __init__(self, cfg: DockerConfig) -> None:
         self.cfg = cfg
         self.tunnel: Tunnel | None = None
         self.client: Any = None

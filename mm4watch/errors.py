@@ -53,9 +53,3 @@ class NotebookError(Mm4Error):
 
 class RunNotFound(Mm4Error, LookupError):
     exit_code = EXIT_USAGE
-
-
-class RunFailed(Mm4Error):
-    """The notebook ran and failed; its run folder holds everything."""
-
-    exit_code = EXIT_NOTEBOOK_FAILED

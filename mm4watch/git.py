@@ -13,6 +13,17 @@ from pathlib import Path
 from typing import Any
 
 
+def call(root: Path, *args: str, input: bytes | None = None) -> bytes:
+    """``git ARGS`` in ``root``; its output, or an error that says what git said."""
+    from . import proc
+    from .errors import Mm4Error
+
+    done = proc.run(["git", *args], cwd=root, input=input, check=False)
+    if done.returncode != 0:
+        raise Mm4Error(f"git {' '.join(args)} failed: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
+
+
 @dataclass(frozen=True)
 class Provenance:
     commit: dict[str, Any] | None  # {sha, branch, dirty}; None outside git

@@ -8,7 +8,7 @@ from pathlib import Path
 import mm4watch
 
 from .errors import Mm4Error
-from .hook import git
+from .git import call as git
 from .names import quote
 
 MARKER = "mm4watch-hook"

@@ -30,6 +30,7 @@ from .records import (
     PATCH_NAME,
     RESERVED_NAMES,
     RunRecord,
+    Trigger,
     now_iso,
     parse_iso,
     trigger_for_record,
@@ -43,7 +44,7 @@ from .tags import code_hash, find_tag, loads_notebook
 @dataclass(frozen=True)
 class RunRequest:
     notebook: Path
-    trigger: str = "manual"
+    trigger: Trigger = "manual"
     parameters: dict[str, Any] = field(default_factory=dict)
     executor: str | None = None  # overrides MM4_EXECUTOR, the tag and [run] executor
     timeout_s: float | None = None  # overrides the tag and [run] timeout

@@ -1,4 +1,8 @@
-"""The one seam for subprocesses: start them, run them, stop whole process trees."""
+"""The one seam for subprocesses: run them, start them, detach them, stop whole process trees.
+
+Every child process of mm4watch starts here (git, ssh, rsync, the runner, the
+daemon's run processes); nothing else calls ``subprocess``.
+"""
 
 from __future__ import annotations
 
@@ -57,6 +61,26 @@ def spawn(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], stdout: IO[
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def detach(
+    argv: Sequence[str], *, cwd: Path | None = None, stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a process that outlives this one: a session of its own, no stdin; output to ``stdout``
+    (and ``stderr``, default: with stdout), or nowhere."""
+    return subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout if stdout is not None else subprocess.DEVNULL,
+        stderr=stderr if stderr is not None else (subprocess.STDOUT if stdout is not None else subprocess.DEVNULL),
+        start_new_session=True,
+    )
+
+
+def pipe_from(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    """A child whose output is read as it streams; its stderr is kept for the error message."""
+    return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def stop_tree(child: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:

@@ -42,10 +42,10 @@ from .errors import Mm4Error
 QUEUE_NAME = "queue.sqlite"
 MAX_QUEUED = 1000
 MERGE_WINDOW_S = 300.0  # a request for what just ran is the same request, arriving late
-MAX_START_FAILURES = 4
+MAX_START_FAILURES = 4  # a process that fails before its run starts: retried, then parked
 # what may arrive after its run ended (a save's debounce, a commit of what was saved); a manual
 # request or a rerun asked again after the run is a new run: the data may have changed
-LATE_TRIGGERS = frozenset({"save", "commit"})  # a process that fails before its run starts: retried, then parked
+LATE_TRIGGERS = frozenset({"save", "commit"})
 _SCHEMA = """
 create table if not exists entries (
     id integer primary key autoincrement,

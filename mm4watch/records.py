@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .fsutil import atomic_write_json
 
@@ -19,9 +19,17 @@ PATCH_NAME = "source.patch"
 BUILD_LOG_NAME = "build.log"
 RESERVED_NAMES = frozenset({RECORD_NAME, EXECUTED_NAME, LOG_NAME, PATCH_NAME, BUILD_LOG_NAME})
 
-STATUSES = ("queued", "running", "succeeded", "failed", "timeout", "cancelled", "interrupted")
-FINAL_STATUSES = frozenset({"succeeded", "failed", "timeout", "cancelled", "interrupted"})
-TRIGGERS = ("manual", "save", "commit")
+Status = Literal["queued", "running", "succeeded", "failed", "timeout", "cancelled", "interrupted"]
+Trigger = Literal["manual", "save", "commit"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+FINAL_STATUSES: frozenset[Status] = frozenset({"succeeded", "failed", "timeout", "cancelled", "interrupted"})
+
+
+def as_trigger(value: str) -> Trigger:
+    """A trigger read back from the queue or a file, checked."""
+    if value not in get_args(Trigger):
+        raise ValueError(f"not a trigger: {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def now_iso() -> str:
@@ -36,8 +44,8 @@ def parse_iso(text: str | None) -> datetime | None:
 class RunRecord:
     id: str
     notebook: str  # path relative to the project root, '/'-separated
-    status: str
-    trigger: str
+    status: Status
+    trigger: Trigger
     queued_at: str
     commit: dict[str, Any] | None = None  # {sha, branch, dirty} or None outside git
     executor: dict[str, Any] = field(default_factory=dict)  # {name, type, host, arch, ...}

@@ -184,9 +184,7 @@ class Tunnel:
         )
         errors = self.folder / "ssh.err"
         with open(errors, "wb") as err:
-            self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
-            )
+            self.process = proc.detach(argv, stderr=err)
         deadline = time.monotonic() + timeout
         while not self.local.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -255,9 +253,7 @@ def fetch_tar(
     """Run ``command`` (which writes a tar to stdout) on the target; unpack it here as it streams."""
     from .fsutil import extract_stream
 
-    child = subprocess.Popen(
-        [*target.argv(), command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    child = proc.pipe_from([*target.argv(), command])
     try:
         extract_stream(child.stdout, into, skip=skip)
         child.wait(timeout)

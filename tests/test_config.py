@@ -107,13 +107,27 @@ def test_executor_without_type():
 
 
 def test_executor_bad_type_and_keys():
-    assert 'use "local", "docker" or "ssh"' in error_of('[executors.x]\ntype = "kubernetes"\n')
+    assert 'use "local", "docker" or "native"' in error_of('[executors.x]\ntype = "kubernetes"\n')
     msg = error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://me@mini"\npython = "3"\n')
     assert "mm4.toml:4:" in msg and "executors.mini.python" in msg
     assert "needs host" in error_of('[executors.mini]\ntype = "docker"\n')
     assert "ssh://user@machine" in error_of('[executors.mini]\ntype = "docker"\nhost = "mini.local"\n')
     assert "cpus" in error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://m"\ncpus = -1\n')
     assert "memory" in error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://m"\nmemory = "lots"\n')
+
+
+def test_each_executor_type_has_its_own_settings_and_ssh_means_native():
+    from mm4watch.config import DockerConfig, LocalConfig, NativeConfig, parse
+
+    cfg = parse(
+        '[executors.gpu]\ntype = "ssh"\nhost = "me@mini"\npython = "python3.12"\n'
+        '[executors.box]\ntype = "docker"\nhost = "ssh://me@mini"\ncpus = 2\n',
+        root=ROOT,
+    )
+    gpu, box, local = cfg.executor("gpu"), cfg.executor("box"), cfg.executor("local")
+    assert isinstance(gpu, NativeConfig) and gpu.type == "native" and gpu.python == "python3.12"
+    assert isinstance(box, DockerConfig) and box.cpus == 2 and not hasattr(gpu, "cpus")
+    assert isinstance(local, LocalConfig)
 
 
 def test_run_executor_must_exist():

@@ -185,7 +185,7 @@ def test_the_hook_never_fails_a_commit(hooked):
 
 def test_the_hook_path_stays_lean():
     probe = (
-        "import sys; import mm4watch.hook, mm4watch.queue, mm4watch.pidlock; "
+        "import sys; import mm4watch.hook, mm4watch.queue, mm4watch.active; "
         "print(sorted(m for m in ('docker','papermill','git','rich','nbformat','watchdog','psutil') if m in sys.modules))"
     )
     done = subprocess.run(

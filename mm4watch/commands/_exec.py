@@ -18,7 +18,7 @@ from .. import config, intake
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ConfigError, Mm4Error
 from ..pipeline import RunRequest, resume, run_notebook
 from ..queue import Entry, Queue
-from ..records import read_record
+from ..records import as_trigger, read_record
 from ..ssh import Unreachable
 from ..store import History
 
@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
         content = show(cfg.root, entry.commit_sha, entry.notebook)
     request = RunRequest(
         notebook=cfg.root / entry.notebook,
-        trigger=entry.trigger,
+        trigger=as_trigger(entry.trigger),
         parameters=entry.parameters,
         executor=entry.executor,
         content=content,

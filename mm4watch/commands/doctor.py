@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import buildctx, config, ssh
-from ..config import Config, ExecutorConfig
+from ..config import Config, DockerConfig, NativeConfig
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
 from ..names import join, quote
 
@@ -49,12 +49,12 @@ def main(args: argparse.Namespace) -> int:
     exec_cfg = cfg.executor(args.executor)
     print(f"executor {exec_cfg.name} ({exec_cfg.type})" + (f" from {cfg.file}" if cfg.file else " (defaults)"))
     report = Report()
-    if exec_cfg.type == "local":
-        _local(report)
-    elif exec_cfg.type == "docker":
+    if isinstance(exec_cfg, DockerConfig):
         _docker(report, cfg, exec_cfg)
-    else:
+    elif isinstance(exec_cfg, NativeConfig):
         _native(report, exec_cfg)
+    else:
+        _local(report)
     return EXIT_OK if report.failed == 0 else EXIT_NOTEBOOK_FAILED
 
 
@@ -81,7 +81,7 @@ def _ssh(report: Report, target: ssh.Target) -> bool:
     )
 
 
-def _native(report: Report, exec_cfg: ExecutorConfig) -> None:
+def _native(report: Report, exec_cfg: NativeConfig) -> None:
     target = ssh.Target.parse(exec_cfg.host or "", exec_cfg.ssh_options)
     python = exec_cfg.python or "python3"
     if not _ssh(report, target):
@@ -122,7 +122,7 @@ def _native(report: Report, exec_cfg: ExecutorConfig) -> None:
         report.ok("free disk", f"{free_gb:.1f} GiB under {exec_cfg.workdir or '~/mm4watch'}")
 
 
-def _docker(report: Report, cfg: Config, exec_cfg: ExecutorConfig) -> None:
+def _docker(report: Report, cfg: Config, exec_cfg: DockerConfig) -> None:
     from ..docker_engine import Engine
 
     host = exec_cfg.host or ""

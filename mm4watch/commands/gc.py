@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 
 from .. import config
+from ..config import DockerConfig
 from ..docker_engine import Engine
-from ..errors import UsageError
 
 
 def main(args: argparse.Namespace) -> int:
     cfg = config.load()
     exec_cfg = cfg.executor(args.executor)
-    if exec_cfg.type != "docker":
-        raise UsageError(f"executor {exec_cfg.name!r} is {exec_cfg.type}: it keeps no images")
+    if not isinstance(exec_cfg, DockerConfig):
+        print(f"executor {exec_cfg.name!r} is {exec_cfg.type}: it keeps no images; nothing to do")
+        return 0
     keep = args.keep or exec_cfg.keep_images
     with Engine(exec_cfg) as engine:
         removed = engine.gc(cfg.image_name, keep)

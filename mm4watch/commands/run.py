@@ -86,7 +86,7 @@ def _run_one(
 def _queue(cfg: config.Config, notebook: Path, parameters: dict[str, Any], executor: str | None) -> int:
     """Hand the run to the daemon: the notebook's bytes now, run when its turn comes."""
     from .. import intake
-    from ..pidlock import read_info
+    from ..active import read_info
     from ..tags import find_tag, loads_notebook
 
     content = notebook.read_bytes()

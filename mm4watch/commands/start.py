@@ -6,9 +6,9 @@ import argparse
 import time
 
 from .. import config
+from ..active import read_info
 from ..daemon import Daemon, spawn_detached
 from ..errors import Mm4Error
-from ..pidlock import read_info
 
 READY_S = 15
 

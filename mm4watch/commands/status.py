@@ -7,8 +7,8 @@ import time
 from datetime import UTC, datetime
 
 from .. import config
+from ..active import read_info
 from ..durations import format_duration
-from ..pidlock import read_info
 from ..queue import Queue
 from ..records import parse_iso, read_record
 from .queue import RECENT_S

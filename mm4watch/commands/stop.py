@@ -8,8 +8,7 @@ import signal
 import time
 
 from .. import config
-from ..active import alive
-from ..pidlock import read_info
+from ..active import alive, read_info
 
 WAIT_S = 10
 

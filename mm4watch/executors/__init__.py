@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Config, ExecutorConfig
 from ..errors import ConfigError
+from ..records import Status
 
 if TYPE_CHECKING:
     from .base import Executor
@@ -43,22 +44,24 @@ class Job:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # succeeded, failed, timeout, cancelled, interrupted
+    status: Status  # succeeded, failed, timeout, cancelled, interrupted
     error: dict[str, Any] | None = None  # {cell, ename, evalue}
     executor: dict[str, Any] = field(default_factory=dict)  # what the run learnt: engine, image...
 
 
 def get(cfg: ExecutorConfig, config: Config) -> Executor[Any]:
     """The executor for ``cfg``: each one is ``base.Executor`` with its own transport."""
-    if cfg.type == "local":
+    from ..config import DockerConfig, LocalConfig, NativeConfig
+
+    if isinstance(cfg, LocalConfig):
         from .local import LocalExecutor
 
         return LocalExecutor(cfg)
-    if cfg.type == "docker":
+    if isinstance(cfg, DockerConfig):
         from .docker import DockerExecutor
 
         return DockerExecutor(cfg, config)
-    if cfg.type == "native":
+    if isinstance(cfg, NativeConfig):
         from .native import NativeExecutor
 
         return NativeExecutor(cfg, config)

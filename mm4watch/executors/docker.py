@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import buildctx, ssh
-from ..config import ENV_OUTPUT_DIR, Config, ExecutorConfig
+from ..config import ENV_OUTPUT_DIR, Config, DockerConfig
 from ..docker_engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Container, Engine
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
@@ -55,7 +55,7 @@ class _Run:
 class DockerExecutor(Executor[_Run]):
     type = "docker"
 
-    def __init__(self, cfg: ExecutorConfig, config: Config) -> None:
+    def __init__(self, cfg: DockerConfig, config: Config) -> None:
         super().__init__(cfg.name, cfg.harvest_every_s)
         self.cfg = cfg
         self.config = config

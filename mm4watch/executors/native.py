@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from .. import ssh
-from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, ExecutorConfig, _slug
+from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, NativeConfig, _slug
 from ..names import join, quote
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job
@@ -58,7 +58,7 @@ class NativeExecutor(Executor[_Remote]):
     type = "native"
     died = "papermill on the Mini ended without a result; see run.log"
 
-    def __init__(self, cfg: ExecutorConfig, config: Config) -> None:
+    def __init__(self, cfg: NativeConfig, config: Config) -> None:
         super().__init__(cfg.name, cfg.harvest_every_s)
         self.cfg = cfg
         self.config = config
