@@ -1,11 +1,37 @@
-"""Timing helpers shared by the benchmarks: medians of alternating runs."""
+"""What the benchmarks share: medians of alternating runs, and the tests' own helpers
+(``tests/support.py``: notebooks, the rig's fake Mini) so benchmarks build what tests build."""
 
 from __future__ import annotations
 
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for _folder in (REPO, REPO / "tests"):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
+
+from support import code, mini_ssh_options, notebook_json, rig_values  # noqa: E402
+
+__all__ = ["alternate", "command", "mini_ssh_options", "notebook", "report", "rig", "timed"]
+
+
+def rig() -> dict[str, str]:
+    """The fake Mini's address; exits with what to do when the rig is not up."""
+    values = rig_values()
+    if values is None:
+        sys.exit("no rig: run `bash tests/rig/up.sh` first")
+    return values
+
+
+def notebook(source: str, parameters: str | None = None) -> str:
+    """A notebook of one code cell (after a parameters cell when given), as the tests write them."""
+    cells = [code(parameters, tags=["parameters"])] if parameters is not None else []
+    return notebook_json(*cells, code(source))
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -35,40 +35,14 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _common import notebook  # noqa: E402
+
 from mm4watch.queue import Queue  # noqa: E402
 
 
 def mm4(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mm4watch", *args], cwd=project, capture_output=True, text=True, check=True
-    )
-
-
-def notebook(code: str, parameters: str | None = None) -> str:
-    cells = [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "id": "a", "source": code}]
-    if parameters is not None:
-        cells.insert(
-            0,
-            {
-                "cell_type": "code",
-                "metadata": {"tags": ["parameters"]},
-                "outputs": [],
-                "execution_count": None,
-                "id": "p",
-                "source": parameters,
-            },
-        )
-    return (
-        json.dumps(
-            {
-                "cells": cells,
-                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-                "nbformat": 4,
-                "nbformat_minor": 5,
-            },
-            indent=1,
-        )
-        + "\n"
     )
 
 

@@ -12,7 +12,6 @@ Usage: python bench/hooks.py [--rounds 20]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -21,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import notebook as _notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NOOP_CONFIG = """repos:
@@ -40,18 +41,6 @@ def git(root: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
 
 
-def notebook(value: int) -> str:
-    cell = {
-        "cell_type": "code",
-        "metadata": {},
-        "outputs": [],
-        "execution_count": None,
-        "id": "a",
-        "source": f"# mm4: remote\nv = {value}",
-    }
-    return json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}) + "\n"
-
-
 def make_repo(path: Path) -> Path:
     (path / "notebooks").mkdir(parents=True)
     (path / "mm4.toml").write_text("[run]\n")
@@ -59,7 +48,7 @@ def make_repo(path: Path) -> Path:
     git(path, "init", "-q", "-b", "main")
     git(path, "config", "user.email", "bench@example.com")
     git(path, "config", "user.name", "bench")
-    (path / "notebooks" / "n.ipynb").write_text(notebook(0))
+    (path / "notebooks" / "n.ipynb").write_text(_notebook("# mm4: remote\nv = 0"))
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "start")
     return path
@@ -71,7 +60,7 @@ class Counter:
 
 def timed_commit(root: Path, env: dict[str, str]) -> float:
     Counter.value += 1
-    (root / "notebooks" / "n.ipynb").write_text(notebook(Counter.value))
+    (root / "notebooks" / "n.ipynb").write_text(_notebook(f"# mm4: remote\nv = {Counter.value}"))
     git(root, "add", "-A")
     t0 = time.perf_counter()
     subprocess.run(

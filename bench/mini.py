@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import rig
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RIG = Path(os.environ.get("MM4_RIG_DIR", "/var/lib/mm4watch-rig"))
@@ -43,13 +45,6 @@ def run_cmd(notebook: str) -> str:
         "mkdir -p /tmp/out && cd /project/notebooks && "
         f"papermill --no-progress-bar {Path(notebook).name} /tmp/out/executed.ipynb >/dev/null 2>&1"
     )
-
-
-def rig() -> dict[str, str]:
-    env = RIG / "rig.env"
-    if not env.exists():
-        sys.exit(f"no rig: run `bash tests/rig/up.sh` first ({env} missing)")
-    return dict(line.split("=", 1) for line in env.read_text().split() if "=" in line)
 
 
 def sh(argv: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:

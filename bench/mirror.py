@@ -27,24 +27,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mm4watch import mirror, ssh  # noqa: E402
 
-RIG = Path(os.environ.get("MM4_RIG_DIR", "/var/lib/mm4watch-rig"))
+from _common import mini_ssh_options, rig  # noqa: E402
+
+from mm4watch import mirror, ssh  # noqa: E402
 
 
 def rig_target() -> ssh.Target:
-    values = dict(line.split("=", 1) for line in (RIG / "rig.env").read_text().split() if "=" in line)
-    options = (
-        "-i",
-        values["MINI_KEY"],
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
+    values = rig()
+    return ssh.Target(
+        f"{values['MINI_USER']}@{values['MINI_HOST']}", int(values["MINI_PORT"]), tuple(mini_ssh_options(values))
     )
-    return ssh.Target(f"{values['MINI_USER']}@{values['MINI_HOST']}", int(values["MINI_PORT"]), options)
 
 
 def make_run(results: Path, name: str, mb: int) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -20,47 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-RIG = Path(os.environ.get("MM4_RIG_DIR", "/var/lib/mm4watch-rig"))
-
-
-def rig() -> dict[str, str]:
-    env = RIG / "rig.env"
-    if not env.exists():
-        sys.exit(f"no rig: run `bash tests/rig/up.sh` first ({env} missing)")
-    return dict(line.split("=", 1) for line in env.read_text().split() if "=" in line)
-
-
-def notebook(value: int) -> str:
-    cells = [
-        {
-            "cell_type": "code",
-            "metadata": {},
-            "outputs": [],
-            "execution_count": None,
-            "id": "a",
-            "source": "# mm4: remote\nimport json, os, pathlib\nout = pathlib.Path(os.environ.get('MM4_OUTPUT_DIR', 'out'))\nout.mkdir(exist_ok=True)",
-        },
-        {
-            "cell_type": "code",
-            "metadata": {},
-            "outputs": [],
-            "execution_count": None,
-            "id": "b",
-            "source": f"(out / 'result.json').write_text(json.dumps({{'total': sum(range({1000 + value}))}}))",
-        },
-    ]
-    return (
-        json.dumps(
-            {
-                "cells": cells,
-                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-                "nbformat": 4,
-                "nbformat_minor": 5,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
+from _common import notebook as _notebook
+from _common import rig
 
 
 def main() -> int:
@@ -87,7 +47,7 @@ def main() -> int:
         project = Path(tmp) / "benchnative"
         (project / "notebooks").mkdir(parents=True)
         (project / "requirements.txt").write_text("# nothing beyond papermill\n")
-        (project / "notebooks" / "cycle.ipynb").write_text(notebook(0))
+        (project / "notebooks" / "cycle.ipynb").write_text(_notebook("# mm4: remote\nv = 0"))
         (project / "mm4.toml").write_text(
             '[run]\nexecutor = "gpu"\n[executors.gpu]\ntype = "native"\n'
             f'host = "{dest}"\nssh_options = [{", ".join(json.dumps(o) for o in opts)}]\n'
@@ -101,13 +61,13 @@ def main() -> int:
         subprocess.run([*ssh, f"mkdir -p {hand_dir}/notebooks"], check=True)
 
         def mm4(i: int) -> float:
-            (project / "notebooks" / "cycle.ipynb").write_text(notebook(i))
+            (project / "notebooks" / "cycle.ipynb").write_text(_notebook(f"# mm4: remote\nv = {i}"))
             t0 = time.perf_counter()
             subprocess.run(run, cwd=project, check=True, capture_output=True)
             return time.perf_counter() - t0
 
         def by_hand(i: int) -> float:
-            (project / "notebooks" / "cycle.ipynb").write_text(notebook(i))
+            (project / "notebooks" / "cycle.ipynb").write_text(_notebook(f"# mm4: remote\nv = {i}"))
             local_out = Path(tmp) / f"hand-{i}"
             t0 = time.perf_counter()
             subprocess.run(

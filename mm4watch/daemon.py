@@ -167,6 +167,8 @@ class Daemon:
         watcher.start()
         self.scan()
         self.note_head()
+        self._info["watching"] = True  # `mm4watch start` returns now: every save from here on is seen
+        self._write_info()
         log.info(
             "watching %s (debounce %.1fs)", ", ".join(str(f) for f in watcher.folders), self.config.daemon.debounce_s
         )

@@ -17,8 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from support import (  # noqa: F401  (the helpers tests import from here)
+    REPO,
+    RIG_ENV,
+    TEST_DOCKERFILE,
+    code,
+    git,
+    markdown,
+    mini_ssh_args,
+    mini_ssh_options,
+    mini_toml,
+    mm4,
+    notebook_json,
+    on_mini,
+    rig_values,
+    write_notebook,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -35,34 +49,27 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
 
 
-def code(source: str, **metadata: Any) -> dict[str, Any]:
-    return {"cell_type": "code", "metadata": metadata, "source": source, "outputs": [], "execution_count": None}
+@pytest.fixture(autouse=True)
+def _no_leftover_processes(tmp_path: Path) -> Any:
+    """Whatever a test started in its folders (a daemon, a run, a kernel) is gone after it, pass or fail."""
+    yield
+    import psutil
+
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != me and proc.cwd().startswith(str(tmp_path)):
+                proc.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
 
 
-def markdown(source: str) -> dict[str, Any]:
-    return {"cell_type": "markdown", "metadata": {}, "source": source}
+def _default_sigint() -> None:
+    # a suite started from a background job inherits SIGINT ignored; the children a test
+    # interrupts must get it as a terminal would deliver it
+    import signal
 
-
-def notebook_json(*cells: dict[str, Any]) -> str:
-    nb = {
-        "cells": list(cells),
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-    for i, cell in enumerate(nb["cells"]):
-        cell.setdefault("id", f"cell-{i}")
-    return json.dumps(nb, indent=1) + "\n"
-
-
-def write_notebook(path: Path, *cells: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(notebook_json(*cells))
-    return path
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture
@@ -84,26 +91,15 @@ def repo(project: Path) -> Path:
     return project
 
 
-def mm4(
-    args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 240
-) -> subprocess.CompletedProcess[str]:
-    """The real command line, in its own process."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "mm4watch", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def mm4_background(args: Sequence[str], cwd: Path) -> subprocess.Popen[str]:
     """The real command line, left running while the test acts on it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "mm4watch", *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "mm4watch", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
     )
 
 
@@ -137,15 +133,6 @@ def load_record(run_dir: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 # the two-machine rig (tests/rig/up.sh): a fake Mini reached only over SSH
 
-RIG_ENV = Path(os.environ.get("MM4_RIG_DIR", "/var/lib/mm4watch-rig")) / "rig.env"
-TEST_DOCKERFILE = """FROM python:3.11-slim
-RUN pip install --no-cache-dir "papermill>=2.6" "ipykernel>=6.29"
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir -r /tmp/requirements.txt
-WORKDIR /project
-COPY . /project
-"""
-
 
 @pytest.fixture(scope="session")
 def mini() -> dict[str, str]:
@@ -155,7 +142,7 @@ def mini() -> dict[str, str]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    values = dict(line.split("=", 1) for line in RIG_ENV.read_text().split() if "=" in line)
+    values = rig_values() or {}
     probe = subprocess.run(
         ["ssh", *mini_ssh_args(values), "docker", "info", "--format", "{{.ServerVersion}}"],
         capture_output=True,
@@ -168,39 +155,6 @@ def mini() -> dict[str, str]:
             pytest.fail(message)
         pytest.skip(message)
     return values
-
-
-def mini_ssh_options(values: dict[str, str]) -> list[str]:
-    return [
-        "-i",
-        values["MINI_KEY"],
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-    ]
-
-
-def mini_ssh_args(values: dict[str, str]) -> list[str]:
-    return ["-p", values["MINI_PORT"], *mini_ssh_options(values), f"{values['MINI_USER']}@{values['MINI_HOST']}"]
-
-
-def on_mini(values: dict[str, str], command: str) -> str:
-    done = subprocess.run(["ssh", *mini_ssh_args(values), command], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def mini_toml(values: dict[str, str], *, port: str | None = None, extra: str = "", timeout: str = "10m") -> str:
-    options = ", ".join(json.dumps(o) for o in mini_ssh_options(values))
-    return (
-        f'[run]\nexecutor = "mini"\ntimeout = "{timeout}"\n\n'
-        f'[executors.mini]\ntype = "docker"\n'
-        f'host = "ssh://{values["MINI_USER"]}@{values["MINI_HOST"]}:{port or values["MINI_PORT"]}"\n'
-        f"ssh_options = [{options}]\n{extra}"
-    )
 
 
 @pytest.fixture

@@ -42,8 +42,7 @@ def jupyter_save(path: Path, text: str) -> None:
 
 def start_then_save(project, nb, *cells):
     """Start the daemon (it remembers ``nb`` as it is), then save ``nb`` with ``cells``."""
-    assert mm4(["start"], cwd=project).returncode == 0
-    time.sleep(1.0)
+    assert mm4(["start"], cwd=project).returncode == 0  # returns once the daemon watches
     jupyter_save(nb, notebook_json(*cells))
 
 
@@ -97,8 +96,7 @@ def test_saves_queue_runs_only_when_code_changes(daemon_project):
     ]
     write_notebook(nb, *cells)
     untagged = write_notebook(daemon_project / "notebooks" / "plain.ipynb", code("x = 1"))
-    mm4(["start"], cwd=daemon_project)
-    time.sleep(1.0)  # existing notebooks are remembered at start, not run
+    mm4(["start"], cwd=daemon_project)  # existing notebooks are remembered at start, not run
     assert run_dirs(daemon_project) == []
 
     cells[1] = code("n = 2", tags=["parameters"])

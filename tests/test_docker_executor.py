@@ -6,7 +6,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import code, first_run, load_record, mini_toml, mm4, mm4_background, on_mini, run_dirs, write_notebook
+from conftest import (
+    code,
+    first_run,
+    load_record,
+    mini_toml,
+    mm4,
+    mm4_background,
+    on_mini,
+    run_dirs,
+    wait_for,
+    write_notebook,
+)
 
 from mm4watch.names import run_key
 
@@ -215,17 +226,17 @@ def test_limits_and_safety_settings_reach_the_engine(mini_project, mini):
     (mini_project / "mm4.toml").write_text(mini_toml(mini, extra='memory = "512m"\ncpus = 1.5\nwarm = false\n'))
     write_notebook(mini_project / "notebooks" / "limits.ipynb", code("# mm4: remote\nimport time\ntime.sleep(6)"))
     child = mm4_background(["run", "notebooks/limits.ipynb"], mini_project)
-    inspected = None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and inspected is None:
+
+    def container_of_the_run():
         dirs = run_dirs(mini_project)
-        if dirs:
-            out = on_mini(mini, f"docker inspect mm4-run-{run_key(dirs[0].name)} 2>/dev/null; true").strip() or "[]"
-            inspected = (json.loads(out) or [None])[0]
-        time.sleep(0.3)
+        if not dirs:
+            return None
+        out = on_mini(mini, f"docker inspect mm4-run-{run_key(dirs[0].name)} 2>/dev/null; true").strip() or "[]"
+        return (json.loads(out) or [None])[0]
+
+    inspected = wait_for(container_of_the_run, 120, "the run's container", every=0.3)
     child.communicate(timeout=120)
     assert child.returncode == 0
-    assert inspected is not None, "the run's container was never seen"
     host = inspected["HostConfig"]
     assert host["Memory"] == 512 * 2**20 and host["NanoCpus"] == 1_500_000_000
     assert host["SecurityOpt"] == ["no-new-privileges"] and host["CapDrop"] == ["ALL"]

@@ -54,7 +54,6 @@ def branched(request, repo):
         assert mm4(["install-hooks"], cwd=repo).returncode == 0
     started = mm4(["start"], cwd=repo)
     assert started.returncode == 0, started.stderr
-    time.sleep(1.0)
     yield repo, request.param == "with hooks"
     mm4(["stop", "--now"], cwd=repo)
 

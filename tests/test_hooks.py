@@ -4,11 +4,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, code, git, load_record, mm4, notebook_json, run_dirs, write_notebook
+from conftest import REPO, code, first_run, git, load_record, mm4, notebook_json, run_dirs, wait_for, write_notebook
 
 from mm4watch.queue import Queue
 
@@ -20,10 +19,12 @@ def all_entries(project):
 def drained(project, timeout=30):
     """The hook notes the commit and queues it in the background: wait for that."""
     state = project / ".mm4"
-    deadline = time.monotonic() + timeout
-    while (state / "commits.pending").exists() or (state / "commits.draining").exists():
-        assert time.monotonic() < deadline, "the noted commits were never queued"
-        time.sleep(0.02)
+    wait_for(
+        lambda: not (state / "commits.pending").exists() and not (state / "commits.draining").exists(),
+        timeout,
+        "the noted commits to be queued",
+        every=0.02,
+    )
 
 
 def commit(project, message, *extra, wait=True):
@@ -210,15 +211,7 @@ def test_a_commit_runs_the_committed_notebook_on_the_daemon(hooked):
         done = commit(hooked, "run me")
         sha = git(hooked, "rev-parse", "HEAD")
         write_notebook(nb, code("# mm4: remote\nprint('edited after the commit')"))  # the work tree moves on
-        run_dir = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            finished = [d for d in run_dirs(hooked) if load_record(d)["status"] == "succeeded"]
-            if finished:
-                run_dir = finished[0]
-                break
-            time.sleep(0.2)
-        assert run_dir is not None, done.stderr
+        run_dir = first_run(hooked, lambda d: load_record(d)["status"] == "succeeded", what=done.stderr)
         record = load_record(run_dir)
         assert record["trigger"] == "commit"
         assert record["commit"] == {"sha": sha, "branch": "main", "dirty": False}

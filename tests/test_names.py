@@ -3,7 +3,6 @@
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -203,7 +202,6 @@ def test_hostile_names_through_a_save_and_through_a_commit(repo, tmp_path):
     started = mm4(["start"], cwd=repo)
     assert started.returncode == 0, started.stderr
     try:
-        time.sleep(1.0)
         for path in made.values():  # a save by the user: a new cell
             text = json.loads(path.read_text())
             text["cells"].append(

@@ -62,8 +62,7 @@ def hooked(repo):
 def start(project, settle=0):
     """Start the daemon; with ``settle``, wait for that many runs of what was committed before; returns them."""
     done = mm4(["start"], cwd=project)
-    assert done.returncode == 0, done.stderr
-    time.sleep(1.0)  # the start-up scan remembers what is there
+    assert done.returncode == 0, done.stderr  # it returns once the daemon watches
     return finished(project, settle) if settle else []
 
 

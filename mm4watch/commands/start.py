@@ -10,7 +10,7 @@ from ..active import read_info
 from ..daemon import Daemon, spawn_detached
 from ..errors import Mm4Error
 
-READY_S = 15
+READY_S = 60  # the start-up scan reads every notebook once
 
 
 def main(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + READY_S
     while time.monotonic() < deadline:
         info = read_info(cfg.state_dir)
-        if info and info.get("pid") == child.pid:
+        if info and info.get("pid") == child.pid and info.get("watching"):  # returns once saves are seen
             print(f"started (pid {child.pid}); log: {cfg.state_dir / 'daemon.log'}")
             return 0
         if child.poll() is not None:

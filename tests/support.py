@@ -1,0 +1,106 @@
+"""Helpers the tests and the benchmarks share: notebooks, the rig's fake Mini, the command line.
+
+No fixtures here (they live in ``conftest.py``); ``bench/`` imports this module
+directly, so a benchmark builds notebooks and reaches the rig the way tests do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RIG_DIR = Path(os.environ.get("MM4_RIG_DIR", "/var/lib/mm4watch-rig"))
+RIG_ENV = RIG_DIR / "rig.env"
+TEST_DOCKERFILE = """FROM python:3.11-slim
+RUN pip install --no-cache-dir "papermill>=2.6" "ipykernel>=6.29"
+COPY requirements.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir -r /tmp/requirements.txt
+WORKDIR /project
+COPY . /project
+"""
+
+
+def code(source: str, **metadata: Any) -> dict[str, Any]:
+    return {"cell_type": "code", "metadata": metadata, "source": source, "outputs": [], "execution_count": None}
+
+
+def markdown(source: str) -> dict[str, Any]:
+    return {"cell_type": "markdown", "metadata": {}, "source": source}
+
+
+def notebook_json(*cells: dict[str, Any]) -> str:
+    nb = {
+        "cells": list(cells),
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    for i, cell in enumerate(nb["cells"]):
+        cell.setdefault("id", f"cell-{i}")
+    return json.dumps(nb, indent=1) + "\n"
+
+
+def write_notebook(path: Path, *cells: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(notebook_json(*cells))
+    return path
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def mm4(
+    args: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
+    """The real command line, in its own process."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "mm4watch", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def rig_values() -> dict[str, str] | None:
+    """What ``tests/rig/up.sh`` wrote about the fake Mini, or None when the rig is not up."""
+    if not RIG_ENV.exists():
+        return None
+    return dict(line.split("=", 1) for line in RIG_ENV.read_text().split() if "=" in line)
+
+
+def mini_ssh_options(values: dict[str, str]) -> list[str]:
+    return [
+        "-i", values["MINI_KEY"], "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "LogLevel=ERROR",
+    ]  # fmt: skip
+
+
+def mini_ssh_args(values: dict[str, str]) -> list[str]:
+    return ["-p", values["MINI_PORT"], *mini_ssh_options(values), f"{values['MINI_USER']}@{values['MINI_HOST']}"]
+
+
+def on_mini(values: dict[str, str], command: str) -> str:
+    done = subprocess.run(["ssh", *mini_ssh_args(values), command], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def mini_toml(values: dict[str, str], *, port: str | None = None, extra: str = "", timeout: str = "10m") -> str:
+    options = ", ".join(json.dumps(o) for o in mini_ssh_options(values))
+    return (
+        f'[run]\nexecutor = "mini"\ntimeout = "{timeout}"\n\n'
+        f'[executors.mini]\ntype = "docker"\n'
+        f'host = "ssh://{values["MINI_USER"]}@{values["MINI_HOST"]}:{port or values["MINI_PORT"]}"\n'
+        f"ssh_options = [{options}]\n{extra}"
+    )
