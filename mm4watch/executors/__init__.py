@@ -56,7 +56,7 @@ def get(cfg: ExecutorConfig, config: Config) -> Executor[Any]:
     if isinstance(cfg, LocalConfig):
         from .local import LocalExecutor
 
-        return LocalExecutor(cfg)
+        return LocalExecutor(cfg, config)
     if isinstance(cfg, DockerConfig):
         from .docker import DockerExecutor
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from ..config import ENV_RUN_ID
+from ..config import ENV_RUN_ID, Config, ExecutorConfig
 from ..durations import format_duration
 from . import Job, Outcome
 
@@ -73,9 +73,11 @@ class Executor(Generic[H]):
     type = "base"
     died = "the runner ended without a result"  # how an end without result.json reads, per executor
 
-    def __init__(self, name: str, harvest_every_s: float = 60.0) -> None:
-        self.name = name
-        self.harvest_every_s = harvest_every_s
+    def __init__(self, cfg: ExecutorConfig, config: Config, harvest_every_s: float | None = None) -> None:
+        self.cfg = cfg
+        self.config = config
+        self.name = cfg.name
+        self.harvest_every_s = harvest_every_s or cfg.harvest_every_s
 
     # -- what each executor writes -----------------------------------------------
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import buildctx, ssh
-from ..config import ENV_OUTPUT_DIR, Config, DockerConfig
+from ..config import ENV_OUTPUT_DIR, DockerConfig
 from ..docker_engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Container, Engine
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
@@ -54,13 +54,9 @@ class _Run:
 
 class DockerExecutor(Executor[_Run]):
     type = "docker"
-
-    def __init__(self, cfg: DockerConfig, config: Config) -> None:
-        super().__init__(cfg.name, cfg.harvest_every_s)
-        self.cfg = cfg
-        self.config = config
-        self._checked: Engine | None = None
-        self._results_source: str | None = None
+    cfg: DockerConfig
+    _checked: Engine | None = None  # the engine check() opened, for the execute() that follows
+    _results_source: str | None = None  # where earlier results are on the engine's machine
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "host": self.cfg.host or f"context:{self.cfg.context}"}

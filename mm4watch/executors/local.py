@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import proc
-from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, LocalConfig
+from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, LocalConfig
 from . import Job, Outcome
 from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, job_spec
 
@@ -29,10 +29,9 @@ class _Child:
 class LocalExecutor(Executor[_Child]):
     type = "local"
 
-    def __init__(self, cfg: LocalConfig) -> None:
+    def __init__(self, cfg: LocalConfig, config: Config) -> None:
         # harvesting here is a rename: executed.ipynb shows progress every 2 s
-        super().__init__(cfg.name, 2.0)
-        self.cfg = cfg
+        super().__init__(cfg, config, harvest_every_s=2.0)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -58,10 +58,10 @@ class NativeExecutor(Executor[_Remote]):
     type = "native"
     died = "papermill on the Mini ended without a result; see run.log"
 
+    cfg: NativeConfig
+
     def __init__(self, cfg: NativeConfig, config: Config) -> None:
-        super().__init__(cfg.name, cfg.harvest_every_s)
-        self.cfg = cfg
-        self.config = config
+        super().__init__(cfg, config)
         self.target = ssh.Target.parse(cfg.host or "", cfg.ssh_options)
         self.python = cfg.python or "python3"
         self.base = (cfg.workdir or "mm4watch").rstrip("/") + "/" + _slug(config.root.name)
