@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 for _folder in (REPO, REPO / "tests"):
@@ -49,7 +50,7 @@ def alternate(candidates: dict[str, Callable[[], object]], rounds: int) -> dict[
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def command(argv: Sequence[str], **kwargs: object) -> Callable[[], object]:
+def command(argv: Sequence[str], **kwargs: Any) -> Callable[[], object]:
     return lambda: subprocess.run(list(argv), check=True, capture_output=True, **kwargs)
 
 

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _common import rig
 
@@ -47,7 +48,7 @@ def run_cmd(notebook: str) -> str:
     )
 
 
-def sh(argv: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+def sh(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[bytes]:
     kw.setdefault("stdout", subprocess.PIPE)
     return subprocess.run(argv, check=True, stderr=subprocess.PIPE, **kw)
 
@@ -228,7 +229,8 @@ def bytes_for_run(bed: Bed, project: Path, change: str) -> dict[str, int]:
 
 def results_home(bed: Bed, size_mb: int) -> tuple[float, float]:
     from mm4watch import config
-    from mm4watch.engine import Engine
+    from mm4watch.config import DockerConfig
+    from mm4watch.docker_engine import Engine
 
     name = "mm4-bench-big"
     bed.ssh(
@@ -243,6 +245,7 @@ def results_home(bed: Bed, size_mb: int) -> tuple[float, float]:
         time.sleep(0.5)
     raw_times, ours_times = [], []
     cfg = config.load(bed.work / "project").executor("mini")
+    assert isinstance(cfg, DockerConfig)
     for i in range(3):
         target = bed.work / f"raw-{i}.bin"
         t0 = time.perf_counter()
@@ -253,7 +256,9 @@ def results_home(bed: Bed, size_mb: int) -> tuple[float, float]:
         into = bed.work / f"ours-{i}"
         t0 = time.perf_counter()
         with Engine(cfg) as engine:
-            engine.fetch(engine.client.containers.get(name), "/output", into)
+            container = engine.container(name)
+            assert container is not None
+            engine.fetch(container, "/output", into)
         ours_times.append(time.perf_counter() - t0)
         assert (into / "big.bin").stat().st_size == size_mb * 1_000_000
         shutil.rmtree(into)

@@ -204,7 +204,10 @@ class Daemon:
         from .commits import drain
 
         try:
-            if drain(self.config):
+            queued = drain(self.config)
+            for what in queued:  # merged requests say so: "(the same run as entry 12 ...)"
+                log.info("commit: %s", what)
+            if queued:
                 self.wake.set()
         except Exception:
             log.exception("while queueing noted commits")
