@@ -65,7 +65,33 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="papermill parameter; VALUE is read as JSON when it parses (1, 2.5, true, [1,2]), else as text",
+        help="parameter, converted as papermill does (True/False/None, numbers, else text; [...] and {...} as YAML)",
+    )
+    p.add_argument(
+        "-y",
+        "--param-yaml",
+        action="append",
+        default=[],
+        nargs=2,
+        metavar=("KEY", "YAML"),
+        help="a parameter given as YAML (a list, a mapping, a quoted string)",
+    )
+    p.add_argument(
+        "-r",
+        "--param-raw",
+        action="append",
+        default=[],
+        nargs=2,
+        metavar=("KEY", "TEXT"),
+        help="a parameter taken as text, never converted",
+    )
+    p.add_argument(
+        "-f",
+        "--param-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a YAML file of parameters (key: value); -y, -p and -r given too win over it",
     )
     p.add_argument(
         "--executor", metavar="NAME", help="executor from mm4.toml (default: MM4_EXECUTOR, the tag, [run] executor)"

@@ -34,6 +34,7 @@ from .records import (
     now_iso,
     parse_iso,
     trigger_for_record,
+    where,
     write_record,
 )
 from .ssh import Unreachable
@@ -241,7 +242,12 @@ def _finish(
         outputs=collect_outputs(run_dir),
     )
     write_record(run_dir, record)
-    detail = f" ({outcome.error.get('ename')}: {outcome.error.get('evalue')})" if outcome.error else ""
+    place = where(outcome.error)
+    detail = (
+        f" ({place + ': ' if place else ''}{outcome.error.get('ename')}: {outcome.error.get('evalue')})"
+        if outcome.error
+        else ""
+    )
     _log(run_dir / LOG_NAME, f"mm4watch: {outcome.status}{detail} after {record.duration_s:.1f}s")
     return record
 

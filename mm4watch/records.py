@@ -25,6 +25,16 @@ STATUSES: tuple[Status, ...] = get_args(Status)
 FINAL_STATUSES: frozenset[Status] = frozenset({"succeeded", "failed", "timeout", "cancelled", "interrupted"})
 
 
+def where(error: dict[str, Any] | None) -> str:
+    """Where a run failed, as Jupyter shows it: "code cell 2, line 3" (empty when unknown)."""
+    if not error:
+        return ""
+    if error.get("code_cell"):
+        text = f"code cell {error['code_cell']}"
+        return text + (f", line {error['line']}" if error.get("line") else "")
+    return f"cell {error['cell']}" if error.get("cell") is not None else ""
+
+
 def as_trigger(value: str) -> Trigger:
     """A trigger read back from the queue or a file, checked."""
     if value not in get_args(Trigger):

@@ -5,6 +5,7 @@ import sys
 import time
 from datetime import datetime, timedelta
 
+import pytest
 from conftest import REPO, mm4
 
 from mm4watch.cli import COMMANDS, build_parser
@@ -116,16 +117,28 @@ def test_usage_errors(project):
     assert done.returncode == 2 and "--timeout" in done.stderr
 
 
-def test_parse_param():
-    from mm4watch.commands.run import parse_param
+def test_parameters_are_parsed_as_papermill_parses_them(tmp_path):
+    from mm4watch.errors import UsageError
+    from mm4watch.params import collect, key_value, resolve
 
-    assert parse_param("n=5") == ("n", 5)
-    assert parse_param("lr=0.1") == ("lr", 0.1)
-    assert parse_param("flag=true") == ("flag", True)
-    assert parse_param("xs=[1, 2]") == ("xs", [1, 2])
-    assert parse_param("name=resnet") == ("name", "resnet")
-    assert parse_param("expr=a=b") == ("expr", "a=b")
-    assert parse_param("empty=") == ("empty", "")
+    assert [resolve(v) for v in ("5", "-3", "0.1", "1e3", "True", "False", "None", "true", "resnet", "")] == [
+        5, -3, 0.1, 1000.0, True, False, None, "true", "resnet", ""
+    ]  # fmt: skip
+    assert resolve("[1, 2]") == [1, 2] and resolve("{a: 1}") == {"a": 1}
+    assert key_value("expr=a=b") == ("expr", "a=b")
+    with pytest.raises(UsageError, match="looks like JSON or YAML but does not parse"):
+        resolve("[1, 2")
+    with pytest.raises(UsageError, match="not KEY=VALUE"):
+        key_value("n5")
+    params = tmp_path / "params.yaml"
+    params.write_text("epochs: 5\nlayers: [64, 32]\nname: base\n")
+    got = collect(["epochs=20"], [["layers", "[128]"], ["opts", "{lr: 0.1}"]], [["name", "007"]], [str(params)])
+    assert got == {"epochs": 20, "layers": [128], "name": "007", "opts": {"lr": 0.1}}
+    with pytest.raises(UsageError, match="-y xs looks like JSON or YAML but does not parse"):
+        collect(yaml_values=[["xs", "[1, 2"]])
+    (tmp_path / "bad.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(UsageError, match="must hold a mapping"):
+        collect(files=[str(tmp_path / "bad.yaml")])
 
 
 def test_unexpected_error_writes_crash_log(project):

@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from .. import config
+from .. import config, params
 from ..durations import parse_duration
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error, UsageError
 from ..pipeline import RunRequest, run_notebook
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """'key=value' -> (key, value); value is JSON when it parses, else the text itself."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key.isidentifier():
-        raise UsageError(f"parameter {text!r} is not KEY=VALUE with KEY a Python name (e.g. -p epochs=10)")
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    return key, value
+from ..records import where
 
 
 def main(args: argparse.Namespace) -> int:
@@ -34,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"{notebook} is not a notebook (.ipynb)")
         if not notebook.is_file():
             raise UsageError(f"{notebook}: no such notebook")
-    parameters = dict(parse_param(p) for p in args.param)
+    parameters = params.collect(args.param, args.param_yaml, args.param_raw, args.param_file)
     timeout_s = None
     if args.timeout:
         try:
@@ -73,9 +60,10 @@ def _run_one(
         print(run_dir)
         return EXIT_OK
     err = record.error or {}
-    where = f" in cell {err['cell']}" if err.get("cell") is not None else ""
+    place = where(err)
     print(
-        f"mm4watch: {record.notebook} {record.status}{where}: {err.get('ename', '')}: {err.get('evalue', '')}\n"
+        f"mm4watch: {record.notebook} {record.status}{' in ' + place if place else ''}: "
+        f"{err.get('ename', '')}: {err.get('evalue', '')}\n"
         f"  executed notebook and log kept in {run_dir}",
         file=sys.stderr,
     )

@@ -7,7 +7,7 @@ import json
 
 from .. import config
 from ..durations import format_duration
-from ..records import EXECUTED_NAME, LOG_NAME
+from ..records import EXECUTED_NAME, LOG_NAME, where
 from ..store import History
 from .history import short_commit
 
@@ -35,7 +35,9 @@ def main(args: argparse.Namespace) -> int:
     ]
     if record.error:
         err = record.error
-        lines.append(f"error      cell {err.get('cell')}: {err.get('ename')}: {err.get('evalue')}")
+        place = where(err) + (f" (In [{err['execution_count']}])" if err.get("execution_count") else "")
+        lines.append(f"error      {place + ': ' if place.strip() else ''}{err.get('ename')}: {err.get('evalue')}")
+        lines.extend(f"           {line}" for line in err.get("traceback") or [])
     if record.source.get("patch"):
         lines.append(f"patch      {run_dir / record.source['patch']} (the notebook differed from HEAD)")
     lines.append(f"notebook   {run_dir / EXECUTED_NAME}")

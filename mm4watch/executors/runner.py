@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -59,6 +60,41 @@ def _last_started_cell(output_path: str) -> str | None:
     return source
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_IPY8_CELL = re.compile(r"Cell In\[(\d*)\], line (\d+)")  # IPython 8: "Cell In[3], line 3"
+_IPY7_ARROW = re.compile(r"^-+> (\d+)", re.MULTILINE)  # older: "----> 3 x = 1 / 0"
+
+
+def plain_traceback(lines: list[str]) -> list[str]:
+    """A kernel's traceback without its colours."""
+    return _ANSI.sub("", "\n".join(lines)).splitlines()
+
+
+def _where(input_path: str, cell: int | None, exec_count: int | None, traceback: list[str]) -> dict[str, Any]:
+    """Where a failure is, as Jupyter shows it: the code cell's number among code cells (from 1;
+    papermill's injected parameters cell is not in the user's notebook, so never counted) and the
+    line inside that cell."""
+    found: dict[str, Any] = {"code_cell": None, "line": None}
+    if cell is not None:
+        try:
+            with open(input_path, encoding="utf-8") as fh:
+                cells = json.load(fh)["cells"]
+            found["code_cell"] = sum(1 for c in cells[: cell + 1] if c.get("cell_type") == "code")
+        except (OSError, ValueError, KeyError):
+            pass
+    text = "\n".join(traceback)
+    lines = [(m.group(1), int(m.group(2))) for m in _IPY8_CELL.finditer(text)]
+    mine = [line for count, line in lines if exec_count is not None and count == str(exec_count)]
+    arrow = _IPY7_ARROW.search(text)
+    if mine:
+        found["line"] = mine[0]
+    elif lines:
+        found["line"] = lines[0][1]
+    elif arrow:
+        found["line"] = int(arrow.group(1))
+    return found
+
+
 def _kernel_of(input_path: str) -> str | None:
     try:
         with open(input_path, encoding="utf-8") as fh:
@@ -87,13 +123,18 @@ def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
         )
         return {"status": "succeeded", "error": None}
     except PapermillExecutionError as exc:
+        cell = _source_index(spec["input"], exc.source)
+        tb = plain_traceback(list(exc.traceback or []))
+        print("\n".join(tb), file=sys.stderr)  # into run.log, where `logs` and `show` find it
         return {
             "status": "failed",
             "error": {
-                "cell": _source_index(spec["input"], exc.source),
+                "cell": cell,
+                **_where(spec["input"], cell, exc.exec_count, tb),
                 "execution_count": exc.exec_count,
                 "ename": exc.ename,
                 "evalue": exc.evalue,
+                "traceback": tb,
             },
         }
     except KeyboardInterrupt as exc:
@@ -175,10 +216,19 @@ async def _kernel_call(km: Any, code: str | None) -> None:
         kc.stop_channels()
 
 
+def _one_newline(record: logging.LogRecord) -> bool:
+    if isinstance(record.msg, str) and record.msg.endswith("\n") and not record.args:
+        record.msg = record.msg[:-1]
+    return True
+
+
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _stop)
-    # papermill logs each cell and its outputs at INFO: that is what run.log shows
+    # papermill logs each cell and its outputs at INFO: that is what run.log shows. An output
+    # chunk carries its own newline; the log line adds one: drop the first, or lines come double-spaced
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_one_newline)
     if argv[0] == "--warm":
         return warm(argv[1], float(argv[2]))
     with open(argv[0], encoding="utf-8") as fh:
