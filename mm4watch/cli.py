@@ -11,6 +11,7 @@ import importlib
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from . import __version__
 from .errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, Mm4Error, exit_table_text
@@ -32,11 +33,29 @@ COMMANDS = {
     "doctor": "check that an executor can run notebooks, and say how to fix what cannot",
     "gc": "remove this project's old images on an engine, keeping the newest",
     "init": "set up mm4watch in this project (never overwrites)",
+    "completion": 'print the shell completion script: eval "$(mm4watch completion bash)"',
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with hidden commands kept out of its messages and a guess at what was meant."""
+
+    def error(self, message: str) -> NoReturn:
+        if "invalid choice" in message:
+            import difflib
+            import re
+
+            message = re.sub(r", '_[a-z_]+'|'_[a-z_]+', ", "", message)
+            wrong = re.search(r"invalid choice: '([^']*)'", message)
+            if wrong:
+                close = difflib.get_close_matches(wrong.group(1), list(COMMANDS), n=1)
+                if close:
+                    message += f"; did you mean {close[0]!r}?"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mm4watch",
         description="Run tagged Jupyter notebooks (# mm4: remote) on another machine and "
         "keep every result in results/<notebook>_<YYYYmmdd_HHMMSS>/.",
@@ -166,7 +185,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, metavar="N", help="how many to keep (default: keep_images, 3)")
 
     sub.add_parser("init", help=COMMANDS["init"], description=COMMANDS["init"] + ".")
+
+    p = sub.add_parser("completion", help=COMMANDS["completion"], description=COMMANDS["completion"] + ".")
+    p.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")
+    # hidden commands parse, but are listed nowhere
+    sub._choices_actions = [a for a in sub._choices_actions if not a.dest.startswith("_")]
     return parser
+
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Answer the shell's completion request (argcomplete); only when the shell asks."""
+    import os
+
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    import argcomplete
+
+    from . import completers
+
+    completers.attach(parser)
+    argcomplete.autocomplete(parser)
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -174,7 +212,9 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _complete(parser)
+    args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         module = importlib.import_module(f"mm4watch.commands.{args.command.replace('-', '_')}")

@@ -132,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args:
         print(__doc__, file=sys.stderr)
         return 2
+    if args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
     if args[0] == "check":
         no_outputs = "--no-outputs" in args
         return check([a for a in args[1:] if a != "--no-outputs"], no_outputs)

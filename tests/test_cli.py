@@ -150,3 +150,44 @@ def test_unexpected_error_writes_crash_log(project):
     assert done.returncode == 3 and "unexpected error" in done.stderr and "Traceback" not in done.stderr
     log = (project / ".mm4" / "crash.log").read_text()
     assert "Traceback" in log and "mm4watch 0.1.0" in log
+
+
+def test_hidden_commands_stay_hidden_and_a_typo_gets_a_guess(tmp_path):
+    helped = mm4(["--help"], cwd=tmp_path)
+    assert helped.returncode == 0 and "_exec" not in helped.stdout
+    wrong = mm4(["shwo"], cwd=tmp_path)
+    assert wrong.returncode == 2 and "_exec" not in wrong.stderr and "did you mean 'show'?" in wrong.stderr
+    usage = mm4(["run"], cwd=tmp_path)  # a usage error shows the subcommand's usage
+    assert usage.returncode == 2 and "usage: mm4watch run" in usage.stderr
+
+
+def test_every_console_script_answers_help(tmp_path):
+    for argv in (["mm4watch", "--help"], ["mm4watch-hook", "--help"]):
+        done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (argv, done.stderr)
+        assert done.stdout.lstrip().lower().startswith(("usage", "the git hooks")), done.stdout[:200]
+
+
+def complete(line: str, cwd) -> list[str]:
+    out = cwd / "completions.txt"
+    env = {
+        "_ARGCOMPLETE": "1",
+        "COMP_LINE": line,
+        "COMP_POINT": str(len(line)),
+        "_ARGCOMPLETE_STDOUT_FILENAME": str(out),
+    }
+    mm4([], cwd=cwd, env=env)
+    return sorted(w.strip() for w in out.read_text().split("\x0b") if w.strip())
+
+
+def test_shell_completion_knows_commands_notebooks_runs_and_executors(project):
+    for shell, marker in (("bash", "complete"), ("zsh", "compdef"), ("fish", "complete")):
+        done = mm4(["completion", shell], cwd=project)
+        assert done.returncode == 0 and marker in done.stdout and "mm4watch" in done.stdout
+    (project / "notebooks" / "10_clean.ipynb").write_text("{}")
+    (project / "results" / "10_clean_20260101_000000").mkdir(parents=True)
+    (project / "mm4.toml").write_text('[executors.mini]\ntype = "docker"\nhost = "ssh://me@mini"\n')
+    assert complete("mm4watch sh", project) == ["show"]
+    assert complete("mm4watch run notebooks/1", project) == ["notebooks/10_clean.ipynb"]
+    assert complete("mm4watch logs 10_", project) == ["10_clean_20260101_000000"]
+    assert complete("mm4watch run --executor m", project) == ["mini"]

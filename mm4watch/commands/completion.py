@@ -1,0 +1,12 @@
+"""mm4watch completion bash|zsh|fish: the shell code that completes mm4watch's commands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main(args: argparse.Namespace) -> int:
+    import argcomplete
+
+    print(argcomplete.shellcode(["mm4watch"], shell=args.shell))
+    return 0
