@@ -157,6 +157,15 @@ class History:
             self._sync(db)
             return [RunRecord.from_dict(json.loads(row[0])) for row in db.execute(sql, args)]
 
+    def notebook_named(self, ref: str) -> str:
+        """A notebook as ``show`` takes it: a name, a path, or a unique prefix of a notebook's name."""
+        stem = Path(ref).stem
+        stems = {r.stem for r in self.query()}
+        if stem in stems or not stems:
+            return stem
+        starting = sorted(s for s in stems if s.startswith(stem))
+        return starting[0] if len(starting) == 1 else stem
+
     def find(self, ref: str) -> tuple[RunRecord, Path]:
         """A run by id, unique id prefix, or folder path."""
         candidate = Path(ref)

@@ -95,11 +95,36 @@ def test_history_empty(project):
     assert done.returncode == 0 and "no runs" in done.stdout
 
 
+def test_history_takes_notebook_names_as_show_does(project):
+    make_runs(project, 3)
+    run_id, run_dir = create_run_dir(project / "results", "23_train_model", datetime(2026, 1, 2))
+    write_record(
+        run_dir,
+        RunRecord(
+            id=run_id,
+            notebook="notebooks/23_train_model.ipynb",
+            status="succeeded",
+            trigger="manual",
+            queued_at=datetime(2026, 1, 2).astimezone().isoformat(),
+        ),
+    )
+    by_prefix = json.loads(mm4(["history", "--json", "--notebook", "23_train"], cwd=project).stdout)
+    assert [r["id"] for r in by_prefix] == [run_id]  # a unique prefix, as `show` takes it
+    assert json.loads(mm4(["history", "--json", "--notebook", "nb"], cwd=project).stdout) == []  # not unique
+    assert [
+        r["id"] for r in json.loads(mm4(["history", "--json", "--notebook", "notebooks/nb1.ipynb"], cwd=project).stdout)
+    ] == ["nb1_20260101_090100"]
+    none = mm4(["history", "--notebook", "zz"], cwd=project)
+    assert none.returncode == 0 and "no runs of zz (4 runs in all" in none.stdout
+
+
 def test_show(project):
     make_runs(project, 3)
     done = mm4(["show", "nb0"], cwd=project)
     assert done.returncode == 0
-    assert "run        nb0_20260101_090000" in done.stdout and "01234567 on main" in done.stdout
+    assert "run         nb0_20260101_090000" in done.stdout and "01234567 on main" in done.stdout
+    labels = [line.split()[0] for line in done.stdout.splitlines() if line and not line.startswith(" ")]
+    assert len(labels) == len(set(labels))  # each field once
     raw = json.loads(mm4(["show", "--json", "nb1_20260101_090100"], cwd=project).stdout)
     assert raw["id"] == "nb1_20260101_090100"
     missing = mm4(["show", "nope"], cwd=project)

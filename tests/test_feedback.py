@@ -61,3 +61,29 @@ def test_logs_show_lines_as_the_notebook_printed_them(project):
     (run_dir,) = run_dirs(project)
     shown = mm4(["logs", run_dir.name], cwd=project).stdout
     assert "one\ntwo\nthree\n" in shown, shown
+
+
+def test_queue_json_uses_iso_times(project):
+    from datetime import datetime
+
+    write_notebook(project / "notebooks" / "q.ipynb", code("# mm4: remote\nx = 1"))
+    assert mm4(["run", "--queue", "notebooks/q.ipynb"], cwd=project).returncode == 0
+    (entry,) = json.loads(mm4(["queue", "--json"], cwd=project).stdout)
+    assert datetime.fromisoformat(entry["queued_at"]).tzinfo is not None
+
+
+def test_gc_on_a_local_executor_is_a_no_op(project):
+    done = mm4(["gc"], cwd=project)
+    assert done.returncode == 0 and "nothing to do" in done.stdout
+
+
+def test_a_dockerfile_that_copies_no_code_still_runs(mini_project):
+    (mini_project / "Dockerfile").write_text(
+        'FROM python:3.11-slim\nRUN pip install --no-cache-dir "papermill>=2.6" "ipykernel>=6.29"\nWORKDIR /project\n'
+    )
+    write_notebook(mini_project / "notebooks" / "nocode.ipynb", code("# mm4: remote\nimport os\nprint(os.getcwd())"))
+    done = mm4(["run", "notebooks/nocode.ipynb"], cwd=mini_project, timeout=900)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = run_dirs(mini_project)
+    log = (run_dir / "run.log").read_text()
+    assert "/project/notebooks" in log and "is empty here" in log and "COPY . /project" in log

@@ -15,7 +15,17 @@ def test_init_sets_up_an_empty_project(tmp_path):
     assert '# [executors.mini]\n# type = "docker"' in text  # the Mini is shown, commented out
     nb = read_notebook(tmp_path / "notebooks" / "00_test_remote.ipynb")
     assert find_tag(nb) is not None
-    assert (tmp_path / ".gitignore").read_text().splitlines()[-2:] == ["results/", ".mm4/"]
+    assert (tmp_path / ".gitignore").read_text().splitlines()[-3:] == ["results/", ".mm4/", ".ipynb_checkpoints/"]
+
+
+def test_init_ignores_the_results_folder_the_config_names(tmp_path):
+    (tmp_path / "mm4.toml").write_text('[project]\nresults = "out/runs"\nnotebooks = "nbs"\n')
+    done = mm4(["init"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / ".gitignore").read_text().splitlines()[-3:] == ["out/runs/", ".mm4/", ".ipynb_checkpoints/"]
+    assert (
+        tmp_path / "nbs" / "00_test_remote.ipynb"
+    ).exists() and "mm4watch run nbs/00_test_remote.ipynb" in done.stdout
 
 
 def test_init_never_overwrites(tmp_path):
@@ -27,7 +37,7 @@ def test_init_never_overwrites(tmp_path):
     assert done.returncode == 0
     assert (tmp_path / "mm4.toml").read_text() == '[run]\nexecutor = "local"\n'
     assert (tmp_path / "notebooks" / "00_test_remote.ipynb").read_text() == "mine"
-    assert (tmp_path / ".gitignore").read_text() == "*.pyc\nresults/\n# mm4watch\n.mm4/\n"
+    assert (tmp_path / ".gitignore").read_text() == "*.pyc\nresults/\n# mm4watch\n.mm4/\n.ipynb_checkpoints/\n"
     again = mm4(["init"], cwd=tmp_path)
     assert again.returncode == 0 and "already ignores" in again.stdout
     assert (tmp_path / ".gitignore").read_text().count(".mm4/") == 1

@@ -90,7 +90,7 @@ def test_failure_keeps_executed_notebook_and_names_the_cell(project):
     )
     done = mm4(["run", "notebooks/bad.ipynb"], cwd=project)
     assert done.returncode == 1
-    assert "failed in cell 2: ValueError: broken on purpose" in done.stderr
+    assert "failed in code cell 2, line 1: ValueError: broken on purpose" in done.stderr  # markdown not counted
     (run_dir,) = run_dirs(project)
     record = load_record(run_dir)
     assert record["status"] == "failed"

@@ -55,14 +55,27 @@ def main(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise UsageError("--limit must be 0 (all) or more")
     cfg = config.load()
-    runs = History(cfg.results_dir, cfg.state_dir).query(
-        notebook=args.notebook, status=args.status, limit=args.limit or None
-    )
+    history = History(cfg.results_dir, cfg.state_dir)
+    notebook = history.notebook_named(args.notebook) if args.notebook else None
+    runs = history.query(notebook=notebook, status=args.status, limit=args.limit or None)
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
         return 0
     if not runs:
-        print(f"no runs in {cfg.results_dir}")
+        if args.notebook or args.status:
+            total = len(history.query())
+            what = " ".join(
+                filter(
+                    None,
+                    [
+                        f"of {args.notebook}" if args.notebook else "",
+                        f"with status {', '.join(args.status)}" if args.status else "",
+                    ],
+                )
+            )
+            print(f"no runs {what} ({total} runs in all in {cfg.results_dir})")
+        else:
+            print(f"no runs in {cfg.results_dir}")
         return 0
     rows = [row(record) for record in runs]
     if not sys.stdout.isatty():

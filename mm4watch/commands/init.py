@@ -12,7 +12,10 @@ from pathlib import Path
 from .. import config
 from ..fsutil import atomic_write_text
 
-GITIGNORE_LINES = ("results/", ".mm4/")
+
+def gitignore_lines(cfg: config.Config) -> tuple[str, ...]:
+    """What git should not see: run folders (wherever [project] results puts them), state, checkpoints."""
+    return (f"{cfg.project.results.rstrip('/')}/", ".mm4/", ".ipynb_checkpoints/")
 
 
 def init_project(root: Path) -> list[str]:
@@ -39,13 +42,14 @@ def init_project(root: Path) -> list[str]:
     ignore = root / ".gitignore"
     existing = ignore.read_text(encoding="utf-8") if ignore.exists() else ""
     present = {line.strip() for line in existing.splitlines()}
-    missing = [line for line in GITIGNORE_LINES if line not in present and line.rstrip("/") not in present]
+    wanted = gitignore_lines(cfg)
+    missing = [line for line in wanted if line not in present and line.rstrip("/") not in present]
     if missing:
         sep = "" if not existing or existing.endswith("\n") else "\n"
         atomic_write_text(ignore, existing + sep + "# mm4watch\n" + "".join(f"{m}\n" for m in missing))
         report.append(f"added    {', '.join(missing)} to {ignore}")
     else:
-        report.append(f"kept     {ignore} (already ignores results/ and .mm4/)")
+        report.append(f"kept     {ignore} (already ignores {', '.join(wanted)})")
     return report
 
 
@@ -59,5 +63,6 @@ def main(args: argparse.Namespace) -> int:
     root, _ = config.find_root()
     for line in init_project(root):
         print(line)
-    print("next: mm4watch run " + "notebooks/00_test_remote.ipynb")
+    cfg = config.load(root)
+    print(f"next: mm4watch run {cfg.project.notebooks[0]}/00_test_remote.ipynb")
     return 0

@@ -54,6 +54,10 @@ def listed(queue: Queue, everything: bool = False) -> list[Entry]:
     return sorted(current + recent, key=lambda e: e.id)
 
 
+def _iso(at: float | None) -> str | None:
+    return datetime.fromtimestamp(at).astimezone().isoformat(timespec="milliseconds") if at else None
+
+
 def as_json(e: Entry) -> dict[str, object]:
     return {
         "id": e.id,
@@ -63,12 +67,13 @@ def as_json(e: Entry) -> dict[str, object]:
         "executor": e.executor,
         "commit": e.commit_sha,
         "parameters": e.parameters,
-        "queued_at": e.queued_at,
+        "queued_at": _iso(e.queued_at),
         "run_id": e.run_id,
         "last_error": e.last_error,
         "merged_into": e.merged_into,
         "note": e.note,
         "triggers": [t.get("trigger") for t in e.triggers],
+        "not_before": _iso(e.not_before) if e.not_before > e.queued_at else None,
     }
 
 

@@ -19,31 +19,51 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(record.to_dict(), indent=2))
         return 0
     commit = record.commit or {}
-    lines = [
-        f"run        {record.id}",
-        f"folder     {run_dir}",
-        f"notebook   {record.notebook}",
-        f"status     {record.status}",
-        f"trigger    {record.trigger}",
-        f"commit     {short_commit(record.commit)}" + (f" on {commit.get('branch')}" if commit.get("branch") else ""),
-        f"executor   {record.executor.get('name')} ({record.executor.get('type')}) on {record.executor.get('host')} {record.executor.get('arch')}",
-        f"parameters {json.dumps(record.parameters)}",
-        f"queued     {record.queued_at}",
-        f"started    {record.started_at or '-'}",
-        f"finished   {record.finished_at or '-'}",
-        f"duration   {format_duration(record.duration_s) or '-'}",
-    ]
-    if record.error:
-        err = record.error
+    ex = record.executor
+    fields: list[tuple[str, str]] = [
+        ("run", record.id),
+        ("folder", str(run_dir)),
+        ("notebook", record.notebook),
+        ("status", record.status),
+        ("triggers", ", ".join(_trigger(t) for t in record.triggers) or record.trigger),
+        ("commit", short_commit(record.commit) + (f" on {commit.get('branch')}" if commit.get("branch") else "")),
+        ("executor", f"{ex.get('name')} ({ex.get('type')}) on {ex.get('host')}" + (f" {ex['arch']}" if ex.get("arch") else "")),
+        ("parameters", json.dumps(record.parameters)),
+        ("queued", record.queued_at),
+        ("started", record.started_at or "-"),
+        ("finished", record.finished_at or "-"),
+        ("duration", format_duration(record.duration_s) or "-"),
+    ]  # fmt: skip
+    if record.rerun_of:
+        fields.append(("rerun of", record.rerun_of))
+    if record.inputs:
+        runs = record.inputs.get("runs")
+        seen = ", ".join(runs) if isinstance(runs, list) else f"{record.inputs.get('count')} earlier runs"
+        fields.append(("inputs", f"{record.inputs.get('mode')}: {seen or 'none'}"))
+    err = record.error or {}
+    if err:
         place = where(err) + (f" (In [{err['execution_count']}])" if err.get("execution_count") else "")
-        lines.append(f"error      {place + ': ' if place.strip() else ''}{err.get('ename')}: {err.get('evalue')}")
-        lines.extend(f"           {line}" for line in err.get("traceback") or [])
+        fields.append(("error", f"{place + ': ' if place else ''}{err.get('ename')}: {err.get('evalue')}"))
     if record.source.get("patch"):
-        lines.append(f"patch      {run_dir / record.source['patch']} (the notebook differed from HEAD)")
-    lines.append(f"notebook   {run_dir / EXECUTED_NAME}")
-    lines.append(f"log        {run_dir / LOG_NAME}")
-    lines.append(f"outputs    {len(record.outputs)} file(s)")
+        fields.append(("patch", f"{run_dir / record.source['patch']} (the notebook differed from HEAD)"))
+    fields += [
+        ("executed", str(run_dir / EXECUTED_NAME)),
+        ("log", str(run_dir / LOG_NAME)),
+        ("outputs", f"{len(record.outputs)} file(s)"),
+    ]
+    width = max(len(label) for label, _ in fields) + 2
+    lines = [f"{label:<{width}}{value}" for label, value in fields]
     for out in record.outputs:
-        lines.append(f"  {out['path']}  {out['size']} bytes  sha256:{out['sha256'][:12]}")
+        lines.append(f"{'':<{width}}{out['path']}  {out['size']} bytes  sha256:{out['sha256'][:12]}")
+    if err.get("traceback"):
+        lines.append("traceback")
+        lines.extend(f"  {line}" for line in err["traceback"])
     print("\n".join(lines))
     return 0
+
+
+def _trigger(t: dict[str, object]) -> str:
+    text = str(t.get("trigger"))
+    if t.get("commit"):
+        text += f" {str(t['commit'])[:8]}"
+    return text + (f" at {str(t['at'])[11:19]}" if t.get("at") else "")

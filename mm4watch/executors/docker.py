@@ -368,6 +368,11 @@ def _job_tar(job: Job, workdir: str) -> bytes:
     spec = job_spec(job, notebook=f"{JOB}/input.ipynb", output_dir=OUTPUT, cwd=workdir)
 
     def add(tar: tarfile.TarFile) -> None:
+        # the run's folder exists even when the Dockerfile copies no code (it installs only
+        # dependencies): made here, as in the image otherwise; the runner says when it is empty
+        parts = Path(workdir.strip("/")).parts
+        for depth in range(1, len(parts) + 1):
+            _add_dir(tar, "/".join(parts[:depth]))
         _add_file(tar, "mm4/job/spec.json", json.dumps(spec).encode())
         _add_file(tar, "mm4/job/input.ipynb", job.input_path.read_bytes())
         _add_file(tar, "mm4/job/go", b"")

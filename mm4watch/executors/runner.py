@@ -109,6 +109,15 @@ def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
 
     kernel = spec.get("kernel") or _kernel_of(spec["input"]) or "python3"
     extra = {"km": km} if km is not None else {}
+    cwd = spec.get("cwd")
+    if cwd:
+        os.makedirs(cwd, exist_ok=True)
+        if not os.listdir(cwd):
+            print(
+                f"mm4watch: the run's folder {cwd} is empty here: the image (or workspace) holds no project files "
+                "there. If the notebook needs the project's code, copy it in the Dockerfile (COPY . /project)",
+                file=sys.stderr,
+            )
     try:
         papermill.execute_notebook(
             spec["input"],
