@@ -33,6 +33,7 @@ COMMANDS = {
     "doctor": "check that an executor can run notebooks, and say how to fix what cannot",
     "gc": "remove this project's old images on an engine, keeping the newest",
     "init": "set up mm4watch in this project (never overwrites)",
+    "check": "check notebooks: they parse, their tags are valid, no comment is a near miss of the tag",
     "completion": 'print the shell completion script: eval "$(mm4watch completion bash)"',
 }
 
@@ -185,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, metavar="N", help="how many to keep (default: keep_images, 3)")
 
     sub.add_parser("init", help=COMMANDS["init"], description=COMMANDS["init"] + ".")
+
+    p = sub.add_parser(
+        "check",
+        help=COMMANDS["check"],
+        description=COMMANDS["check"] + ". Exit 0 when all are fine, 1 otherwise.",
+    )
+    p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="notebooks to check")
+    p.add_argument("--no-outputs", action="store_true", help="also refuse tagged notebooks that carry outputs")
 
     p = sub.add_parser("completion", help=COMMANDS["completion"], description=COMMANDS["completion"] + ".")
     p.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")

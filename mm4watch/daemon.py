@@ -31,7 +31,7 @@ from .fsutil import atomic_write_json
 from .git import git_dir, head_sha, last_operation
 from .queue import Entry, Queue, QueueFull
 from .records import read_record
-from .tags import code_hash, find_tag, loads_notebook
+from .tags import code_hash, find_tag, loads_notebook, near_misses
 
 LOG_NAME = "daemon.log"
 EXEC_LOG_NAME = "exec.log"
@@ -65,6 +65,7 @@ class Daemon:
         self.git_dir: Path | None = None
         self._git_blobs: dict[str, set[str]] | None = None
         self._first_start = False
+        self._said_stopping = False
         self._head: str | None = None
         self._skips: list[tuple[float, str, str]] = []  # (when, operation, notebook): logged together
         self._skips_lock = threading.Lock()
@@ -140,6 +141,7 @@ class Daemon:
     def _signals(self) -> None:
         def graceful(signum: int, frame: object) -> None:
             self.stopping = True
+            self._info["stopping"] = True  # `status` says so while the current run finishes
             self.wake.set()
 
         def now(signum: int, frame: object) -> None:
@@ -184,6 +186,9 @@ class Daemon:
                     self.drain_commits()
                     last_reconcile = time.monotonic()
                 if self.stopping:
+                    if not self._said_stopping:
+                        self._said_stopping = True
+                        self._write_info()
                     if self.stop_now:
                         self._cancel_all()
                     if not self.running:
@@ -242,12 +247,18 @@ class Daemon:
             tag = find_tag(nb, rel)
         except FileNotFoundError:
             return  # deleted since
-        except (NotebookError, UnicodeDecodeError, OSError) as exc:
-            log.warning("not queued: %s", exc)
+        except UnicodeDecodeError:
+            self._refused(rel, f"{rel}: not UTF-8 text; a notebook is JSON in UTF-8")
+            return
+        except (NotebookError, OSError) as exc:
+            self._refused(rel, str(exc))
             return
         digest = code_hash(nb)
         previous = self.queue.seen(rel)
         self.queue.see(rel, digest)
+        if previous != digest and not first_look:
+            for problem in near_misses(nb, rel):  # a tag typed wrong: the user thinks it runs
+                self._refused(rel, problem)
         # at the very first start, notebooks are remembered, not run; later, one the daemon has
         # never seen was made while it was away: a save like any other
         if tag is None or previous == digest or (first_look and previous is None and self._first_start):
@@ -274,7 +285,7 @@ class Daemon:
             executor = self.config.executor(None, tag=tag.executor).name
             added = intake.request(self.config, rel, "save", content=content, executor=executor, queue=self.queue)
         except (ConfigError, QueueFull) as exc:
-            log.error("not queued: %s: %s", rel, exc)
+            self._refused(rel, f"{rel}: {exc}")
             return
         if added.merged_into is not None:
             log.info("save of %s: %s", rel, intake.describe(added))
@@ -288,6 +299,16 @@ class Daemon:
                     log.info("cancelling %s: a newer save of %s came", entry.run_id, rel)
                     active.request_cancel(self.state_dir, entry.run_id)
         self.wake.set()
+
+    def _refused(self, rel: str, reason: str) -> None:
+        """A save that runs nothing though the user may expect it to: said in the log, `status`, a notification."""
+        log.warning("not queued: %s", reason)
+        self.queue.note_refused(rel, reason)
+        if self.config.daemon.notify:
+            try:
+                notify.say(self.config, f"mm4watch: {Path(rel).name} not queued", reason[:300])
+            except Exception:
+                log.exception("notification failed")
 
     def note_head(self) -> None:
         """Remember HEAD: at the next start, notebooks changed while away to HEAD's bytes

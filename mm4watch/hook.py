@@ -31,7 +31,7 @@ from . import config, proc
 from .commits import drain, in_sequence, note
 from .errors import Mm4Error, NotebookError
 from .git import call as git
-from .tags import find_tag, loads_notebook
+from .tags import find_tag, loads_notebook, near_misses
 
 __all__ = ["check", "drain", "main"]
 
@@ -102,7 +102,8 @@ def _stdin_if_any() -> str:
 
 
 def check(files: Sequence[str], no_outputs: bool) -> int:
-    """Pre-commit stage: every staged notebook parses; a tagged one's tag is valid."""
+    """Every notebook parses, a tagged one's tag is valid, and no comment is a near miss of the tag
+    (``# mm4: remtoe``); the pre-commit stage and ``mm4watch check``. Exit 1 when any is not so."""
     failed = 0
     for name in files:
         if not name.endswith(".ipynb") or not os.path.exists(name):
@@ -115,6 +116,9 @@ def check(files: Sequence[str], no_outputs: bool) -> int:
             print(f"mm4watch: {exc}", file=sys.stderr)
             failed += 1
             continue
+        for problem in near_misses(nb, name):
+            print(f"mm4watch: {problem}", file=sys.stderr)
+            failed += 1
         if tag is not None and no_outputs:
             with_outputs = [i for i, c in enumerate(nb["cells"]) if c.get("cell_type") == "code" and c.get("outputs")]
             if with_outputs:

@@ -11,6 +11,7 @@ at queue time, its trigger, parameters and executor. States::
            -> parked (its process failed to start it several times; the error is kept)
     merged: a request that asked for a run already queued, running or just done
     git: not a request: git itself rewrote the notebook (checkout, reset, stash...); kept to say so
+    refused: a save that queued nothing (bad JSON, a bad tag option, a near miss of the tag); kept to say so
 
 A request's identity is its notebook, the sha256 of its bytes, its parameters
 and its executor. A request whose identity matches an entry that is queued or
@@ -333,6 +334,16 @@ class Queue:
                 (notebook, last),
             ).fetchall()
         return any(row[0] == content for row in rows)
+
+    def note_refused(self, notebook: str, reason: str) -> None:
+        """A save that queued nothing although it may have been meant to (kept to say so)."""
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "insert into entries (notebook, trigger, parameters, queued_at, state, note, finished_at) "
+                "values (?, 'save', '{}', ?, 'refused', ?, ?)",
+                (notebook, now, reason, now),
+            )
 
     def note_git(self, notebook: str, operation: str) -> None:
         """Git rewrote ``notebook`` (not a save): kept to say so, and so that the user's next

@@ -115,6 +115,33 @@ def find_tag(nb: Mapping[str, Any], label: str = "notebook") -> Tag | None:
     return None
 
 
+_MM4_WORD = re.compile(r"#\s*mm\s*4\s*[:;.,-]?\s*([A-Za-z]*)", re.IGNORECASE)
+
+
+def _meant_as_tag(comment: str) -> bool:
+    import difflib
+
+    match = _MM4_WORD.match(comment)
+    if not match:
+        return False
+    word = match.group(1).lower()
+    return difflib.SequenceMatcher(None, word, "remote").ratio() >= 0.6
+
+
+def near_misses(nb: Mapping[str, Any], label: str = "notebook") -> list[str]:
+    """Comments that look meant as the tag but are not one (``# mm4: remtoe``, ``#mm4 remote``):
+    one message each, naming the cell (as Jupyter counts code cells) and the line."""
+    found = []
+    for number, (_, source) in enumerate(code_cells(nb), start=1):
+        for line, comment in _comments(source):
+            if _meant_as_tag(comment) and not _TAG.match(comment):
+                found.append(
+                    f"{label}: code cell {number}, line {line}: {comment.strip()!r} looks like the mm4watch tag "
+                    "but is not one; write '# mm4: remote' (options after it: executor=NAME timeout=30m)"
+                )
+    return found
+
+
 def parse_tag(text: str, label: str = "notebook") -> Tag | None:
     return find_tag(loads_notebook(text, label), label)
 

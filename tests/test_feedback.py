@@ -87,3 +87,56 @@ def test_a_dockerfile_that_copies_no_code_still_runs(mini_project):
     (run_dir,) = run_dirs(mini_project)
     log = (run_dir / "run.log").read_text()
     assert "/project/notebooks" in log and "is empty here" in log and "COPY . /project" in log
+
+
+def test_near_miss_tags_are_reported_by_check_and_the_hook(project):
+    nb = project / "notebooks"
+    write_notebook(nb / "typo.ipynb", markdown("notes"), code("x = 1"), code("# mm4: remtoe\ny = 2"))
+    write_notebook(nb / "nocolon.ipynb", code("#mm4 remote\nx = 1"))
+    write_notebook(nb / "good.ipynb", code("# mm4: remote\nx = 1"), code("# mm4 is a project name, not a tag"))
+    done = mm4(["check", "notebooks/typo.ipynb", "notebooks/nocolon.ipynb"], cwd=project)
+    assert done.returncode == 1
+    assert "notebooks/typo.ipynb: code cell 2, line 1: '# mm4: remtoe' looks like the mm4watch tag" in done.stderr
+    assert "notebooks/nocolon.ipynb: code cell 1, line 1" in done.stderr
+    ok = mm4(["check", "notebooks/good.ipynb"], cwd=project)
+    assert ok.returncode == 0 and "ok: 1 notebook" in ok.stdout
+    import subprocess
+
+    hook = subprocess.run(
+        ["mm4watch-hook", "check", "notebooks/typo.ipynb"], cwd=project, capture_output=True, text=True
+    )
+    assert hook.returncode == 1 and "remtoe" in hook.stderr
+
+
+def test_the_daemon_says_what_it_refused_and_what_it_waits_for(project):
+    from conftest import mm4_background, notebook_json, wait_for
+    from test_daemon import jupyter_save
+
+    (project / "mm4.toml").write_text('[run]\nexecutor = "local"\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
+    nb = project / "notebooks"
+    for name in ("typo", "broken", "option", "slow"):
+        write_notebook(nb / f"{name}.ipynb", code("x = 0"))
+    assert mm4(["start"], cwd=project).returncode == 0
+    try:
+        jupyter_save(nb / "typo.ipynb", notebook_json(code("# mm4: remtoe\nx = 1")))
+        (nb / "broken.ipynb").write_text('{"cells": [')
+        jupyter_save(nb / "option.ipynb", notebook_json(code("# mm4: remote executor=nowhere\nx = 1")))
+
+        def refused():
+            out = mm4(["status"], cwd=project).stdout
+            return out if out.count("refused:") >= 3 else None
+
+        shown = wait_for(refused, 30, "three refused saves in status")
+        assert "notebooks/typo.ipynb: code cell 1, line 1: '# mm4: remtoe'" in shown
+        assert "broken.ipynb" in shown and "not valid notebook JSON" in shown
+        assert "unknown executor 'nowhere'" in shown
+        assert run_dirs(project) == []
+
+        jupyter_save(nb / "slow.ipynb", notebook_json(code("# mm4: remote\nimport time\ntime.sleep(8)")))
+        wait_for(lambda: run_dirs(project), 30, "the slow run to start")
+        stopping = mm4_background(["stop"], project)
+        wait_for(lambda: "stopping" in mm4(["status"], cwd=project).stdout, 20, "status to say stopping")
+        out, _ = stopping.communicate(timeout=60)
+        assert "waiting for slow (" in out and "--now" in out
+    finally:
+        mm4(["stop", "--now"], cwd=project)

@@ -20,7 +20,8 @@ def main(args: argparse.Namespace) -> int:
     info = read_info(cfg.state_dir)
     if info:
         up = time.time() - float(info.get("started_at", time.time()))
-        print(f"daemon: running (pid {info.get('pid')}, up {format_duration(up)}) for {cfg.root}")
+        state = "stopping: it exits when the current run ends" if info.get("stopping") else "running"
+        print(f"daemon: {state} (pid {info.get('pid')}, up {format_duration(up)}) for {cfg.root}")
         if info.get("held"):
             print(f"HOLDING: new runs wait until mm4.toml is fixed (then they start by themselves):\n  {info['held']}")
     else:
@@ -54,6 +55,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"parked:  {entry.notebook} (entry {entry.id}): {entry.last_error}")
     if not running and not waiting:
         print("queue: empty")
+    for entry in queue.recent(("refused",), RECENT_S):
+        when = time.strftime("%H:%M:%S", time.localtime(entry.queued_at))
+        print(f"refused: the save of {entry.notebook} at {when} queued nothing: {entry.note}")
     by_git: dict[str, list[str]] = {}
     for entry in queue.recent(("git",), RECENT_S):
         by_git.setdefault((entry.note or "").split(" at ")[0].removeprefix("changed by "), []).append(entry.notebook)

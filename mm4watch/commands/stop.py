@@ -6,6 +6,8 @@ import argparse
 import os
 import signal
 import time
+from datetime import UTC
+from pathlib import Path
 
 from .. import config
 from ..active import alive, read_info
@@ -28,6 +30,9 @@ def main(args: argparse.Namespace) -> int:
     except ProcessLookupError:
         print("not running")
         return 0
+    if not args.now:
+        for line in _running(cfg):
+            print(f"waiting for {line}; `mm4watch stop --now` cancels it")
     deadline = time.monotonic() + (60 if args.now else WAIT_S)
     while time.monotonic() < deadline:
         if read_info(cfg.state_dir) is None:
@@ -36,3 +41,23 @@ def main(args: argparse.Namespace) -> int:
         time.sleep(0.05)
     print(f"stopping (pid {pid}): it exits when the current run ends; `mm4watch stop --now` cancels it")
     return 0
+
+
+def _running(cfg: config.Place) -> list[str]:
+    """What the daemon waits for: "23_train (12 min so far)"."""
+    from datetime import datetime
+
+    from ..durations import format_duration
+    from ..queue import Queue
+    from ..records import parse_iso, read_record
+
+    found = []
+    for entry in Queue(cfg.state_dir).entries(("claimed",)):
+        name = Path(entry.notebook).stem
+        try:
+            started = parse_iso(read_record(cfg.results_dir / entry.run_id).started_at) if entry.run_id else None
+        except (OSError, ValueError):
+            started = None
+        so_far = (datetime.now(UTC) - started).total_seconds() if started else None
+        found.append(f"{name} ({format_duration(so_far)} so far)" if so_far is not None else name)
+    return found

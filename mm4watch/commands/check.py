@@ -1,0 +1,17 @@
+"""mm4watch check NOTEBOOK...: notebooks parse, tags are valid, no comment is a near miss of the tag."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..hook import check
+
+    failed = check(args.notebooks, no_outputs=args.no_outputs)
+    if failed:
+        return EXIT_NOTEBOOK_FAILED
+    print(f"ok: {len(args.notebooks)} notebook(s)")
+    return EXIT_OK
