@@ -92,6 +92,18 @@ def registered(state_dir: Path, run_id: str) -> Iterator[None]:
         pid_file.unlink(missing_ok=True)
 
 
+def phase_file(state_dir: Path, run_id: str) -> Path:
+    """Where a run says what it is doing now, for ``mm4watch status``."""
+    return folder(state_dir) / f"{run_key(run_id)}.phase"
+
+
+def phase(state_dir: Path, run_id: str) -> str | None:
+    try:
+        return phase_file(state_dir, run_id).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def cancel_requested(state_dir: Path, run_id: str) -> bool:
     marker = folder(state_dir) / f"{run_key(run_id)}.cancel"
     if marker.exists():

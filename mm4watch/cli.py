@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("notebook", nargs="+", help="path to the .ipynb file; several run in order (10_clean 20_train)")
     p.add_argument(
+        "--log-output",
+        action="store_true",
+        help="stream the notebook's own output (stdout, stderr) as it runs, as papermill's flag of that name",
+    )
+    p.add_argument(
         "--keep-going",
         action="store_true",
         help="with several notebooks: run the rest after one fails (default: stop there)",

@@ -8,6 +8,7 @@ finalised and the executed notebook kept before the error leaves this module.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -17,10 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import active, executors, git, mirror
 from .config import Config
+from .durations import format_duration
 from .errors import Mm4Error, NotebookError
 from .fsutil import atomic_write_text, sha256_file
 from .names import run_key
@@ -72,30 +74,54 @@ class _Prepared:
     inputs: mirror.Inputs | None
 
 
+@dataclass(frozen=True)
+class Display:
+    """How a run in the foreground shows itself (``progress.Progress``)."""
+
+    live: bool = False  # one live line on a terminal
+    plain: IO[str] | None = None  # else one line per phase here (stderr)
+    log_output: bool = False  # also the notebook's own output, as it comes
+
+
 def run_notebook(
     config: Config,
     request: RunRequest,
     say: Callable[[str], None] = lambda _: None,
     on_created: Callable[[str], None] = lambda _: None,
+    display: Display = Display(),
 ) -> tuple[RunRecord, Path]:
     """One run in four steps: prepare, open the record, execute, finish. Whatever happens once
     the record is open, it is finished and the executed notebook kept before an error leaves."""
+    from .progress import Progress, cell_labels
+
     prepared = _prepare(config, request)
     record, run_dir, job = _open(config, request, prepared)
     on_created(record.id)
-    say(f"run {record.id} on {prepared.exec_cfg.name} ({prepared.exec_cfg.type}): {run_dir}")
+    say(f"run {record.id} on {prepared.exec_cfg.name} ({prepared.exec_cfg.type})")
+    watch = Progress(
+        job.log_path,
+        cell_labels(job.input_path, dict(request.parameters)),
+        live=display.live,
+        plain=display.plain,
+        log_output=display.log_output,
+        phase_file=active.phase_file(config.state_dir, record.id),
+    )
+    job = dataclasses.replace(job, on_phase=watch.set_phase)
     started = time.monotonic()
     raised: BaseException | None = None
+    watch.start()
     try:
         with active.registered(config.state_dir, record.id):
             outcome = prepared.executor.execute(job)
     except BaseException as exc:
         outcome, raised = _outcome_of(exc, active.cancel_requested(config.state_dir, record.id))
+    finally:
+        watch.stop()
     record = _finish(run_dir, record, job.input_path, started, outcome)
     shutil.rmtree(job.input_path.parent, ignore_errors=True)
     if raised is not None:
         raise raised
-    say(f"{record.status}: {run_dir}")
+    say(f"{record.status} after {format_duration(record.duration_s)}")
     return record, run_dir
 
 

@@ -140,3 +140,73 @@ def test_the_daemon_says_what_it_refused_and_what_it_waits_for(project):
         assert "waiting for slow (" in out and "--now" in out
     finally:
         mm4(["stop", "--now"], cwd=project)
+
+
+def three_cells(project):
+    return write_notebook(
+        project / "notebooks" / "p3.ipynb",
+        code("# mm4: remote\nimport time\nprint('first output')"),
+        code("time.sleep(1.0)\nprint('second output')"),
+        code("values = [1, 2]  # [brackets] are text\nprint('third output')"),
+    )
+
+
+def test_a_foreground_run_on_a_terminal_shows_one_live_line(project):
+    import os
+    import subprocess
+    import sys
+
+    three_cells(project)
+    master, slave = os.openpty()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mm4watch", "run", "notebooks/p3.ipynb"],
+        cwd=project, stdin=slave, stdout=subprocess.PIPE, stderr=slave,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed: the run is over
+            break
+        if not chunk:
+            break
+        seen += chunk
+    out, _ = child.communicate(timeout=120)
+    os.close(master)
+    screen = seen.decode(errors="replace")
+    assert child.returncode == 0, screen
+    assert "cell 2/3: time.sleep(1.0)" in screen and "values = [1, 2]" in screen  # the live line
+    assert "succeeded after" in screen
+    (run_dir,) = run_dirs(project)
+    assert out.decode().strip() == str(run_dir) and str(run_dir) not in screen  # the result, once
+
+
+def test_off_a_terminal_one_line_per_phase_and_log_output_streams(project):
+    three_cells(project)
+    done = mm4(["run", "notebooks/p3.ipynb", "--log-output"], cwd=project)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert "mm4watch: starting the kernel" in lines and "mm4watch: bringing results home" in lines
+    assert any(line.startswith("mm4watch: cell 2/3") for line in lines)
+    assert "second output" in lines and "\x1b[" not in done.stderr
+    (run_dir,) = run_dirs(project)
+    assert done.stdout.strip() == str(run_dir)
+    quiet = mm4(["run", "notebooks/p3.ipynb"], cwd=project)
+    assert "second output" not in quiet.stderr  # only with --log-output
+
+
+def test_status_shows_what_a_daemon_run_is_doing(project):
+    from conftest import notebook_json, wait_for
+    from test_daemon import jupyter_save
+
+    (project / "mm4.toml").write_text('[run]\nexecutor = "local"\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
+    nb = write_notebook(project / "notebooks" / "d.ipynb", code("x = 0"))
+    assert mm4(["start"], cwd=project).returncode == 0
+    try:
+        jupyter_save(nb, notebook_json(code("# mm4: remote\nimport time"), code("time.sleep(6)")))
+        shown = wait_for(lambda: "cell 2/2: time.sleep(6)" in (out := mm4(["status"], cwd=project).stdout) and out,
+                         40, "status to show the cell")  # fmt: skip
+        assert "running: notebooks/d.ipynb" in shown
+    finally:
+        mm4(["stop", "--now"], cwd=project)

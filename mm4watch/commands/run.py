@@ -10,7 +10,7 @@ from typing import Any
 from .. import config, params
 from ..durations import parse_duration
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error, UsageError
-from ..pipeline import RunRequest, run_notebook
+from ..pipeline import Display, RunRequest, run_notebook
 from ..records import where
 
 
@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
     for index, notebook in enumerate(notebooks):
         # in order: each one sees the results of those before it (the numbered-notebook chain)
         try:
-            code = _run_one(cfg, notebook, parameters, args.executor, timeout_s)
+            code = _run_one(cfg, notebook, parameters, args.executor, timeout_s, args.log_output)
         except Mm4Error as exc:
             if len(notebooks) == 1:
                 raise
@@ -52,10 +52,17 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run_one(
-    cfg: config.Config, notebook: Path, parameters: dict[str, Any], executor: str | None, timeout_s: float | None
+    cfg: config.Config,
+    notebook: Path,
+    parameters: dict[str, Any],
+    executor: str | None,
+    timeout_s: float | None,
+    log_output: bool = False,
 ) -> int:
     request = RunRequest(notebook=notebook, parameters=parameters, executor=executor, timeout_s=timeout_s)
-    record, run_dir = run_notebook(cfg, request, say=lambda line: print(line, file=sys.stderr))
+    tty = sys.stderr.isatty()
+    display = Display(live=tty, plain=None if tty else sys.stderr, log_output=log_output)
+    record, run_dir = run_notebook(cfg, request, say=lambda line: print(line, file=sys.stderr), display=display)
     if record.status == "succeeded":
         print(run_dir)
         return EXIT_OK
@@ -64,7 +71,7 @@ def _run_one(
     print(
         f"mm4watch: {record.notebook} {record.status}{' in ' + place if place else ''}: "
         f"{err.get('ename', '')}: {err.get('evalue', '')}\n"
-        f"  executed notebook and log kept in {run_dir}",
+        "  the executed notebook and run.log are kept in its run folder (the line below)",
         file=sys.stderr,
     )
     print(run_dir)

@@ -6,7 +6,7 @@ import argparse
 import time
 from datetime import UTC, datetime
 
-from .. import config
+from .. import active, config
 from ..active import read_info
 from ..durations import format_duration
 from ..queue import Queue
@@ -40,6 +40,9 @@ def main(args: argparse.Namespace) -> int:
                 started = parse_iso(record.started_at)
                 if started:
                     line += f" {entry.run_id}, for {format_duration((datetime.now(UTC) - started).total_seconds())}"
+                doing = active.phase(cfg.state_dir, entry.run_id)
+                if doing:
+                    line += f": {doing}"
             except (OSError, ValueError):
                 pass
         print(line)

@@ -8,6 +8,7 @@ its transport.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,11 @@ class Job:
     image: str | None = None  # container executors: use this image if the engine still has it
     inputs: tuple[str, ...] = ()  # earlier runs (result folder names) to make visible, read-only
     mirror: bool = False  # make earlier results visible at all (remote executors)
+    on_phase: Callable[[str], None] | None = None  # told what the run is doing: "building on mini", ...
+
+    def phase(self, text: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(text)
 
     @property
     def key(self) -> str:

@@ -115,10 +115,12 @@ class Executor(Generic[H]):
 
     def execute(self, job: Job) -> Outcome:
         info = dict(self.describe())
+        job.phase(f"preparing on {self.name}")
         prepared = self.prepare(job, info)
         if isinstance(prepared, Outcome):  # it could not even start (a failed build): said why
             return prepared
         handle: H = prepared
+        job.phase("starting the kernel")
         try:
             self.start(handle, job)
         except BaseException:
@@ -140,8 +142,10 @@ class Executor(Generic[H]):
                 status, code = self._wait(handle, job)
             except KeyboardInterrupt:  # ^C or cancel: stop it, keep what it wrote
                 self.stop(handle)
+                job.phase("bringing results home")
                 self._harvest(handle, job)
                 raise
+            job.phase("bringing results home")
             self._harvest(handle, job)
         finally:
             self.release(handle)

@@ -105,6 +105,7 @@ class DockerExecutor(Executor[_Run]):
         else:
             ctx = buildctx.make(self.config)
             info["context_hash"] = ctx.digest
+            job.phase(f"building on {engine.label}")
             try:
                 with open(build_log, "a", encoding="utf-8") as log:
                     image = engine.ensure_image(ctx, self.config.image_name, self.config.project.dockerfile, log)

@@ -146,6 +146,7 @@ class NativeExecutor(Executor[_Remote]):
     # -- running ------------------------------------------------------------------
 
     def prepare(self, job: Job, info: dict[str, Any]) -> _Remote:
+        job.phase(f"syncing code to {self.target.label}")
         prepared = self._sync(job)
         env = prepared.pop("env")
         info.update(python=env["python"], platform=env["platform"], env_hash=env["env_hash"], mps=env["mps"])
