@@ -210,3 +210,16 @@ def test_status_shows_what_a_daemon_run_is_doing(project):
         assert "running: notebooks/d.ipynb" in shown
     finally:
         mm4(["stop", "--now"], cwd=project)
+
+
+def test_a_cancelled_run_leaves_no_kernel_traceback_in_its_log(project):
+    from conftest import first_run, mm4_background
+
+    write_notebook(project / "notebooks" / "c.ipynb", code("# mm4: remote\nimport time"), code("time.sleep(60)"))
+    child = mm4_background(["run", "notebooks/c.ipynb"], project)
+    run_dir = first_run(project, lambda d: "Executing Cell 2" in (d / "run.log").read_text(), what="cell 2 to start")
+    assert mm4(["cancel", run_dir.name], cwd=project).returncode == 0
+    child.communicate(timeout=60)
+    log = (run_dir / "run.log").read_text()
+    assert load_record(run_dir)["status"] == "cancelled"
+    assert "zmq" not in log and "Traceback" not in log, log[-2000:]

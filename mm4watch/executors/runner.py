@@ -22,6 +22,18 @@ from typing import Any
 
 
 def _stop(signum: int, frame: object) -> None:
+    # the kernel goes first: stopped while papermill winds down, it would try to answer on closed
+    # sockets and fill run.log with zmq tracebacks; what ran is saved from papermill's side anyway
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+    except ImportError:
+        pass
     raise KeyboardInterrupt(f"stopped by signal {signum}")
 
 
