@@ -112,7 +112,11 @@ def test_the_daemon_says_what_it_refused_and_what_it_waits_for(project):
     from conftest import mm4_background, notebook_json, wait_for
     from test_daemon import jupyter_save
 
-    (project / "mm4.toml").write_text('[run]\nexecutor = "local"\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
+    said = project / "notifications.txt"
+    (project / "mm4.toml").write_text(
+        '[run]\nexecutor = "local"\n[daemon]\ndebounce = "0.5s"\n'
+        f'notify_command = "echo \\"$MM4_RUN_TITLE: $MM4_RUN_MESSAGE\\" >> {said}"\n'
+    )
     nb = project / "notebooks"
     for name in ("typo", "broken", "option", "slow"):
         write_notebook(nb / f"{name}.ipynb", code("x = 0"))
@@ -131,6 +135,8 @@ def test_the_daemon_says_what_it_refused_and_what_it_waits_for(project):
         assert "broken.ipynb" in shown and "not valid notebook JSON" in shown
         assert "unknown executor 'nowhere'" in shown
         assert run_dirs(project) == []
+        told = wait_for(lambda: said.exists() and said.read_text().count("not queued") >= 3 and said.read_text(), 20)
+        assert "typo.ipynb not queued" in told and "remtoe" in told
 
         jupyter_save(nb / "slow.ipynb", notebook_json(code("# mm4: remote\nimport time\ntime.sleep(8)")))
         wait_for(lambda: run_dirs(project), 30, "the slow run to start")
@@ -223,3 +229,19 @@ def test_a_cancelled_run_leaves_no_kernel_traceback_in_its_log(project):
     log = (run_dir / "run.log").read_text()
     assert load_record(run_dir)["status"] == "cancelled"
     assert "zmq" not in log and "Traceback" not in log, log[-2000:]
+
+
+def test_several_notebooks_in_one_call_stop_at_the_first_failure_unless_keep_going(project):
+    nb = project / "notebooks"
+    write_notebook(nb / "10_ok.ipynb", code("# mm4: remote\nx = 1"))
+    write_notebook(nb / "20_bad.ipynb", code("# mm4: remote\nraise ValueError('no')"))
+    write_notebook(nb / "30_after.ipynb", code("# mm4: remote\nx = 3"))
+    names = ["notebooks/10_ok.ipynb", "notebooks/20_bad.ipynb", "notebooks/30_after.ipynb"]
+    done = mm4(["run", *names], cwd=project)
+    assert done.returncode == 1 and "not run: notebooks/30_after.ipynb" in done.stderr
+    assert sorted(d.name.split("_2026")[0] for d in run_dirs(project)) == ["10_ok", "20_bad"]
+    going = mm4(["run", "--keep-going", *names], cwd=project)
+    assert going.returncode == 1 and len(run_dirs(project)) == 5
+    assert len(going.stdout.split()) == 3  # each run folder, once
+    queued = mm4(["run", "--queue", *names], cwd=project)
+    assert queued.returncode == 0 and queued.stdout.count("queued notebooks/") == 3
