@@ -153,7 +153,7 @@ def three_cells(project):
         project / "notebooks" / "p3.ipynb",
         code("# mm4: remote\nimport time\nprint('first output')"),
         code("time.sleep(1.0)\nprint('second output')"),
-        code("values = [1, 2]  # [brackets] are text\nprint('third output')"),
+        code("values = [1, 2]  # [brackets] are text\ntime.sleep(1.0)\nprint('third output')"),
     )
 
 
