@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Config
-from .queue import Added, Entry, Queue
+from .queue import STATE_WORDS, Added, Entry, Queue
 
 
 def request(
@@ -66,6 +66,6 @@ def describe(added: Added) -> str:
             f"; it replaces the older save in entry {', '.join(map(str, added.superseded))}" if added.superseded else ""
         )
         return f"entry {added.id}{replaced}"
-    state = {"queued": "queued", "claimed": "running", "done": "just run"}.get(target.state, target.state)
+    state = STATE_WORDS.get(target.state, target.state)
     run = f", run {target.run_id}" if target.run_id else ""
     return f"the same run as entry {target.id} ({state}{run}): not run again"

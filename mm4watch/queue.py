@@ -44,9 +44,11 @@ QUEUE_NAME = "queue.sqlite"
 MAX_QUEUED = 1000
 MERGE_WINDOW_S = 300.0  # a request for what just ran is the same request, arriving late
 MAX_START_FAILURES = 4  # a process that fails before its run starts: retried, then parked
+START_BACKOFF_S = (2.0, 10.0, 30.0)  # the waits between those tries
 # what may arrive after its run ended (a save's debounce, a commit of what was saved); a manual
 # request or a rerun asked again after the run is a new run: the data may have changed
 LATE_TRIGGERS = frozenset({"save", "commit"})
+STATE_WORDS = {"queued": "queued", "claimed": "running", "done": "just run"}  # an entry a request joined, in words
 _SCHEMA = """
 create table if not exists entries (
     id integer primary key autoincrement,
@@ -148,6 +150,12 @@ def _entry(row: tuple[Any, ...]) -> Entry:
     return Entry(**data)
 
 
+def _insert(db: sqlite3.Connection, **values: Any) -> int:
+    """One new entry; ``values`` by column name (names from this module only), the rest as defaulted."""
+    columns, marks = ", ".join(values), ", ".join("?" * len(values))
+    return int(db.execute(f"insert into entries ({columns}) values ({marks})", tuple(values.values())).lastrowid or 0)
+
+
 def identity(notebook: str, content: bytes | None, parameters: dict[str, Any] | None, executor: str | None) -> str:
     """What makes two requests the same request (see the module docstring)."""
     digest = hashlib.sha256(content).hexdigest() if content is not None else None
@@ -203,7 +211,6 @@ class Queue:
         parameters: dict[str, Any] | None = None,
         executor: str | None = None,
         branch: str | None = None,
-        rerun_of: str | None = None,
     ) -> Added:
         """Queue a request for a run: merged into the same request, or replacing an older save."""
         now = time.time()
@@ -211,8 +218,6 @@ class Queue:
         asked: dict[str, Any] = {"trigger": trigger, "at": now}
         if commit_sha:
             asked.update(commit=commit_sha, branch=branch)
-        if rerun_of:
-            asked["rerun_of"] = rerun_of
         with self._write() as db:
             target = self._same_request(db, notebook, ident, now, late=trigger in LATE_TRIGGERS)
             if target is not None:
@@ -236,22 +241,11 @@ class Queue:
                     f"the queue is full ({waiting} runs waiting); nothing was added. "
                     "See `mm4watch queue`, remove what is not needed (`mm4watch queue clear`), then try again"
                 )
-            cursor = db.execute(
-                "insert into entries (notebook, trigger, content, commit_sha, parameters, executor, queued_at, "
-                "identity, triggers) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    notebook,
-                    trigger,
-                    content,
-                    commit_sha,
-                    json.dumps(parameters or {}),
-                    executor,
-                    now,
-                    ident,
-                    json.dumps([asked]),
-                ),
-            )
-            new_id = int(cursor.lastrowid or 0)
+            new_id = _insert(
+                db, notebook=notebook, trigger=trigger, content=content, commit_sha=commit_sha,
+                parameters=json.dumps(parameters or {}), executor=executor, queued_at=now, identity=ident,
+                triggers=json.dumps([asked]),
+            )  # fmt: skip
             for old in superseded:
                 db.execute(
                     "update entries set state = 'superseded', note = ? where id = ?",
@@ -304,27 +298,15 @@ class Queue:
         db.execute(
             "update entries set triggers = ?, commit_sha = ? where id = ?", (json.dumps(triggers), sha, target.id)
         )
-        state = {"queued": "queued", "claimed": "running", "done": "just run"}[target.state]
-        cursor = db.execute(
-            "insert into entries (notebook, trigger, content, commit_sha, parameters, executor, queued_at, identity, "
-            "triggers, state, merged_into, note, finished_at) values (?, ?, null, ?, ?, ?, ?, ?, ?, 'merged', ?, ?, ?)",
-            (
-                notebook,
-                trigger,
-                commit_sha,
-                json.dumps(parameters or {}),
-                executor,
-                now,
-                ident,
-                json.dumps([asked]),
-                target.id,
-                f"same content as entry {target.id} ({target.trigger} of {clock(target.queued_at)}, {state})"
-                + (f", run {target.run_id}" if target.run_id else ""),
-                now,
-            ),
-        )
+        state = STATE_WORDS[target.state]
+        note = f"same content as entry {target.id} ({target.trigger} of {clock(target.queued_at)}, {state})"
+        new_id = _insert(
+            db, notebook=notebook, trigger=trigger, commit_sha=commit_sha, parameters=json.dumps(parameters or {}),
+            executor=executor, queued_at=now, identity=ident, triggers=json.dumps([asked]), state="merged",
+            merged_into=target.id, note=note + (f", run {target.run_id}" if target.run_id else ""), finished_at=now,
+        )  # fmt: skip
         merged = Entry(**{**target.__dict__, "triggers": triggers, "commit_sha": sha})
-        return Added(int(cursor.lastrowid or 0), merged, ())
+        return Added(new_id, merged, ())
 
     def asked_before(self, notebook: str, content: bytes, last: int = 50) -> bool:
         """Whether a recent request for ``notebook`` carried exactly these bytes."""
@@ -337,24 +319,17 @@ class Queue:
 
     def note_refused(self, notebook: str, reason: str) -> None:
         """A save that queued nothing although it may have been meant to (kept to say so)."""
-        now = time.time()
-        with self._write() as db:
-            db.execute(
-                "insert into entries (notebook, trigger, parameters, queued_at, state, note, finished_at) "
-                "values (?, 'save', '{}', ?, 'refused', ?, ?)",
-                (notebook, now, reason, now),
-            )
+        self._note(notebook, "save", "refused", reason)
 
     def note_git(self, notebook: str, operation: str) -> None:
         """Git rewrote ``notebook`` (not a save): kept to say so, and so that the user's next
         edit, even back to content that ran before, is a new request."""
+        self._note(notebook, "git", "git", f"changed by git {operation} at {clock(time.time())}: not a run")
+
+    def _note(self, notebook: str, trigger: str, state: str, note: str) -> None:
         now = time.time()
         with self._write() as db:
-            db.execute(
-                "insert into entries (notebook, trigger, parameters, queued_at, state, note, finished_at) "
-                "values (?, 'git', '{}', ?, 'git', ?, ?)",
-                (notebook, now, f"changed by git {operation} at {clock(now)}: not a run", now),
-            )
+            _insert(db, notebook=notebook, trigger=trigger, queued_at=now, state=state, note=note, finished_at=now)
 
     # -- the daemon's side ----------------------------------------------------
 
@@ -408,7 +383,7 @@ class Queue:
             row = db.execute(f"select {', '.join(_COLUMNS)} from entries where id = ?", (entry_id,)).fetchone()
         return _entry(row)
 
-    def failed_to_start(self, entry_id: int, error: str, backoff_s: tuple[float, ...]) -> Entry:
+    def failed_to_start(self, entry_id: int, error: str, backoff_s: tuple[float, ...] = START_BACKOFF_S) -> Entry:
         """Its process failed before the run began (a broken mm4.toml, a crash): retry later, or park it."""
         with self._write() as db:
             db.execute("update entries set start_failures = start_failures + 1 where id = ?", (entry_id,))

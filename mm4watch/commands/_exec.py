@@ -22,9 +22,7 @@ from ..records import as_trigger, read_record
 from ..ssh import Unreachable
 from ..store import History
 
-EXIT_RETRY = EXIT_UNREACHABLE
 BACKOFF_S = (5, 10, 30, 60, 120, 300)
-START_BACKOFF_S = (2, 10, 30)  # a process that cannot start its run: broken mm4.toml, a crash
 
 
 def main(args: argparse.Namespace) -> int:
@@ -40,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
             # left claimed: the daemon holds while mm4.toml is broken, then picks the run up again
             print(f"mm4watch: run {entry.run_id} not picked up yet: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        after = queue.failed_to_start(entry.id, str(exc), START_BACKOFF_S)
+        after = queue.failed_to_start(entry.id, str(exc))
         print(f"mm4watch: entry {entry.id} not started: {after.last_error}", file=sys.stderr)
         return EXIT_USAGE
     if args.reattach:
@@ -72,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
             delay = BACKOFF_S[min(entry.attempts, len(BACKOFF_S)) - 1]
             queue.release(entry.id, delay_s=delay, error=f"{exc} (next try in {delay}s)")
             print(f"mm4watch: {exc}; entry {entry.id} waits, next try in {delay}s", file=sys.stderr)
-            return EXIT_RETRY
+            return EXIT_UNREACHABLE
         raise
     except Mm4Error as exc:
         if not started:  # it could not start and never will as it is (a bad notebook, a bad config)
@@ -80,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         raise
     except Exception as exc:
         if not started:
-            queue.failed_to_start(entry.id, f"{type(exc).__name__}: {exc}", START_BACKOFF_S)
+            queue.failed_to_start(entry.id, f"{type(exc).__name__}: {exc}")
         raise
     finally:
         if started:
@@ -104,7 +102,7 @@ def _reattach(cfg: config.Config, queue: Queue, entry: Entry) -> int:
     """Finish a run whose process died, then requeue it once if it was cut off."""
     if entry.run_id is None:  # it never started: simply queued again
         queue.release(entry.id)
-        return EXIT_RETRY
+        return EXIT_UNREACHABLE
     history = History(cfg.results_dir, cfg.state_dir)
     record, run_dir = history.find(entry.run_id)
     if not record.is_final:
@@ -112,6 +110,6 @@ def _reattach(cfg: config.Config, queue: Queue, entry: Entry) -> int:
     record = read_record(run_dir)
     if record.status == "interrupted" and cfg.daemon.requeue_interrupted and entry.requeued == 0:
         queue.release(entry.id, requeue=True, error=f"run {record.id} was interrupted by a crash; queued again once")
-        return EXIT_RETRY
+        return EXIT_UNREACHABLE
     intake.record_triggers(cfg, queue.done(entry.id))
     return EXIT_OK if record.status == "succeeded" else EXIT_NOTEBOOK_FAILED
