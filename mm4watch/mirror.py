@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ class Pushed:
     bytes_sent: int = 0
     seconds: float = 0.0
     remote_dir: str = ""
-    present: tuple[str, ...] = field(default_factory=tuple)
 
     def line(self, total: int) -> str:
         if not self.sent:
@@ -73,7 +72,7 @@ def remote_dir(cfg: Config, base: str) -> str:
     return f"{base.rstrip('/')}/{slug(cfg.root.name) or 'project'}-{digest}/results"
 
 
-def choose(cfg: Config, needs: tuple[str, ...], own_stem: str) -> Inputs:
+def choose(cfg: Config, needs: tuple[str, ...]) -> Inputs:
     """Which earlier runs a run should see."""
     from .store import History
 
@@ -93,8 +92,7 @@ def choose(cfg: Config, needs: tuple[str, ...], own_stem: str) -> Inputs:
                 )
             picked.append(found[0].id)
         return Inputs("needs", tuple(picked))
-    ended = [r.id for r in reversed(history.query()) if r.is_final]
-    return Inputs("all", tuple(ended))
+    return Inputs("all", tuple(history.ended()))
 
 
 def push(target: Any, results_dir: Path, remote_dir: str, runs: tuple[str, ...], timeout: float = 3600) -> Pushed:
@@ -114,7 +112,7 @@ def push(target: Any, results_dir: Path, remote_dir: str, runs: tuple[str, ...],
     absolute, present = listing[0], set(listing[1:])
     missing = [run for run in runs if run not in present and (results_dir / run).is_dir()]
     if not missing:
-        return Pushed((), 0, time.monotonic() - started, absolute, tuple(sorted(present)))
+        return Pushed((), 0, time.monotonic() - started, absolute)
     files = "".join(f"{run}/\n" for run in missing).encode("utf-8", "surrogateescape")
     done = proc.run(
         [
@@ -146,7 +144,6 @@ def push(target: Any, results_dir: Path, remote_dir: str, runs: tuple[str, ...],
         bytes_sent(done.stdout.decode(errors="replace")),
         time.monotonic() - started,
         absolute,
-        tuple(sorted(present | set(missing))),
     )
 
 

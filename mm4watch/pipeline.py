@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import active, executors, git, mirror
-from .config import Config
+from .config import Config, ExecutorConfig
 from .durations import format_duration
 from .errors import Mm4Error, NotebookError
 from .fsutil import atomic_write_text, sha256_file
@@ -42,6 +42,9 @@ from .records import (
 from .ssh import Unreachable
 from .store import create_run_dir
 from .tags import code_hash, find_tag, loads_notebook
+
+if TYPE_CHECKING:
+    from .executors.base import Executor
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,8 @@ class _Prepared:
     rel: str
     content: bytes
     nb: dict[str, Any]
-    exec_cfg: Any
-    executor: Any
+    exec_cfg: ExecutorConfig
+    executor: Executor[Any]
     timeout_s: float
     prov: git.Provenance
     inputs: mirror.Inputs | None
@@ -147,7 +150,7 @@ def _prepare(config: Config, request: RunRequest) -> _Prepared:
     executor.check()
     # earlier results it may load; a missing needs= is an error before anything is made
     needs = tag.needs if tag else ()
-    inputs = mirror.choose(config, needs, notebook.stem) if (needs or exec_cfg.type != "local") else None
+    inputs = mirror.choose(config, needs) if (needs or exec_cfg.type != "local") else None
     return _Prepared(notebook, rel, content, nb, exec_cfg, executor, timeout_s, prov, inputs)
 
 

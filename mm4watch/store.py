@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .errors import RunNotFound
 from .records import RECORD_NAME, RunRecord, parse_iso
@@ -153,14 +154,25 @@ class History:
         sql += " order by created desc, id desc"
         if limit:
             sql += f" limit {int(limit)}"
+        return [RunRecord.from_dict(json.loads(row[0])) for row in self._rows(sql, args)]
+
+    def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         with closing(self._connect()) as db:
             self._sync(db)
-            return [RunRecord.from_dict(json.loads(row[0])) for row in db.execute(sql, args)]
+            return db.execute(sql, list(args)).fetchall()
+
+    def ended(self) -> list[str]:
+        """Ids of the runs that have ended, oldest first (without reading their records)."""
+        return [row[0] for row in self._rows("select id from runs where final = 1 order by created, id")]
+
+    def count(self) -> int:
+        """How many runs there are (without reading their records)."""
+        return int(self._rows("select count(*) from runs")[0][0])
 
     def notebook_named(self, ref: str) -> str:
         """A notebook as ``show`` takes it: a name, a path, or a unique prefix of a notebook's name."""
         stem = Path(ref).stem
-        stems = {r.stem for r in self.query()}
+        stems = {row[0] for row in self._rows("select distinct stem from runs")}
         if stem in stems or not stems:
             return stem
         starting = sorted(s for s in stems if s.startswith(stem))

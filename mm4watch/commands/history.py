@@ -63,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not runs:
         if args.notebook or args.status:
-            total = len(history.query())
+            total = history.count()
             what = " ".join(
                 filter(
                     None,
