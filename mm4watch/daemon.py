@@ -28,7 +28,7 @@ from .config import CONFIG_NAME, Config
 from .config import load as load_config
 from .errors import ConfigError, Mm4Error, NotebookError
 from .fsutil import atomic_write_json
-from .git import git_dir, head_sha, last_operation
+from .git import blob_sha, git_dir, head_sha, known_blobs, last_operation
 from .queue import Entry, Queue, QueueFull
 from .records import read_record
 from .tags import code_hash, find_tag, loads_notebook, near_misses
@@ -110,13 +110,7 @@ class Daemon:
                 self.held = str(exc)
                 log.error("mm4.toml does not load; new runs wait until it is fixed: %s", exc)
                 self._write_info()
-                if self.config.daemon.notify:
-                    try:
-                        notify.say(
-                            self.config, "mm4watch: mm4.toml is broken", f"runs wait until it is fixed: {exc}"[:300]
-                        )
-                    except Exception:
-                        log.exception("notification failed")
+                self._tell("mm4watch: mm4.toml is broken", f"runs wait until it is fixed: {exc}")
             return
         if self.held:
             log.info("mm4.toml loads again: runs resume")
@@ -266,15 +260,11 @@ class Daemon:
         if first_look and self._git_blobs is not None:
             # changed while the daemon was away, HEAD moved meanwhile, and the bytes are HEAD's:
             # a branch switch, a pull (or a commit, which the commit trigger runs), not an edit
-            from .git import blob_sha
-
             by_git = blob_sha(content) in self._git_blobs.get(rel, set())
         elif by_git:
             # written while git held its lock: git's write if the bytes are what git holds now
             # (HEAD or the index), or bytes asked for before that git put back (stash pop);
             # new bytes are a save the user made while git ran (`git add` of another file)
-            from .git import blob_sha, known_blobs
-
             by_git = blob_sha(content) in known_blobs(self.config.root, [rel]).get(
                 rel, set()
             ) or self.queue.asked_before(rel, content)
@@ -304,11 +294,16 @@ class Daemon:
         """A save that runs nothing though the user may expect it to: said in the log, `status`, a notification."""
         log.warning("not queued: %s", reason)
         self.queue.note_refused(rel, reason)
-        if self.config.daemon.notify:
-            try:
-                notify.say(self.config, f"mm4watch: {Path(rel).name} not queued", reason[:300])
-            except Exception:
-                log.exception("notification failed")
+        self._tell(f"mm4watch: {Path(rel).name} not queued", reason)
+
+    def _tell(self, title: str, body: str) -> None:
+        """A notification about the daemon itself (not a run's end), when notifications are on."""
+        if not self.config.daemon.notify:
+            return
+        try:
+            notify.say(self.config, title, body[:300])
+        except Exception:
+            log.exception("notification failed")
 
     def note_head(self) -> None:
         """Remember HEAD: at the next start, notebooks changed while away to HEAD's bytes
@@ -338,10 +333,9 @@ class Daemon:
         for _, operation, rel in skips:
             by_op.setdefault(operation, []).append(rel)
         for operation, rels in by_op.items():
-            what = "git " + operation if operation != "while the daemon was stopped" else f"git {operation}"
             names = sorted(set(rels))
             noun = "notebook" if len(names) == 1 else "notebooks"
-            log.info("%d %s changed by %s: not runs (%s)", len(names), noun, what, ", ".join(names))
+            log.info("%d %s changed by git %s: not runs (%s)", len(names), noun, operation, ", ".join(names))
 
     # -- runs -------------------------------------------------------------------
 
@@ -423,9 +417,7 @@ class Daemon:
                 continue
             if entry.run_id is None:
                 after = self.queue.failed_to_start(
-                    entry.id,
-                    f"its process (pid {entry.pid}) ended before the run started; see .mm4/{EXEC_LOG_NAME}",
-                    (2, 10, 30),
+                    entry.id, f"its process (pid {entry.pid}) ended before the run started; see .mm4/{EXEC_LOG_NAME}"
                 )
                 log.info("entry %s: its process died before the run started; now %s", entry.id, after.state)
                 continue

@@ -82,9 +82,6 @@ class Debouncer:
             self._first.setdefault(path, now)
         self.kick.set()
 
-    def due(self, now: float) -> list[str]:
-        return [path for path, _, _ in self.due_spans(now)]
-
     def due_spans(self, now: float) -> list[tuple[str, float, float]]:
         """Paths quiet for ``delay_s``, with the time of their first and last write."""
         with self._lock:

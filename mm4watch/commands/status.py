@@ -9,10 +9,21 @@ from datetime import UTC, datetime
 from .. import active, config
 from ..active import read_info
 from ..durations import format_duration
-from ..queue import Queue
+from ..queue import Entry, Queue
 from ..records import parse_iso, read_record
 from .queue import RECENT_S
 from .queue import line as entry_line
+
+
+def running_for(cfg: config.Place, entry: Entry) -> float | None:
+    """Seconds since a claimed entry's run started; None before it has a record (or when it is gone)."""
+    if not entry.run_id:
+        return None
+    try:
+        started = parse_iso(read_record(cfg.results_dir / entry.run_id).started_at)
+    except (OSError, ValueError):
+        return None
+    return (datetime.now(UTC) - started).total_seconds() if started else None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -34,17 +45,12 @@ def main(args: argparse.Namespace) -> int:
     waiting = [e for e in entries if e.state == "queued"]
     for entry in running:
         line = f"running: {entry.notebook} (entry {entry.id}, {entry.trigger}, {entry.executor})"
-        if entry.run_id:
-            try:
-                record = read_record(cfg.results_dir / entry.run_id)
-                started = parse_iso(record.started_at)
-                if started:
-                    line += f" {entry.run_id}, for {format_duration((datetime.now(UTC) - started).total_seconds())}"
-                doing = active.phase(cfg.state_dir, entry.run_id)
-                if doing:
-                    line += f": {doing}"
-            except (OSError, ValueError):
-                pass
+        so_far = running_for(cfg, entry)
+        if entry.run_id and so_far is not None:
+            line += f" {entry.run_id}, for {format_duration(so_far)}"
+        doing = active.phase(cfg.state_dir, entry.run_id) if entry.run_id else None
+        if doing:
+            line += f": {doing}"
         print(line)
     for entry in waiting:
         line = f"queued:  {entry.notebook} (entry {entry.id}, {entry.trigger}, {entry.executor})"

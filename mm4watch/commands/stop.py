@@ -6,7 +6,6 @@ import argparse
 import os
 import signal
 import time
-from datetime import UTC
 from pathlib import Path
 
 from .. import config
@@ -44,20 +43,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _running(cfg: config.Place) -> list[str]:
-    """What the daemon waits for: "23_train (12 min so far)"."""
-    from datetime import datetime
-
+    """What the daemon waits for: "23_train (12m so far)"."""
     from ..durations import format_duration
     from ..queue import Queue
-    from ..records import parse_iso, read_record
+    from .status import running_for
 
     found = []
     for entry in Queue(cfg.state_dir).entries(("claimed",)):
         name = Path(entry.notebook).stem
-        try:
-            started = parse_iso(read_record(cfg.results_dir / entry.run_id).started_at) if entry.run_id else None
-        except (OSError, ValueError):
-            started = None
-        so_far = (datetime.now(UTC) - started).total_seconds() if started else None
+        so_far = running_for(cfg, entry)
         found.append(f"{name} ({format_duration(so_far)} so far)" if so_far is not None else name)
     return found

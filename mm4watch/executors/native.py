@@ -109,7 +109,7 @@ class NativeExecutor(Executor[_Remote]):
                 extra=["--exclude=__pycache__/", "--include=*/", "--include=*.py", "--exclude=*"],
             )
             self._sh(f"echo {digest} > {quote(base + '/lib/.digest')}")
-        return {"base": base, "env": self._environment(base, version, job)}
+        return {"home": home, "base": base, "env": self._environment(base, version, job)}
 
     def _environment(self, base: str, version: str, job: Job) -> dict[str, Any]:
         """The venv for this requirements.txt and interpreter: reused, or built now."""
@@ -162,8 +162,7 @@ class NativeExecutor(Executor[_Remote]):
         if job.mirror:
             from .. import mirror
 
-            home = prepared["base"][: -len(self.base)].rstrip("/")
-            remote = mirror.remote_dir(self.config, f"{home}/{self.cfg.workdir or 'mm4watch'}")
+            remote = mirror.remote_dir(self.config, f"{prepared['home']}/{self.cfg.workdir or 'mm4watch'}")
             pushed = mirror.push(ssh.shared(self.target), self.config.results_dir, remote, job.inputs)
             with open(job.log_path, "a", encoding="utf-8") as fh:
                 fh.write(f"mm4watch: {pushed.line(len(job.inputs))}\n")
