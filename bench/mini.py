@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import rig
+from _common import mini_ssh_options, rig
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -57,16 +57,7 @@ class Bed:
     def __init__(self, values: dict[str, str], work: Path) -> None:
         self.v = values
         self.work = work
-        self.opts = [
-            "-i",
-            values["MINI_KEY"],
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-        ]
+        self.opts = mini_ssh_options(values)
         self.dest = f"{values['MINI_USER']}@{values['MINI_HOST']}"
         # the docker CLI's ssh helper cannot take -i: a wrapper first on PATH adds it
         wrap = work / "bin"

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import mini_ssh_options, rig
 from _common import notebook as _notebook
-from _common import rig
 
 
 def main() -> int:
@@ -28,18 +28,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     v = rig()
-    opts = [
-        "-p",
-        v["MINI_PORT"],
-        "-i",
-        v["MINI_KEY"],
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-    ]
+    opts = ["-p", v["MINI_PORT"], *mini_ssh_options(v)]
     dest = f"{v['MINI_USER']}@{v['MINI_HOST']}"
     ssh = ["ssh", *opts, dest]
     rsh = " ".join(["ssh", *opts])
