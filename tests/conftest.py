@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ def load_record(run_dir: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def mini() -> dict[str, str]:
+def mini() -> Iterator[dict[str, str]]:
     """The fake Mini's address. A missing rig fails under CI and skips elsewhere."""
     if not RIG_ENV.exists():
         message = f"the test rig is not up ({RIG_ENV} missing): run `bash tests/rig/up.sh` as root"
@@ -154,7 +154,9 @@ def mini() -> dict[str, str]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    return values
+    yield values
+    # warm containers wait an hour for a next run by design; the suite's own must not outlive it
+    on_mini(values, "docker ps -aq --filter name=mm4-warm- | xargs -r docker rm -f >/dev/null")
 
 
 @pytest.fixture
