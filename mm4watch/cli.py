@@ -20,6 +20,9 @@ COMMANDS = {
     "run": "execute a notebook now and keep its result folder",
     "history": "list past runs, newest first",
     "show": "show one run's record",
+    "diff": "compare two runs: commits between them, parameters, metrics, outputs, code",
+    "report": "write results/index.html: every run, metric charts, images; opens from disk",
+    "open": "open a run's executed notebook (or the report) in the browser",
     "start": "start the watch daemon: saving a tagged notebook queues a run",
     "stop": "stop the daemon (it lets the current run finish unless --now)",
     "status": "the daemon, the run in progress and for how long, what waits and why",
@@ -166,11 +169,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="only runs with this status (repeatable): queued, running, succeeded, failed, timeout, cancelled, interrupted",
     )
     p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (default 20; 0 for all)")
-    p.add_argument("--json", action="store_true", help="print a JSON array of run records")
+    p.add_argument(
+        "--sort",
+        metavar="KEY",
+        help="order by a metric (or parameter): --sort loss smallest first, --sort -acc largest first",
+    )
+    p.add_argument(
+        "--columns",
+        metavar="A,B",
+        help="parameter and metric columns to show, in order (param:NAME or metric:NAME when both exist); "
+        "default: up to 8, those that differ between the listed runs first; '' for none",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print a JSON array of run records (with parameters and metrics)"
+    )
 
     p = sub.add_parser("show", help=COMMANDS["show"], description=COMMANDS["show"] + ".")
     p.add_argument("run", metavar="RUN", help="run id, unique id prefix, notebook name (its latest run) or run folder")
     p.add_argument("--json", action="store_true", help="print run.json as it is")
+
+    p = sub.add_parser("diff", help=COMMANDS["diff"], description=COMMANDS["diff"] + ".")
+    p.add_argument("run_a", metavar="RUN_A", help="run id, unique id prefix, notebook name (its latest run) or folder")
+    p.add_argument("run_b", metavar="RUN_B", help="the run to compare with RUN_A (deltas are B - A)")
+    p.add_argument(
+        "--plain", action="store_true", help="a per-cell unified diff of the code even when nbdime is installed"
+    )
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
+    p = sub.add_parser("report", help=COMMANDS["report"], description=COMMANDS["report"] + ".")
+    p.add_argument("--quiet", action="store_true", help="print nothing")
+
+    p = sub.add_parser("open", help=COMMANDS["open"], description=COMMANDS["open"] + ".")
+    p.add_argument("run", nargs="?", metavar="RUN", help="run id, unique id prefix or notebook name; none: the report")
 
     p = sub.add_parser("logs", help=COMMANDS["logs"], description=COMMANDS["logs"] + ".")
     p.add_argument("run", metavar="RUN", help="run id, unique id prefix, notebook name (its latest run) or run folder")
@@ -225,10 +255,18 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _glue_sort(argv: list[str]) -> list[str]:
+    """``--sort -acc`` as ``--sort=-acc``: argparse would take ``-acc`` for an option."""
+    for i, word in enumerate(argv[:-1]):
+        if word == "--sort" and argv[i + 1].startswith("-"):
+            return [*argv[:i], f"--sort={argv[i + 1]}", *argv[i + 2 :]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     _complete(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_sort(list(sys.argv[1:] if argv is None else argv)))
     signal.signal(signal.SIGTERM, _terminate)
     try:
         module = importlib.import_module(f"mm4watch.commands.{args.command.replace('-', '_')}")

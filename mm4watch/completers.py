@@ -41,7 +41,7 @@ def executors(prefix: str, **_: Any) -> list[str]:
         return []
 
 
-BY_DEST = {"notebook": notebooks, "run": run_ids, "executor": executors}
+BY_DEST = {"notebook": notebooks, "run": run_ids, "run_a": run_ids, "run_b": run_ids, "executor": executors}
 
 
 def attach(parser: argparse.ArgumentParser) -> None:

@@ -118,6 +118,12 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class ResultsConfig:
+    metrics: tuple[str, ...] = ("metrics.json",)  # JSON files in a run folder whose numbers go into run.json
+    report: bool = True  # the daemon keeps results/index.html current after each run
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     debounce_s: float = 2.0  # quiet time after the last write before a save counts
     requeue_interrupted: bool = True  # a run cut off by a crash runs again, once
@@ -134,6 +140,7 @@ class Config:
     project: ProjectConfig = ProjectConfig()
     run: RunConfig = RunConfig()
     daemon: DaemonConfig = DaemonConfig()
+    results: ResultsConfig = ResultsConfig()
     executors: Mapping[str, ExecutorConfig] = field(
         default_factory=lambda: MappingProxyType({"local": LocalConfig("local", "local")})
     )
@@ -241,7 +248,7 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{label}: not valid TOML: {exc}") from None
     v = _Validator(label, text)
-    v.only_keys(data, (), {"project", "run", "daemon", "executors"})
+    v.only_keys(data, (), {"project", "run", "daemon", "results", "executors"})
 
     project_t = v.table(data, ("project",))
     notebooks = v.get(project_t, ("project", "notebooks"), _str_or_list, ["notebooks"])
@@ -278,6 +285,13 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
         {"debounce", "requeue_interrupted", "notify", "notify_command", "restart_running", "autostart"},
     )
 
+    results_t = v.table(data, ("results",))
+    results = ResultsConfig(
+        metrics=tuple(v.get(results_t, ("results", "metrics"), _patterns, ["metrics.json"])),
+        report=v.get(results_t, ("results", "report"), _bool, True),
+    )
+    v.only_keys(results_t, ("results",), {"metrics", "report"})
+
     executors: dict[str, ExecutorConfig] = {"local": LocalConfig("local", "local")}
     for name, table in v.table(data, ("executors",)).items():
         path = ("executors", name)
@@ -291,7 +305,15 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
             ("run", "executor"),
             f"names executor {run.executor!r}, which is not defined; defined: {', '.join(sorted(executors))}",
         )
-    return Config(root=root, file=file, project=project, run=run, daemon=daemon, executors=MappingProxyType(executors))
+    return Config(
+        root=root,
+        file=file,
+        project=project,
+        run=run,
+        daemon=daemon,
+        results=results,
+        executors=MappingProxyType(executors),
+    )
 
 
 _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
@@ -396,6 +418,14 @@ def _str_or_list(value: Any) -> list[str]:
     if not isinstance(items, list) or not items:
         raise ValueError("must be a folder name or a list of folder names")
     return [_rel_path(item) for item in items]
+
+
+def _patterns(value: Any) -> list[str]:
+    items = _str_or_list(value)
+    for item in items:
+        if not item or item.startswith("/") or ".." in Path(item).parts:
+            raise ValueError(f'{item!r}: give a pattern inside the run folder, e.g. "eval/*.json"')
+    return items
 
 
 def _image_name(value: Any) -> str:

@@ -35,6 +35,7 @@ from .tags import code_hash, find_tag, loads_notebook, near_misses
 
 LOG_NAME = "daemon.log"
 EXEC_LOG_NAME = "exec.log"
+REPORT_LOG_NAME = "report.log"
 RECONCILE_EVERY_S = 2.0
 
 log = logging.getLogger("mm4watch.daemon")
@@ -400,6 +401,7 @@ class Daemon:
             log.info("entry %s ended (exit %s, now %s)", entry_id, code, entry.state)
             if entry.run_id and entry.state == "done":
                 self._notify(entry)
+                self._refresh_report()
             if entry.state == "queued":
                 self.wake.set()
 
@@ -437,6 +439,13 @@ class Daemon:
             entry = self.queue.get(run.entry_id)
             if entry.run_id:
                 active.request_cancel(self.state_dir, entry.run_id)
+
+    def _refresh_report(self) -> None:
+        """results/index.html anew, in a process of its own (nbconvert stays out of the daemon)."""
+        if not self.config.results.report:
+            return
+        with open(self.state_dir / REPORT_LOG_NAME, "ab") as out:
+            proc.detach([sys.executable, "-m", "mm4watch", "report", "--quiet"], cwd=self.config.root, stdout=out)
 
     def _notify(self, entry: Entry) -> None:
         if not self.config.daemon.notify or not entry.run_id:

@@ -1,11 +1,14 @@
-"""Helpers for notebooks: where to write, and where earlier results are."""
+"""Helpers for notebooks: where to write, what to report, and where earlier results are."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from . import config
 from .errors import RunNotFound
+from .records import RunRecord
 from .store import History
 
 SCRATCH = "scratch"
@@ -28,18 +31,67 @@ def output_dir() -> Path:
     return path
 
 
-def latest_run(notebook: str, *, successful: bool = True, project: str | Path | None = None) -> Path:
+def log_metrics(**values: float) -> dict[str, Any]:
+    """Record numbers for this run: ``log_metrics(acc=0.91, loss=0.3)``.
+
+    Merged into ``output_dir() / "metrics.json"`` (written atomically; later
+    calls add keys or replace them). At the end of the run they are copied into
+    ``run.json``, so ``mm4watch history``, ``diff`` and the report show them.
+    Returns everything logged so far."""
+    from .metrics import log_metrics as merge
+
+    return merge(output_dir(), values)
+
+
+def runs(
+    notebook: str,
+    *,
+    status: str | None = "succeeded",
+    where: Mapping[str, Any] | None = None,
+    project: str | Path | None = None,
+) -> list[RunRecord]:
+    """``notebook``'s runs, oldest first, as records (``.id``, ``.parameters``, ``.metrics``, ...).
+
+    By default only successful runs; ``status=None`` for all. ``where`` keeps the
+    runs whose parameters have those values (``where={"epochs": 20}``). A run's
+    folder is ``results_dir() / record.id``."""
+    cfg = config.load(Path(project) if project else None)
+    found = History(cfg.results_dir, cfg.state_dir).query(notebook=notebook, status=status)
+    return [r for r in reversed(found) if _matches(r, where)]
+
+
+def results_dir(project: str | Path | None = None) -> Path:
+    """The project's results folder."""
+    return config.load(Path(project) if project else None).results_dir
+
+
+def _matches(record: RunRecord, where: Mapping[str, Any] | None) -> bool:
+    return all(key in record.parameters and record.parameters[key] == value for key, value in (where or {}).items())
+
+
+def latest_run(
+    notebook: str,
+    *,
+    successful: bool = True,
+    status: str | None = None,
+    where: Mapping[str, Any] | None = None,
+    project: str | Path | None = None,
+) -> Path:
     """The folder of ``notebook``'s newest run (by default only successful runs).
 
     ``notebook`` is a name such as ``"23_train_model"`` or a path to the notebook.
+    ``status`` picks another status (``successful=False`` any); ``where`` picks
+    by parameters: ``latest_run("10_train", where={"epochs": 20})``.
     Raises ``LookupError`` (``RunNotFound``) when there is none.
     """
     cfg = config.load(Path(project) if project else None)
-    runs = History(cfg.results_dir, cfg.state_dir).query(
-        notebook=notebook, status="succeeded" if successful else None, limit=1
-    )
-    if not runs:
-        kind = "successful run" if successful else "run"
+    wanted = status or ("succeeded" if successful else None)
+    history = History(cfg.results_dir, cfg.state_dir)
+    candidates = history.query(notebook=notebook, status=wanted, limit=None if where else 1)
+    found = [r for r in candidates if _matches(r, where)][:1]
+    if not found:
+        kind = f"{wanted} run" if wanted else "run"
+        kind += f" with {', '.join(f'{k}={v!r}' for k, v in where.items())}" if where else ""
         stem = Path(notebook).stem
         remote = config.env(config.ENV_RUN_ID) is not None
         hint = (
@@ -49,4 +101,4 @@ def latest_run(notebook: str, *, successful: bool = True, project: str | Path | 
             else f"run {stem} first (mm4watch run notebooks/{stem}.ipynb)"
         )
         raise RunNotFound(f"no {kind} of {stem!r} in {cfg.results_dir}: {hint}")
-    return cfg.results_dir / runs[0].id
+    return cfg.results_dir / found[0].id

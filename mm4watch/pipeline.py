@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from . import active, executors, git, mirror
+from . import active, executors, git, metrics, mirror
 from .config import Config, ExecutorConfig
 from .durations import format_duration
 from .errors import Mm4Error, NotebookError
@@ -120,7 +120,7 @@ def run_notebook(
         outcome, raised = _outcome_of(exc, active.cancel_requested(config.state_dir, record.id))
     finally:
         watch.stop()
-    record = _finish(run_dir, record, job.input_path, started, outcome)
+    record = _finish(run_dir, record, job.input_path, started, outcome, config.results.metrics)
     shutil.rmtree(job.input_path.parent, ignore_errors=True)
     if raised is not None:
         raise raised
@@ -253,15 +253,23 @@ def resume(config: Config, run_dir: Path, record: RunRecord) -> RunRecord:
                 "evalue": "mm4watch stopped while the run went on; it could not be picked up again",
             },
         )
-    return _finish(run_dir, record, None, time.monotonic() - elapsed, outcome)
+    return _finish(run_dir, record, None, time.monotonic() - elapsed, outcome, config.results.metrics)
 
 
 def _finish(
-    run_dir: Path, record: RunRecord, snapshot: Path | None, started: float, outcome: executors.Outcome
+    run_dir: Path,
+    record: RunRecord,
+    snapshot: Path | None,
+    started: float,
+    outcome: executors.Outcome,
+    patterns: tuple[str, ...],
 ) -> RunRecord:
     executed = run_dir / EXECUTED_NAME
     if not executed.exists() and snapshot is not None and snapshot.exists():
         shutil.copyfile(snapshot, executed)  # keep the input next to the error
+    found, problems = metrics.collect(run_dir, patterns)
+    for problem in problems:
+        _log(run_dir / LOG_NAME, problem)
     record = record.evolve(
         status=outcome.status,
         error=outcome.error,
@@ -269,6 +277,7 @@ def _finish(
         finished_at=now_iso(),
         duration_s=round(time.monotonic() - started, 3),
         outputs=collect_outputs(run_dir),
+        metrics=found,
     )
     write_record(run_dir, record)
     place = where(outcome.error)
@@ -289,10 +298,15 @@ def collect_outputs(run_dir: Path) -> list[dict[str, Any]]:
         for name in sorted(files):
             path = Path(folder) / name
             rel = path.relative_to(run_dir).as_posix()
-            if rel in RESERVED_NAMES or path.is_symlink() or name.startswith(".run.json."):
+            if rel in RESERVED_NAMES or path.is_symlink() or _is_lock(name):
                 continue
             found.append({"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path)})
     return found
+
+
+def _is_lock(name: str) -> bool:
+    """mm4watch's own lock files in a run folder (the record's, log_metrics')."""
+    return name.startswith(".run.json.") or (name.startswith(".") and name.endswith(".json.lock"))
 
 
 def _relative(notebook: Path, root: Path) -> str:

@@ -17,7 +17,8 @@ EXECUTED_NAME = "executed.ipynb"
 LOG_NAME = "run.log"
 PATCH_NAME = "source.patch"
 BUILD_LOG_NAME = "build.log"
-RESERVED_NAMES = frozenset({RECORD_NAME, EXECUTED_NAME, LOG_NAME, PATCH_NAME, BUILD_LOG_NAME})
+HTML_NAME = "executed.html"  # the executed notebook rendered for a browser (report.py)
+RESERVED_NAMES = frozenset({RECORD_NAME, EXECUTED_NAME, LOG_NAME, PATCH_NAME, BUILD_LOG_NAME, HTML_NAME})
 
 Status = Literal["queued", "running", "succeeded", "failed", "timeout", "cancelled", "interrupted"]
 Trigger = Literal["manual", "save", "commit"]
@@ -73,6 +74,7 @@ class RunRecord:
         default_factory=list
     )  # every request this run answered: {trigger, at, commit?}
     inputs: dict[str, Any] | None = None  # earlier runs it could see: {mode, runs} or {mode, count, newest}
+    metrics: dict[str, float] = field(default_factory=dict)  # numbers it reported (metrics.py), dotted keys
     schema: int = SCHEMA_VERSION
 
     @property

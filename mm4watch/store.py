@@ -139,7 +139,10 @@ class History:
         notebook: str | None = None,
         status: str | Iterable[str] | None = None,
         limit: int | None = None,
+        sort: str | None = None,
     ) -> list[RunRecord]:
+        """Runs, newest first; ``sort="acc"`` orders by a metric (or, when no run has
+        that metric, a parameter) ascending, ``"-acc"`` descending, runs without it last."""
         where, args = [], []
         if notebook:
             where.append("stem = ?")
@@ -151,7 +154,13 @@ class History:
         sql = "select record from runs"
         if where:
             sql += " where " + " and ".join(where)
-        sql += " order by created desc, id desc"
+        order = "created desc, id desc"
+        if sort:
+            key = sort.removeprefix("-")
+            field = "metrics" if self._has(key, "metrics") or not self._has(key, "parameters") else "parameters"
+            value = f"json_extract(record, {_json_path(field, key)})"
+            order = f"({value} is null), {value} {'desc' if sort.startswith('-') else 'asc'}, {order}"
+        sql += f" order by {order}"
         if limit:
             sql += f" limit {int(limit)}"
         return [RunRecord.from_dict(json.loads(row[0])) for row in self._rows(sql, args)]
@@ -160,6 +169,10 @@ class History:
         with closing(self._connect()) as db:
             self._sync(db)
             return db.execute(sql, list(args)).fetchall()
+
+    def _has(self, key: str, field: str) -> bool:
+        path = _json_path(field, key)
+        return bool(self._rows(f"select 1 from runs where json_extract(record, {path}) is not null limit 1"))
 
     def ended(self) -> list[str]:
         """Ids of the runs that have ended, oldest first (without reading their records)."""
@@ -201,6 +214,12 @@ class History:
             names = ", ".join(r.id for r in matches[:5])
             raise RunNotFound(f"{ref!r} matches {len(matches)} runs ({names}...); give more of the id")
         raise RunNotFound(f"no run {ref!r} in {self.results_dir}; `mm4watch history` lists the runs")
+
+
+def _json_path(field: str, key: str) -> str:
+    """A JSON path for SQLite's json_extract, as an SQL string literal (a key is data: quoted here)."""
+    label = key.replace('"', "")  # SQLite's path syntax cannot quote a double quote inside a label
+    return "'" + f'$.{field}."{label}"'.replace("'", "''") + "'"
 
 
 def _prepared(db: sqlite3.Connection) -> sqlite3.Connection:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from .. import config
@@ -46,6 +47,62 @@ def row(record: RunRecord) -> list[str]:
 
 
 HEADERS = ["run", "notebook", "status", "trigger", "commit", "started", "duration", "executor"]
+MAX_EXTRA = 8  # parameter and metric columns shown unless --columns says which
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    field: str  # "parameters" or "metrics"
+    key: str
+
+    def value(self, record: RunRecord) -> str:
+        values = getattr(record, self.field)
+        return format_value(values[self.key]) if self.key in values else ""
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 24 else text[:23] + "…"
+
+
+def extra_columns(runs: list[RunRecord], chosen: list[str] | None) -> tuple[list[Column], int]:
+    """Parameter and metric columns for these runs, those whose values differ first;
+    with ``chosen``, those names in that order. Also how many were left out."""
+    found: dict[tuple[str, str], list[Any]] = {}
+    for record in runs:
+        for field in ("parameters", "metrics"):
+            for key, value in getattr(record, field).items():
+                found.setdefault((field, key), []).append(json.dumps(value, sort_keys=True))
+    params = {k for f, k in found if f == "parameters"}
+
+    def column(field: str, key: str) -> Column:
+        clash = field == "metrics" and key in params
+        return Column(f"metric:{key}" if clash else key, field, key)
+
+    if chosen is not None:
+        columns = []
+        for name in chosen:
+            field, _, key = name.rpartition(":")
+            fields = (
+                [{"param": "parameters", "metric": "metrics"}.get(field, field)] if field else ["parameters", "metrics"]
+            )
+            hits = [column(f, key) for f in fields if (f, key) in found]
+            if not hits:
+                known = ", ".join(sorted({k for _, k in found})) or "none in these runs"
+                raise UsageError(f"--columns: no parameter or metric {name!r} in the listed runs (known: {known})")
+            columns.extend(hits)
+        return columns, 0
+    n = len(runs)
+
+    def differs(item: tuple[str, str]) -> bool:
+        values = found[item]
+        return len(values) < n or len(set(values)) > 1
+
+    ordered = sorted(found, key=lambda item: (not differs(item), item[0] != "parameters", item[1]))
+    return [column(f, k) for f, k in ordered[:MAX_EXTRA]], max(0, len(ordered) - MAX_EXTRA)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -57,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = config.load()
     history = History(cfg.results_dir, cfg.state_dir)
     notebook = history.notebook_named(args.notebook) if args.notebook else None
-    runs = history.query(notebook=notebook, status=args.status, limit=args.limit or None)
+    runs = history.query(notebook=notebook, status=args.status, limit=args.limit or None, sort=args.sort)
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
         return 0
@@ -77,18 +134,23 @@ def main(args: argparse.Namespace) -> int:
         else:
             print(f"no runs in {cfg.results_dir}")
         return 0
-    rows = [row(record) for record in runs]
+    chosen = None if args.columns is None else [c.strip() for c in args.columns.split(",") if c.strip()]
+    columns, left_out = extra_columns(runs, chosen)
+    headers = HEADERS + [c.header for c in columns]
+    rows = [row(record) + [c.value(record) for c in columns] for record in runs]
+    if left_out:
+        print(f"({left_out} more parameter/metric columns: choose with --columns)", file=sys.stderr)
     if not sys.stdout.isatty():
         # piped: plain aligned columns, whole lines, no colour (and no rich import)
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)]
-        for cells in (HEADERS, *rows):
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        for cells in (headers, *rows):
             print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
         return 0
     from rich.console import Console
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for i, header in enumerate(HEADERS):
+    for i, header in enumerate(headers):
         if header == "notebook":  # the one column that gives way in a narrow terminal
             table.add_column(header, overflow="fold")
         else:

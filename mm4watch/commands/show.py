@@ -9,7 +9,7 @@ from .. import config
 from ..durations import format_duration
 from ..records import EXECUTED_NAME, LOG_NAME, where
 from ..store import History
-from .history import short_commit
+from .history import format_value, short_commit
 
 
 def main(args: argparse.Namespace) -> int:
@@ -29,6 +29,7 @@ def main(args: argparse.Namespace) -> int:
         ("commit", short_commit(record.commit) + (f" on {commit.get('branch')}" if commit.get("branch") else "")),
         ("executor", f"{ex.get('name')} ({ex.get('type')}) on {ex.get('host')}" + (f" {ex['arch']}" if ex.get("arch") else "")),
         ("parameters", json.dumps(record.parameters)),
+        ("metrics", ", ".join(f"{k}={format_value(v)}" for k, v in record.metrics.items()) or "-"),
         ("queued", record.queued_at),
         ("started", record.started_at or "-"),
         ("finished", record.finished_at or "-"),

@@ -14,7 +14,7 @@ mkdir -p "$RIG"
 log() { printf '[rig] %s\n' "$*" >&2; }
 
 need=()
-for pair in dockerd:docker.io sshd:openssh-server debootstrap:debootstrap rsync:rsync tc:iproute2 nsenter:util-linux ssh:openssh-client; do
+for pair in chromium:chromium dockerd:docker.io sshd:openssh-server debootstrap:debootstrap rsync:rsync tc:iproute2 nsenter:util-linux ssh:openssh-client; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
 done
 [ -x "$DOCKER" ] || need+=(docker.io)

@@ -1,0 +1,16 @@
+"""mm4watch report: write results/index.html, the page of every run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import config, report
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = config.load()
+    path = report.refresh(cfg, say=(lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr)))
+    if not args.quiet:
+        print(path)
+    return 0

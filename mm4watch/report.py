@@ -1,0 +1,341 @@
+"""The report page: ``results/index.html``, one self-contained file that opens from disk.
+
+It lists every run (sortable, filterable by notebook and status), charts each
+metric across a notebook's runs (inline SVG), shows thumbnails of the images a
+run wrote and links each run to its executed notebook rendered as HTML
+(``executed.html``, made once per run with nbconvert). No script, style or font
+comes from the network. A refresh reads the history index (incremental) and
+renders only the runs that have no ``executed.html`` yet; refreshes are
+serialised by a lock, and one asked for while another runs is done after it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import html
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .config import Config
+from .durations import format_duration
+from .fsutil import atomic_write_text
+from .records import EXECUTED_NAME, HTML_NAME, RunRecord, parse_iso
+from .store import History
+
+REPORT_NAME = "index.html"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif")
+THUMBS_PER_RUN = 3
+CHART_POINTS = 500  # a chart shows a notebook's latest runs, at most this many
+_STATE_NAME = "report.json"  # runs nbconvert could not render, so they are not tried at every refresh
+_LOCK_NAME = "report.lock"
+_AGAIN_NAME = "report.again"
+
+
+def refresh(config: Config, *, say: Callable[[str], None] = lambda _: None) -> Path:
+    """Write ``results/index.html`` anew (rendering new runs' ``executed.html`` first); its path."""
+    state = config.state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    again = state / _AGAIN_NAME
+    with open(state / _LOCK_NAME, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # another refresh is under way: ask it to go once more, after what it is doing
+            again.touch()
+            return config.results_dir / REPORT_NAME
+        while True:
+            again.unlink(missing_ok=True)
+            path = _write(config, say)
+            if not again.exists():
+                return path
+
+
+def _write(config: Config, say: Callable[[str], None]) -> Path:
+    records = History(config.results_dir, config.state_dir).query()
+    rendered = render_missing(config, records, say)
+    page = build_page(config.root.name, records, rendered)
+    config.results_dir.mkdir(parents=True, exist_ok=True)
+    path = config.results_dir / REPORT_NAME
+    atomic_write_text(path, page)
+    return path
+
+
+def render_missing(config: Config, records: list[RunRecord], say: Callable[[str], None]) -> set[str]:
+    """Ids of the runs that have an ``executed.html`` (made here for ended runs that lacked one)."""
+    state_path = config.state_dir / _STATE_NAME
+    try:
+        failed: dict[str, str] = json.loads(state_path.read_text(encoding="utf-8")).get("unrenderable", {})
+    except (OSError, ValueError, AttributeError):
+        failed = {}
+    have: set[str] = set()
+    changed = False
+    for record in records:
+        folder = config.results_dir / record.id
+        if (folder / HTML_NAME).exists():
+            have.add(record.id)
+        elif record.is_final and record.id not in failed and (folder / EXECUTED_NAME).is_file():
+            try:
+                render_html(folder)
+                have.add(record.id)
+                say(f"rendered {record.id}/{HTML_NAME}")
+            except Exception as exc:  # a notebook nbconvert cannot read must not stop the page
+                failed[record.id] = f"{type(exc).__name__}: {exc}"[:300]
+                changed = True
+                say(f"could not render {record.id}/{EXECUTED_NAME}: {failed[record.id]}")
+    if changed:
+        atomic_write_text(state_path, json.dumps({"unrenderable": failed}, indent=1))
+    return have
+
+
+def render_html(run_dir: Path) -> Path:
+    """``executed.html`` beside ``executed.ipynb``: nbconvert's page, with nothing fetched from a CDN."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(run_dir / EXECUTED_NAME), as_version=4)
+    offline = {
+        name: ""
+        for name in (
+            "mathjax_url",
+            "require_js_url",
+            "jquery_url",
+            "mermaid_js_url",
+            "mermaid_layout_elk_js_url",
+            "widget_renderer_url",
+            "jupyter_widgets_base_url",
+        )
+    }
+    body, _ = HTMLExporter(**offline).from_notebook_node(nb)
+    body = re.sub(r'<script src="">\s*</script>', "", body)
+    path = run_dir / HTML_NAME
+    atomic_write_text(path, body)
+    return path
+
+
+# -- the page -------------------------------------------------------------------
+
+
+def _href(*parts: str) -> str:
+    return "/".join(quote(p) for p in parts)
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _row(record: RunRecord, rendered: set[str]) -> str:
+    run = record.id
+    commit = record.commit or {}
+    sha = (commit.get("sha") or "")[:8]
+    started = parse_iso(record.started_at or record.queued_at)
+    start_text = started.strftime("%Y-%m-%d %H:%M:%S") if started else ""
+    link = _href(run, HTML_NAME) if run in rendered else _href(run) + "/"
+    params = "".join(f"<div>{_e(k)}={_e(_fmt(v))}</div>" for k, v in record.parameters.items())
+    metrics = "".join(f"<div>{_e(k)}={_e(_fmt(v))}</div>" for k, v in record.metrics.items())
+    images = [o["path"] for o in record.outputs if o["path"].lower().endswith(IMAGE_SUFFIXES)]
+    thumbs = "".join(
+        f'<a href="{_href(run, *p.split("/"))}"><img class="thumb" loading="lazy" alt="{_e(p)}" '
+        f'src="{_href(run, *p.split("/"))}"></a>'
+        for p in images[:THUMBS_PER_RUN]
+    )
+    if len(images) > THUMBS_PER_RUN:
+        thumbs += f'<a class="more" href="{_href(run)}/">+{len(images) - THUMBS_PER_RUN}</a>'
+    return (
+        f'<tr data-run="{_e(run)}" data-notebook="{_e(record.stem)}" data-status="{_e(record.status)}">'
+        f'<td><span class="st st-{_e(record.status)}">{_e(record.status)}</span></td>'
+        f'<td><a class="run" href="{link}">{_e(run)}</a></td>'
+        f"<td>{_e(record.notebook)}</td><td>{_e(record.trigger)}</td>"
+        f'<td class="mono">{_e(sha or "-")}{"*" if commit.get("dirty") else ""}</td>'
+        f"<td>{_e(start_text)}</td>"
+        f'<td data-sort="{record.duration_s or 0}">{_e(format_duration(record.duration_s))}</td>'
+        f'<td class="kv">{params}</td><td class="kv">{metrics}</td><td>{thumbs}</td></tr>'
+    )
+
+
+def _charts(stem: str, runs: list[RunRecord]) -> str:
+    """One SVG line chart per metric across ``runs`` (oldest first)."""
+    keys = sorted({k for r in runs for k in r.metrics})
+    out = []
+    w, h, pad = 260, 120, 24
+    for key in keys:
+        points = [(r, r.metrics[key]) for r in runs if key in r.metrics][-CHART_POINTS:]
+        values = [v for _, v in points]
+        lo, hi = min(values), max(values)
+        span = (hi - lo) or 1.0
+        n = len(points)
+
+        def xy(i: int, v: float, n: int = n, lo: float = lo, span: float = span) -> tuple[float, float]:
+            x = pad + (w - 2 * pad) * (i / (n - 1) if n > 1 else 0.5)
+            return round(x, 1), round(h - pad - (h - 2 * pad) * (v - lo) / span, 1)
+
+        coords = [xy(i, v) for i, (_, v) in enumerate(points)]
+        line = " ".join(f"{x},{y}" for x, y in coords)
+        dots = "".join(
+            f'<a href="{_href(r.id)}/"><circle cx="{x}" cy="{y}" r="3"><title>{_e(r.id)}: {_e(_fmt(v))}</title></circle></a>'
+            for (x, y), (r, v) in zip(coords, points, strict=True)
+        )
+        out.append(
+            f'<figure class="chart"><figcaption>{_e(key)}</figcaption>'
+            f'<svg class="chart" data-notebook="{_e(stem)}" data-metric="{_e(key)}" width="{w}" height="{h}" '
+            f'viewBox="0 0 {w} {h}" role="img" aria-label="{_e(key)} across {n} runs">'
+            f'<text x="2" y="{pad - 8}" class="ax">{_e(_fmt(hi))}</text>'
+            f'<text x="2" y="{h - 8}" class="ax">{_e(_fmt(lo))}</text>'
+            f'<polyline points="{line}"/>{dots}</svg></figure>'
+        )
+    return "".join(out)
+
+
+def build_page(project: str, records: list[RunRecord], rendered: set[str]) -> str:
+    """The whole page for ``records`` (newest first), as text."""
+    by_stem: dict[str, list[RunRecord]] = {}
+    for record in reversed(records):
+        by_stem.setdefault(record.stem, []).append(record)
+    statuses = sorted({r.status for r in records})
+    sections = []
+    for stem in sorted(by_stem):
+        runs = by_stem[stem]
+        charts = _charts(stem, runs)
+        sections.append(
+            f'<section class="nb" data-notebook="{_e(stem)}"><h3>{_e(stem)} '
+            f"<small>{len(runs)} run{'s' if len(runs) != 1 else ''}</small></h3>"
+            + (charts or '<p class="none">no metrics yet: <code>log_metrics(name=value)</code> in the notebook</p>')
+            + "</section>"
+        )
+    options = "".join(f'<option value="{_e(s)}">{_e(s)}</option>' for s in sorted(by_stem))
+    status_options = "".join(f'<option value="{_e(s)}">{_e(s)}</option>' for s in statuses)
+    rows = "".join(_row(r, rendered) for r in records)
+    made = time.strftime("%Y-%m-%d %H:%M:%S")
+    return _PAGE.format(
+        title=_e(f"{project}: runs"),
+        project=_e(project),
+        made=made,
+        count=len(records),
+        options=options,
+        status_options=status_options,
+        rows=rows,
+        sections="".join(sections),
+    )
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="generator" content="mm4watch report">
+<title>{title}</title>
+<style>
+body {{ font: 14px/1.4 -apple-system, system-ui, sans-serif; margin: 1.5em; color: #222; }}
+h1 {{ font-size: 1.4em; margin: 0 0 .2em; }} h3 small {{ color: #777; font-weight: normal; }}
+.meta {{ color: #666; margin-bottom: 1em; }}
+.filters {{ margin: .5em 0 1em; display: flex; gap: 1em; flex-wrap: wrap; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ text-align: left; padding: 4px 8px; border-bottom: 1px solid #eee; vertical-align: top; }}
+th {{ cursor: pointer; user-select: none; background: #fafafa; position: sticky; top: 0; }}
+th.asc::after {{ content: " \\25B2"; }} th.desc::after {{ content: " \\25BC"; }}
+.mono, .run {{ font-family: ui-monospace, Menlo, monospace; font-size: 12px; }}
+.kv {{ font-size: 12px; white-space: nowrap; }}
+.st {{ padding: 1px 6px; border-radius: 8px; color: #fff; font-size: 12px; }}
+.st-succeeded {{ background: #2e7d32; }} .st-failed, .st-timeout {{ background: #c62828; }}
+.st-cancelled, .st-interrupted {{ background: #ef6c00; }} .st-running {{ background: #00838f; }}
+.st-queued {{ background: #1565c0; }}
+img.thumb {{ height: 48px; max-width: 96px; border: 1px solid #ddd; margin-right: 4px; background: #fff; }}
+.charts {{ display: flex; flex-wrap: wrap; gap: 1.5em; }}
+section.nb {{ margin-bottom: 1em; }}
+figure.chart {{ display: inline-block; margin: 0 1em 1em 0; }}
+figure.chart figcaption {{ font-weight: 600; }}
+svg.chart {{ background: #fcfcfc; border: 1px solid #eee; }}
+svg.chart polyline {{ fill: none; stroke: #1e88e5; stroke-width: 1.5; }}
+svg.chart circle {{ fill: #1e88e5; }} svg.chart .ax {{ font-size: 10px; fill: #888; }}
+.none {{ color: #888; margin: 0; }} section.nb h3 {{ margin: .6em 0 .3em; }}
+</style></head>
+<body>
+<h1>{project}</h1>
+<div class="meta">{count} runs &middot; made {made} by <code>mm4watch report</code></div>
+<h2>Runs</h2>
+<div class="filters">
+<label>notebook <select id="f-notebook"><option value="">all</option>{options}</select></label>
+<label>status <select id="f-status"><option value="">all</option>{status_options}</select></label>
+<label>search <input id="f-text" type="search" placeholder="run, parameter, metric"></label>
+<span id="shown"></span>
+</div>
+<table id="runs"><thead><tr>
+<th>status</th><th>run</th><th>notebook</th><th>trigger</th><th>commit</th><th>started</th><th>duration</th>
+<th>parameters</th><th>metrics</th><th>images</th>
+</tr></thead><tbody>{rows}</tbody></table>
+<h2>Metrics by notebook</h2>
+<div id="charts">{sections}</div>
+<script>
+(function () {{
+  var table = document.getElementById("runs"), body = table.tBodies[0];
+  var fNb = document.getElementById("f-notebook"), fSt = document.getElementById("f-status");
+  var fText = document.getElementById("f-text"), shown = document.getElementById("shown");
+  function filter() {{
+    var nb = fNb.value, st = fSt.value, text = fText.value.toLowerCase(), n = 0;
+    for (var i = 0; i < body.rows.length; i++) {{
+      var r = body.rows[i];
+      var ok = (!nb || r.dataset.notebook === nb) && (!st || r.dataset.status === st) &&
+               (!text || r.textContent.toLowerCase().indexOf(text) >= 0);
+      r.style.display = ok ? "" : "none"; if (ok) n++;
+    }}
+    shown.textContent = n + " of " + body.rows.length + " runs";
+    var sections = document.querySelectorAll("section.nb");
+    for (var j = 0; j < sections.length; j++)
+      sections[j].style.display = (!nb || sections[j].dataset.notebook === nb) ? "" : "none";
+  }}
+  function key(cell) {{
+    var v = cell.dataset.sort !== undefined ? cell.dataset.sort : cell.textContent.trim();
+    var n = parseFloat(v); return isNaN(n) || !/^[-+0-9.eE]+$/.test(v) ? v.toLowerCase() : n;
+  }}
+  var heads = table.tHead.rows[0].cells, sorted = "";
+  function sortBy(col, desc) {{
+    for (var k = 0; k < heads.length; k++) heads[k].classList.remove("asc", "desc");
+    heads[col].classList.add(desc ? "desc" : "asc");
+    sorted = (desc ? "-" : "") + heads[col].textContent;
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {{
+      var x = key(a.cells[col]), y = key(b.cells[col]);
+      if (typeof x !== typeof y) {{ x = String(x); y = String(y); }}
+      return (x < y ? -1 : x > y ? 1 : 0) * (desc ? -1 : 1);
+    }});
+    rows.forEach(function (r) {{ body.appendChild(r); }});
+  }}
+  for (var c = 0; c < heads.length; c++) (function (col) {{
+    heads[col].addEventListener("click", function () {{
+      sortBy(col, !this.classList.contains("desc")); save();
+    }});
+  }})(c);
+  // the filters and the order live in the address (#notebook=a&status=failed&sort=-duration): a view can be bookmarked
+  function save() {{
+    var parts = [];
+    if (fNb.value) parts.push("notebook=" + encodeURIComponent(fNb.value));
+    if (fSt.value) parts.push("status=" + encodeURIComponent(fSt.value));
+    if (fText.value) parts.push("q=" + encodeURIComponent(fText.value));
+    if (sorted) parts.push("sort=" + encodeURIComponent(sorted));
+    history.replaceState(null, "", parts.length ? "#" + parts.join("&") : location.pathname);
+  }}
+  var wanted = {{}};
+  location.hash.replace(/^#/, "").split("&").forEach(function (kv) {{
+    var i = kv.indexOf("="); if (i > 0) wanted[kv.slice(0, i)] = decodeURIComponent(kv.slice(i + 1));
+  }});
+  fNb.value = wanted.notebook || ""; fSt.value = wanted.status || ""; fText.value = wanted.q || "";
+  if (wanted.sort) {{
+    var name = wanted.sort.replace(/^-/, "");
+    for (var h = 0; h < heads.length; h++)
+      if (heads[h].textContent === name) sortBy(h, wanted.sort.charAt(0) === "-");
+  }}
+  fNb.addEventListener("change", function () {{ filter(); save(); }});
+  fSt.addEventListener("change", function () {{ filter(); save(); }});
+  fText.addEventListener("input", function () {{ filter(); save(); }}); filter();
+}})();
+</script>
+</body></html>
+"""
