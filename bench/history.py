@@ -1,4 +1,4 @@
-"""`mm4watch history` on 10,000 run folders (target: under 300 ms).
+"""`mm4watch history` on 10,000 run folders with parameters and metrics (target: under 300 ms).
 
 Baseline, measured in the same run: a Python process that reads every run.json
 (what history would cost without its index). Prints medians and ratios.
@@ -46,6 +46,12 @@ def populate(root: Path, n: int) -> None:
                 commit={"sha": "f" * 40, "branch": "main", "dirty": False},
                 executor={"name": "mini", "type": "docker", "host": "mini", "arch": "arm64"},
                 outputs=[{"path": "metrics.json", "size": 100, "sha256": "0" * 64}],
+                parameters={"epochs": 5 + i % 7, "lr": 0.1, "model": f"m{i % 3}"},
+                metrics={
+                    "acc": round(0.5 + (i * 7919 % 1000) / 2000, 4),
+                    "loss": round(1 / (1 + i % 50), 4),
+                    "eval.f1": 0.8,
+                },
             ),
         )
 
@@ -66,6 +72,10 @@ def main() -> int:
                 "mm4watch history (table, 20 rows)": command(history, cwd=root),
                 "mm4watch history --json --limit 20": command([*history, "--json"], cwd=root),
                 "mm4watch history --notebook nb07": command([*history, "--notebook", "nb07"], cwd=root),
+                "mm4watch history --sort -acc": command([*history, "--sort", "-acc"], cwd=root),
+                "history --sort loss --columns": command(
+                    [*history, "--sort", "loss", "--columns", "loss,epochs"], cwd=root
+                ),
                 "bare python start": command([sys.executable, "-c", "pass"]),
             },
             args.rounds,

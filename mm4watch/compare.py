@@ -134,7 +134,9 @@ def _nbdime(a: dict[str, Any], b: dict[str, Any]) -> str:
     only_sources = types.SimpleNamespace(
         sources=True, outputs=False, attachments=False, metadata=False, identifiers=False, details=False
     )
-    pretty_print_diff(nb_a, diff, "", PrettyPrintConfig(out=out, include=only_sources, use_color=False, use_git=False, use_diff=False))
+    pretty_print_diff(
+        nb_a, diff, "", PrettyPrintConfig(out=out, include=only_sources, use_color=False, use_git=False, use_diff=False)
+    )
     return out.getvalue()
 
 

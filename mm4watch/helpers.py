@@ -90,7 +90,7 @@ def latest_run(
     candidates = history.query(notebook=notebook, status=wanted, limit=None if where else 1)
     found = [r for r in candidates if _matches(r, where)][:1]
     if not found:
-        kind = f"{wanted} run" if wanted else "run"
+        kind = {"succeeded": "successful run", None: "run"}.get(wanted, f"{wanted} run")
         kind += f" with {', '.join(f'{k}={v!r}' for k, v in where.items())}" if where else ""
         stem = Path(notebook).stem
         remote = config.env(config.ENV_RUN_ID) is not None

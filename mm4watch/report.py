@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import html
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -57,39 +58,53 @@ def refresh(config: Config, *, say: Callable[[str], None] = lambda _: None) -> P
 
 def _write(config: Config, say: Callable[[str], None]) -> Path:
     records = History(config.results_dir, config.state_dir).query()
-    rendered = render_missing(config, records, say)
-    page = build_page(config.root.name, records, rendered)
-    config.results_dir.mkdir(parents=True, exist_ok=True)
-    path = config.results_dir / REPORT_NAME
-    atomic_write_text(path, page)
+    failed = _unrenderable(config)
+    have, to_render = _rendered(config.results_dir, records, failed)
+    # the page first, linking the runs about to be rendered: it is current as soon as it can be
+    path = _write_page(config, records, have | set(to_render))
+    lost = False
+    for run_id in to_render:
+        try:
+            render_html(config.results_dir / run_id)
+            say(f"rendered {run_id}/{HTML_NAME}")
+        except Exception as exc:  # a notebook nbconvert cannot read must not stop the page
+            failed[run_id] = f"{type(exc).__name__}: {exc}"[:300]
+            lost = True
+            say(f"could not render {run_id}/{EXECUTED_NAME}: {failed[run_id]}")
+    if lost:
+        atomic_write_text(config.state_dir / _STATE_NAME, json.dumps({"unrenderable": failed}, indent=1))
+        have, _ = _rendered(config.results_dir, records, failed)
+        path = _write_page(config, records, have)  # its row links to the folder instead
     return path
 
 
-def render_missing(config: Config, records: list[RunRecord], say: Callable[[str], None]) -> set[str]:
-    """Ids of the runs that have an ``executed.html`` (made here for ended runs that lacked one)."""
-    state_path = config.state_dir / _STATE_NAME
+def _write_page(config: Config, records: list[RunRecord], rendered: set[str]) -> Path:
+    config.results_dir.mkdir(parents=True, exist_ok=True)
+    path = config.results_dir / REPORT_NAME
+    atomic_write_text(path, build_page(config.root.name, records, rendered))
+    return path
+
+
+def _unrenderable(config: Config) -> dict[str, str]:
     try:
-        failed: dict[str, str] = json.loads(state_path.read_text(encoding="utf-8")).get("unrenderable", {})
-    except (OSError, ValueError, AttributeError):
-        failed = {}
+        found = json.loads((config.state_dir / _STATE_NAME).read_text(encoding="utf-8")).get("unrenderable", {})
+        return dict(found)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
+def _rendered(results: Path, records: list[RunRecord], failed: dict[str, str]) -> tuple[set[str], list[str]]:
+    """Runs that have an ``executed.html``, and ended runs that could have one but do not yet."""
     have: set[str] = set()
-    changed = False
+    missing: list[str] = []
+    base = str(results)
     for record in records:
-        folder = config.results_dir / record.id
-        if (folder / HTML_NAME).exists():
+        folder = os.path.join(base, record.id)
+        if os.path.exists(os.path.join(folder, HTML_NAME)):
             have.add(record.id)
-        elif record.is_final and record.id not in failed and (folder / EXECUTED_NAME).is_file():
-            try:
-                render_html(folder)
-                have.add(record.id)
-                say(f"rendered {record.id}/{HTML_NAME}")
-            except Exception as exc:  # a notebook nbconvert cannot read must not stop the page
-                failed[record.id] = f"{type(exc).__name__}: {exc}"[:300]
-                changed = True
-                say(f"could not render {record.id}/{EXECUTED_NAME}: {failed[record.id]}")
-    if changed:
-        atomic_write_text(state_path, json.dumps({"unrenderable": failed}, indent=1))
-    return have
+        elif record.is_final and record.id not in failed and os.path.isfile(os.path.join(folder, EXECUTED_NAME)):
+            missing.append(record.id)
+    return have, missing
 
 
 def render_html(run_dir: Path) -> Path:
@@ -120,12 +135,12 @@ def render_html(run_dir: Path) -> Path:
 # -- the page -------------------------------------------------------------------
 
 
-def _href(*parts: str) -> str:
-    return "/".join(quote(p) for p in parts)
+_SPECIAL = re.compile(r"[&<>\"']")
 
 
 def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+    text = str(text)
+    return html.escape(text, quote=True) if _SPECIAL.search(text) else text
 
 
 def _fmt(value: Any) -> str:
@@ -136,21 +151,21 @@ def _fmt(value: Any) -> str:
 
 def _row(record: RunRecord, rendered: set[str]) -> str:
     run = record.id
+    folder = quote(run)
     commit = record.commit or {}
     sha = (commit.get("sha") or "")[:8]
     started = parse_iso(record.started_at or record.queued_at)
     start_text = started.strftime("%Y-%m-%d %H:%M:%S") if started else ""
-    link = _href(run, HTML_NAME) if run in rendered else _href(run) + "/"
+    link = f"{folder}/{HTML_NAME}" if run in rendered else folder + "/"
     params = "".join(f"<div>{_e(k)}={_e(_fmt(v))}</div>" for k, v in record.parameters.items())
     metrics = "".join(f"<div>{_e(k)}={_e(_fmt(v))}</div>" for k, v in record.metrics.items())
     images = [o["path"] for o in record.outputs if o["path"].lower().endswith(IMAGE_SUFFIXES)]
     thumbs = "".join(
-        f'<a href="{_href(run, *p.split("/"))}"><img class="thumb" loading="lazy" alt="{_e(p)}" '
-        f'src="{_href(run, *p.split("/"))}"></a>'
+        f'<a href="{folder}/{quote(p)}"><img class="thumb" loading="lazy" alt="{_e(p)}" src="{folder}/{quote(p)}"></a>'
         for p in images[:THUMBS_PER_RUN]
     )
     if len(images) > THUMBS_PER_RUN:
-        thumbs += f'<a class="more" href="{_href(run)}/">+{len(images) - THUMBS_PER_RUN}</a>'
+        thumbs += f'<a class="more" href="{folder}/">+{len(images) - THUMBS_PER_RUN}</a>'
     return (
         f'<tr data-run="{_e(run)}" data-notebook="{_e(record.stem)}" data-status="{_e(record.status)}">'
         f'<td><span class="st st-{_e(record.status)}">{_e(record.status)}</span></td>'
@@ -182,7 +197,7 @@ def _charts(stem: str, runs: list[RunRecord]) -> str:
         coords = [xy(i, v) for i, (_, v) in enumerate(points)]
         line = " ".join(f"{x},{y}" for x, y in coords)
         dots = "".join(
-            f'<a href="{_href(r.id)}/"><circle cx="{x}" cy="{y}" r="3"><title>{_e(r.id)}: {_e(_fmt(v))}</title></circle></a>'
+            f'<a href="{quote(r.id)}/"><circle cx="{x}" cy="{y}" r="3"><title>{_e(r.id)}: {_e(_fmt(v))}</title></circle></a>'
             for (x, y), (r, v) in zip(coords, points, strict=True)
         )
         out.append(

@@ -148,7 +148,7 @@ def test_latest_run_by_parameters_and_runs_with_metrics(metrics_repo):
     assert lines[0] == second.name and lines[1] == first.name
     assert lines[2] == "[(20, 0.7), (5, 0.55)]"  # oldest first
     assert lines[3] == "1"
-    assert "none: no succeeded run with epochs=99 of 'train'" in lines[4]
+    assert "none: no successful run with epochs=99 of 'train'" in lines[4]
 
 
 @pytest.fixture
@@ -344,7 +344,8 @@ def test_the_daemon_keeps_the_report_current(metrics_repo):
             return dirs and page.exists() and all(f'data-run="{d.name}"' in page.read_text() for d in dirs) and dirs
 
         first = wait_for(listed, 120, "the report to list the saved run")
-        assert (first[0] / "executed.html").is_file()
+        # the page is written first, then the run's executed.html it links to
+        wait_for(lambda: (first[0] / "executed.html").is_file(), 60, "the run's executed.html")
         _train(metrics_repo, extra="print('saved again')\n")
         both = wait_for(lambda: (d := listed()) and len(d) == 2 and d, 120, "the report to list the second run")
         assert len(both) == 2
