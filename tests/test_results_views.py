@@ -250,10 +250,11 @@ def _dom(url: str) -> _Dom:
 
 
 def test_report_page_in_a_real_browser(metrics_repo, tmp_path):
-    write_notebook(metrics_repo / "notebooks" / "figures.ipynb", code("# mm4: remote\n" + FIGURES))
+    # a name as people write them: spaces, a quote, '#' and '?' (which a link must escape)
+    write_notebook(metrics_repo / "notebooks" / "figures (copy) #1 it's?.ipynb", code("# mm4: remote\n" + FIGURES))
     write_notebook(metrics_repo / "notebooks" / "crash.ipynb", code("# mm4: remote\nraise RuntimeError('no')"))
     runs = [_run(metrics_repo, "notebooks/train.ipynb", "-p", f"epochs={e}") for e in (5, 10, 20)]
-    runs.append(_run(metrics_repo, "notebooks/figures.ipynb"))
+    runs.append(_run(metrics_repo, "notebooks/figures (copy) #1 it's?.ipynb"))
     crashed = mm4(["run", "notebooks/crash.ipynb"], cwd=metrics_repo)
     assert crashed.returncode == 1
     every = {d.name for d in run_dirs(metrics_repo)}
@@ -271,14 +272,14 @@ def test_report_page_in_a_real_browser(metrics_repo, tmp_path):
     # one chart per metric of each notebook that has metrics
     assert sorted(dom.charts) == sorted(("train", m) for m in ("acc", "eval.f1", "eval.split.n", "loss"))
     figures = runs[3].name
-    assert sorted(dom.thumbs) == sorted([f"{figures}/dot.png", f"{figures}/plot.svg"])
+    assert sorted(unquote(t) for t in dom.thumbs) == sorted([f"{figures}/dot.png", f"{figures}/plot.svg"])
     for href in dom.links + dom.thumbs:
         target = page.parent / unquote(urlparse(href).path)
         assert target.exists(), f"link {href} leads nowhere"
     # every ended run has its notebook as a page, linked from its row
     for name in every:
         assert (page.parent / name / "executed.html").is_file()
-        assert f"{name}/executed.html" in dom.links
+        assert f"{name}/executed.html" in [unquote(link) for link in dom.links]
     assert "https://cdnjs" not in (runs[0] / "executed.html").read_text()
     # filters and order come from the address
     filtered = _dom(page.as_uri() + "#notebook=train&sort=-duration")
