@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from .config import Config
@@ -38,22 +38,31 @@ _AGAIN_NAME = "report.again"
 
 
 def refresh(config: Config, *, say: Callable[[str], None] = lambda _: None) -> Path:
-    """Write ``results/index.html`` anew (rendering new runs' ``executed.html`` first); its path."""
+    """Write ``results/index.html`` anew, then the new runs' ``executed.html``; the page's path."""
     state = config.state_dir
     state.mkdir(parents=True, exist_ok=True)
     again = state / _AGAIN_NAME
-    with open(state / _LOCK_NAME, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            # another refresh is under way: ask it to go once more, after what it is doing
-            again.touch()
-            return config.results_dir / REPORT_NAME
-        while True:
+    path = config.results_dir / REPORT_NAME
+    while True:
+        with open(state / _LOCK_NAME, "a") as lock:
+            if not _try_lock(lock):
+                # another refresh is under way: it goes once more when it sees `again` after letting go;
+                # if it let go just before the flag was set, the lock is free now and this one goes
+                again.touch()
+                if not _try_lock(lock):
+                    return path
             again.unlink(missing_ok=True)
             path = _write(config, say)
-            if not again.exists():
-                return path
+        if not again.exists():
+            return path
+
+
+def _try_lock(fh: IO[str]) -> bool:
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 def _write(config: Config, say: Callable[[str], None]) -> Path:

@@ -352,3 +352,17 @@ def test_the_daemon_keeps_the_report_current(metrics_repo):
         assert len(both) == 2
     finally:
         mm4(["stop"], cwd=metrics_repo)
+
+
+def test_log_metrics_on_the_mini_reaches_the_record(mini_project):
+    (mini_project / "mm4.toml").write_text(
+        (mini_project / "mm4.toml").read_text() + '\n[results]\nmetrics = ["metrics.json", "eval/*.json"]\n'
+    )
+    _train(mini_project)
+    done = mm4(["run", "notebooks/train.ipynb", "-p", "epochs=20"], cwd=mini_project)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = run_dirs(mini_project)
+    record = load_record(run_dir)
+    assert record["executor"]["type"] == "docker" and record["status"] == "succeeded"
+    assert record["metrics"] == {"acc": 0.7, "loss": 0.1, "eval.f1": 2.0, "eval.split.n": 40}
+    assert "eval/broken.json is not JSON" in (run_dir / "run.log").read_text()
