@@ -130,6 +130,14 @@ def load_record(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "run.json").read_text())
 
 
+def status_of(run_dir: Path) -> str | None:
+    """A run's status, or None in the moment between its folder and its first run.json."""
+    try:
+        return str(load_record(run_dir)["status"])
+    except FileNotFoundError:
+        return None
+
+
 # ---------------------------------------------------------------------------
 # the two-machine rig (tests/rig/up.sh): a fake Mini reached only over SSH
 

@@ -17,6 +17,7 @@ from conftest import (
     mm4,
     notebook_json,
     run_dirs,
+    status_of,
     wait_for,
     write_notebook,
 )
@@ -101,9 +102,7 @@ def test_saves_queue_runs_only_when_code_changes(daemon_project):
 
     cells[1] = code("n = 2", tags=["parameters"])
     jupyter_save(nb, notebook_json(*cells))
-    first = wait_for(
-        lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "succeeded"], what="a run"
-    )
+    first = wait_for(lambda: [d for d in run_dirs(daemon_project) if status_of(d) == "succeeded"], what="a run")
     assert (first[0] / "n.txt").read_text() == "2"
     assert load_record(first[0])["trigger"] == "save"
 
@@ -139,7 +138,7 @@ def test_newer_save_supersedes_a_queued_one(daemon_project):
     waiting = [e for e in entries(daemon_project) if e["state"] == "queued"]
     assert [e["notebook"] for e in waiting] == ["notebooks/s.ipynb"]
     wait_for(
-        lambda: len([d for d in run_dirs(daemon_project) if load_record(d)["status"] == "succeeded"]) == 2,
+        lambda: len([d for d in run_dirs(daemon_project) if status_of(d) == "succeeded"]) == 2,
         timeout=90,
         what="both runs",
     )
@@ -158,9 +157,7 @@ def test_run_queue_and_stop_now_cancels(daemon_project):
     assert done.returncode == 0 and "the daemon is not running" in done.stdout
     assert [e["parameters"] for e in entries(daemon_project)] == [{"n": 60}]
     mm4(["start"], cwd=daemon_project)
-    run_dir = wait_for(
-        lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"], what="the run"
-    )[0]
+    run_dir = wait_for(lambda: [d for d in run_dirs(daemon_project) if status_of(d) == "running"], what="the run")[0]
     status = mm4(["status"], cwd=daemon_project).stdout
     assert "running: notebooks/q.ipynb" in status and run_dir.name in status
     time.sleep(1.5)
@@ -191,7 +188,7 @@ def test_a_run_whose_process_dies_is_recorded_and_queued_again_once(daemon_proje
     os.kill(queue_pid, signal.SIGKILL)  # the run's own process, as in a crash
     wait_for(lambda: load_record(first)["status"] == "interrupted", what="interrupted")
     second = wait_for(
-        lambda: [d for d in run_dirs(daemon_project) if d != first and load_record(d)["status"] == "succeeded"],
+        lambda: [d for d in run_dirs(daemon_project) if d != first and status_of(d) == "succeeded"],
         timeout=60,
         what="the run again",
     )[0]
@@ -221,7 +218,7 @@ def test_an_unreachable_executor_keeps_runs_waiting(daemon_project, mini):
     # the Mini comes back (here: the config is fixed); the run happens, once
     (daemon_project / "mm4.toml").write_text(mini_toml(mini) + '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
     done = wait_for(
-        lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "succeeded"],
+        lambda: [d for d in run_dirs(daemon_project) if status_of(d) == "succeeded"],
         timeout=120,
         what="the run after the Mini returned",
     )
@@ -240,7 +237,7 @@ def test_a_container_run_is_picked_up_after_a_crash(daemon_project, mini):
         code("time.sleep(10)\n(out / 'final.txt').write_text('made it')"),
     )
     run_dir = wait_for(
-        lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"],
+        lambda: [d for d in run_dirs(daemon_project) if status_of(d) == "running"],
         timeout=120,
         what="the run",
     )[0]
@@ -265,13 +262,11 @@ def test_notification_and_restart_running(daemon_project):
     )
     nb = write_notebook(daemon_project / "notebooks" / "w.ipynb", code("# mm4: remote\nv = 0"))
     start_then_save(daemon_project, nb, code("# mm4: remote\nimport time\ntime.sleep(60)"))
-    first = wait_for(
-        lambda: [d for d in run_dirs(daemon_project) if load_record(d)["status"] == "running"], what="run"
-    )[0]
+    first = wait_for(lambda: [d for d in run_dirs(daemon_project) if status_of(d) == "running"], what="run")[0]
     jupyter_save(nb, notebook_json(code("# mm4: remote\nprint('the newer one')")))
     wait_for(lambda: load_record(first)["status"] == "cancelled", what="the older run cancelled")
     second = wait_for(
-        lambda: [d for d in run_dirs(daemon_project) if d != first and load_record(d)["status"] == "succeeded"],
+        lambda: [d for d in run_dirs(daemon_project) if d != first and status_of(d) == "succeeded"],
         what="the newer run",
     )[0]
     wait_for(
@@ -300,7 +295,7 @@ def test_a_native_run_is_picked_up_after_a_crash(daemon_project, mini):
         lambda: [
             d
             for d in run_dirs(daemon_project)
-            if load_record(d)["status"] == "running" and "Executing Cell" in (d / "run.log").read_text()
+            if status_of(d) == "running" and "Executing Cell" in (d / "run.log").read_text()
         ],
         timeout=600,
         what="the run",

@@ -7,7 +7,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, code, first_run, git, load_record, mm4, notebook_json, run_dirs, wait_for, write_notebook
+from conftest import (
+    REPO,
+    code,
+    first_run,
+    git,
+    load_record,
+    mm4,
+    notebook_json,
+    run_dirs,
+    status_of,
+    wait_for,
+    write_notebook,
+)
 
 from mm4watch.queue import Queue
 
@@ -211,7 +223,7 @@ def test_a_commit_runs_the_committed_notebook_on_the_daemon(hooked):
         done = commit(hooked, "run me")
         sha = git(hooked, "rev-parse", "HEAD")
         write_notebook(nb, code("# mm4: remote\nprint('edited after the commit')"))  # the work tree moves on
-        run_dir = first_run(hooked, lambda d: load_record(d)["status"] == "succeeded", what=done.stderr)
+        run_dir = first_run(hooked, lambda d: status_of(d) == "succeeded", what=done.stderr)
         record = load_record(run_dir)
         assert record["trigger"] == "commit"
         assert record["commit"] == {"sha": sha, "branch": "main", "dirty": False}
