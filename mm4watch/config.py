@@ -27,7 +27,7 @@ from .errors import ConfigError
 CONFIG_NAME = "mm4.toml"
 STATE_DIR = ".mm4"
 DEFAULT_TIMEOUT_S = 2 * 3600.0
-EXECUTOR_TYPES = ("local", "docker", "native")
+EXECUTOR_TYPES = ("local", "docker", "native", "swarm")
 TYPE_ALIASES = {"ssh": "native"}  # the native executor's first name (both remote types go over ssh)
 
 # Environment variables mm4watch reads (all of them, here and nowhere else).
@@ -97,7 +97,27 @@ class NativeConfig(RemoteConfig):
     python: str | None = None
 
 
-CONFIG_TYPES: dict[str, type[ExecutorConfig]] = {"local": LocalConfig, "docker": DockerConfig, "native": NativeConfig}
+@dataclass(frozen=True)
+class SwarmConfig(DockerConfig):
+    """``type = "swarm"``: each run a one-off job service on a Docker Swarm, placed by Swarm.
+
+    ``host`` reaches a manager as the docker executor reaches its engine; images are
+    built there and pushed to ``registry``; nodes are reached over ssh at the address
+    Swarm advertises (``~/.ssh/config`` gives user, port and key) unless ``nodes`` maps
+    a node's hostname to an ``ssh://`` address. ``concurrency = 0``: one run per ready node."""
+
+    registry: str = ""
+    constraints: tuple[str, ...] = ()  # Swarm's own syntax: "node.labels.gpu==mps"
+    nodes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    warm: bool = False
+
+
+CONFIG_TYPES: dict[str, type[ExecutorConfig]] = {
+    "local": LocalConfig,
+    "docker": DockerConfig,
+    "native": NativeConfig,
+    "swarm": SwarmConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -334,6 +354,21 @@ _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "warm": lambda v: _bool(v),
         "concurrency": lambda v: _positive_int(v),
     },
+    "swarm": {
+        "host": lambda v: _str(v),
+        "registry": lambda v: _registry(v),
+        "constraints": lambda v: _str_tuple(v),
+        "nodes": lambda v: _node_map(v),
+        "ssh_options": lambda v: _str_tuple(v),
+        "socket": lambda v: _abs_path(v),
+        "cpus": lambda v: _positive_number(v),
+        "memory": lambda v: _memory(v),
+        "data": lambda v: _abs_path(v),
+        "keep_images": lambda v: _positive_int(v),
+        "workdir": lambda v: _str(v),
+        "harvest_every": lambda v: parse_duration(v),
+        "concurrency": lambda v: _count(v),
+    },
     "native": {
         "host": lambda v: _str(v),
         "python": lambda v: _str(v),
@@ -352,16 +387,22 @@ def _executor(v: _Validator, name: str, table: dict[str, Any]) -> ExecutorConfig
     path = ("executors", name)
     kind = v.get(table, (*path, "type"), _str, None)
     if kind is None:
-        v.fail(path, 'needs a type: type = "local", "docker" or "native"')
+        v.fail(path, 'needs a type: type = "local", "docker", "native" or "swarm"')
     kind = TYPE_ALIASES.get(kind, kind)
     if kind not in EXECUTOR_TYPES:
-        v.fail((*path, "type"), f'is {kind!r}; use "local", "docker" or "native"')
+        v.fail((*path, "type"), f'is {kind!r}; use "local", "docker", "native" or "swarm"')
     allowed = _EXECUTOR_KEYS[kind]
     v.only_keys(table, path, {"type", *allowed})
     values = {key: v.get(table, (*path, key), check, None) for key, check in allowed.items()}
     values = {k: val for k, val in values.items() if val is not None}
     if "harvest_every" in values:
         values["harvest_every_s"] = values.pop("harvest_every")
+    if kind == "swarm":
+        if not str(values.get("host", "")).startswith("ssh://"):
+            v.fail(path, 'a swarm executor needs host = "ssh://user@manager" (a manager of the swarm)')
+        if not values.get("registry"):
+            v.fail(path, 'a swarm executor needs registry = "host:port" (where nodes pull run images from)')
+        values.setdefault("concurrency", 0)
     if kind in ("docker", "native") and not (values.get("host") or values.get("context")):
         v.fail(path, f'a {kind} executor needs host = "ssh://user@machine" (or context = "name")')
     if kind == "docker" and "host" in values:
@@ -426,6 +467,25 @@ def _patterns(value: Any) -> list[str]:
         if not item or item.startswith("/") or ".." in Path(item).parts:
             raise ValueError(f'{item!r}: give a pattern inside the run folder, e.g. "eval/*.json"')
     return items
+
+
+def _registry(value: Any) -> str:
+    text = _str(value)
+    if not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]+)?", text):
+        raise ValueError(f'{text!r} is not a registry address; write host:port, e.g. "mini1.local:5000"')
+    return text
+
+
+def _node_map(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v.startswith("ssh://") for v in value.values()):
+        raise ValueError('must map node hostnames to ssh addresses: { "mini2" = "ssh://me@10.0.0.12" }')
+    return MappingProxyType(dict(value))
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"must be a whole number, 0 or more (0: one run per ready node), not {value!r}")
+    return value
 
 
 def _image_name(value: Any) -> str:

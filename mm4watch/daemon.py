@@ -24,7 +24,7 @@ from typing import TextIO
 
 from . import active, intake, notify, proc
 from .active import INFO_NAME, alive, process_started, read_info
-from .config import CONFIG_NAME, Config
+from .config import CONFIG_NAME, Config, ExecutorConfig, SwarmConfig
 from .config import load as load_config
 from .errors import ConfigError, Mm4Error, NotebookError
 from .fsutil import atomic_write_json
@@ -56,6 +56,7 @@ class Daemon:
         self.state_dir = config.state_dir
         self.queue = Queue(self.state_dir)
         self.running: dict[int, _Running] = {}
+        self._pool_sizes: dict[str, tuple[int, float]] = {}
         self.wake = threading.Event()
         self.stopping = False
         self.stop_now = False
@@ -347,9 +348,21 @@ class Daemon:
         busy = set()
         for name, n in counts.items():
             cfg = self.config.executors.get(name)
-            if n >= (cfg.concurrency if cfg else 1):
+            if n >= (self._limit(cfg) if cfg else 1):
                 busy.add(name)
         return busy
+
+    def _limit(self, cfg: ExecutorConfig) -> int:
+        """Runs at once on an executor; a swarm's ``concurrency = 0`` is its ready nodes (asked once a minute)."""
+        if cfg.concurrency or not isinstance(cfg, SwarmConfig):
+            return cfg.concurrency or 1
+        cached = self._pool_sizes.get(cfg.name)
+        if cached is None or time.monotonic() - cached[1] > 60:
+            from .executors.swarm import ready_nodes
+
+            cached = (ready_nodes(cfg), time.monotonic())
+            self._pool_sizes[cfg.name] = cached
+        return cached[0]
 
     def dispatch(self) -> None:
         while True:

@@ -243,6 +243,83 @@ class Engine:
                 pass  # still used by a container: kept, tried again next time
         return removed
 
+    def push(self, tag: str, ref: str, log: IO[str]) -> dict[str, int]:
+        """Tag ``tag`` as ``ref`` (``registry/name:tag``) and push it; layers by what happened to them."""
+        import docker
+
+        self.client.images.get(tag).tag(ref)
+        repository, _, version = ref.rpartition(":")
+        counts: dict[str, int] = {}
+        log.write(f"pushing {ref}\n")
+        try:
+            for chunk in self.client.api.push(repository, tag=version, stream=True, decode=True):
+                if "error" in chunk:
+                    raise BuildFailed(f"push of {ref} failed: {chunk['error'].strip()}")
+                status = str(chunk.get("status", ""))
+                if chunk.get("id") and status in ("Pushed", "Layer already exists", "Mounted from"):
+                    counts[status] = counts.get(status, 0) + 1
+                    log.write(f"  {chunk['id']}: {status}\n")
+        except docker.errors.APIError as exc:
+            raise BuildFailed(f"push of {ref} failed: {_short(exc)}") from None
+        log.write(
+            f"pushed {ref}: {counts.get('Pushed', 0)} layers sent, {counts.get('Layer already exists', 0)} already there\n"
+        )
+        log.flush()
+        return counts
+
+    def some_image(self) -> str | None:
+        """A tag of any image on the engine, smallest first (for probes)."""
+        tagged = [i for i in self.client.images.list() if i.tags]
+        return str(min(tagged, key=lambda i: i.attrs.get("Size", 0)).tags[0]) if tagged else None
+
+    # -- swarm ------------------------------------------------------------------
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The swarm's nodes as the manager sees them (raw ``docker node inspect``)."""
+        return [dict(n.attrs) for n in self.client.nodes.list()]
+
+    def node(self, node_id: str) -> dict[str, Any] | None:
+        import docker
+
+        try:
+            return dict(self.client.nodes.get(node_id).attrs)
+        except docker.errors.NotFound:
+            return None
+
+    def create_job(self, image: str, **kwargs: Any) -> str:
+        """A one-off job service (``replicated-job``, one completion, never restarted); its id."""
+        from docker.types import RestartPolicy, ServiceMode
+
+        service = self.client.services.create(
+            image,
+            mode=ServiceMode("replicated-job", replicas=1, concurrency=1),
+            restart_policy=RestartPolicy(condition="none"),
+            **kwargs,
+        )
+        return str(service.id)
+
+    def service_ids(self, labels: dict[str, str]) -> list[str]:
+        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        return [str(s.id) for s in self.client.services.list(filters=filters)]
+
+    def tasks(self, service_id: str) -> list[dict[str, Any]]:
+        """The service's tasks, newest first (empty once the service is gone)."""
+        import docker
+
+        try:
+            found = self.client.services.get(service_id).tasks()
+        except docker.errors.NotFound:
+            return []
+        return sorted((dict(t) for t in found), key=lambda t: str(t.get("CreatedAt", "")), reverse=True)
+
+    def remove_service(self, service_id: str) -> None:
+        import docker
+
+        try:
+            self.client.services.get(service_id).remove()
+        except docker.errors.NotFound:
+            pass
+
     # -- containers -----------------------------------------------------------
 
     def create(self, tag: str, **kwargs: Any) -> Container:

@@ -75,6 +75,7 @@ class _Prepared:
     timeout_s: float
     prov: git.Provenance
     inputs: mirror.Inputs | None
+    constraints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ def _prepare(config: Config, request: RunRequest) -> _Prepared:
     # earlier results it may load; a missing needs= is an error before anything is made
     needs = tag.needs if tag else ()
     inputs = mirror.choose(config, needs) if (needs or exec_cfg.type != "local") else None
-    return _Prepared(notebook, rel, content, nb, exec_cfg, executor, timeout_s, prov, inputs)
+    constraints = tag.constraints if tag else ()
+    return _Prepared(notebook, rel, content, nb, exec_cfg, executor, timeout_s, prov, inputs, constraints)
 
 
 def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord, Path, executors.Job]:
@@ -198,6 +200,7 @@ def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord,
         image=request.image,
         inputs=p.inputs.runs if p.inputs else (),
         mirror=p.inputs is not None and p.inputs.mode != "none",
+        constraints=p.constraints,
     )
     return record, run_dir, job
 

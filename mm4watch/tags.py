@@ -25,7 +25,7 @@ from typing import Any
 from .durations import parse_duration
 from .errors import NotebookError
 
-TAG_OPTIONS = ("executor", "timeout", "needs")
+TAG_OPTIONS = ("executor", "timeout", "needs", "constraint")
 _TAG = re.compile(r"#\s*mm4\s*:\s*remote(?![\w-])(.*)$", re.IGNORECASE)
 _OPTION = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
 
@@ -45,6 +45,11 @@ class Tag:
         """Notebooks whose latest successful run this one loads (``needs=10_clean,23_train``)."""
         value = self.options.get("needs") or ""
         return tuple(Path(part).stem for part in value.split(",") if part.strip())
+
+    @property
+    def constraints(self) -> tuple[str, ...]:
+        """Swarm placement constraints (``constraint=node.labels.gpu==mps``, several with commas)."""
+        return tuple(part.strip() for part in (self.options.get("constraint") or "").split(",") if part.strip())
 
     @property
     def timeout_s(self) -> float | None:

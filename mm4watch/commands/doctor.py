@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import buildctx, config, ssh
-from ..config import Config, DockerConfig, NativeConfig
+from ..config import Config, DockerConfig, NativeConfig, SwarmConfig
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
 from ..names import join, quote
 
@@ -49,7 +49,9 @@ def main(args: argparse.Namespace) -> int:
     exec_cfg = cfg.executor(args.executor)
     print(f"executor {exec_cfg.name} ({exec_cfg.type})" + (f" from {cfg.file}" if cfg.file else " (defaults)"))
     report = Report()
-    if isinstance(exec_cfg, DockerConfig):
+    if isinstance(exec_cfg, SwarmConfig):
+        _swarm(report, cfg, exec_cfg)
+    elif isinstance(exec_cfg, DockerConfig):
         _docker(report, cfg, exec_cfg)
     elif isinstance(exec_cfg, NativeConfig):
         _native(report, exec_cfg)
@@ -200,3 +202,110 @@ def _docker(report: Report, cfg: Config, exec_cfg: DockerConfig) -> None:
                 )
             else:
                 report.ok("free disk", f"{free_gb:.1f} GiB for images and containers")
+
+
+def _swarm(report: Report, cfg: Config, exec_cfg: SwarmConfig) -> None:
+    """The manager, each node (state, availability, arch, cpus, memory), the registry and results from each."""
+    from ..docker_engine import Engine
+    from ..executors.swarm import node_target
+
+    manager_target = ssh.Target.parse(exec_cfg.host or "", exec_cfg.ssh_options)
+    if not _ssh(report, manager_target):
+        return
+    try:
+        manager = Engine(exec_cfg).open()
+    except Mm4Error as exc:
+        report.fail("manager", str(exc), "start Docker on that machine, or fix host in mm4.toml")
+        return
+    with manager:
+        swarm = manager.info().get("Swarm", {})
+        if not swarm.get("ControlAvailable"):
+            report.fail(
+                "manager",
+                f"{manager.label} is not a swarm manager (swarm state: {swarm.get('LocalNodeState') or 'inactive'})",
+                "run `docker swarm init --advertise-addr <its LAN address>` there, "
+                "or point host at a manager (`docker node ls` on one lists them)",
+            )
+            return
+        nodes = manager.nodes()
+        report.ok("manager", f"{manager.label}: a manager of a swarm of {len(nodes)} node(s)")
+        registry = exec_cfg.registry
+        probe = f"{registry}/mm4-doctor-probe:1"
+        pushed = True
+        try:
+            import io
+
+            some = manager.some_image()
+            if some is None:
+                raise Mm4Error("the manager has no image to push as a probe; run once, or `docker pull` one there")
+            manager.push(some, probe, io.StringIO())
+            report.ok("registry", f"the manager pushes to {registry}")
+        except Exception as exc:
+            pushed = False
+            report.fail(
+                "registry",
+                f"the manager cannot push to {registry}: {exc}",
+                f'start a registry at {registry} (README: "A pool of machines"), and list it under '
+                '"insecure-registries" in /etc/docker/daemon.json on every node when it has no TLS',
+            )
+        ready = 0
+        for node in nodes:
+            desc = node.get("Description", {})
+            name = str(desc.get("Hostname"))
+            state = node.get("Status", {}).get("State")
+            availability = node.get("Spec", {}).get("Availability")
+            res = desc.get("Resources", {})
+            facts = (
+                f"{state}, {availability}, {desc.get('Platform', {}).get('Architecture')}, "
+                f"{res.get('NanoCPUs', 0) / 1e9:g} cpus, {res.get('MemoryBytes', 0) / 2**30:.1f} GiB, "
+                f"engine {desc.get('Engine', {}).get('EngineVersion')}, at {node.get('Status', {}).get('Addr')}"
+            )
+            if state != "ready" or availability != "active":
+                report.fail(
+                    f"node {name}",
+                    facts,
+                    "start Docker there, or `docker node update --availability active` for a drained node",
+                )
+                continue
+            ready += 1
+            target = node_target(exec_cfg, node)
+            try:
+                ssh.run(target, "true", timeout=20)
+            except Mm4Error as exc:
+                report.fail(
+                    f"node {name}",
+                    f"{facts}; not reachable over ssh: {exc}",
+                    f"make `{target.hint}` work (Host in ~/.ssh/config), or map it: "
+                    f'nodes = {{ "{name}" = "ssh://user@address" }} under [executors.{exec_cfg.name}]',
+                )
+                continue
+            report.ok(f"node {name}", facts)
+            if pushed:
+                pulled = ssh.run(target, f"docker pull -q {quote(probe)} 2>&1", check=False, timeout=120)
+                if pulled.returncode == 0:
+                    report.ok(f"registry from {name}", f"pulls {probe}")
+                else:
+                    report.fail(
+                        f"registry from {name}",
+                        pulled.stdout.decode(errors="replace").strip()[-300:],
+                        f'add {{"insecure-registries": ["{registry}"]}} to /etc/docker/daemon.json on {name} '
+                        "and restart Docker there (or give the registry TLS)",
+                    )
+            home = ssh.run(target, "cd && pwd", check=False, timeout=20).stdout.decode().strip()
+            writable = ssh.run(target, "test -w ~ && echo yes", check=False, timeout=20).stdout.decode().strip()
+            if writable == "yes":
+                report.ok(f"results on {name}", f"earlier results can be kept under {home}")
+            else:
+                report.fail(f"results on {name}", f"{home} is not writable", "give the ssh user a writable home")
+            if exec_cfg.data:
+                has = ssh.run(target, f"test -d {quote(exec_cfg.data)} && echo yes", check=False).stdout.decode()
+                if has.strip() == "yes":
+                    report.ok(f"data on {name}", exec_cfg.data)
+                else:
+                    report.fail(
+                        f"data on {name}",
+                        f"no folder {exec_cfg.data}",
+                        "every node needs data/ at the same path (rsync it there)",
+                    )
+        if ready == 0:
+            report.fail("nodes", "no node is ready and active", "start Docker on the nodes; `docker node ls`")

@@ -34,6 +34,7 @@ class Job:
     image: str | None = None  # container executors: use this image if the engine still has it
     inputs: tuple[str, ...] = ()  # earlier runs (result folder names) to make visible, read-only
     mirror: bool = False  # make earlier results visible at all (remote executors)
+    constraints: tuple[str, ...] = ()  # swarm: placement constraints from the notebook's tag
     on_phase: Callable[[str], None] | None = None  # told what the run is doing: "building on mini", ...
 
     def phase(self, text: str) -> None:
@@ -57,8 +58,12 @@ class Outcome:
 
 def get(cfg: ExecutorConfig, config: Config) -> Executor[Any]:
     """The executor for ``cfg``: each one is ``base.Executor`` with its own transport."""
-    from ..config import DockerConfig, LocalConfig, NativeConfig
+    from ..config import DockerConfig, LocalConfig, NativeConfig, SwarmConfig
 
+    if isinstance(cfg, SwarmConfig):  # before DockerConfig: a swarm's config is a docker one and more
+        from .swarm import SwarmExecutor
+
+        return SwarmExecutor(cfg, config)
     if isinstance(cfg, LocalConfig):
         from .local import LocalExecutor
 

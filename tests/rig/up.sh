@@ -101,3 +101,6 @@ MINI_CONTAINER=$NAME
 MINI_PID=$pid
 ENV
 log "ready: ssh -i $RIG/id_ed25519 -p $PORT root@127.0.0.1"
+
+# a pool of two more fake Minis in one swarm, with a registry (the Swarm executor's tests)
+bash "$(dirname "$0")/pool.sh"

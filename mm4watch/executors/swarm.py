@@ -1,0 +1,359 @@
+"""The Swarm executor: each run a one-off job service on a pool of Docker engines.
+
+1. On the manager (reached over ssh:// as the docker executor reaches its engine),
+   build the run image (the manager's own architecture), tag it by context hash and
+   push it to ``registry``; nodes pull only the layers they lack.
+2. Create a ``replicated-job`` service: one completion, never restarted, uid 1000,
+   every capability dropped, labels with project and run, cpu/memory reservations
+   and limits from the config, constraints from the config, the tag and the build's
+   architecture. Its task waits for its job; Swarm places it.
+3. Find the task's node and reach that node's engine over ssh at the address Swarm
+   advertises (or ``nodes`` in the config); put mm4watch's runner and the job into
+   the task's container there (no shared file system), which starts it.
+4. From then on the run is the docker executor's: logs into run.log, periodic
+   harvests of /output, stop on timeout or cancel, results home, also after a
+   failure. A node that goes down or leaves ends the run ``NodeLost``.
+5. The service is removed afterwards (its task container with it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import IO, Any
+
+from .. import buildctx, ssh
+from ..config import ENV_OUTPUT_DIR, DockerConfig, SwarmConfig
+from ..docker_engine import LABEL_PROJECT, LABEL_RUN, BuildFailed, Container, Engine
+from ..errors import Mm4Error
+from ..records import BUILD_LOG_NAME, RESERVED_NAMES
+from . import Job, Outcome
+from .base import RUNNER, STOP_GRACE_S, Executor
+from .docker import JOB, LIB, OUTPUT, RUN_UID, _job_tar, _lib_tar, _log
+
+
+class SwarmRefused(Mm4Error):
+    """Swarm could not place or start the run's task (a failed run that says why)."""
+
+
+PLACE_TIMEOUT_S = 600.0  # a task Swarm cannot place for this long (no capacity) fails the run
+LOST_STATES = frozenset({"down", "disconnected", "unknown"})
+# The task's command: no new privileges for anything it starts (Swarm has no such service
+# option on Engine 20.10), then wait for the job (mm4watch puts it in), then the runner.
+WAIT_FOR_JOB = f"""
+import ctypes, os, sys, time
+ctypes.CDLL(None, use_errno=True).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+deadline = time.monotonic() + 3600
+while not os.path.exists("{JOB}/go"):
+    if time.monotonic() > deadline:
+        sys.exit("no job arrived within an hour")
+    time.sleep(0.05)
+os.execvp("python3", ["python3", "-m", "{RUNNER}", "{JOB}/spec.json"])
+"""
+
+
+@dataclass
+class _Task:
+    manager: Engine
+    service_id: str
+    node_id: str = ""
+    node: dict[str, Any] = dataclasses.field(default_factory=dict)
+    engine: Engine | None = None  # the node's own engine
+    container: Container | None = None
+    since: float | None = None
+    log: IO[bytes] | None = None
+    pump: Any = None
+    lost: str = ""  # why the run's node is gone, once it is
+
+
+class SwarmExecutor(Executor[_Task]):
+    type = "swarm"
+    cfg: SwarmConfig
+    died = "the task's container ended without a result"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "host": self.cfg.host, "registry": self.cfg.registry}
+
+    def check(self) -> None:
+        Engine(self.cfg).open().close()
+
+    def execute(self, job: Job) -> Outcome:
+        import docker
+
+        try:
+            return super().execute(job)
+        except docker.errors.DockerException as exc:
+            explanation = str(getattr(exc, "explanation", None) or exc)
+            _log(job, f"the swarm refused: {explanation}")
+            return Outcome("failed", {"cell": None, "ename": "DockerError", "evalue": explanation}, self.describe())
+
+    # -- the transport -------------------------------------------------------------
+
+    def prepare(self, job: Job, info: dict[str, Any]) -> _Task | Outcome:
+        manager = Engine(self.cfg).open()
+        try:
+            return self._prepare(manager, job, info)
+        except BaseException:
+            manager.close()
+            raise
+
+    def _prepare(self, manager: Engine, job: Job, info: dict[str, Any]) -> _Task | Outcome:
+        arch = str(manager.info().get("Architecture") or "")
+        build_log = job.run_dir / BUILD_LOG_NAME
+        ctx = buildctx.make(self.config)
+        info["context_hash"] = ctx.digest
+        job.phase(f"building on {manager.label}")
+        try:
+            with open(build_log, "a", encoding="utf-8") as log:
+                image = manager.ensure_image(ctx, self.config.image_name, self.config.project.dockerfile, log)
+                ref = f"{self.cfg.registry}/{image.tag}"
+                job.phase(f"pushing to {self.cfg.registry}")
+                manager.push(image.tag, ref, log)
+                # nodes of another architecture could not run it: Swarm places it on one that can
+                log.write(f"the image is for {arch}: runs go to nodes with node.platform.arch=={arch}\n")
+        except BuildFailed as exc:
+            manager.close()
+            return Outcome("failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info)
+        info.update(image=ref, image_id=image.id, image_built=image.built, arch=arch)
+        root = manager.working_dir(image.tag).rstrip("/") or "/project"
+        self._root = root
+        results = self._earlier_results(manager, job)
+        constraints = [f"node.platform.arch=={arch}", *self.cfg.constraints, *job.constraints]
+        service_id = manager.create_job(
+            ref,
+            command=["python3", "-c", WAIT_FOR_JOB],
+            name=f"mm4-run-{job.key}",
+            labels={LABEL_PROJECT: self.config.image_name, LABEL_RUN: job.key},
+            container_labels={LABEL_PROJECT: self.config.image_name, LABEL_RUN: job.key},
+            user=f"{RUN_UID}:{RUN_UID}",
+            workdir=root,
+            env=[f"{ENV_OUTPUT_DIR}={OUTPUT}", "HOME=/mm4/home", f"PYTHONPATH={LIB}", "PYTHONUNBUFFERED=1"],
+            cap_drop=["ALL"],
+            mounts=self._mounts(root, results),
+            constraints=constraints,
+            resources=self._resources(),
+            stop_grace_period=int(STOP_GRACE_S * 1e9),
+        )
+        info["service"] = service_id
+        _log(job, f"service {service_id[:12]} created; constraints: {', '.join(constraints)}")
+        task = _Task(manager, service_id)
+        try:
+            job.phase("waiting for Swarm to place the run")
+            self._attach(task, job, info, deadline=time.monotonic() + min(PLACE_TIMEOUT_S, job.timeout_s))
+        except BaseException:
+            self.release(task)
+            raise
+        return task
+
+    def _attach(self, task: _Task, job: Job, info: dict[str, Any], deadline: float) -> None:
+        """Wait for the task to run on a node, then open that node's engine and find its container."""
+        while True:
+            tasks = task.manager.tasks(task.service_id)
+            current = tasks[0] if tasks else None
+            status = (current or {}).get("Status", {})
+            state = status.get("State", "")
+            container_id = status.get("ContainerStatus", {}).get("ContainerID")
+            if current and state in ("failed", "rejected", "orphaned", "shutdown", "complete"):
+                raise SwarmRefused(f"Swarm's task is {state}: {status.get('Err') or status.get('Message')}")
+            if current and container_id and state in ("starting", "running"):
+                break
+            err = status.get("Err") or ""
+            if "constraint" in err or "no suitable node" in err and "insufficient" not in err:
+                raise SwarmRefused(f"Swarm cannot place the run: {err}. `mm4watch doctor {self.name}` lists the nodes")
+            if time.monotonic() > deadline:
+                raise SwarmRefused(f"Swarm did not place the run within {PLACE_TIMEOUT_S:.0f}s ({err or state})")
+            time.sleep(0.2)
+        task.node_id = str(current["NodeID"])
+        node = task.manager.node(task.node_id) or {}
+        desc = node.get("Description", {})
+        task.node = {
+            "hostname": desc.get("Hostname"),
+            "arch": desc.get("Platform", {}).get("Architecture"),
+            "engine_version": desc.get("Engine", {}).get("EngineVersion"),
+            "addr": node.get("Status", {}).get("Addr"),
+            "id": task.node_id,
+        }
+        info["node"] = {k: v for k, v in task.node.items() if k != "id"}
+        job.phase(f"running on {task.node['hostname']}")
+        task.engine = Engine(self._node_cfg(task.node)).open()
+        task.container = task.engine.container(str(container_id))
+        if task.container is None:
+            raise SwarmRefused(f"the task's container {container_id[:12]} is not on {task.node['hostname']}")
+        _log(job, f"placed on {task.node['hostname']} ({task.node['arch']}, engine {task.node['engine_version']})")
+
+    def _node_cfg(self, node: dict[str, Any]) -> DockerConfig:
+        host = node_host(self.cfg, str(node.get("hostname")), str(node.get("addr")))
+        return DockerConfig(
+            name=f"{self.name}/{node.get('hostname')}",
+            type="docker",
+            host=host,
+            ssh_options=self.cfg.ssh_options,
+            socket=self.cfg.socket,
+        )
+
+    def start(self, handle: _Task, job: Job) -> None:
+        assert handle.engine is not None and handle.container is not None
+        handle.log = open(job.log_path, "ab")  # noqa: SIM115 (closed in release)
+        if handle.since is None:  # a new run: its runner and job go in; `go` (last) starts it
+            handle.container.put_archive("/", _lib_tar().data)
+            handle.container.put_archive("/", _job_tar(job, self._workdir(job)))
+        handle.pump = handle.engine.follow_logs(handle.container, handle.log, since=handle.since)
+
+    def _workdir(self, job: Job) -> str:
+        rel_cwd = job.cwd.resolve().relative_to(self.config.root).as_posix()
+        return self._root if rel_cwd == "." else f"{self._root}/{rel_cwd}"
+
+    def poll(self, handle: _Task, job: Job, wait_s: float) -> int | None:
+        assert handle.engine is not None and handle.container is not None
+        step = min(wait_s, 2.0)  # short waits: the node's state is checked between them
+        try:
+            code = handle.engine.wait(handle.container, step)
+        except Exception as exc:  # the node's engine does not answer
+            code = None
+            self._check_node(handle, job, f"its engine stopped answering ({type(exc).__name__})")
+        else:
+            if code is None:
+                self._check_node(handle, job, "")
+        if handle.lost:
+            return -1
+        return code
+
+    def _check_node(self, handle: _Task, job: Job, why: str) -> None:
+        node = handle.manager.node(handle.node_id)
+        state = (node or {}).get("Status", {}).get("State", "unknown") if node else "gone"
+        if state in LOST_STATES or state == "gone":
+            handle.lost = f"node {handle.node.get('hostname')} is {state}" + (f"; {why}" if why else "")
+            _log(job, f"{handle.lost}: the run is lost")
+
+    def fetch(self, handle: _Task, job: Job) -> None:
+        if handle.lost or handle.engine is None or handle.container is None:
+            return
+        try:
+            handle.engine.fetch(handle.container, OUTPUT, job.run_dir, skip=RESERVED_NAMES)
+        except Exception:
+            self._check_node(handle, job, "results could not be fetched")
+            if not handle.lost:
+                raise
+
+    def stop(self, handle: _Task) -> None:
+        if handle.container is not None and not handle.lost:
+            try:
+                handle.container.stop(STOP_GRACE_S)
+            except Exception:
+                pass  # its node is gone: removing the service ends what is left
+
+    def release(self, handle: _Task) -> None:
+        try:
+            if handle.pump is not None:
+                handle.pump.join(timeout=0 if handle.lost else 10)
+            if handle.log is not None:
+                handle.log.close()
+            try:
+                handle.manager.remove_service(handle.service_id)
+            except Exception:
+                pass  # the manager went away; `mm4watch gc` finds services by their labels
+        finally:
+            if handle.engine is not None:
+                handle.engine.close()
+            handle.manager.close()
+
+    def find(self, job: Job, info: dict[str, Any]) -> _Task | None:
+        """The run's service, after mm4watch's own process died: follow it again."""
+        manager = Engine(self.cfg).open()
+        ids = manager.service_ids({LABEL_RUN: job.key})
+        if not ids:
+            manager.close()
+            return None
+        task = _Task(manager, ids[0], since=time.time())
+        info["service"] = ids[0]
+        try:
+            self._attach(task, job, info, deadline=time.monotonic() + 30)
+        except Exception:
+            self.release(task)
+            return None
+        return task
+
+    def _follow(self, handle: _Task, job: Job, info: dict[str, Any]) -> Outcome:
+        outcome = super()._follow(handle, job, info)
+        if handle.lost and outcome.status == "failed" and (outcome.error or {}).get("ename") == "ProcessDied":
+            why = handle.lost + "; what it wrote up to the last harvest is kept"
+            return Outcome("failed", {"cell": None, "ename": "NodeLost", "evalue": why}, outcome.executor)
+        return outcome
+
+    # -- the service's spec ------------------------------------------------------------
+
+    def _mounts(self, root: str, results: str | None) -> list[Any]:
+        from docker.types import Mount
+
+        mounts = []
+        if self.cfg.data:  # the same path on every node (documented)
+            mounts.append(
+                Mount(target=f"{root}/{self.config.project.data}", source=self.cfg.data, type="bind", read_only=True)
+            )
+        if results:  # earlier runs, where the notebook looks for them: ../results
+            mounts.append(
+                Mount(target=f"{root}/{self.config.project.results}", source=results, type="bind", read_only=True)
+            )
+        return mounts
+
+    def _earlier_results(self, manager: Engine, job: Job) -> str | None:
+        """Earlier runs this run may load, made present on every ready node (the task may land on any)."""
+        if not job.mirror:
+            return None
+        from .. import mirror
+
+        remote = mirror.remote_dir(self.config, self.cfg.workdir or "mm4watch")
+        places: dict[str, str] = {}
+        for node in manager.nodes():
+            if node.get("Status", {}).get("State") != "ready" or node.get("Spec", {}).get("Availability") != "active":
+                continue
+            name = str(node.get("Description", {}).get("Hostname"))
+            pushed = mirror.push(ssh.shared(node_target(self.cfg, node)), self.config.results_dir, remote, job.inputs)
+            _log(job, f"{name}: {pushed.line(len(job.inputs))}")
+            places[name] = pushed.remote_dir
+        if len(set(places.values())) == 1:
+            return next(iter(places.values()))
+        _log(
+            job,
+            f"earlier results are at different paths on the nodes ({places}): not mounted; give the nodes one ssh user",
+        )
+        return None
+
+    def _resources(self) -> Any:
+        from docker.types import Resources
+
+        cpus = int(self.cfg.cpus * 1e9) if self.cfg.cpus else None
+        memory = _bytes(self.cfg.memory) if self.cfg.memory else None
+        # reserved and limited alike: Swarm places by what a run may take
+        return Resources(cpu_limit=cpus, mem_limit=memory, cpu_reservation=cpus, mem_reservation=memory)
+
+
+def _bytes(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    text = text.strip().lower().rstrip("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def ready_nodes(cfg: SwarmConfig) -> int:
+    """How many nodes are ready and active (one ssh call to the manager; 1 when it cannot say)."""
+    target = ssh.Target.parse(cfg.host or "", cfg.ssh_options)
+    try:
+        done = ssh.run(target, "docker node ls --format '{{.Status}} {{.Availability}}'", check=False, timeout=15)
+    except ssh.Unreachable:
+        return 1
+    lines = done.stdout.decode(errors="replace").split("\n")
+    return max(1, sum(1 for line in lines if line.strip() == "Ready Active"))
+
+
+def node_host(cfg: SwarmConfig, hostname: str, addr: str) -> str:
+    """How to reach a node: ``nodes`` in the config, else ssh to the address Swarm advertises."""
+    return cfg.nodes.get(hostname) or f"ssh://{addr}"
+
+
+def node_target(cfg: SwarmConfig, node: dict[str, Any]) -> ssh.Target:
+    """The ssh target of a node as the manager describes it (``docker node inspect``)."""
+    hostname = str(node.get("Description", {}).get("Hostname"))
+    return ssh.Target.parse(node_host(cfg, hostname, str(node.get("Status", {}).get("Addr"))), cfg.ssh_options)
