@@ -16,6 +16,7 @@ What is sent: ``[run] results_mirror = "all"`` (every ended run), ``"needs"``
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -96,7 +97,22 @@ def choose(cfg: Config, needs: tuple[str, ...]) -> Inputs:
 
 
 def push(target: Any, results_dir: Path, remote_dir: str, runs: tuple[str, ...], timeout: float = 3600) -> Pushed:
-    """Make ``runs`` (folder names under ``results_dir``) present in ``remote_dir`` on ``target``."""
+    """Make ``runs`` (folder names under ``results_dir``) present in ``remote_dir`` on ``target``.
+
+    Runs going at once (a daemon with ``concurrency`` > 1) push to the same folder: one
+    push at a time per machine and folder (a lock here), so none moves in what another
+    is still sending."""
+    import fcntl
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha256(f"{target.label}\0{remote_dir}".encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"mm4-mirror-{os.getuid()}-{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _push(target, results_dir, remote_dir, runs, timeout)
+
+
+def _push(target: Any, results_dir: Path, remote_dir: str, runs: tuple[str, ...], timeout: float) -> Pushed:
     from . import proc, ssh
 
     started = time.monotonic()

@@ -110,7 +110,7 @@ def run_notebook(
         log_output=display.log_output,
         phase_file=active.phase_file(config.state_dir, record.id),
     )
-    job = dataclasses.replace(job, on_phase=watch.set_phase)
+    job = dataclasses.replace(job, on_phase=watch.set_phase, on_place=watch.set_place)
     started = time.monotonic()
     raised: BaseException | None = None
     watch.start()

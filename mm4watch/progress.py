@@ -70,6 +70,7 @@ class Progress:
         self.log_path, self.labels = log_path, labels
         self.live, self.plain, self.log_output, self.phase_file = live, plain, log_output, phase_file
         self.phase = "starting"
+        self.place = ""  # which machine of a pool runs it (the Swarm executor says)
         self.cell: int | None = None
         self.started = time.monotonic()
         self._offset = 0
@@ -83,12 +84,17 @@ class Progress:
         if phase != "running":
             self.cell = None
 
+    def set_place(self, place: str) -> None:
+        self.place = place
+
     def line(self) -> str:
         what = self.phase
         if self.cell is not None:
             total = f"/{len(self.labels)}" if self.labels else ""
             label = self.labels[self.cell - 1] if 0 < self.cell <= len(self.labels) else ""
             what = f"cell {self.cell}{total}" + (f": {label}" if label else "")
+        if self.place:
+            what = f"on {self.place}: {what}"
         elapsed = int(time.monotonic() - self.started)
         return f"{what}  {elapsed // 60}:{elapsed % 60:02d}"
 

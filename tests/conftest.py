@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from support import (  # noqa: F401  (the helpers tests import from here)
+    POOL_ENV,
     REPO,
     RIG_ENV,
     TEST_DOCKERFILE,
@@ -30,6 +31,9 @@ from support import (  # noqa: F401  (the helpers tests import from here)
     mm4,
     notebook_json,
     on_mini,
+    on_node,
+    pool_toml,
+    pool_values,
     rig_values,
     write_notebook,
 )
@@ -165,6 +169,23 @@ def mini() -> Iterator[dict[str, str]]:
     yield values
     # warm containers wait an hour for a next run by design; the suite's own must not outlive it
     on_mini(values, "docker ps -aq --filter name=mm4-warm- | xargs -r docker rm -f >/dev/null")
+
+
+@pytest.fixture(scope="session")
+def pool() -> dict[str, str]:
+    """The pool of two fake Minis in one swarm. Missing: a failure under CI, a skip elsewhere."""
+    values = pool_values()
+    problem = "" if values else f"the pool is not up ({POOL_ENV} missing): run `bash tests/rig/up.sh` as root"
+    if values:
+        nodes = on_node(values, 1, "docker node ls --format '{{.Hostname}} {{.Status}} {{.Availability}}'", check=False)
+        if nodes.count("Ready Active") < 2:
+            problem = f"the pool's swarm is not whole ({nodes.strip()!r}): run `bash tests/rig/up.sh`"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    assert values is not None
+    return values
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RIG_DIR = Path(os.environ.get("MM4_RIG_DIR", "/var/lib/mm4watch-rig"))
 RIG_ENV = RIG_DIR / "rig.env"
+POOL_ENV = RIG_DIR / "pool.env"  # tests/rig/pool.sh: two fake Minis in one swarm
 TEST_DOCKERFILE = """FROM python:3.11-slim
 RUN pip install --no-cache-dir "papermill>=2.6" "ipykernel>=6.29"
 COPY requirements.txt /tmp/requirements.txt
@@ -103,4 +104,44 @@ def mini_toml(values: dict[str, str], *, port: str | None = None, extra: str = "
         f'[executors.mini]\ntype = "docker"\n'
         f'host = "ssh://{values["MINI_USER"]}@{values["MINI_HOST"]}:{port or values["MINI_PORT"]}"\n'
         f"ssh_options = [{options}]\n{extra}"
+    )
+
+
+# ---------------------------------------------------------------------------
+# the pool (tests/rig/pool.sh): two fake Minis in one swarm, a registry on the first
+
+
+def pool_values() -> dict[str, str] | None:
+    if not POOL_ENV.exists():
+        return None
+    return dict(line.split("=", 1) for line in POOL_ENV.read_text().split() if "=" in line)
+
+
+def pool_ssh_options(values: dict[str, str]) -> list[str]:
+    return [
+        "-i", values["POOL_KEY"], "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "LogLevel=ERROR",
+    ]  # fmt: skip
+
+
+def on_node(values: dict[str, str], n: int, command: str, check: bool = True) -> str:
+    """A shell command on fake-mini-N of the pool."""
+    done = subprocess.run(
+        ["ssh", "-p", values[f"POOL_NODE{n}_PORT"], *pool_ssh_options(values), "root@127.0.0.1", command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 or not check, done.stderr
+    return done.stdout
+
+
+def pool_toml(
+    values: dict[str, str], *, manager: str | None = None, registry: str | None = None, extra: str = ""
+) -> str:
+    options = ", ".join(json.dumps(o) for o in pool_ssh_options(values))
+    return (
+        '[run]\nexecutor = "pool"\ntimeout = "10m"\n\n'
+        f'[executors.pool]\ntype = "swarm"\nhost = "{manager or values["POOL_MANAGER"]}"\n'
+        f'registry = "{registry or values["POOL_REGISTRY"]}"\nssh_options = [{options}]\n{extra}'
     )

@@ -36,10 +36,15 @@ class Job:
     mirror: bool = False  # make earlier results visible at all (remote executors)
     constraints: tuple[str, ...] = ()  # swarm: placement constraints from the notebook's tag
     on_phase: Callable[[str], None] | None = None  # told what the run is doing: "building on mini", ...
+    on_place: Callable[[str], None] | None = None  # told which machine of a pool runs it
 
     def phase(self, text: str) -> None:
         if self.on_phase is not None:
             self.on_phase(text)
+
+    def place(self, where: str) -> None:
+        if self.on_place is not None:
+            self.on_place(where)
 
     @property
     def key(self) -> str:

@@ -175,7 +175,7 @@ class SwarmExecutor(Executor[_Task]):
             "id": task.node_id,
         }
         info["node"] = {k: v for k, v in task.node.items() if k != "id"}
-        job.phase(f"running on {task.node['hostname']}")
+        job.place(str(task.node["hostname"]))
         task.engine = Engine(self._node_cfg(task.node)).open()
         task.container = task.engine.container(str(container_id))
         if task.container is None:
@@ -212,6 +212,8 @@ class SwarmExecutor(Executor[_Task]):
         except Exception as exc:  # the node's engine does not answer
             code = None
             self._check_node(handle, job, f"its engine stopped answering ({type(exc).__name__})")
+            if not handle.lost:
+                time.sleep(step)  # Swarm marks a node down some seconds after its engine stops answering
         else:
             if code is None:
                 self._check_node(handle, job, "")
