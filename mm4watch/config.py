@@ -399,9 +399,9 @@ def _executor(v: _Validator, name: str, table: dict[str, Any]) -> ExecutorConfig
         values["harvest_every_s"] = values.pop("harvest_every")
     if kind == "swarm":
         if not str(values.get("host", "")).startswith("ssh://"):
-            v.fail(path, 'a swarm executor needs host = "ssh://user@manager" (a manager of the swarm)')
+            v.fail(path, 'needs host = "ssh://user@manager": a swarm executor reaches a manager of the swarm over ssh')
         if not values.get("registry"):
-            v.fail(path, 'a swarm executor needs registry = "host:port" (where nodes pull run images from)')
+            v.fail(path, 'needs registry = "host:port": where a swarm executor pushes run images and nodes pull them')
         values.setdefault("concurrency", 0)
     if kind in ("docker", "native") and not (values.get("host") or values.get("context")):
         v.fail(path, f'a {kind} executor needs host = "ssh://user@machine" (or context = "name")')

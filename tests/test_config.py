@@ -177,3 +177,35 @@ def test_load_reports_file_errors(tmp_path):
     (tmp_path / "mm4.toml").write_bytes(b"\xff\xfe[run]")
     with pytest.raises(ConfigError, match="cannot read it"):
         config.load(tmp_path)
+
+
+def test_swarm_executor_keys():
+    good = (
+        '[executors.pool]\ntype = "swarm"\nhost = "ssh://me@mini1"\nregistry = "mini1.local:5000"\n'
+        'constraints = ["node.labels.gpu==mps"]\nnodes = { "mini2" = "ssh://me@10.0.0.12" }\nmemory = "8g"\n'
+    )
+    pool = parse(good).executors["pool"]
+    assert isinstance(pool, config.SwarmConfig)
+    assert pool.registry == "mini1.local:5000" and pool.constraints == ("node.labels.gpu==mps",)
+    assert dict(pool.nodes) == {"mini2": "ssh://me@10.0.0.12"} and pool.concurrency == 0  # one per ready node
+    assert "mm4.toml:1: executors.pool needs registry = " in error_of(
+        '[executors.pool]\ntype = "swarm"\nhost = "ssh://me@mini1"\n'
+    )
+    assert 'executors.pool needs host = "ssh://user@manager"' in error_of(
+        '[executors.pool]\ntype = "swarm"\nhost = "tcp://mini1:2376"\nregistry = "r:5000"\n'
+    )
+    assert "executors.pool.nodes" in error_of(good.replace('"ssh://me@10.0.0.12"', '"10.0.0.12"'))
+    assert "executors.pool.registry" in error_of(good.replace("mini1.local:5000", "http://mini1/"))
+
+
+def test_which_nodes_can_run_an_image():
+    from mm4watch.executors.swarm import _arch_line
+
+    def node(name: str, arch: str) -> dict:
+        return {"Description": {"Hostname": name, "Platform": {"Architecture": arch}}}
+
+    line = _arch_line("aarch64", [node("mini1", "aarch64"), node("box", "x86_64"), node("mini2", "aarch64")])
+    assert "runs go to mini1, mini2" in line and "not to box (x86_64)" in line
+    assert _arch_line("x86_64", [node("mini1", "aarch64")]).startswith(
+        "the image is built for x86_64 (the manager's architecture): runs go to none"
+    )

@@ -110,8 +110,7 @@ class SwarmExecutor(Executor[_Task]):
                 ref = f"{self.cfg.registry}/{image.tag}"
                 job.phase(f"pushing to {self.cfg.registry}")
                 manager.push(image.tag, ref, log)
-                # nodes of another architecture could not run it: Swarm places it on one that can
-                log.write(f"the image is for {arch}: runs go to nodes with node.platform.arch=={arch}\n")
+                log.write(_arch_line(arch, manager.nodes()) + "\n")
         except BuildFailed as exc:
             manager.close()
             return Outcome("failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info)
@@ -163,7 +162,7 @@ class SwarmExecutor(Executor[_Task]):
                 raise SwarmRefused(f"Swarm cannot place the run: {err}. `mm4watch doctor {self.name}` lists the nodes")
             if time.monotonic() > deadline:
                 raise SwarmRefused(f"Swarm did not place the run within {PLACE_TIMEOUT_S:.0f}s ({err or state})")
-            time.sleep(0.2)
+            time.sleep(0.05)  # placement takes a few hundred ms: look often
         task.node_id = str(current["NodeID"])
         node = task.manager.node(task.node_id) or {}
         desc = node.get("Description", {})
@@ -348,6 +347,20 @@ def ready_nodes(cfg: SwarmConfig) -> int:
         return 1
     lines = done.stdout.decode(errors="replace").split("\n")
     return max(1, sum(1 for line in lines if line.strip() == "Ready Active"))
+
+
+def _arch_line(arch: str, nodes: list[dict[str, Any]]) -> str:
+    """Which nodes can run an image built for ``arch`` (others would fail at pull: they get no runs)."""
+    by_arch: dict[str, list[str]] = {}
+    for node in nodes:
+        desc = node.get("Description", {})
+        by_arch.setdefault(str(desc.get("Platform", {}).get("Architecture")), []).append(str(desc.get("Hostname")))
+    can = ", ".join(sorted(by_arch.pop(arch, []))) or "none"
+    line = f"the image is built for {arch} (the manager's architecture): runs go to {can}"
+    if by_arch:
+        others = "; ".join(f"{', '.join(sorted(names))} ({a})" for a, names in sorted(by_arch.items()))
+        line += f"; not to {others}, whose architecture differs (build on such a node to use them)"
+    return line
 
 
 def node_host(cfg: SwarmConfig, hostname: str, addr: str) -> str:

@@ -1,0 +1,132 @@
+"""The Swarm executor on the rig's pool (two fake Minis in one swarm) against the docker executor
+on one of them, the same engine, measured in the same run (tests/rig/up.sh brings both up).
+
+1. Wall time: 4 tagged notebooks that each take 10 s, queued at once, the daemon running them
+   (the swarm: one per ready node at once; docker: one at a time), from `mm4watch start` to the
+   last run's end. Target: ratio <= 0.6.
+2. Per-run overhead: one such notebook run in the foreground (`mm4watch run`), swarm minus
+   docker, median of alternating rounds. Target: <= +1.0 s.
+
+Usage: python bench/pool.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from _common import notebook
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support import TEST_DOCKERFILE, pool_ssh_options, pool_toml, pool_values  # noqa: E402
+
+SLEEP_S = 10
+
+
+def mm4(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mm4watch", *args], cwd=project, capture_output=True, text=True)
+
+
+def make_project(root: Path, toml: str, name: str) -> Path:
+    project = root / name
+    (project / "notebooks").mkdir(parents=True)
+    (project / "Dockerfile").write_text(TEST_DOCKERFILE)
+    (project / "requirements.txt").write_text("# nothing beyond papermill\n")
+    (project / "mm4.toml").write_text(toml + '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
+    (project / "marker.txt").write_text(uuid.uuid4().hex)
+    for n in range(4):
+        (project / "notebooks" / f"n{n}.ipynb").write_text(
+            notebook(f"# mm4: remote\nimport time\ntime.sleep({SLEEP_S})")
+        )
+    return project
+
+
+def docker_toml(values: dict[str, str]) -> str:
+    options = ", ".join(json.dumps(o) for o in pool_ssh_options(values))
+    return (
+        '[run]\nexecutor = "one"\ntimeout = "10m"\n\n'
+        f'[executors.one]\ntype = "docker"\nhost = "{values["POOL_MANAGER"]}"\nssh_options = [{options}]\n'
+    )
+
+
+def results(project: Path) -> list[dict[str, object]]:
+    folder = project / "results"
+    found = [json.loads((d / "run.json").read_text()) for d in folder.iterdir() if (d / "run.json").is_file()]
+    return found if folder.exists() else []
+
+
+def four_at_once(project: Path) -> float:
+    """Queue four runs, start the daemon, wait for the last to end: seconds from start to end."""
+    before = {r["id"] for r in results(project)} if (project / "results").exists() else set()
+    for n in range(4):
+        assert mm4(project, "run", "--queue", f"notebooks/n{n}.ipynb").returncode == 0
+    t0 = time.perf_counter()
+    assert mm4(project, "start").returncode == 0
+    while True:
+        new = [r for r in results(project) if r["id"] not in before]
+        if len(new) == 4 and all(r["status"] in ("succeeded", "failed", "timeout") for r in new):
+            break
+        time.sleep(0.1)
+    elapsed = time.perf_counter() - t0
+    mm4(project, "stop")
+    bad = [r["id"] for r in new if r["status"] != "succeeded"]
+    assert not bad, f"runs failed: {bad}"
+    return elapsed
+
+
+def one_run(project: Path) -> float:
+    t0 = time.perf_counter()
+    done = mm4(project, "run", "notebooks/n0.ipynb")
+    assert done.returncode == 0, done.stderr
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    values = pool_values()
+    if values is None:
+        sys.exit("no pool: run `bash tests/rig/up.sh` first")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        pool = make_project(root, pool_toml(values), "pool")
+        one = make_project(root, docker_toml(values), "one")
+        # warm-up: images built and pushed, warm containers in place, as in daily use
+        one_run(pool)
+        one_run(one)
+        walls: dict[str, list[float]] = {"docker, one node": [], "swarm, two nodes": []}
+        singles: dict[str, list[float]] = {"docker, one node": [], "swarm, two nodes": []}
+        for _ in range(args.rounds):
+            walls["docker, one node"].append(four_at_once(one))
+            walls["swarm, two nodes"].append(four_at_once(pool))
+            singles["docker, one node"].append(one_run(one))
+            singles["swarm, two nodes"].append(one_run(pool))
+        wall = {k: statistics.median(v) for k, v in walls.items()}
+        single = {k: statistics.median(v) for k, v in singles.items()}
+        nodes = {json.loads((d / "run.json").read_text())["executor"]["node"]["hostname"] for d in (pool / "results").iterdir() if d.is_dir()}  # fmt: skip
+    ratio = wall["swarm, two nodes"] / wall["docker, one node"]
+    overhead = single["swarm, two nodes"] - single["docker, one node"]
+    print(f"4 notebooks of {SLEEP_S} s each, queued at once (median of {args.rounds}, alternating)")
+    for k, v in wall.items():
+        print(f"  {k:<18} {v:6.2f} s")
+    print(f"  wall ratio swarm / docker: {ratio:.2f} (target <= 0.6) -> {'MET' if ratio <= 0.6 else 'NOT MET'}")
+    print(f"  swarm runs went to: {', '.join(sorted(nodes))}")
+    print(f"one such notebook in the foreground (median of {args.rounds})")
+    for k, v in single.items():
+        print(f"  {k:<18} {v:6.2f} s")
+    print(
+        f"  per-run overhead over docker: {overhead:+.2f} s (target <= +1.0 s) -> {'MET' if overhead <= 1.0 else 'NOT MET'}"
+    )
+    return 0 if ratio <= 0.6 and overhead <= 1.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
