@@ -109,6 +109,7 @@ class SwarmConfig(DockerConfig):
     registry: str = ""
     constraints: tuple[str, ...] = ()  # Swarm's own syntax: "node.labels.gpu==mps"
     nodes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    retries: int = 0  # a run whose node is lost runs again on another node, this many times
     warm: bool = False
 
 
@@ -359,6 +360,7 @@ _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "registry": lambda v: _registry(v),
         "constraints": lambda v: _str_tuple(v),
         "nodes": lambda v: _node_map(v),
+        "retries": lambda v: _count(v),
         "ssh_options": lambda v: _str_tuple(v),
         "socket": lambda v: _abs_path(v),
         "cpus": lambda v: _positive_number(v),

@@ -173,6 +173,36 @@ def test_a_node_lost_mid_run_ends_that_run_as_node_lost_while_the_other_succeeds
     wait_for(lambda: _services(pool, pool_project) == [], timeout=60, what="the services removed")
 
 
+def test_with_retries_a_run_whose_node_is_lost_runs_again_on_another(pool_project, pool):
+    (pool_project / "mm4.toml").write_text(pool_toml(pool, extra="retries = 1\n"))
+    write_notebook(
+        pool_project / "notebooks" / "again.ipynb",
+        code("# mm4: remote\n" + FACTS + "time.sleep(15)\n(out / 'final.txt').write_text('made it')"),
+    )
+    on_node(pool, 1, "docker node update --availability drain fake-mini-1")  # the first attempt goes to fake-mini-2
+    child = mm4_background(["run", "notebooks/again.ipynb"], cwd=pool_project)
+    try:
+        run_dir = wait_for(
+            lambda: [d for d in run_dirs(pool_project) if _placed(d, "fake-mini-2")], timeout=240, what="the run"
+        )[0]
+        on_node(pool, 1, "docker node update --availability active fake-mini-1")
+        subprocess.run(["docker", "kill", "mm4-pool-2"], check=True, capture_output=True)
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0, err
+    finally:
+        on_node(pool, 1, "docker node update --availability active fake-mini-1", check=False)
+        if child.poll() is None:
+            child.kill()
+        subprocess.run(["bash", str(REPO / "tests" / "rig" / "pool.sh")], check=True, capture_output=True)
+    record = load_record(run_dir)
+    assert record["status"] == "succeeded" and record["executor"]["node"]["hostname"] == "fake-mini-1"
+    assert record["executor"]["lost_nodes"] == ["fake-mini-2"]
+    assert (run_dir / "final.txt").read_text() == "made it"
+    assert "fake-mini-2 was lost: running again on another node (retry 1 of 1)" in (run_dir / "run.log").read_text()
+    assert run_dirs(pool_project) == [run_dir]
+    wait_for(lambda: _services(pool, pool_project) == [], timeout=60, what="the services removed")
+
+
 def test_the_daemon_re_attaches_to_a_running_service_after_a_crash(pool_project, pool):
     (pool_project / "mm4.toml").write_text(pool_toml(pool) + DAEMON)
     write_notebook(

@@ -79,6 +79,21 @@ class SwarmExecutor(Executor[_Task]):
         Engine(self.cfg).open().close()
 
     def execute(self, job: Job) -> Outcome:
+        """One attempt, and with ``retries`` another on a node not yet lost each time a node is lost."""
+        lost: list[str] = []
+        while True:
+            avoid = tuple(f"node.hostname!={name}" for name in lost)
+            outcome = self._attempt(dataclasses.replace(job, constraints=(*job.constraints, *avoid)))
+            node = str(outcome.executor.get("node", {}).get("hostname", ""))
+            if (outcome.error or {}).get("ename") != "NodeLost" or len(lost) >= self.cfg.retries or not node:
+                if lost:
+                    outcome = dataclasses.replace(outcome, executor={**outcome.executor, "lost_nodes": lost})
+                return outcome
+            lost.append(node)
+            _log(job, f"{node} was lost: running again on another node (retry {len(lost)} of {self.cfg.retries})")
+            job.phase("running again on another node")
+
+    def _attempt(self, job: Job) -> Outcome:
         import docker
 
         try:
