@@ -267,6 +267,15 @@ class Engine:
         log.flush()
         return counts
 
+    def pull(self, ref: str) -> None:
+        """Pull ``ref`` onto this engine; a failure says what the engine said."""
+        import docker
+
+        try:
+            self.client.images.pull(ref)
+        except docker.errors.APIError as exc:
+            raise Mm4Error(_short(exc)) from None
+
     def some_image(self) -> str | None:
         """A tag of any image on the engine, smallest first (for probes)."""
         tagged = [i for i in self.client.images.list() if i.tags]

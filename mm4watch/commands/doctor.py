@@ -207,7 +207,7 @@ def _docker(report: Report, cfg: Config, exec_cfg: DockerConfig) -> None:
 def _swarm(report: Report, cfg: Config, exec_cfg: SwarmConfig) -> None:
     """The manager, each node (state, availability, arch, cpus, memory), the registry and results from each."""
     from ..docker_engine import Engine
-    from ..executors.swarm import node_target
+    from ..executors.swarm import node_engine, node_target
 
     manager_target = ssh.Target.parse(exec_cfg.host or "", exec_cfg.ssh_options)
     if not _ssh(report, manager_target):
@@ -281,13 +281,14 @@ def _swarm(report: Report, cfg: Config, exec_cfg: SwarmConfig) -> None:
                 continue
             report.ok(f"node {name}", facts)
             if pushed:
-                pulled = ssh.run(target, f"docker pull -q {quote(probe)} 2>&1", check=False, timeout=120)
-                if pulled.returncode == 0:
+                try:
+                    with Engine(node_engine(exec_cfg, node)) as engine:
+                        engine.pull(probe)
                     report.ok(f"registry from {name}", f"pulls {probe}")
-                else:
+                except Mm4Error as exc:
                     report.fail(
                         f"registry from {name}",
-                        pulled.stdout.decode(errors="replace").strip()[-300:],
+                        str(exc)[-300:],
                         f'add {{"insecure-registries": ["{registry}"]}} to /etc/docker/daemon.json on {name} '
                         "and restart Docker there (or give the registry TLS)",
                     )

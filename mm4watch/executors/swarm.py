@@ -75,8 +75,15 @@ class SwarmExecutor(Executor[_Task]):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "host": self.cfg.host, "registry": self.cfg.registry}
 
+    _checked: Engine | None = None  # the manager check() reached, kept for the execute() that follows
+
     def check(self) -> None:
-        Engine(self.cfg).open().close()
+        if self._checked is None:
+            self._checked = Engine(self.cfg).open()
+
+    def _manager(self) -> Engine:
+        engine, self._checked = self._checked, None
+        return engine if engine is not None else Engine(self.cfg).open()
 
     def execute(self, job: Job) -> Outcome:
         """One attempt, and with ``retries`` another on a node not yet lost each time a node is lost."""
@@ -106,7 +113,7 @@ class SwarmExecutor(Executor[_Task]):
     # -- the transport -------------------------------------------------------------
 
     def prepare(self, job: Job, info: dict[str, Any]) -> _Task | Outcome:
-        manager = Engine(self.cfg).open()
+        manager = self._manager()
         try:
             return self._prepare(manager, job, info)
         except BaseException:
@@ -190,21 +197,11 @@ class SwarmExecutor(Executor[_Task]):
         }
         info["node"] = {k: v for k, v in task.node.items() if k != "id"}
         job.place(str(task.node["hostname"]))
-        task.engine = Engine(self._node_cfg(task.node)).open()
+        task.engine = Engine(_engine_cfg(self.cfg, str(task.node["hostname"]), str(task.node["addr"]))).open()
         task.container = task.engine.container(str(container_id))
         if task.container is None:
             raise SwarmRefused(f"the task's container {container_id[:12]} is not on {task.node['hostname']}")
         _log(job, f"placed on {task.node['hostname']} ({task.node['arch']}, engine {task.node['engine_version']})")
-
-    def _node_cfg(self, node: dict[str, Any]) -> DockerConfig:
-        host = node_host(self.cfg, str(node.get("hostname")), str(node.get("addr")))
-        return DockerConfig(
-            name=f"{self.name}/{node.get('hostname')}",
-            type="docker",
-            host=host,
-            ssh_options=self.cfg.ssh_options,
-            socket=self.cfg.socket,
-        )
 
     def start(self, handle: _Task, job: Job) -> None:
         assert handle.engine is not None and handle.container is not None
@@ -322,7 +319,7 @@ class SwarmExecutor(Executor[_Task]):
         remote = mirror.remote_dir(self.config, self.cfg.workdir or "mm4watch")
         places: dict[str, str] = {}
         for node in manager.nodes():
-            if node.get("Status", {}).get("State") != "ready" or node.get("Spec", {}).get("Availability") != "active":
+            if not _usable(node):
                 continue
             name = str(node.get("Description", {}).get("Hostname"))
             pushed = mirror.push(ssh.shared(node_target(self.cfg, node)), self.config.results_dir, remote, job.inputs)
@@ -354,14 +351,16 @@ def _bytes(text: str) -> int:
 
 
 def ready_nodes(cfg: SwarmConfig) -> int:
-    """How many nodes are ready and active (one ssh call to the manager; 1 when it cannot say)."""
-    target = ssh.Target.parse(cfg.host or "", cfg.ssh_options)
+    """How many nodes are ready and active, as the manager says (1 when it cannot be asked)."""
     try:
-        done = ssh.run(target, "docker node ls --format '{{.Status}} {{.Availability}}'", check=False, timeout=15)
-    except ssh.Unreachable:
+        with Engine(cfg) as manager:
+            return max(1, sum(1 for node in manager.nodes() if _usable(node)))
+    except Exception:
         return 1
-    lines = done.stdout.decode(errors="replace").split("\n")
-    return max(1, sum(1 for line in lines if line.strip() == "Ready Active"))
+
+
+def _usable(node: dict[str, Any]) -> bool:
+    return node.get("Status", {}).get("State") == "ready" and node.get("Spec", {}).get("Availability") == "active"
 
 
 def _arch_line(arch: str, nodes: list[dict[str, Any]]) -> str:
@@ -381,6 +380,21 @@ def _arch_line(arch: str, nodes: list[dict[str, Any]]) -> str:
 def node_host(cfg: SwarmConfig, hostname: str, addr: str) -> str:
     """How to reach a node: ``nodes`` in the config, else ssh to the address Swarm advertises."""
     return cfg.nodes.get(hostname) or f"ssh://{addr}"
+
+
+def _engine_cfg(cfg: SwarmConfig, hostname: str, addr: str) -> DockerConfig:
+    return DockerConfig(
+        name=f"{cfg.name}/{hostname}",
+        type="docker",
+        host=node_host(cfg, hostname, addr),
+        ssh_options=cfg.ssh_options,
+        socket=cfg.socket,
+    )
+
+
+def node_engine(cfg: SwarmConfig, node: dict[str, Any]) -> DockerConfig:
+    """How to reach a node's own engine, the node as the manager describes it (``docker node inspect``)."""
+    return _engine_cfg(cfg, str(node.get("Description", {}).get("Hostname")), str(node.get("Status", {}).get("Addr")))
 
 
 def node_target(cfg: SwarmConfig, node: dict[str, Any]) -> ssh.Target:
