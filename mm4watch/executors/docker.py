@@ -21,6 +21,7 @@ import secrets
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +31,7 @@ from ..config import ENV_OUTPUT_DIR, DockerConfig
 from ..docker_engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Container, Engine
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
-from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, job_spec, runner_files
+from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, H, job_spec, runner_files
 
 RUN_UID = 1000  # containers never run as root
 OUTPUT = "/output"
@@ -52,17 +53,14 @@ class _Run:
     then: threading.Thread | None = None  # prepares the next warm container beside this run
 
 
-class DockerExecutor(Executor[_Run]):
-    type = "docker"
-    cfg: DockerConfig
-    _checked: Engine | None = None  # the engine check() opened, for the execute() that follows
-    _results_source: str | None = None  # where earlier results are on the engine's machine
+class EngineExecutor(Executor[H]):
+    """An executor that talks to a Docker engine: ``check()`` reaches it and keeps the connection
+    for the ``execute()`` that follows (no second connection); ``prepare`` closes it on failure."""
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "host": self.cfg.host or f"context:{self.cfg.context}"}
+    cfg: DockerConfig
+    _checked: Engine | None = None
 
     def check(self) -> None:
-        # kept open for the execute() that follows: the check costs no second connection
         if self._checked is None:
             self._checked = Engine(self.cfg).open()
 
@@ -70,30 +68,35 @@ class DockerExecutor(Executor[_Run]):
         engine, self._checked = self._checked, None
         return engine if engine is not None else Engine(self.cfg).open()
 
-    def died_detail(self, code: int | None) -> str:
-        hint = " (out of memory? raise memory in mm4.toml)" if code == 137 else ""
-        return f"the container exited with code {code} and no result{hint}; see run.log"
-
-    def execute(self, job: Job) -> Outcome:
-        import docker
-
-        try:
-            return super().execute(job)
-        except docker.errors.DockerException as exc:
-            # the engine refused something: a failed run that says what, not a crash
-            explanation = str(getattr(exc, "explanation", None) or exc)
-            _log(job, f"the Docker engine refused: {explanation}")
-            return Outcome("failed", {"cell": None, "ename": "DockerError", "evalue": explanation}, self.describe())
-
-    # -- the transport -------------------------------------------------------------
-
-    def prepare(self, job: Job, info: dict[str, Any]) -> _Run | Outcome:
+    def prepare(self, job: Job, info: dict[str, Any]) -> H | Outcome:
         engine = self._engine()
         try:
             return self._prepare(engine, job, info)
         except BaseException:
             engine.close()
             raise
+
+    def _prepare(self, engine: Engine, job: Job, info: dict[str, Any]) -> H | Outcome:
+        raise NotImplementedError
+
+
+class DockerExecutor(EngineExecutor[_Run]):
+    type = "docker"
+    _results_source: str | None = None  # where earlier results are on the engine's machine
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "host": self.cfg.host or f"context:{self.cfg.context}"}
+
+    def died_detail(self, code: int | None) -> str:
+        hint = " (out of memory? raise memory in mm4.toml)" if code == 137 else ""
+        return f"the container exited with code {code} and no result{hint}; see run.log"
+
+    def execute(self, job: Job) -> Outcome:
+        return refusals_fail(
+            job, "the Docker engine", self.describe(), lambda: super(DockerExecutor, self).execute(job)
+        )
+
+    # -- the transport -------------------------------------------------------------
 
     def _prepare(self, engine: Engine, job: Job, info: dict[str, Any]) -> _Run | Outcome:
         info.update(engine.describe())
@@ -379,6 +382,18 @@ def _job_tar(job: Job, workdir: str) -> bytes:
         _add_file(tar, "mm4/job/go", b"")
 
     return _tar(add)
+
+
+def refusals_fail(job: Job, who: str, info: dict[str, Any], attempt: Callable[[], Outcome]) -> Outcome:
+    """``attempt()``, with an engine's refusal (a Docker API error) a failed run that says what, not a crash."""
+    import docker
+
+    try:
+        return attempt()
+    except docker.errors.DockerException as exc:
+        explanation = str(getattr(exc, "explanation", None) or exc)
+        _log(job, f"{who} refused: {explanation}")
+        return Outcome("failed", {"cell": None, "ename": "DockerError", "evalue": explanation}, info)
 
 
 def _log(job: Job, line: str) -> None:

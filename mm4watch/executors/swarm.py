@@ -29,8 +29,8 @@ from ..docker_engine import LABEL_PROJECT, LABEL_RUN, BuildFailed, Container, En
 from ..errors import Mm4Error
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
-from .base import RUNNER, STOP_GRACE_S, Executor
-from .docker import JOB, LIB, OUTPUT, RUN_UID, _job_tar, _lib_tar, _log
+from .base import RUNNER, STOP_GRACE_S
+from .docker import JOB, LIB, OUTPUT, RUN_UID, EngineExecutor, _job_tar, _lib_tar, _log, refusals_fail
 
 
 class SwarmRefused(Mm4Error):
@@ -67,23 +67,13 @@ class _Task:
     lost: str = ""  # why the run's node is gone, once it is
 
 
-class SwarmExecutor(Executor[_Task]):
+class SwarmExecutor(EngineExecutor[_Task]):
     type = "swarm"
     cfg: SwarmConfig
     died = "the task's container ended without a result"
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "host": self.cfg.host, "registry": self.cfg.registry}
-
-    _checked: Engine | None = None  # the manager check() reached, kept for the execute() that follows
-
-    def check(self) -> None:
-        if self._checked is None:
-            self._checked = Engine(self.cfg).open()
-
-    def _manager(self) -> Engine:
-        engine, self._checked = self._checked, None
-        return engine if engine is not None else Engine(self.cfg).open()
 
     def execute(self, job: Job) -> Outcome:
         """One attempt, and with ``retries`` another on a node not yet lost each time a node is lost."""
@@ -101,26 +91,11 @@ class SwarmExecutor(Executor[_Task]):
             job.phase("running again on another node")
 
     def _attempt(self, job: Job) -> Outcome:
-        import docker
-
-        try:
-            return super().execute(job)
-        except docker.errors.DockerException as exc:
-            explanation = str(getattr(exc, "explanation", None) or exc)
-            _log(job, f"the swarm refused: {explanation}")
-            return Outcome("failed", {"cell": None, "ename": "DockerError", "evalue": explanation}, self.describe())
+        return refusals_fail(job, "the swarm", self.describe(), lambda: super(SwarmExecutor, self).execute(job))
 
     # -- the transport -------------------------------------------------------------
 
-    def prepare(self, job: Job, info: dict[str, Any]) -> _Task | Outcome:
-        manager = self._manager()
-        try:
-            return self._prepare(manager, job, info)
-        except BaseException:
-            manager.close()
-            raise
-
-    def _prepare(self, manager: Engine, job: Job, info: dict[str, Any]) -> _Task | Outcome:
+    def _prepare(self, manager: Engine, job: Job, info: dict[str, Any]) -> _Task | Outcome:  # on the manager
         arch = str(manager.info().get("Architecture") or "")
         build_log = job.run_dir / BUILD_LOG_NAME
         ctx = buildctx.make(self.config)
