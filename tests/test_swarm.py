@@ -227,6 +227,36 @@ def test_the_daemon_re_attaches_to_a_running_service_after_a_crash(pool_project,
     assert _services(pool, pool_project) == []
 
 
+def test_a_run_that_ended_while_nothing_watched_is_brought_home(pool_project, pool):
+    (pool_project / "mm4.toml").write_text(pool_toml(pool) + DAEMON)
+    write_notebook(
+        pool_project / "notebooks" / "quick.ipynb",
+        code("# mm4: remote\n" + FACTS + "time.sleep(4)\n(out / 'final.txt').write_text('made it')"),
+    )
+    assert mm4(["run", "--queue", "notebooks/quick.ipynb"], cwd=pool_project).returncode == 0
+    assert mm4(["start"], cwd=pool_project).returncode == 0
+    run_dir = wait_for(lambda: [d for d in run_dirs(pool_project) if _placed(d)], timeout=240, what="the run")[0]
+    entry = wait_for(lambda: [e for e in entries(pool_project) if e["run_id"] == run_dir.name], what="entry")[0]
+    os.kill(daemon_pid(pool_project), signal.SIGKILL)
+    os.kill(_entry_pid(pool_project, entry["id"]), signal.SIGKILL)
+    # the task ends while nothing on this machine follows it; its service (and container) stay
+    wait_for(
+        lambda: (
+            "Complete"
+            in on_node(
+                pool, 1, f"docker service ps --format '{{{{.CurrentState}}}}' {_services(pool, pool_project)[0]}"
+            )
+        ),
+        timeout=60,
+        what="the task to complete",
+    )
+    assert mm4(["start"], cwd=pool_project).returncode == 0
+    wait_for(lambda: status_of(run_dir) == "succeeded", timeout=120, what="the re-attached run")
+    assert (run_dir / "final.txt").read_text() == "made it"
+    assert load_record(run_dir)["executor"]["reattached"] is True
+    assert _services(pool, pool_project) == []
+
+
 def test_cancel_and_timeout_remove_the_service_and_keep_partial_results(pool_project, pool):
     write_notebook(
         pool_project / "notebooks" / "c.ipynb",

@@ -142,18 +142,20 @@ class SwarmExecutor(EngineExecutor[_Task]):
             raise
         return task
 
-    def _attach(self, task: _Task, job: Job, info: dict[str, Any], deadline: float) -> None:
-        """Wait for the task to run on a node, then open that node's engine and find its container."""
+    def _attach(self, task: _Task, job: Job, info: dict[str, Any], deadline: float, ended_ok: bool = False) -> None:
+        """Wait for the task to run on a node, then open that node's engine and find its container.
+        ``ended_ok``: a task that ended meanwhile is followed too (re-attaching: its results are there)."""
         while True:
             tasks = task.manager.tasks(task.service_id)
             current = tasks[0] if tasks else None
             status = (current or {}).get("Status", {})
             state = status.get("State", "")
             container_id = status.get("ContainerStatus", {}).get("ContainerID")
-            if current and state in ("failed", "rejected", "orphaned", "shutdown", "complete"):
-                raise SwarmRefused(f"Swarm's task is {state}: {status.get('Err') or status.get('Message')}")
-            if current and container_id and state in ("starting", "running"):
+            ended = state in ("complete", "failed", "shutdown")
+            if current and container_id and (state in ("starting", "running") or (ended_ok and ended)):
                 break
+            if current and (ended or state in ("rejected", "orphaned")):
+                raise SwarmRefused(f"Swarm's task is {state}: {status.get('Err') or status.get('Message')}")
             err = status.get("Err") or ""
             if "constraint" in err or "no suitable node" in err and "insufficient" not in err:
                 raise SwarmRefused(f"Swarm cannot place the run: {err}. `mm4watch doctor {self.name}` lists the nodes")
@@ -256,7 +258,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
         task = _Task(manager, ids[0], since=time.time())
         info["service"] = ids[0]
         try:
-            self._attach(task, job, info, deadline=time.monotonic() + 30)
+            self._attach(task, job, info, deadline=time.monotonic() + 30, ended_ok=True)
         except Exception:
             self.release(task)
             return None
