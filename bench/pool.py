@@ -25,7 +25,7 @@ from pathlib import Path
 from _common import notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support import TEST_DOCKERFILE, pool_ssh_options, pool_toml, pool_values  # noqa: E402
+from support import TEST_DOCKERFILE, on_node, pool_ssh_options, pool_toml, pool_values  # noqa: E402
 
 SLEEP_S = 10
 
@@ -99,19 +99,27 @@ def main() -> int:
         root = Path(tmp)
         pool = make_project(root, pool_toml(values), "pool")
         one = make_project(root, docker_toml(values), "one")
-        # warm-up: images built and pushed, warm containers in place, as in daily use
-        one_run(pool)
-        one_run(one)
-        walls: dict[str, list[float]] = {"docker, one node": [], "swarm, two nodes": []}
-        singles: dict[str, list[float]] = {"docker, one node": [], "swarm, two nodes": []}
-        for _ in range(args.rounds):
-            walls["docker, one node"].append(four_at_once(one))
-            walls["swarm, two nodes"].append(four_at_once(pool))
-            singles["docker, one node"].append(one_run(one))
-            singles["swarm, two nodes"].append(one_run(pool))
-        wall = {k: statistics.median(v) for k, v in walls.items()}
-        single = {k: statistics.median(v) for k, v in singles.items()}
-        nodes = {json.loads((d / "run.json").read_text())["executor"]["node"]["hostname"] for d in (pool / "results").iterdir() if d.is_dir()}  # fmt: skip
+        try:
+            # warm-up: images built and pushed, warm containers in place, as in daily use
+            one_run(pool)
+            one_run(one)
+            walls: dict[str, list[float]] = {"docker, one node": [], "swarm, two nodes": []}
+            singles: dict[str, list[float]] = {"docker, one node": [], "swarm, two nodes": []}
+            for _ in range(args.rounds):
+                walls["docker, one node"].append(four_at_once(one))
+                walls["swarm, two nodes"].append(four_at_once(pool))
+                singles["docker, one node"].append(one_run(one))
+                singles["swarm, two nodes"].append(one_run(pool))
+            wall = {k: statistics.median(v) for k, v in walls.items()}
+            single = {k: statistics.median(v) for k, v in singles.items()}
+            nodes = {json.loads((d / "run.json").read_text())["executor"]["node"]["hostname"] for d in (pool / "results").iterdir() if d.is_dir()}  # fmt: skip
+        finally:
+            # nothing left running: the daemons, and the docker executor's warm container on fake-mini-1
+            for project in (pool, one):
+                mm4(project, "stop", "--now")
+            on_node(
+                values, 1, "docker ps -aq --filter label=mm4watch.project=mm4-one | xargs -r docker rm -f", check=False
+            )
     ratio = wall["swarm, two nodes"] / wall["docker, one node"]
     overhead = single["swarm, two nodes"] - single["docker, one node"]
     print(f"4 notebooks of {SLEEP_S} s each, queued at once (median of {args.rounds}, alternating)")

@@ -188,14 +188,19 @@ def pool() -> dict[str, str]:
     return values
 
 
-@pytest.fixture
-def mini_project(tmp_path: Path, mini: dict[str, str]) -> Path:
-    """A project whose runs go to the fake Mini."""
+def container_project(tmp_path: Path, toml: str) -> Path:
+    """A project with the test Dockerfile and ``toml`` as its mm4.toml."""
     root = tmp_path / "proj"
     (root / "notebooks").mkdir(parents=True)
     (root / "Dockerfile").write_text(TEST_DOCKERFILE)
     (root / "requirements.txt").write_text("# nothing beyond papermill\n")
-    (root / "mm4.toml").write_text(mini_toml(mini))
-    # content no earlier test run had, so the first run builds a new image
+    (root / "mm4.toml").write_text(toml)
+    # content no earlier test run had, so the first run builds a new image (a new code layer)
     (root / "marker.txt").write_text(uuid.uuid4().hex)
     return root
+
+
+@pytest.fixture
+def mini_project(tmp_path: Path, mini: dict[str, str]) -> Path:
+    """A project whose runs go to the fake Mini."""
+    return container_project(tmp_path, mini_toml(mini))

@@ -85,6 +85,13 @@ def test_metrics_flat_nested_glob_and_malformed_are_recorded_without_failing_the
     assert "acc=0.7" in shown and "eval.split.n=40" in shown
 
 
+def _python(project: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by a Python of its own in ``project``, as a notebook or a hand run would; it must succeed."""
+    done = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_log_metrics_by_hand_merges_into_the_scratch_folder(project):
     script = (
         "from mm4watch import log_metrics\n"
@@ -92,8 +99,7 @@ def test_log_metrics_by_hand_merges_into_the_scratch_folder(project):
         "print(log_metrics(b=3))\n"
         "try:\n    log_metrics(c='high')\nexcept TypeError as e:\n    print('refused:', e)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=project, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    done = _python(project, script)
     assert "{'a': 1, 'b': 3}" in done.stdout
     assert "refused: log_metrics: c='high' is not a finite number" in done.stdout
     assert json.loads((project / ".mm4" / "scratch" / "metrics.json").read_text()) == {"a": 1, "b": 3}
@@ -142,9 +148,7 @@ def test_latest_run_by_parameters_and_runs_with_metrics(metrics_repo):
         "print(len(runs('train', where={'epochs': 5})))\n"
         "try:\n    latest_run('train', where={'epochs': 99})\nexcept LookupError as e:\n    print('none:', e)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=metrics_repo, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    lines = _python(metrics_repo, script).stdout.splitlines()
     assert lines[0] == second.name and lines[1] == first.name
     assert lines[2] == "[(20, 0.7), (5, 0.55)]"  # oldest first
     assert lines[3] == "1"

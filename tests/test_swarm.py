@@ -10,14 +10,13 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import (
-    TEST_DOCKERFILE,
     code,
+    container_project,
     load_record,
     mm4,
     mm4_background,
@@ -44,12 +43,7 @@ FACTS = (
 
 @pytest.fixture
 def pool_project(tmp_path: Path, pool: dict[str, str]) -> Any:
-    root = tmp_path / "proj"
-    (root / "notebooks").mkdir(parents=True)
-    (root / "Dockerfile").write_text(TEST_DOCKERFILE)
-    (root / "requirements.txt").write_text("# nothing beyond papermill\n")
-    (root / "mm4.toml").write_text(pool_toml(pool))
-    (root / "marker.txt").write_text(uuid.uuid4().hex)  # a code layer no earlier test pushed
+    root = container_project(tmp_path, pool_toml(pool))
     yield root
     mm4(["stop", "--now"], cwd=root)
 
@@ -69,6 +63,18 @@ def _placed(run_dir: Path, node: str = "") -> bool:
     except FileNotFoundError:
         return False
     return f"placed on {node}" in log and "Executing Cell" in log
+
+
+def _crash_while_running(project: Path, notebook: str) -> Path:
+    """Queue ``notebook``, let the daemon start it on the pool, then kill -9 the daemon and the run's
+    process (this machine "crashed"); the run's folder."""
+    assert mm4(["run", "--queue", notebook], cwd=project).returncode == 0
+    assert mm4(["start"], cwd=project).returncode == 0
+    run_dir = wait_for(lambda: [d for d in run_dirs(project) if _placed(d)], timeout=240, what="the run")[0]
+    entry = wait_for(lambda: [e for e in entries(project) if e["run_id"] == run_dir.name], what="entry")[0]
+    os.kill(daemon_pid(project), signal.SIGKILL)
+    os.kill(_entry_pid(project, entry["id"]), signal.SIGKILL)
+    return run_dir
 
 
 def test_runs_spread_over_both_nodes_and_results_come_home_from_each(pool_project, pool):
@@ -209,12 +215,7 @@ def test_the_daemon_re_attaches_to_a_running_service_after_a_crash(pool_project,
         pool_project / "notebooks" / "long.ipynb",
         code("# mm4: remote\n" + FACTS + "time.sleep(12)\n(out / 'final.txt').write_text('made it')"),
     )
-    assert mm4(["run", "--queue", "notebooks/long.ipynb"], cwd=pool_project).returncode == 0
-    assert mm4(["start"], cwd=pool_project).returncode == 0
-    run_dir = wait_for(lambda: [d for d in run_dirs(pool_project) if _placed(d)], timeout=240, what="the run")[0]
-    entry = wait_for(lambda: [e for e in entries(pool_project) if e["run_id"] == run_dir.name], what="entry")[0]
-    os.kill(daemon_pid(pool_project), signal.SIGKILL)
-    os.kill(_entry_pid(pool_project, entry["id"]), signal.SIGKILL)  # this machine "crashed"
+    run_dir = _crash_while_running(pool_project, "notebooks/long.ipynb")
     time.sleep(0.5)
     assert load_record(run_dir)["status"] == "running"
     assert len(_services(pool, pool_project)) == 1  # the run goes on in the swarm
@@ -233,12 +234,7 @@ def test_a_run_that_ended_while_nothing_watched_is_brought_home(pool_project, po
         pool_project / "notebooks" / "quick.ipynb",
         code("# mm4: remote\n" + FACTS + "time.sleep(4)\n(out / 'final.txt').write_text('made it')"),
     )
-    assert mm4(["run", "--queue", "notebooks/quick.ipynb"], cwd=pool_project).returncode == 0
-    assert mm4(["start"], cwd=pool_project).returncode == 0
-    run_dir = wait_for(lambda: [d for d in run_dirs(pool_project) if _placed(d)], timeout=240, what="the run")[0]
-    entry = wait_for(lambda: [e for e in entries(pool_project) if e["run_id"] == run_dir.name], what="entry")[0]
-    os.kill(daemon_pid(pool_project), signal.SIGKILL)
-    os.kill(_entry_pid(pool_project, entry["id"]), signal.SIGKILL)
+    run_dir = _crash_while_running(pool_project, "notebooks/quick.ipynb")
     # the task ends while nothing on this machine follows it; its service (and container) stay
     wait_for(
         lambda: (

@@ -292,8 +292,12 @@ def _swarm(report: Report, cfg: Config, exec_cfg: SwarmConfig) -> None:
                         f'add {{"insecure-registries": ["{registry}"]}} to /etc/docker/daemon.json on {name} '
                         "and restart Docker there (or give the registry TLS)",
                     )
-            home = ssh.run(target, "cd && pwd", check=False, timeout=20).stdout.decode().strip()
-            writable = ssh.run(target, "test -w ~ && echo yes", check=False, timeout=20).stdout.decode().strip()
+            home, _, writable = (
+                ssh.run(target, "cd && pwd && test -w . && echo yes", check=False, timeout=20)
+                .stdout.decode()
+                .strip()
+                .partition("\n")
+            )
             if writable == "yes":
                 report.ok(f"results on {name}", f"earlier results can be kept under {home}")
             else:

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from .. import buildctx, ssh
 from ..config import ENV_OUTPUT_DIR, DockerConfig
-from ..docker_engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Container, Engine
+from ..docker_engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Container, Engine, Image
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
 from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, H, job_spec, runner_files
@@ -79,6 +79,24 @@ class EngineExecutor(Executor[H]):
     def _prepare(self, engine: Engine, job: Job, info: dict[str, Any]) -> H | Outcome:
         raise NotImplementedError
 
+    def _build(
+        self, engine: Engine, job: Job, info: dict[str, Any], then: Callable[[Image, IO[str]], None] | None = None
+    ) -> Image | Outcome:
+        """The run image on ``engine``, built unless it is there, logged to build.log (``then``:
+        more work on it there, e.g. a push); a failed build is a failed run that says so."""
+        ctx = buildctx.make(self.config)
+        info["context_hash"] = ctx.digest
+        job.phase(f"building on {engine.label}")
+        try:
+            with open(job.run_dir / BUILD_LOG_NAME, "a", encoding="utf-8") as log:
+                image = engine.ensure_image(ctx, self.config.image_name, self.config.project.dockerfile, log)
+                if then is not None:
+                    then(image, log)
+        except BuildFailed as exc:
+            engine.close()
+            return Outcome("failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info)
+        return image
+
 
 class DockerExecutor(EngineExecutor[_Run]):
     type = "docker"
@@ -100,23 +118,16 @@ class DockerExecutor(EngineExecutor[_Run]):
 
     def _prepare(self, engine: Engine, job: Job, info: dict[str, Any]) -> _Run | Outcome:
         info.update(engine.describe())
-        build_log = job.run_dir / BUILD_LOG_NAME
-        image = engine.find_image(job.image) if job.image else None
-        if image is not None:  # a rerun on the image its run had
+        image: Image | Outcome | None = engine.find_image(job.image) if job.image else None
+        if isinstance(image, Image):  # a rerun on the image its run had
             info["context_hash"] = image.tag.rsplit("ctx-", 1)[-1]
-            build_log.write_text(f"image {job.image} is still on {engine.label}: the run's own image, no build\n")
+            (job.run_dir / BUILD_LOG_NAME).write_text(
+                f"image {job.image} is still on {engine.label}: the run's own image, no build\n"
+            )
         else:
-            ctx = buildctx.make(self.config)
-            info["context_hash"] = ctx.digest
-            job.phase(f"building on {engine.label}")
-            try:
-                with open(build_log, "a", encoding="utf-8") as log:
-                    image = engine.ensure_image(ctx, self.config.image_name, self.config.project.dockerfile, log)
-            except BuildFailed as exc:
-                engine.close()
-                return Outcome(
-                    "failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info
-                )
+            image = self._build(engine, job, info)
+            if isinstance(image, Outcome):
+                return image
         info.update(image=image.tag, image_id=image.id, image_built=image.built)
 
         if self.cfg.sync_data and self.cfg.data and self.cfg.host and self.cfg.host.startswith("ssh://"):

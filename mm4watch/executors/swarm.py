@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .. import buildctx, ssh
+from .. import ssh
 from ..config import ENV_OUTPUT_DIR, DockerConfig, SwarmConfig
-from ..docker_engine import LABEL_PROJECT, LABEL_RUN, BuildFailed, Container, Engine
+from ..docker_engine import LABEL_PROJECT, LABEL_RUN, Container, Engine, Image
 from ..errors import Mm4Error
-from ..records import BUILD_LOG_NAME, RESERVED_NAMES
+from ..records import RESERVED_NAMES
 from . import Job, Outcome
 from .base import RUNNER, STOP_GRACE_S
 from .docker import JOB, LIB, OUTPUT, RUN_UID, EngineExecutor, _job_tar, _lib_tar, _log, refusals_fail
@@ -97,20 +97,16 @@ class SwarmExecutor(EngineExecutor[_Task]):
 
     def _prepare(self, manager: Engine, job: Job, info: dict[str, Any]) -> _Task | Outcome:  # on the manager
         arch = str(manager.info().get("Architecture") or "")
-        build_log = job.run_dir / BUILD_LOG_NAME
-        ctx = buildctx.make(self.config)
-        info["context_hash"] = ctx.digest
-        job.phase(f"building on {manager.label}")
-        try:
-            with open(build_log, "a", encoding="utf-8") as log:
-                image = manager.ensure_image(ctx, self.config.image_name, self.config.project.dockerfile, log)
-                ref = f"{self.cfg.registry}/{image.tag}"
-                job.phase(f"pushing to {self.cfg.registry}")
-                manager.push(image.tag, ref, log)
-                log.write(_arch_line(arch, manager.nodes()) + "\n")
-        except BuildFailed as exc:
-            manager.close()
-            return Outcome("failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info)
+
+        def push(image: Image, log: IO[str]) -> None:
+            job.phase(f"pushing to {self.cfg.registry}")
+            manager.push(image.tag, self._ref(image), log)
+            log.write(_arch_line(arch, manager.nodes()) + "\n")
+
+        image = self._build(manager, job, info, then=push)
+        if isinstance(image, Outcome):
+            return image
+        ref = self._ref(image)
         info.update(image=ref, image_id=image.id, image_built=image.built, arch=arch)
         root = manager.working_dir(image.tag).rstrip("/") or "/project"
         self._root = root
@@ -141,6 +137,10 @@ class SwarmExecutor(EngineExecutor[_Task]):
             self.release(task)
             raise
         return task
+
+    def _ref(self, image: Image) -> str:
+        """The image's name in the pool's registry, which nodes pull."""
+        return f"{self.cfg.registry}/{image.tag}"
 
     def _attach(self, task: _Task, job: Job, info: dict[str, Any], deadline: float, ended_ok: bool = False) -> None:
         """Wait for the task to run on a node, then open that node's engine and find its container.
