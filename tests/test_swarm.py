@@ -107,6 +107,9 @@ def test_runs_spread_over_both_nodes_and_results_come_home_from_each(pool_projec
         assert facts == {"uid": 1000, "nnp": "1", "cap": "0000000000000000", "cwd": "/project/notebooks"}
         assert (d / "executed.ipynb").is_file()
     assert _services(pool, pool_project) == []  # every service removed
+    for d in dirs:  # and every task's container on the nodes
+        key = load_record(d)["key"]
+        assert [on_node(pool, n, f"docker ps -aq --filter label=mm4watch.run={key}") for n in (1, 2)] == ["", ""]
 
 
 def test_a_constraint_pins_a_run_and_a_code_change_pushes_only_the_code_layer(pool_project, pool):

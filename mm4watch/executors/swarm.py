@@ -243,6 +243,12 @@ class SwarmExecutor(EngineExecutor[_Task]):
                 handle.manager.remove_service(handle.service_id)
             except Exception:
                 pass  # the manager went away; `mm4watch gc` finds services by their labels
+            if handle.container is not None and not handle.lost:
+                try:
+                    # Swarm keeps an ended task's container on its node after the service goes
+                    handle.container.remove()
+                except Exception:
+                    pass  # already gone with its service
         finally:
             if handle.engine is not None:
                 handle.engine.close()
