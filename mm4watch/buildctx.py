@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .config import Config
 from .errors import ConfigError
+from .fsutil import is_dropping
 
 ALWAYS_EXCLUDED = (".git", ".mm4", "__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".venv", "venv")
 
@@ -116,7 +117,9 @@ def make(config: Config) -> BuildContext:
                 tar.addfile(info)
             for name in sorted(files):
                 rel = f"{rel_folder}/{name}" if rel_folder else name
-                if name.endswith(".ipynb") or (is_ignored(rel, rules) and rel != config.project.dockerfile):
+                if name.endswith(".ipynb") or is_dropping(name):
+                    continue
+                if is_ignored(rel, rules) and rel != config.project.dockerfile:
                     continue
                 path = Path(folder) / name
                 if path.is_symlink() or not path.is_file():

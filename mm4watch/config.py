@@ -23,17 +23,15 @@ from typing import Any
 
 from .durations import parse_duration
 from .errors import ConfigError
+from .runenv import ENV_OUTPUT_DIR, ENV_PROJECT_DIR, ENV_RESULTS_DIR, ENV_RUN_ID, STATE_DIR  # noqa: F401 (what a run is told)
 
 CONFIG_NAME = "mm4.toml"
-STATE_DIR = ".mm4"
 DEFAULT_TIMEOUT_S = 2 * 3600.0
 EXECUTOR_TYPES = ("local", "docker", "native", "swarm")
 TYPE_ALIASES = {"ssh": "native"}  # the native executor's first name (both remote types go over ssh)
 
 # Environment variables mm4watch reads (all of them, here and nowhere else).
 ENV_EXECUTOR = "MM4_EXECUTOR"
-ENV_OUTPUT_DIR = "MM4_OUTPUT_DIR"
-ENV_RUN_ID = "MM4_RUN_ID"
 
 
 def env(name: str) -> str | None:

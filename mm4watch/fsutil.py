@@ -36,6 +36,22 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+# What macOS writes by itself: Finder's .DS_Store in every folder it shows, AppleDouble ``._name``
+# files (Apple's tar, copies to other file systems), .localized, a custom icon's "Icon\r". Never
+# code, never a result: kept out of build contexts, code syncs and outputs.
+MAC_DROPPINGS = (".DS_Store", ".localized", "Icon\r")
+
+
+def is_dropping(name: str) -> bool:
+    """A file macOS wrote by itself (``MAC_DROPPINGS``, ``._*``): a bare name, not a path."""
+    return name in MAC_DROPPINGS or name.startswith("._")
+
+
+def dropping_excludes() -> list[str]:
+    """rsync's ``--exclude`` options for the same files, at any depth."""
+    return [f"--exclude={pattern}" for pattern in (*MAC_DROPPINGS, "._*")]
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -49,7 +65,8 @@ def extract_stream(fileobj: Any, into: Path, *, skip: frozenset[str] = frozenset
 
     Only files and folders, no absolute paths, no '..' (tarfile's "data"
     filter); ``strip_top`` drops the archive's top folder (docker's archives
-    name it); top-level names in ``skip`` are left out.
+    name it); top-level names in ``skip`` are left out, and so are macOS's
+    droppings (``is_dropping``) at any depth.
     """
     import tarfile
 
@@ -68,6 +85,8 @@ def extract_stream(fileobj: Any, into: Path, *, skip: frozenset[str] = frozenset
                 else:
                     name = parts[1]
             if not name or name.split("/", 1)[0] in skip or not (member.isfile() or member.isdir()):
+                continue
+            if is_dropping(name.rsplit("/", 1)[-1]):
                 continue
             member.name = name
             tar.extract(member, path=into, filter="data")

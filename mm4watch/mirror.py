@@ -25,6 +25,7 @@ from typing import Any
 
 from .config import Config
 from .errors import Mm4Error
+from .fsutil import dropping_excludes
 from .names import join, quote
 
 INCOMING = ".incoming"
@@ -138,6 +139,7 @@ def _push(target: Any, results_dir: Path, remote_dir: str, runs: tuple[str, ...]
             "--stats",
             "--files-from=-",
             "--chmod=Fa-w",
+            *dropping_excludes(),
             "-e",
             target.rsync_shell(),
             f"{results_dir}/",

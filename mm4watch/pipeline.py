@@ -24,7 +24,7 @@ from . import active, executors, git, metrics, mirror
 from .config import Config, ExecutorConfig
 from .durations import format_duration
 from .errors import Mm4Error, NotebookError
-from .fsutil import atomic_write_text, sha256_file
+from .fsutil import atomic_write_text, is_dropping, sha256_file
 from .names import run_key
 from .records import (
     EXECUTED_NAME,
@@ -301,7 +301,7 @@ def collect_outputs(run_dir: Path) -> list[dict[str, Any]]:
         for name in sorted(files):
             path = Path(folder) / name
             rel = path.relative_to(run_dir).as_posix()
-            if rel in RESERVED_NAMES or path.is_symlink() or _is_lock(name):
+            if rel in RESERVED_NAMES or path.is_symlink() or _is_lock(name) or is_dropping(name):
                 continue
             found.append({"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path)})
     return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -44,7 +44,7 @@ def as_trigger(value: str) -> Trigger:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).astimezone().isoformat(timespec="milliseconds")
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
 
 
 def parse_iso(text: str | None) -> datetime | None:
@@ -133,7 +133,7 @@ def amend_triggers(run_dir: Path, triggers: list[dict[str, Any]]) -> RunRecord |
 def trigger_for_record(trigger: dict[str, Any]) -> dict[str, Any]:
     at = trigger.get("at")
     when = (
-        datetime.fromtimestamp(at, UTC).astimezone().isoformat(timespec="milliseconds")
+        datetime.fromtimestamp(at, timezone.utc).astimezone().isoformat(timespec="milliseconds")
         if isinstance(at, (int, float))
         else at
     )

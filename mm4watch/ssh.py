@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from . import proc
 from .errors import EXIT_UNREACHABLE, Mm4Error
-from .names import join
+from .names import join, quote
 
 
 class Unreachable(Mm4Error):
@@ -72,12 +72,21 @@ class Target:
         return join(self.argv()[:-1])
 
 
+def remote_command(command: str) -> str:
+    """``command`` as sent over ssh: run by ``/bin/sh`` whatever the account's login shell.
+
+    sshd hands a command to the user's login shell, zsh on a Mac, which does not
+    word-split ``$var`` and fails on an unmatched glob; every command mm4watch
+    sends is written for ``sh``, so it is handed on to ``sh`` in one ``exec``."""
+    return "exec /bin/sh -c " + quote(command)
+
+
 def run(
     target: Target, command: str, *, check: bool = True, timeout: float = 60, input: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run a shell command on the far machine (``input``: its standard input)."""
+    """Run a shell command on the far machine under ``/bin/sh`` (``input``: its standard input)."""
     try:
-        return proc.run([*target.argv(), command], check=check, timeout=timeout, input=input)
+        return proc.run([*target.argv(), remote_command(command)], check=check, timeout=timeout, input=input)
     except proc.CommandFailed as exc:
         if exc.code == 255:
             raise Unreachable.over_ssh(target, exc.stderr) from None
@@ -253,7 +262,7 @@ def fetch_tar(
     """Run ``command`` (which writes a tar to stdout) on the target; unpack it here as it streams."""
     from .fsutil import extract_stream
 
-    child = proc.pipe_from([*target.argv(), command])
+    child = proc.pipe_from([*target.argv(), remote_command(command)])
     try:
         extract_stream(child.stdout, into, skip=skip)
         child.wait(timeout)

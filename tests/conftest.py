@@ -18,18 +18,23 @@ from typing import Any
 
 import pytest
 from support import (  # noqa: F401  (the helpers tests import from here)
+    MAC_ENV,
     POOL_ENV,
     REPO,
     RIG_ENV,
     TEST_DOCKERFILE,
+    as_mac_user,
     code,
     git,
+    mac_ssh_options,
+    mac_values,
     markdown,
     mini_ssh_args,
     mini_ssh_options,
     mini_toml,
     mm4,
     notebook_json,
+    on_mac,
     on_mini,
     on_node,
     pool_toml,
@@ -169,6 +174,23 @@ def mini() -> Iterator[dict[str, str]]:
     yield values
     # warm containers wait an hour for a next run by design; the suite's own must not outlive it
     on_mini(values, "docker ps -aq --filter name=mm4-warm- | xargs -r docker rm -f >/dev/null")
+
+
+@pytest.fixture(scope="session")
+def mac() -> dict[str, str]:
+    """The Mac-like Mini (a fresh Mac's defaults). Missing: a failure under CI, a skip elsewhere."""
+    values = mac_values()
+    problem = "" if values else f"the Mac-like Mini is not up ({MAC_ENV} missing): run `bash tests/rig/up.sh` as root"
+    if values:
+        probe = as_mac_user(values, "true")
+        if probe.returncode != 0:
+            problem = f"the Mac-like Mini does not answer: {probe.stderr.strip()} (run `bash tests/rig/up.sh`)"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    assert values is not None
+    return values
 
 
 @pytest.fixture(scope="session")

@@ -108,6 +108,44 @@ def mini_toml(values: dict[str, str], *, port: str | None = None, extra: str = "
 
 
 # ---------------------------------------------------------------------------
+# the Mac-like Mini (tests/rig/mac.sh): user me (uid 501), zsh, python3 3.9, no docker
+
+MAC_ENV = RIG_DIR / "mac.env"
+
+
+def mac_values() -> dict[str, str] | None:
+    if not MAC_ENV.exists():
+        return None
+    return dict(line.split("=", 1) for line in MAC_ENV.read_text().split() if "=" in line)
+
+
+def mac_ssh_options(values: dict[str, str]) -> list[str]:
+    return [
+        "-p", values["MAC_PORT"], "-i", values["MAC_KEY"], "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+    ]  # fmt: skip
+
+
+def as_mac_user(values: dict[str, str], command: str) -> subprocess.CompletedProcess[str]:
+    """``command`` over ssh as the Mac-like Mini's user: through its login shell, zsh."""
+    argv = ["ssh", *mac_ssh_options(values), f"{values['MAC_USER']}@{values['MAC_HOST']}", command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+def on_mac(values: dict[str, str], command: str) -> str:
+    """``command`` on the Mac-like Mini as its root, from outside (what a test inspects there); ``~`` is
+    the user's home."""
+    done = subprocess.run(
+        ["docker", "exec", "-w", "/home/me", "-e", "HOME=/home/me", values["MAC_CONTAINER"], "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+# ---------------------------------------------------------------------------
 # the pool (tests/rig/pool.sh): two fake Minis in one swarm, a registry on the first
 
 

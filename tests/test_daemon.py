@@ -278,10 +278,10 @@ def test_notification_and_restart_running(daemon_project):
     assert sorted(lines) == sorted([f"cancelled {first.name}", f"succeeded {second.name}"])
 
 
-def test_a_native_run_is_picked_up_after_a_crash(daemon_project, mini):
+def test_a_native_run_is_picked_up_after_a_crash(daemon_project, mac):
     from test_native_executor import native_toml
 
-    (daemon_project / "mm4.toml").write_text(native_toml(mini) + '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
+    (daemon_project / "mm4.toml").write_text(native_toml(mac) + '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')
     (daemon_project / "requirements.txt").write_text("# nothing beyond papermill\n")
     nb = write_notebook(daemon_project / "notebooks" / "g.ipynb", code("# mm4: remote\nx = 0"))
     start_then_save(

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import code, git, load_record, mm4, on_mini, run_dirs, wait_for, write_notebook
+from conftest import code, git, load_record, mm4, on_mac, on_mini, run_dirs, wait_for, write_notebook
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -103,8 +103,8 @@ def no_canary_here(*places: Path) -> None:
         assert not found, f"a name was executed: {found}"
 
 
-def no_canary_on_mini(mini) -> None:
-    out = on_mini(mini, "find / -xdev -name 'PWNED*' -not -name '*.ipynb' 2>/dev/null | grep -v /results/ || true")
+def no_canary_on_mini(on) -> None:
+    out = on("find / -xdev -name 'PWNED*' -not -name '*.ipynb' 2>/dev/null | grep -v /results/ || true")
     assert out.strip() == "", f"a name was executed on the Mini: {out}"
 
 
@@ -156,20 +156,21 @@ def test_hostile_names_on_the_local_executor_and_the_cli(repo, tmp_path):
     no_canary_here(project, tmp_path)
 
 
-def run_every_name_remotely(project: Path, mini, tmp_path: Path) -> None:
-    on_mini(mini, "rm -f ~/PWNED* /PWNED* /tmp/PWNED*")
+def run_every_name_remotely(project: Path, on, tmp_path: Path) -> None:
+    """Every hostile name run remotely; ``on(command)`` runs a shell command on that machine as its root."""
+    on("rm -f ~/PWNED* /PWNED* /tmp/PWNED*")
     hostile_notebooks(project)
     for name in HOSTILE:
         done = mm4(["run", f"notebooks/{name}.ipynb"], cwd=project, timeout=900)
         assert done.returncode == 0, (name, done.stderr)
     assert_all_came_home(project)
     no_canary_here(project, tmp_path)
-    no_canary_on_mini(mini)
+    no_canary_on_mini(on)
 
 
 @pytest.mark.slow
 def test_hostile_names_on_the_docker_executor(mini_project, mini, tmp_path):
-    run_every_name_remotely(mini_project, mini, tmp_path)
+    run_every_name_remotely(mini_project, lambda command: on_mini(mini, command), tmp_path)
     for d in run_dirs(mini_project):
         assert load_record(d)["executor"]["type"] == "docker"
     left = on_mini(mini, "docker ps -a --format '{{.Names}}' | grep mm4-run- || true")
@@ -177,14 +178,14 @@ def test_hostile_names_on_the_docker_executor(mini_project, mini, tmp_path):
 
 
 @pytest.mark.slow
-def test_hostile_names_on_the_native_executor(tmp_path, mini):
+def test_hostile_names_on_the_native_executor(tmp_path, mac):
     from test_native_executor import native_toml
 
     root = tmp_path / "n proj (2)"  # a project folder with a space too
     (root / "notebooks").mkdir(parents=True)
     (root / "requirements.txt").write_text("# nothing beyond papermill\n")
-    (root / "mm4.toml").write_text(native_toml(mini))
-    run_every_name_remotely(root, mini, tmp_path)
+    (root / "mm4.toml").write_text(native_toml(mac))
+    run_every_name_remotely(root, lambda command: on_mac(mac, command), tmp_path)
     assert {load_record(d)["executor"]["type"] for d in run_dirs(root)} == {"native"}
 
 

@@ -1,4 +1,7 @@
-"""The native executor (type "ssh") against the fake Mini's own Python, over SSH."""
+"""The native executor against a Mac-like Mini over SSH: a fresh Mac's defaults.
+
+User ``me`` (uid 501, not root: modes bind), zsh as the login shell, the stock
+``python3`` 3.9, sshd's minimal PATH, no docker (tests/rig/mac.sh)."""
 
 import json
 import os
@@ -7,14 +10,16 @@ import time
 import psutil
 import pytest
 from conftest import (
+    as_mac_user,
     code,
     first_run,
     load_record,
-    mini_ssh_options,
+    mac_ssh_options,
     mm4,
     mm4_background,
-    on_mini,
+    on_mac,
     run_dirs,
+    wait_for,
     write_notebook,
 )
 
@@ -23,32 +28,44 @@ from mm4watch.names import run_key
 pytestmark = pytest.mark.slow
 
 
-def native_toml(mini, extra=""):
-    options = ", ".join(json.dumps(o) for o in ["-p", mini["MINI_PORT"], *mini_ssh_options(mini)])
+def native_toml(mac, extra=""):
+    options = ", ".join(json.dumps(o) for o in mac_ssh_options(mac))
     return (
         f'[run]\nexecutor = "gpu"\ntimeout = "5m"\n\n[executors.gpu]\ntype = "native"\n'
-        f'host = "{mini["MINI_USER"]}@{mini["MINI_HOST"]}"\npython = "python3"\n'
+        f'host = "{mac["MAC_USER"]}@{mac["MAC_HOST"]}"\npython = "python3"\n'
         f"ssh_options = [{options}]\n{extra}"
     )
 
 
 @pytest.fixture
-def native_project(tmp_path, mini):
+def native_project(tmp_path, mac):
     root = tmp_path / "nproj"
     (root / "notebooks").mkdir(parents=True)
     (root / "requirements.txt").write_text("# nothing beyond papermill\n")
-    (root / "mm4.toml").write_text(native_toml(mini))
+    (root / "mm4.toml").write_text(native_toml(mac))
     (root / "helper.py").write_text("GREETING = 'from the code folder'\n")
     return root
 
 
-def processes_of(mini, run_id):
-    """Processes on the Mini whose environment names the run (the runner and its kernel)."""
-    out = on_mini(mini, f"grep -l 'MM4_RUN_ID={run_id}' /proc/[0-9]*/environ 2>/dev/null || true")
+def processes_of(mac, run_id):
+    """Processes on the Mini whose environment names the run (the runner, its kernel, anything they started)."""
+    out = on_mac(mac, f"grep -l 'MM4_RUN_ID={run_id}' /proc/[0-9]*/environ 2>/dev/null || true")
     return [line for line in out.split() if line]
 
 
-def test_success_failure_and_a_rebuilt_environment(native_project, mini):
+def caffeinated(mac):
+    """caffeinate's calls on the Mini: {pid: (its arguments, whether it let go)}."""
+    held = {}
+    for line in on_mac(mac, "cat /var/log/caffeinate.log").splitlines():
+        word, pid, *args = line.split()
+        if word == "start":
+            held[pid] = (args, False)
+        elif pid in held:
+            held[pid] = (held[pid][0], True)
+    return held
+
+
+def test_success_failure_and_a_rebuilt_environment(native_project, mac):
     write_notebook(
         native_project / "notebooks" / "ok.ipynb",
         code("# mm4: remote\nimport os, sys, pathlib\nsys.path.insert(0, '..')\nimport helper"),
@@ -64,9 +81,15 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mini):
     text = (run_dir / "out.txt").read_text()
     assert text.startswith("4 from the code folder ") and text.endswith(f"/runs/{run_key(run_dir.name)}/code/notebooks")
     ex = record["executor"]
-    assert ex["type"] == "native" and ex["python"].startswith("3.") and ex["platform"] and len(ex["env_hash"]) == 16
+    stock = as_mac_user(mac, "python3 -c 'import platform; print(platform.python_version())'").stdout.strip()
+    assert stock.startswith("3.9.") and ex["python"] == stock  # the Mini's own python3, as a fresh Mac has it
+    assert ex["type"] == "native" and ex["platform"] and len(ex["env_hash"]) == 16
     assert ex["mps"] is None  # torch is not installed there
-    assert run_key(run_dir.name) not in on_mini(mini, "ls ~/mm4watch/nproj/runs").split()  # its folder there is gone
+    assert run_key(run_dir.name) not in on_mac(mac, "ls ~/mm4watch/nproj/runs").split()  # its folder there is gone
+    # the Mini was kept awake while the runner lived, and let go after
+    assert "kept awake while the run lasts" in (run_dir / "run.log").read_text()
+    wait_for(lambda: caffeinated(mac) and all(ended for _, ended in caffeinated(mac).values()), what="caffeinate ends")
+    assert any(args[:2] == ["-i", "-w"] for args, _ in caffeinated(mac).values())
     first_env = ex["env_hash"]
 
     write_notebook(
@@ -88,7 +111,7 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mini):
     assert "building the environment" in (newest / "build.log").read_text()
 
 
-def test_timeout_kills_the_process_tree(native_project, mini):
+def test_timeout_kills_the_process_tree(native_project, mac):
     write_notebook(
         native_project / "notebooks" / "slow.ipynb",
         code(
@@ -102,10 +125,11 @@ def test_timeout_kills_the_process_tree(native_project, mini):
     record = load_record(run_dir)
     assert record["status"] == "timeout" and record["error"]["cell"] == 1
     assert (run_dir / "early.txt").read_text() == "x" and (run_dir / "executed.ipynb").exists()
-    assert processes_of(mini, run_dir.name) == []  # no orphaned kernel on the Mini
+    assert processes_of(mac, run_dir.name) == []  # no orphaned kernel on the Mini
+    wait_for(lambda: all(ended for _, ended in caffeinated(mac).values()), what="caffeinate ends")
 
 
-def test_a_dropped_connection_does_not_stop_the_run(native_project, mini):
+def test_a_dropped_connection_does_not_stop_the_run(native_project, mac):
     write_notebook(
         native_project / "notebooks" / "drop.ipynb",
         code(
@@ -113,7 +137,7 @@ def test_a_dropped_connection_does_not_stop_the_run(native_project, mini):
         ),
     )
     child = mm4_background(["run", "notebooks/drop.ipynb"], native_project)
-    first_run(native_project, lambda d: processes_of(mini, d.name), timeout=600, what="the run on the Mini")
+    first_run(native_project, lambda d: processes_of(mac, d.name), timeout=600, what="the run on the Mini")
     # drop every SSH connection to the Mini from here (the shared master included)
     for proc in psutil.process_iter(["name", "cmdline"]):
         if proc.info["name"] == "ssh" and "-M" in (proc.info["cmdline"] or []):
@@ -124,7 +148,7 @@ def test_a_dropped_connection_does_not_stop_the_run(native_project, mini):
     assert (run_dir / "done.txt").read_text() == "yes"
 
 
-def test_two_runs_at_once_keep_their_own_folders(native_project, mini):
+def test_two_runs_at_once_keep_their_own_folders(native_project, mac):
     for name in ("one", "two"):
         write_notebook(
             native_project / "notebooks" / f"{name}.ipynb",
@@ -158,9 +182,9 @@ def test_doctor_checks_the_native_executor(native_project):
     assert bad.returncode == 1 and "FAIL  python" in bad.stdout and "fix:" in bad.stdout
 
 
-def test_data_is_mirrored_and_read_only(native_project, mini):
-    mirror = f"/srv/mm4-native-data-{os.getpid()}"
-    (native_project / "mm4.toml").write_text(native_toml(mini, extra=f'data = "{mirror}"\nsync_data = true\n'))
+def test_data_is_mirrored_and_read_only(native_project, mac):
+    mirror = f"/home/me/mm4-native-data-{os.getpid()}"
+    (native_project / "mm4.toml").write_text(native_toml(mac, extra=f'data = "{mirror}"\nsync_data = true\n'))
     (native_project / "data").mkdir()
     (native_project / "data" / "t.csv").write_text("a\n1\n")
     write_notebook(
@@ -173,19 +197,19 @@ def test_data_is_mirrored_and_read_only(native_project, mini):
             "(out / 'seen.txt').write_text(text + wrote)"
         ),
     )
-    # the native path has no mount: the mirror is made read-only by its permissions. The fake
-    # Mini's ssh user is root, which permissions do not stop, so the write goes through there;
-    # what must hold is that the mirror is read-only for a normal user and this machine's data intact
+    # the native path has no mount: the mirror is made read-only by its permissions, which bind
+    # for the Mini's user (not root): the write fails as a user would meet it
     done = mm4(["run", "notebooks/d.ipynb"], cwd=native_project, timeout=900)
     assert done.returncode == 0, done.stderr
     (run_dir,) = run_dirs(native_project)
-    assert (run_dir / "seen.txt").read_text() == "a\n1\nyes"
-    assert on_mini(mini, f"stat -c %A {mirror}/t.csv").strip() == "-r--r--r--"
+    assert (run_dir / "seen.txt").read_text() == "a\n1\nPermissionError"
+    assert on_mac(mac, f"stat -c %A {mirror}/t.csv").strip() == "-r--r--r--"
+    assert on_mac(mac, f"cat {mirror}/t.csv") == "a\n1\n"
     assert (native_project / "data" / "t.csv").read_text() == "a\n1\n"
-    on_mini(mini, f"chmod -R u+w {mirror}; rm -rf {mirror}")
+    on_mac(mac, f"chmod -R u+w {mirror}; rm -rf {mirror}")
 
 
-def test_cancel_stops_the_run_and_keeps_what_it_wrote(native_project, mini):
+def test_cancel_stops_the_run_and_keeps_what_it_wrote(native_project, mac):
     write_notebook(
         native_project / "notebooks" / "c.ipynb",
         code(
@@ -206,4 +230,40 @@ def test_cancel_stops_the_run_and_keeps_what_it_wrote(native_project, mini):
     child.communicate(timeout=120)
     assert load_record(run_dir)["status"] == "cancelled"
     assert (run_dir / "first.txt").read_text() == "1"
-    assert processes_of(mini, run_dir.name) == []
+    assert processes_of(mac, run_dir.name) == []
+
+
+def test_remote_commands_run_under_sh_whatever_the_login_shell(mac):
+    from mm4watch import ssh
+
+    target = ssh.Target(f"{mac['MAC_USER']}@{mac['MAC_HOST']}", None, tuple(mac_ssh_options(mac)))
+    # zsh, the Mac's login shell, does not word-split $var: sent as is, this prints 1
+    assert as_mac_user(mac, "echo $SHELL; x='a b c'; set -- $x; echo $#").stdout.split() == ["/bin/zsh", "1"]
+    assert ssh.run(target, "x='a b c'; set -- $x; echo $#").stdout.split() == [b"3"]
+    assert ssh.run(target, "ls -d nothing-here-* 2>/dev/null; echo $?").stdout.split() == [b"2"]  # no zsh 'no matches'
+
+
+def test_mac_droppings_change_no_code_sync_and_come_home_as_no_output(native_project, mac):
+    write_notebook(
+        native_project / "notebooks" / "m.ipynb",
+        code(
+            "# mm4: remote\nimport os, pathlib\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])\n"
+            "(out / 'plot.txt').write_text('p')\n(out / '._plot.txt').write_text('apple double')\n"
+            "(out / 'sub').mkdir()\n(out / 'sub' / '.DS_Store').write_text('finder')"
+        ),
+    )
+    assert mm4(["run", "notebooks/m.ipynb"], cwd=native_project, timeout=900).returncode == 0
+    # Finder opens the project and its notebooks folder
+    for folder in (native_project, native_project / "notebooks"):
+        (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+        (folder / "._helper.py").write_bytes(b"\0\5\26\7")
+    done = mm4(["run", "notebooks/m.ipynb"], cwd=native_project, timeout=900)
+    assert done.returncode == 0, done.stderr
+    code_dir = on_mac(mac, "find ~/mm4watch/nproj/code -name '.DS_Store' -o -name '._*'")
+    assert code_dir.strip() == ""  # never synced
+    first, second = run_dirs(native_project)
+    for run_dir in (first, second):
+        outputs = [o["path"] for o in load_record(run_dir)["outputs"]]
+        assert outputs == ["plot.txt"] and not (run_dir / "._plot.txt").exists()
+        assert not (run_dir / "sub" / ".DS_Store").exists()
+    assert "reused" in (second / "build.log").read_text()

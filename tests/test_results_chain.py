@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import code, load_record, mm4, on_mini, run_dirs, write_notebook
+from conftest import code, container_project, load_record, mini_toml, mm4, on_mac, on_mini, run_dirs, write_notebook
 
 from mm4watch import mirror
 
@@ -42,22 +42,31 @@ def seen(run_dir):
     return json.loads((run_dir / "seen.json").read_text())
 
 
-def native_project(tmp_path, mini):
+def native_project(tmp_path, mac):
     from test_native_executor import native_toml
 
     root = tmp_path / "nproj"
     (root / "notebooks").mkdir(parents=True)
     (root / "requirements.txt").write_text("# nothing beyond papermill\n")
-    (root / "mm4.toml").write_text(native_toml(mini))
+    (root / "mm4.toml").write_text(native_toml(mac))
     return root
 
 
 @pytest.fixture(params=["docker", "native"])
-def remote_project(request, mini_project, tmp_path, mini):
-    return (mini_project if request.param == "docker" else native_project(tmp_path, mini)), request.param
+def remote_project(request, tmp_path, mini):
+    if request.param == "docker":
+        return container_project(tmp_path, mini_toml(mini)), "docker"
+    return native_project(tmp_path, request.getfixturevalue("mac")), "native"
 
 
-def test_a_chain_in_one_call_sees_what_came_before(remote_project, mini):
+def on_far_side(kind, request, command):
+    """A shell command on the machine that ran the project's runs, as its root."""
+    if kind == "docker":
+        return on_mini(request.getfixturevalue("mini"), command)
+    return on_mac(request.getfixturevalue("mac"), command)
+
+
+def test_a_chain_in_one_call_sees_what_came_before(remote_project):
     project, kind = remote_project
     chain(project)
     done = mm4(["run", "notebooks/A_make.ipynb", "notebooks/B_load.ipynb"], cwd=project, timeout=900)
@@ -65,8 +74,8 @@ def test_a_chain_in_one_call_sees_what_came_before(remote_project, mini):
     a, b = newest(project, "A_make"), newest(project, "B_load")
     got = seen(b)
     assert got["helper"] == got["glob"] == "a,b\n1,1\n"
-    if kind == "docker":
-        assert got["wrote"] == "OSError"  # the mount is read-only (EROFS), even for root
+    # the docker mount is read-only (EROFS), even for root; the native mirror's modes bind for the Mini's user
+    assert got["wrote"] == ("OSError" if kind == "docker" else "PermissionError")
     assert (a / "table.csv").read_text() == "a,b\n1,1\n"  # the original, intact
     record = load_record(b)
     assert record["inputs"]["mode"] == "all" and record["inputs"]["newest"] == a.name
@@ -82,7 +91,7 @@ def test_a_chain_in_one_call_sees_what_came_before(remote_project, mini):
     assert seen(newest(project, "B_load"))["helper"] == "a,b\n1,2\n"
 
 
-def test_needs_sends_only_what_is_named(remote_project, mini):
+def test_needs_sends_only_what_is_named(remote_project, request):
     project, kind = remote_project
     chain(project, options=" needs=A_make")
     write_notebook(project / "notebooks" / "C_other.ipynb", code("# mm4: remote\nx = 1"))
@@ -107,11 +116,11 @@ def test_needs_sends_only_what_is_named(remote_project, mini):
 
     cfg = config.load(project)
     base = "mm4watch" if kind == "docker" else "~/mm4watch"
-    on_disk = on_mini(mini, f"ls -1 {mirror.remote_dir(cfg, base)}").split()
+    on_disk = on_far_side(kind, request, f"ls -1 {mirror.remote_dir(cfg, base)}").split()
     assert on_disk == [newest(project, "A_make").name]  # not C, not B's own
-    if kind == "native":  # made read-only by permissions (root, as the rig's user, ignores them)
-        mode = on_mini(mini, f"stat -c %A {mirror.remote_dir(cfg, base)}/{on_disk[0]}/table.csv").strip()
-        assert "w" not in mode
+    if kind == "native":  # made read-only by permissions
+        mode = on_far_side(kind, request, f"stat -c %A {mirror.remote_dir(cfg, base)}/{on_disk[0]}/table.csv")
+        assert "w" not in mode.strip()
 
 
 def test_latest_run_says_what_to_do_when_nothing_is_visible(mini_project):

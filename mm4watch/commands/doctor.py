@@ -13,9 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import buildctx, config, ssh
+from .. import awake, buildctx, config, ssh
 from ..config import Config, DockerConfig, NativeConfig, SwarmConfig
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
+from ..executors.base import FAR_SIDE_PYTHON
 from ..names import join, quote
 
 MIN_FREE_GB = 10
@@ -89,22 +90,27 @@ def _native(report: Report, exec_cfg: NativeConfig) -> None:
     if not _ssh(report, target):
         return
 
+    lowest = ".".join(map(str, FAR_SIDE_PYTHON))
+    newer = (
+        f'a newer Python on that machine, and python = "/absolute/path" under [executors.{exec_cfg.name}] '
+        "(ssh's PATH there is /usr/bin:/bin:/usr/sbin:/sbin): Homebrew's `brew install python@3.12` gives "
+        "/opt/homebrew/bin/python3.12, `uv python install 3.12` one under ~/.local/share/uv/python"
+    )
+
     def interpreter() -> str:
-        return (
-            ssh.run(
-                target,
-                join([python, "-c", "import sys, platform; print(sys.version.split()[0], platform.platform())"]),
-                timeout=30,
-            )
-            .stdout.decode()
-            .strip()
-        )
+        probe = "import sys, platform; print(sys.version_info[0], sys.version_info[1], sys.version.split()[0], sys.executable, platform.platform())"
+        out = ssh.run(target, join([python, "-c", probe]), timeout=30).stdout.decode().split()
+        if len(out) < 5:
+            raise Mm4Error(f"{python} gave no version: {' '.join(out)!r}")
+        if (int(out[0]), int(out[1])) < FAR_SIDE_PYTHON:
+            raise Mm4Error(f"{python} is Python {out[2]} ({out[3]}); runs need {lowest} or newer")
+        return f"{out[2]} ({out[3]}, {out[4]}): runs use it"
 
     if not report.check(
         "python",
         interpreter,
-        f'install {python} on that machine, or set python = "/path/to/python3" '
-        f"under [executors.{exec_cfg.name}] (non-interactive ssh on macOS may not see Homebrew's PATH)",
+        f"{newer}. Not found at all on a fresh Mac: /usr/bin/python3 needs the Command Line Tools "
+        "(`xcode-select --install`), or use one of those",
     ):
         return
 
@@ -112,7 +118,12 @@ def _native(report: Report, exec_cfg: NativeConfig) -> None:
         ssh.run(target, f"d=$(mktemp -d) && {quote(python)} -m venv --without-pip $d/v && rm -rf $d", timeout=60)
         return "can create virtual environments"
 
-    report.check("venv", venv, f"{python} lacks the venv module (Debian: apt install python3-venv)")
+    report.check("venv", venv, f"{python} lacks the venv module: {newer} (Debian: apt install python3-venv)")
+    held = ssh.run(target, f"test -x {awake.CAFFEINATE} && echo yes || true", timeout=30).stdout.decode().strip()
+    if held == "yes":
+        report.ok("awake", f"{awake.CAFFEINATE} holds off idle sleep while a run is there")
+    else:
+        report.warn("awake", f"no {awake.CAFFEINATE} there (not a Mac?): nothing keeps it from sleeping mid-run")
     workdir = quote(exec_cfg.workdir or "mm4watch")
     out = ssh.run(target, f"mkdir -p {workdir} && df -Pk {workdir} | tail -1", timeout=30).stdout.decode().split()
     free_gb = int(out[3]) / 2**20 if len(out) > 3 else 0.0

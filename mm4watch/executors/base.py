@@ -25,28 +25,37 @@ import time
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from ..config import ENV_RUN_ID, Config, ExecutorConfig
+from ..config import Config, ExecutorConfig
 from ..durations import format_duration
+from ..runenv import ENV_PROJECT_DIR, ENV_RESULTS_DIR, ENV_RUN_ID
 from . import Job, Outcome
 
 RESULT_DIR = ".mm4"  # in the run's output folder: executed.ipynb and result.json, so one fetch brings all
 STOP_GRACE_S = 10.0  # TERM first: papermill saves what ran; KILL after this
-RUNNER = "mm4watch.executors.runner"  # the module that runs papermill, on whichever machine runs the notebook
+RUNNER = "mm4watch.runner"  # the module that runs papermill, on whichever machine runs the notebook
+# What runs on the far side (the Mini, a container): the runner and the helpers a notebook imports
+# there. Only these files are shipped, and they keep to Python 3.9 and the standard library (a fresh
+# Mac's /usr/bin/python3 is 3.9); tests/test_far_side.py holds them to it.
+FAR_SIDE = (
+    "__init__.py", "runner.py", "runenv.py", "helpers.py", "errors.py", "records.py", "store.py", "metrics.py",
+    "fsutil.py",
+)  # fmt: skip
+FAR_SIDE_PYTHON = (3, 9)
 POLL_MAX_S = 30.0
 
 H = TypeVar("H")
 
 
 def runner_files() -> tuple[Path, list[Path]]:
-    """mm4watch's own package folder and its Python files: what the far side needs to run the runner."""
+    """mm4watch's own package folder and the files of it the far side needs (``FAR_SIDE``)."""
     import mm4watch
 
     package = Path(mm4watch.__file__).parent
-    return package, sorted(package.rglob("*.py"))
+    return package, [package / name for name in FAR_SIDE]
 
 
 def runner_digest() -> str:
-    """One digest of the runner code, the same wherever it is asked for."""
+    """One digest of the far side's code (what warm containers and the Mini's copy are keyed on)."""
     package, files = runner_files()
     digest = hashlib.sha256()
     for path in files:
@@ -54,8 +63,9 @@ def runner_digest() -> str:
     return digest.hexdigest()
 
 
-def job_spec(job: Job, *, notebook: str, output_dir: str, cwd: str) -> dict[str, Any]:
-    """What the runner reads: where the notebook is, where its output and result go."""
+def job_spec(job: Job, *, notebook: str, output_dir: str, cwd: str, project: str, results: str) -> dict[str, Any]:
+    """What the runner reads: where the notebook is, where its output and result go, and what the run
+    is told (``runenv``): the project's root and its earlier results as the run sees them."""
     return {
         "input": notebook,
         "output": f"{output_dir}/{RESULT_DIR}/executed.ipynb",
@@ -63,7 +73,7 @@ def job_spec(job: Job, *, notebook: str, output_dir: str, cwd: str) -> dict[str,
         "parameters": job.parameters,
         "cwd": cwd,
         "kernel": job.kernel,
-        "env": {ENV_RUN_ID: job.run_id},
+        "env": {ENV_RUN_ID: job.run_id, ENV_PROJECT_DIR: project, ENV_RESULTS_DIR: results},
     }
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .. import buildctx, ssh
+from .. import awake, buildctx, proc, ssh
 from ..config import ENV_OUTPUT_DIR, DockerConfig
 from ..docker_engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Container, Engine, Image
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
@@ -51,6 +51,7 @@ class _Run:
     log: IO[bytes] | None = None
     pump: threading.Thread | None = None
     then: threading.Thread | None = None  # prepares the next warm container beside this run
+    awake: str | None = None  # the Mini is kept awake for the run: caffeinate's pid file there
 
 
 class EngineExecutor(Executor[H]):
@@ -162,7 +163,7 @@ class DockerExecutor(EngineExecutor[_Run]):
         info["container"] = container.short_id
         run = _Run(engine, container, warm=bool(info["warm"]))
         try:
-            container.put_archive("/", _job_tar(job, workdir))
+            container.put_archive("/", _job_tar(job, root, workdir, self.config.project.results))
         except BaseException:
             self.release(run)
             raise
@@ -172,8 +173,31 @@ class DockerExecutor(EngineExecutor[_Run]):
             )
         return run
 
+    def _ssh_target(self) -> ssh.Target | None:
+        """The engine's machine over ssh, when it is reached that way."""
+        if self.cfg.host and self.cfg.host.startswith("ssh://"):
+            return ssh.shared(ssh.Target.parse(self.cfg.host, self.cfg.ssh_options))
+        return None
+
+    def _keep_awake(self, handle: _Run, job: Job) -> None:
+        """The container runs in Docker's VM, no process of the Mini's own to follow: the assertion is
+        held for the run's timeout at most, and let go when the run ends."""
+        target = self._ssh_target()
+        if target is None:
+            return
+        pid_file = f"{self.cfg.workdir or 'mm4watch'}/.awake/{job.key}"
+        try:
+            said = ssh.run(target, awake.for_seconds(job.timeout_s, pid_file), timeout=30).stdout.decode()
+        except (ssh.Unreachable, proc.CommandFailed) as exc:
+            _log(job, f"could not keep {target.label} awake: {exc}")
+            return
+        if awake.HELD in said.split():
+            handle.awake = pid_file
+            _log(job, f"{target.label} is kept awake while the run lasts (caffeinate -i)")
+
     def start(self, handle: _Run, job: Job) -> None:
         handle.log = open(job.log_path, "ab")  # noqa: SIM115 (closed in release)
+        self._keep_awake(handle, job)
         if not handle.warm:  # a warm container runs already: its job's `go` file starts it
             handle.container.start()
         handle.pump = handle.engine.follow_logs(handle.container, handle.log, since=handle.since)
@@ -201,6 +225,12 @@ class DockerExecutor(EngineExecutor[_Run]):
                 pass  # the engine went away; gc finds it by its labels later
             if handle.then is not None and handle.then.is_alive():
                 handle.then.join(timeout=60)
+            target = self._ssh_target() if handle.awake else None
+            if target is not None and handle.awake:
+                try:
+                    ssh.run(target, awake.let_go(handle.awake), timeout=30)
+                except (ssh.Unreachable, proc.CommandFailed):
+                    pass  # the Mini went away; caffeinate ends at the run's timeout anyway
         finally:
             handle.engine.close()
 
@@ -378,9 +408,11 @@ def _lib_tar() -> _Tar:
     return _Tar(_tar(add), runner_digest())
 
 
-def _job_tar(job: Job, workdir: str) -> bytes:
+def _job_tar(job: Job, root: str, workdir: str, results: str) -> bytes:
     """The run spec and the notebook; ``go`` comes last, so a warm container sees a whole job."""
-    spec = job_spec(job, notebook=f"{JOB}/input.ipynb", output_dir=OUTPUT, cwd=workdir)
+    spec = job_spec(
+        job, notebook=f"{JOB}/input.ipynb", output_dir=OUTPUT, cwd=workdir, project=root, results=f"{root}/{results}"
+    )
 
     def add(tar: tarfile.TarFile) -> None:
         # the run's folder exists even when the Dockerfile copies no code (it installs only

@@ -47,7 +47,14 @@ class LocalExecutor(Executor[_Child]):
     def prepare(self, job: Job, info: dict[str, Any]) -> _Child | Outcome:
         control = Path(tempfile.mkdtemp(prefix="mm4-run-"))
         (job.run_dir / RESULT_DIR).mkdir(exist_ok=True)
-        spec = job_spec(job, notebook=str(job.input_path), output_dir=str(job.run_dir), cwd=str(job.cwd))
+        spec = job_spec(
+            job,
+            notebook=str(job.input_path),
+            output_dir=str(job.run_dir),
+            cwd=str(job.cwd),
+            project=str(self.config.root),
+            results=str(self.config.results_dir),
+        )
         (control / "spec.json").write_text(json.dumps(spec))
         return _Child(control)
 

@@ -26,12 +26,13 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .. import ssh
+from .. import awake, ssh
 from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, NativeConfig, _slug
+from ..fsutil import dropping_excludes
 from ..names import join, quote
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job
-from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, job_spec, runner_digest, runner_files
+from .base import FAR_SIDE, RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, job_spec, runner_digest, runner_files
 
 POLL_S = 1.0
 ALWAYS_EXCLUDED = (".git/", ".mm4/", "__pycache__/", ".ipynb_checkpoints/", "*.ipynb", ".venv/", "venv/")
@@ -95,18 +96,18 @@ class NativeExecutor(Executor[_Remote]):
             )
         home, version = facts[0].strip(), facts[1].strip()
         base = f"{home}/{self.base}"
-        excludes = [f"--exclude={pattern}" for pattern in ALWAYS_EXCLUDED]
+        excludes = [f"--exclude={pattern}" for pattern in ALWAYS_EXCLUDED] + dropping_excludes()
         excludes += [f"--exclude=/{self.config.project.results}/", f"--exclude=/{self.config.project.data}/"]
         if (self.config.root / ".dockerignore").exists():
             excludes.append(f"--exclude-from={self.config.root / '.dockerignore'}")
         ssh.rsync_to(target, self.config.root, f"{base}/code", extra=excludes, mkdir=False)
-        if facts[2:3] != [digest]:  # mm4watch's runner changed (or is not there yet)
+        if facts[2:3] != [digest]:  # mm4watch's far side changed (or is not there yet)
             ssh.rsync_to(
                 target,
                 lib,
                 f"{base}/lib/mm4watch",
                 mkdir=False,
-                extra=["--exclude=__pycache__/", "--include=*/", "--include=*.py", "--exclude=*"],
+                extra=[*(f"--include=/{name}" for name in FAR_SIDE), "--exclude=*", "--delete-excluded"],
             )
             self._sh(f"echo {digest} > {quote(base + '/lib/.digest')}")
         return {"home": home, "base": base, "env": self._environment(base, version, job)}
@@ -164,11 +165,17 @@ class NativeExecutor(Executor[_Remote]):
 
             remote = mirror.remote_dir(self.config, f"{prepared['home']}/{self.cfg.workdir or 'mm4watch'}")
             pushed = mirror.push(ssh.shared(self.target), self.config.results_dir, remote, job.inputs)
-            with open(job.log_path, "a", encoding="utf-8") as fh:
-                fh.write(f"mm4watch: {pushed.line(len(job.inputs))}\n")
+            _note(job, pushed.line(len(job.inputs)))
             # earlier runs where the notebook looks for them (../results), read-only
             links += " && " + join(["ln", "-s", pushed.remote_dir, f"{run}/code/{self.config.project.results}"])
-        spec = job_spec(job, notebook=f"{run}/job/input.ipynb", output_dir=f"{run}/output", cwd=cwd)
+        spec = job_spec(
+            job,
+            notebook=f"{run}/job/input.ipynb",
+            output_dir=f"{run}/output",
+            cwd=cwd,
+            project=f"{run}/code",
+            results=f"{run}/code/{self.config.project.results}",
+        )
         job_tar = io.BytesIO()
         with tarfile.open(fileobj=job_tar, mode="w:gz") as tar:
             for name, content in (
@@ -195,11 +202,14 @@ class NativeExecutor(Executor[_Remote]):
         # one round trip: the run's own folder (a copy of the code), the job, and the start;
         # only the runner goes to the background, with every descriptor away from the ssh
         # session: ssh returns at once, and the run outlives the connection
-        self._sh(
+        # and the Mini kept awake while the runner lives (caffeinate lets go by itself when it ends)
+        said = self._sh(
             f"{handle.setup}{{ {join(handle.runner)} > {quote(run + '/run.log')} 2>&1 < /dev/null & "
-            f"echo $! > {quote(run + '/pid')}; }}",
+            f"echo $! > {quote(run + '/pid')}; }}; {awake.while_pid('$(cat ' + quote(run + '/pid') + ')')}",
             input=handle.job_tar,
         )
+        if awake.HELD in said.split():
+            _note(job, f"{self.target.label} is kept awake while the run lasts (caffeinate -i)")
         handle.log = open(job.log_path, "ab")  # noqa: SIM115 (closed in release)
 
     def find(self, job: Job, info: dict[str, Any]) -> _Remote | None:
@@ -248,7 +258,8 @@ class NativeExecutor(Executor[_Remote]):
     def fetch(self, handle: _Remote, job: Job) -> None:
         ssh.fetch_tar(
             ssh.shared(self.target),
-            join(["tar", "-C", f"{handle.run}/output", "-czf", "-", "."]),
+            # Apple's tar adds ._name entries for extended attributes unless told not to
+            "COPYFILE_DISABLE=1 " + join(["tar", "-C", f"{handle.run}/output", "-czf", "-", "."]),
             job.run_dir,
             skip=RESERVED_NAMES,
         )
@@ -260,3 +271,8 @@ class NativeExecutor(Executor[_Remote]):
             self._sh(join(["rm", "-rf", handle.run]))
         except ssh.Unreachable:
             pass  # the Mini went away: its run folder stays until it is back (and is small)
+
+
+def _note(job: Job, line: str) -> None:
+    with open(job.log_path, "a", encoding="utf-8") as fh:
+        fh.write(f"mm4watch: {line}\n")

@@ -185,7 +185,9 @@ class SwarmExecutor(EngineExecutor[_Task]):
         handle.log = open(job.log_path, "ab")  # noqa: SIM115 (closed in release)
         if handle.since is None:  # a new run: its runner and job go in; `go` (last) starts it
             handle.container.put_archive("/", _lib_tar().data)
-            handle.container.put_archive("/", _job_tar(job, self._workdir(job)))
+            handle.container.put_archive(
+                "/", _job_tar(job, self._root, self._workdir(job), self.config.project.results)
+            )
         handle.pump = handle.engine.follow_logs(handle.container, handle.log, since=handle.since)
 
     def _workdir(self, job: Job) -> str:

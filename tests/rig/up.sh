@@ -84,6 +84,10 @@ if ! "${SSH[@]}" docker image inspect python:3.11-slim >/dev/null 2>&1; then
   "$DOCKER" save python:3.11-slim | "${SSH[@]}" docker load >/dev/null
 fi
 
+# macOS's caffeinate, as a recorder (tests/rig/caffeinate): a run on the Mini holds an idle-sleep assertion
+"$DOCKER" cp "$(dirname "$0")/caffeinate" "$NAME:/usr/bin/caffeinate"
+"$DOCKER" exec "$NAME" sh -c 'touch /var/log/caffeinate.log && chmod 666 /var/log/caffeinate.log'
+
 # a gigabit link: shape both directions of the veth pair
 pid=$("$DOCKER" inspect -f '{{.State.Pid}}' "$NAME")
 nsenter -t "$pid" -n tc qdisc replace dev eth0 root tbf rate 1gbit burst 256kb latency 5ms
@@ -101,6 +105,9 @@ MINI_CONTAINER=$NAME
 MINI_PID=$pid
 ENV
 log "ready: ssh -i $RIG/id_ed25519 -p $PORT root@127.0.0.1"
+
+# a Mac-like Mini (non-root, zsh, python3 3.9, no docker) for the native executor
+bash "$(dirname "$0")/mac.sh"
 
 # a pool of two more fake Minis in one swarm, with a registry (the Swarm executor's tests)
 bash "$(dirname "$0")/pool.sh"
