@@ -132,11 +132,24 @@ def as_mac_user(values: dict[str, str], command: str) -> subprocess.CompletedPro
     return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 
 
-def on_mac(values: dict[str, str], command: str) -> str:
-    """``command`` on the Mac-like Mini as its root, from outside (what a test inspects there); ``~`` is
-    the user's home."""
+def on_mac(values: dict[str, str], command: str, user: str = "root") -> str:
+    """``command`` on the Mac-like Mini, from outside (what a test inspects there), as its root or as
+    ``user`` (root there may not read another user's /proc/PID/environ); ``~`` is the user's home."""
     done = subprocess.run(
-        ["docker", "exec", "-w", "/home/me", "-e", "HOME=/home/me", values["MAC_CONTAINER"], "sh", "-c", command],
+        [
+            "docker",
+            "exec",
+            "-u",
+            user,
+            "-w",
+            "/home/me",
+            "-e",
+            "HOME=/home/me",
+            values["MAC_CONTAINER"],
+            "sh",
+            "-c",
+            command,
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -49,7 +49,7 @@ def native_project(tmp_path, mac):
 
 def processes_of(mac, run_id):
     """Processes on the Mini whose environment names the run (the runner, its kernel, anything they started)."""
-    out = on_mac(mac, f"grep -l 'MM4_RUN_ID={run_id}' /proc/[0-9]*/environ 2>/dev/null || true")
+    out = on_mac(mac, f"grep -l 'MM4_RUN_ID={run_id}' /proc/[0-9]*/environ 2>/dev/null || true", user="me")
     return [line for line in out.split() if line]
 
 
