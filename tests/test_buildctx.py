@@ -94,3 +94,17 @@ def test_folders_of_notebooks_exist_in_the_context(proj):
     with tarfile.open(fileobj=io.BytesIO(buildctx.make(config.load(proj)).data)) as tar:
         dirs = {m.name for m in tar.getmembers() if m.isdir()}
     assert {"notebooks", "reports", "src"} <= dirs and not {"data", "results", ".git"} & dirs
+
+
+def test_mac_droppings_change_no_context(proj):
+    cfg = config.load(proj)
+    before = buildctx.make(cfg)
+    for folder in (proj, proj / "notebooks", proj / "src"):
+        (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+        (folder / "._lib.py").write_bytes(b"\0\5\26\7")
+        (folder / ".localized").write_bytes(b"")
+    (proj / "Icon\r").write_bytes(b"")
+    after = buildctx.make(cfg)
+    assert after.digest == before.digest and names(after) == names(before)
+    (proj / "src" / "new.py").write_text("x = 1\n")  # a real file still counts
+    assert buildctx.make(cfg).digest != before.digest

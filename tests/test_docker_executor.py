@@ -43,6 +43,7 @@ def test_run_on_the_mini_brings_everything_home(mini_project, mini):
             "(out / 'facts.json').write_text(json.dumps(facts))\n"
             "(out / 'nested').mkdir()\n(out / 'nested' / 'big.bin').write_bytes(os.urandom(3_000_000))\n"
             "(out / 'run.json').write_text('a notebook cannot overwrite the record')\n"
+            "(out / '._facts.json').write_text('apple double')\n(out / 'nested' / '.DS_Store').write_text('finder')\n"
             "print('hello from the mini')"
         ),
     )
@@ -74,9 +75,18 @@ def test_run_on_the_mini_brings_everything_home(mini_project, mini):
     assert "hello from the mini" in (run_dir / "run.log").read_text()
     assert (run_dir / "build.log").exists()
     assert containers_of(mini, record["id"]) == []  # removed afterwards
+    # the Mini was kept awake for the run (caffeinate -i, bounded by the run's timeout), and let go after
+    assert "kept awake while the run lasts" in (run_dir / "run.log").read_text()
+    calls = on_mini(mini, "cat /var/log/caffeinate.log").splitlines()
+    (held,) = [line.split()[1] for line in calls if line.startswith("start ") and " -i -t " in line][-1:]
+    wait_for(lambda: f"end {held}" in on_mini(mini, "cat /var/log/caffeinate.log"), what="caffeinate let go")
 
-    # editing only the notebook reuses the image: no build
+    # editing only the notebook reuses the image: no build; nor does Finder opening the project's folders
     write_notebook(mini_project / "notebooks" / "remote.ipynb", code("# mm4: remote\nprint('second')"))
+    for folder in (mini_project, mini_project / "notebooks"):
+        (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+        (folder / "._helper.txt").write_bytes(b"\0\5\26\7")
+    (mini_project / "Icon\r").write_bytes(b"")
     done = mm4(["run", "notebooks/remote.ipynb"], cwd=mini_project)
     assert done.returncode == 0, done.stderr
     second = load_record(run_dirs(mini_project)[-1])
