@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("service", help=COMMANDS["service"], description=COMMANDS["service"] + ".")
     p.add_argument("action", choices=["install", "uninstall", "show"])
+    p.add_argument(
+        "--for", dest="system", choices=["macos", "linux"], help="the unit for that system (default: this one's)"
+    )
 
     sub.add_parser("install-hooks", help=COMMANDS["install-hooks"], description=COMMANDS["install-hooks"] + ".")
     sub.add_parser("uninstall-hooks", help=COMMANDS["uninstall-hooks"], description=COMMANDS["uninstall-hooks"] + ".")

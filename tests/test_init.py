@@ -69,3 +69,36 @@ def test_service_unit_for_this_machine(tmp_path):
     if platform.system() == "Linux":
         assert unit.parent.name == "user" and f"WorkingDirectory={tmp_path.resolve()}" in unit.read_text()
     assert mm4(["service", "uninstall"], cwd=tmp_path).returncode == 0 and not unit.exists()
+
+
+def test_launchd_agent_for_a_mac(tmp_path):
+    """The agent `service install` writes on a Mac, read back as launchd reads it (plistlib)."""
+    import os
+    import plistlib
+    import re
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "mm4.toml").write_text("[run]\n")
+    env = {"PATH": "/opt/homebrew/bin:/usr/local/bin:" + os.environ["PATH"]}
+    shown = mm4(["service", "show", "--for", "macos"], cwd=tmp_path, env=env)
+    assert shown.returncode == 0, shown.stderr
+    agent = plistlib.loads(shown.stdout.encode())
+    root = tmp_path.resolve()
+    label = agent["Label"]
+    assert re.fullmatch(r"com\.mm4watch\.[a-z0-9_.-]+-[0-9a-f]{8}", label), label
+    assert agent["ProgramArguments"] == [sys.executable, "-m", "mm4watch", "start", "--foreground"]
+    assert agent["WorkingDirectory"] == str(root)
+    assert agent["RunAtLoad"] is True and agent["KeepAlive"] == {"SuccessfulExit": False}
+    assert agent["ProcessType"] == "Interactive"  # not throttled as a background job
+    assert agent["EnvironmentVariables"] == {"PATH": env["PATH"]}  # the installing shell's: Homebrew's tools
+    assert agent["StandardOutPath"] == agent["StandardErrorPath"] == str(root / ".mm4" / "launchd.log")
+    assert not agent["StandardErrorPath"].endswith("daemon.log")  # the daemon rotates that one itself
+
+    done = mm4(["service", "install", "--for", "macos"], cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    plist = Path.home() / "Library" / "LaunchAgents" / f"{label}.plist"
+    assert plistlib.loads(plist.read_bytes()) == agent
+    assert f"launchctl bootstrap gui/{os.getuid()} {plist}" in done.stdout  # not the deprecated load
+    gone = mm4(["service", "uninstall", "--for", "macos"], cwd=tmp_path, env=env)
+    assert gone.returncode == 0 and not plist.exists()
