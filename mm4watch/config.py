@@ -478,7 +478,7 @@ def _registry(value: Any) -> str:
 
 def _node_map(value: Any) -> Mapping[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) and v.startswith("ssh://") for v in value.values()):
-        raise ValueError('must map node hostnames to ssh addresses: { "mini2" = "ssh://me@10.0.0.12" }')
+        raise ValueError('must map node IDs or hostnames to ssh addresses: { "mini2" = "ssh://me@10.0.0.12" }')
     return MappingProxyType(dict(value))
 
 

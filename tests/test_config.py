@@ -209,3 +209,25 @@ def test_which_nodes_can_run_an_image():
     assert _arch_line("x86_64", [node("mini1", "aarch64")]).startswith(
         "the image is built for x86_64 (the manager's architecture): runs go to none"
     )
+
+
+def test_nodes_that_are_a_macs_docker_vm_are_named():
+    """Docker Desktop, OrbStack and colima nodes (canned `docker node inspect` descriptions)."""
+    from mm4watch.config import SwarmConfig
+    from mm4watch.executors.swarm import node_host, vm_node
+
+    def node(node_id: str, name: str, addr: str) -> dict:
+        return {"ID": node_id, "Description": {"Hostname": name}, "Status": {"Addr": addr}}
+
+    linux = [node("a1", "mini1", "10.0.0.11"), node("b2", "mini2", "10.0.0.12")]
+    assert [vm_node(n, linux) for n in linux] == [None, None]
+    desktop = [node("c3", "docker-desktop", "192.168.65.3"), node("d4", "docker-desktop", "192.168.65.3")]
+    assert "'docker-desktop' is the one every docker-desktop VM has" in str(vm_node(desktop[0], desktop))
+    assert "198.19.0.0/16" in str(vm_node(node("e5", "mac-builder", "198.19.249.2"), []))  # OrbStack
+    assert "192.168.5.0/24" in str(vm_node(node("f6", "lima-box", "192.168.5.15"), []))  # colima
+    twins = [node("g7", "box", "10.0.0.21"), node("h8", "box", "10.0.0.22")]
+    assert "another node has the hostname 'box'" in str(vm_node(twins[0], twins))
+    # a node is reached by its ID first (hostnames repeat), then its hostname, then its address
+    cfg = SwarmConfig(name="pool", type="swarm", nodes={"h8": "ssh://me@second", "box": "ssh://me@first"})
+    assert [node_host(cfg, n) for n in twins] == ["ssh://me@first", "ssh://me@second"]
+    assert node_host(cfg, linux[0]) == "ssh://10.0.0.11"

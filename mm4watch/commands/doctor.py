@@ -20,6 +20,10 @@ from ..executors.base import FAR_SIDE_PYTHON
 from ..names import join, quote
 
 MIN_FREE_GB = 10
+INSECURE_WHERE = (
+    "Docker Desktop: Settings > Docker Engine; OrbStack: Settings > Docker; colima: `colima start --edit`; "
+    "Linux: /etc/docker/daemon.json"
+)
 
 
 @dataclass
@@ -218,7 +222,7 @@ def _docker(report: Report, cfg: Config, exec_cfg: DockerConfig) -> None:
 def _swarm(report: Report, cfg: Config, exec_cfg: SwarmConfig) -> None:
     """The manager, each node (state, availability, arch, cpus, memory), the registry and results from each."""
     from ..docker_engine import Engine
-    from ..executors.swarm import node_engine, node_target
+    from ..executors.swarm import node_engine, node_target, vm_node
 
     manager_target = ssh.Target.parse(exec_cfg.host or "", exec_cfg.ssh_options)
     if not _ssh(report, manager_target):
@@ -257,7 +261,7 @@ def _swarm(report: Report, cfg: Config, exec_cfg: SwarmConfig) -> None:
                 "registry",
                 f"the manager cannot push to {registry}: {exc}",
                 f'start a registry at {registry} (README: "A pool of machines"), and list it under '
-                '"insecure-registries" in /etc/docker/daemon.json on every node when it has no TLS',
+                f'"insecure-registries" of every node\'s engine when it has no TLS ({INSECURE_WHERE})',
             )
         ready = 0
         for node in nodes:
@@ -271,6 +275,19 @@ def _swarm(report: Report, cfg: Config, exec_cfg: SwarmConfig) -> None:
                 f"{res.get('NanoCPUs', 0) / 1e9:g} cpus, {res.get('MemoryBytes', 0) / 2**30:.1f} GiB, "
                 f"engine {desc.get('Engine', {}).get('EngineVersion')}, at {node.get('Status', {}).get('Addr')}"
             )
+            vm = vm_node(node, nodes)
+            if vm:
+                what = f"node {name} ({str(node.get('ID'))[:12]})"
+                why = f"{facts}: looks like a Mac's Docker VM ({vm})"
+                fix = (
+                    "Docker Desktop, OrbStack and colima cannot join one swarm across Macs (their engines "
+                    "run in VMs whose swarm ports no other machine reaches): pool Linux machines, or VMs "
+                    "bridged onto the LAN; GPU notebooks on several Minis need native runs instead"
+                )
+                if len(nodes) > 1:
+                    report.fail(what, why, fix)
+                    continue
+                report.warn(what, f"{why}; a swarm of this one machine works. {fix}")
             if state != "ready" or availability != "active":
                 report.fail(
                     f"node {name}",
@@ -300,8 +317,8 @@ def _swarm(report: Report, cfg: Config, exec_cfg: SwarmConfig) -> None:
                     report.fail(
                         f"registry from {name}",
                         str(exc)[-300:],
-                        f'add {{"insecure-registries": ["{registry}"]}} to /etc/docker/daemon.json on {name} '
-                        "and restart Docker there (or give the registry TLS)",
+                        f'add {{"insecure-registries": ["{registry}"]}} to the engine\'s settings on {name} '
+                        f"and restart Docker there, or give the registry TLS ({INSECURE_WHERE})",
                     )
             home, _, writable = (
                 ssh.run(target, "cd && pwd && test -w . && echo yes", check=False, timeout=20)

@@ -77,17 +77,22 @@ class SwarmExecutor(EngineExecutor[_Task]):
 
     def execute(self, job: Job) -> Outcome:
         """One attempt, and with ``retries`` another on a node not yet lost each time a node is lost."""
-        lost: list[str] = []
+        lost: list[str] = []  # hostnames, for the record
+        avoid: list[str] = []  # by node ID: hostnames can repeat (every Docker Desktop is "docker-desktop")
         while True:
-            avoid = tuple(f"node.hostname!={name}" for name in lost)
             outcome = self._attempt(dataclasses.replace(job, constraints=(*job.constraints, *avoid)))
-            node = str(outcome.executor.get("node", {}).get("hostname", ""))
-            if (outcome.error or {}).get("ename") != "NodeLost" or len(lost) >= self.cfg.retries or not node:
+            node = outcome.executor.get("node", {})
+            if (outcome.error or {}).get("ename") != "NodeLost" or len(lost) >= self.cfg.retries or not node.get("id"):
                 if lost:
                     outcome = dataclasses.replace(outcome, executor={**outcome.executor, "lost_nodes": lost})
                 return outcome
-            lost.append(node)
-            _log(job, f"{node} was lost: running again on another node (retry {len(lost)} of {self.cfg.retries})")
+            lost.append(str(node.get("hostname")))
+            avoid.append(f"node.id!={node['id']}")
+            _log(
+                job,
+                f"{node.get('hostname')} ({str(node['id'])[:12]}) was lost: running again on another node "
+                f"(retry {len(lost)} of {self.cfg.retries})",
+            )
             job.phase("running again on another node")
 
     def _attempt(self, job: Job) -> Outcome:
@@ -172,9 +177,9 @@ class SwarmExecutor(EngineExecutor[_Task]):
             "addr": node.get("Status", {}).get("Addr"),
             "id": task.node_id,
         }
-        info["node"] = {k: v for k, v in task.node.items() if k != "id"}
+        info["node"] = dict(task.node)
         job.place(str(task.node["hostname"]))
-        task.engine = Engine(_engine_cfg(self.cfg, str(task.node["hostname"]), str(task.node["addr"]))).open()
+        task.engine = Engine(node_engine(self.cfg, node)).open()
         task.container = task.engine.container(str(container_id))
         if task.container is None:
             raise SwarmRefused(f"the task's container {container_id[:12]} is not on {task.node['hostname']}")
@@ -302,14 +307,14 @@ class SwarmExecutor(EngineExecutor[_Task]):
         from .. import mirror
 
         remote = mirror.remote_dir(self.config, self.cfg.workdir or "mm4watch")
-        places: dict[str, str] = {}
+        places: dict[str, str] = {}  # by node ID
         for node in manager.nodes():
             if not _usable(node):
                 continue
             name = str(node.get("Description", {}).get("Hostname"))
             pushed = mirror.push(ssh.shared(node_target(self.cfg, node)), self.config.results_dir, remote, job.inputs)
             _log(job, f"{name}: {pushed.line(len(job.inputs))}")
-            places[name] = pushed.remote_dir
+            places[str(node.get("ID"))] = pushed.remote_dir
         if len(set(places.values())) == 1:
             return next(iter(places.values()))
         _log(
@@ -362,27 +367,52 @@ def _arch_line(arch: str, nodes: list[dict[str, Any]]) -> str:
     return line
 
 
-def node_host(cfg: SwarmConfig, hostname: str, addr: str) -> str:
-    """How to reach a node: ``nodes`` in the config, else ssh to the address Swarm advertises."""
-    return cfg.nodes.get(hostname) or f"ssh://{addr}"
+def node_host(cfg: SwarmConfig, node: dict[str, Any]) -> str:
+    """How to reach a node (as the manager describes it, ``docker node inspect``): ``nodes`` in the
+    config by node ID or hostname, else ssh to the address Swarm advertises."""
+    hostname = str(node.get("Description", {}).get("Hostname"))
+    return (
+        cfg.nodes.get(str(node.get("ID"))) or cfg.nodes.get(hostname) or f"ssh://{node.get('Status', {}).get('Addr')}"
+    )
 
 
-def _engine_cfg(cfg: SwarmConfig, hostname: str, addr: str) -> DockerConfig:
+def node_engine(cfg: SwarmConfig, node: dict[str, Any]) -> DockerConfig:
+    """How to reach a node's own engine."""
     return DockerConfig(
-        name=f"{cfg.name}/{hostname}",
+        name=f"{cfg.name}/{node.get('Description', {}).get('Hostname')}",
         type="docker",
-        host=node_host(cfg, hostname, addr),
+        host=node_host(cfg, node),
         ssh_options=cfg.ssh_options,
         socket=cfg.socket,
     )
 
 
-def node_engine(cfg: SwarmConfig, node: dict[str, Any]) -> DockerConfig:
-    """How to reach a node's own engine, the node as the manager describes it (``docker node inspect``)."""
-    return _engine_cfg(cfg, str(node.get("Description", {}).get("Hostname")), str(node.get("Status", {}).get("Addr")))
-
-
 def node_target(cfg: SwarmConfig, node: dict[str, Any]) -> ssh.Target:
-    """The ssh target of a node as the manager describes it (``docker node inspect``)."""
+    """The ssh target of a node."""
+    return ssh.Target.parse(node_host(cfg, node), cfg.ssh_options)
+
+
+# What Docker Desktop, OrbStack and colima give the engine in their VM on a Mac: the same hostname
+# on every Mac, and an address only that Mac reaches (moby/moby#29394, #49561: no swarm across them)
+VM_HOSTNAMES = ("docker-desktop", "orbstack", "colima", "lima-colima", "rancher-desktop", "lima-rancher-desktop")
+VM_NETWORKS = ("192.168.65.0/24", "198.19.0.0/16", "192.168.5.0/24", "192.168.106.0/24")
+
+
+def vm_node(node: dict[str, Any], nodes: list[dict[str, Any]]) -> str | None:
+    """Why ``node`` looks like the engine VM of a Mac (or shares its hostname), None when it does not."""
+    import ipaddress
+
     hostname = str(node.get("Description", {}).get("Hostname"))
-    return ssh.Target.parse(node_host(cfg, hostname, str(node.get("Status", {}).get("Addr"))), cfg.ssh_options)
+    addr = str(node.get("Status", {}).get("Addr"))
+    if hostname in VM_HOSTNAMES:
+        return f"its hostname {hostname!r} is the one every {hostname} VM has"
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        ip = None
+    for network in VM_NETWORKS:
+        if ip is not None and ip in ipaddress.ip_network(network):
+            return f"its address {addr} is in {network}, a Mac's Docker VM network no other machine reaches"
+    if sum(1 for other in nodes if str(other.get("Description", {}).get("Hostname")) == hostname) > 1:
+        return f"another node has the hostname {hostname!r} too"
+    return None
