@@ -54,13 +54,20 @@ class Pushed:
     bytes_sent: int = 0
     seconds: float = 0.0
     remote_dir: str = ""
+    repaired: tuple[str, ...] = ()  # folders there that no longer matched this machine's
 
     def line(self, total: int) -> str:
+        fixed = (
+            f"; repaired {len(self.repaired)} run folder(s) that no longer matched this machine's "
+            f"({', '.join(self.repaired[:3])}{', ...' if len(self.repaired) > 3 else ''})"
+            if self.repaired
+            else ""
+        )
         if not self.sent:
-            return f"earlier results: {total} run folder(s) visible, nothing new to send"
+            return f"earlier results: {total} run folder(s) visible, nothing new to send{fixed}"
         return (
             f"earlier results: sent {len(self.sent)} new run folder(s) ({self.bytes_sent / 1e6:.1f} MB) "
-            f"in {self.seconds:.2f}s; {total} visible"
+            f"in {self.seconds:.2f}s; {total} visible{fixed}"
         )
 
 
@@ -114,7 +121,7 @@ def push(target: Any, results_dir: Path, remote_dir: str, runs: tuple[str, ...],
 
 
 def _push(target: Any, results_dir: Path, remote_dir: str, runs: tuple[str, ...], timeout: float) -> Pushed:
-    from . import proc, ssh
+    from . import ssh
 
     started = time.monotonic()
     listing = (
@@ -128,26 +135,10 @@ def _push(target: Any, results_dir: Path, remote_dir: str, runs: tuple[str, ...]
     )
     absolute, present = listing[0], set(listing[1:])
     missing = [run for run in runs if run not in present and (results_dir / run).is_dir()]
+    repaired = _repair(target, results_dir, absolute, [run for run in runs if run in present], timeout)
     if not missing:
-        return Pushed((), 0, time.monotonic() - started, absolute)
-    files = "".join(f"{run}/\n" for run in missing).encode("utf-8", "surrogateescape")
-    done = proc.run(
-        [
-            "rsync",
-            "-a",
-            "-r",
-            "--stats",
-            "--files-from=-",
-            "--chmod=Fa-w",
-            *dropping_excludes(),
-            "-e",
-            target.rsync_shell(),
-            f"{results_dir}/",
-            f"{target.destination}:{absolute}/{INCOMING}/",
-        ],
-        input=files,
-        timeout=timeout,
-    )
+        return Pushed((), 0, time.monotonic() - started, absolute, repaired)
+    done = _rsync(target, results_dir, f"{absolute}/{INCOMING}", missing, ["--stats"], timeout)
     # whole folders only: moved in once complete, then read-only (a few processes, not one per folder)
     for start in range(0, len(missing), 500):
         batch = missing[start : start + 500]
@@ -162,7 +153,52 @@ def _push(target: Any, results_dir: Path, remote_dir: str, runs: tuple[str, ...]
         bytes_sent(done.stdout.decode(errors="replace")),
         time.monotonic() - started,
         absolute,
+        repaired,
     )
+
+
+def _rsync(target: Any, results_dir: Path, dest: str, runs: list[str], extra: list[str], timeout: float) -> Any:
+    """rsync the run folders ``runs`` of ``results_dir`` into ``dest`` there, their files read-only."""
+    from . import proc
+
+    files = "".join(f"{run}/\n" for run in runs).encode("utf-8", "surrogateescape")
+    return proc.run(
+        [
+            "rsync", "-a", "-r", "--files-from=-", "--chmod=Fa-w", *dropping_excludes(), *extra,
+            "-e", target.rsync_shell(), f"{results_dir}/", f"{target.destination}:{dest}/",
+        ],
+        input=files,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def _repair(target: Any, results_dir: Path, absolute: str, present: list[str], timeout: float) -> tuple[str, ...]:
+    """Folders there whose files no longer match this machine's (size and mtime; a file added or
+    removed), sent again whole: a run folder never changes, so a difference is damage (a write by
+    root, whom modes do not stop), and the mirror only ever adds folders, so it would stay."""
+    from . import ssh
+
+    if not present:
+        return ()
+    # modes and owners differ by design (read-only there); folder times change with every move in
+    same = ["--no-perms", "--no-owner", "--no-group", "--omit-dir-times", "--delete"]
+    listed = _rsync(target, results_dir, absolute, present, ["--dry-run", "--itemize-changes", *same], timeout)
+    changed = sorted(
+        {
+            line.split(None, 1)[1].split("/", 1)[0]
+            for line in listed.stdout.decode("utf-8", "surrogateescape").splitlines()
+            if len(line.split(None, 1)) == 2
+        }
+        & set(present)
+    )
+    if not changed:
+        return ()
+    quoted = join(["--", *changed])
+    # what another user (root) left there may refuse the mode change; rsync replaces or removes it
+    ssh.run(target, f"cd {quote(absolute)} && {{ chmod -R u+w {quoted} 2>/dev/null; true; }}", timeout=300)
+    _rsync(target, results_dir, absolute, changed, same, timeout)
+    ssh.run(target, f"cd {quote(absolute)} && chmod -R a-w {quoted}", timeout=300)
+    return tuple(changed)
 
 
 def bytes_sent(stats: str) -> int:

@@ -147,3 +147,24 @@ def test_local_runs_record_needs(project):
     b = newest(project, "B_load")
     assert load_record(b)["inputs"]["runs"] == [newest(project, "A_make").name]
     assert seen(b)["helper"] == "a,b\n1,1\n"
+
+
+def test_a_damaged_mirror_folder_is_repaired_before_a_run_that_sees_it(remote_project, request):
+    project, kind = remote_project
+    chain(project)
+    done = mm4(["run", "notebooks/A_make.ipynb", "notebooks/B_load.ipynb"], cwd=project, timeout=900)
+    assert done.returncode == 0, done.stderr
+    a = newest(project, "A_make")
+    from mm4watch import config
+
+    folder = f"{mirror.remote_dir(config.load(project), 'mm4watch' if kind == 'docker' else '~/mm4watch')}/{a.name}"
+    # root, whom modes do not stop, writes into the mirror: a changed file, an added one
+    on_far_side(kind, request, f"chmod -R u+w {folder} && echo damaged > {folder}/table.csv && touch {folder}/extra")
+    done = mm4(["run", "notebooks/B_load.ipynb"], cwd=project, timeout=600)
+    assert done.returncode == 0, done.stderr
+    b = newest(project, "B_load")
+    assert f"repaired 1 run folder(s) that no longer matched this machine's ({a.name})" in (b / "run.log").read_text()
+    assert seen(b)["helper"] == "a,b\n1,1\n"
+    assert on_far_side(kind, request, f"cat {folder}/table.csv") == "a,b\n1,1\n"
+    assert on_far_side(kind, request, f"ls -A {folder}").split() == sorted(p.name for p in a.iterdir())  # no extra
+    assert on_far_side(kind, request, f"stat -c %A {folder}/table.csv").strip() == "-r--r--r--"
