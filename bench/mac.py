@@ -13,6 +13,7 @@ Usage (after `bash tests/rig/up.sh`): python bench/mac.py [--rounds 5] [--calls 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -66,7 +67,7 @@ def main() -> int:
 
         for root in runs.values():
             cycle(root)  # builds each environment once (not timed)
-        medians = alternate({name: (lambda r=root: cycle(r)) for name, root in runs.items()}, args.rounds)
+        medians = alternate({name: functools.partial(cycle, root) for name, root in runs.items()}, args.rounds)
         mac_s, linux_s = medians.values()
         print(f"native code-change cycle, unchanged environment, median of {args.rounds} alternating")
         for name, seconds in medians.items():

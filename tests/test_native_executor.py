@@ -170,16 +170,37 @@ def test_two_runs_at_once_keep_their_own_folders(native_project, mac):
     assert results == {"notebooks/one.ipynb": "one", "notebooks/two.ipynb": "two"}
 
 
-def test_doctor_checks_the_native_executor(native_project):
+# what an interpreter older than the far side's minimum answers (canned text: the stand-in has no 3.8)
+OLD_PYTHON = """#!/bin/sh
+case "$2" in
+  *version_info*) echo "3 8 3.8.18 /home/me/old/python3.8 macOS-14.5-arm64-arm-64bit" ;;
+  *) echo "3.8.18 (default, Jun  1 2024, 10:00:00) [Clang 15.0.0]" ;;
+esac
+"""
+
+
+def test_doctor_checks_the_native_executor(native_project, mac):
     done = mm4(["doctor"], cwd=native_project)
     assert done.returncode == 0, done.stdout + done.stderr
-    for check in ("ssh", "python", "venv", "free disk"):
+    for check in ("ssh", "python", "venv", "awake", "free disk"):
         assert f"ok    {check}" in done.stdout
-    (native_project / "mm4.toml").write_text(
-        native_project.joinpath("mm4.toml").read_text().replace('python = "python3"', 'python = "python9.9"')
+    assert "ok    python: 3.9." in done.stdout and "(/usr/bin/python3, " in done.stdout  # what a run will use
+
+    # an interpreter below the minimum: doctor says FAIL with where to get a newer one, and a run
+    # fails at once saying the same (doctor agrees with what a run does)
+    on_mac(
+        mac, f"mkdir -p ~/old && cat > ~/old/python3.8 <<'EOF'\n{OLD_PYTHON}EOF\nchmod +x ~/old/python3.8", user="me"
     )
-    bad = mm4(["doctor"], cwd=native_project)
-    assert bad.returncode == 1 and "FAIL  python" in bad.stdout and "fix:" in bad.stdout
+    (native_project / "mm4.toml").write_text(native_toml(mac).replace('"python3"', '"/home/me/old/python3.8"'))
+    old = mm4(["doctor"], cwd=native_project)
+    assert old.returncode == 1 and "FAIL  python: /home/me/old/python3.8 is Python 3.8.18" in old.stdout, old.stdout
+    assert "runs need 3.9 or newer" in old.stdout and "brew install python@3.12" in old.stdout
+    write_notebook(native_project / "notebooks" / "o.ipynb", code("# mm4: remote\nx = 1"))
+    ran = mm4(["run", "notebooks/o.ipynb"], cwd=native_project)
+    assert ran.returncode == 1 and "is Python 3.8.18; runs need 3.9 or newer" in ran.stderr, ran.stderr
+    (native_project / "mm4.toml").write_text(native_toml(mac).replace('python = "python3"', 'python = "python9.9"'))
+    bad = mm4(["doctor"], cwd=native_project)  # none at all
+    assert bad.returncode == 1 and "FAIL  python" in bad.stdout and "xcode-select --install" in bad.stdout
 
 
 def test_data_is_mirrored_and_read_only(native_project, mac):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import tarfile
 import time
 from dataclasses import dataclass
@@ -28,11 +29,22 @@ from typing import IO, Any
 
 from .. import awake, ssh
 from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, NativeConfig, _slug
+from ..errors import Mm4Error
 from ..fsutil import dropping_excludes
 from ..names import join, quote
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job
-from .base import FAR_SIDE, RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, job_spec, runner_digest, runner_files
+from .base import (
+    FAR_SIDE,
+    FAR_SIDE_PYTHON,
+    RESULT_DIR,
+    RUNNER,
+    STOP_GRACE_S,
+    Executor,
+    job_spec,
+    runner_digest,
+    runner_files,
+)
 
 POLL_S = 1.0
 ALWAYS_EXCLUDED = (".git/", ".mm4/", "__pycache__/", ".ipynb_checkpoints/", "*.ipynb", ".venv/", "venv/")
@@ -95,6 +107,14 @@ class NativeExecutor(Executor[_Remote]):
                 f"{self.python} does not run on {self.target.label}; `mm4watch doctor {self.cfg.name}`"
             )
         home, version = facts[0].strip(), facts[1].strip()
+        found = re.match(r"(\d+)\.(\d+)", version)
+        if found is None or (int(found.group(1)), int(found.group(2))) < FAR_SIDE_PYTHON:
+            lowest = ".".join(map(str, FAR_SIDE_PYTHON))
+            raise Mm4Error(
+                f"{self.python} on {self.target.label} is Python {version.split()[0]}; runs need {lowest} or newer: "
+                f'set python = "/absolute/path" of a newer one under [executors.{self.cfg.name}] '
+                f"(`mm4watch doctor {self.cfg.name}` says where to get one)"
+            )
         base = f"{home}/{self.base}"
         excludes = [f"--exclude={pattern}" for pattern in ALWAYS_EXCLUDED] + dropping_excludes()
         excludes += [f"--exclude=/{self.config.project.results}/", f"--exclude=/{self.config.project.data}/"]
