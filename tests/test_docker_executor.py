@@ -205,7 +205,7 @@ def test_unreachable_mini_is_a_clear_error(mini_project, mini):
 def test_doctor_on_the_mini(mini_project):
     done = mm4(["doctor"], cwd=mini_project)
     assert done.returncode == 0, done.stdout + done.stderr
-    for check in ("ssh", "docker socket", "engine", "base image", "free disk"):
+    for check in ("ssh", "docker socket", "awake", "engine", "base image", "free disk"):
         assert f"ok    {check}" in done.stdout
 
 

@@ -88,6 +88,14 @@ def _ssh(report: Report, target: ssh.Target) -> bool:
     )
 
 
+def _awake(report: Report, target: ssh.Target) -> None:
+    held = ssh.run(target, f"test -x {awake.CAFFEINATE} && echo yes || true", timeout=30).stdout.decode().strip()
+    if held == "yes":
+        report.ok("awake", f"{awake.CAFFEINATE} holds off idle sleep while a run is there")
+    else:
+        report.warn("awake", f"no {awake.CAFFEINATE} there (not a Mac?): nothing keeps it from sleeping mid-run")
+
+
 def _native(report: Report, exec_cfg: NativeConfig) -> None:
     target = ssh.Target.parse(exec_cfg.host or "", exec_cfg.ssh_options)
     python = exec_cfg.python or "python3"
@@ -123,11 +131,7 @@ def _native(report: Report, exec_cfg: NativeConfig) -> None:
         return "can create virtual environments"
 
     report.check("venv", venv, f"{python} lacks the venv module: {newer} (Debian: apt install python3-venv)")
-    held = ssh.run(target, f"test -x {awake.CAFFEINATE} && echo yes || true", timeout=30).stdout.decode().strip()
-    if held == "yes":
-        report.ok("awake", f"{awake.CAFFEINATE} holds off idle sleep while a run is there")
-    else:
-        report.warn("awake", f"no {awake.CAFFEINATE} there (not a Mac?): nothing keeps it from sleeping mid-run")
+    _awake(report, target)
     workdir = quote(exec_cfg.workdir or "mm4watch")
     out = ssh.run(target, f"mkdir -p {workdir} && df -Pk {workdir} | tail -1", timeout=30).stdout.decode().split()
     free_gb = int(out[3]) / 2**20 if len(out) > 3 else 0.0
@@ -180,6 +184,7 @@ def _docker(report: Report, cfg: Config, exec_cfg: DockerConfig) -> None:
             )
         else:
             report.ok("docker on PATH", cli)
+        _awake(report, target)
     try:
         engine = Engine(exec_cfg).open()
     except Mm4Error as exc:
