@@ -92,6 +92,30 @@ def registered(state_dir: Path, run_id: str) -> Iterator[None]:
         pid_file.unlink(missing_ok=True)
 
 
+@contextmanager
+def owning(state_dir: Path, run_id: str, *, wait: bool = True) -> Iterator[bool]:
+    """Hold ``run_id``'s lock while this process runs or finishes it (True), or, with ``wait=False``,
+    False at once when another process holds it.
+
+    The lock dies with its process, however it dies (kill -9, a closed terminal, a power cut): a
+    run recorded ``running`` whose lock is free has nobody left to finish it (``orphaned``)."""
+    import fcntl
+
+    with open(folder(state_dir) / f"{run_key(run_id)}.lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def orphaned(state_dir: Path, run_id: str) -> bool:
+    """Whether no process holds ``run_id``'s lock (looked at, not kept)."""
+    with owning(state_dir, run_id, wait=False) as free:
+        return free
+
+
 def phase_file(state_dir: Path, run_id: str) -> Path:
     """Where a run says what it is doing now, for ``mm4watch status``."""
     return folder(state_dir) / f"{run_key(run_id)}.phase"

@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reattach", action="store_true")
     p.add_argument("entry", type=int)
 
+    p = sub.add_parser("_resume", help=argparse.SUPPRESS)
+    p.add_argument("run")
+
     p = sub.add_parser("history", help=COMMANDS["history"], description=COMMANDS["history"] + ".")
     p.add_argument("--notebook", metavar="NAME", help="only this notebook (name or path)")
     p.add_argument(
@@ -271,11 +274,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     _complete(parser)
     args = parser.parse_args(_glue_sort(list(sys.argv[1:] if argv is None else argv)))
     signal.signal(signal.SIGTERM, _terminate)
+    from .terminal import Visible, visible
+
+    # every line a command prints passes one filter: names, messages and log lines from runs are
+    # shown, never obeyed (logs keep their colours)
+    plain, sys.stdout = sys.stdout, Visible(sys.stdout, keep_sgr=args.command == "logs")
     try:
         module = importlib.import_module(f"mm4watch.commands.{args.command.replace('-', '_')}")
         return int(module.main(args))
     except Mm4Error as exc:
-        print(f"mm4watch: error: {exc}", file=sys.stderr)
+        print(f"mm4watch: error: {visible(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("mm4watch: interrupted", file=sys.stderr)
@@ -286,3 +294,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = write_crash_log(argv if argv is not None else sys.argv[1:])
         print(f"mm4watch: unexpected error; details in {path}. Please report it with that file.", file=sys.stderr)
         return EXIT_UNEXPECTED
+    finally:
+        sys.stdout.flush()
+        sys.stdout = plain

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from . import config
-from .errors import Mm4Error, NotebookError
+from .errors import Mm4Error
 from .git import call as git
 from .tags import find_tag, loads_notebook
 from .watcher import counts
@@ -77,15 +77,20 @@ def queue_commit(cfg: config.Config, commit: str, base: str | None = None) -> li
     queue: Queue | None = None
     branch: str | None = None
     for path in changed_notebooks(root, sha, cfg.project.notebooks, base):
-        content = git(root, "show", f"{sha}:{path}")
+        # one notebook refused (not JSON, a bad tag, an executor mm4.toml lacks) costs that notebook
+        # only: said, kept for `status`, and the commit's other notebooks still run
         try:
-            tag = find_tag(loads_notebook(content.decode("utf-8"), path), path)
-        except (NotebookError, UnicodeDecodeError) as exc:
-            print(f"mm4watch: not queued: {exc}", file=sys.stderr)
+            content = git(root, "show", f"{sha}:{path}")
+            tag = find_tag(loads_notebook(content.decode("utf-8", errors="strict"), path), path)
+            executor = cfg.executor(None, tag=tag.executor).name if tag is not None else ""
+        except (Mm4Error, UnicodeDecodeError) as exc:
+            reason = f"{path} in commit {sha[:8]}: {'not UTF-8 text' if isinstance(exc, UnicodeDecodeError) else exc}"
+            print(f"mm4watch: not queued: {reason}", file=sys.stderr)
+            queue = queue or Queue(cfg.state_dir)
+            queue.note_refused(path, reason, trigger="commit")
             continue
         if tag is None:
             continue
-        executor = cfg.executor(None, tag=tag.executor).name
         queue = queue or Queue(cfg.state_dir)
         if branch is None:
             head = git(root, "rev-parse", "HEAD").decode().strip()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,10 @@ def commits_between(root: Path, a: str | None, b: str | None) -> dict[str, Any]:
         return {"note": "a run was made outside git: no commits to compare", "ahead": [], "behind": []}
     if a == b:
         return {"note": "same commit", "ahead": [], "behind": []}
+    if not all(re.fullmatch(r"[0-9a-f]{7,64}", sha) for sha in (a, b)):  # a record's value is never an option
+        return {"note": "a run's commit is not a commit name: no commits to compare", "ahead": [], "behind": []}
     try:
-        out = git.call(root, "log", "--left-right", "--format=%m%x09%h%x09%s", f"{a}...{b}")
+        out = git.call(root, "log", "--left-right", "--format=%m%x09%h%x09%s", "--end-of-options", f"{a}...{b}")
     except Mm4Error:
         return {"note": f"{a[:8]} or {b[:8]} is not in this repository (fetch it to see the commits)", "ahead": [], "behind": []}  # fmt: skip
     ahead: list[dict[str, str]] = []

@@ -338,7 +338,7 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
 _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "local": {"concurrency": lambda v: _positive_int(v)},
     "docker": {
-        "host": lambda v: _str(v),
+        "host": lambda v: _host(v),
         "workdir": lambda v: _str(v),
         "context": lambda v: _str(v),
         "insecure": lambda v: _bool(v),
@@ -354,7 +354,7 @@ _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "concurrency": lambda v: _positive_int(v),
     },
     "swarm": {
-        "host": lambda v: _str(v),
+        "host": lambda v: _host(v),
         "registry": lambda v: _registry(v),
         "constraints": lambda v: _str_tuple(v),
         "nodes": lambda v: _node_map(v),
@@ -370,7 +370,7 @@ _EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "concurrency": lambda v: _count(v),
     },
     "native": {
-        "host": lambda v: _str(v),
+        "host": lambda v: _host(v),
         "python": lambda v: _str(v),
         "workdir": lambda v: _str(v),
         "data": lambda v: _abs_path(v),
@@ -432,6 +432,16 @@ def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be a string, not {type(value).__name__} {value!r}")
     return value
+
+
+def _host(value: Any) -> str:
+    text = _str(value)
+    where = text.split("://", 1)[1] if "://" in text else text
+    if text.startswith("-") or where.startswith("-"):
+        raise ValueError(f"is {text!r}: a host never begins with '-' (ssh would read it as an option)")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError(f"is {text!r}: a host has no spaces or control characters")
+    return text
 
 
 def _bool(value: Any) -> bool:

@@ -156,6 +156,7 @@ class Daemon:
         self._signals()
         log.info("daemon started (pid %s) for %s", os.getpid(), self.config.root)
         self.reconcile()
+        self.adopt()
         self.drain_commits()
         self.git_dir = git_dir(self.config.root)
         folders = [self.config.root / f for f in self.config.project.notebooks]
@@ -179,6 +180,7 @@ class Daemon:
                     self.note_head()
                     self.check_config()
                     self.reconcile()
+                    self.adopt()
                     self.drain_commits()
                     last_reconcile = time.monotonic()
                 if self.stopping:
@@ -417,6 +419,16 @@ class Daemon:
                 self._refresh_report()
             if entry.state == "queued":
                 self.wake.set()
+
+    def adopt(self) -> None:
+        """Runs whose own process died outside the queue (a foreground `mm4watch run`): finished."""
+        from . import orphans
+
+        try:
+            for run_id in orphans.adopt(self.config):
+                log.info("run %s lost its process; picking it up", run_id)
+        except Exception:
+            log.exception("while looking for runs whose process died")
 
     def reconcile(self) -> None:
         """Claimed entries whose process is gone: back to the queue, or re-attach."""

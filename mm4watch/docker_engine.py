@@ -385,7 +385,9 @@ class Engine:
                 return int(raw.attrs["State"]["ExitCode"])
             return None
 
-    def fetch(self, container: Container, path: str, into: Path, skip: frozenset[str] = frozenset()) -> int:
+    def fetch(
+        self, container: Container, path: str, into: Path, skip: frozenset[str] = frozenset(), log: Path | None = None
+    ) -> int:
         """Copy ``path`` (a folder or file) out of the container into ``into``.
 
         The archive is streamed and unpacked as it arrives; members are checked
@@ -400,7 +402,7 @@ class Engine:
         except docker.errors.NotFound:
             return 0
         stream = _ChunkReader(chunks)
-        extract_stream(stream, into, skip=skip, strip_top=True)
+        extract_stream(stream, into, skip=skip, strip_top=True, log=log)
         return stream.received
 
 

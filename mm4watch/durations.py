@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+MAX_S = 365 * 86400.0  # a timeout that is a timeout: finite, and JSON can write it
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?", re.IGNORECASE)
 
@@ -29,6 +30,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f'{value!r} is not a duration; write e.g. "30m", "2h" or 90 (seconds)')
     if seconds <= 0:
         raise ValueError(f"{value!r}: a duration must be more than zero")
+    if not seconds <= MAX_S:  # also NaN and inf: 400 nines is a float's infinity
+        raise ValueError(f"{str(value)[:40]!r}: a duration is at most 365 days")
     return seconds
 
 

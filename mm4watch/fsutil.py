@@ -60,13 +60,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def extract_stream(fileobj: Any, into: Path, *, skip: frozenset[str] = frozenset(), strip_top: bool = False) -> None:
+def extract_stream(
+    fileobj: Any, into: Path, *, skip: frozenset[str] = frozenset(), strip_top: bool = False, log: Path | None = None
+) -> None:
     """Unpack a tar stream into ``into`` as it arrives, safely.
 
     Only files and folders, no absolute paths, no '..' (tarfile's "data"
     filter); ``strip_top`` drops the archive's top folder (docker's archives
     name it); top-level names in ``skip`` are left out, and so are macOS's
-    droppings (``is_dropping``) at any depth.
+    droppings (``is_dropping``) at any depth. A member that cannot be
+    unpacked (refused by the filter, a name the file system rejects) is
+    skipped, named in ``log``; the rest comes home.
     """
     import tarfile
 
@@ -89,4 +93,9 @@ def extract_stream(fileobj: Any, into: Path, *, skip: frozenset[str] = frozenset
             if is_dropping(name.rsplit("/", 1)[-1]):
                 continue
             member.name = name
-            tar.extract(member, path=into, filter="data")
+            try:
+                tar.extract(member, path=into, filter="data")
+            except (tarfile.FilterError, OSError) as exc:
+                if log is not None:
+                    with open(log, "a", encoding="utf-8") as fh:
+                        fh.write(f"mm4watch: results: {name!r} not brought home ({exc}); the rest is\n")

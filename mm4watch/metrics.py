@@ -35,11 +35,21 @@ def flatten(data: Any, prefix: str = "") -> tuple[dict[str, float], list[str]]:
             inner, bad = flatten(value, name)
             numbers.update(inner)
             skipped.extend(bad)
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        elif not _finite(value):
             skipped.append(name)
         else:
             numbers[name] = value
     return numbers, skipped
+
+
+def _finite(value: Any) -> bool:
+    """A number a float holds (not a bool; an integer too large for a float is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def collect(run_dir: Path, patterns: Iterable[str] = DEFAULT_PATTERNS) -> tuple[dict[str, float], list[str]]:
@@ -57,7 +67,7 @@ def collect(run_dir: Path, patterns: Iterable[str] = DEFAULT_PATTERNS) -> tuple[
             rel = path.relative_to(run_dir).as_posix()
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError) as exc:
+            except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
                 problems.append(f"metrics: {rel} is not JSON ({exc}); its numbers are not in run.json")
                 continue
             numbers, skipped = flatten(data)
@@ -75,8 +85,8 @@ def collect(run_dir: Path, patterns: Iterable[str] = DEFAULT_PATTERNS) -> tuple[
 def log_metrics(folder: Path, values: dict[str, Any]) -> dict[str, Any]:
     """Merge ``values`` into ``folder/metrics.json`` (atomically, under a lock); the file's new content."""
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise TypeError(f"log_metrics: {key}={value!r} is not a finite number")
+        if not _finite(value):
+            raise TypeError(f"log_metrics: {key}={value!r:.80} is not a finite number")
     path = folder / METRICS_NAME
     with open(folder / f".{METRICS_NAME}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -36,7 +36,7 @@ def key_value(text: str, flag: str = "-p") -> tuple[str, str]:
     key = key.strip()
     if not sep or not key.isidentifier():
         raise UsageError(f"parameter {text!r} is not KEY=VALUE with KEY a Python name (e.g. {flag} epochs=10)")
-    return key, raw
+    return _name(key, flag), raw
 
 
 def _yaml(text: str, what: str) -> Any:
@@ -50,8 +50,13 @@ def _yaml(text: str, what: str) -> Any:
 
 
 def _name(key: str, flag: str) -> str:
+    import keyword
+
     if not key.isidentifier():
         raise UsageError(f"{flag} {key!r}: a parameter's name must be a Python name")
+    if keyword.iskeyword(key) or keyword.issoftkeyword(key) and key != "_":
+        # papermill writes `class = 1` into the notebook: a SyntaxError in the run
+        raise UsageError(f"{flag} {key}=...: {key!r} is a Python keyword, not a variable a notebook can have")
     return key
 
 

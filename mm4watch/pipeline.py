@@ -12,13 +12,14 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from . import active, executors, git, metrics, mirror
 from .config import Config, ExecutorConfig
@@ -42,6 +43,9 @@ from .records import (
 from .ssh import Unreachable
 from .store import create_run_dir
 from .tags import code_hash, find_tag, loads_notebook
+
+T = TypeVar("T")
+FINISH_DEADLINE_S = 600.0  # hashing outputs past this: the rest are listed without a hash
 
 if TYPE_CHECKING:
     from .executors.base import Executor
@@ -113,15 +117,16 @@ def run_notebook(
     job = dataclasses.replace(job, on_phase=watch.set_phase, on_place=watch.set_place)
     started = time.monotonic()
     raised: BaseException | None = None
-    watch.start()
-    try:
-        with active.registered(config.state_dir, record.id):
-            outcome = prepared.executor.execute(job)
-    except BaseException as exc:
-        outcome, raised = _outcome_of(exc, active.cancel_requested(config.state_dir, record.id))
-    finally:
-        watch.stop()
-    record = _finish(run_dir, record, job.input_path, started, outcome, config.results.metrics)
+    with active.owning(config.state_dir, record.id):  # until its end is recorded (orphans.py)
+        watch.start()
+        try:
+            with active.registered(config.state_dir, record.id):
+                outcome = prepared.executor.execute(job)
+        except BaseException as exc:
+            outcome, raised = _outcome_of(exc, active.cancel_requested(config.state_dir, record.id))
+        finally:
+            watch.stop()
+        record = _finish(run_dir, record, job.input_path, started, outcome, config.results.metrics)
     shutil.rmtree(job.input_path.parent, ignore_errors=True)
     if raised is not None:
         raise raised
@@ -230,7 +235,8 @@ def _outcome_of(exc: BaseException, cancelled: bool) -> tuple[executors.Outcome,
 
 def resume(config: Config, run_dir: Path, record: RunRecord) -> RunRecord:
     """Finish a run whose mm4watch process died: re-attach where the executor can,
-    else record it ``interrupted``. Returns the final record."""
+    else record it ``interrupted``. Returns the final record. The caller holds the
+    run's lock (``active.owning``)."""
     exec_cfg = config.executor(record.executor.get("name"))
     executor = executors.get(exec_cfg, config)
     started = parse_iso(record.started_at or record.queued_at)
@@ -267,20 +273,42 @@ def _finish(
     outcome: executors.Outcome,
     patterns: tuple[str, ...],
 ) -> RunRecord:
+    """The run's end, recorded whatever its folder holds: each step that fails is one line in
+    run.log and one entry in ``warnings``, never a run left ``running``."""
+    log = run_dir / LOG_NAME
+    warnings: list[str] = []
+
+    def step(what: str, work: Callable[[], T], fallback: T) -> T:
+        try:
+            return work()
+        except Exception as exc:  # whatever the folder holds, the record still gets the outcome
+            warnings.append(f"{what}: {type(exc).__name__}: {exc}")
+            _log(log, f"mm4watch: {what} failed ({type(exc).__name__}: {exc}); the run's outcome is recorded anyway")
+            return fallback
+
     executed = run_dir / EXECUTED_NAME
     if not executed.exists() and snapshot is not None and snapshot.exists():
-        shutil.copyfile(snapshot, executed)  # keep the input next to the error
-    found, problems = metrics.collect(run_dir, patterns)
+        step("keeping the input notebook", lambda: shutil.copyfile(snapshot, executed), None)  # beside the error
+    deadline = time.monotonic() + FINISH_DEADLINE_S
+    nothing: tuple[dict[str, float], list[str]] = ({}, [])
+    found, problems = step("reading metrics", lambda: metrics.collect(run_dir, patterns), nothing)
     for problem in problems:
-        _log(run_dir / LOG_NAME, problem)
+        _log(log, problem)
+    notes: list[str] = []
+    none_listed: list[dict[str, Any]] = []
+    outputs = step("listing outputs", lambda: collect_outputs(run_dir, deadline, notes), none_listed)
+    for note in notes:
+        _log(log, f"mm4watch: {note}")
+    warnings.extend(notes)
     record = record.evolve(
         status=outcome.status,
         error=outcome.error,
         executor={**record.executor, **outcome.executor},
         finished_at=now_iso(),
         duration_s=round(time.monotonic() - started, 3),
-        outputs=collect_outputs(run_dir),
+        outputs=outputs,
         metrics=found,
+        warnings=warnings,
     )
     write_record(run_dir, record)
     place = where(outcome.error)
@@ -293,18 +321,50 @@ def _finish(
     return record
 
 
-def collect_outputs(run_dir: Path) -> list[dict[str, Any]]:
-    """Every file the notebook wrote into its run folder: path, size, sha256."""
-    found = []
+def collect_outputs(
+    run_dir: Path, deadline: float | None = None, warnings: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every regular file the notebook wrote into its run folder: path, size, sha256.
+
+    Only regular files are opened (lstat first: a FIFO would block ``open`` for good, a socket or a
+    device cannot be read); anything else, a file that cannot be read, and the files left when the
+    ``deadline`` (``time.monotonic()``) passes are listed without a hash, each said in ``warnings``."""
+    said = warnings if warnings is not None else []
+    found: list[dict[str, Any]] = []
     for folder, dirs, files in os.walk(run_dir):
         dirs.sort()
         for name in sorted(files):
             path = Path(folder) / name
             rel = path.relative_to(run_dir).as_posix()
-            if rel in RESERVED_NAMES or path.is_symlink() or _is_lock(name) or is_dropping(name):
+            if rel in RESERVED_NAMES or _is_lock(name) or is_dropping(name):
                 continue
-            found.append({"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path)})
+            try:
+                info = path.lstat()
+            except OSError as exc:
+                said.append(f"output {rel}: {exc.strerror or exc}")
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                said.append(f"output {rel}: not a regular file ({_kind(info.st_mode)}): not listed")
+                continue
+            entry: dict[str, Any] = {"path": rel, "size": info.st_size, "sha256": None}
+            if deadline is not None and time.monotonic() > deadline:
+                said.append(f"output {rel}: not hashed (finishing passed its deadline)")
+            else:
+                try:
+                    entry["sha256"] = sha256_file(path)
+                except OSError as exc:
+                    said.append(f"output {rel}: cannot be read ({exc.strerror or exc})")
+            found.append(entry)
     return found
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device")):
+        if test(mode):
+            return name
+    return "a device" if stat.S_ISBLK(mode) else "not a file"
 
 
 def _is_lock(name: str) -> bool:

@@ -83,6 +83,27 @@ def pipe_from(argv: Sequence[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def stop_pid_tree(pid: int, grace_s: float = 10.0) -> None:
+    """``stop_tree`` for a process that is not our child (found by its pid)."""
+    import psutil
+
+    try:
+        top = psutil.Process(pid)
+        tree = [top, *top.children(recursive=True)]
+        top.terminate()
+        top.wait(grace_s)
+    except psutil.TimeoutExpired:
+        pass
+    except psutil.NoSuchProcess:
+        return
+    for process in tree:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(tree, timeout=5)
+
+
 def stop_tree(child: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
     """SIGTERM the child, wait ``grace_s``, then SIGKILL it and every descendant.
 

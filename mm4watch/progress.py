@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .fsutil import atomic_write_text
+from .terminal import visible
 
 _CELL = re.compile(r"^Executing Cell (\d+)-", re.MULTILINE)
 _MARKERS = re.compile(r"^(Executing Cell \d+-+|Ending Cell \d+-+|Executing notebook with kernel: .*|"
@@ -140,7 +141,7 @@ class Progress:
         if shown != self._shown:
             self._shown = shown
             if self.plain is not None and not self.live:
-                print(f"mm4watch: {shown}", file=self.plain, flush=True)
+                print(f"mm4watch: {visible(shown)}", file=self.plain, flush=True)
             if self.phase_file is not None:
                 try:
                     atomic_write_text(self.phase_file, shown + "\n")
@@ -149,13 +150,13 @@ class Progress:
         if self._live is not None:
             from rich.text import Text
 
-            self._live.update(Text(self.line()))  # text, never markup: a cell's code may hold [brackets]
+            self._live.update(Text(visible(self.line())))  # text, never markup: a cell's code may hold [brackets]
 
     def _echo(self, chunk: str) -> None:
         lines = [ln for ln in chunk.splitlines() if not _MARKERS.match(ln) and not ln.startswith("[20")]
         if not lines:
             return
-        text = "\n".join(lines)
+        text = visible("\n".join(lines), keep_sgr=True)  # the notebook's colours, never its other escapes
         if self._live is not None:
             self._live.console.print(text, markup=False, highlight=False)
         else:

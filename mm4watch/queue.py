@@ -317,9 +317,9 @@ class Queue:
             ).fetchall()
         return any(row[0] == content for row in rows)
 
-    def note_refused(self, notebook: str, reason: str) -> None:
-        """A save that queued nothing although it may have been meant to (kept to say so)."""
-        self._note(notebook, "save", "refused", reason)
+    def note_refused(self, notebook: str, reason: str, trigger: str = "save") -> None:
+        """A save (or a commit's notebook) that queued nothing although it may have been meant to (kept to say so)."""
+        self._note(notebook, trigger, "refused", reason)
 
     def note_git(self, notebook: str, operation: str) -> None:
         """Git rewrote ``notebook`` (not a save): kept to say so, and so that the user's next
@@ -421,6 +421,15 @@ class Queue:
                     (entry_id,),
                 ).rowcount
                 == 1
+            )
+
+    def park(self, entry_id: int, error: str) -> None:
+        """It cannot start as it is (a row this version cannot read): kept aside with the reason,
+        shown by `status`, `queue retry` puts it back."""
+        with self._write() as db:
+            db.execute(
+                "update entries set state = 'parked', pid = null, pid_started = null, last_error = ? where id = ?",
+                (error, entry_id),
             )
 
     def reject(self, entry_id: int, error: str) -> None:

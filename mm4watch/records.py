@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from .errors import Mm4Error
 from .fsutil import atomic_write_json
 
 SCHEMA_VERSION = 1
@@ -75,6 +76,7 @@ class RunRecord:
     )  # every request this run answered: {trigger, at, commit?}
     inputs: dict[str, Any] | None = None  # earlier runs it could see: {mode, runs} or {mode, count, newest}
     metrics: dict[str, float] = field(default_factory=dict)  # numbers it reported (metrics.py), dotted keys
+    warnings: list[str] = field(default_factory=list)  # what went wrong while finishing, the outcome kept
     schema: int = SCHEMA_VERSION
 
     @property
@@ -94,9 +96,88 @@ class RunRecord:
         return {"schema": data.pop("schema"), **data}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+    def from_dict(cls, data: Any) -> RunRecord:
+        """A record from its JSON; ``BadRecord`` naming the field when one has the wrong shape."""
+        problem = shape_problem(data)
+        if problem:
+            raise BadRecord(problem)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class BadRecord(Mm4Error, ValueError):
+    """A run.json whose content is not a run record (edited by hand, cut short)."""
+
+
+def _is_number(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_sha(value: Any) -> bool:
+    """A git commit name as git writes it (never something git would read as an option), or none."""
+    import re
+
+    return value is None or (isinstance(value, str) and re.fullmatch(r"[0-9a-f]{7,64}", value) is not None)
+
+
+def _is_time(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+_OPTIONAL = object()
+# what every field of a record must be, for every reader (history, report, show, diff, helpers, the mirror)
+_SHAPES: dict[str, tuple[str, Any]] = {
+    "id": ("a text", lambda v: isinstance(v, str) and bool(v)),
+    "notebook": ("a path", lambda v: isinstance(v, str) and bool(v)),
+    "status": ("a status", lambda v: v in get_args(Status)),
+    "trigger": ("a text", lambda v: isinstance(v, str)),
+    "queued_at": ("an ISO time", _is_time),
+    "commit": (
+        "an object with a hex sha, or null",
+        lambda v: v is None or (isinstance(v, dict) and _is_sha(v.get("sha"))),
+    ),
+    "executor": ("an object", lambda v: isinstance(v, dict)),
+    "parameters": ("an object", lambda v: isinstance(v, dict)),
+    "started_at": ("an ISO time or null", lambda v: v is None or _is_time(v)),
+    "finished_at": ("an ISO time or null", lambda v: v is None or _is_time(v)),
+    "duration_s": ("a number or null", lambda v: v is None or _is_number(v)),
+    "timeout_s": ("a number or null", lambda v: v is None or _is_number(v)),
+    "error": ("an object or null", lambda v: v is None or isinstance(v, dict)),
+    "outputs": ("a list of objects", lambda v: isinstance(v, list) and all(isinstance(o, dict) for o in v)),
+    "source": ("an object", lambda v: isinstance(v, dict)),
+    "rerun_of": ("a text or null", lambda v: v is None or isinstance(v, str)),
+    "key": ("a text or null", lambda v: v is None or isinstance(v, str)),
+    "triggers": ("a list of objects", lambda v: isinstance(v, list) and all(isinstance(t, dict) for t in v)),
+    "inputs": ("an object or null", lambda v: v is None or isinstance(v, dict)),
+    "metrics": (
+        "an object of numbers",
+        lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(n) for k, n in v.items()),
+    ),
+    "warnings": ("a list of texts", lambda v: isinstance(v, list) and all(isinstance(w, str) for w in v)),
+    "schema": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+}
+_REQUIRED = ("id", "notebook", "status", "trigger", "queued_at")
+
+
+def shape_problem(data: Any) -> str | None:
+    """What is wrong with a run.json's content, None when it is a record."""
+    if not isinstance(data, dict):
+        return f"not a JSON object but {type(data).__name__}"
+    for name in _REQUIRED:
+        if name not in data:
+            return f"{name} is missing"
+    for name, (kind, ok) in _SHAPES.items():
+        if name in data and not ok(data[name]):
+            return f"{name} is not {kind}: {json.dumps(data[name], default=str)[:60]}"
+    return None
 
 
 def write_record(run_dir: Path, record: RunRecord) -> None:
@@ -141,5 +222,15 @@ def trigger_for_record(trigger: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_record(run_dir: Path) -> RunRecord:
-    with open(run_dir / RECORD_NAME, encoding="utf-8") as fh:
-        return RunRecord.from_dict(json.load(fh))
+    """The record in ``run_dir``; ``BadRecord`` (a ``ValueError``) naming the file and the field when
+    its content is not one (OSError when there is none)."""
+    path = run_dir / RECORD_NAME
+    with open(path, encoding="utf-8") as fh:
+        try:
+            return RunRecord.from_dict(json.load(fh))
+        except RecursionError:
+            raise BadRecord(f"{path}: nested too deep to read") from None
+        except BadRecord as exc:
+            raise BadRecord(f"{path}: {exc}") from None
+        except ValueError as exc:  # not JSON, not UTF-8
+            raise BadRecord(f"{path}: not JSON ({exc})") from None

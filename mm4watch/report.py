@@ -30,6 +30,10 @@ from .store import History
 
 REPORT_NAME = "index.html"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif")
+CSP = (
+    "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; font-src 'self' data:; form-action 'none'; base-uri 'none'\">"
+)
 THUMBS_PER_RUN = 3
 CHART_POINTS = 500  # a chart shows a notebook's latest runs, at most this many
 _STATE_NAME = "report.json"  # runs nbconvert could not render, so they are not tried at every refresh
@@ -136,6 +140,10 @@ def render_html(run_dir: Path) -> Path:
     }
     body, _ = HTMLExporter(**offline).from_notebook_node(nb)
     body = re.sub(r'<script src="">\s*</script>', "", body)
+    # what the notebook displayed (HTML, markdown) came from a run, maybe from a container on the
+    # Mini: like Jupyter with an untrusted notebook, the page runs none of it. Images, styles and
+    # fonts from the page itself stay; math shows as its TeX source (no MathJax offline anyway)
+    body = re.sub(r"<head>", f"<head>\n{CSP}", body, count=1, flags=re.IGNORECASE)
     path = run_dir / HTML_NAME
     atomic_write_text(path, body)
     return path
@@ -170,7 +178,9 @@ def _row(record: RunRecord, rendered: set[str]) -> str:
     metrics = "".join(f"<div>{_e(k)}={_e(_fmt(v))}</div>" for k, v in record.metrics.items())
     images = [o["path"] for o in record.outputs if o["path"].lower().endswith(IMAGE_SUFFIXES)]
     thumbs = "".join(
-        f'<a href="{folder}/{quote(p)}"><img class="thumb" loading="lazy" alt="{_e(p)}" src="{folder}/{quote(p)}"></a>'
+        # an SVG opened by itself is a document that runs its scripts; as an <img> it runs none
+        f'<a href="{folder}/{"" if p.lower().endswith(".svg") else quote(p)}">'
+        f'<img class="thumb" loading="lazy" alt="{_e(p)}" src="{folder}/{quote(p)}"></a>'
         for p in images[:THUMBS_PER_RUN]
     )
     if len(images) > THUMBS_PER_RUN:
@@ -348,7 +358,10 @@ svg.chart circle {{ fill: #1e88e5; }} svg.chart .ax {{ font-size: 10px; fill: #8
   }}
   var wanted = {{}};
   location.hash.replace(/^#/, "").split("&").forEach(function (kv) {{
-    var i = kv.indexOf("="); if (i > 0) wanted[kv.slice(0, i)] = decodeURIComponent(kv.slice(i + 1));
+    var i = kv.indexOf("="), value;
+    if (i <= 0) return;
+    try {{ value = decodeURIComponent(kv.slice(i + 1)); }} catch (e) {{ return; }}  // a malformed address
+    wanted[kv.slice(0, i)] = value;
   }});
   fNb.value = wanted.notebook || ""; fSt.value = wanted.status || ""; fText.value = wanted.q || "";
   if (wanted.sort) {{

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -43,6 +44,10 @@ class Target:
     destination: str  # user@host or a ~/.ssh/config alias
     port: int | None = None
     options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.destination.startswith("-"):  # from a config, a swarm's node list: never an ssh option
+            raise Mm4Error(f"{self.destination!r} is not a host: it begins with '-', which ssh reads as an option")
 
     @classmethod
     def parse(cls, host: str, options: Sequence[str] = ()) -> Target:
@@ -134,6 +139,12 @@ def _control_path(target: Target) -> Path:
     """Where this user's shared connection to ``target`` listens (short: sockets have a length limit)."""
     folder = Path("/tmp") / f"mm4-ssh-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.lstat()  # /tmp is everyone's: someone else's folder there would see the connection
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise Mm4Error(
+            f"{folder} is not a folder of your own with mode 0700 (owner uid {info.st_uid}, mode "
+            f"{stat.filemode(info.st_mode)}): someone could reach the Mini through it. Remove it and run again"
+        )
     key = hashlib.sha256(" ".join(target.argv()).encode()).hexdigest()[:16]
     return folder / f"{key}.ctl"
 
@@ -257,14 +268,20 @@ def rsync_to(
 
 
 def fetch_tar(
-    target: Target, command: str, into: Path, *, skip: frozenset[str] = frozenset(), timeout: float = 3600
+    target: Target,
+    command: str,
+    into: Path,
+    *,
+    skip: frozenset[str] = frozenset(),
+    timeout: float = 3600,
+    log: Path | None = None,
 ) -> None:
     """Run ``command`` (which writes a tar to stdout) on the target; unpack it here as it streams."""
     from .fsutil import extract_stream
 
     child = proc.pipe_from([*target.argv(), remote_command(command)])
     try:
-        extract_stream(child.stdout, into, skip=skip)
+        extract_stream(child.stdout, into, skip=skip, log=log)
         child.wait(timeout)
     finally:
         if child.poll() is None:

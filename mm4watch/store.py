@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable
 from contextlib import closing
@@ -25,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunNotFound
-from .records import RECORD_NAME, RunRecord, parse_iso
+from .records import RECORD_NAME, BadRecord, RunRecord, parse_iso, read_record
 
 INDEX_NAME = "history.sqlite"
-_INDEX_VERSION = 5
+_INDEX_VERSION = 6  # 6: records are checked for shape before they are indexed
 _SETTLED_NS = 2_000_000_000  # an mtime this old cannot hide a same-tick change
 
 
@@ -195,14 +196,10 @@ class History:
         """A run by id, unique id prefix, or folder path."""
         candidate = Path(ref)
         if (candidate / RECORD_NAME).is_file():
-            record = _load(candidate)
-            if record is not None:
-                return record, candidate.resolve()
+            return read_record(candidate), candidate.resolve()  # named: its damage is the answer
         exact = self.results_dir / ref
         if "/" not in ref and (exact / RECORD_NAME).is_file():
-            record = _load(exact)
-            if record is not None:
-                return record, exact
+            return read_record(exact), exact
         runs = self.query()
         matches = [r for r in runs if r.id.startswith(ref)]
         if len(matches) == 1:
@@ -245,10 +242,18 @@ def _prepared(db: sqlite3.Connection) -> sqlite3.Connection:
     return db
 
 
+_WARNED: set[str] = set()
+
+
 def _load(run_dir: Path) -> RunRecord | None:
+    """The folder's record; None when there is none yet, or when it is not a record (said once, on
+    stderr, naming the file: every reader then goes on with the good runs)."""
     try:
-        with open(run_dir / RECORD_NAME, encoding="utf-8") as fh:
-            data = json.load(fh)
-        return RunRecord.from_dict(data)
-    except (OSError, ValueError, TypeError):
+        return read_record(run_dir)
+    except OSError:
+        return None
+    except BadRecord as exc:
+        if str(run_dir) not in _WARNED:
+            _WARNED.add(str(run_dir))
+            print(f"mm4watch: skipped {exc}; fix or remove that folder", file=sys.stderr)
         return None

@@ -83,9 +83,13 @@ def loads_notebook(text: str, label: str = "notebook") -> dict[str, Any]:
             else ""
         )
         raise NotebookError(f"{label}: not a Jupyter notebook: no 'cells' list{hint}")
+    if not isinstance(nb.get("metadata", {}), dict):
+        raise NotebookError(f"{label}: its metadata is not an object; open it in Jupyter or fix the file")
     for index, cell in enumerate(nb["cells"]):
         if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
             raise NotebookError(f"{label}: cell {index} is not a notebook cell (no cell_type)")
+        if not isinstance(cell.get("metadata", {}), dict):
+            raise NotebookError(f"{label}: cell {index}'s metadata is not an object; fix the file, then save again")
         source = cell.get("source", "")
         if not isinstance(source, str) and not (isinstance(source, list) and all(isinstance(s, str) for s in source)):
             raise NotebookError(f"{label}: cell {index} has a source that is neither text nor a list of lines")

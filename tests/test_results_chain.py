@@ -168,3 +168,15 @@ def test_a_damaged_mirror_folder_is_repaired_before_a_run_that_sees_it(remote_pr
     assert on_far_side(kind, request, f"cat {folder}/table.csv") == "a,b\n1,1\n"
     assert on_far_side(kind, request, f"ls -A {folder}").split() == sorted(p.name for p in a.iterdir())  # no extra
     assert on_far_side(kind, request, f"stat -c %A {folder}/table.csv").strip() == "-r--r--r--"
+
+
+def test_helpers_are_told_where_results_are_whatever_the_image_holds(tmp_path, mini):
+    """An image with only the notebooks in it (no mm4.toml): latest_run() still finds the mirror."""
+    project = container_project(tmp_path, mini_toml(mini))
+    (project / "Dockerfile").write_text(
+        (project / "Dockerfile").read_text().replace("COPY . /project", "COPY notebooks /project/notebooks")
+    )
+    chain(project)
+    done = mm4(["run", "notebooks/A_make.ipynb", "notebooks/B_load.ipynb"], cwd=project, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert seen(newest(project, "B_load"))["helper"] == "a,b\n1,1\n"

@@ -38,11 +38,11 @@ def test_existing_folder_is_never_reused(tmp_path):
 
 
 def test_record_round_trip_and_schema(tmp_path):
-    run_dir = make_run(tmp_path, "nb", WHEN, commit={"sha": "abc", "branch": "main", "dirty": False})
+    run_dir = make_run(tmp_path, "nb", WHEN, commit={"sha": "abc1234", "branch": "main", "dirty": False})
     data = json.loads((run_dir / "run.json").read_text())
     assert list(data)[0] == "schema" and data["schema"] == 1
     record = read_record(run_dir)
-    assert record.commit["sha"] == "abc" and record.stem == "nb"
+    assert record.commit["sha"] == "abc1234" and record.stem == "nb"
     # unknown fields from a newer writer are ignored, not fatal
     data["future_field"] = 1
     (run_dir / "run.json").write_text(json.dumps(data))

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from .. import config, intake
+from .. import active, config, intake
 from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ConfigError, Mm4Error
 from ..pipeline import RunRequest, resume, run_notebook
 from ..queue import Entry, Queue
@@ -43,20 +43,25 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.reattach:
         return _reattach(cfg, queue, entry)
-    content = entry.content
-    if content is None and entry.commit_sha:
-        from ..git import show
+    try:  # a row this version cannot read (an unknown trigger, a commit gone) is kept, with why
+        content = entry.content
+        if content is None and entry.commit_sha:
+            from ..git import show
 
-        content = show(cfg.root, entry.commit_sha, entry.notebook)
-    request = RunRequest(
-        notebook=cfg.root / entry.notebook,
-        trigger=as_trigger(entry.trigger),
-        parameters=entry.parameters,
-        executor=entry.executor,
-        content=content,
-        commit_sha=entry.commit_sha,  # a commit run is that commit's notebook, clean
-        triggers=tuple(entry.triggers),
-    )
+            content = show(cfg.root, entry.commit_sha, entry.notebook)
+        request = RunRequest(
+            notebook=cfg.root / entry.notebook,
+            trigger=as_trigger(entry.trigger),
+            parameters=entry.parameters,
+            executor=entry.executor,
+            content=content,
+            commit_sha=entry.commit_sha,  # a commit run is that commit's notebook, clean
+            triggers=tuple(entry.triggers),
+        )
+    except (Mm4Error, ValueError, TypeError) as exc:
+        queue.park(entry.id, f"this queue entry cannot run: {exc}")
+        print(f"mm4watch: entry {entry.id} not started: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     started: list[str] = []
 
     def created(run_id: str) -> None:
@@ -105,8 +110,10 @@ def _reattach(cfg: config.Config, queue: Queue, entry: Entry) -> int:
         return EXIT_UNREACHABLE
     history = History(cfg.results_dir, cfg.state_dir)
     record, run_dir = history.find(entry.run_id)
-    if not record.is_final:
-        record = resume(cfg, run_dir, record)
+    with active.owning(cfg.state_dir, record.id):  # another process may be finishing it (orphans.py)
+        record = read_record(run_dir)
+        if not record.is_final:
+            resume(cfg, run_dir, record)
     record = read_record(run_dir)
     if record.status == "interrupted" and cfg.daemon.requeue_interrupted and entry.requeued == 0:
         queue.release(entry.id, requeue=True, error=f"run {record.id} was interrupted by a crash; queued again once")

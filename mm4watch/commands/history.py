@@ -8,11 +8,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .. import config
+from .. import config, orphans
 from ..durations import format_duration
 from ..errors import UsageError
 from ..records import STATUSES, RunRecord, parse_iso
 from ..store import History
+from ..terminal import visible
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -112,6 +113,7 @@ def main(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise UsageError("--limit must be 0 (all) or more")
     cfg = config.load()
+    orphans.quietly(cfg)  # a run whose process died is finished, not shown running for ever
     history = History(cfg.results_dir, cfg.state_dir)
     notebook = history.notebook_named(args.notebook) if args.notebook else None
     runs = history.query(notebook=notebook, status=args.status, limit=args.limit or None, sort=args.sort)
@@ -137,7 +139,7 @@ def main(args: argparse.Namespace) -> int:
     chosen = None if args.columns is None else [c.strip() for c in args.columns.split(",") if c.strip()]
     columns, left_out = extra_columns(runs, chosen)
     headers = HEADERS + [c.header for c in columns]
-    rows = [row(record) + [c.value(record) for c in columns] for record in runs]
+    rows = [[visible(cell) for cell in row(record) + [c.value(record) for c in columns]] for record in runs]
     if left_out:
         print(f"({left_out} more parameter/metric columns: choose with --columns)", file=sys.stderr)
     if not sys.stdout.isatty():
@@ -148,6 +150,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, pad_edge=False)
     for i, header in enumerate(headers):
@@ -157,7 +160,8 @@ def main(args: argparse.Namespace) -> int:
             width = max(len(header), *(len(r[i]) for r in rows))
             table.add_column(header, no_wrap=True, min_width=width)
     for record, cells in zip(runs, rows, strict=True):
-        cells[2] = f"[{STATUS_STYLE.get(record.status, 'white')}]{cells[2]}[/]"
-        table.add_row(*cells)
-    Console().print(table)
+        texts = [Text(cell) for cell in cells]  # text, never markup: a parameter may hold [/]
+        texts[2].stylize(STATUS_STYLE.get(record.status, "white"))
+        table.add_row(*texts)
+    Console(file=getattr(sys.stdout, "raw", sys.stdout)).print(table)  # its own colours, past cli's filter
     return 0

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import config, report
+from .. import config, orphans, report
 
 
 def main(args: argparse.Namespace) -> int:
     cfg = config.load()
+    orphans.quietly(cfg)  # a run whose process died is finished, not shown running for ever
     path = report.refresh(cfg, say=(lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr)))
     if not args.quiet:
         print(path)

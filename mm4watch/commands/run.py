@@ -62,6 +62,7 @@ def _run_one(
     request = RunRequest(notebook=notebook, parameters=parameters, executor=executor, timeout_s=timeout_s)
     tty = sys.stderr.isatty()
     display = Display(live=tty, plain=None if tty else sys.stderr, log_output=log_output)
+    _outlive_the_terminal(tty)
     record, run_dir = run_notebook(cfg, request, say=lambda line: print(line, file=sys.stderr), display=display)
     if record.status == "succeeded":
         print(run_dir)
@@ -98,3 +99,20 @@ def _queue(cfg: config.Config, notebook: Path, parameters: dict[str, Any], execu
         + ("" if running else "; the daemon is not running: `mm4watch start`")
     )
     return EXIT_OK
+
+
+def _outlive_the_terminal(tty: bool) -> None:
+    """A closed terminal (SIGHUP) does not stop the run: it goes on with its output sent nowhere,
+    and its end is recorded as usual (results home, `mm4watch history`). Said before it can happen."""
+    import os
+    import signal
+
+    def hung_up(signum: int, frame: object) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):  # writes to a gone terminal fail (EIO): to nowhere instead
+            os.dup2(devnull, fd)
+        os.close(devnull)
+
+    signal.signal(signal.SIGHUP, hung_up)
+    if tty:
+        print("mm4watch: closing this terminal leaves the run going; `mm4watch status` follows it", file=sys.stderr)

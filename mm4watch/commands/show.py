@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import config
+from .. import config, orphans
 from ..durations import format_duration
 from ..records import EXECUTED_NAME, LOG_NAME, where
 from ..store import History
@@ -14,6 +14,7 @@ from .history import format_value, short_commit
 
 def main(args: argparse.Namespace) -> int:
     cfg = config.load()
+    orphans.quietly(cfg)  # a run whose process died is finished, not shown running for ever
     record, run_dir = History(cfg.results_dir, cfg.state_dir).find(args.run)
     if args.json:
         print(json.dumps(record.to_dict(), indent=2))

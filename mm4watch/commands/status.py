@@ -6,7 +6,7 @@ import argparse
 import time
 from datetime import UTC, datetime
 
-from .. import active, config
+from .. import active, config, orphans
 from ..active import read_info
 from ..durations import format_duration
 from ..queue import Entry, Queue
@@ -28,6 +28,7 @@ def running_for(cfg: config.Place, entry: Entry) -> float | None:
 
 def main(args: argparse.Namespace) -> int:
     cfg = config.locate()
+    orphans.quietly(cfg)  # a run whose process died is finished, not shown running for ever
     info = read_info(cfg.state_dir)
     if info:
         up = time.time() - float(info.get("started_at", time.time()))
@@ -66,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
         print("queue: empty")
     for entry in queue.recent(("refused",), RECENT_S):
         when = time.strftime("%H:%M:%S", time.localtime(entry.queued_at))
-        print(f"refused: the save of {entry.notebook} at {when} queued nothing: {entry.note}")
+        print(f"refused: the {entry.trigger} of {entry.notebook} at {when} queued nothing: {entry.note}")
     by_git: dict[str, list[str]] = {}
     for entry in queue.recent(("git",), RECENT_S):
         by_git.setdefault((entry.note or "").split(" at ")[0].removeprefix("changed by "), []).append(entry.notebook)

@@ -208,7 +208,7 @@ class DockerExecutor(EngineExecutor[_Run]):
         return handle.engine.wait(handle.container, wait_s)
 
     def fetch(self, handle: _Run, job: Job) -> None:
-        handle.engine.fetch(handle.container, OUTPUT, job.run_dir, skip=RESERVED_NAMES)
+        handle.engine.fetch(handle.container, OUTPUT, job.run_dir, skip=RESERVED_NAMES, log=job.log_path)
 
     def stop(self, handle: _Run) -> None:
         handle.container.stop(STOP_GRACE_S)

@@ -20,10 +20,12 @@ from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, job_spec
 
 @dataclass
 class _Child:
-    control: Path  # spec.json, outside the run folder
+    control: Path | None  # spec.json, outside the run folder
     log: IO[bytes] | None = None
     process: subprocess.Popen[bytes] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    found: Any = None  # psutil.Process: a runner whose mm4watch process died, followed again
+    ended: bool = False  # that runner ended already: its result is in the run folder
 
 
 class LocalExecutor(Executor[_Child]):
@@ -62,11 +64,22 @@ class LocalExecutor(Executor[_Child]):
         env = dict(os.environ)
         env.update({ENV_OUTPUT_DIR: str(job.run_dir), ENV_RUN_ID: job.run_id, "PYTHONUNBUFFERED": "1"})
         handle.log = open(job.log_path, "ab")  # noqa: SIM115 (closed in release)
+        assert handle.control is not None
         handle.process = proc.spawn(
             [sys.executable, "-m", RUNNER, str(handle.control / "spec.json")], cwd=job.cwd, env=env, stdout=handle.log
         )
 
     def poll(self, handle: _Child, job: Job, wait_s: float) -> int | None:
+        if handle.ended:
+            return 0
+        if handle.found is not None:  # not our child: its end is seen, its code is in result.json
+            import psutil
+
+            try:
+                handle.found.wait(timeout=wait_s)
+            except psutil.TimeoutExpired:
+                return None
+            return 0
         assert handle.process is not None
         try:
             return handle.process.wait(timeout=wait_s)
@@ -77,22 +90,37 @@ class LocalExecutor(Executor[_Child]):
         return None  # the runner writes into the run folder itself
 
     def stop(self, handle: _Child) -> None:
-        if handle.process is not None:
+        if handle.found is not None:
+            proc.stop_pid_tree(handle.found.pid, STOP_GRACE_S)
+        elif handle.process is not None:
             proc.stop_tree(handle.process, STOP_GRACE_S)
 
     def release(self, handle: _Child) -> None:
+        if handle.found is not None and handle.found.is_running():
+            proc.stop_pid_tree(handle.found.pid, STOP_GRACE_S)
         if handle.process is not None and handle.process.poll() is None:
             proc.stop_tree(handle.process, STOP_GRACE_S)  # never leave a kernel behind
         if handle.log is not None:
             handle.log.close()
-        import shutil
+        if handle.control is not None:
+            import shutil
 
-        shutil.rmtree(handle.control, ignore_errors=True)
+            shutil.rmtree(handle.control, ignore_errors=True)
 
-    def reattach(self, job: Job) -> Outcome | None:
-        """A local run dies with its mm4watch process; stop what is left of it (its kernel)."""
+    def find(self, job: Job, info: dict[str, Any]) -> _Child | None:
+        """The run's runner, still going after its mm4watch process died (it writes into the run
+        folder itself: following it to its end brings everything home)."""
         import psutil
 
+        for process in psutil.process_iter(["cmdline"]):
+            try:
+                if RUNNER in (process.info["cmdline"] or []) and process.environ().get(ENV_RUN_ID) == job.run_id:
+                    return _Child(None, found=process)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        if (job.run_dir / RESULT_DIR / "result.json").exists():  # it ended while nobody watched
+            return _Child(None, ended=True)
+        # nothing of it runs: a kernel it left would wait for ever
         for process in psutil.process_iter():
             try:
                 if process.environ().get(ENV_RUN_ID) == job.run_id:

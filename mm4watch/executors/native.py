@@ -282,6 +282,7 @@ class NativeExecutor(Executor[_Remote]):
             "COPYFILE_DISABLE=1 " + join(["tar", "-C", f"{handle.run}/output", "-czf", "-", "."]),
             job.run_dir,
             skip=RESERVED_NAMES,
+            log=job.log_path,
         )
 
     def release(self, handle: _Remote) -> None:

@@ -227,7 +227,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
         if handle.lost or handle.engine is None or handle.container is None:
             return
         try:
-            handle.engine.fetch(handle.container, OUTPUT, job.run_dir, skip=RESERVED_NAMES)
+            handle.engine.fetch(handle.container, OUTPUT, job.run_dir, skip=RESERVED_NAMES, log=job.log_path)
         except Exception:
             self._check_node(handle, job, "results could not be fetched")
             if not handle.lost:
