@@ -22,6 +22,8 @@ from pathlib import Path
 from _common import mini_ssh_options, rig
 from _common import notebook as _notebook
 
+from mm4watch import config
+
 
 def main() -> int:
     parser = argparse.ArgumentParser()
@@ -44,7 +46,10 @@ def main() -> int:
         run = [sys.executable, "-m", "mm4watch", "run", "notebooks/cycle.ipynb"]
         subprocess.run(run, cwd=project, check=True, capture_output=True)  # builds the environment once (not timed)
         venv = subprocess.run(
-            [*ssh, "ls -d ~/mm4watch/benchnative/venvs/*"], check=True, capture_output=True, text=True
+            [*ssh, f"ls -d ~/mm4watch/{config.load(project).project_key}/venvs/*"],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.split()[0]
         hand_dir = "mm4-bench-hand"
         subprocess.run([*ssh, f"mkdir -p {hand_dir}/notebooks"], check=True)

@@ -173,8 +173,17 @@ class Config:
         return self.root / STATE_DIR
 
     @property
+    def project_key(self) -> str:
+        """This project's one name on other machines and engines (its folder on the Mini, its
+        images, its mirror of earlier results, its login service): the folder's name and a hash of
+        its path, so two projects with the same folder name never share (nor clean up) anything."""
+        import hashlib
+
+        return f"{_slug(self.root.name)}-{hashlib.sha256(str(self.root).encode()).hexdigest()[:8]}"
+
+    @property
     def image_name(self) -> str:
-        return self.project.image or f"mm4-{_slug(self.root.name)}"
+        return self.project.image or f"mm4-{self.project_key}"
 
     def executor(self, name: str | None = None, *, tag: str | None = None) -> ExecutorConfig:
         """By precedence: ``name`` (the command line), MM4_EXECUTOR, the notebook's

@@ -73,12 +73,7 @@ class Pushed:
 
 def remote_dir(cfg: Config, base: str) -> str:
     """Where a project's mirror lives under ``base`` on the far side: one per project (by path)."""
-    import hashlib
-
-    from .names import slug
-
-    digest = hashlib.sha256(str(cfg.root).encode()).hexdigest()[:8]
-    return f"{base.rstrip('/')}/{slug(cfg.root.name) or 'project'}-{digest}/results"
+    return f"{base.rstrip('/')}/{cfg.project_key}/results"
 
 
 def choose(cfg: Config, needs: tuple[str, ...]) -> Inputs:

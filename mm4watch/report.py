@@ -166,7 +166,15 @@ def _fmt(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _row(record: RunRecord, rendered: set[str]) -> str:
+def notebook_labels(notebooks: set[str]) -> dict[str, str]:
+    """How the page names each notebook: its name, or its path where two notebooks share a name."""
+    stems: dict[str, int] = {}
+    for path in notebooks:
+        stems[Path(path).stem] = stems.get(Path(path).stem, 0) + 1
+    return {path: Path(path).stem if stems[Path(path).stem] == 1 else path for path in notebooks}
+
+
+def _row(record: RunRecord, rendered: set[str], label: str) -> str:
     run = record.id
     folder = quote(run)
     commit = record.commit or {}
@@ -186,7 +194,7 @@ def _row(record: RunRecord, rendered: set[str]) -> str:
     if len(images) > THUMBS_PER_RUN:
         thumbs += f'<a class="more" href="{folder}/">+{len(images) - THUMBS_PER_RUN}</a>'
     return (
-        f'<tr data-run="{_e(run)}" data-notebook="{_e(record.stem)}" data-status="{_e(record.status)}">'
+        f'<tr data-run="{_e(run)}" data-notebook="{_e(label)}" data-status="{_e(record.status)}">'
         f'<td><span class="st st-{_e(record.status)}">{_e(record.status)}</span></td>'
         f'<td><a class="run" href="{link}">{_e(run)}</a></td>'
         f"<td>{_e(record.notebook)}</td><td>{_e(record.trigger)}</td>"
@@ -232,13 +240,14 @@ def _charts(stem: str, runs: list[RunRecord]) -> str:
 
 def build_page(project: str, records: list[RunRecord], rendered: set[str]) -> str:
     """The whole page for ``records`` (newest first), as text."""
-    by_stem: dict[str, list[RunRecord]] = {}
+    labels = notebook_labels({r.notebook for r in records})  # notebooks are told apart by path
+    by_notebook: dict[str, list[RunRecord]] = {}
     for record in reversed(records):
-        by_stem.setdefault(record.stem, []).append(record)
+        by_notebook.setdefault(labels[record.notebook], []).append(record)
     statuses = sorted({r.status for r in records})
     sections = []
-    for stem in sorted(by_stem):
-        runs = by_stem[stem]
+    for stem in sorted(by_notebook):
+        runs = by_notebook[stem]
         charts = _charts(stem, runs)
         sections.append(
             f'<section class="nb" data-notebook="{_e(stem)}"><h3>{_e(stem)} '
@@ -246,9 +255,9 @@ def build_page(project: str, records: list[RunRecord], rendered: set[str]) -> st
             + (charts or '<p class="none">no metrics yet: <code>log_metrics(name=value)</code> in the notebook</p>')
             + "</section>"
         )
-    options = "".join(f'<option value="{_e(s)}">{_e(s)}</option>' for s in sorted(by_stem))
+    options = "".join(f'<option value="{_e(s)}">{_e(s)}</option>' for s in sorted(by_notebook))
     status_options = "".join(f'<option value="{_e(s)}">{_e(s)}</option>' for s in statuses)
-    rows = "".join(_row(r, rendered) for r in records)
+    rows = "".join(_row(r, rendered, labels[r.notebook]) for r in records)
     made = time.strftime("%Y-%m-%d %H:%M:%S")
     return _PAGE.format(
         title=_e(f"{project}: runs"),

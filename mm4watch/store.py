@@ -29,7 +29,7 @@ from .errors import RunNotFound
 from .records import RECORD_NAME, BadRecord, RunRecord, parse_iso, read_record
 
 INDEX_NAME = "history.sqlite"
-_INDEX_VERSION = 6  # 6: records are checked for shape before they are indexed
+_INDEX_VERSION = 7  # 6: records are checked for shape before they are indexed; 7: by notebook path
 _SETTLED_NS = 2_000_000_000  # an mtime this old cannot hide a same-tick change
 
 
@@ -88,7 +88,10 @@ class History:
         except FileNotFoundError:
             entries = []
         for entry in entries:
-            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            # a dot-named notebook's runs are folders with a dot too; other dot folders are not runs
+            if entry.name.startswith(".") and not os.path.exists(os.path.join(entry.path, RECORD_NAME)):
                 continue
             seen.add(entry.name)
             if not final.get(entry.name):
@@ -119,13 +122,14 @@ class History:
                     record.is_final,
                     created.timestamp() if created else 0.0,
                     record.stem,
+                    record.notebook,
                     record.status,
                     json.dumps(record.to_dict()),
                 )
             )
         if rows or gone:
             with db:
-                db.executemany("insert or replace into runs values (?,?,?,?,?,?)", rows)
+                db.executemany("insert or replace into runs values (?,?,?,?,?,?,?)", rows)
                 db.executemany("delete from runs where id = ?", [(g,) for g in gone])
         return complete
 
@@ -146,8 +150,11 @@ class History:
         that metric, a parameter) ascending, ``"-acc"`` descending, runs without it last."""
         where, args = [], []
         if notebook:
-            where.append("stem = ?")
-            args.append(Path(notebook).stem)
+            path = self.notebook_path(notebook)
+            if path is None:
+                return []
+            where.append("notebook = ?")
+            args.append(path)
         if status:
             statuses = [status] if isinstance(status, str) else list(status)
             where.append(f"status in ({','.join('?' * len(statuses))})")
@@ -183,14 +190,36 @@ class History:
         """How many runs there are (without reading their records)."""
         return int(self._rows("select count(*) from runs")[0][0])
 
+    def notebooks(self) -> list[str]:
+        """Every notebook with runs, by its project-relative path."""
+        return sorted(row[0] for row in self._rows("select distinct notebook from runs"))
+
+    def notebook_path(self, ref: str, *, prefix: bool = False) -> str | None:
+        """The notebook ``ref`` names, as its project-relative path; None when no notebook with runs
+        is it. A path (``notebooks/a/train.ipynb``, its tail ``a/train.ipynb``, an absolute one)
+        names one notebook; a bare name (``train``) names the notebook of that name when only one
+        has it, and ``prefix`` lets a unique beginning of a name do. Two candidates: ``RunNotFound``
+        naming them."""
+        paths = self.notebooks()
+        text = ref.removeprefix("./")
+        if text in paths:
+            return text
+        if "/" in text or text.endswith(".ipynb"):
+            found = [p for p in paths if p.endswith("/" + text) or text.endswith("/" + p)]
+        else:
+            found = [p for p in paths if Path(p).stem == text]
+            if not found and prefix:
+                found = [p for p in paths if Path(p).stem.startswith(text)]
+        if len(found) > 1:
+            raise RunNotFound(
+                f"{ref!r} names {len(found)} notebooks ({', '.join(found[:5])}); give its path, e.g. {found[0]!r}"
+            )
+        return found[0] if found else None
+
     def notebook_named(self, ref: str) -> str:
-        """A notebook as ``show`` takes it: a name, a path, or a unique prefix of a notebook's name."""
-        stem = Path(ref).stem
-        stems = {row[0] for row in self._rows("select distinct stem from runs")}
-        if stem in stems or not stems:
-            return stem
-        starting = sorted(s for s in stems if s.startswith(stem))
-        return starting[0] if len(starting) == 1 else stem
+        """A notebook as ``show`` and ``history --notebook`` take it: a name, a path, or a unique
+        prefix of a notebook's name; the path when a notebook has runs, else ``ref`` itself."""
+        return self.notebook_path(ref, prefix=True) or ref
 
     def find(self, ref: str) -> tuple[RunRecord, Path]:
         """A run by id, unique id prefix, or folder path."""
@@ -204,9 +233,10 @@ class History:
         matches = [r for r in runs if r.id.startswith(ref)]
         if len(matches) == 1:
             return matches[0], self.results_dir / matches[0].id
-        by_stem = [r for r in runs if r.stem == ref]
-        if by_stem:
-            return by_stem[0], self.results_dir / by_stem[0].id
+        notebook = self.notebook_path(ref)
+        if notebook is not None:  # a notebook's name or path: its newest run
+            newest = next(r for r in runs if r.notebook == notebook)
+            return newest, self.results_dir / newest.id
         if len(matches) > 1:
             names = ", ".join(r.id for r in matches[:5])
             raise RunNotFound(f"{ref!r} matches {len(matches)} runs ({names}...); give more of the id")
@@ -228,9 +258,10 @@ def _prepared(db: sqlite3.Connection) -> sqlite3.Connection:
             drop table if exists runs;
             create table runs (
                 id text primary key, final integer,
-                created real, stem text, status text, record text);
+                created real, stem text, notebook text, status text, record text);
             create index runs_created on runs(created);
             create index runs_stem on runs(stem, created);
+            create index runs_notebook on runs(notebook, created);
             create index runs_status on runs(status, created);
             create index runs_final on runs(id, final);
             drop table if exists meta;

@@ -231,3 +231,21 @@ def test_nodes_that_are_a_macs_docker_vm_are_named():
     cfg = SwarmConfig(name="pool", type="swarm", nodes={"h8": "ssh://me@second", "box": "ssh://me@first"})
     assert [node_host(cfg, n) for n in twins] == ["ssh://me@first", "ssh://me@second"]
     assert node_host(cfg, linux[0]) == "ssh://10.0.0.11"
+
+
+def test_two_projects_of_one_name_never_share_a_remote_name(tmp_path):
+    """One key (folder name and a hash of the path) for the Mini's folder, images, the mirror and the service."""
+    from mm4watch import mirror
+    from mm4watch.commands.service import unit_path
+
+    keys = set()
+    for parent in ("work", "home"):
+        root = tmp_path / parent / "analysis"
+        root.mkdir(parents=True)
+        (root / "mm4.toml").write_text("[run]\n")
+        cfg = config.load(root)
+        assert cfg.project_key.startswith("analysis-") and cfg.image_name == f"mm4-{cfg.project_key}"
+        assert mirror.remote_dir(cfg, "mm4watch") == f"mm4watch/{cfg.project_key}/results"
+        assert unit_path(cfg, "Darwin")[1] == f"com.mm4watch.{cfg.project_key}"
+        keys.add(cfg.project_key)
+    assert len(keys) == 2

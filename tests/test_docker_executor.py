@@ -19,6 +19,7 @@ from conftest import (
     write_notebook,
 )
 
+from mm4watch import config
 from mm4watch.names import run_key
 
 pytestmark = pytest.mark.slow
@@ -69,7 +70,9 @@ def test_run_on_the_mini_brings_everything_home(mini_project, mini):
     assert ex["name"] == "mini" and ex["type"] == "docker" and ex["host"].endswith(":" + mini["MINI_PORT"])
     assert ex["server_version"] and ex["arch"] and ex["os"] == "linux"
     assert (
-        ex["image_built"] is True and ex["image"].startswith("mm4-proj:ctx-") and ex["image_id"].startswith("sha256:")
+        ex["image_built"] is True
+        and ex["image"].startswith(f"mm4-{config.load(mini_project).project_key}:ctx-")
+        and ex["image_id"].startswith("sha256:")
     )
     assert len(ex["context_hash"]) == 64
     assert "hello from the mini" in (run_dir / "run.log").read_text()
@@ -102,7 +105,8 @@ def test_run_on_the_mini_brings_everything_home(mini_project, mini):
 
     gc = mm4(["gc", "--keep", "1"], cwd=mini_project)
     assert gc.returncode == 0 and f"removed {ex['image']}" in gc.stdout, gc.stdout + gc.stderr
-    tags = on_mini(mini, "docker images --format '{{.Repository}}:{{.Tag}}' mm4-proj").split()
+    repo = ex["image"].split(":")[0]
+    tags = on_mini(mini, f"docker images --format '{{{{.Repository}}}}:{{{{.Tag}}}}' {repo}").split()
     assert tags == [third["executor"]["image"]]
 
 

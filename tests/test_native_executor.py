@@ -23,6 +23,7 @@ from conftest import (
     write_notebook,
 )
 
+from mm4watch import config
 from mm4watch.names import run_key
 
 pytestmark = pytest.mark.slow
@@ -85,7 +86,9 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mac):
     assert stock.startswith("3.9.") and ex["python"] == stock  # the Mini's own python3, as a fresh Mac has it
     assert ex["type"] == "native" and ex["platform"] and len(ex["env_hash"]) == 16
     assert ex["mps"] is None  # torch is not installed there
-    assert run_key(run_dir.name) not in on_mac(mac, "ls ~/mm4watch/nproj/runs").split()  # its folder there is gone
+    key = config.load(native_project).project_key  # the project's one name on the Mini
+    assert key.startswith("nproj-") and len(key) == len("nproj-") + 8
+    assert run_key(run_dir.name) not in on_mac(mac, f"ls ~/mm4watch/{key}/runs").split()  # its folder there is gone
     # the Mini was kept awake while the runner lived, and let go after
     assert "kept awake while the run lasts" in (run_dir / "run.log").read_text()
     wait_for(lambda: caffeinated(mac) and all(ended for _, ended in caffeinated(mac).values()), what="caffeinate ends")
@@ -280,7 +283,8 @@ def test_mac_droppings_change_no_code_sync_and_come_home_as_no_output(native_pro
         (folder / "._helper.py").write_bytes(b"\0\5\26\7")
     done = mm4(["run", "notebooks/m.ipynb"], cwd=native_project, timeout=900)
     assert done.returncode == 0, done.stderr
-    code_dir = on_mac(mac, "find ~/mm4watch/nproj/code -name '.DS_Store' -o -name '._*'")
+    key = config.load(native_project).project_key
+    code_dir = on_mac(mac, f"find ~/mm4watch/{key}/code -name '.DS_Store' -o -name '._*'")
     assert code_dir.strip() == ""  # never synced
     first, second = run_dirs(native_project)
     for run_dir in (first, second):

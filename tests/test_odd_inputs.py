@@ -444,3 +444,43 @@ def test_a_queue_row_this_version_cannot_read_is_kept_with_its_reason(repo):
         assert status.returncode == 0 and f"parked:  notebooks/q.ipynb (entry {entry.id})" in status.stdout
     finally:
         mm4(["stop", "--now"], cwd=repo)
+
+
+# -- a notebook is its path -----------------------------------------------------------------------
+
+
+def test_notebooks_with_one_name_in_two_folders_are_told_apart(project):
+    for folder in ("a", "b"):
+        write_notebook(
+            project / "notebooks" / folder / "train.ipynb",
+            code(
+                f"# mm4: remote\nimport os, pathlib\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'who').write_text('{folder}')"
+            ),
+        )
+        assert mm4(["run", f"notebooks/{folder}/train.ipynb"], cwd=project).returncode == 0
+    write_notebook(project / "notebooks" / ".hidden.ipynb", code("# mm4: remote\nx = 1"))
+    assert mm4(["run", "notebooks/.hidden.ipynb"], cwd=project).returncode == 0
+    history = json.loads(mm4(["history", "--json"], cwd=project).stdout)
+    assert sorted(r["notebook"] for r in history) == [
+        "notebooks/.hidden.ipynb",
+        "notebooks/a/train.ipynb",
+        "notebooks/b/train.ipynb",
+    ]  # the dot-named notebook's runs are listed too
+    by_name = mm4(["history", "--notebook", "train"], cwd=project)
+    assert by_name.returncode == 2 and "notebooks/a/train.ipynb, notebooks/b/train.ipynb" in by_name.stderr
+    one = mm4(["history", "--notebook", "a/train.ipynb", "--json"], cwd=project)
+    assert [r["notebook"] for r in json.loads(one.stdout)] == ["notebooks/a/train.ipynb"]
+    script = (
+        "from mm4watch import latest_run\n"
+        "print(open(latest_run('notebooks/b/train.ipynb', project='.') / 'who').read())\n"
+        "try:\n    latest_run('train', project='.')\nexcept LookupError as exc:\n    print('LookupError', exc)\n"
+    )
+    done = subprocess.run(["python", "-c", script], cwd=project, capture_output=True, text=True)
+    first, second = done.stdout.splitlines()
+    assert first == "b" and second.startswith("LookupError") and "give its path" in second, done.stderr
+    write_notebook(project / "notebooks" / "c.ipynb", code("# mm4: remote needs=train\nx = 1"))
+    needs = mm4(["run", "notebooks/c.ipynb"], cwd=project)
+    assert needs.returncode == 2 and "names 2 notebooks" in needs.stderr, needs.stderr
+    assert mm4(["report"], cwd=project).returncode == 0
+    page = (project / "results" / "index.html").read_text()
+    assert 'data-notebook="notebooks/a/train.ipynb"' in page and 'data-notebook="notebooks/b/train.ipynb"' in page

@@ -9,7 +9,6 @@ deprecated verbs). On Linux the commands to run are printed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import platform
 import plistlib
@@ -26,7 +25,7 @@ LAUNCHD_LOG = "launchd.log"  # launchd's own stdout/stderr of the agent: daemon.
 
 
 def unit_path(cfg: config.Config, system: str) -> tuple[Path, str]:
-    slug = f"{config._slug(cfg.root.name)}-{hashlib.sha256(str(cfg.root).encode()).hexdigest()[:8]}"
+    slug = cfg.project_key
     home = config.home()
     if system == "Darwin":
         label = f"com.mm4watch.{slug}"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from .. import awake, ssh
-from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, NativeConfig, _slug
+from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, NativeConfig
 from ..errors import Mm4Error
 from ..fsutil import dropping_excludes
 from ..names import join, quote
@@ -77,7 +77,7 @@ class NativeExecutor(Executor[_Remote]):
         super().__init__(cfg, config)
         self.target = ssh.Target.parse(cfg.host or "", cfg.ssh_options)
         self.python = cfg.python or "python3"
-        self.base = (cfg.workdir or "mm4watch").rstrip("/") + "/" + _slug(config.root.name)
+        self.base = (cfg.workdir or "mm4watch").rstrip("/") + "/" + config.project_key
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "host": self.target.label}
