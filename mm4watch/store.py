@@ -208,8 +208,9 @@ class History:
             found = [p for p in paths if p.endswith("/" + text) or text.endswith("/" + p)]
         else:
             found = [p for p in paths if Path(p).stem == text]
-            if not found and prefix:
-                found = [p for p in paths if Path(p).stem.startswith(text)]
+            if not found and prefix:  # a beginning names a notebook only when it is unique
+                starting = [p for p in paths if Path(p).stem.startswith(text)]
+                found = starting if len(starting) == 1 else []
         if len(found) > 1:
             raise RunNotFound(
                 f"{ref!r} names {len(found)} notebooks ({', '.join(found[:5])}); give its path, e.g. {found[0]!r}"

@@ -151,14 +151,19 @@ def status_of(run_dir: Path) -> str | None:
 # the two-machine rig (tests/rig/up.sh): a fake Mini reached only over SSH
 
 
+def _unavailable(problem: str) -> None:
+    """A part of the rig is missing: a failure under CI (what users depend on is never skipped there),
+    a skip elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
 @pytest.fixture(scope="session")
 def mini() -> Iterator[dict[str, str]]:
     """The fake Mini's address. A missing rig fails under CI and skips elsewhere."""
     if not RIG_ENV.exists():
-        message = f"the test rig is not up ({RIG_ENV} missing): run `bash tests/rig/up.sh` as root"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        _unavailable(f"the test rig is not up ({RIG_ENV} missing): run `bash tests/rig/up.sh` as root")
     values = rig_values() or {}
     probe = subprocess.run(
         ["ssh", *mini_ssh_args(values), "docker", "info", "--format", "{{.ServerVersion}}"],
@@ -167,10 +172,7 @@ def mini() -> Iterator[dict[str, str]]:
         timeout=60,
     )
     if probe.returncode != 0:
-        message = f"the fake Mini does not answer: {probe.stderr.strip()} (run `bash tests/rig/up.sh`)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        _unavailable(f"the fake Mini does not answer: {probe.stderr.strip()} (run `bash tests/rig/up.sh`)")
     yield values
     # warm containers wait an hour for a next run by design; the suite's own must not outlive it
     on_mini(values, "docker ps -aq --filter name=mm4-warm- | xargs -r docker rm -f >/dev/null")
@@ -186,9 +188,7 @@ def mac() -> dict[str, str]:
         if probe.returncode != 0:
             problem = f"the Mac-like Mini does not answer: {probe.stderr.strip()} (run `bash tests/rig/up.sh`)"
     if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
+        _unavailable(problem)
     assert values is not None
     return values
 
@@ -203,9 +203,7 @@ def pool() -> dict[str, str]:
         if nodes.count("Ready Active") < 2:
             problem = f"the pool's swarm is not whole ({nodes.strip()!r}): run `bash tests/rig/up.sh`"
     if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
+        _unavailable(problem)
     assert values is not None
     return values
 

@@ -50,7 +50,9 @@ def pool_project(tmp_path: Path, pool: dict[str, str]) -> Any:
 
 
 def _services(pool: dict[str, str], project: Path) -> list[str]:
-    label = f"mm4watch.project=mm4-{project.name}"
+    from mm4watch import config
+
+    label = f"mm4watch.project={config.load(project).image_name}"
     return on_node(pool, 1, f"docker service ls -q --filter label={label}").split()
 
 

@@ -52,11 +52,8 @@ SSH=(ssh -i "$RIG/id_ed25519" -p "$PORT" -o BatchMode=yes -o StrictHostKeyChecki
 for _ in $(seq 60); do "${SSH[@]}" true >/dev/null 2>&1 && break; sleep 0.5; done
 "${SSH[@]}" true || { log "the Mac-like Mini does not answer over SSH"; "$DOCKER" logs "$NAME" | tail -20 >&2; exit 1; }
 
-pid=$("$DOCKER" inspect -f '{{.State.Pid}}' "$NAME")
-nsenter -t "$pid" -n tc qdisc replace dev eth0 root tbf rate 1gbit burst 256kb latency 5ms
-peer=$("$DOCKER" exec "$NAME" cat /sys/class/net/eth0/iflink)
-hostif=$(ip -o link | awk -F': ' -v i="$peer" '$1 == i {print $2}' | cut -d@ -f1)
-[ -n "$hostif" ] && tc qdisc replace dev "$hostif" root tbf rate 1gbit burst 256kb latency 5ms
+source "$HERE/link.sh"
+shape_link "$NAME"
 
 cat >"$RIG/mac.env" <<ENV
 MAC_HOST=127.0.0.1

@@ -13,6 +13,7 @@ NET=mm4-lan
 SUBNET=172.30.0.0/24
 REGISTRY=172.30.0.11:5000
 log() { printf '[pool] %s\n' "$*" >&2; }
+source "$(dirname "$0")/link.sh"
 [ -s "$RIG/rig.env" ] || { log "run tests/rig/up.sh first"; exit 1; }
 
 # the node image: the fake Mini's, plus Debian's registry
@@ -49,12 +50,7 @@ node() {  # node N: start fake-mini-N at 172.30.0.1N, sshd on 127.0.0.1:223N
     log "loading python:3.11-slim into $name"
     "$DOCKER" save python:3.11-slim | "${ssh[@]}" docker load >/dev/null
   fi
-  local pid peer hostif
-  pid=$("$DOCKER" inspect -f '{{.State.Pid}}' "$name")
-  nsenter -t "$pid" -n tc qdisc replace dev eth0 root tbf rate 1gbit burst 256kb latency 5ms
-  peer=$("$DOCKER" exec "$name" cat /sys/class/net/eth0/iflink)
-  hostif=$(ip -o link | awk -F': ' -v i="$peer" '$1 == i {print $2}' | cut -d@ -f1)
-  [ -n "$hostif" ] && tc qdisc replace dev "$hostif" root tbf rate 1gbit burst 256kb latency 5ms
+  shape_link "$name"
 }
 node 1
 node 2

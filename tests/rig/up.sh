@@ -89,12 +89,9 @@ fi
 "$DOCKER" exec "$NAME" sh -c 'touch /var/log/caffeinate.log && chmod 666 /var/log/caffeinate.log'
 
 # a gigabit link: shape both directions of the veth pair
+source "$(dirname "$0")/link.sh"
+shape_link "$NAME"
 pid=$("$DOCKER" inspect -f '{{.State.Pid}}' "$NAME")
-nsenter -t "$pid" -n tc qdisc replace dev eth0 root tbf rate 1gbit burst 256kb latency 5ms
-# the container's own sysfs names its peer (nsenter -n would still read this machine's /sys)
-peer=$("$DOCKER" exec "$NAME" cat /sys/class/net/eth0/iflink)
-hostif=$(ip -o link | awk -F': ' -v i="$peer" '$1 == i {print $2}' | cut -d@ -f1)
-[ -n "$hostif" ] && tc qdisc replace dev "$hostif" root tbf rate 1gbit burst 256kb latency 5ms
 
 cat >"$RIG/rig.env" <<ENV
 MINI_HOST=127.0.0.1
