@@ -28,6 +28,8 @@ def adopt(config: Config | Place) -> list[str]:
     """Start finishing every orphaned run; their ids."""
     from .store import History
 
+    if isinstance(config, Place) and config.error is not None:
+        return []  # a broken mm4.toml: `_resume` could not load it either; status says what is wrong
     found = []
     now = time.time()
     for record in History(config.results_dir, config.state_dir).query(status="running"):

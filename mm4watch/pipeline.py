@@ -327,8 +327,9 @@ def collect_outputs(
     """Every regular file the notebook wrote into its run folder: path, size, sha256.
 
     Only regular files are opened (lstat first: a FIFO would block ``open`` for good, a socket or a
-    device cannot be read); anything else, a file that cannot be read, and the files left when the
-    ``deadline`` (``time.monotonic()``) passes are listed without a hash, each said in ``warnings``."""
+    device cannot be read): those others are not listed; a file that cannot be read, and the files
+    left when the ``deadline`` (``time.monotonic()``) passes, are listed without a hash. Each is
+    said in ``warnings``."""
     said = warnings if warnings is not None else []
     found: list[dict[str, Any]] = []
     for folder, dirs, files in os.walk(run_dir):

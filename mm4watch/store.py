@@ -201,7 +201,7 @@ class History:
         has it, and ``prefix`` lets a unique beginning of a name do. Two candidates: ``RunNotFound``
         naming them."""
         paths = self.notebooks()
-        text = ref.removeprefix("./")
+        text = str(ref).removeprefix("./")  # a Path from a notebook works too
         if text in paths:
             return text
         if "/" in text or text.endswith(".ipynb"):

@@ -63,6 +63,14 @@ def runner_digest() -> str:
     return digest.hexdigest()
 
 
+def log_line(job: Job, line: str) -> None:
+    """One line of mm4watch's own in the run's run.log, with its time."""
+    from ..records import now_iso
+
+    with open(job.log_path, "a", encoding="utf-8") as fh:
+        fh.write(f"[{now_iso()}] mm4watch: {line}\n")
+
+
 def job_spec(job: Job, *, notebook: str, output_dir: str, cwd: str, project: str, results: str) -> dict[str, Any]:
     """What the runner reads: where the notebook is, where its output and result go, and what the run
     is told (``runenv``): the project's root and its earlier results as the run sees them."""

@@ -31,7 +31,7 @@ from ..config import ENV_OUTPUT_DIR, DockerConfig
 from ..docker_engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Container, Engine, Image
 from ..records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
-from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, H, job_spec, runner_files
+from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, H, job_spec, log_line, runner_files
 
 RUN_UID = 1000  # containers never run as root
 OUTPUT = "/output"
@@ -225,8 +225,7 @@ class DockerExecutor(EngineExecutor[_Run]):
                 pass  # the engine went away; gc finds it by its labels later
             if handle.then is not None and handle.then.is_alive():
                 handle.then.join(timeout=60)
-            target = self._ssh_target() if handle.awake else None
-            if target is not None and handle.awake:
+            if handle.awake and (target := self._ssh_target()) is not None:
                 try:
                     ssh.run(target, awake.let_go(handle.awake), timeout=30)
                 except (ssh.Unreachable, proc.CommandFailed):
@@ -439,8 +438,4 @@ def refusals_fail(job: Job, who: str, info: dict[str, Any], attempt: Callable[[]
         return Outcome("failed", {"cell": None, "ename": "DockerError", "evalue": explanation}, info)
 
 
-def _log(job: Job, line: str) -> None:
-    from ..records import now_iso
-
-    with open(job.log_path, "a", encoding="utf-8") as fh:
-        fh.write(f"[{now_iso()}] mm4watch: {line}\n")
+_log = log_line

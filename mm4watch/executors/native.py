@@ -42,6 +42,7 @@ from .base import (
     STOP_GRACE_S,
     Executor,
     job_spec,
+    log_line,
     runner_digest,
     runner_files,
 )
@@ -185,7 +186,7 @@ class NativeExecutor(Executor[_Remote]):
 
             remote = mirror.remote_dir(self.config, f"{prepared['home']}/{self.cfg.workdir or 'mm4watch'}")
             pushed = mirror.push(ssh.shared(self.target), self.config.results_dir, remote, job.inputs)
-            _note(job, pushed.line(len(job.inputs)))
+            log_line(job, pushed.line(len(job.inputs)))
             # earlier runs where the notebook looks for them (../results), read-only
             links += " && " + join(["ln", "-s", pushed.remote_dir, f"{run}/code/{self.config.project.results}"])
         spec = job_spec(
@@ -229,7 +230,7 @@ class NativeExecutor(Executor[_Remote]):
             input=handle.job_tar,
         )
         if awake.HELD in said.split():
-            _note(job, f"{self.target.label} is kept awake while the run lasts (caffeinate -i)")
+            log_line(job, f"{self.target.label} is kept awake while the run lasts (caffeinate -i)")
         handle.log = open(job.log_path, "ab")  # noqa: SIM115 (closed in release)
 
     def find(self, job: Job, info: dict[str, Any]) -> _Remote | None:
@@ -292,8 +293,3 @@ class NativeExecutor(Executor[_Remote]):
             self._sh(join(["rm", "-rf", handle.run]))
         except ssh.Unreachable:
             pass  # the Mini went away: its run folder stays until it is back (and is small)
-
-
-def _note(job: Job, line: str) -> None:
-    with open(job.log_path, "a", encoding="utf-8") as fh:
-        fh.write(f"mm4watch: {line}\n")
