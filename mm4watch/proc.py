@@ -10,7 +10,7 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import Mm4Error
 
@@ -90,12 +90,20 @@ def stop_pid_tree(pid: int, grace_s: float = 10.0) -> None:
     try:
         top = psutil.Process(pid)
         tree = [top, *top.children(recursive=True)]
-        top.terminate()
-        top.wait(grace_s)
-    except psutil.TimeoutExpired:
-        pass
     except psutil.NoSuchProcess:
         return
+    try:
+        top.terminate()
+        top.wait(grace_s)
+    except (psutil.TimeoutExpired, psutil.NoSuchProcess):
+        pass  # still there: killed below, with its tree; gone: its tree may not be
+    _kill_all(tree)
+
+
+def _kill_all(tree: list[Any]) -> None:
+    """SIGKILL every process of ``tree`` (psutil processes) that is still there, and wait for them."""
+    import psutil
+
     for process in tree:
         try:
             process.kill()
@@ -123,10 +131,5 @@ def stop_tree(child: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
             child.wait(grace_s)
         except subprocess.TimeoutExpired:
             pass
-    for proc in tree:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(tree, timeout=5)
+    _kill_all(tree)
     child.wait()
