@@ -131,10 +131,10 @@ class DockerExecutor(EngineExecutor[_Run]):
                 return image
         info.update(image=image.tag, image_id=image.id, image_built=image.built)
 
-        if self.cfg.sync_data and self.cfg.data and self.cfg.host and self.cfg.host.startswith("ssh://"):
+        target = self._ssh_target()
+        if self.cfg.sync_data and self.cfg.data and target is not None:
             local_data = self.config.root / self.config.project.data
             if local_data.is_dir():
-                target = ssh.Target.parse(self.cfg.host, self.cfg.ssh_options)
                 _log(job, f"syncing {self.config.project.data}/ to {target.label}:{self.cfg.data}")
                 ssh.rsync_to(target, local_data, self.cfg.data)
 
@@ -344,11 +344,10 @@ class DockerExecutor(EngineExecutor[_Run]):
         """The folder on the engine's machine that holds the earlier runs this run may load."""
         if not job.mirror:
             return None
-        host = self.cfg.host or ""
-        if host.startswith("ssh://"):
+        target = self._ssh_target()
+        if target is not None:
             from .. import mirror
 
-            target = ssh.shared(ssh.Target.parse(host, self.cfg.ssh_options))
             remote = mirror.remote_dir(self.config, self.cfg.workdir or "mm4watch")
             pushed = mirror.push(target, self.config.results_dir, remote, job.inputs)
             _log(job, pushed.line(len(job.inputs)))
