@@ -389,13 +389,11 @@ class Queue:
             db.execute("update entries set start_failures = start_failures + 1 where id = ?", (entry_id,))
             failures = db.execute("select start_failures from entries where id = ?", (entry_id,)).fetchone()[0]
             if failures >= MAX_START_FAILURES:
-                db.execute(
-                    "update entries set state = 'parked', pid = null, pid_started = null, last_error = ? where id = ?",
-                    (
-                        f"{error} (failed to start {failures} times; fix it, then `mm4watch queue retry {entry_id}`, "
-                        f"or `mm4watch queue remove {entry_id}`)",
-                        entry_id,
-                    ),
+                _park(
+                    db,
+                    entry_id,
+                    f"{error} (failed to start {failures} times; fix it, then `mm4watch queue retry {entry_id}`, "
+                    f"or `mm4watch queue remove {entry_id}`)",
                 )
             else:
                 delay = backoff_s[min(failures, len(backoff_s)) - 1]
@@ -427,10 +425,7 @@ class Queue:
         """It cannot start as it is (a row this version cannot read): kept aside with the reason,
         shown by `status`, `queue retry` puts it back."""
         with self._write() as db:
-            db.execute(
-                "update entries set state = 'parked', pid = null, pid_started = null, last_error = ? where id = ?",
-                (error, entry_id),
-            )
+            _park(db, entry_id, error)
 
     def reject(self, entry_id: int, error: str) -> None:
         """It cannot run as it is (a broken notebook, a bad config): kept, with the reason."""
@@ -509,3 +504,10 @@ class Queue:
     def see(self, notebook: str, code_hash: str) -> None:
         with self._write() as db:
             db.execute("insert or replace into seen values (?, ?)", (notebook, code_hash))
+
+
+def _park(db: sqlite3.Connection, entry_id: int, error: str) -> None:
+    db.execute(
+        "update entries set state = 'parked', pid = null, pid_started = null, last_error = ? where id = ?",
+        (error, entry_id),
+    )
