@@ -31,6 +31,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = config.load(notebooks[0].resolve().parent)
     if args.queue:
         return max(_queue(cfg, notebook, parameters, args.executor) for notebook in notebooks)
+    _outlive_the_terminal(sys.stderr.isatty())  # once for all the notebooks of this command
     worst = EXIT_OK
     for index, notebook in enumerate(notebooks):
         # in order: each one sees the results of those before it (the numbered-notebook chain)
@@ -62,7 +63,6 @@ def _run_one(
     request = RunRequest(notebook=notebook, parameters=parameters, executor=executor, timeout_s=timeout_s)
     tty = sys.stderr.isatty()
     display = Display(live=tty, plain=None if tty else sys.stderr, log_output=log_output)
-    _outlive_the_terminal(tty)
     record, run_dir = run_notebook(cfg, request, say=lambda line: print(line, file=sys.stderr), display=display)
     if record.status == "succeeded":
         print(run_dir)
