@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from _common import notebook  # noqa: E402
 
-from mm4watch.queue import Queue  # noqa: E402
+from mm4watch.queue.entries import Queue  # noqa: E402
 
 
 def mm4(project: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import alternate, command, report, timed  # noqa: E402
 
-from mm4watch.records import RunRecord, write_record  # noqa: E402
-from mm4watch.store import create_run_dir  # noqa: E402
+from mm4watch.results.records import RunRecord, write_record  # noqa: E402
+from mm4watch.results.store import create_run_dir  # noqa: E402
 
 SCAN = (
     "import json, os, sys; d = sys.argv[1]; "

@@ -25,7 +25,8 @@ from pathlib import Path
 from _common import alternate, mini_ssh_options, notebook, rig
 from support import mac_ssh_options, mac_values
 
-from mm4watch import proc, ssh
+from mm4watch.core import proc
+from mm4watch.remote import ssh
 
 
 def project(root: Path, dest: str, options: list[str]) -> Path:

@@ -198,7 +198,8 @@ def seed_cycle(bed: Bed, project: Path, notebook: str, i: int) -> tuple[float, i
 
 
 def bytes_for_run(bed: Bed, project: Path, change: str) -> dict[str, int]:
-    from mm4watch import buildctx, config
+    from mm4watch.core import config
+    from mm4watch.run import buildctx
 
     if change == "notebook":
         edit_notebook(project, EXAMPLE, 7777)
@@ -219,9 +220,9 @@ def bytes_for_run(bed: Bed, project: Path, change: str) -> dict[str, int]:
 
 
 def results_home(bed: Bed, size_mb: int) -> tuple[float, float]:
-    from mm4watch import config
-    from mm4watch.config import DockerConfig
-    from mm4watch.docker_engine import Engine
+    from mm4watch.core import config
+    from mm4watch.core.config import DockerConfig
+    from mm4watch.remote.docker_engine import Engine
 
     name = "mm4-bench-big"
     bed.ssh(

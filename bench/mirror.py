@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from _common import mini_ssh_options, rig  # noqa: E402
 
-from mm4watch import mirror, ssh  # noqa: E402
+from mm4watch.remote import mirror, ssh  # noqa: E402
 
 
 def rig_target() -> ssh.Target:

@@ -22,7 +22,7 @@ from pathlib import Path
 from _common import mini_ssh_options, rig
 from _common import notebook as _notebook
 
-from mm4watch import config
+from mm4watch.core import config
 
 
 def main() -> int:

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import alternate, command, notebook, report, timed  # noqa: E402
 from history import populate  # noqa: E402
 
-from mm4watch.records import EXECUTED_NAME, HTML_NAME, RunRecord, write_record  # noqa: E402
-from mm4watch.store import create_run_dir  # noqa: E402
+from mm4watch.results.records import EXECUTED_NAME, HTML_NAME, RunRecord, write_record  # noqa: E402
+from mm4watch.results.store import create_run_dir  # noqa: E402
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from . import __version__
-from .errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, Mm4Error, exit_table_text
+from .core.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, Mm4Error, exit_table_text
 
 COMMANDS = {
     "run": "execute a notebook now and keep its result folder",
@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _complete(parser)
     args = parser.parse_args(_glue_sort(list(sys.argv[1:] if argv is None else argv)))
     signal.signal(signal.SIGTERM, _terminate)
-    from .terminal import Visible, visible
+    from .views.terminal import Visible, visible
 
     # every line a command prints passes one filter: names, messages and log lines from runs are
     # shown, never obeyed (logs keep their colours)
@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("mm4watch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:
-        from .crash import write_crash_log
+        from .core.crash import write_crash_log
 
         path = write_crash_log(argv if argv is not None else sys.argv[1:])
         print(f"mm4watch: unexpected error; details in {path}. Please report it with that file.", file=sys.stderr)

@@ -22,7 +22,7 @@ def notebooks(prefix: str, **_: Any) -> list[str]:
 
 
 def run_ids(prefix: str, **_: Any) -> list[str]:
-    from . import config
+    from .core import config
 
     try:
         results = config.locate().results_dir
@@ -32,8 +32,8 @@ def run_ids(prefix: str, **_: Any) -> list[str]:
 
 
 def executors(prefix: str, **_: Any) -> list[str]:
-    from . import config
-    from .errors import Mm4Error
+    from .core import config
+    from .core.errors import Mm4Error
 
     try:
         return sorted(name for name in config.load().executors if name.startswith(prefix))

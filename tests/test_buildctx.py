@@ -3,8 +3,9 @@ import tarfile
 
 import pytest
 
-from mm4watch import buildctx, config
-from mm4watch.errors import ConfigError
+from mm4watch.core import config
+from mm4watch.core.errors import ConfigError
+from mm4watch.run import buildctx
 
 
 def names(ctx):

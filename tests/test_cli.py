@@ -9,9 +9,9 @@ import pytest
 from conftest import REPO, mm4
 
 from mm4watch.cli import COMMANDS, build_parser
-from mm4watch.errors import EXIT_TABLE
-from mm4watch.records import RunRecord, write_record
-from mm4watch.store import create_run_dir
+from mm4watch.core.errors import EXIT_TABLE
+from mm4watch.results.records import RunRecord, write_record
+from mm4watch.results.store import create_run_dir
 
 
 def test_help_starts_fast_and_prints_exit_codes():
@@ -143,8 +143,8 @@ def test_usage_errors(project):
 
 
 def test_parameters_are_parsed_as_papermill_parses_them(tmp_path):
-    from mm4watch.errors import UsageError
-    from mm4watch.params import collect, key_value, resolve
+    from mm4watch.core.errors import UsageError
+    from mm4watch.triggers.params import collect, key_value, resolve
 
     assert [resolve(v) for v in ("5", "-3", "0.1", "1e3", "True", "False", "None", "true", "resnet", "")] == [
         5, -3, 0.1, 1000.0, True, False, None, "true", "resnet", ""

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from mm4watch import config
-from mm4watch.errors import ConfigError
+from mm4watch.core import config
+from mm4watch.core.errors import ConfigError
 
 ROOT = Path("/proj")
 
@@ -117,7 +117,7 @@ def test_executor_bad_type_and_keys():
 
 
 def test_each_executor_type_has_its_own_settings_and_ssh_means_native():
-    from mm4watch.config import DockerConfig, LocalConfig, NativeConfig, parse
+    from mm4watch.core.config import DockerConfig, LocalConfig, NativeConfig, parse
 
     cfg = parse(
         '[executors.gpu]\ntype = "ssh"\nhost = "me@mini"\npython = "python3.12"\n'
@@ -213,7 +213,7 @@ def test_which_nodes_can_run_an_image():
 
 def test_nodes_that_are_a_macs_docker_vm_are_named():
     """Docker Desktop, OrbStack and colima nodes (canned `docker node inspect` descriptions)."""
-    from mm4watch.config import SwarmConfig
+    from mm4watch.core.config import SwarmConfig
     from mm4watch.executors.swarm import node_host, vm_node
 
     def node(node_id: str, name: str, addr: str) -> dict:
@@ -235,8 +235,8 @@ def test_nodes_that_are_a_macs_docker_vm_are_named():
 
 def test_two_projects_of_one_name_never_share_a_remote_name(tmp_path):
     """One key (folder name and a hash of the path) for the Mini's folder, images, the mirror and the service."""
-    from mm4watch import mirror
     from mm4watch.commands.service import unit_path
+    from mm4watch.remote import mirror
 
     keys = set()
     for parent in ("work", "home"):

@@ -204,7 +204,7 @@ def test_a_run_whose_process_dies_is_recorded_and_queued_again_once(daemon_proje
 
 
 def _entry_pid(project, entry_id):
-    from mm4watch.queue import Queue
+    from mm4watch.queue.entries import Queue
 
     return Queue(project / ".mm4").get(entry_id).pid
 

@@ -19,8 +19,8 @@ from conftest import (
     write_notebook,
 )
 
-from mm4watch import config
-from mm4watch.names import run_key
+from mm4watch.core import config
+from mm4watch.core.names import run_key
 
 pytestmark = pytest.mark.slow
 

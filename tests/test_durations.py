@@ -1,6 +1,6 @@
 import pytest
 
-from mm4watch.durations import format_duration, parse_duration
+from mm4watch.core.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from mm4watch.executors.base import FAR_SIDE, FAR_SIDE_PYTHON, runner_digest, ru
 
 def test_the_far_side_keeps_to_python_3_9():
     package, files = runner_files()
-    assert [p.name for p in files] == list(FAR_SIDE) and all(p.is_file() for p in files)
+    assert [p.relative_to(package).as_posix() for p in files] == list(FAR_SIDE) and all(p.is_file() for p in files)
     target = ".".join(map(str, FAR_SIDE_PYTHON))
     done = subprocess.run(
         [
@@ -42,7 +42,9 @@ def test_the_far_side_alone_runs_the_helpers(tmp_path):
     lib = tmp_path / "lib" / "mm4watch"
     lib.mkdir(parents=True)
     for path in files:
-        shutil.copy(path, lib / path.name)
+        copy = lib / path.relative_to(package)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, copy)
     results = tmp_path / "seen" / "results"
     make_run(results, "10_clean", datetime(2026, 11, 28, 13, 5, 9))
     newest = make_run(results, "10_clean", datetime(2026, 11, 29, 8, 0, 0))
@@ -50,13 +52,13 @@ def test_the_far_side_alone_runs_the_helpers(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(lib.parent)!r})
-        import mm4watch.runner
+        import mm4watch.run.runner
         from mm4watch import latest_run, log_metrics, output_dir, results_dir, runs
         assert mm4watch.__file__.startswith({str(lib)!r}), mm4watch.__file__
-        assert "mm4watch.config" not in sys.modules
+        assert "mm4watch.core.config" not in sys.modules
         print(latest_run("10_clean").name, len(runs("10_clean")), results_dir(), output_dir())
         print(log_metrics(acc=0.5))
-        assert "mm4watch.config" not in sys.modules
+        assert "mm4watch.core.config" not in sys.modules
     """)
     env = {
         "PATH": "/usr/bin:/bin",

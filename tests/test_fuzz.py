@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from support import code, mm4, notebook_json
 from test_store import make_run
 
-from mm4watch.records import FINAL_STATUSES, RECORD_NAME, RunRecord
+from mm4watch.results.records import FINAL_STATUSES, RECORD_NAME, RunRecord
 
 FIELDS = [f for f in RunRecord.__dataclass_fields__]
 JSON = st.recursive(
@@ -72,8 +72,12 @@ def results_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(damage=st.lists(DAMAGE, min_size=1, max_size=4))
 def test_broken_records_never_stop_the_readers(results_project: Path, damage: list) -> None:
-    from mm4watch import cli, compare, config, helpers, report
-    from mm4watch.store import History
+    from mm4watch import cli
+    from mm4watch.core import config
+    from mm4watch.results import compare
+    from mm4watch.results.store import History
+    from mm4watch.run import helpers
+    from mm4watch.views import report
 
     results = results_project / "results"
     shutil.rmtree(results, ignore_errors=True)

@@ -2,7 +2,7 @@ import subprocess
 
 from conftest import code, git, notebook_json
 
-from mm4watch.git import provenance
+from mm4watch.core.git import provenance
 
 
 def test_outside_git(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from conftest import code, git, load_record, mm4, notebook_json, run_dirs, wait_for, write_notebook
 from test_daemon import jupyter_save
 
-from mm4watch.watcher import GitWindows
+from mm4watch.triggers.watcher import GitWindows
 
 pytestmark = pytest.mark.slow
 

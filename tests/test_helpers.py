@@ -4,7 +4,7 @@ import pytest
 from conftest import REPO, code, load_record, mm4, run_dirs, write_notebook
 
 from mm4watch import latest_run, output_dir
-from mm4watch.errors import RunNotFound
+from mm4watch.core.errors import RunNotFound
 
 
 def test_output_dir_from_environment(tmp_path, monkeypatch):

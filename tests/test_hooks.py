@@ -21,7 +21,7 @@ from conftest import (
     write_notebook,
 )
 
-from mm4watch.queue import Queue
+from mm4watch.queue.entries import Queue
 
 
 def all_entries(project):
@@ -190,15 +190,15 @@ def test_the_hook_never_fails_a_commit(hooked):
     assert len(done.stderr.strip().splitlines()) == 1 and "mm4watch:" in done.stderr
     # nothing noted is lost: once the config is fixed, the next drain queues it
     (hooked / "mm4.toml").write_text('[run]\nexecutor = "local"\n')
-    from mm4watch import config
-    from mm4watch.hook import drain
+    from mm4watch.core import config
+    from mm4watch.triggers.hook import drain
 
     assert drain(config.load(hooked)) == ["notebooks/x.ipynb"]
 
 
 def test_the_hook_path_stays_lean():
     probe = (
-        "import sys; import mm4watch.hook, mm4watch.queue, mm4watch.active; "
+        "import sys; import mm4watch.triggers.hook, mm4watch.queue.entries, mm4watch.queue.active; "
         "print(sorted(m for m in ('docker','papermill','git','rich','nbformat','watchdog','psutil') if m in sys.modules))"
     )
     done = subprocess.run(
@@ -288,7 +288,7 @@ def test_pre_commit_framework_installs_and_runs_the_hooks(repo):
 
 
 def test_check_refuses_outputs_when_asked(tmp_path, monkeypatch):
-    from mm4watch.hook import check
+    from mm4watch.triggers.hook import check
 
     nb = json.loads(tagged(1))
     nb["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "x"}]
@@ -299,7 +299,7 @@ def test_check_refuses_outputs_when_asked(tmp_path, monkeypatch):
 
 
 def test_the_repository_hooks_are_the_installed_ones():
-    from mm4watch.hooks_install import HOOKS, repository_script
+    from mm4watch.triggers.hooks_install import HOOKS, repository_script
 
     for name in HOOKS:
         path = REPO / "hooks" / name

@@ -10,7 +10,7 @@ from conftest import code, git, load_record, mm4, on_mac, on_mini, run_dirs, wai
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mm4watch.names import KEY_MAX, join, quote, run_key
+from mm4watch.core.names import KEY_MAX, join, quote, run_key
 
 # Names as Jupyter makes them, as collaborators push them, and as attackers would.
 HOSTILE = [

@@ -23,8 +23,8 @@ from conftest import (
     write_notebook,
 )
 
-from mm4watch import config
-from mm4watch.names import run_key
+from mm4watch.core import config
+from mm4watch.core.names import run_key
 
 pytestmark = pytest.mark.slow
 
@@ -258,7 +258,7 @@ def test_cancel_stops_the_run_and_keeps_what_it_wrote(native_project, mac):
 
 
 def test_remote_commands_run_under_sh_whatever_the_login_shell(mac):
-    from mm4watch import ssh
+    from mm4watch.remote import ssh
 
     target = ssh.Target(f"{mac['MAC_USER']}@{mac['MAC_HOST']}", None, tuple(mac_ssh_options(mac)))
     # zsh, the Mac's login shell, does not word-split $var: sent as is, this prints 1

@@ -21,7 +21,7 @@ import pytest
 from conftest import load_record, run_dirs
 from support import code, git, markdown, mm4, write_notebook
 
-from mm4watch.records import RECORD_NAME
+from mm4watch.results.records import RECORD_NAME
 
 ODD_OUTPUTS = (
     "# mm4: remote\nimport os, pathlib, socket\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])\n"
@@ -121,7 +121,7 @@ def test_bad_records_are_skipped_with_one_warning_and_the_good_runs_still_work(r
 
 
 def test_a_record_value_never_becomes_a_git_option(repo, tmp_path):
-    from mm4watch.compare import commits_between
+    from mm4watch.results.compare import commits_between
 
     target = tmp_path / "written"
     result = commits_between(repo, "--output=" + str(target), git(repo, "rev-parse", "HEAD"))
@@ -130,8 +130,9 @@ def test_a_record_value_never_becomes_a_git_option(repo, tmp_path):
 
 @pytest.mark.parametrize("how", sorted(BROKEN))
 def test_the_mirror_and_needs_go_on_past_a_bad_record(project, how):
-    from mm4watch import config, mirror
-    from mm4watch.store import History
+    from mm4watch.core import config
+    from mm4watch.remote import mirror
+    from mm4watch.results.store import History
 
     write_notebook(project / "notebooks" / "a.ipynb", code("# mm4: remote\nx = 1"))
     for _ in range(2):
@@ -168,8 +169,8 @@ def test_timeouts_are_finite_and_keywords_are_not_parameters(project):
 
 
 def test_the_control_socket_folder_must_be_the_users_own(tmp_path):
-    from mm4watch import ssh
-    from mm4watch.errors import Mm4Error
+    from mm4watch.core.errors import Mm4Error
+    from mm4watch.remote import ssh
 
     folder = Path("/tmp") / f"mm4-ssh-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
@@ -187,7 +188,7 @@ def test_the_control_socket_folder_must_be_the_users_own(tmp_path):
 
 
 def test_one_bad_member_of_a_results_archive_is_skipped_and_named(tmp_path):
-    from mm4watch.fsutil import extract_stream
+    from mm4watch.core.fsutil import extract_stream
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -216,7 +217,7 @@ def test_one_bad_member_of_a_results_archive_is_skipped_and_named(tmp_path):
 
 
 def test_control_characters_are_shown_not_obeyed(project):
-    from mm4watch.terminal import visible
+    from mm4watch.views.terminal import visible
 
     assert visible("a\x1b]0;owned\x07b\x9b\x7f\tc\n") == "a\\x1b]0;owned\\x07b\\x9b\\x7f\tc\n"
     assert visible("\x1b[31mred\x1b[0m \x1b]52;c;aGk=\x07", keep_sgr=True) == "\x1b[31mred\x1b[0m \\x1b]52;c;aGk=\\x07"
@@ -330,7 +331,7 @@ def _orphan_is_finished(project: Path, run_dir: Path, timeout: float = 180) -> d
     from conftest import wait_for
     from support import REPO  # noqa: F401  (the rig's helpers)
 
-    from mm4watch import orphans
+    from mm4watch.queue import orphans
 
     assert load_record(run_dir)["status"] == "running"
     time.sleep(max(0.0, orphans.GRACE_S - (time.time() - run_dir.stat().st_mtime) + 0.5))  # past the grace
@@ -423,7 +424,7 @@ def test_one_refused_notebook_costs_a_commit_only_that_notebook(repo):
 def test_a_queue_row_this_version_cannot_read_is_kept_with_its_reason(repo):
     import sqlite3
 
-    from mm4watch.queue import Queue
+    from mm4watch.queue.entries import Queue
 
     write_notebook(repo / "notebooks" / "q.ipynb", code("# mm4: remote\nx = 1"))
     assert mm4(["run", "notebooks/q.ipynb", "--queue"], cwd=repo).returncode == 0

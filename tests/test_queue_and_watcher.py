@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from mm4watch import queue as queue_mod
-from mm4watch.queue import Queue, QueueFull
-from mm4watch.watcher import Debouncer, counts
+from mm4watch.queue import entries as queue_mod
+from mm4watch.queue.entries import Queue, QueueFull
+from mm4watch.triggers.watcher import Debouncer, counts
 
 
 def test_supersede_keeps_the_newest_unstarted_entry(tmp_path):

@@ -12,8 +12,8 @@ import pytest
 from conftest import code, git, load_record, mm4, notebook_json, run_dirs, wait_for, write_notebook
 from test_daemon import jupyter_save
 
-from mm4watch.names import run_key
-from mm4watch.queue import MAX_START_FAILURES, Queue
+from mm4watch.core.names import run_key
+from mm4watch.queue.entries import MAX_START_FAILURES, Queue
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import code, container_project, load_record, mini_toml, mm4, on_mac, on_mini, run_dirs, write_notebook
 
-from mm4watch import mirror
+from mm4watch.remote import mirror
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ def test_needs_sends_only_what_is_named(remote_project, request):
     done = mm4(["run", "notebooks/B_load.ipynb"], cwd=project, timeout=600)  # again: nothing to send
     assert done.returncode == 0, done.stderr
     assert "nothing new to send" in (newest(project, "B_load") / "run.log").read_text()
-    from mm4watch import config
+    from mm4watch.core import config
 
     cfg = config.load(project)
     base = "mm4watch" if kind == "docker" else "~/mm4watch"
@@ -155,7 +155,7 @@ def test_a_damaged_mirror_folder_is_repaired_before_a_run_that_sees_it(remote_pr
     done = mm4(["run", "notebooks/A_make.ipynb", "notebooks/B_load.ipynb"], cwd=project, timeout=900)
     assert done.returncode == 0, done.stderr
     a = newest(project, "A_make")
-    from mm4watch import config
+    from mm4watch.core import config
 
     folder = f"{mirror.remote_dir(config.load(project), 'mm4watch' if kind == 'docker' else '~/mm4watch')}/{a.name}"
     # root, whom modes do not stop, writes into the mirror: a changed file, an added one

@@ -3,9 +3,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from mm4watch.errors import RunNotFound
-from mm4watch.records import RunRecord, read_record, write_record
-from mm4watch.store import History, create_run_dir
+from mm4watch.core.errors import RunNotFound
+from mm4watch.results.records import RunRecord, read_record, write_record
+from mm4watch.results.store import History, create_run_dir
 
 WHEN = datetime(2026, 11, 28, 13, 5, 9)
 

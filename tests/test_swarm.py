@@ -50,7 +50,7 @@ def pool_project(tmp_path: Path, pool: dict[str, str]) -> Any:
 
 
 def _services(pool: dict[str, str], project: Path) -> list[str]:
-    from mm4watch import config
+    from mm4watch.core import config
 
     label = f"mm4watch.project={config.load(project).image_name}"
     return on_node(pool, 1, f"docker service ls -q --filter label={label}").split()

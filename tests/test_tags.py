@@ -3,8 +3,8 @@ import json
 import pytest
 from conftest import code, markdown, notebook_json
 
-from mm4watch.errors import NotebookError
-from mm4watch.tags import code_hash, loads_notebook, parse_tag
+from mm4watch.core.errors import NotebookError
+from mm4watch.triggers.tags import code_hash, loads_notebook, parse_tag
 
 
 def tag_of(*cells):

@@ -14,13 +14,14 @@ import os
 import sys
 import time
 
-from .. import active, config, intake
-from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ConfigError, Mm4Error
-from ..pipeline import RunRequest, resume, run_notebook
-from ..queue import Entry, Queue
-from ..records import as_trigger, read_record
-from ..ssh import Unreachable
-from ..store import History
+from ..core import config
+from ..core.errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ConfigError, Mm4Error
+from ..queue import active, intake
+from ..queue.entries import Entry, Queue
+from ..remote.ssh import Unreachable
+from ..results.records import as_trigger, read_record
+from ..results.store import History
+from ..run.pipeline import RunRequest, resume, run_notebook
 
 BACKOFF_S = (5, 10, 30, 60, 120, 300)
 
@@ -46,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
     try:  # a row this version cannot read (an unknown trigger, a commit gone) is kept, with why
         content = entry.content
         if content is None and entry.commit_sha:
-            from ..git import show
+            from ..core.git import show
 
             content = show(cfg.root, entry.commit_sha, entry.notebook)
         request = RunRequest(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .. import active, config
-from ..errors import EXIT_OK
-from ..pipeline import resume
-from ..records import read_record
-from ..store import History
+from ..core import config
+from ..core.errors import EXIT_OK
+from ..queue import active
+from ..results.records import read_record
+from ..results.store import History
+from ..run.pipeline import resume
 
 
 def main(args: argparse.Namespace) -> int:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from .. import active, config
-from ..errors import Mm4Error
-from ..records import read_record
-from ..store import History
+from ..core import config
+from ..core.errors import Mm4Error
+from ..queue import active
+from ..results.records import read_record
+from ..results.store import History
 
 WAIT_S = 60
 

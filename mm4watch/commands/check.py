@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK
+from ..core.errors import EXIT_NOTEBOOK_FAILED, EXIT_OK
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..hook import check
+    from ..triggers.hook import check
 
     failed = check(args.notebooks, no_outputs=args.no_outputs)
     if failed:

@@ -6,9 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from .. import config
-from ..compare import compare, source_diff
-from ..store import History
+from ..core import config
+from ..results.compare import compare, source_diff
+from ..results.store import History
 from .history import format_value
 
 

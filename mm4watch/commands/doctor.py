@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import awake, buildctx, config, ssh
-from ..config import Config, DockerConfig, NativeConfig, SwarmConfig
-from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
+from ..core import config
+from ..core.config import Config, DockerConfig, NativeConfig, SwarmConfig
+from ..core.errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
+from ..core.names import join, quote
 from ..executors.base import FAR_SIDE_PYTHON
-from ..names import join, quote
+from ..remote import awake, ssh
+from ..run import buildctx
 
 MIN_FREE_GB = 10
 INSECURE_WHERE = (
@@ -144,7 +146,7 @@ def _native(report: Report, exec_cfg: NativeConfig) -> None:
 
 
 def _docker(report: Report, cfg: Config, exec_cfg: DockerConfig) -> None:
-    from ..docker_engine import Engine
+    from ..remote.docker_engine import Engine
 
     host = exec_cfg.host or ""
     if host.startswith("ssh://"):
@@ -226,8 +228,8 @@ def _docker(report: Report, cfg: Config, exec_cfg: DockerConfig) -> None:
 
 def _swarm(report: Report, cfg: Config, exec_cfg: SwarmConfig) -> None:
     """The manager, each node (state, availability, arch, cpus, memory), the registry and results from each."""
-    from ..docker_engine import Engine
     from ..executors.swarm import node_engine, node_target, vm_node
+    from ..remote.docker_engine import Engine
 
     manager_target = ssh.Target.parse(exec_cfg.host or "", exec_cfg.ssh_options)
     if not _ssh(report, manager_target):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .. import config
-from ..config import DockerConfig
-from ..docker_engine import Engine
+from ..core import config
+from ..core.config import DockerConfig
+from ..remote.docker_engine import Engine
 
 
 def main(args: argparse.Namespace) -> int:

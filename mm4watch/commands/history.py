@@ -8,12 +8,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .. import config, orphans
-from ..durations import format_duration
-from ..errors import UsageError
-from ..records import STATUSES, RunRecord, parse_iso
-from ..store import History
-from ..terminal import visible
+from ..core import config
+from ..core.durations import format_duration
+from ..core.errors import UsageError
+from ..queue import orphans
+from ..results.records import STATUSES, RunRecord, parse_iso
+from ..results.store import History
+from ..views.terminal import visible
 
 STATUS_STYLE = {
     "succeeded": "green",

@@ -9,8 +9,8 @@ import argparse
 from importlib import resources
 from pathlib import Path
 
-from .. import config
-from ..fsutil import atomic_write_text
+from ..core import config
+from ..core.fsutil import atomic_write_text
 
 
 def gitignore_lines(cfg: config.Config) -> tuple[str, ...]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..hook import git
-from ..hooks_install import install
+from ..triggers.hook import git
+from ..triggers.hooks_install import install
 
 
 def main(args: argparse.Namespace) -> int:

@@ -6,9 +6,9 @@ import argparse
 import sys
 import time
 
-from .. import config
-from ..records import LOG_NAME, read_record
-from ..store import History
+from ..core import config
+from ..results.records import LOG_NAME, read_record
+from ..results.store import History
 
 POLL_S = 0.25
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import webbrowser
 
-from .. import config, report
-from ..errors import UsageError
-from ..records import EXECUTED_NAME, HTML_NAME
-from ..store import History
+from ..core import config
+from ..core.errors import UsageError
+from ..results.records import EXECUTED_NAME, HTML_NAME
+from ..results.store import History
+from ..views import report
 
 
 def main(args: argparse.Namespace) -> int:

@@ -9,9 +9,9 @@ import argparse
 import json
 from datetime import datetime
 
-from .. import config
-from ..errors import UsageError
-from ..queue import Entry, Queue
+from ..core import config
+from ..core.errors import UsageError
+from ..queue.entries import Entry, Queue
 
 RECENT_S = 600.0  # merged and replaced requests are shown this long
 ALL_S = 86400.0

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import config, orphans, report
+from ..core import config
+from ..queue import orphans
+from ..views import report
 
 
 def main(args: argparse.Namespace) -> int:

@@ -11,12 +11,12 @@ import argparse
 import hashlib
 import sys
 
-from .. import config
-from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
-from ..git import rebuild
-from ..pipeline import RunRequest, run_notebook
-from ..records import PATCH_NAME
-from ..store import History
+from ..core import config
+from ..core.errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error
+from ..core.git import rebuild
+from ..results.records import PATCH_NAME
+from ..results.store import History
+from ..run.pipeline import RunRequest, run_notebook
 
 
 def main(args: argparse.Namespace) -> int:

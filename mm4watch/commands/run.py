@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import config, params
-from ..durations import parse_duration
-from ..errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error, UsageError
-from ..pipeline import Display, RunRequest, run_notebook
-from ..records import where
+from ..core import config
+from ..core.durations import parse_duration
+from ..core.errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error, UsageError
+from ..results.records import where
+from ..run.pipeline import Display, RunRequest, run_notebook
+from ..triggers import params
 
 
 def main(args: argparse.Namespace) -> int:
@@ -81,9 +82,9 @@ def _run_one(
 
 def _queue(cfg: config.Config, notebook: Path, parameters: dict[str, Any], executor: str | None) -> int:
     """Hand the run to the daemon: the notebook's bytes now, run when its turn comes."""
-    from .. import intake
-    from ..active import read_info
-    from ..tags import find_tag, loads_notebook
+    from ..queue import intake
+    from ..queue.active import read_info
+    from ..triggers.tags import find_tag, loads_notebook
 
     content = notebook.read_bytes()
     rel = notebook.resolve().relative_to(cfg.root).as_posix()

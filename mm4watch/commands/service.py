@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import config, proc
-from ..errors import Mm4Error
-from ..fsutil import atomic_write_bytes, atomic_write_text
+from ..core import config, proc
+from ..core.errors import Mm4Error
+from ..core.fsutil import atomic_write_bytes, atomic_write_text
 
 LAUNCHD_LOG = "launchd.log"  # launchd's own stdout/stderr of the agent: daemon.log is the daemon's, rotated
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from .. import config, orphans
-from ..durations import format_duration
-from ..records import EXECUTED_NAME, LOG_NAME, where
-from ..store import History
+from ..core import config
+from ..core.durations import format_duration
+from ..queue import orphans
+from ..results.records import EXECUTED_NAME, LOG_NAME, where
+from ..results.store import History
 from .history import format_value, short_commit
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from .. import config
-from ..active import read_info
-from ..daemon import Daemon, spawn_detached
-from ..errors import Mm4Error
+from ..core import config
+from ..core.errors import Mm4Error
+from ..queue.active import read_info
+from ..queue.daemon import Daemon, spawn_detached
 
 READY_S = 60  # the start-up scan reads every notebook once
 

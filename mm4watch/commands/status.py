@@ -6,11 +6,12 @@ import argparse
 import time
 from datetime import UTC, datetime
 
-from .. import active, config, orphans
-from ..active import read_info
-from ..durations import format_duration
-from ..queue import Entry, Queue
-from ..records import parse_iso, read_record
+from ..core import config
+from ..core.durations import format_duration
+from ..queue import active, orphans
+from ..queue.active import read_info
+from ..queue.entries import Entry, Queue
+from ..results.records import parse_iso, read_record
 from .queue import RECENT_S
 from .queue import line as entry_line
 

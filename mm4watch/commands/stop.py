@@ -8,8 +8,8 @@ import signal
 import time
 from pathlib import Path
 
-from .. import config
-from ..active import alive, read_info
+from ..core import config
+from ..queue.active import alive, read_info
 
 WAIT_S = 10
 
@@ -44,8 +44,8 @@ def main(args: argparse.Namespace) -> int:
 
 def _running(cfg: config.Place) -> list[str]:
     """What the daemon waits for: "23_train (12m so far)"."""
-    from ..durations import format_duration
-    from ..queue import Queue
+    from ..core.durations import format_duration
+    from ..queue.entries import Queue
     from .status import running_for
 
     found = []

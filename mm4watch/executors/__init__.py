@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import Config, ExecutorConfig
-from ..errors import ConfigError
-from ..records import Status
+from ..core.config import Config, ExecutorConfig
+from ..core.errors import ConfigError
+from ..results.records import Status
 
 if TYPE_CHECKING:
     from .base import Executor
@@ -49,7 +49,7 @@ class Job:
     @property
     def key(self) -> str:
         """The run's name for engines and shells (``names.run_key``): never the raw id."""
-        from ..names import run_key
+        from ..core.names import run_key
 
         return run_key(self.run_id)
 
@@ -63,7 +63,7 @@ class Outcome:
 
 def get(cfg: ExecutorConfig, config: Config) -> Executor[Any]:
     """The executor for ``cfg``: each one is ``base.Executor`` with its own transport."""
-    from ..config import DockerConfig, LocalConfig, NativeConfig, SwarmConfig
+    from ..core.config import DockerConfig, LocalConfig, NativeConfig, SwarmConfig
 
     if isinstance(cfg, SwarmConfig):  # before DockerConfig: a swarm's config is a docker one and more
         from .swarm import SwarmExecutor

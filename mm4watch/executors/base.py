@@ -25,20 +25,22 @@ import time
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from ..config import Config, ExecutorConfig
-from ..durations import format_duration
-from ..runenv import ENV_PROJECT_DIR, ENV_RESULTS_DIR, ENV_RUN_ID
+from ..core.config import Config, ExecutorConfig
+from ..core.durations import format_duration
+from ..run.runenv import ENV_PROJECT_DIR, ENV_RESULTS_DIR, ENV_RUN_ID
 from . import Job, Outcome
 
 RESULT_DIR = ".mm4"  # in the run's output folder: executed.ipynb and result.json, so one fetch brings all
 STOP_GRACE_S = 10.0  # TERM first: papermill saves what ran; KILL after this
-RUNNER = "mm4watch.runner"  # the module that runs papermill, on whichever machine runs the notebook
+RUNNER = "mm4watch.run.runner"  # the module that runs papermill, on whichever machine runs the notebook
 # What runs on the far side (the Mini, a container): the runner and the helpers a notebook imports
 # there. Only these files are shipped, and they keep to Python 3.9 and the standard library (a fresh
 # Mac's /usr/bin/python3 is 3.9); tests/test_far_side.py holds them to it.
 FAR_SIDE = (
-    "__init__.py", "runner.py", "runenv.py", "helpers.py", "errors.py", "records.py", "store.py", "metrics.py",
-    "fsutil.py",
+    "__init__.py",
+    "core/__init__.py", "core/errors.py", "core/fsutil.py",
+    "run/__init__.py", "run/runner.py", "run/runenv.py", "run/helpers.py",
+    "results/__init__.py", "results/records.py", "results/store.py", "results/metrics.py",
 )  # fmt: skip
 FAR_SIDE_PYTHON = (3, 9)
 POLL_MAX_S = 30.0
@@ -54,6 +56,12 @@ def runner_files() -> tuple[Path, list[Path]]:
     return package, [package / name for name in FAR_SIDE]
 
 
+def far_side_includes() -> list[str]:
+    """rsync filter rules that let through the far side's files (and their folders) and nothing else."""
+    folders = sorted({name.rpartition("/")[0] for name in FAR_SIDE if "/" in name})
+    return [*(f"--include=/{folder}/" for folder in folders), *(f"--include=/{name}" for name in FAR_SIDE)]
+
+
 def runner_digest() -> str:
     """One digest of the far side's code (what warm containers and the Mini's copy are keyed on)."""
     package, files = runner_files()
@@ -65,7 +73,7 @@ def runner_digest() -> str:
 
 def log_line(job: Job, line: str) -> None:
     """One line of mm4watch's own in the run's run.log, with its time."""
-    from ..records import now_iso
+    from ..results.records import now_iso
 
     with open(job.log_path, "a", encoding="utf-8") as fh:
         fh.write(f"[{now_iso()}] mm4watch: {line}\n")

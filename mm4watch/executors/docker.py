@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .. import awake, buildctx, proc, ssh
-from ..config import ENV_OUTPUT_DIR, DockerConfig
-from ..docker_engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Container, Engine, Image
-from ..records import BUILD_LOG_NAME, RESERVED_NAMES
+from ..core import proc
+from ..core.config import ENV_OUTPUT_DIR, DockerConfig
+from ..remote import awake, ssh
+from ..remote.docker_engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Container, Engine, Image
+from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
+from ..run import buildctx
 from . import Job, Outcome
 from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, H, job_spec, log_line, runner_files
 
@@ -346,7 +348,7 @@ class DockerExecutor(EngineExecutor[_Run]):
             return None
         target = self._ssh_target()
         if target is not None:
-            from .. import mirror
+            from ..remote import mirror
 
             remote = mirror.remote_dir(self.config, self.cfg.workdir or "mm4watch")
             pushed = mirror.push(target, self.config.results_dir, remote, job.inputs)

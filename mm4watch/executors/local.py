@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .. import proc
-from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, LocalConfig
+from ..core import proc
+from ..core.config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, LocalConfig
 from . import Job, Outcome
 from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, job_spec
 

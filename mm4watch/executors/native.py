@@ -27,20 +27,20 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .. import awake, ssh
-from ..config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, NativeConfig
-from ..errors import Mm4Error
-from ..fsutil import dropping_excludes
-from ..names import join, quote
-from ..records import BUILD_LOG_NAME, RESERVED_NAMES
+from ..core.config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, NativeConfig
+from ..core.errors import Mm4Error
+from ..core.fsutil import dropping_excludes
+from ..core.names import join, quote
+from ..remote import awake, ssh
+from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job
 from .base import (
-    FAR_SIDE,
     FAR_SIDE_PYTHON,
     RESULT_DIR,
     RUNNER,
     STOP_GRACE_S,
     Executor,
+    far_side_includes,
     job_spec,
     log_line,
     runner_digest,
@@ -128,7 +128,7 @@ class NativeExecutor(Executor[_Remote]):
                 lib,
                 f"{base}/lib/mm4watch",
                 mkdir=False,
-                extra=[*(f"--include=/{name}" for name in FAR_SIDE), "--exclude=*", "--delete-excluded"],
+                extra=[*far_side_includes(), "--exclude=*", "--delete-excluded"],
             )
             self._sh(f"echo {digest} > {quote(base + '/lib/.digest')}")
         return {"home": home, "base": base, "env": self._environment(base, version, job)}
@@ -182,7 +182,7 @@ class NativeExecutor(Executor[_Remote]):
                 self._sh(join(["chmod", "-R", "a-w", self.cfg.data]))  # read-only, as the container mount
             links = " && " + join(["ln", "-s", self.cfg.data, f"{run}/code/{self.config.project.data}"])
         if job.mirror:
-            from .. import mirror
+            from ..remote import mirror
 
             remote = mirror.remote_dir(self.config, f"{prepared['home']}/{self.cfg.workdir or 'mm4watch'}")
             pushed = mirror.push(ssh.shared(self.target), self.config.results_dir, remote, job.inputs)

@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .. import ssh
-from ..config import ENV_OUTPUT_DIR, DockerConfig, SwarmConfig
-from ..docker_engine import LABEL_PROJECT, LABEL_RUN, Container, Engine, Image
-from ..errors import Mm4Error
-from ..records import RESERVED_NAMES
+from ..core.config import ENV_OUTPUT_DIR, DockerConfig, SwarmConfig
+from ..core.errors import Mm4Error
+from ..remote import ssh
+from ..remote.docker_engine import LABEL_PROJECT, LABEL_RUN, Container, Engine, Image
+from ..results.records import RESERVED_NAMES
 from . import Job, Outcome
 from .base import RUNNER, STOP_GRACE_S
 from .docker import JOB, LIB, OUTPUT, RUN_UID, EngineExecutor, _job_tar, _lib_tar, _log, refusals_fail
@@ -304,7 +304,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
         """Earlier runs this run may load, made present on every ready node (the task may land on any)."""
         if not job.mirror:
             return None
-        from .. import mirror
+        from ..remote import mirror
 
         remote = mirror.remote_dir(self.config, self.cfg.workdir or "mm4watch")
         places: dict[str, str] = {}  # by node ID

@@ -1,0 +1,490 @@
+"""The watch daemon: one per project, it watches saves and drains the queue.
+
+Each run goes to a process of its own (``mm4watch _exec ENTRY``, in its own
+session), so the daemon can crash, be killed or restarted without stopping a
+run; on start it adopts runs still going and reconciles those whose process
+died (re-attaching to their container, or recording them interrupted and
+queueing them again once). State lives in ``.mm4/``: ``daemon.lock`` (held
+while running), ``daemon.json`` (pid, start), ``daemon.log`` (rotated).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from ..core import proc
+from ..core.config import CONFIG_NAME, Config, ExecutorConfig, SwarmConfig
+from ..core.config import load as load_config
+from ..core.errors import ConfigError, Mm4Error, NotebookError
+from ..core.fsutil import atomic_write_json
+from ..core.git import blob_sha, git_dir, head_sha, known_blobs, last_operation
+from ..results.records import read_record
+from ..triggers.tags import code_hash, find_tag, loads_notebook, near_misses
+from . import active, intake, notify
+from .active import INFO_NAME, alive, process_started, read_info
+from .entries import Entry, Queue, QueueFull
+
+LOG_NAME = "daemon.log"
+EXEC_LOG_NAME = "exec.log"
+REPORT_LOG_NAME = "report.log"
+RECONCILE_EVERY_S = 2.0
+
+log = logging.getLogger("mm4watch.queue.daemon")
+
+
+@dataclass
+class _Running:
+    entry_id: int
+    executor: str
+    pid: int
+    started: float  # the process's create time, so a reused pid is not mistaken for it
+    popen: subprocess.Popen[bytes] | None  # None: adopted from an earlier daemon
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.state_dir = config.state_dir
+        self.queue = Queue(self.state_dir)
+        self.running: dict[int, _Running] = {}
+        self._pool_sizes: dict[str, tuple[int, float]] = {}
+        self.wake = threading.Event()
+        self.stopping = False
+        self.stop_now = False
+        self._lock_file: TextIO | None = None
+        self.held: str | None = None  # why new runs wait: mm4.toml does not load (the last good one is kept)
+        self._config_stamp: tuple[int, int] | None = self._stamp()
+        self._info: dict[str, object] = {}
+        self.git_dir: Path | None = None
+        self._git_blobs: dict[str, set[str]] | None = None
+        self._first_start = False
+        self._said_stopping = False
+        self._head: str | None = None
+        self._skips: list[tuple[float, str, str]] = []  # (when, operation, notebook): logged together
+        self._skips_lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def acquire(self) -> None:
+        self._lock_file = active.take_daemon_lock(self.state_dir)
+        if self._lock_file is None:
+            info = read_info(self.state_dir) or {}
+            raise Mm4Error(
+                f"a daemon already runs for {self.config.root} (pid {info.get('pid')}); `mm4watch status`"
+            ) from None
+        self._info = {
+            "pid": os.getpid(),
+            "pid_started": process_started(os.getpid()),
+            "started_at": time.time(),
+            "root": str(self.config.root),
+        }
+        atomic_write_json(self.state_dir / INFO_NAME, self._info)
+
+    # -- mm4.toml changing under a running daemon ---------------------------------
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = (self.config.root / CONFIG_NAME).stat()
+            return st.st_mtime_ns, st.st_size
+        except OSError:
+            return None
+
+    def check_config(self) -> None:
+        """Reload mm4.toml when it changed. Broken: keep the last good config and hold new
+        runs, saying why (log, status, notification). Fixed: resume by itself."""
+        stamp = self._stamp()
+        if stamp == self._config_stamp:
+            return
+        self._config_stamp = stamp
+        try:
+            fresh = load_config(self.config.root)
+        except ConfigError as exc:
+            if self.held != str(exc):
+                self.held = str(exc)
+                log.error("mm4.toml does not load; new runs wait until it is fixed: %s", exc)
+                self._write_info()
+                self._tell("mm4watch: mm4.toml is broken", f"runs wait until it is fixed: {exc}")
+            return
+        if self.held:
+            log.info("mm4.toml loads again: runs resume")
+        else:
+            log.info("mm4.toml changed: reloaded")
+        self.held = None
+        self.config = fresh
+        self._write_info()
+        self.wake.set()
+
+    def _write_info(self) -> None:
+        self._info["held"] = self.held
+        atomic_write_json(self.state_dir / INFO_NAME, self._info)
+
+    def _setup_logging(self) -> None:
+        handler = logging.handlers.RotatingFileHandler(self.state_dir / LOG_NAME, maxBytes=1 << 20, backupCount=3)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root = logging.getLogger("mm4watch")
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+
+    def _signals(self) -> None:
+        def graceful(signum: int, frame: object) -> None:
+            self.stopping = True
+            self._info["stopping"] = True  # `status` says so while the current run finishes
+            self.wake.set()
+
+        def now(signum: int, frame: object) -> None:
+            self.stopping = self.stop_now = True
+            self.wake.set()
+
+        signal.signal(signal.SIGTERM, graceful)
+        signal.signal(signal.SIGINT, graceful)
+        signal.signal(signal.SIGUSR1, now)
+
+    def serve(self) -> int:
+        from ..triggers.watcher import Watcher
+
+        self.acquire()
+        self._setup_logging()
+        self._signals()
+        log.info("daemon started (pid %s) for %s", os.getpid(), self.config.root)
+        self.reconcile()
+        self.adopt()
+        self.drain_commits()
+        self.git_dir = git_dir(self.config.root)
+        folders = [self.config.root / f for f in self.config.project.notebooks]
+        excluded = [self.config.results_dir, self.config.root / self.config.project.data, self.state_dir]
+        # watching starts before the scan: a save made during the scan is seen twice at worst, never missed
+        watcher = Watcher(folders, excluded, self.config.daemon.debounce_s, self.saved, git_dir=self.git_dir)
+        watcher.start()
+        self.scan()
+        self.note_head()
+        self._info["watching"] = True  # `mm4watch start` returns now: every save from here on is seen
+        self._write_info()
+        log.info(
+            "watching %s (debounce %.1fs)", ", ".join(str(f) for f in watcher.folders), self.config.daemon.debounce_s
+        )
+        last_reconcile = time.monotonic()
+        try:
+            while True:
+                self.reap()
+                self.report_git_skips()
+                if time.monotonic() - last_reconcile >= RECONCILE_EVERY_S:
+                    self.note_head()
+                    self.check_config()
+                    self.reconcile()
+                    self.adopt()
+                    self.drain_commits()
+                    last_reconcile = time.monotonic()
+                if self.stopping:
+                    if not self._said_stopping:
+                        self._said_stopping = True
+                        self._write_info()
+                    if self.stop_now:
+                        self._cancel_all()
+                    if not self.running:
+                        break
+                elif not self.held:
+                    self.dispatch()
+                # runs going: look at them often; idle: sleep until a save or a second passes
+                self.wake.wait(0.25 if self.running else 1.0)
+                self.wake.clear()
+        finally:
+            watcher.stop()
+            (self.state_dir / INFO_NAME).unlink(missing_ok=True)
+            log.info("daemon stopped")
+        return 0
+
+    def drain_commits(self) -> None:
+        """Commits the git hooks noted and no drain has queued yet (e.g. after a reboot)."""
+        from ..triggers.commits import drain
+
+        try:
+            queued = drain(self.config)
+            for what in queued:  # merged requests say so: "(the same run as entry 12 ...)"
+                log.info("commit: %s", what)
+            if queued:
+                self.wake.set()
+        except Exception:
+            log.exception("while queueing noted commits")
+
+    # -- saves ------------------------------------------------------------------
+
+    def scan(self) -> None:
+        """At start: remember notebooks first seen; queue tagged ones changed while the daemon was away."""
+        from ..core.git import known_blobs
+        from ..triggers.watcher import counts
+
+        excluded = [self.config.results_dir, self.config.root / self.config.project.data, self.state_dir]
+        head = head_sha(self.git_dir) if self.git_dir else None
+        moved = head is not None and head != self.queue.meta("head")
+        self._git_blobs = known_blobs(self.config.root, list(self.config.project.notebooks)) if moved else None
+        self._first_start = not self.queue.has_seen()
+        for folder in self.config.project.notebooks:
+            base = self.config.root / folder
+            if not base.is_dir():
+                continue
+            for path in sorted(base.rglob("*.ipynb")):
+                if counts(path, excluded):
+                    self.saved(path, first_look=True)
+        self._git_blobs = None
+
+    def saved(self, path: Path, by_git: bool = False, first_look: bool = False) -> None:
+        """A notebook was written: a save by the user queues a run; a write by git does not."""
+        rel = path.relative_to(self.config.root).as_posix()
+        try:
+            content = path.read_bytes()
+            nb = loads_notebook(content.decode("utf-8"), rel)
+            tag = find_tag(nb, rel)
+        except FileNotFoundError:
+            return  # deleted since
+        except UnicodeDecodeError:
+            self._refused(rel, f"{rel}: not UTF-8 text; a notebook is JSON in UTF-8")
+            return
+        except (NotebookError, OSError) as exc:
+            self._refused(rel, str(exc))
+            return
+        digest = code_hash(nb)
+        previous = self.queue.seen(rel)
+        self.queue.see(rel, digest)
+        if previous != digest and not first_look:
+            for problem in near_misses(nb, rel):  # a tag typed wrong: the user thinks it runs
+                self._refused(rel, problem)
+        # at the very first start, notebooks are remembered, not run; later, one the daemon has
+        # never seen was made while it was away: a save like any other
+        if tag is None or previous == digest or (first_look and previous is None and self._first_start):
+            return
+        if first_look and self._git_blobs is not None:
+            # changed while the daemon was away, HEAD moved meanwhile, and the bytes are HEAD's:
+            # a branch switch, a pull (or a commit, which the commit trigger runs), not an edit
+            by_git = blob_sha(content) in self._git_blobs.get(rel, set())
+        elif by_git:
+            # written while git held its lock: git's write if the bytes are what git holds now
+            # (HEAD or the index), or bytes asked for before that git put back (stash pop);
+            # new bytes are a save the user made while git ran (`git add` of another file)
+            by_git = blob_sha(content) in known_blobs(self.config.root, [rel]).get(
+                rel, set()
+            ) or self.queue.asked_before(rel, content)
+        if by_git:
+            self._git_skipped(rel, first_look)
+            return
+        try:
+            executor = self.config.executor(None, tag=tag.executor).name
+            added = intake.request(self.config, rel, "save", content=content, executor=executor, queue=self.queue)
+        except (ConfigError, QueueFull) as exc:
+            self._refused(rel, f"{rel}: {exc}")
+            return
+        if added.merged_into is not None:
+            log.info("save of %s: %s", rel, intake.describe(added))
+            return
+        log.info("queued %s (entry %s, executor %s)", rel, added.id, executor)
+        for old in added.superseded:
+            log.info("entry %s (an older save of %s, not started) is replaced by entry %s", old, rel, added.id)
+        if self.config.daemon.restart_running:
+            for entry in self.queue.entries(("claimed",)):
+                if entry.notebook == rel and entry.run_id:
+                    log.info("cancelling %s: a newer save of %s came", entry.run_id, rel)
+                    active.request_cancel(self.state_dir, entry.run_id)
+        self.wake.set()
+
+    def _refused(self, rel: str, reason: str) -> None:
+        """A save that runs nothing though the user may expect it to: said in the log, `status`, a notification."""
+        log.warning("not queued: %s", reason)
+        self.queue.note_refused(rel, reason)
+        self._tell(f"mm4watch: {Path(rel).name} not queued", reason)
+
+    def _tell(self, title: str, body: str) -> None:
+        """A notification about the daemon itself (not a run's end), when notifications are on."""
+        if not self.config.daemon.notify:
+            return
+        try:
+            notify.say(self.config, title, body[:300])
+        except Exception:
+            log.exception("notification failed")
+
+    def note_head(self) -> None:
+        """Remember HEAD: at the next start, notebooks changed while away to HEAD's bytes
+        are git's writes only if HEAD moved meanwhile."""
+        head = head_sha(self.git_dir) if self.git_dir else None
+        if head is not None and head != self._head:
+            self._head = head
+            self.queue.set_meta("head", head)
+
+    def _git_skipped(self, rel: str, while_away: bool) -> None:
+        operation = (
+            "while the daemon was stopped"
+            if while_away
+            else (last_operation(self.git_dir) if self.git_dir else "git operation")
+        )
+        self.queue.note_git(rel, operation)
+        with self._skips_lock:
+            self._skips.append((time.monotonic(), operation, rel))
+
+    def report_git_skips(self, quiet_s: float = 1.0) -> None:
+        """One line per git operation: "3 notebooks changed by git checkout: not runs (a, b, c)"."""
+        with self._skips_lock:
+            if not self._skips or time.monotonic() - self._skips[-1][0] < quiet_s:
+                return
+            skips, self._skips = self._skips, []
+        by_op: dict[str, list[str]] = {}
+        for _, operation, rel in skips:
+            by_op.setdefault(operation, []).append(rel)
+        for operation, rels in by_op.items():
+            names = sorted(set(rels))
+            noun = "notebook" if len(names) == 1 else "notebooks"
+            log.info("%d %s changed by git %s: not runs (%s)", len(names), noun, operation, ", ".join(names))
+
+    # -- runs -------------------------------------------------------------------
+
+    def _busy(self) -> set[str]:
+        counts: dict[str, int] = {}
+        for run in self.running.values():
+            counts[run.executor] = counts.get(run.executor, 0) + 1
+        busy = set()
+        for name, n in counts.items():
+            cfg = self.config.executors.get(name)
+            if n >= (self._limit(cfg) if cfg else 1):
+                busy.add(name)
+        return busy
+
+    def _limit(self, cfg: ExecutorConfig) -> int:
+        """Runs at once on an executor; a swarm's ``concurrency = 0`` is its ready nodes (asked once a minute)."""
+        if cfg.concurrency or not isinstance(cfg, SwarmConfig):
+            return cfg.concurrency or 1
+        cached = self._pool_sizes.get(cfg.name)
+        if cached is None or time.monotonic() - cached[1] > 60:
+            from ..executors.swarm import ready_nodes
+
+            cached = (ready_nodes(cfg), time.monotonic())
+            self._pool_sizes[cfg.name] = cached
+        return cached[0]
+
+    def dispatch(self) -> None:
+        while True:
+            entry = self.queue.next_ready(self._busy())
+            if entry is None:
+                return
+            if not self._spawn(entry, []):
+                return
+
+    def _spawn(self, entry: Entry, extra: list[str]) -> bool:
+        executor = entry.executor or self.config.run.executor
+        with open(self.state_dir / EXEC_LOG_NAME, "ab") as out:
+            # a session of its own: a run outlives the daemon
+            popen = proc.detach(
+                [sys.executable, "-m", "mm4watch", "_exec", *extra, str(entry.id)], cwd=self.config.root, stdout=out
+            )
+        started = process_started(popen.pid) or 0.0
+        claimed = (
+            self.queue.reclaim(entry.id, popen.pid, started)
+            if extra
+            else self.queue.claim(entry.id, popen.pid, started)
+        )
+        if not claimed:
+            popen.kill()
+            popen.wait()
+            return False
+        self.running[entry.id] = _Running(entry.id, executor, popen.pid, started, popen)
+        log.info(
+            "started entry %s (%s) in process %s%s",
+            entry.id,
+            entry.notebook,
+            popen.pid,
+            " to re-attach" if extra else "",
+        )
+        return True
+
+    def reap(self) -> None:
+        for entry_id, run in list(self.running.items()):
+            if run.popen is not None:
+                code = run.popen.poll()
+                if code is None:
+                    continue
+            elif alive(run.pid, run.started):
+                continue
+            else:
+                code = None
+            del self.running[entry_id]
+            entry = self.queue.get(entry_id)
+            log.info("entry %s ended (exit %s, now %s)", entry_id, code, entry.state)
+            if entry.run_id and entry.state == "done":
+                self._notify(entry)
+                self._refresh_report()
+            if entry.state == "queued":
+                self.wake.set()
+
+    def adopt(self) -> None:
+        """Runs whose own process died outside the queue (a foreground `mm4watch run`): finished."""
+        from . import orphans
+
+        try:
+            for run_id in orphans.adopt(self.config):
+                log.info("run %s lost its process; picking it up", run_id)
+        except Exception:
+            log.exception("while looking for runs whose process died")
+
+    def reconcile(self) -> None:
+        """Claimed entries whose process is gone: back to the queue, or re-attach."""
+        for entry in self.queue.entries(("claimed",)):
+            if entry.id in self.running:
+                continue
+            if alive(entry.pid, entry.pid_started):
+                # a run from before this daemon started, still going: watch it end
+                self.running[entry.id] = _Running(
+                    entry.id, entry.executor or "", entry.pid or 0, entry.pid_started or 0.0, None
+                )
+                log.info("adopted entry %s (process %s)", entry.id, entry.pid)
+                continue
+            if entry.run_id is None:
+                after = self.queue.failed_to_start(
+                    entry.id, f"its process (pid {entry.pid}) ended before the run started; see .mm4/{EXEC_LOG_NAME}"
+                )
+                log.info("entry %s: its process died before the run started; now %s", entry.id, after.state)
+                continue
+            try:
+                record = read_record(self.config.results_dir / entry.run_id)
+            except (OSError, ValueError):
+                record = None
+            if record is not None and record.is_final:
+                self.queue.done(entry.id)
+                continue
+            if not self.stopping and not self.held:
+                log.info("entry %s: run %s lost its process; picking it up", entry.id, entry.run_id)
+                self._spawn(entry, ["--reattach"])
+
+    def _cancel_all(self) -> None:
+        for run in self.running.values():
+            entry = self.queue.get(run.entry_id)
+            if entry.run_id:
+                active.request_cancel(self.state_dir, entry.run_id)
+
+    def _refresh_report(self) -> None:
+        """results/index.html anew, in a process of its own (nbconvert stays out of the daemon)."""
+        if not self.config.results.report:
+            return
+        with open(self.state_dir / REPORT_LOG_NAME, "ab") as out:
+            proc.detach([sys.executable, "-m", "mm4watch", "report", "--quiet"], cwd=self.config.root, stdout=out)
+
+    def _notify(self, entry: Entry) -> None:
+        if not self.config.daemon.notify or not entry.run_id:
+            return
+        try:
+            record = read_record(self.config.results_dir / entry.run_id)
+            notify.send(self.config, record, self.config.results_dir / entry.run_id)
+        except Exception:
+            log.exception("notification failed")
+
+
+def spawn_detached(config: Config) -> subprocess.Popen[bytes]:
+    """Start ``mm4watch start --foreground`` in the background, detached from the terminal."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(config.state_dir / LOG_NAME, "ab") as out:
+        return proc.detach([sys.executable, "-m", "mm4watch", "start", "--foreground"], cwd=config.root, stdout=out)

@@ -1,0 +1,71 @@
+"""Every request for a run comes in here: a save, a commit, ``run --queue``, a rerun.
+
+The queue decides whether it is a new run, the same request as one queued,
+running or just done (merged), or a newer save replacing an older one (see
+``queue``). A request merged into a run that already finished amends that
+run's record here (its triggers, and its commit when a commit asked for the
+same bytes); one merged into a running run is recorded by that run's process
+when it ends (``record_triggers``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.config import Config
+from .entries import STATE_WORDS, Added, Entry, Queue
+
+
+def request(
+    cfg: Config,
+    notebook: str,
+    trigger: str,
+    *,
+    content: bytes | None,
+    executor: str | None,
+    parameters: dict[str, Any] | None = None,
+    commit_sha: str | None = None,
+    branch: str | None = None,
+    queue: Queue | None = None,
+) -> Added:
+    added = (queue or Queue(cfg.state_dir)).add(
+        notebook,
+        trigger,
+        content=content,
+        commit_sha=commit_sha,
+        parameters=parameters,
+        executor=executor,
+        branch=branch,
+    )
+    target = added.merged_into
+    if target is not None and target.state == "done":
+        record_triggers(cfg, target)
+    return added
+
+
+def record_triggers(cfg: Config, entry: Entry) -> None:
+    """Write every request ``entry`` answered into its run's record (when it has one)."""
+    if not entry.run_id or len(entry.triggers) < 2:
+        return
+    from ..results.records import amend_triggers
+    from ..results.store import History
+
+    run_dir = cfg.results_dir / entry.run_id
+    try:
+        if amend_triggers(run_dir, entry.triggers) is not None:
+            History(cfg.results_dir, cfg.state_dir).refresh(entry.run_id)
+    except (OSError, ValueError):
+        pass  # the folder is gone (moved by the user): the queue still says what merged
+
+
+def describe(added: Added) -> str:
+    """One line on what became of a request."""
+    target = added.merged_into
+    if target is None:
+        replaced = (
+            f"; it replaces the older save in entry {', '.join(map(str, added.superseded))}" if added.superseded else ""
+        )
+        return f"entry {added.id}{replaced}"
+    state = STATE_WORDS.get(target.state, target.state)
+    run = f", run {target.run_id}" if target.run_id else ""
+    return f"the same run as entry {target.id} ({state}{run}): not run again"

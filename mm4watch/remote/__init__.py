@@ -1,0 +1,3 @@
+"""Reaching other machines: ssh (the system client), a Docker engine (docker_engine: the one module
+that imports docker-py), the Mini's copy of earlier results (mirror), keeping a Mac awake (awake).
+"""

@@ -1,0 +1,462 @@
+"""The one module that talks to Docker (docker-py), local or remote.
+
+Callers get typed handles (``Engine``, ``Container``, ``Image``), never a
+docker-py object: what Docker can do for mm4watch is listed here.
+
+``ssh://`` engines are reached through a socket forwarded by the system ssh
+client (``ssh.Tunnel``); ``unix://`` directly; ``tcp://`` only with TLS from a
+Docker context, or with ``insecure = true``. Every failure to connect becomes
+``ssh.Unreachable`` with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ..core import config
+from ..core.config import DockerConfig
+from ..core.errors import ConfigError, Mm4Error
+from ..core.fsutil import extract_stream
+from ..run.buildctx import BuildContext
+from .ssh import Target, Tunnel, Unreachable
+
+LABEL_PROJECT = "mm4watch.project"
+LABEL_RUN = "mm4watch.run"
+LABEL_CONTEXT = "mm4watch.context"
+LABEL_WARM = "mm4watch.warm"
+
+
+class BuildFailed(Mm4Error):
+    pass
+
+
+@dataclass(frozen=True)
+class Image:
+    tag: str
+    id: str
+    built: bool  # False when an image with this content hash was already there
+
+
+class Container:
+    """A container on the engine, by what mm4watch does with it."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    @property
+    def name(self) -> str:
+        return str(self._raw.name)
+
+    @property
+    def short_id(self) -> str:
+        return str(self._raw.short_id)
+
+    @property
+    def status(self) -> str:
+        return str(self._raw.status)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self._raw.labels or {})
+
+    def start(self) -> None:
+        self._raw.start()
+
+    def stop(self, grace_s: float) -> None:
+        self._raw.stop(timeout=int(grace_s))
+
+    def remove(self) -> None:
+        self._raw.remove(force=True)
+
+    def put_archive(self, path: str, data: bytes) -> None:
+        self._raw.put_archive(path, data)
+
+    def rename(self, name: str) -> None:
+        self._raw.rename(name)
+
+    def set_cpu_shares(self, shares: int) -> None:
+        self._raw.update(cpu_shares=shares)
+
+
+class Engine:
+    def __init__(self, cfg: DockerConfig) -> None:
+        self.cfg = cfg
+        self.tunnel: Tunnel | None = None
+        self.client: Any = None
+        self.base_url = ""
+        self.tls: Any = None
+        self.label = cfg.host or f"context {cfg.context}"
+
+    # -- connection ---------------------------------------------------------
+
+    def open(self) -> Engine:
+        import docker
+
+        host, tls = self._endpoint()
+        if host.startswith("ssh://"):
+            target = Target.parse(host, self.cfg.ssh_options)
+            self.label = target.label
+            self.tunnel = Tunnel(target, self.cfg.socket).open()
+            base_url = f"unix://{self.tunnel.local}"
+        else:
+            base_url = host
+        self.base_url, self.tls = base_url, tls
+        if host.startswith("tcp://") and not tls:
+            print(f"mm4watch: warning: {host} without TLS: traffic is unencrypted", file=sys.stderr)
+        try:
+            self.client = docker.DockerClient(base_url=base_url, version="auto", timeout=120, tls=tls or False)
+        except docker.errors.DockerException as exc:
+            self.close()
+            where = f"{self.cfg.socket} on {self.label}" if host.startswith("ssh://") else host
+            raise Unreachable(
+                f"no Docker engine answers at {where} ({_short(exc)}). Is Docker running there? "
+                f"`mm4watch doctor {self.cfg.name}` checks step by step"
+            ) from None
+        return self
+
+    def _endpoint(self) -> tuple[str, Any]:
+        if self.cfg.host:
+            return self.cfg.host, None
+        host, tls = read_context(self.cfg.context or "")
+        if host.startswith("tcp://") and not tls and not self.cfg.insecure:
+            raise ConfigError(
+                f"executor {self.cfg.name!r}: context {self.cfg.context!r} uses plain TCP without TLS; "
+                "use an ssh:// context, add TLS to it, or set insecure = true"
+            )
+        return host, tls
+
+    def sibling(self) -> Engine:
+        """Another client over the same connection, for use from another thread."""
+        import docker
+
+        other = Engine(self.cfg)
+        other.label = self.label
+        other.client = docker.DockerClient(
+            base_url=self.base_url, version=self.client.api.api_version, timeout=120, tls=self.tls or False
+        )
+        return other
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.tunnel is not None:
+            self.tunnel.close()
+            self.tunnel = None
+
+    def __enter__(self) -> Engine:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        version = self.client.version()
+        return {
+            "host": self.label,
+            "server_version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "os": version.get("Os"),
+            "arch": version.get("Arch"),
+        }
+
+    # -- images ---------------------------------------------------------------
+
+    def ensure_image(self, ctx: BuildContext, name: str, dockerfile: str, log: IO[str]) -> Image:
+        import docker
+
+        tag = f"{name}:ctx-{ctx.digest[:16]}"
+        try:
+            found = self.client.images.get(tag)
+            log.write(f"image {tag} is already on {self.label}: no build\n")
+            return Image(tag, found.id, built=False)
+        except docker.errors.ImageNotFound:
+            pass
+        log.write(f"building {tag} on {self.label} ({ctx.files} files, {ctx.size} bytes of context)\n")
+        log.flush()
+        try:
+            stream = self.client.api.build(
+                # gzip: source code shrinks to about a quarter on the link
+                fileobj=io.BytesIO(gzip.compress(ctx.data, 6)),
+                encoding="gzip",
+                custom_context=True,
+                tag=tag,
+                dockerfile=dockerfile,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                pull=False,
+                labels={LABEL_PROJECT: name, LABEL_CONTEXT: ctx.digest},
+            )
+            for chunk in stream:
+                if "stream" in chunk:
+                    log.write(chunk["stream"])
+                    log.flush()
+                if "error" in chunk:
+                    raise BuildFailed(chunk["error"].strip())
+        except docker.errors.APIError as exc:
+            raise BuildFailed(_short(exc)) from None
+        return Image(tag, self.client.images.get(tag).id, built=True)
+
+    def find_image(self, tag: str) -> Image | None:
+        import docker
+
+        try:
+            return Image(tag, self.client.images.get(tag).id, built=False)
+        except docker.errors.ImageNotFound:
+            return None
+
+    def image_exists(self, ref: str) -> bool:
+        import docker
+
+        try:
+            self.client.images.get(ref)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+
+    def working_dir(self, tag: str) -> str:
+        return self.client.images.get(tag).attrs.get("Config", {}).get("WorkingDir") or "/project"
+
+    def gc(self, name: str, keep: int) -> list[str]:
+        """Remove this project's images beyond the newest ``keep``; returns removed tags."""
+        import docker
+
+        for warm in self.containers({LABEL_PROJECT: name, LABEL_WARM: ""}):
+            if warm.name.startswith("mm4-warm-"):  # idle: they would pin old images
+                warm.remove()
+        images = self.client.images.list(filters={"label": f"{LABEL_PROJECT}={name}"})
+        images.sort(key=lambda img: img.attrs.get("Created", ""), reverse=True)
+        removed: list[str] = []
+        for image in images[keep:]:
+            try:
+                self.client.images.remove(image.id, force=False)
+                removed.extend(image.tags or [image.short_id])
+            except docker.errors.APIError:
+                pass  # still used by a container: kept, tried again next time
+        return removed
+
+    def push(self, tag: str, ref: str, log: IO[str]) -> dict[str, int]:
+        """Tag ``tag`` as ``ref`` (``registry/name:tag``) and push it; layers by what happened to them."""
+        import docker
+
+        self.client.images.get(tag).tag(ref)
+        repository, _, version = ref.rpartition(":")
+        counts: dict[str, int] = {}
+        log.write(f"pushing {ref}\n")
+        try:
+            for chunk in self.client.api.push(repository, tag=version, stream=True, decode=True):
+                if "error" in chunk:
+                    raise BuildFailed(f"push of {ref} failed: {chunk['error'].strip()}")
+                status = str(chunk.get("status", ""))
+                if chunk.get("id") and status in ("Pushed", "Layer already exists", "Mounted from"):
+                    counts[status] = counts.get(status, 0) + 1
+                    log.write(f"  {chunk['id']}: {status}\n")
+        except docker.errors.APIError as exc:
+            raise BuildFailed(f"push of {ref} failed: {_short(exc)}") from None
+        log.write(
+            f"pushed {ref}: {counts.get('Pushed', 0)} layers sent, {counts.get('Layer already exists', 0)} already there\n"
+        )
+        log.flush()
+        return counts
+
+    def pull(self, ref: str) -> None:
+        """Pull ``ref`` onto this engine; a failure says what the engine said."""
+        import docker
+
+        try:
+            self.client.images.pull(ref)
+        except docker.errors.APIError as exc:
+            raise Mm4Error(_short(exc)) from None
+
+    def some_image(self) -> str | None:
+        """A tag of any image on the engine, smallest first (for probes)."""
+        tagged = [i for i in self.client.images.list() if i.tags]
+        return str(min(tagged, key=lambda i: i.attrs.get("Size", 0)).tags[0]) if tagged else None
+
+    # -- swarm ------------------------------------------------------------------
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The swarm's nodes as the manager sees them (raw ``docker node inspect``)."""
+        return [dict(n.attrs) for n in self.client.nodes.list()]
+
+    def node(self, node_id: str) -> dict[str, Any] | None:
+        import docker
+
+        try:
+            return dict(self.client.nodes.get(node_id).attrs)
+        except docker.errors.NotFound:
+            return None
+
+    def create_job(self, image: str, **kwargs: Any) -> str:
+        """A one-off job service (``replicated-job``, one completion, never restarted); its id."""
+        from docker.types import RestartPolicy, ServiceMode
+
+        service = self.client.services.create(
+            image,
+            mode=ServiceMode("replicated-job", replicas=1, concurrency=1),
+            restart_policy=RestartPolicy(condition="none"),
+            **kwargs,
+        )
+        return str(service.id)
+
+    def service_ids(self, labels: dict[str, str]) -> list[str]:
+        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        return [str(s.id) for s in self.client.services.list(filters=filters)]
+
+    def tasks(self, service_id: str) -> list[dict[str, Any]]:
+        """The service's tasks, newest first (empty once the service is gone)."""
+        import docker
+
+        try:
+            found = self.client.services.get(service_id).tasks()
+        except docker.errors.NotFound:
+            return []
+        return sorted((dict(t) for t in found), key=lambda t: str(t.get("CreatedAt", "")), reverse=True)
+
+    def remove_service(self, service_id: str) -> None:
+        import docker
+
+        try:
+            self.client.services.get(service_id).remove()
+        except docker.errors.NotFound:
+            pass
+
+    # -- containers -----------------------------------------------------------
+
+    def create(self, tag: str, **kwargs: Any) -> Container:
+        return Container(self.client.containers.create(tag, detach=True, **kwargs))
+
+    def container(self, name: str) -> Container | None:
+        import docker
+
+        try:
+            return Container(self.client.containers.get(name))
+        except docker.errors.NotFound:
+            return None
+
+    def containers(self, labels: dict[str, str]) -> list[Container]:
+        # an empty value matches any value of that label
+        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        return [Container(c) for c in self.client.containers.list(all=True, filters=filters)]
+
+    def info(self) -> dict[str, Any]:
+        """The engine's own description (CPUs, memory, ...)."""
+        return dict(self.client.info())
+
+    def run_probe(self, image: str, command: list[str]) -> str:
+        """Run ``command`` in a throwaway container of ``image`` (as uid 1000); its output."""
+        out = self.client.containers.run(image, command, remove=True, user="1000:1000")
+        return out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+
+    def follow_logs(self, container: Container, sink: IO[bytes], since: float | None = None) -> threading.Thread:
+        raw = container._raw
+
+        def pump() -> None:
+            try:
+                extra = {"since": int(since)} if since else {}
+                for chunk in raw.logs(stream=True, follow=True, **extra):
+                    sink.write(chunk)
+                    sink.flush()
+            except Exception:  # the engine went away: the harvest says what happened
+                pass
+
+        thread = threading.Thread(target=pump, name="mm4-logs", daemon=True)
+        thread.start()
+        return thread
+
+    def wait(self, container: Container, timeout: float) -> int | None:
+        """The exit code, or None when ``timeout`` passed first."""
+        import requests
+
+        raw = container._raw
+        try:
+            return int(raw.wait(timeout=max(1, int(timeout)))["StatusCode"])
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            raw.reload()  # raises when the engine itself is gone
+            if raw.status in ("exited", "dead"):
+                return int(raw.attrs["State"]["ExitCode"])
+            return None
+
+    def fetch(
+        self, container: Container, path: str, into: Path, skip: frozenset[str] = frozenset(), log: Path | None = None
+    ) -> int:
+        """Copy ``path`` (a folder or file) out of the container into ``into``.
+
+        The archive is streamed and unpacked as it arrives; members are checked
+        (no absolute paths, no '..', no links or devices) and the top folder
+        is dropped, so ``/output/a.csv`` lands at ``into/a.csv``. Names in
+        ``skip`` (top level) are left out. Returns the bytes received.
+        """
+        import docker
+
+        try:
+            chunks, _ = container._raw.get_archive(path, chunk_size=1 << 20)
+        except docker.errors.NotFound:
+            return 0
+        stream = _ChunkReader(chunks)
+        extract_stream(stream, into, skip=skip, strip_top=True, log=log)
+        return stream.received
+
+
+def read_context(name: str) -> tuple[str, Any]:
+    """(host, TLSConfig or None) of a docker CLI context, read from its store."""
+    import hashlib
+    import json
+
+    store = config.docker_config_dir() / "contexts"
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    try:
+        meta = json.loads((store / "meta" / digest / "meta.json").read_text())
+        endpoint = meta["Endpoints"]["docker"]
+    except (OSError, ValueError, KeyError):
+        raise ConfigError(f"no Docker context named {name!r} in {store} (docker context ls)") from None
+    host = endpoint.get("Host") or "unix:///var/run/docker.sock"
+    tls = None
+    certs = store / "tls" / digest / "docker"
+    if host.startswith("tcp://") and certs.is_dir():
+        from docker.tls import TLSConfig
+
+        ca, cert, key = (certs / "ca.pem", certs / "cert.pem", certs / "key.pem")
+        tls = TLSConfig(
+            client_cert=(str(cert), str(key)) if cert.exists() and key.exists() else None,
+            ca_cert=str(ca) if ca.exists() else None,
+            verify=not endpoint.get("SkipTLSVerify", False),
+        )
+    return host, tls
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over docker-py's archive chunks, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.buffer = b""
+        self.received = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self.buffer:
+            try:
+                self.buffer = next(self.chunks)
+            except StopIteration:
+                return 0
+            self.received += len(self.buffer)
+        n = min(len(target), len(self.buffer))
+        target[:n] = self.buffer[:n]
+        self.buffer = self.buffer[n:]
+        return n
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1][:300] if text else type(exc).__name__

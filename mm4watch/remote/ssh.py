@@ -1,0 +1,294 @@
+"""The system OpenSSH client: commands on the far machine, and a forwarded socket.
+
+Everything goes through ``ssh`` itself, so ~/.ssh/config, keys, agents and
+ProxyJump work as they do in a terminal, and transfers run at OpenSSH speed
+(not paramiko's). A remote Docker engine is reached by forwarding its unix
+socket to a local one; one SSH connection then carries every API call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..core import proc
+from ..core.errors import EXIT_UNREACHABLE, Mm4Error
+from ..core.names import join, quote
+
+
+class Unreachable(Mm4Error):
+    """The far machine or its engine does not answer; nothing was lost."""
+
+    exit_code = EXIT_UNREACHABLE  # nothing ran: try again when the machine is back
+
+    @classmethod
+    def over_ssh(cls, target: Target, detail: str) -> Unreachable:
+        return cls(
+            f"cannot reach {target.label} over ssh: {detail.strip() or 'no answer'}. "
+            f"Check that `{target.hint}` works from a terminal without a prompt (a key in ssh-agent, "
+            "or Host/User/Port/IdentityFile in ~/.ssh/config); `mm4watch doctor` checks the rest"
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    destination: str  # user@host or a ~/.ssh/config alias
+    port: int | None = None
+    options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.destination.startswith("-"):  # from a config, a swarm's node list: never an ssh option
+            raise Mm4Error(f"{self.destination!r} is not a host: it begins with '-', which ssh reads as an option")
+
+    @classmethod
+    def parse(cls, host: str, options: Sequence[str] = ()) -> Target:
+        """``ssh://user@host:port`` or ``user@host``."""
+        if host.startswith("ssh://"):
+            parts = urlsplit(host)
+            dest = f"{parts.username}@{parts.hostname}" if parts.username else (parts.hostname or "")
+            return cls(dest, parts.port, tuple(options))
+        return cls(host, None, tuple(options))
+
+    @property
+    def label(self) -> str:
+        return self.destination + (f":{self.port}" if self.port else "")
+
+    @property
+    def hint(self) -> str:
+        """The command to try by hand, in a form ssh parses (``ssh -p PORT USER@HOST true``)."""
+        return join(["ssh", *(["-p", str(self.port)] if self.port else []), self.destination, "true"])
+
+    def argv(self, *extra: str) -> list[str]:
+        base = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+        if self.port:
+            base += ["-p", str(self.port)]
+        return [*base, *self.options, *extra, self.destination]
+
+    def rsync_shell(self) -> str:
+        return join(self.argv()[:-1])
+
+
+def remote_command(command: str) -> str:
+    """``command`` as sent over ssh: run by ``/bin/sh`` whatever the account's login shell.
+
+    sshd hands a command to the user's login shell, zsh on a Mac, which does not
+    word-split ``$var`` and fails on an unmatched glob; every command mm4watch
+    sends is written for ``sh``, so it is handed on to ``sh`` in one ``exec``."""
+    return "exec /bin/sh -c " + quote(command)
+
+
+def run(
+    target: Target, command: str, *, check: bool = True, timeout: float = 60, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a shell command on the far machine under ``/bin/sh`` (``input``: its standard input)."""
+    try:
+        return proc.run([*target.argv(), remote_command(command)], check=check, timeout=timeout, input=input)
+    except proc.CommandFailed as exc:
+        if exc.code == 255:
+            raise Unreachable.over_ssh(target, exc.stderr) from None
+        raise
+    except subprocess.TimeoutExpired:
+        raise Unreachable(f"{target.label} did not answer within {timeout:.0f}s over ssh") from None
+
+
+def ensure_master(target: Target, timeout: float = 20.0) -> Path | None:
+    """The control socket of a shared connection to ``target``, started if needed.
+
+    Kept ``CONTROL_PERSIST`` after its last use, so later commands, forwards
+    and rsyncs skip the SSH handshake. None when multiplexing is not possible
+    (commands then open their own connection)."""
+    control = _control_path(target)
+    mux = target.argv("-S", str(control))
+    try:
+        if proc.run([*mux[:-1], "-O", "check", mux[-1]], check=False, timeout=timeout).returncode == 0:
+            return control
+        control.unlink(missing_ok=True)
+        master = proc.run(
+            target.argv("-M", "-S", str(control), "-o", f"ControlPersist={CONTROL_PERSIST}", "-f", "-N"),
+            check=False,
+            timeout=timeout + 10,
+        )
+    except subprocess.TimeoutExpired:
+        raise Unreachable(f"{target.label} did not answer within {timeout:.0f}s over ssh") from None
+    if master.returncode != 0:
+        raise Unreachable.over_ssh(target, master.stderr.decode(errors="replace"))
+    return control if control.exists() else None
+
+
+def shared(target: Target) -> Target:
+    """``target`` with its commands riding on the shared connection."""
+    control = ensure_master(target)
+    if control is None:
+        return target
+    return Target(target.destination, target.port, (*target.options, "-o", "ControlMaster=no", "-S", str(control)))
+
+
+CONTROL_PERSIST = "10m"
+
+
+def _control_path(target: Target) -> Path:
+    """Where this user's shared connection to ``target`` listens (short: sockets have a length limit)."""
+    folder = Path("/tmp") / f"mm4-ssh-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.lstat()  # /tmp is everyone's: someone else's folder there would see the connection
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise Mm4Error(
+            f"{folder} is not a folder of your own with mode 0700 (owner uid {info.st_uid}, mode "
+            f"{stat.filemode(info.st_mode)}): someone could reach the Mini through it. Remove it and run again"
+        )
+    key = hashlib.sha256(" ".join(target.argv()).encode()).hexdigest()[:16]
+    return folder / f"{key}.ctl"
+
+
+class Tunnel:
+    """A local unix socket forwarded to ``remote_socket`` on the target.
+
+    The forward rides on a shared master connection (OpenSSH ControlMaster,
+    kept 10 minutes after its last use), so a run after the first
+    skips the SSH handshake. Where that fails, a plain ``ssh -N -L`` is used.
+    """
+
+    def __init__(self, target: Target, remote_socket: str) -> None:
+        self.target = target
+        self.remote_socket = remote_socket
+        self.folder = Path(tempfile.mkdtemp(prefix="mm4-ssh-", dir="/tmp"))
+        self.local = self.folder / "docker.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.control: Path | None = None
+
+    @property
+    def _forward(self) -> str:
+        return f"{self.local}:{self.remote_socket}"
+
+    def open(self, timeout: float = 20.0) -> Tunnel:
+        try:
+            self._open_shared(timeout)
+        except (OSError, subprocess.SubprocessError):
+            self.control = None
+        if self.control is None:
+            self._open_plain(timeout)
+        return self
+
+    def _open_shared(self, timeout: float) -> None:
+        control = ensure_master(self.target, timeout)
+        if control is None:
+            return
+        mux = self.target.argv("-S", str(control))
+        forward = proc.run([*mux[:-1], "-O", "forward", "-L", self._forward, mux[-1]], check=False, timeout=timeout)
+        if forward.returncode == 0 and self.local.exists():
+            self.control = control
+
+    def _open_plain(self, timeout: float) -> None:
+        argv = self.target.argv(
+            "-N",
+            "-T",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-o",
+            "ServerAliveInterval=10",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
+            "StreamLocalBindUnlink=yes",
+            "-L",
+            self._forward,
+        )
+        errors = self.folder / "ssh.err"
+        with open(errors, "wb") as err:
+            self.process = proc.detach(argv, stderr=err)
+        deadline = time.monotonic() + timeout
+        while not self.local.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                detail = errors.read_text(errors="replace")
+                self.close()
+                raise Unreachable.over_ssh(self.target, detail)
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        if self.control is not None:
+            mux = self.target.argv("-S", str(self.control))
+            proc.run([*mux[:-1], "-O", "cancel", "-L", self._forward, mux[-1]], check=False, timeout=10)
+            self.control = None
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> Tunnel:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def has_rsync() -> bool:
+    return shutil.which("rsync") is not None
+
+
+def rsync_to(
+    target: Target,
+    source: Path,
+    dest: str,
+    *,
+    timeout: float | None = None,
+    extra: Sequence[str] = (),
+    mkdir: bool = True,
+) -> None:
+    """Mirror ``source/`` into ``dest/`` on the target (incremental; deletes extras)."""
+    if not has_rsync():
+        raise Mm4Error("rsync is not installed on this machine; install it (brew install rsync / apt install rsync)")
+    if mkdir:
+        run(target, join(["mkdir", "-p", dest]))
+    proc.run(
+        [
+            "rsync",
+            "-a",
+            "--delete",
+            *extra,
+            "-e",
+            target.rsync_shell(),
+            f"{source}{os.sep}",
+            f"{target.destination}:{dest.rstrip('/')}/",
+        ],
+        timeout=timeout,
+    )
+
+
+def fetch_tar(
+    target: Target,
+    command: str,
+    into: Path,
+    *,
+    skip: frozenset[str] = frozenset(),
+    timeout: float = 3600,
+    log: Path | None = None,
+) -> None:
+    """Run ``command`` (which writes a tar to stdout) on the target; unpack it here as it streams."""
+    from ..core.fsutil import extract_stream
+
+    child = proc.pipe_from([*target.argv(), remote_command(command)])
+    try:
+        extract_stream(child.stdout, into, skip=skip, log=log)
+        child.wait(timeout)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    detail = (child.stderr.read() if child.stderr else b"").decode(errors="replace").strip()
+    if child.returncode == 255:
+        raise Unreachable(f"lost {target.label} while bringing results home: {detail}")
+    if child.returncode != 0:
+        raise Mm4Error(f"bringing results home from {target.label} failed: {detail}")

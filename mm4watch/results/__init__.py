@@ -1,0 +1,3 @@
+"""What a run leaves: its record (records), the result folders and the history index (store),
+metrics, and two runs compared (compare).
+"""

@@ -1,0 +1,404 @@
+"""One run, start to finish: snapshot, provenance, run folder, execute, record.
+
+The order matters for safety: the notebook is read and validated before any
+folder exists; the run folder and its ``run.json`` exist before anything
+executes; whatever happens next (failure, timeout, ^C, a bug), the record is
+finalised and the executed notebook kept before the error leaves this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+from .. import executors
+from ..core import git
+from ..core.config import Config, ExecutorConfig
+from ..core.durations import format_duration
+from ..core.errors import Mm4Error, NotebookError
+from ..core.fsutil import atomic_write_text, is_dropping, sha256_file
+from ..core.names import run_key
+from ..queue import active
+from ..remote import mirror
+from ..remote.ssh import Unreachable
+from ..results import metrics
+from ..results.records import (
+    EXECUTED_NAME,
+    LOG_NAME,
+    PATCH_NAME,
+    RESERVED_NAMES,
+    RunRecord,
+    Trigger,
+    now_iso,
+    parse_iso,
+    trigger_for_record,
+    where,
+    write_record,
+)
+from ..results.store import create_run_dir
+from ..triggers.tags import code_hash, find_tag, loads_notebook
+
+T = TypeVar("T")
+FINISH_DEADLINE_S = 600.0  # hashing outputs past this: the rest are listed without a hash
+
+if TYPE_CHECKING:
+    from ..executors.base import Executor
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    notebook: Path
+    trigger: Trigger = "manual"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    executor: str | None = None  # overrides MM4_EXECUTOR, the tag and [run] executor
+    timeout_s: float | None = None  # overrides the tag and [run] timeout
+    content: bytes | None = None  # the notebook as it is to run; read from disk when None
+    commit_sha: str | None = None  # the content is this commit's notebook (+ patch): a commit run, a rerun
+    patch: str | None = None  # with commit_sha: the diff that makes the content from the commit's file
+    image: str | None = None  # container executors: run on this image when the engine still has it
+    rerun_of: str | None = None
+    triggers: tuple[dict[str, Any], ...] = ()  # every request this run answers (queue entries); default: trigger
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything a run needs, found and checked before anything is made."""
+
+    notebook: Path
+    rel: str
+    content: bytes
+    nb: dict[str, Any]
+    exec_cfg: ExecutorConfig
+    executor: Executor[Any]
+    timeout_s: float
+    prov: git.Provenance
+    inputs: mirror.Inputs | None
+    constraints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Display:
+    """How a run in the foreground shows itself (``progress.Progress``)."""
+
+    live: bool = False  # one live line on a terminal
+    plain: IO[str] | None = None  # else one line per phase here (stderr)
+    log_output: bool = False  # also the notebook's own output, as it comes
+
+
+def run_notebook(
+    config: Config,
+    request: RunRequest,
+    say: Callable[[str], None] = lambda _: None,
+    on_created: Callable[[str], None] = lambda _: None,
+    display: Display = Display(),
+) -> tuple[RunRecord, Path]:
+    """One run in four steps: prepare, open the record, execute, finish. Whatever happens once
+    the record is open, it is finished and the executed notebook kept before an error leaves."""
+    from .progress import Progress, cell_labels
+
+    prepared = _prepare(config, request)
+    record, run_dir, job = _open(config, request, prepared)
+    on_created(record.id)
+    say(f"run {record.id} on {prepared.exec_cfg.name} ({prepared.exec_cfg.type})")
+    watch = Progress(
+        job.log_path,
+        cell_labels(job.input_path, dict(request.parameters)),
+        live=display.live,
+        plain=display.plain,
+        log_output=display.log_output,
+        phase_file=active.phase_file(config.state_dir, record.id),
+    )
+    job = dataclasses.replace(job, on_phase=watch.set_phase, on_place=watch.set_place)
+    started = time.monotonic()
+    raised: BaseException | None = None
+    with active.owning(config.state_dir, record.id):  # until its end is recorded (orphans.py)
+        watch.start()
+        try:
+            with active.registered(config.state_dir, record.id):
+                outcome = prepared.executor.execute(job)
+        except BaseException as exc:
+            outcome, raised = _outcome_of(exc, active.cancel_requested(config.state_dir, record.id))
+        finally:
+            watch.stop()
+        record = _finish(run_dir, record, job.input_path, started, outcome, config.results.metrics)
+    shutil.rmtree(job.input_path.parent, ignore_errors=True)
+    if raised is not None:
+        raise raised
+    say(f"{record.status} after {format_duration(record.duration_s)}")
+    return record, run_dir
+
+
+def _prepare(config: Config, request: RunRequest) -> _Prepared:
+    """Read and check the notebook, choose the executor, reach it: no folder is made before this passes."""
+    notebook = request.notebook.resolve()
+    rel = _relative(notebook, config.root)
+    content = request.content if request.content is not None else _read(notebook)
+    try:
+        nb = loads_notebook(content.decode("utf-8"), rel)
+    except UnicodeDecodeError:
+        raise NotebookError(f"{rel}: not UTF-8 text; a notebook is JSON in UTF-8") from None
+    tag = find_tag(nb, rel)
+    exec_cfg = config.executor(request.executor, tag=tag.executor if tag else None)
+    executor = executors.get(exec_cfg, config)
+    timeout_s = request.timeout_s or (tag.timeout_s if tag else None) or config.run.timeout_s
+    prov = (
+        git.provenance(notebook, content)
+        if request.commit_sha is None
+        else git.at_commit(notebook, request.commit_sha, request.patch)
+    )
+    # an executor that cannot be reached makes no run folder: nothing ran (exit 75, not "failed")
+    executor.check()
+    # earlier results it may load; a missing needs= is an error before anything is made
+    needs = tag.needs if tag else ()
+    inputs = mirror.choose(config, needs) if (needs or exec_cfg.type != "local") else None
+    constraints = tag.constraints if tag else ()
+    return _Prepared(notebook, rel, content, nb, exec_cfg, executor, timeout_s, prov, inputs, constraints)
+
+
+def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord, Path, executors.Job]:
+    """The run folder (never reused), its record, and the job the executor gets."""
+    run_id, run_dir = create_run_dir(config.results_dir, p.notebook.stem, datetime.now())
+    if p.prov.patch is not None:
+        atomic_write_text(run_dir / PATCH_NAME, p.prov.patch)
+    record = RunRecord(
+        id=run_id,
+        notebook=p.rel,
+        status="queued",
+        trigger=request.trigger,
+        queued_at=now_iso(),
+        commit=p.prov.commit,
+        executor=p.executor.describe(),
+        parameters=dict(request.parameters),
+        timeout_s=p.timeout_s,
+        source={
+            "sha256": hashlib.sha256(p.content).hexdigest(),
+            "code_hash": code_hash(p.nb),
+            "patch": PATCH_NAME if p.prov.patch is not None else None,
+        },
+        rerun_of=request.rerun_of,
+        key=run_key(run_id),
+        triggers=[trigger_for_record(t) for t in request.triggers] or [{"trigger": request.trigger, "at": now_iso()}],
+        inputs=p.inputs.to_record() if p.inputs else None,
+    )
+    write_record(run_dir, record)
+    snapshot = Path(tempfile.mkdtemp(prefix="mm4-input-")) / p.notebook.name
+    snapshot.write_bytes(p.content)
+    log_path = run_dir / LOG_NAME
+    _log(log_path, f"mm4watch: run {run_id} of {p.rel} on {p.exec_cfg.name}, timeout {p.timeout_s:.0f}s")
+    record = record.evolve(status="running", started_at=now_iso())
+    write_record(run_dir, record)
+    job = executors.Job(
+        run_id=run_id,
+        input_path=snapshot,
+        run_dir=run_dir,
+        log_path=log_path,
+        cwd=p.notebook.parent,
+        parameters=dict(request.parameters),
+        timeout_s=p.timeout_s,
+        kernel=config.run.kernel,
+        image=request.image,
+        inputs=p.inputs.runs if p.inputs else (),
+        mirror=p.inputs is not None and p.inputs.mode != "none",
+        constraints=p.constraints,
+    )
+    return record, run_dir, job
+
+
+def _outcome_of(exc: BaseException, cancelled: bool) -> tuple[executors.Outcome, BaseException | None]:
+    """What an exception out of an executor means for the run, and whether it goes on up.
+
+    ^C from ``mm4watch cancel``: cancelled, and the run returns normally. ^C from the
+    user: interrupted, and it goes on (exit 130). The Mini lost mid-run: failed, and it
+    goes on (exit 75). Any other named failure (a remote command, an engine refusal):
+    failed, returned (exit 1). Anything else: failed, and it goes on (a crash log)."""
+    failed = executors.Outcome("failed", {"cell": None, "ename": type(exc).__name__, "evalue": str(exc)})
+    if isinstance(exc, KeyboardInterrupt):
+        if cancelled:
+            return executors.Outcome(
+                "cancelled", {"cell": None, "ename": "Cancelled", "evalue": "cancelled with mm4watch cancel"}
+            ), None
+        return executors.Outcome(
+            "interrupted", {"cell": None, "ename": "KeyboardInterrupt", "evalue": "interrupted by the user"}
+        ), exc
+    if isinstance(exc, Unreachable):
+        return failed, exc
+    if isinstance(exc, Mm4Error):
+        return failed, None
+    return failed, exc
+
+
+def resume(config: Config, run_dir: Path, record: RunRecord) -> RunRecord:
+    """Finish a run whose mm4watch process died: re-attach where the executor can,
+    else record it ``interrupted``. Returns the final record. The caller holds the
+    run's lock (``active.owning``)."""
+    exec_cfg = config.executor(record.executor.get("name"))
+    executor = executors.get(exec_cfg, config)
+    started = parse_iso(record.started_at or record.queued_at)
+    elapsed = (datetime.now(UTC) - started).total_seconds() if started else 0.0
+    job = executors.Job(
+        run_id=record.id,
+        input_path=run_dir / EXECUTED_NAME,
+        run_dir=run_dir,
+        log_path=run_dir / LOG_NAME,
+        cwd=(config.root / record.notebook).parent,
+        parameters=dict(record.parameters),
+        timeout_s=max(1.0, (record.timeout_s or config.run.timeout_s) - elapsed),
+        kernel=config.run.kernel,
+    )
+    _log(job.log_path, "mm4watch: the process running this run died; picking it up again")
+    outcome = executor.reattach(job)
+    if outcome is None:
+        outcome = executors.Outcome(
+            "interrupted",
+            {
+                "cell": None,
+                "ename": "Interrupted",
+                "evalue": "mm4watch stopped while the run went on; it could not be picked up again",
+            },
+        )
+    return _finish(run_dir, record, None, time.monotonic() - elapsed, outcome, config.results.metrics)
+
+
+def _finish(
+    run_dir: Path,
+    record: RunRecord,
+    snapshot: Path | None,
+    started: float,
+    outcome: executors.Outcome,
+    patterns: tuple[str, ...],
+) -> RunRecord:
+    """The run's end, recorded whatever its folder holds: each step that fails is one line in
+    run.log and one entry in ``warnings``, never a run left ``running``."""
+    log = run_dir / LOG_NAME
+    warnings: list[str] = []
+
+    def step(what: str, work: Callable[[], T], fallback: T) -> T:
+        try:
+            return work()
+        except Exception as exc:  # whatever the folder holds, the record still gets the outcome
+            warnings.append(f"{what}: {type(exc).__name__}: {exc}")
+            _log(log, f"mm4watch: {what} failed ({type(exc).__name__}: {exc}); the run's outcome is recorded anyway")
+            return fallback
+
+    executed = run_dir / EXECUTED_NAME
+    if not executed.exists() and snapshot is not None and snapshot.exists():
+        step("keeping the input notebook", lambda: shutil.copyfile(snapshot, executed), None)  # beside the error
+    deadline = time.monotonic() + FINISH_DEADLINE_S
+    nothing: tuple[dict[str, float], list[str]] = ({}, [])
+    found, problems = step("reading metrics", lambda: metrics.collect(run_dir, patterns), nothing)
+    for problem in problems:
+        _log(log, problem)
+    notes: list[str] = []
+    none_listed: list[dict[str, Any]] = []
+    outputs = step("listing outputs", lambda: collect_outputs(run_dir, deadline, notes), none_listed)
+    for note in notes:
+        _log(log, f"mm4watch: {note}")
+    warnings.extend(notes)
+    record = record.evolve(
+        status=outcome.status,
+        error=outcome.error,
+        executor={**record.executor, **outcome.executor},
+        finished_at=now_iso(),
+        duration_s=round(time.monotonic() - started, 3),
+        outputs=outputs,
+        metrics=found,
+        warnings=warnings,
+    )
+    write_record(run_dir, record)
+    place = where(outcome.error)
+    detail = (
+        f" ({place + ': ' if place else ''}{outcome.error.get('ename')}: {outcome.error.get('evalue')})"
+        if outcome.error
+        else ""
+    )
+    _log(run_dir / LOG_NAME, f"mm4watch: {outcome.status}{detail} after {record.duration_s:.1f}s")
+    return record
+
+
+def collect_outputs(
+    run_dir: Path, deadline: float | None = None, warnings: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every regular file the notebook wrote into its run folder: path, size, sha256.
+
+    Only regular files are opened (lstat first: a FIFO would block ``open`` for good, a socket or a
+    device cannot be read): those others are not listed; a file that cannot be read, and the files
+    left when the ``deadline`` (``time.monotonic()``) passes, are listed without a hash. Each is
+    said in ``warnings``."""
+    said = warnings if warnings is not None else []
+    found: list[dict[str, Any]] = []
+    for folder, dirs, files in os.walk(run_dir):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(folder) / name
+            rel = path.relative_to(run_dir).as_posix()
+            if rel in RESERVED_NAMES or _is_lock(name) or is_dropping(name):
+                continue
+            try:
+                info = path.lstat()
+            except OSError as exc:
+                said.append(f"output {rel}: {exc.strerror or exc}")
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                said.append(f"output {rel}: not a regular file ({_kind(info.st_mode)}): not listed")
+                continue
+            entry: dict[str, Any] = {"path": rel, "size": info.st_size, "sha256": None}
+            if deadline is not None and time.monotonic() > deadline:
+                said.append(f"output {rel}: not hashed (finishing passed its deadline)")
+            else:
+                try:
+                    entry["sha256"] = sha256_file(path)
+                except OSError as exc:
+                    said.append(f"output {rel}: cannot be read ({exc.strerror or exc})")
+            found.append(entry)
+    return found
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device")):
+        if test(mode):
+            return name
+    return "a device" if stat.S_ISBLK(mode) else "not a file"
+
+
+def _is_lock(name: str) -> bool:
+    """mm4watch's own lock files in a run folder (the record's, log_metrics')."""
+    return name.startswith(".run.json.") or (name.startswith(".") and name.endswith(".json.lock"))
+
+
+def _relative(notebook: Path, root: Path) -> str:
+    try:
+        return notebook.relative_to(root).as_posix()
+    except ValueError:
+        return Path(os.path.relpath(notebook, root)).as_posix()
+
+
+def _read(notebook: Path) -> bytes:
+    try:
+        return notebook.read_bytes()
+    except FileNotFoundError:
+        raise NotebookError(f"{notebook}: no such notebook") from None
+    except OSError as exc:
+        raise NotebookError(f"{notebook}: cannot read it: {exc}") from None
+
+
+def _log(path: Path, line: str) -> None:
+    with open(path, "a+", encoding="utf-8") as fh:
+        fh.seek(0, os.SEEK_END)
+        # the notebook's last output may lack its newline: start on a line of our own
+        if fh.tell() > 0:
+            fh.seek(fh.tell() - 1)
+            if fh.read(1) != "\n":
+                fh.write("\n")
+        fh.write(f"[{now_iso()}] {line}\n")
