@@ -4,6 +4,7 @@ import pytest
 
 from mm4watch.core import config
 from mm4watch.core.errors import ConfigError
+from mm4watch.executors.swarm import SwarmConfig
 
 ROOT = Path("/proj")
 
@@ -107,7 +108,7 @@ def test_executor_without_type():
 
 
 def test_executor_bad_type_and_keys():
-    assert 'use "local", "docker", "native" or "swarm"' in error_of('[executors.x]\ntype = "kubernetes"\n')
+    assert 'use "docker", "local", "native" or "swarm"' in error_of('[executors.x]\ntype = "kubernetes"\n')
     msg = error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://me@mini"\npython = "3"\n')
     assert "mm4.toml:4:" in msg and "executors.mini.python" in msg
     assert "needs host" in error_of('[executors.mini]\ntype = "docker"\n')
@@ -117,7 +118,10 @@ def test_executor_bad_type_and_keys():
 
 
 def test_each_executor_type_has_its_own_settings_and_ssh_means_native():
-    from mm4watch.core.config import DockerConfig, LocalConfig, NativeConfig, parse
+    from mm4watch.core.config import parse
+    from mm4watch.executors.docker import DockerConfig
+    from mm4watch.executors.local import LocalConfig
+    from mm4watch.executors.native import NativeConfig
 
     cfg = parse(
         '[executors.gpu]\ntype = "ssh"\nhost = "me@mini"\npython = "python3.12"\n'
@@ -185,7 +189,7 @@ def test_swarm_executor_keys():
         'constraints = ["node.labels.gpu==mps"]\nnodes = { "mini2" = "ssh://me@10.0.0.12" }\nmemory = "8g"\n'
     )
     pool = parse(good).executors["pool"]
-    assert isinstance(pool, config.SwarmConfig)
+    assert isinstance(pool, SwarmConfig)
     assert pool.registry == "mini1.local:5000" and pool.constraints == ("node.labels.gpu==mps",)
     assert dict(pool.nodes) == {"mini2": "ssh://me@10.0.0.12"} and pool.concurrency == 0  # one per ready node
     assert "mm4.toml:1: executors.pool needs registry = " in error_of(
@@ -213,7 +217,6 @@ def test_which_nodes_can_run_an_image():
 
 def test_nodes_that_are_a_macs_docker_vm_are_named():
     """Docker Desktop, OrbStack and colima nodes (canned `docker node inspect` descriptions)."""
-    from mm4watch.core.config import SwarmConfig
     from mm4watch.executors.swarm import node_host, vm_node
 
     def node(node_id: str, name: str, addr: str) -> dict:

@@ -9,7 +9,7 @@ from typing import Any
 from ..core import config
 from ..results.compare import compare, source_diff
 from ..results.store import History
-from .history import format_value
+from ..views import format
 
 
 def main(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     out: list[str] = []
     for side in ("a", "b"):
         s = found[side]
-        sha = (s["commit"] or "-")[:8] + ("*" if s["dirty"] else "")
+        sha = (format.sha(s["commit"]) or "-") + ("*" if s["dirty"] else "")
         out.append(f"{side.upper()}: {s['id']}  {s['status']}  commit {sha}  {s['notebook']}")
     commits = found["commits"]
     out.append("")
@@ -56,8 +56,8 @@ def _table(title: str, rows: list[dict[str, Any]]) -> list[str]:
     cells = [
         [
             r["key"],
-            "" if r["a"] is None else format_value(r["a"]),
-            "" if r["b"] is None else format_value(r["b"]),
+            "" if r["a"] is None else format.value(r["a"]),
+            "" if r["b"] is None else format.value(r["b"]),
             _delta(r) if r["changed"] else "=",
         ]
         for r in rows

@@ -9,46 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core import config
-from ..core.durations import format_duration
 from ..core.errors import UsageError
 from ..queue import orphans
-from ..results.records import STATUSES, RunRecord, parse_iso
+from ..results.records import STATUSES, RunRecord
 from ..results.store import History
+from ..views import format
 from ..views.terminal import visible
 
-STATUS_STYLE = {
-    "succeeded": "green",
-    "failed": "red",
-    "timeout": "red",
-    "interrupted": "yellow",
-    "cancelled": "yellow",
-    "running": "cyan",
-    "queued": "blue",
-}
-
-
-def short_commit(commit: dict[str, Any] | None) -> str:
-    if not commit:
-        return "-"
-    sha = (commit.get("sha") or "")[:8] or "(none)"
-    return sha + ("*" if commit.get("dirty") else "")
-
-
-def row(record: RunRecord) -> list[str]:
-    started = parse_iso(record.started_at or record.queued_at)
-    return [
-        record.id,
-        record.notebook,
-        record.status,
-        record.trigger,
-        short_commit(record.commit),
-        started.strftime("%Y-%m-%d %H:%M:%S") if started else "",
-        format_duration(record.duration_s),
-        str(record.executor.get("name", "")),
-    ]
-
-
-HEADERS = ["run", "notebook", "status", "trigger", "commit", "started", "duration", "executor"]
 MAX_EXTRA = 8  # parameter and metric columns shown unless --columns says which
 
 
@@ -60,14 +27,7 @@ class Column:
 
     def value(self, record: RunRecord) -> str:
         values = getattr(record, self.field)
-        return format_value(values[self.key]) if self.key in values else ""
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= 24 else text[:23] + "…"
+        return format.value(values[self.key]) if self.key in values else ""
 
 
 def extra_columns(runs: list[RunRecord], chosen: list[str] | None) -> tuple[list[Column], int]:
@@ -139,8 +99,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     chosen = None if args.columns is None else [c.strip() for c in args.columns.split(",") if c.strip()]
     columns, left_out = extra_columns(runs, chosen)
-    headers = HEADERS + [c.header for c in columns]
-    rows = [[visible(cell) for cell in row(record) + [c.value(record) for c in columns]] for record in runs]
+    headers = format.HEADERS + [c.header for c in columns]
+    rows = [[visible(cell) for cell in format.run_row(record) + [c.value(record) for c in columns]] for record in runs]
     if left_out:
         print(f"({left_out} more parameter/metric columns: choose with --columns)", file=sys.stderr)
     if not sys.stdout.isatty():
@@ -162,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
             table.add_column(header, no_wrap=True, min_width=width)
     for record, cells in zip(runs, rows, strict=True):
         texts = [Text(cell) for cell in cells]  # text, never markup: a parameter may hold [/]
-        texts[2].stylize(STATUS_STYLE.get(record.status, "white"))
+        texts[2].stylize(format.STATUS_STYLE.get(record.status, "white"))
         table.add_row(*texts)
     Console(file=getattr(sys.stdout, "raw", sys.stdout)).print(table)  # its own colours, past cli's filter
     return 0

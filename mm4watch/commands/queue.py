@@ -12,8 +12,9 @@ from datetime import datetime
 from ..core import config
 from ..core.errors import UsageError
 from ..queue.entries import Entry, Queue
+from ..views.format import entry_line
+from ..views.status import RECENT_S
 
-RECENT_S = 600.0  # merged and replaced requests are shown this long
 ALL_S = 86400.0
 
 
@@ -42,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
     if not entries:
         print("queue: empty")
     for e in entries:
-        print(line(e))
+        print(entry_line(e))
     return 0
 
 
@@ -75,17 +76,3 @@ def as_json(e: Entry) -> dict[str, object]:
         "triggers": [t.get("trigger") for t in e.triggers],
         "not_before": _iso(e.not_before) if e.not_before > e.queued_at else None,
     }
-
-
-def line(e: Entry) -> str:
-    when = datetime.fromtimestamp(e.queued_at).strftime("%Y-%m-%d %H:%M:%S")
-    state = "running" if e.state == "claimed" else e.state
-    params = " " + " ".join(f"{k}={v!r}" for k, v in e.parameters.items()) if e.parameters else ""
-    text = f"{e.id:>5}  {state:<10} {e.notebook}{params}  {e.trigger}  {e.executor or ''}  {when}"
-    if len(e.triggers) > 1:
-        text += f"  (asked by {', '.join(str(t.get('trigger')) for t in e.triggers)})"
-    if e.note:
-        text += f"\n       {e.note}"
-    if e.last_error:
-        text += f"\n       {'parked' if e.state == 'parked' else 'why'}: {e.last_error}"
-    return text

@@ -6,11 +6,10 @@ import argparse
 import json
 
 from ..core import config
-from ..core.durations import format_duration
 from ..queue import orphans
 from ..results.records import EXECUTED_NAME, LOG_NAME, where
 from ..results.store import History
-from .history import format_value, short_commit
+from ..views import format
 
 
 def main(args: argparse.Namespace) -> int:
@@ -28,14 +27,14 @@ def main(args: argparse.Namespace) -> int:
         ("notebook", record.notebook),
         ("status", record.status),
         ("triggers", ", ".join(_trigger(t) for t in record.triggers) or record.trigger),
-        ("commit", short_commit(record.commit) + (f" on {commit.get('branch')}" if commit.get("branch") else "")),
+        ("commit", format.commit(record.commit) + (f" on {commit.get('branch')}" if commit.get("branch") else "")),
         ("executor", f"{ex.get('name')} ({ex.get('type')}) on {ex.get('host')}" + (f" {ex['arch']}" if ex.get("arch") else "")),
         ("parameters", json.dumps(record.parameters)),
-        ("metrics", ", ".join(f"{k}={format_value(v)}" for k, v in record.metrics.items()) or "-"),
+        ("metrics", ", ".join(f"{k}={format.value(v)}" for k, v in record.metrics.items()) or "-"),
         ("queued", record.queued_at),
         ("started", record.started_at or "-"),
         ("finished", record.finished_at or "-"),
-        ("duration", format_duration(record.duration_s) or "-"),
+        ("duration", format.duration(record.duration_s) or "-"),
     ]  # fmt: skip
     if record.rerun_of:
         fields.append(("rerun of", record.rerun_of))
@@ -68,5 +67,5 @@ def main(args: argparse.Namespace) -> int:
 def _trigger(t: dict[str, object]) -> str:
     text = str(t.get("trigger"))
     if t.get("commit"):
-        text += f" {str(t['commit'])[:8]}"
+        text += f" {format.sha(str(t['commit']))}"
     return text + (f" at {str(t['at'])[11:19]}" if t.get("at") else "")

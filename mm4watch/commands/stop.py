@@ -44,13 +44,13 @@ def main(args: argparse.Namespace) -> int:
 
 def _running(cfg: config.Place) -> list[str]:
     """What the daemon waits for: "23_train (12m so far)"."""
-    from ..core.durations import format_duration
     from ..queue.entries import Queue
-    from .status import running_for
+    from ..views.format import duration
+    from ..views.status import running_for
 
     found = []
     for entry in Queue(cfg.state_dir).entries(("claimed",)):
         name = Path(entry.notebook).stem
         so_far = running_for(cfg, entry)
-        found.append(f"{name} ({format_duration(so_far)} so far)" if so_far is not None else name)
+        found.append(f"{name} ({duration(so_far)} so far)" if so_far is not None else name)
     return found

@@ -16,19 +16,20 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar, NoReturn
 
-from ..run.runenv import ENV_OUTPUT_DIR, ENV_PROJECT_DIR, ENV_RESULTS_DIR, ENV_RUN_ID, STATE_DIR  # noqa: F401 (what a run is told)
+from . import checks, plugins
 from .durations import parse_duration
 from .errors import ConfigError
+from .names import project_key
+from .runenv import ENV_OUTPUT_DIR, ENV_PROJECT_DIR, ENV_RESULTS_DIR, ENV_RUN_ID, STATE_DIR  # noqa: F401 (what a run is told)
 
 CONFIG_NAME = "mm4.toml"
 DEFAULT_TIMEOUT_S = 2 * 3600.0
-EXECUTOR_TYPES = ("local", "docker", "native", "swarm")
-TYPE_ALIASES = {"ssh": "native"}  # the native executor's first name (both remote types go over ssh)
+MIRROR_MODES = ("all", "needs", "none")
 
 # Environment variables mm4watch reads (all of them, here and nowhere else).
 ENV_EXECUTOR = "MM4_EXECUTOR"
@@ -49,74 +50,47 @@ def docker_config_dir() -> Path:
     return Path(env("DOCKER_CONFIG") or home() / ".docker")
 
 
+class ConfigProblem(ValueError):
+    """Raised by ``ExecutorConfig.check``: which key (None: the whole table) and what is wrong."""
+
+    def __init__(self, key: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.key, self.reason = key, reason
+
+
+def setting(check: Callable[[Any], Any], default: Any = None, *, key: str | None = None, factory: Any = None) -> Any:
+    """A key an executor takes in mm4.toml: the dataclass field, its check (``checks``), and its
+    name in the file when that differs from the field's (``harvest_every`` for ``harvest_every_s``)."""
+    meta = {"check": check, "key": key}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class ExecutorConfig:
-    """What every executor has; each type has its own dataclass below."""
+    """What every executor has. Each type's settings are a frozen dataclass built on this one, in
+    its executor's module (or a plug-in's); its ``setting`` fields are the keys mm4.toml takes."""
 
     name: str
     type: str
-    harvest_every_s: float = 60.0  # bring partial results home this often during a run
-    concurrency: int = 1  # runs at once on this executor (the daemon)
+    harvest_every_s: float = setting(parse_duration, 60.0, key="harvest_every")  # partial results home this often
+    concurrency: int = setting(checks.positive_int, 1)  # runs at once on this executor (the daemon)
+    not_keys: ClassVar[frozenset[str]] = frozenset()  # keys of a base class this type does not take
 
+    @classmethod
+    def keys(cls) -> dict[str, tuple[str, Callable[[Any], Any]]]:
+        """Each key mm4.toml takes for this type: (field name, check)."""
+        found = {}
+        for f in fields(cls):
+            if "check" in f.metadata:
+                key = f.metadata["key"] or f.name
+                if key not in cls.not_keys:
+                    found[key] = (f.name, f.metadata["check"])
+        return found
 
-@dataclass(frozen=True)
-class LocalConfig(ExecutorConfig):
-    """``type = "local"``: the runner in a child process on this machine."""
-
-
-@dataclass(frozen=True)
-class RemoteConfig(ExecutorConfig):
-    """What the two executors that reach the Mini over ssh share."""
-
-    host: str | None = None
-    ssh_options: tuple[str, ...] = ()  # extra arguments for the system ssh client
-    workdir: str | None = None  # under the remote home: workspaces and the mirror of earlier results
-    data: str | None = None  # the mirror of data/ on that machine
-    sync_data: bool = False  # rsync data/ to that mirror before each run
-    keep_images: int = 3  # images (docker) or environments (native) kept there
-
-
-@dataclass(frozen=True)
-class DockerConfig(RemoteConfig):
-    """``type = "docker"``: a container on a Docker engine, built there."""
-
-    context: str | None = None
-    insecure: bool = False
-    cpus: float | None = None
-    memory: str | None = None
-    socket: str = "/var/run/docker.sock"  # the engine's socket on the far side of ssh://
-    warm: bool = True  # keep a container with a started kernel waiting for the next run
-
-
-@dataclass(frozen=True)
-class NativeConfig(RemoteConfig):
-    """``type = "native"`` (also ``"ssh"``): the Mini's own Python, for GPU work."""
-
-    python: str | None = None
-
-
-@dataclass(frozen=True)
-class SwarmConfig(DockerConfig):
-    """``type = "swarm"``: each run a one-off job service on a Docker Swarm, placed by Swarm.
-
-    ``host`` reaches a manager as the docker executor reaches its engine; images are
-    built there and pushed to ``registry``; nodes are reached over ssh at the address
-    Swarm advertises (``~/.ssh/config`` gives user, port and key) unless ``nodes`` maps
-    a node's hostname to an ``ssh://`` address. ``concurrency = 0``: one run per ready node."""
-
-    registry: str = ""
-    constraints: tuple[str, ...] = ()  # Swarm's own syntax: "node.labels.gpu==mps"
-    nodes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    retries: int = 0  # a run whose node is lost runs again on another node, this many times
-    warm: bool = False
-
-
-CONFIG_TYPES: dict[str, type[ExecutorConfig]] = {
-    "local": LocalConfig,
-    "docker": DockerConfig,
-    "native": NativeConfig,
-    "swarm": SwarmConfig,
-}
+    def check(self) -> None:
+        """Checks across keys; raise ``ConfigProblem(key, reason)``."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +107,7 @@ class RunConfig:
     executor: str = "local"
     timeout_s: float = DEFAULT_TIMEOUT_S
     kernel: str | None = None
-    results_mirror: str = "all"  # earlier results a remote run can see: all, needs, none
+    results_mirror: str = "all"  # earlier results a remote run can see: MIRROR_MODES
 
 
 @dataclass(frozen=True)
@@ -160,9 +134,7 @@ class Config:
     run: RunConfig = RunConfig()
     daemon: DaemonConfig = DaemonConfig()
     results: ResultsConfig = ResultsConfig()
-    executors: Mapping[str, ExecutorConfig] = field(
-        default_factory=lambda: MappingProxyType({"local": LocalConfig("local", "local")})
-    )
+    executors: Mapping[str, ExecutorConfig] = field(default_factory=lambda: MappingProxyType(_built_in()))
 
     @property
     def results_dir(self) -> Path:
@@ -174,12 +146,8 @@ class Config:
 
     @property
     def project_key(self) -> str:
-        """This project's one name on other machines and engines (its folder on the Mini, its
-        images, its mirror of earlier results, its login service): the folder's name and a hash of
-        its path, so two projects with the same folder name never share (nor clean up) anything."""
-        import hashlib
-
-        return f"{_slug(self.root.name)}-{hashlib.sha256(str(self.root).encode()).hexdigest()[:8]}"
+        """This project's one name on other machines and engines (``names.project_key``)."""
+        return project_key(self.root)
 
     @property
     def image_name(self) -> str:
@@ -200,14 +168,9 @@ class Config:
             ) from None
 
 
-def _mirror_mode(value: Any) -> str:
-    if value not in ("all", "needs", "none"):
-        raise ValueError(f'is {value!r}; use "all", "needs" or "none"')
-    return str(value)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-.") or "project"
+def _built_in() -> dict[str, ExecutorConfig]:
+    """With no [executors] table: the local executor, on this machine."""
+    return {"local": plugins.config_class("local")("local", "local")}
 
 
 # ---------------------------------------------------------------------------
@@ -279,33 +242,33 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
     v.only_keys(data, (), {"project", "run", "daemon", "results", "executors"})
 
     project_t = v.table(data, ("project",))
-    notebooks = v.get(project_t, ("project", "notebooks"), _str_or_list, ["notebooks"])
+    notebooks = v.get(project_t, ("project", "notebooks"), checks.rel_paths, ["notebooks"])
     project = ProjectConfig(
         notebooks=tuple(notebooks),
-        results=v.get(project_t, ("project", "results"), _rel_path, "results"),
-        data=v.get(project_t, ("project", "data"), _rel_path, "data"),
-        image=v.get(project_t, ("project", "image"), _image_name, ""),
-        dockerfile=v.get(project_t, ("project", "dockerfile"), _rel_path, "Dockerfile"),
+        results=v.get(project_t, ("project", "results"), checks.rel_path, "results"),
+        data=v.get(project_t, ("project", "data"), checks.rel_path, "data"),
+        image=v.get(project_t, ("project", "image"), checks.image_name, ""),
+        dockerfile=v.get(project_t, ("project", "dockerfile"), checks.rel_path, "Dockerfile"),
     )
     v.only_keys(project_t, ("project",), {"notebooks", "results", "data", "image", "dockerfile"})
 
     run_t = v.table(data, ("run",))
     run = RunConfig(
-        executor=v.get(run_t, ("run", "executor"), _name, "local"),
+        executor=v.get(run_t, ("run", "executor"), checks.name, "local"),
         timeout_s=v.get(run_t, ("run", "timeout"), parse_duration, DEFAULT_TIMEOUT_S),
-        kernel=v.get(run_t, ("run", "kernel"), _str, None),
-        results_mirror=v.get(run_t, ("run", "results_mirror"), _mirror_mode, "all"),
+        kernel=v.get(run_t, ("run", "kernel"), checks.text, None),
+        results_mirror=v.get(run_t, ("run", "results_mirror"), checks.one_of(*MIRROR_MODES), "all"),
     )
     v.only_keys(run_t, ("run",), {"executor", "timeout", "kernel", "results_mirror"})
 
     daemon_t = v.table(data, ("daemon",))
     daemon = DaemonConfig(
         debounce_s=v.get(daemon_t, ("daemon", "debounce"), parse_duration, 2.0),
-        requeue_interrupted=v.get(daemon_t, ("daemon", "requeue_interrupted"), _bool, True),
-        notify=v.get(daemon_t, ("daemon", "notify"), _bool, True),
-        notify_command=v.get(daemon_t, ("daemon", "notify_command"), _str, None),
-        restart_running=v.get(daemon_t, ("daemon", "restart_running"), _bool, False),
-        autostart=v.get(daemon_t, ("daemon", "autostart"), _bool, False),
+        requeue_interrupted=v.get(daemon_t, ("daemon", "requeue_interrupted"), checks.boolean, True),
+        notify=v.get(daemon_t, ("daemon", "notify"), checks.boolean, True),
+        notify_command=v.get(daemon_t, ("daemon", "notify_command"), checks.text, None),
+        restart_running=v.get(daemon_t, ("daemon", "restart_running"), checks.boolean, False),
+        autostart=v.get(daemon_t, ("daemon", "autostart"), checks.boolean, False),
     )
     v.only_keys(
         daemon_t,
@@ -315,19 +278,20 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
 
     results_t = v.table(data, ("results",))
     results = ResultsConfig(
-        metrics=tuple(v.get(results_t, ("results", "metrics"), _patterns, ["metrics.json"])),
-        report=v.get(results_t, ("results", "report"), _bool, True),
+        metrics=tuple(v.get(results_t, ("results", "metrics"), checks.patterns, ["metrics.json"])),
+        report=v.get(results_t, ("results", "report"), checks.boolean, True),
     )
     v.only_keys(results_t, ("results",), {"metrics", "report"})
 
-    executors: dict[str, ExecutorConfig] = {"local": LocalConfig("local", "local")}
+    executors: dict[str, ExecutorConfig] = {}
     for name, table in v.table(data, ("executors",)).items():
         path = ("executors", name)
         if not isinstance(table, dict):
-            v.fail(path, f'must be a table: write [executors.{name}] with type = "local", "docker" or "native"')
-        if not _NAME.fullmatch(name):
+            v.fail(path, f"must be a table: write [executors.{name}] with type = {_type_choices()}")
+        if not checks.NAME.fullmatch(name):
             v.fail(path, "is not a valid executor name (letters, digits, '-' and '_')")
         executors[name] = _executor(v, name, table)
+    executors = {**({} if "local" in executors else _built_in()), **executors}
     if run.executor not in executors:
         v.fail(
             ("run", "executor"),
@@ -344,206 +308,30 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
     )
 
 
-_EXECUTOR_KEYS: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "local": {"concurrency": lambda v: _positive_int(v)},
-    "docker": {
-        "host": lambda v: _host(v),
-        "workdir": lambda v: _str(v),
-        "context": lambda v: _str(v),
-        "insecure": lambda v: _bool(v),
-        "cpus": lambda v: _positive_number(v),
-        "memory": lambda v: _memory(v),
-        "data": lambda v: _abs_path(v),
-        "sync_data": lambda v: _bool(v),
-        "keep_images": lambda v: _positive_int(v),
-        "ssh_options": lambda v: _str_tuple(v),
-        "socket": lambda v: _abs_path(v),
-        "harvest_every": lambda v: parse_duration(v),
-        "warm": lambda v: _bool(v),
-        "concurrency": lambda v: _positive_int(v),
-    },
-    "swarm": {
-        "host": lambda v: _host(v),
-        "registry": lambda v: _registry(v),
-        "constraints": lambda v: _str_tuple(v),
-        "nodes": lambda v: _node_map(v),
-        "retries": lambda v: _count(v),
-        "ssh_options": lambda v: _str_tuple(v),
-        "socket": lambda v: _abs_path(v),
-        "cpus": lambda v: _positive_number(v),
-        "memory": lambda v: _memory(v),
-        "data": lambda v: _abs_path(v),
-        "keep_images": lambda v: _positive_int(v),
-        "workdir": lambda v: _str(v),
-        "harvest_every": lambda v: parse_duration(v),
-        "concurrency": lambda v: _count(v),
-    },
-    "native": {
-        "host": lambda v: _host(v),
-        "python": lambda v: _str(v),
-        "workdir": lambda v: _str(v),
-        "data": lambda v: _abs_path(v),
-        "sync_data": lambda v: _bool(v),
-        "keep_images": lambda v: _positive_int(v),
-        "ssh_options": lambda v: _str_tuple(v),
-        "harvest_every": lambda v: parse_duration(v),
-        "concurrency": lambda v: _positive_int(v),
-    },
-}
+def _type_choices() -> str:
+    quoted = [f'"{kind}"' for kind in plugins.names()]
+    return " or ".join(quoted) if len(quoted) < 3 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _executor(v: _Validator, name: str, table: dict[str, Any]) -> ExecutorConfig:
+    """One [executors.NAME] table, validated by the settings class its type registers."""
     path = ("executors", name)
-    kind = v.get(table, (*path, "type"), _str, None)
+    kind = v.get(table, (*path, "type"), checks.text, None)
     if kind is None:
-        v.fail(path, 'needs a type: type = "local", "docker", "native" or "swarm"')
-    kind = TYPE_ALIASES.get(kind, kind)
-    if kind not in EXECUTOR_TYPES:
-        v.fail((*path, "type"), f'is {kind!r}; use "local", "docker", "native" or "swarm"')
-    allowed = _EXECUTOR_KEYS[kind]
-    v.only_keys(table, path, {"type", *allowed})
-    values = {key: v.get(table, (*path, key), check, None) for key, check in allowed.items()}
-    values = {k: val for k, val in values.items() if val is not None}
-    if "harvest_every" in values:
-        values["harvest_every_s"] = values.pop("harvest_every")
-    if kind == "swarm":
-        if not str(values.get("host", "")).startswith("ssh://"):
-            v.fail(path, 'needs host = "ssh://user@manager": a swarm executor reaches a manager of the swarm over ssh')
-        if not values.get("registry"):
-            v.fail(path, 'needs registry = "host:port": where a swarm executor pushes run images and nodes pull them')
-        values.setdefault("concurrency", 0)
-    if kind in ("docker", "native") and not (values.get("host") or values.get("context")):
-        v.fail(path, f'a {kind} executor needs host = "ssh://user@machine" (or context = "name")')
-    if kind == "docker" and "host" in values:
-        host = values["host"]
-        scheme = host.split("://", 1)[0] if "://" in host else ""
-        if scheme not in ("ssh", "unix", "tcp"):
-            v.fail((*path, "host"), f"is {host!r}; write ssh://user@machine[:port], unix:///path or tcp://machine:2376")
-        if scheme == "tcp" and not values.get("insecure"):
-            v.fail(
-                (*path, "host"),
-                f"is {host!r}: plain TCP sends everything unencrypted and gives root on that machine to anyone "
-                'on the network. Use ssh://user@machine, a Docker context with TLS (context = "name"), '
-                "or set insecure = true if you really mean it",
-            )
-    if values.get("sync_data") and not values.get("data"):
-        v.fail((*path, "sync_data"), 'needs data = "/path/on/that/machine" to sync into')
-    return CONFIG_TYPES[kind](name=name, type=kind, **values)
-
-
-# ---------------------------------------------------------------------------
-# value checks: each returns the value or raises ValueError(reason)
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be a string, not {type(value).__name__} {value!r}")
-    return value
-
-
-def _host(value: Any) -> str:
-    text = _str(value)
-    where = text.split("://", 1)[1] if "://" in text else text
-    if text.startswith("-") or where.startswith("-"):
-        raise ValueError(f"is {text!r}: a host never begins with '-' (ssh would read it as an option)")
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text):
-        raise ValueError(f"is {text!r}: a host has no spaces or control characters")
-    return text
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, not {value!r}")
-    return value
-
-
-def _name(value: Any) -> str:
-    text = _str(value)
-    if not _NAME.fullmatch(text):
-        raise ValueError(f"{text!r} is not a valid name (letters, digits, '-' and '_')")
-    return text
-
-
-def _rel_path(value: Any) -> str:
-    text = _str(value)
-    if not text or Path(text).is_absolute() or ".." in Path(text).parts:
-        raise ValueError(f"{text!r} must be a folder inside the project (a relative path, no '..')")
-    return text
-
-
-def _str_or_list(value: Any) -> list[str]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items:
-        raise ValueError("must be a folder name or a list of folder names")
-    return [_rel_path(item) for item in items]
-
-
-def _patterns(value: Any) -> list[str]:
-    items = _str_or_list(value)
-    for item in items:
-        if not item or item.startswith("/") or ".." in Path(item).parts:
-            raise ValueError(f'{item!r}: give a pattern inside the run folder, e.g. "eval/*.json"')
-    return items
-
-
-def _registry(value: Any) -> str:
-    text = _str(value)
-    if not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]+)?", text):
-        raise ValueError(f'{text!r} is not a registry address; write host:port, e.g. "mini1.local:5000"')
-    return text
-
-
-def _node_map(value: Any) -> Mapping[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(v, str) and v.startswith("ssh://") for v in value.values()):
-        raise ValueError('must map node IDs or hostnames to ssh addresses: { "mini2" = "ssh://me@10.0.0.12" }')
-    return MappingProxyType(dict(value))
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"must be a whole number, 0 or more (0: one run per ready node), not {value!r}")
-    return value
-
-
-def _image_name(value: Any) -> str:
-    text = _str(value)
-    if text and not re.fullmatch(r"[a-z0-9][a-z0-9._/-]*", text):
-        raise ValueError(f"{text!r} is not a valid image name (lower case, digits, . _ / -)")
-    return text
-
-
-def _abs_path(value: Any) -> str:
-    text = _str(value)
-    if not text.startswith("/"):
-        raise ValueError(f"{text!r} must be an absolute path on that machine")
-    return text
-
-
-def _str_tuple(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError('must be a list of strings, e.g. ["-i", "~/.ssh/mini"]')
-    return tuple(value)
-
-
-def _positive_number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"must be a number above zero, not {value!r}")
-    return float(value)
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"must be a whole number above zero, not {value!r}")
-    return value
-
-
-def _memory(value: Any) -> str:
-    text = _str(value)
-    if not re.fullmatch(r"\d+(\.\d+)?[bkmg]?", text.lower()):
-        raise ValueError(f'{text!r} is not a memory size; write e.g. "8g" or "512m"')
-    return text
+        v.fail(path, f"needs a type: type = {_type_choices()}")
+    try:
+        settings = plugins.config_class(kind)
+    except KeyError:
+        v.fail((*path, "type"), f"is {kind!r}; use {_type_choices()}")
+    keys = settings.keys()
+    v.only_keys(table, path, {"type", *keys})
+    values = {attr: v.get(table, (*path, key), check, None) for key, (attr, check) in keys.items() if key in table}
+    try:
+        made = settings(name=name, type=plugins.canonical(kind), **values)
+        made.check()
+    except ConfigProblem as problem:
+        v.fail((*path, problem.key) if problem.key else path, problem.reason)
+    return made
 
 
 # ---------------------------------------------------------------------------
@@ -563,7 +351,7 @@ class _Validator:
             path = path[:-1]
         return None
 
-    def fail(self, path: tuple[str, ...], reason: str) -> None:
+    def fail(self, path: tuple[str, ...], reason: str) -> NoReturn:
         line = self.line_of(path)
         where = f"{self.label}:{line}" if line else self.label
         raise ConfigError(f"{where}: {'.'.join(path)} {reason}")

@@ -17,6 +17,7 @@ import hashlib
 import re
 import shlex
 import unicodedata
+from pathlib import Path
 
 SLUG_MAX = 40
 HASH_LEN = 10
@@ -33,6 +34,14 @@ def run_key(run_id: str) -> str:
     """The safe, stable, collision-free form of a run id (see the module docstring)."""
     digest = hashlib.sha256(run_id.encode("utf-8", "surrogateescape")).hexdigest()[:HASH_LEN]
     return f"{slug(run_id) or 'run'}-{digest}"
+
+
+def project_key(root: Path) -> str:
+    """A project's one name on other machines and engines (its folder on the Mini, its images, its
+    mirror of earlier results, its login service): the folder's name and a hash of its path, so two
+    projects with the same folder name never share (nor clean up) anything."""
+    digest = hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{slug(root.name) or 'project'}-{digest}"
 
 
 def quote(value: object) -> str:

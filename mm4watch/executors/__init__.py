@@ -1,9 +1,10 @@
 """Executors run one prepared notebook and leave ``executed.ipynb`` in the run folder.
 
-``get(config)`` picks the implementation by the executor's ``type``; each type
-lives in its own module and is imported only when used. Every one is built on
-``base.Executor``: the shared steps live there once, each module writes only
-its transport.
+``get(config)`` picks the implementation by the executor's ``type`` from the
+registry of entry points (``core.plugins``: the built-in four and any plug-in);
+each type lives in its own module and is imported only when used. Every one is
+built on ``base.Executor``: the shared steps live there once, each module writes
+only its transport and its settings class.
 """
 
 from __future__ import annotations
@@ -62,26 +63,14 @@ class Outcome:
 
 
 def get(cfg: ExecutorConfig, config: Config) -> Executor[Any]:
-    """The executor for ``cfg``: each one is ``base.Executor`` with its own transport."""
-    from ..core.config import DockerConfig, LocalConfig, NativeConfig, SwarmConfig
+    """The executor for ``cfg``: the class its type registers (``core.plugins``)."""
+    from ..core import plugins
 
-    if isinstance(cfg, SwarmConfig):  # before DockerConfig: a swarm's config is a docker one and more
-        from .swarm import SwarmExecutor
-
-        return SwarmExecutor(cfg, config)
-    if isinstance(cfg, LocalConfig):
-        from .local import LocalExecutor
-
-        return LocalExecutor(cfg, config)
-    if isinstance(cfg, DockerConfig):
-        from .docker import DockerExecutor
-
-        return DockerExecutor(cfg, config)
-    if isinstance(cfg, NativeConfig):
-        from .native import NativeExecutor
-
-        return NativeExecutor(cfg, config)
-    raise ConfigError(
-        f"executor {cfg.name!r} has type {cfg.type!r}, which this version of mm4watch cannot run yet; "
-        f"use the local executor (mm4watch run --executor local, or MM4_EXECUTOR=local)"
-    )
+    try:
+        cls = plugins.executor_class(cfg.type)
+    except KeyError:
+        raise ConfigError(
+            f"executor {cfg.name!r} has type {cfg.type!r}, which no installed package provides "
+            f"(known: {', '.join(plugins.names())}); install its package, or use another executor"
+        ) from None
+    return cls(cfg, config)

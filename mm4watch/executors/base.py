@@ -13,22 +13,38 @@ to an ``Outcome``. An executor supplies only its transport:
     stop(handle)                    TERM, then KILL after ``STOP_GRACE_S``
     release(handle)                 remove what the run left over there (container, folder)
     find(job) -> handle | None      a run whose mm4watch process died, to follow again
+
+and what the commands around a run ask of it: ``doctor(report)`` (checks, step by step),
+``gc(keep)`` (what it keeps over there, trimmed), ``capacity()`` (runs at once, for the daemon).
+Its settings are ``config_class``, a frozen dataclass built on ``config.ExecutorConfig``; the
+type is registered by an entry point (``core.plugins``), the built-in ones like any plug-in.
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
+import io
 import json
 import os
 import shutil
+import tarfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from ..core.config import Config, ExecutorConfig
+from ..core import checks
+from ..core.config import Config, ConfigProblem, ExecutorConfig, setting
 from ..core.durations import format_duration
-from ..run.runenv import ENV_PROJECT_DIR, ENV_RESULTS_DIR, ENV_RUN_ID
+from ..core.errors import Mm4Error
+from ..core.runenv import ENV_PROJECT_DIR, ENV_RESULTS_DIR, ENV_RUN_ID
 from . import Job, Outcome
+
+if TYPE_CHECKING:
+    from ..remote.docker_engine import Bind
+    from ..remote.ssh import Target
 
 RESULT_DIR = ".mm4"  # in the run's output folder: executed.ipynb and result.json, so one fetch brings all
 STOP_GRACE_S = 10.0  # TERM first: papermill saves what ran; KILL after this
@@ -39,13 +55,60 @@ RUNNER = "mm4watch.run.runner"  # the module that runs papermill, on whichever m
 FAR_SIDE = (
     "__init__.py",
     "core/__init__.py", "core/errors.py", "core/fsutil.py",
-    "run/__init__.py", "run/runner.py", "run/runenv.py", "run/helpers.py",
+    "run/__init__.py", "run/runner.py", "core/runenv.py", "run/helpers.py",
     "results/__init__.py", "results/records.py", "results/store.py", "results/metrics.py",
 )  # fmt: skip
 FAR_SIDE_PYTHON = (3, 9)
 POLL_MAX_S = 30.0
 
 H = TypeVar("H")
+RUN_UID = 1000  # containers never run as root
+OUTPUT = "/output"  # in a container: the run's output folder
+JOB = "/mm4/job"  # in a container: the spec and the notebook
+LIB = "/mm4/lib"  # in a container: mm4watch's far side
+MIN_FREE_GB = 10
+
+
+@dataclass(frozen=True)
+class RemoteConfig(ExecutorConfig):
+    """What the executors that reach another machine over ssh share."""
+
+    host: str | None = setting(checks.host)
+    ssh_options: tuple[str, ...] = setting(checks.text_list, ())  # extra arguments for the system ssh client
+    workdir: str | None = setting(checks.text)  # under the remote home: workspaces, the mirror of earlier results
+    data: str | None = setting(checks.abs_path)  # the mirror of data/ on that machine
+    sync_data: bool = setting(checks.boolean, False)  # rsync data/ to that mirror before each run
+    keep_images: int = setting(checks.positive_int, 3)  # images (docker) or environments (native) kept there
+
+    def check(self) -> None:
+        if self.sync_data and not self.data:
+            raise ConfigProblem("sync_data", 'needs data = "/path/on/that/machine" to sync into')
+
+
+class Report:
+    """What ``doctor`` prints: each check ok, warn or FAIL with its fix; counts the failures."""
+
+    def __init__(self, say: Callable[[str], None] = print) -> None:
+        self.failed = 0
+        self.say = say
+
+    def ok(self, what: str, detail: str = "") -> None:
+        self.say(f"ok    {what}" + (f": {detail}" if detail else ""))
+
+    def warn(self, what: str, detail: str) -> None:
+        self.say(f"warn  {what}: {detail}")
+
+    def fail(self, what: str, detail: str, fix: str) -> None:
+        self.failed += 1
+        self.say(f"FAIL  {what}: {detail}\n      fix: {fix}")
+
+    def check(self, what: str, step: Callable[[], str], fix: str) -> bool:
+        try:
+            self.ok(what, step())
+            return True
+        except Mm4Error as exc:
+            self.fail(what, str(exc), fix)
+            return False
 
 
 def runner_files() -> tuple[Path, list[Path]]:
@@ -97,6 +160,7 @@ class Executor(Generic[H]):
     """Base of every executor: subclasses write the transport (see the module docstring)."""
 
     type = "base"
+    config_class: ClassVar[builtins.type[ExecutorConfig]] = ExecutorConfig
     died = "the runner ended without a result"  # how an end without result.json reads, per executor
 
     def __init__(self, cfg: ExecutorConfig, config: Config, harvest_every_s: float | None = None) -> None:
@@ -136,6 +200,20 @@ class Executor(Generic[H]):
 
     def died_detail(self, code: int | None) -> str:
         return self.died
+
+    # -- what the commands around a run ask ------------------------------------------
+
+    def doctor(self, report: Report) -> None:
+        """Check, step by step, that runs can start here; each FAIL with its fix."""
+        report.warn("checks", f"the {self.type} executor has no checks of its own")
+
+    def gc(self, keep: int | None) -> list[str]:
+        """Remove what runs left over there beyond the newest ``keep``; what was done, line by line."""
+        return [f"executor {self.name!r} ({self.type}) keeps nothing between runs; nothing to do"]
+
+    def capacity(self) -> int:
+        """How many runs the daemon starts at once here."""
+        return self.cfg.concurrency or 1
 
     # -- the shared steps ------------------------------------------------------------
 
@@ -214,3 +292,116 @@ class Executor(Generic[H]):
         if result is None:
             return Outcome("failed", {"cell": None, "ename": "ProcessDied", "evalue": self.died_detail(code)}, info)
         return Outcome(result["status"], result.get("error"), info)
+
+
+def check_ssh(report: Report, target: Target) -> bool:
+    """doctor: ``target`` answers over ssh without a prompt."""
+    from ..remote import ssh
+
+    def reach() -> str:
+        t0 = time.monotonic()
+        ssh.run(target, "true", timeout=20)
+        return f"{target.label} answers in {time.monotonic() - t0:.2f}s"
+
+    return report.check(
+        "ssh",
+        reach,
+        f"make `{target.hint}` work without a prompt: a key in ssh-agent, "
+        "or Host/User/Port/IdentityFile in ~/.ssh/config (or ssh_options in mm4.toml)",
+    )
+
+
+def check_awake(report: Report, target: Target) -> None:
+    """doctor: whether that machine can be kept from idle sleep while a run is there."""
+    from ..remote import awake, ssh
+
+    held = ssh.run(target, f"test -x {awake.CAFFEINATE} && echo yes || true", timeout=30).stdout.decode().strip()
+    if held == "yes":
+        report.ok("awake", f"{awake.CAFFEINATE} holds off idle sleep while a run is there")
+    else:
+        report.warn("awake", f"no {awake.CAFFEINATE} there (not a Mac?): nothing keeps it from sleeping mid-run")
+
+
+# -- what goes into a container: shared by every executor that runs one ------------------
+
+
+@dataclass(frozen=True)
+class Tar:
+    data: bytes
+    digest: str
+
+
+def _tar(add: Callable[[tarfile.TarFile], None]) -> bytes:
+    buffer = io.BytesIO()
+    # gzip: the engine unpacks it, and the link carries a quarter of the bytes
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
+        add(tar)
+    return buffer.getvalue()
+
+
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, RUN_UID, RUN_UID
+    tar.addfile(info)
+
+
+def _add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.uid, info.gid = len(data), 0o644, RUN_UID, RUN_UID
+    tar.addfile(info, io.BytesIO(data))
+
+
+def lib_tar() -> Tar:
+    """mm4watch's far side (pure Python), and the folders a run writes to, for ``put_archive("/")``."""
+    package, files = runner_files()
+
+    def add(tar: tarfile.TarFile) -> None:
+        made = set()
+        for folder in ("mm4", "mm4/home", "mm4/job", "mm4/lib", "output", f"output/{RESULT_DIR}"):
+            _add_dir(tar, folder)
+        for path in files:
+            rel = path.relative_to(package.parent).as_posix()
+            for parent in reversed(Path(rel).parents[:-1]):
+                if parent not in made:
+                    _add_dir(tar, f"mm4/lib/{parent.as_posix()}")
+                    made.add(parent)
+            _add_file(tar, f"mm4/lib/{rel}", path.read_bytes())
+
+    return Tar(_tar(add), runner_digest())
+
+
+def job_tar(job: Job, root: str, workdir: str, results: str) -> bytes:
+    """The run spec and the notebook; ``go`` comes last, so a waiting container sees a whole job."""
+    spec = job_spec(
+        job, notebook=f"{JOB}/input.ipynb", output_dir=OUTPUT, cwd=workdir, project=root, results=f"{root}/{results}"
+    )
+
+    def add(tar: tarfile.TarFile) -> None:
+        # the run's folder exists even when the Dockerfile copies no code (it installs only
+        # dependencies): made here, as in the image otherwise; the runner says when it is empty
+        parts = Path(workdir.strip("/")).parts
+        for depth in range(1, len(parts) + 1):
+            _add_dir(tar, "/".join(parts[:depth]))
+        _add_file(tar, "mm4/job/spec.json", json.dumps(spec).encode())
+        _add_file(tar, "mm4/job/input.ipynb", job.input_path.read_bytes())
+        _add_file(tar, "mm4/job/go", b"")
+
+    return _tar(add)
+
+
+def notebook_dir(config: Config, root: str, job: Job) -> str:
+    """The notebook's own folder inside an image whose project root is ``root``."""
+    rel_cwd = job.cwd.resolve().relative_to(config.root).as_posix()
+    return root if rel_cwd == "." else f"{root}/{rel_cwd}"
+
+
+def read_only_binds(config: Config, data: str | None, root: str, results: str | None) -> list[Bind]:
+    """data/ and the earlier results, where the notebook looks for them in the image, read-only."""
+    from ..remote.docker_engine import Bind
+
+    binds = []
+    if data:
+        binds.append(Bind(source=data, target=f"{root}/{config.project.data}"))
+    if results:
+        binds.append(Bind(source=results, target=f"{root}/{config.project.results}"))
+    return binds

@@ -15,33 +15,93 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import secrets
-import tarfile
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
-from ..core import proc
-from ..core.config import ENV_OUTPUT_DIR, DockerConfig
+from ..core import checks, proc
+from ..core.config import ConfigProblem, setting
+from ..core.errors import Mm4Error
+from ..core.names import quote
+from ..core.runenv import ENV_OUTPUT_DIR
 from ..remote import awake, ssh
-from ..remote.docker_engine import LABEL_PROJECT, LABEL_RUN, LABEL_WARM, BuildFailed, Container, Engine, Image
+from ..remote.docker_engine import (
+    LABEL_PROJECT,
+    LABEL_RUN,
+    LABEL_WARM,
+    BuildFailed,
+    Container,
+    Engine,
+    EngineRefused,
+    Image,
+)
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
 from ..run import buildctx
 from . import Job, Outcome
-from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, H, job_spec, log_line, runner_files
+from .base import (
+    JOB,
+    LIB,
+    MIN_FREE_GB,
+    OUTPUT,
+    RUN_UID,
+    RUNNER,
+    STOP_GRACE_S,
+    Executor,
+    H,
+    RemoteConfig,
+    Report,
+    Tar,
+    check_awake,
+    check_ssh,
+    job_tar,
+    lib_tar,
+    log_line,
+    notebook_dir,
+    read_only_binds,
+)
 
-RUN_UID = 1000  # containers never run as root
-OUTPUT = "/output"
-JOB = "/mm4/job"
-LIB = "/mm4/lib"
+INSECURE_WHERE = (
+    "Docker Desktop: Settings > Docker Engine; OrbStack: Settings > Docker; colima: `colima start --edit`; "
+    "Linux: /etc/docker/daemon.json"
+)
 WARM_IDLE_S = 3600  # an unused warm container exits after an hour
 RUN_CPU_SHARES = 1024  # Docker's default weight
 WARM_CPU_SHARES = 2  # a warm container starting up takes only CPU nobody else wants
+
+
+@dataclass(frozen=True)
+class DockerConfig(RemoteConfig):
+    """``type = "docker"``: a container on a Docker engine, built there."""
+
+    context: str | None = setting(checks.text)  # a docker CLI context (with TLS) instead of host
+    insecure: bool = setting(checks.boolean, False)
+    cpus: float | None = setting(checks.positive_number)
+    memory: str | None = setting(checks.memory)
+    socket: str = setting(checks.abs_path, "/var/run/docker.sock")  # the engine's socket beyond ssh://
+    warm: bool = setting(checks.boolean, True)  # keep a container with a started kernel waiting for the next run
+
+    def check(self) -> None:
+        if not (self.host or self.context):
+            raise ConfigProblem(None, f'a {self.type} executor needs host = "ssh://user@machine" (or context = "name")')
+        if self.host:
+            scheme = self.host.split("://", 1)[0] if "://" in self.host else ""
+            if scheme not in ("ssh", "unix", "tcp"):
+                raise ConfigProblem(
+                    "host", f"is {self.host!r}; write ssh://user@machine[:port], unix:///path or tcp://machine:2376"
+                )
+            if scheme == "tcp" and not self.insecure:
+                raise ConfigProblem(
+                    "host",
+                    f"is {self.host!r}: plain TCP sends everything unencrypted and gives root on that machine to "
+                    'anyone on the network. Use ssh://user@machine, a Docker context with TLS (context = "name"), '
+                    "or set insecure = true if you really mean it",
+                )
+        super().check()
 
 
 @dataclass
@@ -54,6 +114,7 @@ class _Run:
     pump: threading.Thread | None = None
     then: threading.Thread | None = None  # prepares the next warm container beside this run
     awake: str | None = None  # the Mini is kept awake for the run: caffeinate's pid file there
+    results: str | None = None  # where this run's earlier results are on the engine's machine
 
 
 class EngineExecutor(Executor[H]):
@@ -103,7 +164,7 @@ class EngineExecutor(Executor[H]):
 
 class DockerExecutor(EngineExecutor[_Run]):
     type = "docker"
-    _results_source: str | None = None  # where earlier results are on the engine's machine
+    config_class = DockerConfig
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "host": self.cfg.host or f"context:{self.cfg.context}"}
@@ -137,18 +198,15 @@ class DockerExecutor(EngineExecutor[_Run]):
         if self.cfg.sync_data and self.cfg.data and target is not None:
             local_data = self.config.root / self.config.project.data
             if local_data.is_dir():
-                _log(job, f"syncing {self.config.project.data}/ to {target.label}:{self.cfg.data}")
+                log_line(job, f"syncing {self.config.project.data}/ to {target.label}:{self.cfg.data}")
                 ssh.rsync_to(target, local_data, self.cfg.data)
 
-        self._results_source = self._earlier_results(engine, job)
+        results = self._earlier_results(engine, job)
         root = engine.working_dir(image.tag).rstrip("/") or "/project"
-        rel_cwd = job.cwd.resolve().relative_to(self.config.root).as_posix()
-        workdir = root if rel_cwd == "." else f"{root}/{rel_cwd}"
-        lib = _lib_tar()
+        workdir = notebook_dir(self.config, root, job)
+        lib = lib_tar()
         key = hashlib.sha256(
-            json.dumps(
-                [image.id, root, self.cfg.data, self._results_source, self.cfg.cpus, self.cfg.memory, lib.digest]
-            ).encode()
+            json.dumps([image.id, root, self.cfg.data, results, self.cfg.cpus, self.cfg.memory, lib.digest]).encode()
         ).hexdigest()[:16]
         container = self._claim_warm(engine, key, job) if self.cfg.warm else None
         info["warm"] = container is not None
@@ -160,18 +218,22 @@ class DockerExecutor(EngineExecutor[_Run]):
                 f"mm4-run-{job.key}",
                 ["python3", "-m", RUNNER, f"{JOB}/spec.json"],
                 {LABEL_RUN: job.key},
+                results,
             )
             container.put_archive("/", lib.data)
         info["container"] = container.short_id
-        run = _Run(engine, container, warm=bool(info["warm"]))
+        run = _Run(engine, container, warm=bool(info["warm"]), results=results)
         try:
-            container.put_archive("/", _job_tar(job, root, workdir, self.config.project.results))
+            container.put_archive("/", job_tar(job, root, workdir, self.config.project.results))
         except BaseException:
             self.release(run)
             raise
         if self.cfg.warm:
             run.then = threading.Thread(
-                target=self._prepare_warm, args=(engine, image.tag, root, key, lib), name="mm4-warm", daemon=True
+                target=self._prepare_warm,
+                args=(engine, image.tag, root, key, lib, results),
+                name="mm4-warm",
+                daemon=True,
             )
         return run
 
@@ -191,11 +253,11 @@ class DockerExecutor(EngineExecutor[_Run]):
         try:
             said = ssh.run(target, awake.for_seconds(job.timeout_s, pid_file), timeout=30).stdout.decode()
         except (ssh.Unreachable, proc.CommandFailed) as exc:
-            _log(job, f"could not keep {target.label} awake: {exc}")
+            log_line(job, f"could not keep {target.label} awake: {exc}")
             return
         if awake.HELD in said.split():
             handle.awake = pid_file
-            _log(job, f"{target.label} is kept awake while the run lasts (caffeinate -i)")
+            log_line(job, f"{target.label} is kept awake while the run lasts (caffeinate -i)")
 
     def start(self, handle: _Run, job: Job) -> None:
         handle.log = open(job.log_path, "ab")  # noqa: SIM115 (closed in release)
@@ -255,6 +317,7 @@ class DockerExecutor(EngineExecutor[_Run]):
         name: str,
         command: list[str],
         labels: dict[str, str],
+        results: str | None,
         cpu_shares: int = RUN_CPU_SHARES,
     ) -> Container:
         return engine.create(
@@ -272,9 +335,9 @@ class DockerExecutor(EngineExecutor[_Run]):
             labels={LABEL_PROJECT: self.config.image_name, **labels},
             security_opt=["no-new-privileges"],
             cap_drop=["ALL"],
-            mounts=self._mounts(root),
-            nano_cpus=int(self.cfg.cpus * 1e9) if self.cfg.cpus else None,
-            mem_limit=self.cfg.memory,
+            binds=read_only_binds(self.config, self.cfg.data, root, results),
+            cpus=self.cfg.cpus,
+            memory=self.cfg.memory,
             cpu_shares=cpu_shares,
         )
 
@@ -291,7 +354,7 @@ class DockerExecutor(EngineExecutor[_Run]):
             return candidate
         return None
 
-    def _prepare_warm(self, main: Engine, tag: str, root: str, key: str, lib: _Tar) -> None:
+    def _prepare_warm(self, main: Engine, tag: str, root: str, key: str, lib: Tar, results: str | None) -> None:
         """Leave one warm container for the next run of this image and settings."""
         engine = None
         try:
@@ -313,34 +376,107 @@ class DockerExecutor(EngineExecutor[_Run]):
                 f"mm4-warm-{key}-{secrets.token_hex(4)}",
                 ["python3", "-m", RUNNER, "--warm", JOB, str(WARM_IDLE_S)],
                 {LABEL_WARM: key},
+                results,
                 cpu_shares=WARM_CPU_SHARES,  # starting it never slows a running notebook
             )
             warm.put_archive("/", lib.data)
             warm.start()
-        except Exception:
-            pass  # a warm container only saves time; the next run starts cold instead
+        except (Mm4Error, OSError) as exc:  # a warm container only saves time: the next run starts cold
+            print(f"mm4watch: no warm container left for the next run: {exc}", file=sys.stderr)
         finally:
             if engine is not None:
                 engine.close()
 
-    def _mounts(self, root: str) -> list[Any]:
-        from docker.types import Mount
+    # -- what the commands around a run ask ---------------------------------------------
 
-        mounts = []
-        if self.cfg.data:
-            mounts.append(
-                Mount(target=f"{root}/{self.config.project.data}", source=self.cfg.data, type="bind", read_only=True)
-            )
-        if self._results_source:  # earlier runs, where the notebook looks for them: ../results
-            mounts.append(
-                Mount(
-                    target=f"{root}/{self.config.project.results}",
-                    source=self._results_source,
-                    type="bind",
-                    read_only=True,
+    def doctor(self, report: Report) -> None:
+        """ssh, the engine's socket, the engine, the Dockerfile's base images, free disk."""
+        host = self.cfg.host or ""
+        if host.startswith("ssh://"):
+            target = ssh.Target.parse(host, self.cfg.ssh_options)
+            if not check_ssh(report, target):
+                return
+            socket = quote(self.cfg.socket)
+            found = ssh.run(target, f"test -S {socket} && echo yes || true").stdout.decode().strip()
+            if found != "yes":
+                hint = (
+                    ssh.run(
+                        target,
+                        "PATH=$PATH:/usr/local/bin:/opt/homebrew/bin; docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null || true",
+                    )
+                    .stdout.decode()
+                    .strip()
                 )
+                report.fail(
+                    "docker socket",
+                    f"no socket at {self.cfg.socket} on {target.label}",
+                    (
+                        f'set socket = "{hint.removeprefix("unix://")}" under [executors.{self.cfg.name}]'
+                        if hint.startswith("unix://")
+                        else "start Docker on that machine (Docker Desktop: enable 'Allow the default Docker socket'), "
+                        'or set socket = "/path/to/docker.sock"'
+                    ),
+                )
+                return
+            report.ok("docker socket", self.cfg.socket)
+            cli = ssh.run(target, "command -v docker || true").stdout.decode().strip()
+            if not cli:
+                report.warn(
+                    "docker on PATH",
+                    "non-interactive ssh does not find the docker command there (mm4watch does not need it; "
+                    "your own `docker -H ssh://...` does): add `export PATH=/usr/local/bin:/opt/homebrew/bin:$PATH` "
+                    "to ~/.zshenv on that machine",
+                )
+            else:
+                report.ok("docker on PATH", cli)
+            check_awake(report, target)
+        try:
+            engine = Engine(self.cfg).open()
+        except Mm4Error as exc:
+            report.fail("engine", str(exc), "start Docker on that machine, or fix host/context in mm4.toml")
+            return
+        with engine:
+            about = engine.describe()
+            info = engine.info()
+            report.ok(
+                "engine",
+                f"Docker {about['server_version']} (API {about['api_version']}), "
+                f"{about['os']}/{about['arch']}, {info.get('NCPU')} CPUs, {info.get('MemTotal', 0) / 2**30:.1f} GiB",
             )
-        return mounts
+            dockerfile = self.config.root / self.config.project.dockerfile
+            if not dockerfile.is_file():
+                report.fail("Dockerfile", f"none at {dockerfile}", "add one (see README.md, 'Executors')")
+                return
+            bases = buildctx.base_images(dockerfile.read_text(encoding="utf-8"))
+            for base in bases:
+                if engine.image_exists(base):
+                    report.ok("base image", f"{base} is on the engine")
+                else:
+                    report.warn(
+                        "base image",
+                        f"{base} is not on the engine yet: the first build pulls it (needs internet there)",
+                    )
+            probe = next((b for b in bases if engine.image_exists(b)), None)
+            if probe:
+                out = engine.run_probe(probe, ["df", "-Pk", "/"])
+                free_gb = int(out.splitlines()[-1].split()[3]) / 2**20
+                if free_gb < MIN_FREE_GB:
+                    report.fail(
+                        "free disk",
+                        f"{free_gb:.1f} GiB for images and containers",
+                        f"free space on the engine (mm4watch gc {self.cfg.name}; docker system prune)",
+                    )
+                else:
+                    report.ok("free disk", f"{free_gb:.1f} GiB for images and containers")
+
+    def gc(self, keep: int | None) -> list[str]:
+        keep = keep or self.cfg.keep_images
+        with Engine(self.cfg) as engine:
+            removed = engine.gc(self.config.image_name, keep)
+        return [
+            *(f"removed {tag}" for tag in removed),
+            f"kept the newest {keep} image(s) of {self.config.image_name} on {self.name}; removed {len(removed)}",
+        ]
 
     def _earlier_results(self, engine: Engine, job: Job) -> str | None:
         """The folder on the engine's machine that holds the earlier runs this run may load."""
@@ -352,91 +488,19 @@ class DockerExecutor(EngineExecutor[_Run]):
 
             remote = mirror.remote_dir(self.config, self.cfg.workdir or "mm4watch")
             pushed = mirror.push(target, self.config.results_dir, remote, job.inputs)
-            _log(job, pushed.line(len(job.inputs)))
+            log_line(job, pushed.line(len(job.inputs)))
             return pushed.remote_dir
         if engine.tunnel is None and engine.base_url.startswith("unix://"):
             self.config.results_dir.mkdir(parents=True, exist_ok=True)
             return str(self.config.results_dir)  # the engine runs on this machine: the folder itself
-        _log(job, "earlier results are not visible on this engine (it is reached over TCP); use an ssh:// host")
+        log_line(job, "earlier results are not visible on this engine (it is reached over TCP); use an ssh:// host")
         return None
-
-
-@dataclass(frozen=True)
-class _Tar:
-    data: bytes
-    digest: str
-
-
-def _tar(add: Any) -> bytes:
-    buffer = io.BytesIO()
-    # gzip: the engine unpacks it, and the link carries a quarter of the bytes
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
-        add(tar)
-    return buffer.getvalue()
-
-
-def _add_dir(tar: tarfile.TarFile, name: str) -> None:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, RUN_UID, RUN_UID
-    tar.addfile(info)
-
-
-def _add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.uid, info.gid = len(data), 0o644, RUN_UID, RUN_UID
-    tar.addfile(info, io.BytesIO(data))
-
-
-def _lib_tar() -> _Tar:
-    """mm4watch's own runner (pure Python), and the folders a run writes to."""
-    from .base import runner_digest
-
-    package, files = runner_files()
-
-    def add(tar: tarfile.TarFile) -> None:
-        made = set()
-        for folder in ("mm4", "mm4/home", "mm4/job", "mm4/lib", "output", f"output/{RESULT_DIR}"):
-            _add_dir(tar, folder)
-        for path in files:
-            rel = path.relative_to(package.parent).as_posix()
-            for parent in reversed(Path(rel).parents[:-1]):
-                if parent not in made:
-                    _add_dir(tar, f"mm4/lib/{parent.as_posix()}")
-                    made.add(parent)
-            _add_file(tar, f"mm4/lib/{rel}", path.read_bytes())
-
-    return _Tar(_tar(add), runner_digest())
-
-
-def _job_tar(job: Job, root: str, workdir: str, results: str) -> bytes:
-    """The run spec and the notebook; ``go`` comes last, so a warm container sees a whole job."""
-    spec = job_spec(
-        job, notebook=f"{JOB}/input.ipynb", output_dir=OUTPUT, cwd=workdir, project=root, results=f"{root}/{results}"
-    )
-
-    def add(tar: tarfile.TarFile) -> None:
-        # the run's folder exists even when the Dockerfile copies no code (it installs only
-        # dependencies): made here, as in the image otherwise; the runner says when it is empty
-        parts = Path(workdir.strip("/")).parts
-        for depth in range(1, len(parts) + 1):
-            _add_dir(tar, "/".join(parts[:depth]))
-        _add_file(tar, "mm4/job/spec.json", json.dumps(spec).encode())
-        _add_file(tar, "mm4/job/input.ipynb", job.input_path.read_bytes())
-        _add_file(tar, "mm4/job/go", b"")
-
-    return _tar(add)
 
 
 def refusals_fail(job: Job, who: str, info: dict[str, Any], attempt: Callable[[], Outcome]) -> Outcome:
     """``attempt()``, with an engine's refusal (a Docker API error) a failed run that says what, not a crash."""
-    import docker
-
     try:
         return attempt()
-    except docker.errors.DockerException as exc:
-        explanation = str(getattr(exc, "explanation", None) or exc)
-        _log(job, f"{who} refused: {explanation}")
-        return Outcome("failed", {"cell": None, "ename": "DockerError", "evalue": explanation}, info)
-
-
-_log = log_line
+    except EngineRefused as exc:
+        log_line(job, f"{who} refused: {exc}")
+        return Outcome("failed", {"cell": None, "ename": "DockerError", "evalue": str(exc)}, info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -13,9 +14,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..core import proc
-from ..core.config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, LocalConfig
+from ..core.config import Config, ExecutorConfig
+from ..core.runenv import ENV_OUTPUT_DIR, ENV_RUN_ID
 from . import Job, Outcome
-from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, job_spec
+from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, Report, job_spec
+
+
+@dataclass(frozen=True)
+class LocalConfig(ExecutorConfig):
+    """``type = "local"``: the runner in a child process on this machine."""
+
+    not_keys = frozenset({"harvest_every"})  # it writes into the run folder itself: nothing to harvest
 
 
 @dataclass
@@ -29,6 +38,7 @@ class _Child:
 
 
 class LocalExecutor(Executor[_Child]):
+    config_class = LocalConfig
     type = "local"
 
     def __init__(self, cfg: LocalConfig, config: Config) -> None:
@@ -45,6 +55,14 @@ class LocalExecutor(Executor[_Child]):
 
     def died_detail(self, code: int | None) -> str:
         return f"the papermill process ended with code {code} and no result; see run.log"
+
+    def doctor(self, report: Report) -> None:
+        report.ok("python", f"{sys.version.split()[0]} ({sys.executable})")
+        for module in ("papermill", "ipykernel"):
+            if importlib.util.find_spec(module) is None:
+                report.fail(module, "not installed", f"pip install {module}")
+            else:
+                report.ok(module, "installed")
 
     def prepare(self, job: Job, info: dict[str, Any]) -> _Child | Outcome:
         control = Path(tempfile.mkdtemp(prefix="mm4-run-"))

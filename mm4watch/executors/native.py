@@ -27,19 +27,26 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ..core.config import ENV_OUTPUT_DIR, ENV_RUN_ID, Config, NativeConfig
+from ..core import checks
+from ..core.config import Config, ConfigProblem, setting
 from ..core.errors import Mm4Error
 from ..core.fsutil import dropping_excludes
 from ..core.names import join, quote
+from ..core.runenv import ENV_OUTPUT_DIR, ENV_RUN_ID
 from ..remote import awake, ssh
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job
 from .base import (
     FAR_SIDE_PYTHON,
+    MIN_FREE_GB,
     RESULT_DIR,
     RUNNER,
     STOP_GRACE_S,
     Executor,
+    RemoteConfig,
+    Report,
+    check_awake,
+    check_ssh,
     far_side_includes,
     job_spec,
     log_line,
@@ -58,6 +65,18 @@ ENV_PROBE = (
 TREE = """tree() { for c in $(ps -A -o pid= -o ppid= | awk -v p="$1" '$2 == p {print $1}'); do tree "$c"; done; echo "$1"; }"""
 
 
+@dataclass(frozen=True)
+class NativeConfig(RemoteConfig):
+    """``type = "native"`` (also ``"ssh"``): the Mini's own Python, for GPU work."""
+
+    python: str | None = setting(checks.text)
+
+    def check(self) -> None:
+        if not self.host:
+            raise ConfigProblem(None, 'a native executor needs host = "ssh://user@machine"')
+        super().check()
+
+
 @dataclass
 class _Remote:
     run: str  # the run's folder over there
@@ -70,6 +89,7 @@ class _Remote:
 
 class NativeExecutor(Executor[_Remote]):
     type = "native"
+    config_class = NativeConfig
     died = "papermill on the Mini ended without a result; see run.log"
 
     cfg: NativeConfig
@@ -88,6 +108,60 @@ class NativeExecutor(Executor[_Remote]):
 
     def check(self) -> None:
         self._sh("true", timeout=20)
+
+    # -- what the commands around a run ask ---------------------------------------------
+
+    def doctor(self, report: Report) -> None:
+        """ssh, the interpreter (3.9 or newer), venv, keeping the Mini awake, free disk."""
+        target, python = self.target, self.python
+        if not check_ssh(report, target):
+            return
+
+        lowest = ".".join(map(str, FAR_SIDE_PYTHON))
+        newer = (
+            f'a newer Python on that machine, and python = "/absolute/path" under [executors.{self.cfg.name}] '
+            "(ssh's PATH there is /usr/bin:/bin:/usr/sbin:/sbin): Homebrew's `brew install python@3.12` gives "
+            "/opt/homebrew/bin/python3.12, `uv python install 3.12` one under ~/.local/share/uv/python"
+        )
+
+        def interpreter() -> str:
+            probe = "import sys, platform; print(sys.version_info[0], sys.version_info[1], sys.version.split()[0], sys.executable, platform.platform())"
+            out = ssh.run(target, join([python, "-c", probe]), timeout=30).stdout.decode().split()
+            if len(out) < 5:
+                raise Mm4Error(f"{python} gave no version: {' '.join(out)!r}")
+            if (int(out[0]), int(out[1])) < FAR_SIDE_PYTHON:
+                raise Mm4Error(f"{python} is Python {out[2]} ({out[3]}); runs need {lowest} or newer")
+            return f"{out[2]} ({out[3]}, {out[4]}): runs use it"
+
+        if not report.check(
+            "python",
+            interpreter,
+            f"{newer}. Not found at all on a fresh Mac: /usr/bin/python3 needs the Command Line Tools "
+            "(`xcode-select --install`), or use one of those",
+        ):
+            return
+
+        def venv() -> str:
+            ssh.run(target, f"d=$(mktemp -d) && {quote(python)} -m venv --without-pip $d/v && rm -rf $d", timeout=60)
+            return "can create virtual environments"
+
+        report.check("venv", venv, f"{python} lacks the venv module: {newer} (Debian: apt install python3-venv)")
+        check_awake(report, target)
+        workdir = quote(self.cfg.workdir or "mm4watch")
+        out = ssh.run(target, f"mkdir -p {workdir} && df -Pk {workdir} | tail -1", timeout=30).stdout.decode().split()
+        free_gb = int(out[3]) / 2**20 if len(out) > 3 else 0.0
+        if free_gb < MIN_FREE_GB:
+            report.fail(
+                "free disk", f"{free_gb:.1f} GiB under {self.cfg.workdir or '~/mm4watch'}", "free space on that machine"
+            )
+        else:
+            report.ok("free disk", f"{free_gb:.1f} GiB under {self.cfg.workdir or '~/mm4watch'}")
+
+    def gc(self, keep: int | None) -> list[str]:
+        return [
+            f"executor {self.name!r} keeps the newest {self.cfg.keep_images} environments on "
+            f"{self.target.label}, pruned after each run; nothing else to do"
+        ]
 
     # -- preparing ----------------------------------------------------------------
 

@@ -19,18 +19,67 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import IO, Any
 
-from ..core.config import ENV_OUTPUT_DIR, DockerConfig, SwarmConfig
+from ..core import checks
+from ..core.config import ConfigProblem, setting
 from ..core.errors import Mm4Error
+from ..core.names import quote
+from ..core.runenv import ENV_OUTPUT_DIR
 from ..remote import ssh
 from ..remote.docker_engine import LABEL_PROJECT, LABEL_RUN, Container, Engine, Image
 from ..results.records import RESERVED_NAMES
 from . import Job, Outcome
-from .base import RUNNER, STOP_GRACE_S
-from .docker import JOB, LIB, OUTPUT, RUN_UID, EngineExecutor, _job_tar, _lib_tar, _log, refusals_fail
+from .base import (
+    JOB,
+    LIB,
+    OUTPUT,
+    RUN_UID,
+    RUNNER,
+    STOP_GRACE_S,
+    Report,
+    check_ssh,
+    job_tar,
+    lib_tar,
+    log_line,
+    notebook_dir,
+    read_only_binds,
+)
+from .docker import INSECURE_WHERE, DockerConfig, EngineExecutor, refusals_fail
+
+
+@dataclass(frozen=True)
+class SwarmConfig(DockerConfig):
+    """``type = "swarm"``: each run a one-off job service on a Docker Swarm, placed by Swarm.
+
+    ``host`` reaches a manager as the docker executor reaches its engine; images are
+    built there and pushed to ``registry``; nodes are reached over ssh at the address
+    Swarm advertises (``~/.ssh/config`` gives user, port and key) unless ``nodes`` maps
+    a node's hostname to an ``ssh://`` address. ``concurrency = 0``: one run per ready node."""
+
+    concurrency: int = setting(checks.count, 0)
+    registry: str = setting(checks.registry, "")
+    constraints: tuple[str, ...] = setting(checks.text_list, ())  # Swarm's own syntax: "node.labels.gpu==mps"
+    nodes: Mapping[str, str] = setting(checks.ssh_map, factory=lambda: MappingProxyType({}))
+    retries: int = setting(checks.count, 0)  # a run whose node is lost runs again on another node, this many times
+    warm: bool = False
+    not_keys = frozenset({"context", "insecure", "sync_data", "warm"})
+
+    def check(self) -> None:
+        if not str(self.host or "").startswith("ssh://"):
+            raise ConfigProblem(
+                None, 'needs host = "ssh://user@manager": a swarm executor reaches a manager of the swarm over ssh'
+            )
+        if not self.registry:
+            raise ConfigProblem(
+                None, 'needs registry = "host:port": where a swarm executor pushes run images and nodes pull them'
+            )
+        super().check()
 
 
 class SwarmRefused(Mm4Error):
@@ -65,10 +114,12 @@ class _Task:
     log: IO[bytes] | None = None
     pump: Any = None
     lost: str = ""  # why the run's node is gone, once it is
+    root: str = "/project"  # the project's folder in the image
 
 
 class SwarmExecutor(EngineExecutor[_Task]):
     type = "swarm"
+    config_class = SwarmConfig
     cfg: SwarmConfig
     died = "the task's container ended without a result"
 
@@ -88,7 +139,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
                 return outcome
             lost.append(str(node.get("hostname")))
             avoid.append(f"node.id!={node['id']}")
-            _log(
+            log_line(
                 job,
                 f"{node.get('hostname')} ({str(node['id'])[:12]}) was lost: running again on another node "
                 f"(retry {len(lost)} of {self.cfg.retries})",
@@ -114,7 +165,6 @@ class SwarmExecutor(EngineExecutor[_Task]):
         ref = self._ref(image)
         info.update(image=ref, image_id=image.id, image_built=image.built, arch=arch)
         root = manager.working_dir(image.tag).rstrip("/") or "/project"
-        self._root = root
         results = self._earlier_results(manager, job)
         constraints = [f"node.platform.arch=={arch}", *self.cfg.constraints, *job.constraints]
         service_id = manager.create_job(
@@ -125,16 +175,17 @@ class SwarmExecutor(EngineExecutor[_Task]):
             container_labels={LABEL_PROJECT: self.config.image_name, LABEL_RUN: job.key},
             user=f"{RUN_UID}:{RUN_UID}",
             workdir=root,
-            env=[f"{ENV_OUTPUT_DIR}={OUTPUT}", "HOME=/mm4/home", f"PYTHONPATH={LIB}", "PYTHONUNBUFFERED=1"],
+            environment={ENV_OUTPUT_DIR: OUTPUT, "HOME": "/mm4/home", "PYTHONPATH": LIB, "PYTHONUNBUFFERED": "1"},
             cap_drop=["ALL"],
-            mounts=self._mounts(root, results),
+            binds=read_only_binds(self.config, self.cfg.data, root, results),
+            cpus=self.cfg.cpus,
+            memory=self.cfg.memory,
             constraints=constraints,
-            resources=self._resources(),
             stop_grace_period=int(STOP_GRACE_S * 1e9),
         )
         info["service"] = service_id
-        _log(job, f"service {service_id[:12]} created; constraints: {', '.join(constraints)}")
-        task = _Task(manager, service_id)
+        log_line(job, f"service {service_id[:12]} created; constraints: {', '.join(constraints)}")
+        task = _Task(manager, service_id, root=root)
         try:
             job.phase("waiting for Swarm to place the run")
             self._attach(task, job, info, deadline=time.monotonic() + min(PLACE_TIMEOUT_S, job.timeout_s))
@@ -183,21 +234,17 @@ class SwarmExecutor(EngineExecutor[_Task]):
         task.container = task.engine.container(str(container_id))
         if task.container is None:
             raise SwarmRefused(f"the task's container {container_id[:12]} is not on {task.node['hostname']}")
-        _log(job, f"placed on {task.node['hostname']} ({task.node['arch']}, engine {task.node['engine_version']})")
+        log_line(job, f"placed on {task.node['hostname']} ({task.node['arch']}, engine {task.node['engine_version']})")
 
     def start(self, handle: _Task, job: Job) -> None:
         assert handle.engine is not None and handle.container is not None
         handle.log = open(job.log_path, "ab")  # noqa: SIM115 (closed in release)
         if handle.since is None:  # a new run: its runner and job go in; `go` (last) starts it
-            handle.container.put_archive("/", _lib_tar().data)
+            handle.container.put_archive("/", lib_tar().data)
             handle.container.put_archive(
-                "/", _job_tar(job, self._root, self._workdir(job), self.config.project.results)
+                "/", job_tar(job, handle.root, notebook_dir(self.config, handle.root, job), self.config.project.results)
             )
         handle.pump = handle.engine.follow_logs(handle.container, handle.log, since=handle.since)
-
-    def _workdir(self, job: Job) -> str:
-        rel_cwd = job.cwd.resolve().relative_to(self.config.root).as_posix()
-        return self._root if rel_cwd == "." else f"{self._root}/{rel_cwd}"
 
     def poll(self, handle: _Task, job: Job, wait_s: float) -> int | None:
         assert handle.engine is not None and handle.container is not None
@@ -221,7 +268,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
         state = (node or {}).get("Status", {}).get("State", "unknown") if node else "gone"
         if state in LOST_STATES or state == "gone":
             handle.lost = f"node {handle.node.get('hostname')} is {state}" + (f"; {why}" if why else "")
-            _log(job, f"{handle.lost}: the run is lost")
+            log_line(job, f"{handle.lost}: the run is lost")
 
     def fetch(self, handle: _Task, job: Job) -> None:
         if handle.lost or handle.engine is None or handle.container is None:
@@ -272,9 +319,12 @@ class SwarmExecutor(EngineExecutor[_Task]):
         info["service"] = ids[0]
         try:
             self._attach(task, job, info, deadline=time.monotonic() + 30, ended_ok=True)
-        except Exception:
+        except SwarmRefused:  # its task is gone (rejected, removed): nothing to follow
             self.release(task)
             return None
+        except BaseException:  # a node or engine that does not answer: said, not taken for a gone run
+            self.release(task)
+            raise
         return task
 
     def _follow(self, handle: _Task, job: Job, info: dict[str, Any]) -> Outcome:
@@ -286,19 +336,143 @@ class SwarmExecutor(EngineExecutor[_Task]):
 
     # -- the service's spec ------------------------------------------------------------
 
-    def _mounts(self, root: str, results: str | None) -> list[Any]:
-        from docker.types import Mount
+    # -- what the commands around a run ask ---------------------------------------------
 
-        mounts = []
-        if self.cfg.data:  # the same path on every node (documented)
-            mounts.append(
-                Mount(target=f"{root}/{self.config.project.data}", source=self.cfg.data, type="bind", read_only=True)
-            )
-        if results:  # earlier runs, where the notebook looks for them: ../results
-            mounts.append(
-                Mount(target=f"{root}/{self.config.project.results}", source=results, type="bind", read_only=True)
-            )
-        return mounts
+    def capacity(self) -> int:
+        """``concurrency``, or with 0 one run per ready and active node (1 when the manager cannot say)."""
+        if self.cfg.concurrency:
+            return self.cfg.concurrency
+        try:
+            with Engine(self.cfg) as manager:
+                return max(1, sum(1 for node in manager.nodes() if _usable(node)))
+        except Mm4Error as exc:
+            print(f"mm4watch: {self.name}: cannot count the swarm's nodes ({exc}); one run at a time", file=sys.stderr)
+            return 1
+
+    def doctor(self, report: Report) -> None:
+        """The manager, each node (state, availability, arch, cpus, memory), the registry and results from each."""
+        """The manager, each node (state, availability, arch, cpus, memory), the registry and results from each."""
+        from ..executors.swarm import node_engine, node_target, vm_node
+        from ..remote.docker_engine import Engine
+
+        manager_target = ssh.Target.parse(self.cfg.host or "", self.cfg.ssh_options)
+        if not check_ssh(report, manager_target):
+            return
+        try:
+            manager = Engine(self.cfg).open()
+        except Mm4Error as exc:
+            report.fail("manager", str(exc), "start Docker on that machine, or fix host in mm4.toml")
+            return
+        with manager:
+            swarm = manager.info().get("Swarm", {})
+            if not swarm.get("ControlAvailable"):
+                report.fail(
+                    "manager",
+                    f"{manager.label} is not a swarm manager (swarm state: {swarm.get('LocalNodeState') or 'inactive'})",
+                    "run `docker swarm init --advertise-addr <its LAN address>` there, "
+                    "or point host at a manager (`docker node ls` on one lists them)",
+                )
+                return
+            nodes = manager.nodes()
+            report.ok("manager", f"{manager.label}: a manager of a swarm of {len(nodes)} node(s)")
+            registry = self.cfg.registry
+            probe = f"{registry}/mm4-doctor-probe:1"
+            pushed = True
+            try:
+                import io
+
+                some = manager.some_image()
+                if some is None:
+                    raise Mm4Error("the manager has no image to push as a probe; run once, or `docker pull` one there")
+                manager.push(some, probe, io.StringIO())
+                report.ok("registry", f"the manager pushes to {registry}")
+            except Exception as exc:
+                pushed = False
+                report.fail(
+                    "registry",
+                    f"the manager cannot push to {registry}: {exc}",
+                    f'start a registry at {registry} (README: "A pool of machines"), and list it under '
+                    f'"insecure-registries" of every node\'s engine when it has no TLS ({INSECURE_WHERE})',
+                )
+            ready = 0
+            for node in nodes:
+                desc = node.get("Description", {})
+                name = str(desc.get("Hostname"))
+                state = node.get("Status", {}).get("State")
+                availability = node.get("Spec", {}).get("Availability")
+                res = desc.get("Resources", {})
+                facts = (
+                    f"{state}, {availability}, {desc.get('Platform', {}).get('Architecture')}, "
+                    f"{res.get('NanoCPUs', 0) / 1e9:g} cpus, {res.get('MemoryBytes', 0) / 2**30:.1f} GiB, "
+                    f"engine {desc.get('Engine', {}).get('EngineVersion')}, at {node.get('Status', {}).get('Addr')}"
+                )
+                vm = vm_node(node, nodes)
+                if vm:
+                    what = f"node {name} ({str(node.get('ID'))[:12]})"
+                    why = f"{facts}: looks like a Mac's Docker VM ({vm})"
+                    fix = (
+                        "Docker Desktop, OrbStack and colima cannot join one swarm across Macs (their engines "
+                        "run in VMs whose swarm ports no other machine reaches): pool Linux machines, or VMs "
+                        "bridged onto the LAN; GPU notebooks on several Minis need native runs instead"
+                    )
+                    if len(nodes) > 1:
+                        report.fail(what, why, fix)
+                        continue
+                    report.warn(what, f"{why}; a swarm of this one machine works. {fix}")
+                if state != "ready" or availability != "active":
+                    report.fail(
+                        f"node {name}",
+                        facts,
+                        "start Docker there, or `docker node update --availability active` for a drained node",
+                    )
+                    continue
+                ready += 1
+                target = node_target(self.cfg, node)
+                try:
+                    ssh.run(target, "true", timeout=20)
+                except Mm4Error as exc:
+                    report.fail(
+                        f"node {name}",
+                        f"{facts}; not reachable over ssh: {exc}",
+                        f"make `{target.hint}` work (Host in ~/.ssh/config), or map it: "
+                        f'nodes = {{ "{name}" = "ssh://user@address" }} under [executors.{self.cfg.name}]',
+                    )
+                    continue
+                report.ok(f"node {name}", facts)
+                if pushed:
+                    try:
+                        with Engine(node_engine(self.cfg, node)) as engine:
+                            engine.pull(probe)
+                        report.ok(f"registry from {name}", f"pulls {probe}")
+                    except Mm4Error as exc:
+                        report.fail(
+                            f"registry from {name}",
+                            str(exc)[-300:],
+                            f'add {{"insecure-registries": ["{registry}"]}} to the engine\'s settings on {name} '
+                            f"and restart Docker there, or give the registry TLS ({INSECURE_WHERE})",
+                        )
+                home, _, writable = (
+                    ssh.run(target, "cd && pwd && test -w . && echo yes", check=False, timeout=20)
+                    .stdout.decode()
+                    .strip()
+                    .partition("\n")
+                )
+                if writable == "yes":
+                    report.ok(f"results on {name}", f"earlier results can be kept under {home}")
+                else:
+                    report.fail(f"results on {name}", f"{home} is not writable", "give the ssh user a writable home")
+                if self.cfg.data:
+                    has = ssh.run(target, f"test -d {quote(self.cfg.data)} && echo yes", check=False).stdout.decode()
+                    if has.strip() == "yes":
+                        report.ok(f"data on {name}", self.cfg.data)
+                    else:
+                        report.fail(
+                            f"data on {name}",
+                            f"no folder {self.cfg.data}",
+                            "every node needs data/ at the same path (rsync it there)",
+                        )
+            if ready == 0:
+                report.fail("nodes", "no node is ready and active", "start Docker on the nodes; `docker node ls`")
 
     def _earlier_results(self, manager: Engine, job: Job) -> str | None:
         """Earlier runs this run may load, made present on every ready node (the task may land on any)."""
@@ -313,40 +487,15 @@ class SwarmExecutor(EngineExecutor[_Task]):
                 continue
             name = str(node.get("Description", {}).get("Hostname"))
             pushed = mirror.push(ssh.shared(node_target(self.cfg, node)), self.config.results_dir, remote, job.inputs)
-            _log(job, f"{name}: {pushed.line(len(job.inputs))}")
+            log_line(job, f"{name}: {pushed.line(len(job.inputs))}")
             places[str(node.get("ID"))] = pushed.remote_dir
         if len(set(places.values())) == 1:
             return next(iter(places.values()))
-        _log(
+        log_line(
             job,
             f"earlier results are at different paths on the nodes ({places}): not mounted; give the nodes one ssh user",
         )
         return None
-
-    def _resources(self) -> Any:
-        from docker.types import Resources
-
-        cpus = int(self.cfg.cpus * 1e9) if self.cfg.cpus else None
-        memory = _bytes(self.cfg.memory) if self.cfg.memory else None
-        # reserved and limited alike: Swarm places by what a run may take
-        return Resources(cpu_limit=cpus, mem_limit=memory, cpu_reservation=cpus, mem_reservation=memory)
-
-
-def _bytes(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    text = text.strip().lower().rstrip("b")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
-
-
-def ready_nodes(cfg: SwarmConfig) -> int:
-    """How many nodes are ready and active, as the manager says (1 when it cannot be asked)."""
-    try:
-        with Engine(cfg) as manager:
-            return max(1, sum(1 for node in manager.nodes() if _usable(node)))
-    except Exception:
-        return 1
 
 
 def _usable(node: dict[str, Any]) -> bool:

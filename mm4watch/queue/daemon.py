@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..core import proc
-from ..core.config import CONFIG_NAME, Config, ExecutorConfig, SwarmConfig
+from ..core.config import CONFIG_NAME, Config, ExecutorConfig
 from ..core.config import load as load_config
 from ..core.errors import ConfigError, Mm4Error, NotebookError
 from ..core.fsutil import atomic_write_json
@@ -57,7 +57,7 @@ class Daemon:
         self.state_dir = config.state_dir
         self.queue = Queue(self.state_dir)
         self.running: dict[int, _Running] = {}
-        self._pool_sizes: dict[str, tuple[int, float]] = {}
+        self._pool_sizes: dict[str, tuple[int, float, ExecutorConfig]] = {}
         self.wake = threading.Event()
         self.stopping = False
         self.stop_now = False
@@ -356,14 +356,17 @@ class Daemon:
         return busy
 
     def _limit(self, cfg: ExecutorConfig) -> int:
-        """Runs at once on an executor; a swarm's ``concurrency = 0`` is its ready nodes (asked once a minute)."""
-        if cfg.concurrency or not isinstance(cfg, SwarmConfig):
-            return cfg.concurrency or 1
+        """Runs at once on an executor, as it says (``capacity()``: a pool asks its nodes), asked once a minute."""
         cached = self._pool_sizes.get(cfg.name)
-        if cached is None or time.monotonic() - cached[1] > 60:
-            from ..executors.swarm import ready_nodes
+        if cached is None or cached[2] is not cfg or time.monotonic() - cached[1] > 60:
+            from .. import executors
 
-            cached = (ready_nodes(cfg), time.monotonic())
+            try:
+                size = max(1, int(executors.get(cfg, self.config).capacity()))
+            except Exception as exc:  # a plug-in's own failure never stops the daemon
+                log.warning("executor %s cannot say how many runs it takes (%s): one at a time", cfg.name, exc)
+                size = 1
+            cached = (size, time.monotonic(), cfg)
             self._pool_sizes[cfg.name] = cached
         return cached[0]
 

@@ -80,6 +80,7 @@ _ADDED_COLUMNS = (
     ("note", "text"),
     ("finished_at", "real"),
     ("start_failures", "integer not null default 0"),
+    ("detail", "text"),
 )
 
 
@@ -111,6 +112,7 @@ class Entry:
     note: str | None = None  # why it was merged or superseded, for `queue` and `status`
     finished_at: float | None = None
     start_failures: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)  # a note's facts as data: {"operation": "checkout"}
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ def _entry(row: tuple[Any, ...]) -> Entry:
     data = dict(zip(_COLUMNS, row, strict=True))
     data["parameters"] = json.loads(data["parameters"] or "{}")
     data["triggers"] = json.loads(data["triggers"] or "[]")
+    data["detail"] = json.loads(data["detail"] or "{}")
     return Entry(**data)
 
 
@@ -319,17 +322,21 @@ class Queue:
 
     def note_refused(self, notebook: str, reason: str, trigger: str = "save") -> None:
         """A save (or a commit's notebook) that queued nothing although it may have been meant to (kept to say so)."""
-        self._note(notebook, trigger, "refused", reason)
+        self._note(notebook, trigger, "refused", reason, {"reason": reason})
 
     def note_git(self, notebook: str, operation: str) -> None:
         """Git rewrote ``notebook`` (not a save): kept to say so, and so that the user's next
         edit, even back to content that ran before, is a new request."""
-        self._note(notebook, "git", "git", f"changed by git {operation} at {clock(time.time())}: not a run")
+        note = f"changed by git {operation} at {clock(time.time())}: not a run"
+        self._note(notebook, "git", "git", note, {"operation": operation})
 
-    def _note(self, notebook: str, trigger: str, state: str, note: str) -> None:
+    def _note(self, notebook: str, trigger: str, state: str, note: str, detail: dict[str, Any]) -> None:
         now = time.time()
         with self._write() as db:
-            _insert(db, notebook=notebook, trigger=trigger, queued_at=now, state=state, note=note, finished_at=now)
+            _insert(
+                db, notebook=notebook, trigger=trigger, queued_at=now, state=state, note=note, finished_at=now,
+                detail=json.dumps(detail),
+            )  # fmt: skip
 
     # -- the daemon's side ----------------------------------------------------
 

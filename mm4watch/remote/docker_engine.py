@@ -6,23 +6,25 @@ docker-py object: what Docker can do for mm4watch is listed here.
 ``ssh://`` engines are reached through a socket forwarded by the system ssh
 client (``ssh.Tunnel``); ``unix://`` directly; ``tcp://`` only with TLS from a
 Docker context, or with ``insecure = true``. Every failure to connect becomes
-``ssh.Unreachable`` with a message that says what to do.
+``ssh.Unreachable`` with a message that says what to do; every refusal of the engine's
+API (a Docker error) becomes ``EngineRefused`` with the engine's own explanation. Callers
+give typed arguments (``Bind``, CPUs, a memory size), never docker-py types.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 
 from ..core import config
-from ..core.config import DockerConfig
-from ..core.errors import ConfigError, Mm4Error
+from ..core.errors import EXIT_NOTEBOOK_FAILED, ConfigError, Mm4Error
 from ..core.fsutil import extract_stream
 from ..run.buildctx import BuildContext
 from .ssh import Target, Tunnel, Unreachable
@@ -37,6 +39,82 @@ class BuildFailed(Mm4Error):
     pass
 
 
+class EngineRefused(Mm4Error):
+    """The engine's API said no (a Docker error): its explanation is the message. Inside a run it
+    fails the run (``DockerError``); elsewhere it exits 1, like any check that failed."""
+
+    exit_code = EXIT_NOTEBOOK_FAILED
+
+
+class Settings(Protocol):
+    """How to reach an engine (an executor's settings give these)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def context(self) -> str | None: ...
+    @property
+    def insecure(self) -> bool: ...
+    @property
+    def socket(self) -> str: ...
+    @property
+    def ssh_options(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A folder of the engine's machine mounted into a container, always read-only."""
+
+    source: str
+    target: str
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _said_no(method: F) -> F:
+    """Docker's API errors, as ``EngineRefused``: no docker-py exception leaves this module."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import docker
+
+        try:
+            return method(*args, **kwargs)
+        except docker.errors.DockerException as exc:
+            raise EngineRefused(str(getattr(exc, "explanation", None) or exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _translated(cls: type) -> type:
+    for attr, value in list(vars(cls).items()):
+        if attr.startswith("_") or attr == "open":
+            continue
+        if isinstance(value, property) and value.fget is not None:
+            setattr(cls, attr, property(_said_no(value.fget)))
+        elif callable(value):
+            setattr(cls, attr, _said_no(value))
+    return cls
+
+
+def _mounts(binds: list[Bind]) -> list[Any]:
+    from docker.types import Mount
+
+    return [Mount(target=b.target, source=b.source, type="bind", read_only=True) for b in binds]
+
+
+def size_bytes(text: str) -> int:
+    """ "8g", "512m", "1024" as bytes."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    text = text.strip().lower().rstrip("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Image:
     tag: str
@@ -44,6 +122,7 @@ class Image:
     built: bool  # False when an image with this content hash was already there
 
 
+@_translated
 class Container:
     """A container on the engine, by what mm4watch does with it."""
 
@@ -85,8 +164,9 @@ class Container:
         self._raw.update(cpu_shares=shares)
 
 
+@_translated
 class Engine:
-    def __init__(self, cfg: DockerConfig) -> None:
+    def __init__(self, cfg: Settings) -> None:
         self.cfg = cfg
         self.tunnel: Tunnel | None = None
         self.client: Any = None
@@ -295,14 +375,31 @@ class Engine:
         except docker.errors.NotFound:
             return None
 
-    def create_job(self, image: str, **kwargs: Any) -> str:
-        """A one-off job service (``replicated-job``, one completion, never restarted); its id."""
-        from docker.types import RestartPolicy, ServiceMode
+    def create_job(
+        self,
+        image: str,
+        *,
+        binds: list[Bind],
+        cpus: float | None,
+        memory: str | None,
+        constraints: list[str],
+        environment: dict[str, str],
+        **kwargs: Any,
+    ) -> str:
+        """A one-off job service (``replicated-job``, one completion, never restarted); its id.
+        CPUs and memory are reserved and limited alike: Swarm places by what a run may take."""
+        from docker.types import Resources, RestartPolicy, ServiceMode
 
+        nano = int(cpus * 1e9) if cpus else None
+        size = size_bytes(memory) if memory else None
         service = self.client.services.create(
             image,
             mode=ServiceMode("replicated-job", replicas=1, concurrency=1),
             restart_policy=RestartPolicy(condition="none"),
+            mounts=_mounts(binds),
+            constraints=constraints,
+            env=[f"{k}={v}" for k, v in environment.items()],
+            resources=Resources(cpu_limit=nano, mem_limit=size, cpu_reservation=nano, mem_reservation=size),
             **kwargs,
         )
         return str(service.id)
@@ -331,8 +428,19 @@ class Engine:
 
     # -- containers -----------------------------------------------------------
 
-    def create(self, tag: str, **kwargs: Any) -> Container:
-        return Container(self.client.containers.create(tag, detach=True, **kwargs))
+    def create(
+        self, tag: str, *, binds: list[Bind], cpus: float | None, memory: str | None, **kwargs: Any
+    ) -> Container:
+        return Container(
+            self.client.containers.create(
+                tag,
+                detach=True,
+                mounts=_mounts(binds),
+                nano_cpus=int(cpus * 1e9) if cpus else None,
+                mem_limit=memory,
+                **kwargs,
+            )
+        )
 
     def container(self, name: str) -> Container | None:
         import docker

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..core import runenv
 from ..core.errors import RunNotFound
 from ..results.records import RunRecord
 from ..results.store import History
-from . import runenv
 
 SCRATCH = "scratch"
 

@@ -23,10 +23,10 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from ..core.config import Config
-from ..core.durations import format_duration
 from ..core.fsutil import atomic_write_text
-from ..results.records import EXECUTED_NAME, HTML_NAME, RunRecord, parse_iso
+from ..results.records import EXECUTED_NAME, HTML_NAME, RunRecord
 from ..results.store import History
+from . import format
 
 REPORT_NAME = "index.html"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".gif")
@@ -160,12 +160,6 @@ def _e(text: Any) -> str:
     return html.escape(text, quote=True) if _SPECIAL.search(text) else text
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def notebook_labels(notebooks: set[str]) -> dict[str, str]:
     """How the page names each notebook: its name, or its path where two notebooks share a name."""
     stems: dict[str, int] = {}
@@ -177,13 +171,9 @@ def notebook_labels(notebooks: set[str]) -> dict[str, str]:
 def _row(record: RunRecord, rendered: set[str], label: str) -> str:
     run = record.id
     folder = quote(run)
-    commit = record.commit or {}
-    sha = (commit.get("sha") or "")[:8]
-    started = parse_iso(record.started_at or record.queued_at)
-    start_text = started.strftime("%Y-%m-%d %H:%M:%S") if started else ""
     link = f"{folder}/{HTML_NAME}" if run in rendered else folder + "/"
-    params = "".join(f"<div>{_e(k)}={_e(_fmt(v))}</div>" for k, v in record.parameters.items())
-    metrics = "".join(f"<div>{_e(k)}={_e(_fmt(v))}</div>" for k, v in record.metrics.items())
+    params = "".join(f"<div>{_e(k)}={_e(format.value(v, width=None))}</div>" for k, v in record.parameters.items())
+    metrics = "".join(f"<div>{_e(k)}={_e(format.value(v, width=None))}</div>" for k, v in record.metrics.items())
     images = [o["path"] for o in record.outputs if o["path"].lower().endswith(IMAGE_SUFFIXES)]
     thumbs = "".join(
         # an SVG opened by itself is a document that runs its scripts; as an <img> it runs none
@@ -198,9 +188,9 @@ def _row(record: RunRecord, rendered: set[str], label: str) -> str:
         f'<td><span class="st st-{_e(record.status)}">{_e(record.status)}</span></td>'
         f'<td><a class="run" href="{link}">{_e(run)}</a></td>'
         f"<td>{_e(record.notebook)}</td><td>{_e(record.trigger)}</td>"
-        f'<td class="mono">{_e(sha or "-")}{"*" if commit.get("dirty") else ""}</td>'
-        f"<td>{_e(start_text)}</td>"
-        f'<td data-sort="{record.duration_s or 0}">{_e(format_duration(record.duration_s))}</td>'
+        f'<td class="mono">{_e(format.commit(record.commit))}</td>'
+        f"<td>{_e(format.started(record))}</td>"
+        f'<td data-sort="{record.duration_s or 0}">{_e(format.duration(record.duration_s))}</td>'
         f'<td class="kv">{params}</td><td class="kv">{metrics}</td><td>{thumbs}</td></tr>'
     )
 
@@ -224,15 +214,15 @@ def _charts(stem: str, runs: list[RunRecord]) -> str:
         coords = [xy(i, v) for i, (_, v) in enumerate(points)]
         line = " ".join(f"{x},{y}" for x, y in coords)
         dots = "".join(
-            f'<a href="{quote(r.id)}/"><circle cx="{x}" cy="{y}" r="3"><title>{_e(r.id)}: {_e(_fmt(v))}</title></circle></a>'
+            f'<a href="{quote(r.id)}/"><circle cx="{x}" cy="{y}" r="3"><title>{_e(r.id)}: {_e(format.value(v, width=None))}</title></circle></a>'
             for (x, y), (r, v) in zip(coords, points, strict=True)
         )
         out.append(
             f'<figure class="chart"><figcaption>{_e(key)}</figcaption>'
             f'<svg class="chart" data-notebook="{_e(stem)}" data-metric="{_e(key)}" width="{w}" height="{h}" '
             f'viewBox="0 0 {w} {h}" role="img" aria-label="{_e(key)} across {n} runs">'
-            f'<text x="2" y="{pad - 8}" class="ax">{_e(_fmt(hi))}</text>'
-            f'<text x="2" y="{h - 8}" class="ax">{_e(_fmt(lo))}</text>'
+            f'<text x="2" y="{pad - 8}" class="ax">{_e(format.value(hi, width=None))}</text>'
+            f'<text x="2" y="{h - 8}" class="ax">{_e(format.value(lo, width=None))}</text>'
             f'<polyline points="{line}"/>{dots}</svg></figure>'
         )
     return "".join(out)
