@@ -199,7 +199,7 @@ def seed_cycle(bed: Bed, project: Path, notebook: str, i: int) -> tuple[float, i
 
 def bytes_for_run(bed: Bed, project: Path, change: str) -> dict[str, int]:
     from mm4watch.core import config
-    from mm4watch.run import buildctx
+    from mm4watch.remote import buildctx
 
     if change == "notebook":
         edit_notebook(project, EXAMPLE, 7777)

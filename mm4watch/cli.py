@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _complete(parser)
     args = parser.parse_args(_glue_sort(list(sys.argv[1:] if argv is None else argv)))
     signal.signal(signal.SIGTERM, _terminate)
-    from .views.terminal import Visible, visible
+    from .core.terminal import Visible, visible
 
     # every line a command prints passes one filter: names, messages and log lines from runs are
     # shown, never obeyed (logs keep their colours)

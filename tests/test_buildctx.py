@@ -5,7 +5,7 @@ import pytest
 
 from mm4watch.core import config
 from mm4watch.core.errors import ConfigError
-from mm4watch.run import buildctx
+from mm4watch.remote import buildctx
 
 
 def names(ctx):

@@ -3,7 +3,7 @@ import json
 from conftest import REPO, mm4
 
 from mm4watch.core import config
-from mm4watch.triggers.tags import find_tag, read_notebook
+from mm4watch.core.tags import find_tag, read_notebook
 
 
 def test_init_sets_up_an_empty_project(tmp_path):

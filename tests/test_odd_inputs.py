@@ -217,7 +217,7 @@ def test_one_bad_member_of_a_results_archive_is_skipped_and_named(tmp_path):
 
 
 def test_control_characters_are_shown_not_obeyed(project):
-    from mm4watch.views.terminal import visible
+    from mm4watch.core.terminal import visible
 
     assert visible("a\x1b]0;owned\x07b\x9b\x7f\tc\n") == "a\\x1b]0;owned\\x07b\\x9b\\x7f\tc\n"
     assert visible("\x1b[31mred\x1b[0m \x1b]52;c;aGk=\x07", keep_sgr=True) == "\x1b[31mred\x1b[0m \\x1b]52;c;aGk=\\x07"

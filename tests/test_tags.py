@@ -4,7 +4,7 @@ import pytest
 from conftest import code, markdown, notebook_json
 
 from mm4watch.core.errors import NotebookError
-from mm4watch.triggers.tags import code_hash, loads_notebook, parse_tag
+from mm4watch.core.tags import code_hash, loads_notebook, parse_tag
 
 
 def tag_of(*cells):

@@ -10,11 +10,11 @@ from typing import Any
 
 from ..core import config
 from ..core.errors import UsageError
+from ..core.terminal import visible
 from ..queue import orphans
 from ..results.records import STATUSES, RunRecord
 from ..results.store import History
 from ..views import format
-from ..views.terminal import visible
 
 MAX_EXTRA = 8  # parameter and metric columns shown unless --columns says which
 

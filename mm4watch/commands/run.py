@@ -82,9 +82,9 @@ def _run_one(
 
 def _queue(cfg: config.Config, notebook: Path, parameters: dict[str, Any], executor: str | None) -> int:
     """Hand the run to the daemon: the notebook's bytes now, run when its turn comes."""
+    from ..core.tags import find_tag, loads_notebook
     from ..queue import intake
     from ..queue.active import read_info
-    from ..triggers.tags import find_tag, loads_notebook
 
     content = notebook.read_bytes()
     rel = notebook.resolve().relative_to(cfg.root).as_posix()

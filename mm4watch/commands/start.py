@@ -8,7 +8,7 @@ import time
 from ..core import config
 from ..core.errors import Mm4Error
 from ..queue.active import read_info
-from ..queue.daemon import Daemon, spawn_detached
+from ..triggers.daemon import Daemon, spawn_detached
 
 READY_S = 60  # the start-up scan reads every notebook once
 

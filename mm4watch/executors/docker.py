@@ -29,7 +29,7 @@ from ..core.config import ConfigProblem, setting
 from ..core.errors import Mm4Error
 from ..core.names import quote
 from ..core.runenv import ENV_OUTPUT_DIR
-from ..remote import awake, ssh
+from ..remote import awake, buildctx, ssh
 from ..remote.docker_engine import (
     LABEL_PROJECT,
     LABEL_RUN,
@@ -41,7 +41,6 @@ from ..remote.docker_engine import (
     Image,
 )
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
-from ..run import buildctx
 from . import Job, Outcome
 from .base import (
     JOB,

@@ -39,6 +39,7 @@ class _Child:
 
 class LocalExecutor(Executor[_Child]):
     config_class = LocalConfig
+    elsewhere = False  # it reads this machine's results folder itself
     type = "local"
 
     def __init__(self, cfg: LocalConfig, config: Config) -> None:

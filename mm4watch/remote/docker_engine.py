@@ -26,7 +26,7 @@ from typing import IO, Any, Protocol, TypeVar
 from ..core import config
 from ..core.errors import EXIT_NOTEBOOK_FAILED, ConfigError, Mm4Error
 from ..core.fsutil import extract_stream
-from ..run.buildctx import BuildContext
+from .buildctx import BuildContext
 from .ssh import Target, Tunnel, Unreachable
 
 LABEL_PROJECT = "mm4watch.project"

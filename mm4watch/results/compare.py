@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core import git
 from ..core.errors import Mm4Error
-from ..triggers.tags import cell_source
+from ..core.tags import cell_source
 from .records import EXECUTED_NAME, RunRecord
 
 INJECTED = "injected-parameters"  # papermill's tag on the cell it adds

@@ -28,6 +28,7 @@ from ..core.durations import format_duration
 from ..core.errors import Mm4Error, NotebookError
 from ..core.fsutil import atomic_write_text, is_dropping, sha256_file
 from ..core.names import run_key
+from ..core.tags import code_hash, find_tag, loads_notebook
 from ..queue import active
 from ..remote import mirror
 from ..remote.ssh import Unreachable
@@ -46,7 +47,6 @@ from ..results.records import (
     write_record,
 )
 from ..results.store import create_run_dir
-from ..triggers.tags import code_hash, find_tag, loads_notebook
 
 T = TypeVar("T")
 FINISH_DEADLINE_S = 600.0  # hashing outputs past this: the rest are listed without a hash
@@ -160,7 +160,7 @@ def _prepare(config: Config, request: RunRequest) -> _Prepared:
     executor.check()
     # earlier results it may load; a missing needs= is an error before anything is made
     needs = tag.needs if tag else ()
-    inputs = mirror.choose(config, needs) if (needs or exec_cfg.type != "local") else None
+    inputs = mirror.choose(config, needs) if (needs or executor.elsewhere) else None
     constraints = tag.constraints if tag else ()
     return _Prepared(notebook, rel, content, nb, exec_cfg, executor, timeout_s, prov, inputs, constraints)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..core.fsutil import atomic_write_text
-from ..views.terminal import visible
+from ..core.terminal import visible
 
 _CELL = re.compile(r"^Executing Cell (\d+)-", re.MULTILINE)
 _MARKERS = re.compile(r"^(Executing Cell \d+-+|Ending Cell \d+-+|Executing notebook with kernel: .*|"

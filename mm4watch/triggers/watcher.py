@@ -171,4 +171,4 @@ class Watcher:
                 except Exception:  # one bad notebook never stops the watcher
                     import logging
 
-                    logging.getLogger("mm4watch.queue.daemon").exception("while looking at %s", path)
+                    logging.getLogger("mm4watch.triggers.daemon").exception("while looking at %s", path)

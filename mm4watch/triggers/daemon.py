@@ -28,18 +28,18 @@ from ..core.config import load as load_config
 from ..core.errors import ConfigError, Mm4Error, NotebookError
 from ..core.fsutil import atomic_write_json
 from ..core.git import blob_sha, git_dir, head_sha, known_blobs, last_operation
+from ..core.tags import code_hash, find_tag, loads_notebook, near_misses
+from ..queue import active, intake, notify
+from ..queue.active import INFO_NAME, alive, process_started, read_info
+from ..queue.entries import Entry, Queue, QueueFull
 from ..results.records import read_record
-from ..triggers.tags import code_hash, find_tag, loads_notebook, near_misses
-from . import active, intake, notify
-from .active import INFO_NAME, alive, process_started, read_info
-from .entries import Entry, Queue, QueueFull
 
 LOG_NAME = "daemon.log"
 EXEC_LOG_NAME = "exec.log"
 REPORT_LOG_NAME = "report.log"
 RECONCILE_EVERY_S = 2.0
 
-log = logging.getLogger("mm4watch.queue.daemon")
+log = logging.getLogger("mm4watch.triggers.daemon")
 
 
 @dataclass
@@ -150,7 +150,7 @@ class Daemon:
         signal.signal(signal.SIGUSR1, now)
 
     def serve(self) -> int:
-        from ..triggers.watcher import Watcher
+        from .watcher import Watcher
 
         self.acquire()
         self._setup_logging()
@@ -205,7 +205,7 @@ class Daemon:
 
     def drain_commits(self) -> None:
         """Commits the git hooks noted and no drain has queued yet (e.g. after a reboot)."""
-        from ..triggers.commits import drain
+        from .commits import drain
 
         try:
             queued = drain(self.config)
@@ -221,7 +221,7 @@ class Daemon:
     def scan(self) -> None:
         """At start: remember notebooks first seen; queue tagged ones changed while the daemon was away."""
         from ..core.git import known_blobs
-        from ..triggers.watcher import counts
+        from .watcher import counts
 
         excluded = [self.config.results_dir, self.config.root / self.config.project.data, self.state_dir]
         head = head_sha(self.git_dir) if self.git_dir else None
@@ -426,7 +426,7 @@ class Daemon:
 
     def adopt(self) -> None:
         """Runs whose own process died outside the queue (a foreground `mm4watch run`): finished."""
-        from . import orphans
+        from ..queue import orphans
 
         try:
             for run_id in orphans.adopt(self.config):

@@ -22,8 +22,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..core.durations import parse_duration
-from ..core.errors import NotebookError
+from .durations import parse_duration
+from .errors import NotebookError
 
 TAG_OPTIONS = ("executor", "timeout", "needs", "constraint")
 _TAG = re.compile(r"#\s*mm4\s*:\s*remote(?![\w-])(.*)$", re.IGNORECASE)

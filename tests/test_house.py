@@ -1,0 +1,126 @@
+"""The house's rules, read from the source: which room imports which, docker-py in one module,
+commands apart, no type switched on outside executors/."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from mm4watch.core import plugins
+from mm4watch.core.config import ExecutorConfig
+from mm4watch.executors.base import RemoteConfig
+
+PACKAGE = Path(__file__).resolve().parent.parent / "mm4watch"
+# low to high: a room imports only rooms before it (modules at the top, cli and completers, any)
+ROOMS = ["core", "results", "remote", "executors", "queue", "run", "triggers", "views", "commands"]
+
+
+def modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        name = ".".join(("mm4watch", *rel.with_suffix("").parts))
+        package = name if rel.name == "__init__.py" else name.rpartition(".")[0]
+        if rel.name == "__init__.py":
+            name = package
+        yield rel, name, package, ast.parse(path.read_text())
+
+
+def imported(package, tree):
+    """(line, module) of every import in ``tree``, relative ones made absolute; for ``from X import a``
+    also ``X.a`` (it may be a module)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            yield node.lineno, base
+            for alias in node.names:
+                yield node.lineno, f"{base}.{alias.name}"
+
+
+def room_of(module):
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "mm4watch" and parts[1] in ROOMS else None
+
+
+def test_every_module_lives_in_a_room():
+    top = sorted(str(rel) for rel, *_ in modules() if len(rel.parts) == 1)
+    assert top == ["__init__.py", "__main__.py", "cli.py", "completers.py"]
+    assert sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()) == sorted(ROOMS)
+
+
+def test_rooms_import_only_rooms_below_them():
+    upward = []
+    for rel, _, package, tree in modules():
+        here = room_of(package + ".x") if len(rel.parts) > 1 else None
+        if here is None:
+            continue
+        for line, target in imported(package, tree):
+            there = room_of(target)
+            if there is not None and ROOMS.index(there) > ROOMS.index(here):
+                upward.append(f"mm4watch/{rel}:{line} ({here}) imports {target} ({there})")
+    assert upward == []
+
+
+def test_docker_py_is_imported_by_the_engine_module_only():
+    found = sorted(
+        f"mm4watch/{rel}:{line}"
+        for rel, _, package, tree in modules()
+        for line, target in imported(package, tree)
+        if target == "docker" or target.startswith("docker.")
+    )
+    assert found and all(place.startswith("mm4watch/remote/docker_engine.py:") for place in found), found
+
+
+def test_no_command_imports_another():
+    found = []
+    for rel, name, package, tree in modules():
+        if rel.parts[0] != "commands" or rel.name == "__init__.py":
+            continue
+        for line, target in imported(package, tree):
+            if target.startswith("mm4watch.commands.") and target != name and target.count(".") == 2:
+                found.append(f"mm4watch/{rel}:{line} imports {target}")
+    assert found == []
+
+
+def test_no_executor_type_is_switched_on_outside_executors():
+    """Nothing outside executors/ names an executor's settings class or compares a type name."""
+    classes = {plugins.config_class(kind).__name__ for kind in plugins.names()} | {RemoteConfig.__name__}
+    types = set(plugins.names()) | set(plugins.ALIASES)
+    found = []
+    for rel, _, _, tree in modules():
+        if rel.parts[0] == "executors":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in classes:
+                found.append(f"mm4watch/{rel}:{node.lineno} names {node.id}")
+            elif isinstance(node, ast.alias) and node.name in classes:
+                found.append(f"mm4watch/{rel} imports {node.name}")
+            elif isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                if any(isinstance(s, ast.Attribute) and s.attr == "type" for s in sides) and any(
+                    isinstance(s, ast.Constant) and s.value in types for s in sides
+                ):
+                    found.append(f"mm4watch/{rel}:{node.lineno} compares an executor's type")
+    assert found == []
+
+
+@pytest.mark.parametrize("kind", plugins.names())
+def test_every_built_in_type_is_registered_like_a_plug_in(kind):
+    executor = plugins.executor_class(kind)
+    assert executor.__module__ == f"mm4watch.executors.{kind}" and executor.type == kind
+    assert issubclass(executor.config_class, ExecutorConfig)
+    assert executor.config_class.__module__ == executor.__module__  # one module: its settings and its transport
+
+
+def test_the_house_checks_can_fail():
+    """The import reader sees what it must: a relative import two rooms up, and docker-py."""
+    tree = ast.parse("from ..commands.status import x\nimport docker.types\n")
+    seen = [target for _, target in imported("mm4watch.results", tree)]
+    assert "mm4watch.commands.status" in seen and "docker.types" in seen
+    assert room_of("mm4watch.commands.status") == "commands"
