@@ -3,7 +3,7 @@ import json
 from conftest import REPO, mm4
 
 from mm4watch.core import config
-from mm4watch.core.tags import find_tag, read_notebook
+from mm4watch.core.tags import read_tag
 
 
 def test_init_sets_up_an_empty_project(tmp_path):
@@ -13,8 +13,8 @@ def test_init_sets_up_an_empty_project(tmp_path):
     assert cfg.file == tmp_path.resolve() / "mm4.toml" and cfg.executor().type == "local"
     text = (tmp_path / "mm4.toml").read_text()
     assert '# [executors.mini]\n# type = "docker"' in text  # the Mini is shown, commented out
-    nb = read_notebook(tmp_path / "notebooks" / "00_test_remote.ipynb")
-    assert find_tag(nb) is not None
+    path = tmp_path / "notebooks" / "00_test_remote.ipynb"
+    assert read_tag(path.read_bytes(), path.name)[1] is not None
     assert (tmp_path / ".gitignore").read_text().splitlines()[-3:] == ["results/", ".mm4/", ".ipynb_checkpoints/"]
 
 
@@ -48,8 +48,8 @@ def test_template_and_repository_examples_agree():
     assert json.loads((REPO / "mm4watch" / "templates" / "sample.ipynb").read_text()) == json.loads(
         (REPO / "notebooks" / "00_test_remote.ipynb").read_text()
     )
-    assert find_tag(read_notebook(REPO / "notebooks" / "00_test_remote.ipynb")) is not None
-    assert find_tag(read_notebook(REPO / "notebooks" / "01_read_results.ipynb")) is None
+    assert read_tag((REPO / "notebooks" / "00_test_remote.ipynb").read_bytes(), "00")[1] is not None
+    assert read_tag((REPO / "notebooks" / "01_read_results.ipynb").read_bytes(), "01")[1] is None
 
 
 def test_service_unit_for_this_machine(tmp_path):

@@ -65,7 +65,7 @@ def test_remove_clear_and_seen(tmp_path):
 
 
 def due(d, now):
-    return [path for path, _, _ in d.due_spans(now)]
+    return [path for path, _ in d.due(now)]
 
 
 def test_debouncer_waits_for_quiet():

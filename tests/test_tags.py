@@ -4,11 +4,11 @@ import pytest
 from conftest import code, markdown, notebook_json
 
 from mm4watch.core.errors import NotebookError
-from mm4watch.core.tags import code_hash, loads_notebook, parse_tag
+from mm4watch.core.tags import code_hash, read_tag
 
 
 def tag_of(*cells):
-    return parse_tag(notebook_json(*cells), "nb.ipynb")
+    return read_tag(notebook_json(*cells).encode(), "nb.ipynb")[1]
 
 
 @pytest.mark.parametrize(
@@ -92,13 +92,18 @@ def test_bad_options_are_clear_errors(line, message):
 )
 def test_malformed_notebooks_are_clear_errors(text, message):
     with pytest.raises(NotebookError) as err:
-        parse_tag(text, "bad.ipynb")
+        read_tag(text.encode(), "bad.ipynb")
     assert message in str(err.value) and str(err.value).startswith("bad.ipynb")
 
 
 def test_json_error_names_line_and_column():
     with pytest.raises(NotebookError, match=r"line 3, column"):
-        loads_notebook('{\n "cells": [\n  oops\n ]\n}', "x.ipynb")
+        read_tag(b'{\n "cells": [\n  oops\n ]\n}', "x.ipynb")
+
+
+def test_bytes_that_are_not_utf8_are_a_clear_error():
+    with pytest.raises(NotebookError, match=r"^x.ipynb: not UTF-8 text; a notebook is JSON in UTF-8$"):
+        read_tag(b'{"cells": [], "x": "\xff"}', "x.ipynb")
 
 
 def test_code_hash_ignores_outputs_metadata_and_markdown():

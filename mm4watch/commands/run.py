@@ -82,13 +82,13 @@ def _run_one(
 
 def _queue(cfg: config.Config, notebook: Path, parameters: dict[str, Any], executor: str | None) -> int:
     """Hand the run to the daemon: the notebook's bytes now, run when its turn comes."""
-    from ..core.tags import find_tag, loads_notebook
+    from ..core.tags import read_tag
     from ..queue import intake
     from ..queue.active import read_info
 
     content = notebook.read_bytes()
     rel = notebook.resolve().relative_to(cfg.root).as_posix()
-    tag = find_tag(loads_notebook(content.decode("utf-8"), rel), rel)
+    _, tag = read_tag(content, rel)
     name = cfg.executor(executor, tag=tag.executor if tag else None).name
     added = intake.request(cfg, rel, "manual", content=content, parameters=parameters, executor=name)
     running = read_info(cfg.state_dir)

@@ -1,8 +1,8 @@
 """mm4.toml and the environment: the one place on this machine that reads either.
 
 (Copying the whole environment into a child process is not reading it: the
-local runner and notification commands inherit it. The runner, on whichever
-machine runs the notebook, reads its own ``MM4_WARM_KERNEL`` there.)
+local runner and notification commands inherit it. What a run is told, on
+whichever machine runs it, is ``runenv``'s.)
 
 The file is found by walking up from a folder, like git finds ``.git``. It is
 read with ``tomllib`` and validated into frozen dataclasses; every error names
@@ -143,6 +143,11 @@ class Config:
     @property
     def state_dir(self) -> Path:
         return self.root / STATE_DIR
+
+    @property
+    def unwatched(self) -> list[Path]:
+        """Folders whose notebooks are never saves: results, data, mm4watch's own state."""
+        return [self.results_dir, self.root / self.project.data, self.state_dir]
 
     @property
     def project_key(self) -> str:

@@ -2,7 +2,8 @@
 
 Every expected failure is an ``Mm4Error``: its message says what failed, where
 (file and line, host, run) and what to do. ``cli.main`` prints the message and
-exits with the error's code; nothing else decides exit codes.
+exits with the error's code; commands, the git hook and the runner return codes
+from this table and no other.
 """
 
 from __future__ import annotations

@@ -47,6 +47,11 @@ def is_dropping(name: str) -> bool:
     return name in MAC_DROPPINGS or name.startswith("._")
 
 
+# Folders of a project never sent to another machine, at any depth (the build context, the native
+# executor's code sync): version control, mm4watch's state, caches and virtual environments.
+NEVER_SHIPPED = (".git", ".mm4", "__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".venv", "venv")
+
+
 def dropping_excludes() -> list[str]:
     """rsync's ``--exclude`` options for the same files, at any depth."""
     return [f"--exclude={pattern}" for pattern in (*MAC_DROPPINGS, "._*")]

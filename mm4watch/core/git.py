@@ -70,8 +70,8 @@ def at_commit(notebook: Path, sha: str, patch: str | None) -> Provenance:
 
         with git.Repo(notebook.parent, search_parent_directories=True) as repo:
             branch = None if repo.head.is_detached else repo.head.ref.name
-    except Exception:
-        pass
+    except Exception:  # no repository, or no branch yet: the record says no branch (the SHA is the provenance)
+        branch = None
     return Provenance({"sha": sha, "branch": branch, "dirty": patch is not None}, patch)
 
 

@@ -2,11 +2,11 @@
 
 Grammar (case-insensitive, spaces optional around ':')::
 
-    # mm4: remote [key=value ...]      keys: executor, timeout
+    # mm4: remote [key=value ...]      keys: TAG_OPTIONS (executor, timeout, needs, constraint)
 
 Only comments count: the tag in a markdown or raw cell, in an output, or inside
-a string literal does not. Pure functions over notebook text; no file access
-except ``read_notebook``.
+a string literal does not. Pure functions over a notebook's bytes (``read_tag``,
+the one way in) or its parsed JSON; no file access.
 """
 
 from __future__ import annotations
@@ -57,14 +57,16 @@ class Tag:
         return parse_duration(value) if value else None
 
 
-def read_notebook(path: Path) -> dict[str, Any]:
+def read_tag(content: bytes, label: str) -> tuple[dict[str, Any], Tag | None]:
+    """The notebook in ``content`` (a file's bytes) and its tag, None when untagged: the one way every
+    trigger, check and run reads a notebook. ``NotebookError`` names ``label`` and what to fix when
+    the bytes are not UTF-8, not a notebook, or the tag is malformed."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotebookError(f"{path}: no such notebook") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NotebookError(f"{path}: cannot read it: {exc}") from None
-    return loads_notebook(text, str(path))
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotebookError(f"{label}: not UTF-8 text; a notebook is JSON in UTF-8") from None
+    nb = loads_notebook(text, label)
+    return nb, find_tag(nb, label)
 
 
 def loads_notebook(text: str, label: str = "notebook") -> dict[str, Any]:
@@ -149,10 +151,6 @@ def near_misses(nb: Mapping[str, Any], label: str = "notebook") -> list[str]:
                     "but is not one; write '# mm4: remote' (options after it: executor=NAME timeout=30m)"
                 )
     return found
-
-
-def parse_tag(text: str, label: str = "notebook") -> Tag | None:
-    return find_tag(loads_notebook(text, label), label)
 
 
 def _options(rest: str, label: str, cell: int, line: int) -> dict[str, str]:

@@ -136,10 +136,9 @@ def runner_digest() -> str:
 
 def log_line(job: Job, line: str) -> None:
     """One line of mm4watch's own in the run's run.log, with its time."""
-    from ..results.records import now_iso
+    from ..results.records import append_log
 
-    with open(job.log_path, "a", encoding="utf-8") as fh:
-        fh.write(f"[{now_iso()}] mm4watch: {line}\n")
+    append_log(job.log_path, line)
 
 
 def job_spec(job: Job, *, notebook: str, output_dir: str, cwd: str, project: str, results: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import IO, Any
 from ..core import checks
 from ..core.config import Config, ConfigProblem, setting
 from ..core.errors import Mm4Error
-from ..core.fsutil import dropping_excludes
+from ..core.fsutil import NEVER_SHIPPED, dropping_excludes
 from ..core.names import join, quote
 from ..core.runenv import ENV_OUTPUT_DIR, ENV_RUN_ID
 from ..remote import awake, ssh
@@ -55,7 +55,6 @@ from .base import (
 )
 
 POLL_S = 1.0
-ALWAYS_EXCLUDED = (".git/", ".mm4/", "__pycache__/", ".ipynb_checkpoints/", "*.ipynb", ".venv/", "venv/")
 ENV_PROBE = (
     "import json, platform, sys\n"
     "try:\n    import torch\n    mps = bool(torch.backends.mps.is_available())\nexcept Exception:\n    mps = None\n"
@@ -191,7 +190,8 @@ class NativeExecutor(Executor[_Remote]):
                 f"(`mm4watch doctor {self.cfg.name}` says where to get one)"
             )
         base = f"{home}/{self.base}"
-        excludes = [f"--exclude={pattern}" for pattern in ALWAYS_EXCLUDED] + dropping_excludes()
+        # notebooks reach a run as its job (the snapshot queued), never through the code
+        excludes = [f"--exclude={name}/" for name in NEVER_SHIPPED] + ["--exclude=*.ipynb", *dropping_excludes()]
         excludes += [f"--exclude=/{self.config.project.results}/", f"--exclude=/{self.config.project.data}/"]
         if (self.config.root / ".dockerignore").exists():
             excludes.append(f"--exclude-from={self.config.root / '.dockerignore'}")

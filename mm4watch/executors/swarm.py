@@ -13,7 +13,8 @@
 4. From then on the run is the docker executor's: logs into run.log, periodic
    harvests of /output, stop on timeout or cancel, results home, also after a
    failure. A node that goes down or leaves ends the run ``NodeLost``.
-5. The service is removed afterwards (its task container with it).
+5. The service is removed afterwards, and the task's container on its node (Swarm keeps
+   an ended task's container after its service is gone).
 """
 
 from __future__ import annotations

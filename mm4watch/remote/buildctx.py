@@ -20,9 +20,7 @@ from pathlib import Path
 
 from ..core.config import Config
 from ..core.errors import ConfigError
-from ..core.fsutil import is_dropping
-
-ALWAYS_EXCLUDED = (".git", ".mm4", "__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".venv", "venv")
+from ..core.fsutil import NEVER_SHIPPED, is_dropping
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ def make(config: Config) -> BuildContext:
             keep = []
             for name in sorted(dirs):
                 rel = f"{rel_folder}/{name}" if rel_folder else name
-                if name in ALWAYS_EXCLUDED or rel in skip_top or (can_prune and is_ignored(rel, rules)):
+                if name in NEVER_SHIPPED or rel in skip_top or (can_prune and is_ignored(rel, rules)):
                     continue
                 if os.path.islink(os.path.join(folder, name)):
                     continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -234,3 +235,15 @@ def read_record(run_dir: Path) -> RunRecord:
             raise BadRecord(f"{path}: {exc}") from None
         except ValueError as exc:  # not JSON, not UTF-8
             raise BadRecord(f"{path}: not JSON ({exc})") from None
+
+
+def append_log(path: Path, line: str) -> None:
+    """One line of mm4watch's own in a run's log (run.log), with its time: the one writer of such lines.
+    The notebook's last output may lack its newline: the line starts on a line of its own."""
+    with open(path, "a+", encoding="utf-8") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() > 0:
+            fh.seek(fh.tell() - 1)
+            if fh.read(1) != "\n":
+                fh.write("\n")
+        fh.write(f"[{now_iso()}] mm4watch: {line}\n")

@@ -6,7 +6,8 @@ overwritten. The folders are the truth; ``.mm4/history.sqlite`` is a cache of
 their ``run.json`` files, rebuilt from scratch whenever it is missing or
 unreadable. A query lists the results folder: new folders are read, vanished
 ones dropped, and runs not yet final (queued, running: a handful) re-read.
-A final record is never rewritten, so a finished run costs only its name in
+A final record is rewritten only when a later request joins its run (``amend_triggers``),
+which marks it to be read again; so a finished run costs only its name in
 the listing, and nothing at all while the results folder's own mtime shows no
 folder was added or removed (trusted only once that mtime is older than the
 file system's timestamp granularity, as git does for its index).

@@ -28,7 +28,7 @@ from ..core.durations import format_duration
 from ..core.errors import Mm4Error, NotebookError
 from ..core.fsutil import atomic_write_text, is_dropping, sha256_file
 from ..core.names import run_key
-from ..core.tags import code_hash, find_tag, loads_notebook
+from ..core.tags import code_hash, read_tag
 from ..queue import active
 from ..remote import mirror
 from ..remote.ssh import Unreachable
@@ -40,6 +40,7 @@ from ..results.records import (
     RESERVED_NAMES,
     RunRecord,
     Trigger,
+    append_log,
     now_iso,
     parse_iso,
     trigger_for_record,
@@ -143,11 +144,7 @@ def _prepare(config: Config, request: RunRequest) -> _Prepared:
     notebook = request.notebook.resolve()
     rel = _relative(notebook, config.root)
     content = request.content if request.content is not None else _read(notebook)
-    try:
-        nb = loads_notebook(content.decode("utf-8"), rel)
-    except UnicodeDecodeError:
-        raise NotebookError(f"{rel}: not UTF-8 text; a notebook is JSON in UTF-8") from None
-    tag = find_tag(nb, rel)
+    nb, tag = read_tag(content, rel)
     exec_cfg = config.executor(request.executor, tag=tag.executor if tag else None)
     executor = executors.get(exec_cfg, config)
     timeout_s = request.timeout_s or (tag.timeout_s if tag else None) or config.run.timeout_s
@@ -194,7 +191,7 @@ def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord,
     snapshot = Path(tempfile.mkdtemp(prefix="mm4-input-")) / p.notebook.name
     snapshot.write_bytes(p.content)
     log_path = run_dir / LOG_NAME
-    _log(log_path, f"mm4watch: run {run_id} of {p.rel} on {p.exec_cfg.name}, timeout {p.timeout_s:.0f}s")
+    append_log(log_path, f"run {run_id} of {p.rel} on {p.exec_cfg.name}, timeout {p.timeout_s:.0f}s")
     record = record.evolve(status="running", started_at=now_iso())
     write_record(run_dir, record)
     job = executors.Job(
@@ -255,7 +252,7 @@ def resume(config: Config, run_dir: Path, record: RunRecord) -> RunRecord:
         timeout_s=max(1.0, (record.timeout_s or config.run.timeout_s) - elapsed),
         kernel=config.run.kernel,
     )
-    _log(job.log_path, "mm4watch: the process running this run died; picking it up again")
+    append_log(job.log_path, "the process running this run died; picking it up again")
     outcome = executor.reattach(job)
     if outcome is None:
         outcome = executors.Outcome(
@@ -287,7 +284,7 @@ def _finish(
             return work()
         except Exception as exc:  # whatever the folder holds, the record still gets the outcome
             warnings.append(f"{what}: {type(exc).__name__}: {exc}")
-            _log(log, f"mm4watch: {what} failed ({type(exc).__name__}: {exc}); the run's outcome is recorded anyway")
+            append_log(log, f"{what} failed ({type(exc).__name__}: {exc}); the run's outcome is recorded anyway")
             return fallback
 
     executed = run_dir / EXECUTED_NAME
@@ -297,12 +294,12 @@ def _finish(
     nothing: tuple[dict[str, float], list[str]] = ({}, [])
     found, problems = step("reading metrics", lambda: metrics.collect(run_dir, patterns), nothing)
     for problem in problems:
-        _log(log, problem)
+        append_log(log, problem)
     notes: list[str] = []
     none_listed: list[dict[str, Any]] = []
     outputs = step("listing outputs", lambda: collect_outputs(run_dir, deadline, notes), none_listed)
     for note in notes:
-        _log(log, f"mm4watch: {note}")
+        append_log(log, f"{note}")
     warnings.extend(notes)
     record = record.evolve(
         status=outcome.status,
@@ -321,7 +318,7 @@ def _finish(
         if outcome.error
         else ""
     )
-    _log(run_dir / LOG_NAME, f"mm4watch: {outcome.status}{detail} after {record.duration_s:.1f}s")
+    append_log(run_dir / LOG_NAME, f"{outcome.status}{detail} after {record.duration_s:.1f}s")
     return record
 
 
@@ -391,14 +388,3 @@ def _read(notebook: Path) -> bytes:
         raise NotebookError(f"{notebook}: no such notebook") from None
     except OSError as exc:
         raise NotebookError(f"{notebook}: cannot read it: {exc}") from None
-
-
-def _log(path: Path, line: str) -> None:
-    with open(path, "a+", encoding="utf-8") as fh:
-        fh.seek(0, os.SEEK_END)
-        # the notebook's last output may lack its newline: start on a line of our own
-        if fh.tell() > 0:
-            fh.seek(fh.tell() - 1)
-            if fh.read(1) != "\n":
-                fh.write("\n")
-        fh.write(f"[{now_iso()}] {line}\n")

@@ -74,6 +74,7 @@ def _last_started_cell(output_path: str) -> str | None:
     return source
 
 
+WARM_KERNEL = "python3"  # a warm container starts the image's default kernel
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _IPY8_CELL = re.compile(r"Cell In\[(\d*)\], line (\d+)")  # IPython 8: "Cell In[3], line 3"
 _IPY7_ARROW = re.compile(r"^-+> (\d+)", re.MULTILINE)  # older: "----> 3 x = 1 / 0"
@@ -201,8 +202,7 @@ def warm(job_dir: str, idle_s: float) -> int:
     import papermill  # noqa: F401  (imported now: that is the point)
     from jupyter_client.manager import AsyncKernelManager
 
-    kernel = os.environ.get("MM4_WARM_KERNEL", "python3")
-    km = AsyncKernelManager(kernel_name=kernel)
+    km = AsyncKernelManager(kernel_name=WARM_KERNEL)
     asyncio.run(_wait(km.start_kernel()))
     asyncio.run(_kernel_call(km, None))
     go = os.path.join(job_dir, "go")
@@ -215,7 +215,7 @@ def warm(job_dir: str, idle_s: float) -> int:
     with open(os.path.join(job_dir, "spec.json"), encoding="utf-8") as fh:
         spec = json.load(fh)
     wanted = spec.get("kernel") or _kernel_of(spec["input"]) or "python3"
-    if wanted != kernel or not asyncio.run(_wait(km.is_alive())):
+    if wanted != WARM_KERNEL or not asyncio.run(_wait(km.is_alive())):
         asyncio.run(_wait(km.shutdown_kernel(now=True)))
         return _write_result(spec, run(spec))
     # what a cold start would have given the kernel: its folder and the run's variables

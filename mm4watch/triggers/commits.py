@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from ..core import config
-from ..core.errors import Mm4Error
+from ..core.errors import Mm4Error, NotebookError
 from ..core.git import call as git
-from .tags import find_tag, loads_notebook
+from ..core.tags import read_tag
 from .watcher import counts
 
 NOTEBOOK_STATES = ("A", "M", "R", "C", "T")  # added, modified, renamed, copied, type changed
@@ -81,10 +81,10 @@ def queue_commit(cfg: config.Config, commit: str, base: str | None = None) -> li
         # only: said, kept for `status`, and the commit's other notebooks still run
         try:
             content = git(root, "show", f"{sha}:{path}")
-            tag = find_tag(loads_notebook(content.decode("utf-8", errors="strict"), path), path)
+            _, tag = read_tag(content, f"{path} in commit {sha[:8]}")
             executor = cfg.executor(None, tag=tag.executor).name if tag is not None else ""
-        except (Mm4Error, UnicodeDecodeError) as exc:
-            reason = f"{path} in commit {sha[:8]}: {'not UTF-8 text' if isinstance(exc, UnicodeDecodeError) else exc}"
+        except Mm4Error as exc:
+            reason = str(exc) if isinstance(exc, NotebookError) else f"{path} in commit {sha[:8]}: {exc}"
             print(f"mm4watch: not queued: {reason}", file=sys.stderr)
             queue = queue or Queue(cfg.state_dir)
             queue.note_refused(path, reason, trigger="commit")

@@ -28,7 +28,7 @@ from ..core.config import load as load_config
 from ..core.errors import ConfigError, Mm4Error, NotebookError
 from ..core.fsutil import atomic_write_json
 from ..core.git import blob_sha, git_dir, head_sha, known_blobs, last_operation
-from ..core.tags import code_hash, find_tag, loads_notebook, near_misses
+from ..core.tags import code_hash, near_misses, read_tag
 from ..queue import active, intake, notify
 from ..queue.active import INFO_NAME, alive, process_started, read_info
 from ..queue.entries import Entry, Queue, QueueFull
@@ -161,9 +161,10 @@ class Daemon:
         self.drain_commits()
         self.git_dir = git_dir(self.config.root)
         folders = [self.config.root / f for f in self.config.project.notebooks]
-        excluded = [self.config.results_dir, self.config.root / self.config.project.data, self.state_dir]
         # watching starts before the scan: a save made during the scan is seen twice at worst, never missed
-        watcher = Watcher(folders, excluded, self.config.daemon.debounce_s, self.saved, git_dir=self.git_dir)
+        watcher = Watcher(
+            folders, self.config.unwatched, self.config.daemon.debounce_s, self.saved, git_dir=self.git_dir
+        )
         watcher.start()
         self.scan()
         self.note_head()
@@ -223,7 +224,6 @@ class Daemon:
         from ..core.git import known_blobs
         from .watcher import counts
 
-        excluded = [self.config.results_dir, self.config.root / self.config.project.data, self.state_dir]
         head = head_sha(self.git_dir) if self.git_dir else None
         moved = head is not None and head != self.queue.meta("head")
         self._git_blobs = known_blobs(self.config.root, list(self.config.project.notebooks)) if moved else None
@@ -233,7 +233,7 @@ class Daemon:
             if not base.is_dir():
                 continue
             for path in sorted(base.rglob("*.ipynb")):
-                if counts(path, excluded):
+                if counts(path, self.config.unwatched):
                     self.saved(path, first_look=True)
         self._git_blobs = None
 
@@ -242,13 +242,9 @@ class Daemon:
         rel = path.relative_to(self.config.root).as_posix()
         try:
             content = path.read_bytes()
-            nb = loads_notebook(content.decode("utf-8"), rel)
-            tag = find_tag(nb, rel)
+            nb, tag = read_tag(content, rel)
         except FileNotFoundError:
             return  # deleted since
-        except UnicodeDecodeError:
-            self._refused(rel, f"{rel}: not UTF-8 text; a notebook is JSON in UTF-8")
-            return
         except (NotebookError, OSError) as exc:
             self._refused(rel, str(exc))
             return

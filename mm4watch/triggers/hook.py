@@ -30,8 +30,8 @@ from pathlib import Path
 from ..core import config, proc
 from ..core.errors import Mm4Error, NotebookError
 from ..core.git import call as git
+from ..core.tags import near_misses, read_tag
 from .commits import drain, in_sequence, note
-from .tags import find_tag, loads_notebook, near_misses
 
 __all__ = ["check", "drain", "main"]
 
@@ -109,10 +109,9 @@ def check(files: Sequence[str], no_outputs: bool) -> int:
         if not name.endswith(".ipynb") or not os.path.exists(name):
             continue
         try:
-            with open(name, encoding="utf-8") as fh:
-                nb = loads_notebook(fh.read(), name)
-            tag = find_tag(nb, name)
-        except (NotebookError, UnicodeDecodeError) as exc:
+            with open(name, "rb") as fh:
+                nb, tag = read_tag(fh.read(), name)
+        except NotebookError as exc:
             print(f"mm4watch: {exc}", file=sys.stderr)
             failed += 1
             continue

@@ -72,22 +72,19 @@ class Debouncer:
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
         self._last: dict[str, float] = {}
-        self._first: dict[str, float] = {}
         self._lock = threading.Lock()
         self.kick = threading.Event()  # set on every touch: an idle watcher sleeps until then
 
     def touch(self, path: str, now: float) -> None:
         with self._lock:
             self._last[path] = now
-            self._first.setdefault(path, now)
         self.kick.set()
 
-    def due_spans(self, now: float) -> list[tuple[str, float, float]]:
-        """Paths quiet for ``delay_s``, with the time of their first and last write."""
+    def due(self, now: float) -> list[tuple[str, float]]:
+        """Paths quiet for ``delay_s``, with the time of their last write."""
         with self._lock:
             ready = [p for p, t in self._last.items() if now - t >= self.delay_s]
-            spans = [(p, self._first.pop(p, self._last[p]), self._last.pop(p)) for p in ready]
-        return sorted(spans)
+            return sorted((p, self._last.pop(p)) for p in ready)
 
     def pending(self) -> int:
         with self._lock:
@@ -164,7 +161,7 @@ class Watcher:
                 self.debouncer.kick.wait()  # nothing to time: sleep until a write
                 self.debouncer.kick.clear()
                 continue
-            for path, _first, last in self.debouncer.due_spans(time.monotonic()):
+            for path, last in self.debouncer.due(time.monotonic()):
                 try:
                     # the last write decides: the user's edit made just after a checkout is the user's
                     self.on_saved(Path(path), self.git.covers(last, last))
