@@ -125,6 +125,25 @@ def wait_for(condition: Any, timeout: float = 60, what: str = "condition", every
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def decisions(project: Path) -> list[dict[str, Any]]:
+    """What the project's daemon decided about each save it saw, oldest first (``queue.decisions``)."""
+    from mm4watch.queue.decisions import read
+
+    return read(project / ".mm4")
+
+
+def decided(project: Path, notebooks: Any, since: int, timeout: float = 30) -> dict[str, str]:
+    """Each of ``notebooks``'s newest decision among those after the first ``since`` on record, waited
+    for until every one has one: a negative check waits on what the daemon decided, not on time."""
+    names = [notebooks] if isinstance(notebooks, str) else list(notebooks)
+
+    def seen() -> dict[str, str] | None:
+        newest = {d["notebook"]: d["decision"] for d in decisions(project)[since:]}
+        return {n: newest[n] for n in names} if all(n in newest for n in names) else None
+
+    return wait_for(seen, timeout, f"the daemon's decisions on {', '.join(names)}")
+
+
 def first_run(project: Path, ready: Any, timeout: float = 60, what: str = "the run") -> Path:
     """The project's first run folder once ``ready(folder)`` holds."""
     return wait_for(lambda: next((d for d in run_dirs(project)[:1] if ready(d)), None), timeout, what, every=0.2)

@@ -12,6 +12,8 @@ import pytest
 from conftest import (
     TEST_DOCKERFILE,
     code,
+    decided,
+    decisions,
     load_record,
     mini_toml,
     mm4,
@@ -110,18 +112,24 @@ def test_saves_queue_runs_only_when_code_changes(daemon_project):
     saved = json.loads(nb.read_text())
     saved["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "hi"}]
     saved["metadata"]["autosaved"] = True
+    mark = len(decisions(daemon_project))
     jupyter_save(nb, json.dumps(saved))
     jupyter_save(untagged, notebook_json(code("x = 2")))  # not tagged: never runs
     (daemon_project / "notebooks" / "broken.ipynb").write_text('{"cells": [')  # the daemon survives it
-    time.sleep(2.5)
+    assert decided(daemon_project, ["notebooks/t.ipynb", "notebooks/plain.ipynb", "notebooks/broken.ipynb"], mark) == {
+        "notebooks/t.ipynb": "unchanged",
+        "notebooks/plain.ipynb": "untagged",
+        "notebooks/broken.ipynb": "refused",
+    }
     assert len(run_dirs(daemon_project)) == 1
     assert "daemon: running" in mm4(["status"], cwd=daemon_project).stdout
     log = (daemon_project / ".mm4" / "daemon.log").read_text()
     assert "not valid notebook JSON" in log
 
     # untagging stops future runs
+    mark = len(decisions(daemon_project))
     jupyter_save(nb, notebook_json(code("import os"), code("n = 3", tags=["parameters"])))
-    time.sleep(2.0)
+    assert decided(daemon_project, "notebooks/t.ipynb", mark) == {"notebooks/t.ipynb": "untagged"}
     assert len(run_dirs(daemon_project)) == 1
 
 
@@ -171,12 +179,13 @@ def test_kill_9_of_the_daemon_loses_nothing_and_duplicates_nothing(daemon_projec
     start_then_save(daemon_project, nb, code("# mm4: remote\nimport time\ntime.sleep(4)\nv = 1"))
     run_dir = wait_for(lambda: run_dirs(daemon_project), what="the run")[0]
     os.kill(daemon_pid(daemon_project), signal.SIGKILL)
-    time.sleep(0.5)
+    mark = len(decisions(daemon_project))
     mm4(["start"], cwd=daemon_project)  # adopts the run still going
     wait_for(lambda: load_record(run_dir)["status"] == "succeeded", what="the run to finish")
-    time.sleep(3)
-    assert run_dirs(daemon_project) == [run_dir]
+    # the restarted daemon looked at the notebook again and saw what it had queued: no second run
+    assert decided(daemon_project, "notebooks/k.ipynb", mark) == {"notebooks/k.ipynb": "unchanged"}
     assert entries(daemon_project) == []
+    assert run_dirs(daemon_project) == [run_dir]
 
 
 def test_a_run_whose_process_dies_is_recorded_and_queued_again_once(daemon_project):
@@ -199,7 +208,8 @@ def test_a_run_whose_process_dies_is_recorded_and_queued_again_once(daemon_proje
         what="the run again",
     )[0]
     assert load_record(second)["notebook"] == "notebooks/r.ipynb"
-    time.sleep(2)
+    # queued again once: when the requeued run has ended, nothing else waits or runs
+    wait_for(lambda: entries(daemon_project) == [], what="the queue empty")
     assert len(run_dirs(daemon_project)) == 2
 
 

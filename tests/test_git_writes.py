@@ -1,10 +1,9 @@
 """Switching branches is not a save: files git writes queue no save runs (real daemon, real git)."""
 
 import subprocess
-import time
 
 import pytest
-from conftest import code, git, load_record, mm4, notebook_json, run_dirs, wait_for, write_notebook
+from conftest import code, decided, decisions, git, load_record, mm4, notebook_json, run_dirs, wait_for, write_notebook
 from test_daemon import jupyter_save
 
 from mm4watch.triggers.watcher import GitWindows
@@ -28,13 +27,20 @@ def runs(project):
     return out
 
 
-def quiet(project, count, seconds=3.0):
-    """No run beyond ``count`` shows up for ``seconds`` (a save's debounce is 0.5 s)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert len(run_dirs(project)) == count, [(r["notebook"], r["trigger"]) for r in runs(project)]
-        time.sleep(0.1)
+def settled(project, count, since, notebooks, decision="git"):
+    """The daemon decided ``decision`` about each of ``notebooks`` (in what it recorded after its first
+    ``since`` decisions), there are ``count`` runs, and each has ended: a negative check that waits on
+    the daemon's own decision, never on a guessed time."""
+    found = decided(project, [f"notebooks/{n}.ipynb" for n in notebooks], since)
+    allowed = {decision} if isinstance(decision, str) else set(decision)
+    assert set(found.values()) <= allowed, found
+    assert len(run_dirs(project)) == count, [(r["notebook"], r["trigger"]) for r in runs(project)]
     wait_for(lambda: all(r["status"] not in (None, "queued", "running") for r in runs(project)), 60, "runs to end")
+
+
+def logged(project, line, times):
+    path = project / ".mm4" / "daemon.log"
+    wait_for(lambda: path.read_text().count(line) >= times, 30, f"{line!r} logged {times} time(s)")
 
 
 @pytest.fixture(params=["daemon alone", "with hooks"])
@@ -60,50 +66,55 @@ def branched(request, repo):
 
 def test_switching_back_and_forth_runs_nothing_and_says_so(branched):
     project, _ = branched
-    for _ in range(2):
-        git(project, "switch", "-q", "feature")
-        time.sleep(1.5)  # past the debounce: each switch is seen
-        git(project, "switch", "-q", "main")
-        time.sleep(1.5)
+    said = "3 notebooks changed by git checkout: not runs"
+    for round in range(2):
+        for branch in ("feature", "main"):
+            mark = len(decisions(project))
+            git(project, "switch", "-q", branch)
+            settled(project, 0, mark, NOTEBOOKS)
+        logged(project, said, round + 1)  # each switch seen by itself: said once a round at least
+    mark = len(decisions(project))
     git(project, "switch", "-q", "feature")  # and quick switches, seen as one
     git(project, "switch", "-q", "main")
     git(project, "switch", "-q", "feature")
-    quiet(project, 0)
+    settled(project, 0, mark, NOTEBOOKS)
     shown = mm4(["status"], cwd=project).stdout
-    assert "3 notebooks changed by git checkout: not runs" in shown, shown
-    log = (project / ".mm4" / "daemon.log").read_text()
-    assert log.count("3 notebooks changed by git checkout: not runs") >= 2, log
+    assert said in shown, shown
 
 
 def test_an_edit_right_after_a_checkout_runs_once(branched):
     project, _ = branched
+    mark = len(decisions(project))
     git(project, "switch", "-q", "feature")
-    time.sleep(1.5)  # seconds after the checkout, within the save's debounce of git's own writes
+    settled(project, 0, mark, NOTEBOOKS)
     nb = project / "notebooks" / "a.ipynb"
-    jupyter_save(nb, tagged("edited on feature"))
+    mark = len(decisions(project))
+    jupyter_save(nb, tagged("edited on feature"))  # right after git's writes: the user's own
     wait_for(lambda: len(run_dirs(project)) == 1, 20, "the edit's run")
-    quiet(project, 1)
+    settled(project, 1, mark, ["a"], decision="queued")
     (record,) = runs(project)
     assert (record["notebook"], record["trigger"], record["status"]) == ("notebooks/a.ipynb", "save", "succeeded")
     # an edit that puts back content that ran before is an edit too
+    mark = len(decisions(project))
     jupyter_save(nb, tagged("a on main"))
     wait_for(lambda: len(run_dirs(project)) == 2, 20, "the second edit's run")
+    settled(project, 2, mark, ["a"], decision="queued")
+    mark = len(decisions(project))
     git(project, "checkout", "-q", "--", "notebooks/a.ipynb")  # git restore: not a save
-    quiet(project, 2)
+    settled(project, 2, mark, ["a"])
 
 
 def test_reset_and_stash_run_nothing_but_the_edit(branched):
     project, _ = branched
     nb = project / "notebooks" / "b.ipynb"
+    mark = len(decisions(project))
     jupyter_save(nb, tagged("a user's edit"))
     wait_for(lambda: len(run_dirs(project)) == 1, 20, "the edit's run")
-    quiet(project, 1)
-    git(project, "stash", "-q")
-    time.sleep(0.5)
-    git(project, "stash", "pop", "-q")
-    quiet(project, 1)
-    git(project, "reset", "-q", "--hard")
-    quiet(project, 1)
+    settled(project, 1, mark, ["b"], decision="queued")
+    for operation in (["stash", "-q"], ["stash", "pop", "-q"], ["reset", "-q", "--hard"]):
+        mark = len(decisions(project))
+        git(project, *operation)
+        settled(project, 1, mark, ["b"])
     assert runs(project)[0]["trigger"] == "save"
 
 
@@ -113,16 +124,17 @@ def test_pull_and_rebase_run_what_the_commit_rules_say(branched, tmp_path):
     subprocess.run(["git", "clone", "-q", str(project), str(other)], check=True)
     (other / "notebooks" / "c.ipynb").write_text(tagged("c from the other clone"))
     git(other, "commit", "-q", "-am", "upstream change")
+    mark = len(decisions(project))
     git(project, "pull", "-q", "--ff-only", str(other), "main")
-    time.sleep(1.0)
     expected = 1 if hooked else 0  # post-merge queues the notebook the pulled commit changed
     if expected:
         wait_for(lambda: len(run_dirs(project)) == expected, 30, "the pulled commit's run")
-    quiet(project, expected)
+    settled(project, expected, mark, ["c"])
     if hooked:
         (record,) = runs(project)
         assert record["trigger"] == "commit" and record["notebook"] == "notebooks/c.ipynb"
 
+    mark = len(decisions(project))
     git(project, "switch", "-q", "-c", "topic")
     (project / "notebooks" / "a.ipynb").write_text(tagged("a on topic"))
     git(project, "commit", "-q", "-am", "topic work")
@@ -130,22 +142,22 @@ def test_pull_and_rebase_run_what_the_commit_rules_say(branched, tmp_path):
     (project / "notes.txt").write_text("main moves on\n")
     git(project, "add", "notes.txt")
     git(project, "commit", "-q", "-m", "main work")
-    before = len(run_dirs(project))
-    time.sleep(1.0)
     # the topic work and the switch: a commit run each with hooks (topic), none without
-    settled = before + (1 if hooked else 0)
+    settled_count = expected + (1 if hooked else 0)
     if hooked:
-        wait_for(lambda: len(run_dirs(project)) >= settled, 30, "the topic commit's run")
-    quiet(project, len(run_dirs(project)))
+        wait_for(lambda: len(run_dirs(project)) >= settled_count, 30, "the topic commit's run")
+    # the write, the commit and the switch back within one debounce: the daemon sees main's bytes,
+    # which it saw last (unchanged), or git's write
+    settled(project, settled_count, mark, ["a"], decision=("git", "unchanged"))
     count = len(run_dirs(project))
+    mark = len(decisions(project))
     done = subprocess.run(["git", "rebase", "-q", "main", "topic"], cwd=project, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    time.sleep(1.0)
-    if hooked:  # post-rewrite queues the rebased notebook once; it holds bytes that ran: it joins that run
-        quiet(project, len(run_dirs(project)))
-        assert len(run_dirs(project)) <= count + 1
-    else:
-        quiet(project, count)
+    # post-rewrite (hooks) queues the rebased notebook once; it holds bytes that ran: it joins that run
+    found = decided(project, ["notebooks/a.ipynb"], mark)
+    assert found == {"notebooks/a.ipynb": "git"}, found
+    wait_for(lambda: all(r["status"] not in (None, "queued", "running") for r in runs(project)), 60, "runs to end")
+    assert len(run_dirs(project)) <= count + (1 if hooked else 0)
     assert all(r["trigger"] != "save" for r in runs(project))
 
 
@@ -164,14 +176,19 @@ def test_while_the_daemon_was_stopped(branched):
     project, _ = branched
     assert mm4(["stop"], cwd=project).returncode == 0
     git(project, "switch", "-q", "feature")  # git's writes while away: not runs
+    mark = len(decisions(project))
     assert mm4(["start"], cwd=project).returncode == 0
-    quiet(project, 0)
-    assert "changed by git while the daemon was stopped" in (project / ".mm4" / "daemon.log").read_text()
+    settled(project, 0, mark, NOTEBOOKS)
+    logged(project, "changed by git while the daemon was stopped", 1)
     assert mm4(["stop"], cwd=project).returncode == 0
     write_notebook(project / "notebooks" / "a.ipynb", code("# mm4: remote\nv = 'edited while away'"))
     write_notebook(project / "notebooks" / "new.ipynb", code("# mm4: remote\nv = 'made while away'"))
+    mark = len(decisions(project))
     assert mm4(["start"], cwd=project).returncode == 0
     wait_for(lambda: len(run_dirs(project)) == 2, 30, "the two edits' runs")
-    quiet(project, 2)
+    assert decided(project, ["notebooks/a.ipynb", "notebooks/new.ipynb"], mark) == {
+        "notebooks/a.ipynb": "queued",
+        "notebooks/new.ipynb": "queued",
+    }
     assert sorted(r["notebook"] for r in runs(project)) == ["notebooks/a.ipynb", "notebooks/new.ipynb"]
     assert {r["trigger"] for r in runs(project)} == {"save"}

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..core import proc
 from ..core.config import CONFIG_NAME, Config, ExecutorConfig
@@ -29,7 +29,7 @@ from ..core.errors import ConfigError, Mm4Error, NotebookError
 from ..core.fsutil import atomic_write_json
 from ..core.git import blob_sha, git_dir, head_sha, known_blobs, last_operation
 from ..core.tags import code_hash, near_misses, read_tag
-from ..queue import active, intake, notify
+from ..queue import active, decisions, intake, notify
 from ..queue.active import INFO_NAME, alive, process_started, read_info
 from ..queue.entries import Entry, Queue, QueueFull
 from ..results.records import read_record
@@ -238,16 +238,21 @@ class Daemon:
         self._git_blobs = None
 
     def saved(self, path: Path, by_git: bool = False, first_look: bool = False) -> None:
-        """A notebook was written: a save by the user queues a run; a write by git does not."""
+        """A notebook was written: a save by the user queues a run; a write by git does not. What was
+        decided is recorded as data (``decisions``), whichever way it went."""
         rel = path.relative_to(self.config.root).as_posix()
+        decision, facts = self._decide(path, rel, by_git, first_look)
+        decisions.record(self.state_dir, rel, decision, **facts)
+
+    def _decide(self, path: Path, rel: str, by_git: bool, first_look: bool) -> tuple[str, dict[str, Any]]:
         try:
             content = path.read_bytes()
             nb, tag = read_tag(content, rel)
         except FileNotFoundError:
-            return  # deleted since
+            return "gone", {}  # deleted since
         except (NotebookError, OSError) as exc:
             self._refused(rel, str(exc))
-            return
+            return "refused", {"why": str(exc)}
         digest = code_hash(nb)
         previous = self.queue.seen(rel)
         self.queue.see(rel, digest)
@@ -256,8 +261,12 @@ class Daemon:
                 self._refused(rel, problem)
         # at the very first start, notebooks are remembered, not run; later, one the daemon has
         # never seen was made while it was away: a save like any other
-        if tag is None or previous == digest or (first_look and previous is None and self._first_start):
-            return
+        if tag is None:
+            return "untagged", {}
+        if previous == digest:
+            return "unchanged", {}
+        if first_look and previous is None and self._first_start:
+            return "remembered", {}
         if first_look and self._git_blobs is not None:
             # changed while the daemon was away, HEAD moved meanwhile, and the bytes are HEAD's:
             # a branch switch, a pull (or a commit, which the commit trigger runs), not an edit
@@ -270,17 +279,16 @@ class Daemon:
                 rel, set()
             ) or self.queue.asked_before(rel, content)
         if by_git:
-            self._git_skipped(rel, first_look)
-            return
+            return "git", {"operation": self._git_skipped(rel, first_look)}
         try:
             executor = self.config.executor(None, tag=tag.executor).name
             added = intake.request(self.config, rel, "save", content=content, executor=executor, queue=self.queue)
         except (ConfigError, QueueFull) as exc:
             self._refused(rel, f"{rel}: {exc}")
-            return
+            return "refused", {"why": str(exc)}
         if added.merged_into is not None:
             log.info("save of %s: %s", rel, intake.describe(added))
-            return
+            return "merged", {"entry": added.merged_into.id}
         log.info("queued %s (entry %s, executor %s)", rel, added.id, executor)
         for old in added.superseded:
             log.info("entry %s (an older save of %s, not started) is replaced by entry %s", old, rel, added.id)
@@ -290,6 +298,7 @@ class Daemon:
                     log.info("cancelling %s: a newer save of %s came", entry.run_id, rel)
                     active.request_cancel(self.state_dir, entry.run_id)
         self.wake.set()
+        return "queued", {"entry": added.id}
 
     def _refused(self, rel: str, reason: str) -> None:
         """A save that runs nothing though the user may expect it to: said in the log, `status`, a notification."""
@@ -314,7 +323,7 @@ class Daemon:
             self._head = head
             self.queue.set_meta("head", head)
 
-    def _git_skipped(self, rel: str, while_away: bool) -> None:
+    def _git_skipped(self, rel: str, while_away: bool) -> str:
         operation = (
             "while the daemon was stopped"
             if while_away
@@ -323,6 +332,7 @@ class Daemon:
         self.queue.note_git(rel, operation)
         with self._skips_lock:
             self._skips.append((time.monotonic(), operation, rel))
+        return operation
 
     def report_git_skips(self, quiet_s: float = 1.0) -> None:
         """One line per git operation: "3 notebooks changed by git checkout: not runs (a, b, c)"."""
