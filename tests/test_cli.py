@@ -216,3 +216,12 @@ def test_shell_completion_knows_commands_notebooks_runs_and_executors(project):
     assert complete("mm4watch run notebooks/1", project) == ["notebooks/10_clean.ipynb"]
     assert complete("mm4watch logs 10_", project) == ["10_clean_20260101_000000"]
     assert complete("mm4watch run --executor m", project) == ["mini"]
+
+
+@pytest.mark.parametrize("queue", [[], ["--queue"]])
+def test_a_notebook_that_is_not_utf8_is_a_usage_error_not_a_crash(project, queue):
+    (project / "notebooks" / "latin.ipynb").write_bytes(b'{"cells": [], "metadata": {"a": "caf\xe9"}}')
+    done = mm4(["run", *queue, "notebooks/latin.ipynb"], cwd=project)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "notebooks/latin.ipynb: not UTF-8 text; a notebook is JSON in UTF-8" in done.stderr
+    assert not (project / "results").exists() or not any((project / "results").iterdir())
