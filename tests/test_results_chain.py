@@ -78,7 +78,7 @@ def test_a_chain_in_one_call_sees_what_came_before(remote_project):
     assert got["wrote"] == ("OSError" if kind == "docker" else "PermissionError")
     assert (a / "table.csv").read_text() == "a,b\n1,1\n"  # the original, intact
     record = load_record(b)
-    assert record["inputs"]["mode"] == "all" and record["inputs"]["newest"] == a.name
+    assert record["inputs"]["mode"] == "latest" and record["inputs"]["newest"] == a.name
     assert "sent 1 new run folder" in (b / "run.log").read_text()
 
     # a second run sends only what is new since (the first B's folder), not A again

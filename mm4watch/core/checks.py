@@ -124,6 +124,21 @@ def memory(value: Any) -> str:
     return given
 
 
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def size(value: Any) -> int:
+    """A size in bytes: "20g", "512MB", "1.5t", or a whole number of bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    found = (
+        re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text(value).lower()) if isinstance(value, str) else None
+    )
+    if not found or float(found.group(1)) <= 0:
+        raise ValueError(f'{value!r} is not a size; write e.g. "20g", "500m" or "1.5t"')
+    return int(float(found.group(1)) * _UNITS[found.group(2)])
+
+
 def one_of(*choices: str) -> Any:
     """A check that takes one of ``choices``."""
 

@@ -29,7 +29,7 @@ from .runenv import ENV_OUTPUT_DIR, ENV_PROJECT_DIR, ENV_RESULTS_DIR, ENV_RUN_ID
 
 CONFIG_NAME = "mm4.toml"
 DEFAULT_TIMEOUT_S = 2 * 3600.0
-MIRROR_MODES = ("all", "needs", "none")
+MIRROR_MODES = ("latest", "all", "needs", "none")
 
 # Environment variables mm4watch reads (all of them, here and nowhere else).
 ENV_EXECUTOR = "MM4_EXECUTOR"
@@ -107,7 +107,8 @@ class RunConfig:
     executor: str = "local"
     timeout_s: float = DEFAULT_TIMEOUT_S
     kernel: str | None = None
-    results_mirror: str = "all"  # earlier results a remote run can see: MIRROR_MODES
+    results_mirror: str = "latest"  # earlier results a remote run can see: MIRROR_MODES (remote/mirror.py)
+    mirror_max: int | None = None  # bytes the copy of earlier results may take on a remote machine
 
 
 @dataclass(frozen=True)
@@ -262,9 +263,10 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
         executor=v.get(run_t, ("run", "executor"), checks.name, "local"),
         timeout_s=v.get(run_t, ("run", "timeout"), parse_duration, DEFAULT_TIMEOUT_S),
         kernel=v.get(run_t, ("run", "kernel"), checks.text, None),
-        results_mirror=v.get(run_t, ("run", "results_mirror"), checks.one_of(*MIRROR_MODES), "all"),
+        results_mirror=v.get(run_t, ("run", "results_mirror"), checks.one_of(*MIRROR_MODES), "latest"),
+        mirror_max=v.get(run_t, ("run", "mirror_max"), checks.size, None),
     )
-    v.only_keys(run_t, ("run",), {"executor", "timeout", "kernel", "results_mirror"})
+    v.only_keys(run_t, ("run",), {"executor", "timeout", "kernel", "results_mirror", "mirror_max"})
 
     daemon_t = v.table(data, ("daemon",))
     daemon = DaemonConfig(

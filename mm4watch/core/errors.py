@@ -54,3 +54,7 @@ class NotebookError(Mm4Error):
 
 class RunNotFound(Mm4Error, LookupError):
     exit_code = EXIT_USAGE
+
+
+class RunNotSent(RunNotFound):
+    """A run a notebook asked for exists, but its folder was not sent to the machine that runs it."""

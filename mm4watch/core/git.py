@@ -137,6 +137,18 @@ def show(root: Path, sha: str, rel: str) -> bytes:
 # -- telling git's own writes from the user's (the daemon; plain subprocess, no GitPython) --
 
 
+def first_commit(root: Path) -> str | None:
+    """The repository's first (root) commit: the same project wherever its folder is; None outside git."""
+    from . import proc
+
+    try:
+        done = proc.run(["git", "rev-list", "--max-parents=0", "HEAD"], cwd=root, check=False, timeout=10)
+    except (OSError, proc.CommandFailed):
+        return None
+    lines = done.stdout.decode().split()
+    return lines[-1] if done.returncode == 0 and lines else None
+
+
 def git_dir(root: Path) -> Path | None:
     """The repository's git folder (``.git``, or a worktree's), or None outside git."""
     from . import proc

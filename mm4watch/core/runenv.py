@@ -18,6 +18,8 @@ ENV_OUTPUT_DIR = "MM4_OUTPUT_DIR"  # the run's own folder: what it writes comes 
 ENV_RUN_ID = "MM4_RUN_ID"
 ENV_RESULTS_DIR = "MM4_RESULTS_DIR"  # earlier results, as this run sees them (read-only)
 ENV_PROJECT_DIR = "MM4_PROJECT_DIR"  # the project's root, as this run sees it
+# in the earlier results a remote run sees: every ended run of the project, also those not sent there
+MIRROR_INDEX = ".mm4-index.json"
 
 
 def told(name: str) -> str | None:

@@ -19,6 +19,7 @@ from ..core.errors import ConfigError
 from ..results.records import Status
 
 if TYPE_CHECKING:
+    from ..remote.mirror import Inputs
     from .base import Executor
 
 
@@ -33,8 +34,7 @@ class Job:
     timeout_s: float = 7200.0
     kernel: str | None = None
     image: str | None = None  # container executors: use this image if the engine still has it
-    inputs: tuple[str, ...] = ()  # earlier runs (result folder names) to make visible, read-only
-    mirror: bool = False  # make earlier results visible at all (remote executors)
+    earlier: Inputs | None = None  # earlier runs to make visible there, read-only (remote executors)
     constraints: tuple[str, ...] = ()  # swarm: placement constraints from the notebook's tag
     on_phase: Callable[[str], None] | None = None  # told what the run is doing: "building on mini", ...
     on_place: Callable[[str], None] | None = None  # told which machine of a pool runs it

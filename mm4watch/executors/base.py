@@ -44,6 +44,7 @@ from . import Job, Outcome
 
 if TYPE_CHECKING:
     from ..remote.docker_engine import Bind
+    from ..remote.mirror import Pushed
     from ..remote.ssh import Target
 
 RESULT_DIR = ".mm4"  # in the run's output folder: executed.ipynb and result.json, so one fetch brings all
@@ -201,6 +202,31 @@ class Executor(Generic[H]):
     def died_detail(self, code: int | None) -> str:
         return self.died
 
+    # -- earlier results, for executors that run elsewhere --------------------------
+
+    def send_earlier(self, job: Job, target: Target, base: str, where: str = "") -> Pushed | None:
+        """The earlier results this run may load, present in the project's copy under ``base`` on
+        ``target`` and pinned for the run (None when it sees none); said in run.log."""
+        if job.earlier is None or job.earlier.mode == "none":
+            return None
+        from ..remote import mirror
+
+        pushed = mirror.push(target, self.config, mirror.remote_dir(self.config, base), job.earlier, job.key)
+        log_line(job, (f"{where}: " if where else "") + pushed.line())
+        return pushed
+
+    def let_go_earlier(self, pins: list[tuple[Target, str, str]]) -> None:
+        """The run ended: its pinned earlier results may go when a copy needs room (target, folder, run key)."""
+        from ..core.proc import CommandFailed
+        from ..remote import mirror
+        from ..remote.ssh import Unreachable
+
+        for target, folder, key in pins:
+            try:
+                mirror.unpin(target, folder, key)
+            except (Unreachable, CommandFailed):
+                pass  # that machine went away: the pin expires by itself (mirror.PIN_MAX_AGE_MIN)
+
     # -- what the commands around a run ask ------------------------------------------
 
     def doctor(self, report: Report) -> None:
@@ -320,6 +346,57 @@ def check_awake(report: Report, target: Target) -> None:
         report.ok("awake", f"{awake.CAFFEINATE} holds off idle sleep while a run is there")
     else:
         report.warn("awake", f"no {awake.CAFFEINATE} there (not a Mac?): nothing keeps it from sleeping mid-run")
+
+
+def check_copies(report: Report, target: Target, config: Config, base: str) -> None:
+    """doctor: each project's copy of earlier results under ``base`` there, its bound, the free disk."""
+    from ..remote import mirror
+
+    found, free = mirror.copies(target, base)
+    mine = next((c for c in found if c.folder == f"{config.project_key}/results"), None)
+    held = mine.bytes if mine else 0
+    given = config.run.mirror_max
+    budget = given if given is not None else int(mirror.DEFAULT_SHARE * (free + held))
+    how = "[run] mirror_max" if given is not None else "a quarter of the free disk and the copy"
+    report.ok(
+        "earlier results",
+        f"this project's copy on {target.label} holds {held / 1e6:.1f} MB of at most {budget / 1e6:.1f} MB "
+        f"({how}); {free / 1e9:.1f} GB free there",
+    )
+    if held > budget:
+        report.warn("earlier results", "the copy is past its bound: `mm4watch gc` trims it (the next run does too)")
+    old = mirror.others_of(config, found)
+    for c in found:
+        if c is mine:
+            continue
+        whose = c.project.get("root") or "an unknown project"
+        if c in old:
+            report.warn(
+                f"copy {c.folder}", f"{c.bytes / 1e6:.1f} MB, this project at {whose}: `mm4watch gc` removes it"
+            )
+        else:
+            report.ok(f"copy {c.folder}", f"{c.bytes / 1e6:.1f} MB, of {whose}")
+
+
+def gc_copies(target: Target, config: Config, base: str) -> list[str]:
+    """gc: this project's copy of earlier results trimmed to its bound, the copies of its old paths removed."""
+    from ..core.names import join
+    from ..remote import mirror, ssh
+
+    lines = []
+    evicted, held, budget = mirror.trim(target, config, mirror.remote_dir(config, base))
+    lines.append(
+        f"earlier results on {target.label}: removed {len(evicted)} folder(s) used least lately; "
+        f"the copy holds {held / 1e6:.1f} MB of at most {budget / 1e6:.1f} MB"
+    )
+    found, _ = mirror.copies(target, base)
+    for c in mirror.others_of(config, found):
+        folder = f"{base.rstrip('/')}/{c.folder.rsplit('/', 1)[0]}"
+        ssh.run(target, f"chmod -R u+w {join([folder])} && rm -rf {join([folder])}", timeout=600)
+        lines.append(
+            f"removed {folder} on {target.label}: this project's copy at {c.project.get('root')} ({c.bytes / 1e6:.1f} MB)"
+        )
+    return lines
 
 
 # -- what goes into a container: shared by every executor that runs one ------------------

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ..core import checks, proc
@@ -56,7 +56,9 @@ from .base import (
     Report,
     Tar,
     check_awake,
+    check_copies,
     check_ssh,
+    gc_copies,
     job_tar,
     lib_tar,
     log_line,
@@ -114,6 +116,7 @@ class _Run:
     then: threading.Thread | None = None  # prepares the next warm container beside this run
     awake: str | None = None  # the Mini is kept awake for the run: caffeinate's pid file there
     results: str | None = None  # where this run's earlier results are on the engine's machine
+    pins: list[tuple[ssh.Target, str, str]] = field(default_factory=list)  # earlier results it holds there
 
 
 class EngineExecutor(Executor[H]):
@@ -200,7 +203,7 @@ class DockerExecutor(EngineExecutor[_Run]):
                 log_line(job, f"syncing {self.config.project.data}/ to {target.label}:{self.cfg.data}")
                 ssh.rsync_to(target, local_data, self.cfg.data)
 
-        results = self._earlier_results(engine, job)
+        results, pins = self._earlier_results(engine, job)
         root = engine.working_dir(image.tag).rstrip("/") or "/project"
         workdir = notebook_dir(self.config, root, job)
         lib = lib_tar()
@@ -221,7 +224,7 @@ class DockerExecutor(EngineExecutor[_Run]):
             )
             container.put_archive("/", lib.data)
         info["container"] = container.short_id
-        run = _Run(engine, container, warm=bool(info["warm"]), results=results)
+        run = _Run(engine, container, warm=bool(info["warm"]), results=results, pins=pins)
         try:
             container.put_archive("/", job_tar(job, root, workdir, self.config.project.results))
         except BaseException:
@@ -288,6 +291,7 @@ class DockerExecutor(EngineExecutor[_Run]):
                 pass  # the engine went away; gc finds it by its labels later
             if handle.then is not None and handle.then.is_alive():
                 handle.then.join(timeout=60)
+            self.let_go_earlier(handle.pins)
             if handle.awake and (target := self._ssh_target()) is not None:
                 try:
                     ssh.run(target, awake.let_go(handle.awake), timeout=30)
@@ -304,7 +308,9 @@ class DockerExecutor(EngineExecutor[_Run]):
             engine.close()
             return None
         info.update(engine.describe())
-        run = _Run(engine, container, warm=True, since=time.time())
+        target = self._ssh_target()
+        pins = [(target, self._copy(), job.key)] if target is not None else []  # what its first process pinned
+        run = _Run(engine, container, warm=True, since=time.time(), pins=pins)
         self.start(run, job)  # follows its log from now on; it runs already
         return run
 
@@ -429,6 +435,7 @@ class DockerExecutor(EngineExecutor[_Run]):
             else:
                 report.ok("docker on PATH", cli)
             check_awake(report, target)
+            check_copies(report, target, self.config, self.cfg.workdir or "mm4watch")
         try:
             engine = Engine(self.cfg).open()
         except Mm4Error as exc:
@@ -472,28 +479,34 @@ class DockerExecutor(EngineExecutor[_Run]):
         keep = keep or self.cfg.keep_images
         with Engine(self.cfg) as engine:
             removed = engine.gc(self.config.image_name, keep)
-        return [
+        lines = [
             *(f"removed {tag}" for tag in removed),
             f"kept the newest {keep} image(s) of {self.config.image_name} on {self.name}; removed {len(removed)}",
         ]
-
-    def _earlier_results(self, engine: Engine, job: Job) -> str | None:
-        """The folder on the engine's machine that holds the earlier runs this run may load."""
-        if not job.mirror:
-            return None
         target = self._ssh_target()
         if target is not None:
-            from ..remote import mirror
+            lines += gc_copies(target, self.config, self.cfg.workdir or "mm4watch")
+        return lines
 
-            remote = mirror.remote_dir(self.config, self.cfg.workdir or "mm4watch")
-            pushed = mirror.push(target, self.config.results_dir, remote, job.inputs)
-            log_line(job, pushed.line(len(job.inputs)))
-            return pushed.remote_dir
+    def _copy(self) -> str:
+        """The project's copy of earlier results on the engine's machine (under the ssh user's home)."""
+        from ..remote import mirror
+
+        return mirror.remote_dir(self.config, self.cfg.workdir or "mm4watch")
+
+    def _earlier_results(self, engine: Engine, job: Job) -> tuple[str | None, list[tuple[ssh.Target, str, str]]]:
+        """The folder on the engine's machine that holds the earlier runs this run may load, and the pin it holds."""
+        if job.earlier is None or job.earlier.mode == "none":
+            return None, []
+        target = self._ssh_target()
+        if target is not None:
+            pushed = self.send_earlier(job, target, self.cfg.workdir or "mm4watch")
+            return (pushed.remote_dir, [(target, pushed.remote_dir, job.key)]) if pushed else (None, [])
         if engine.tunnel is None and engine.base_url.startswith("unix://"):
             self.config.results_dir.mkdir(parents=True, exist_ok=True)
-            return str(self.config.results_dir)  # the engine runs on this machine: the folder itself
+            return str(self.config.results_dir), []  # the engine runs on this machine: the folder itself
         log_line(job, "earlier results are not visible on this engine (it is reached over TCP); use an ssh:// host")
-        return None
+        return None, []
 
 
 def refusals_fail(job: Job, who: str, info: dict[str, Any], attempt: Callable[[], Outcome]) -> Outcome:

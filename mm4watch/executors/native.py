@@ -24,7 +24,7 @@ import json
 import re
 import tarfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from ..core import checks
@@ -46,8 +46,10 @@ from .base import (
     RemoteConfig,
     Report,
     check_awake,
+    check_copies,
     check_ssh,
     far_side_includes,
+    gc_copies,
     job_spec,
     log_line,
     runner_digest,
@@ -84,6 +86,7 @@ class _Remote:
     setup: str = ""  # the shell that makes the run's folder, before the runner starts
     job_tar: bytes = b""  # spec.json and the notebook, sent on stdin
     runner: tuple[str, ...] = ()  # the runner's command line
+    pins: list[tuple[ssh.Target, str, str]] = field(default_factory=list)  # earlier results it holds there
 
 
 class NativeExecutor(Executor[_Remote]):
@@ -146,6 +149,7 @@ class NativeExecutor(Executor[_Remote]):
 
         report.check("venv", venv, f"{python} lacks the venv module: {newer} (Debian: apt install python3-venv)")
         check_awake(report, target)
+        check_copies(report, target, self.config, self.cfg.workdir or "mm4watch")
         workdir = quote(self.cfg.workdir or "mm4watch")
         out = ssh.run(target, f"mkdir -p {workdir} && df -Pk {workdir} | tail -1", timeout=30).stdout.decode().split()
         free_gb = int(out[3]) / 2**20 if len(out) > 3 else 0.0
@@ -157,9 +161,9 @@ class NativeExecutor(Executor[_Remote]):
             report.ok("free disk", f"{free_gb:.1f} GiB under {self.cfg.workdir or '~/mm4watch'}")
 
     def gc(self, keep: int | None) -> list[str]:
-        return [
+        return gc_copies(ssh.shared(self.target), self.config, self.cfg.workdir or "mm4watch") + [
             f"executor {self.name!r} keeps the newest {self.cfg.keep_images} environments on "
-            f"{self.target.label}, pruned after each run; nothing else to do"
+            f"{self.target.label}, pruned after each run"
         ]
 
     # -- preparing ----------------------------------------------------------------
@@ -255,12 +259,9 @@ class NativeExecutor(Executor[_Remote]):
                 ssh.rsync_to(ssh.shared(self.target), self.config.root / self.config.project.data, self.cfg.data)
                 self._sh(join(["chmod", "-R", "a-w", self.cfg.data]))  # read-only, as the container mount
             links = " && " + join(["ln", "-s", self.cfg.data, f"{run}/code/{self.config.project.data}"])
-        if job.mirror:
-            from ..remote import mirror
-
-            remote = mirror.remote_dir(self.config, f"{prepared['home']}/{self.cfg.workdir or 'mm4watch'}")
-            pushed = mirror.push(ssh.shared(self.target), self.config.results_dir, remote, job.inputs)
-            log_line(job, pushed.line(len(job.inputs)))
+        target = ssh.shared(self.target)
+        pushed = self.send_earlier(job, target, f"{prepared['home']}/{self.cfg.workdir or 'mm4watch'}")
+        if pushed is not None:
             # earlier runs where the notebook looks for them (../results), read-only
             links += " && " + join(["ln", "-s", pushed.remote_dir, f"{run}/code/{self.config.project.results}"])
         spec = job_spec(
@@ -290,7 +291,8 @@ class NativeExecutor(Executor[_Remote]):
             f"PYTHONPATH={prepared['base']}/lib", "PYTHONUNBUFFERED=1", "nohup", f"{env['venv']}/bin/python",
             "-m", RUNNER, f"{run}/job/spec.json",
         )  # fmt: skip
-        return _Remote(run, setup=setup, job_tar=job_tar.getvalue(), runner=runner)
+        pins = [(target, pushed.remote_dir, job.key)] if pushed is not None else []
+        return _Remote(run, setup=setup, job_tar=job_tar.getvalue(), runner=runner, pins=pins)
 
     def start(self, handle: _Remote, job: Job) -> None:
         run = handle.run
@@ -314,7 +316,14 @@ class NativeExecutor(Executor[_Remote]):
             return None
         # re-attached: the log so far is home already
         offset = int(self._sh(f"wc -c < {quote(run + '/run.log')} || echo 0").strip() or 0)
-        return _Remote(run, offset, open(job.log_path, "ab"))  # noqa: SIM115 (closed in release)
+        pins = [(ssh.shared(self.target), self._copy(home), job.key)]  # what its first process pinned
+        return _Remote(run, offset, open(job.log_path, "ab"), pins=pins)  # noqa: SIM115 (closed in release)
+
+    def _copy(self, home: str) -> str:
+        """The project's copy of earlier results there."""
+        from ..remote import mirror
+
+        return mirror.remote_dir(self.config, f"{home}/{self.cfg.workdir or 'mm4watch'}")
 
     def poll(self, handle: _Remote, job: Job, wait_s: float) -> int | None:
         run = handle.run
@@ -363,6 +372,7 @@ class NativeExecutor(Executor[_Remote]):
     def release(self, handle: _Remote) -> None:
         if handle.log is not None:
             handle.log.close()
+        self.let_go_earlier(handle.pins)
         try:
             self._sh(join(["rm", "-rf", handle.run]))
         except ssh.Unreachable:

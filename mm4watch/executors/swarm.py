@@ -116,6 +116,7 @@ class _Task:
     pump: Any = None
     lost: str = ""  # why the run's node is gone, once it is
     root: str = "/project"  # the project's folder in the image
+    pins: list[tuple[ssh.Target, str, str]] = dataclasses.field(default_factory=list)  # earlier results, per node
 
 
 class SwarmExecutor(EngineExecutor[_Task]):
@@ -166,7 +167,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
         ref = self._ref(image)
         info.update(image=ref, image_id=image.id, image_built=image.built, arch=arch)
         root = manager.working_dir(image.tag).rstrip("/") or "/project"
-        results = self._earlier_results(manager, job)
+        results, pins = self._earlier_results(manager, job)
         constraints = [f"node.platform.arch=={arch}", *self.cfg.constraints, *job.constraints]
         service_id = manager.create_job(
             ref,
@@ -186,7 +187,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
         )
         info["service"] = service_id
         log_line(job, f"service {service_id[:12]} created; constraints: {', '.join(constraints)}")
-        task = _Task(manager, service_id, root=root)
+        task = _Task(manager, service_id, root=root, pins=pins)
         try:
             job.phase("waiting for Swarm to place the run")
             self._attach(task, job, info, deadline=time.monotonic() + min(PLACE_TIMEOUT_S, job.timeout_s))
@@ -294,6 +295,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
                 handle.pump.join(timeout=0 if handle.lost else 10)
             if handle.log is not None:
                 handle.log.close()
+            self.let_go_earlier(handle.pins)
             try:
                 handle.manager.remove_service(handle.service_id)
             except Exception:
@@ -475,28 +477,28 @@ class SwarmExecutor(EngineExecutor[_Task]):
             if ready == 0:
                 report.fail("nodes", "no node is ready and active", "start Docker on the nodes; `docker node ls`")
 
-    def _earlier_results(self, manager: Engine, job: Job) -> str | None:
-        """Earlier runs this run may load, made present on every ready node (the task may land on any)."""
-        if not job.mirror:
-            return None
-        from ..remote import mirror
-
-        remote = mirror.remote_dir(self.config, self.cfg.workdir or "mm4watch")
+    def _earlier_results(self, manager: Engine, job: Job) -> tuple[str | None, list[tuple[ssh.Target, str, str]]]:
+        """Earlier runs this run may load, made present (and pinned) on every ready node: the task may land on any."""
         places: dict[str, str] = {}  # by node ID
+        pins = []
         for node in manager.nodes():
             if not _usable(node):
                 continue
-            name = str(node.get("Description", {}).get("Hostname"))
-            pushed = mirror.push(ssh.shared(node_target(self.cfg, node)), self.config.results_dir, remote, job.inputs)
-            log_line(job, f"{name}: {pushed.line(len(job.inputs))}")
+            target = ssh.shared(node_target(self.cfg, node))
+            pushed = self.send_earlier(
+                job, target, self.cfg.workdir or "mm4watch", where=str(node.get("Description", {}).get("Hostname"))
+            )
+            if pushed is None:
+                return None, []
             places[str(node.get("ID"))] = pushed.remote_dir
+            pins.append((target, pushed.remote_dir, job.key))
         if len(set(places.values())) == 1:
-            return next(iter(places.values()))
+            return next(iter(places.values())), pins
         log_line(
             job,
             f"earlier results are at different paths on the nodes ({places}): not mounted; give the nodes one ssh user",
         )
-        return None
+        return None, pins
 
 
 def _usable(node: dict[str, Any]) -> bool:

@@ -9,12 +9,13 @@ what a notebook imports on the Mini keeps to Python 3.9 and never needs
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..core import runenv
-from ..core.errors import RunNotFound
+from ..core.errors import RunNotFound, RunNotSent
 from ..results.records import RunRecord
 from ..results.store import History
 
@@ -76,13 +77,53 @@ def runs(
     By default only successful runs; ``status=None`` for all. ``where`` keeps the
     runs whose parameters have those values (``where={"epochs": 20}``). A run's
     folder is ``results_dir() / record.id``."""
-    found = _history(project).query(notebook=notebook, status=status)
+    history = _history(project)
+    found = history.query(notebook=notebook, status=status)
+    missing = _not_here(history, notebook, status, where, newer_than=None)
+    if missing:
+        stem = Path(notebook).stem
+        raise RunNotSent(
+            f"{len(missing)} run(s) of {stem!r} were not sent to this machine ({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}): runs() here would miss them. "
+            f'Set [run] results_mirror = "all" in mm4.toml to send every run'
+        )
     return [r for r in reversed(found) if _matches(r, where)]
 
 
 def results_dir(project: str | Path | None = None) -> Path:
     """The project's results folder (inside a run: the earlier results it can see)."""
     return _history(project).results_dir
+
+
+def _not_here(
+    history: History, notebook: str, status: str | None, where: Mapping[str, Any] | None, newer_than: str | None
+) -> list[str]:
+    """Runs of ``notebook`` that match and exist on the machine that holds the project, but were not
+    sent to this one (a remote run's copy says which in its index), oldest first; ``newer_than``: only
+    those queued after it."""
+    try:
+        with open(history.results_dir / runenv.MIRROR_INDEX, encoding="utf-8") as fh:
+            index = json.load(fh).get("runs") or {}
+    except (OSError, ValueError, AttributeError):
+        return []  # not a remote run's copy (or an older mm4watch sent it): what is here is all there is
+    stem = Path(notebook).stem
+    missing = []
+    for run_id, facts in index.items():
+        if not isinstance(facts, dict) or (history.results_dir / run_id).is_dir():
+            continue
+        path = str(facts.get("notebook") or "")
+        if path != notebook and Path(path).stem != stem:
+            continue
+        if status is not None and facts.get("status") != status:
+            continue
+        if where and not all(
+            key in (facts.get("parameters") or {}) and facts["parameters"][key] == value for key, value in where.items()
+        ):
+            continue
+        if newer_than is not None and str(facts.get("at") or "") <= newer_than:
+            continue
+        missing.append((str(facts.get("at") or ""), run_id))
+    return [run_id for _, run_id in sorted(missing)]
 
 
 def _matches(record: RunRecord, where: Mapping[str, Any] | None) -> bool:
@@ -108,6 +149,15 @@ def latest_run(
     history = _history(project)
     candidates = history.query(notebook=notebook, status=wanted, limit=None if where else 1)
     found = [r for r in candidates if _matches(r, where)][:1]
+    missing = _not_here(history, notebook, wanted, where, newer_than=found[0].queued_at if found else None)
+    if missing:
+        stem = Path(notebook).stem
+        raise RunNotSent(
+            f"the run of {stem!r} asked for is {missing[-1]}, which was not sent to this machine"
+            + (f" (this machine has the older {found[0].id})" if found else "")
+            + f": tag this notebook with `# mm4: remote needs={stem}` (its newest successful run), "
+            f'or set [run] results_mirror = "all" in mm4.toml (every run)'
+        )
     if not found:
         kind = {"succeeded": "successful run", None: "run"}.get(wanted, f"{wanted} run")
         kind += f" with {', '.join(f'{k}={v!r}' for k, v in where.items())}" if where else ""

@@ -204,8 +204,7 @@ def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord,
         timeout_s=p.timeout_s,
         kernel=config.run.kernel,
         image=request.image,
-        inputs=p.inputs.runs if p.inputs else (),
-        mirror=p.inputs is not None and p.inputs.mode != "none",
+        earlier=p.inputs,
         constraints=p.constraints,
     )
     return record, run_dir, job
