@@ -239,3 +239,18 @@ def test_the_helpers_say_which_folder_was_not_sent(tmp_path, monkeypatch):
     assert [r.id for r in runs("A", where={"n": 2})] == [new.name]  # what it asks for is all here
     with pytest.raises(LookupError):  # RunNotSent is a RunNotFound, a LookupError: old code catching it still works
         latest_run("A", where={"n": 1})
+
+
+def test_what_goes_is_the_least_recently_used_never_a_pinned_or_needed_one():
+    there = mirror.There(
+        absolute="/x",
+        free=0,
+        by_use=["new", "mid", "pinned", "old"],  # most recently used first, as `ls -t` lists them
+        sizes={"new": 40, "mid": 40, "pinned": 40, "old": 40},
+        pinned={"pinned"},
+    )
+    assert mirror.to_evict(there, set(), 0, 160) == []
+    assert mirror.to_evict(there, set(), 40, 160) == ["old"]
+    assert mirror.to_evict(there, set(), 80, 160) == ["old", "mid"]  # never the pinned one, though older
+    assert mirror.to_evict(there, {"mid"}, 80, 160) == ["old", "new"]
+    assert mirror.to_evict(there, {"mid", "new"}, 80, 160) == ["old"]  # what stays may exceed: needed wins

@@ -203,7 +203,7 @@ def unpin(target: Any, remote_dir: str, pin: str) -> None:
 
 
 @dataclass(frozen=True)
-class _There:
+class There:
     absolute: str
     free: int  # bytes free on that file system
     by_use: list[str]  # the folders there, least recently used last
@@ -211,7 +211,7 @@ class _There:
     pinned: set[str]
 
 
-def _look(target: Any, remote_dir: str) -> _There:
+def _look(target: Any, remote_dir: str) -> There:
     from . import ssh
 
     ours = join(["mkdir", "-p", f"{remote_dir}/{INCOMING}", f"{remote_dir}/{PINS}"])
@@ -231,7 +231,7 @@ def _look(target: Any, remote_dir: str) -> _There:
         kb, _, name = line.partition("\t")
         if name and kb.isdigit():
             found[name] = int(kb) * 1024
-    return _There(
+    return There(
         absolute=absolute.strip(),
         free=int(fields[3]) * 1024 if len(fields) > 3 and fields[3].isdigit() else 0,
         by_use=[name for name in listing.splitlines() if name and name not in skip],
@@ -319,11 +319,20 @@ def _push(target: Any, cfg: Config, remote_dir: str, inputs: Inputs, pin: str, t
     )
 
 
-def _evict(target: Any, there: _There, needed: set[str], incoming: int, budget: int) -> list[str]:
+def _evict(target: Any, there: There, needed: set[str], incoming: int, budget: int) -> list[str]:
     """Remove the folders used least lately until what is there and ``incoming`` fit in ``budget``;
     never one in ``needed`` or pinned by a run in progress."""
     from . import ssh
 
+    evicted = to_evict(there, needed, incoming, budget)
+    if evicted:
+        quoted = join(["--", *evicted])
+        ssh.run(target, f"cd {quote(there.absolute)} && chmod -R u+w {quoted} && rm -rf {quoted}", timeout=600)
+    return evicted
+
+
+def to_evict(there: There, needed: set[str], incoming: int, budget: int) -> list[str]:
+    """Which folders go (pure): the least recently used first, until the rest and ``incoming`` fit."""
     held = sum(there.sizes.get(name, 0) for name in there.by_use)
     keep = needed | there.pinned
     evicted = []
@@ -334,13 +343,10 @@ def _evict(target: Any, there: _There, needed: set[str], incoming: int, budget: 
             continue
         evicted.append(name)
         held -= there.sizes.get(name, 0)
-    if evicted:
-        quoted = join(["--", *evicted])
-        ssh.run(target, f"cd {quote(there.absolute)} && chmod -R u+w {quoted} && rm -rf {quoted}", timeout=600)
     return evicted
 
 
-def bound(cfg: Config, there: _There) -> int:
+def bound(cfg: Config, there: There) -> int:
     held = sum(there.sizes.get(name, 0) for name in there.by_use)
     return cfg.run.mirror_max if cfg.run.mirror_max is not None else int(DEFAULT_SHARE * (there.free + held))
 
