@@ -267,6 +267,50 @@ def test_remote_commands_run_under_sh_whatever_the_login_shell(mac):
     assert ssh.run(target, "ls -d nothing-here-* 2>/dev/null; echo $?").stdout.split() == [b"2"]  # no zsh 'no matches'
 
 
+def test_processes_starting_at_once_share_one_connection(mac, tmp_path):
+    """Runs the daemon starts at once, on one Mini: one starts the shared ssh connection, the others
+    find it; no second master is left behind (one that finds the socket taken runs on, unshared)."""
+    import subprocess
+    import sys
+
+    from mm4watch.remote import ssh
+
+    target = ssh.Target(f"{mac['MAC_USER']}@{mac['MAC_HOST']}", None, tuple(mac_ssh_options(mac)))
+    control = ssh._control_path(target)
+
+    def masters():
+        return [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if "-M" in (p.info["cmdline"] or []) and str(control) in p.info["cmdline"]
+        ]
+
+    for master in masters():  # none at the start: the first to come starts it
+        master.kill()
+    control.unlink(missing_ok=True)
+    start = time.time() + 2
+    script = (
+        "import sys, time\n"
+        "from mm4watch.remote import ssh\n"
+        f"target = ssh.Target({target.destination!r}, None, {target.options!r})\n"
+        f"time.sleep(max(0, {start} - time.time()))\n"
+        "print(ssh.run(ssh.shared(target), 'echo ok').stdout.decode().strip())\n"
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    outcomes = [(w.wait(timeout=120), *w.communicate()) for w in workers]
+    assert [code for code, _, _ in outcomes] == [0] * 6, outcomes
+    assert all(out.strip() == "ok" for _, out, _ in outcomes)
+    masters = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "-M" in (p.info["cmdline"] or []) and str(control) in p.info["cmdline"]
+    ]
+    assert len(masters) == 1, [m.info["cmdline"] for m in masters]
+
+
 def test_mac_droppings_change_no_code_sync_and_come_home_as_no_output(native_project, mac):
     write_notebook(
         native_project / "notebooks" / "m.ipynb",

@@ -105,8 +105,19 @@ def ensure_master(target: Target, timeout: float = 20.0) -> Path | None:
 
     Kept ``CONTROL_PERSIST`` after its last use, so later commands, forwards
     and rsyncs skip the SSH handshake. None when multiplexing is not possible
-    (commands then open their own connection)."""
+    (commands then open their own connection).
+
+    Processes starting at once (a daemon starting two runs on one Mini) take turns here: one
+    starts the master, the others find it; none removes a socket another has just made."""
+    import fcntl
+
     control = _control_path(target)
+    with open(control.with_name(control.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_master(target, control, timeout)
+
+
+def _ensure_master(target: Target, control: Path, timeout: float) -> Path | None:
     mux = target.argv("-S", str(control))
     try:
         if proc.run([*mux[:-1], "-O", "check", mux[-1]], check=False, timeout=timeout).returncode == 0:
