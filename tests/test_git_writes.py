@@ -186,9 +186,6 @@ def test_while_the_daemon_was_stopped(branched):
     mark = len(decisions(project))
     assert mm4(["start"], cwd=project).returncode == 0
     wait_for(lambda: len(run_dirs(project)) == 2, 30, "the two edits' runs")
-    assert decided(project, ["notebooks/a.ipynb", "notebooks/new.ipynb"], mark) == {
-        "notebooks/a.ipynb": "queued",
-        "notebooks/new.ipynb": "queued",
-    }
+    settled(project, 2, mark, ["a", "new"], decision="queued")  # and both runs have ended
     assert sorted(r["notebook"] for r in runs(project)) == ["notebooks/a.ipynb", "notebooks/new.ipynb"]
     assert {r["trigger"] for r in runs(project)} == {"save"}

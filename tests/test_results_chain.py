@@ -145,7 +145,7 @@ def test_local_runs_record_needs(project):
     done = mm4(["run", "notebooks/A_make.ipynb", "notebooks/B_load.ipynb"], cwd=project)
     assert done.returncode == 0, done.stderr
     b = newest(project, "B_load")
-    assert load_record(b)["inputs"]["runs"] == [newest(project, "A_make").name]
+    assert load_record(b)["inputs"]["needs"] == [newest(project, "A_make").name]
     assert seen(b)["helper"] == "a,b\n1,1\n"
 
 

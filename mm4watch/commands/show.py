@@ -41,6 +41,9 @@ def main(args: argparse.Namespace) -> int:
     if record.inputs:
         runs = record.inputs.get("runs")
         seen = ", ".join(runs) if isinstance(runs, list) else f"{record.inputs.get('count')} earlier runs"
+        needs = record.inputs.get("needs")
+        if isinstance(needs, list) and needs:
+            seen += f" (needs= {', '.join(map(str, needs))})"
         fields.append(("inputs", f"{record.inputs.get('mode')}: {seen or 'none'}"))
     err = record.error or {}
     if err:

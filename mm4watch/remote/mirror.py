@@ -71,7 +71,8 @@ class Inputs:
     def to_record(self) -> dict[str, Any]:
         if self.mode == "needs":
             return {"mode": "needs", "runs": list(self.runs)}
-        return {"mode": self.mode, "count": len(self.runs), "newest": self.runs[-1] if self.runs else None}
+        seen = {"mode": self.mode, "count": len(self.runs), "newest": self.runs[-1] if self.runs else None}
+        return {**seen, "needs": list(self.needed)} if self.needed else seen
 
 
 @dataclass(frozen=True)

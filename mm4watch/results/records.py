@@ -75,7 +75,7 @@ class RunRecord:
     triggers: list[dict[str, Any]] = field(
         default_factory=list
     )  # every request this run answered: {trigger, at, commit?}
-    inputs: dict[str, Any] | None = None  # earlier runs it could see: {mode, runs} or {mode, count, newest}
+    inputs: dict[str, Any] | None = None  # earlier runs it could see: {mode, runs} or {mode, count, newest[, needs]}
     metrics: dict[str, float] = field(default_factory=dict)  # numbers it reported (metrics.py), dotted keys
     warnings: list[str] = field(default_factory=list)  # what went wrong while finishing, the outcome kept
     schema: int = SCHEMA_VERSION
