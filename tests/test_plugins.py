@@ -113,3 +113,24 @@ def test_the_daemon_starts_as_many_runs_as_the_plug_in_says(toy_env, toy_project
     records = [load_record(d) for d in run_dirs(project)]
     assert {r["executor"]["type"] for r in records} == {"toy"}
     assert _overlap(records) == 2, [(r["id"], r["started_at"], r["finished_at"]) for r in records]
+
+
+def test_the_registry_reads_entry_points_as_importlib_metadata_does(tmp_path):
+    """The scan (no importlib.metadata import at start-up) finds what importlib.metadata finds."""
+    from importlib.metadata import entry_points
+
+    from mm4watch.core import plugins
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, dist, value in ((first, "box-1.0", "box_a:BoxExecutor"), (second, "box-2.0", "box_b:BoxExecutor")):
+        meta = folder / f"{dist}.dist-info"
+        meta.mkdir(parents=True)
+        (meta / "entry_points.txt").write_text(
+            f"[console_scripts]\nbox = box:main\n\n[mm4watch.executors]\n# a comment\nbox = {value}\n"
+        )
+    found = plugins._scan([str(first), str(second)])
+    assert found == {"box": plugins.Entry("box", "box_a:BoxExecutor", "box 1.0")}  # the first on the path wins
+    import sys
+
+    ours = {name: entry.value for name, entry in plugins._scan(sys.path).items()}
+    assert ours == {ep.name: ep.value for ep in entry_points(group=plugins.GROUP)}
