@@ -133,6 +133,12 @@ def test_a_constraint_pins_a_run_and_a_code_change_pushes_only_the_code_layer(po
     # only the layer with the project's code travels; papermill's and the base layers are there
     assert len(pushed) == 1 and ": 1 layers sent," in pushed[0], pushed
     assert int(pushed[0].split(", ")[1].split()[0]) >= 3
+    # two builds, two images on the manager: gc keeps the newest
+    done = mm4(["gc", "--keep", "1"], cwd=pool_project)
+    assert done.returncode == 0, done.stderr
+    assert "kept the newest 1 image(s)" in done.stdout and "on pool; removed 2" in done.stdout, (
+        done.stdout
+    )  # both its names
     # a constraint in mm4.toml, Swarm's own syntax
     (pool_project / "mm4.toml").write_text(pool_toml(pool, extra='constraints = ["node.hostname==fake-mini-1"]\n'))
     write_notebook(pool_project / "notebooks" / "free.ipynb", code("# mm4: remote\nx = 1"))

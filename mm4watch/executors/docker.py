@@ -145,6 +145,16 @@ class EngineExecutor(Executor[H]):
     def _prepare(self, engine: Engine, job: Job, info: dict[str, Any]) -> H | Outcome:
         raise NotImplementedError
 
+    def gc(self, keep: int | None) -> list[str]:
+        """This project's images on the engine beyond the newest ``keep`` (``keep_images``)."""
+        keep = keep or self.cfg.keep_images
+        with Engine(self.cfg) as engine:
+            removed = engine.gc(self.config.image_name, keep)
+        return [
+            *(f"removed {tag}" for tag in removed),
+            f"kept the newest {keep} image(s) of {self.config.image_name} on {self.name}; removed {len(removed)}",
+        ]
+
     def _build(
         self, engine: Engine, job: Job, info: dict[str, Any], then: Callable[[Image, IO[str]], None] | None = None
     ) -> Image | Outcome:
@@ -476,13 +486,7 @@ class DockerExecutor(EngineExecutor[_Run]):
                     report.ok("free disk", f"{free_gb:.1f} GiB for images and containers")
 
     def gc(self, keep: int | None) -> list[str]:
-        keep = keep or self.cfg.keep_images
-        with Engine(self.cfg) as engine:
-            removed = engine.gc(self.config.image_name, keep)
-        lines = [
-            *(f"removed {tag}" for tag in removed),
-            f"kept the newest {keep} image(s) of {self.config.image_name} on {self.name}; removed {len(removed)}",
-        ]
+        lines = super().gc(keep)
         target = self._ssh_target()
         if target is not None:
             lines += gc_copies(target, self.config, self.cfg.workdir or "mm4watch")

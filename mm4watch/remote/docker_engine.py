@@ -316,11 +316,14 @@ class Engine:
         images.sort(key=lambda img: img.attrs.get("Created", ""), reverse=True)
         removed: list[str] = []
         for image in images[keep:]:
-            try:
-                self.client.images.remove(image.id, force=False)
-                removed.extend(image.tags or [image.short_id])
-            except docker.errors.APIError:
-                pass  # still used by a container: kept, tried again next time
+            # by tag: a swarm's image has its registry name too, and an image with two names is
+            # removed (unforced) only name by name; its last name takes the image with it
+            for ref in image.tags or [image.id]:
+                try:
+                    self.client.images.remove(ref, force=False)
+                    removed.append(ref if image.tags else image.short_id)
+                except docker.errors.APIError:
+                    break  # still used by a container: kept, tried again next time
         return removed
 
     def push(self, tag: str, ref: str, log: IO[str]) -> dict[str, int]:
