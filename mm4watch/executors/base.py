@@ -355,9 +355,7 @@ def check_copies(report: Report, target: Target, config: Config, base: str) -> N
     found, free = mirror.copies(target, base)
     mine = next((c for c in found if c.folder == f"{config.project_key}/results"), None)
     held = mine.bytes if mine else 0
-    given = config.run.mirror_max
-    budget = given if given is not None else int(mirror.DEFAULT_SHARE * (free + held))
-    how = "[run] mirror_max" if given is not None else "a quarter of the free disk and the copy"
+    budget, how = mirror.bound(config, free, held)
     report.ok(
         "earlier results",
         f"this project's copy on {target.label} holds {held / 1e6:.1f} MB of at most {budget / 1e6:.1f} MB "

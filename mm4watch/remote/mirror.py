@@ -66,7 +66,6 @@ class Inputs:
     runs: tuple[str, ...] = ()  # folders to make present there, oldest first
     needed: tuple[str, ...] = ()  # of those, what needs= names: sent whatever the bound, else an error
     index: dict[str, dict[str, Any]] = field(default_factory=dict)  # every ended run: notebook, status, parameters
-    budget: int | None = None  # bytes: [run] mirror_max, when set
 
     def to_record(self) -> dict[str, Any]:
         if self.mode == "needs":
@@ -154,7 +153,7 @@ def choose(cfg: Config, needs: tuple[str, ...]) -> Inputs:
             size = folder_bytes(cfg.results_dir / run)
             if size > budget:
                 raise MirrorTooBig(too_big(cfg.results_dir / run, size, budget, "[run] mirror_max"))
-    return Inputs(mode, runs, tuple(sorted(set(picked_needs))), index, budget)
+    return Inputs(mode, runs, tuple(sorted(set(picked_needs))), index)
 
 
 def too_big(folder: Path, size: int, budget: int, what: str) -> str:
@@ -211,6 +210,11 @@ class There:
     sizes: dict[str, int]
     pinned: set[str]
 
+    @property
+    def held(self) -> int:
+        """Bytes the copy holds there."""
+        return sum(self.sizes.get(name, 0) for name in self.by_use)
+
 
 def _look(target: Any, remote_dir: str) -> There:
     from . import ssh
@@ -248,15 +252,14 @@ def _push(target: Any, cfg: Config, remote_dir: str, inputs: Inputs, pin: str, t
     results_dir = cfg.results_dir
     there = _look(target, remote_dir)
     absolute, present = there.absolute, set(there.by_use)
-    budget = inputs.budget if inputs.budget is not None else bound(cfg, there)
-    what = (
-        "[run] mirror_max"
-        if inputs.budget is not None
-        else f"a quarter of the {there.free / 1e9:.1f} GB free there and the copy"
-    )
+    held = there.held
+    budget, what = bound(cfg, there.free, held)
+    sizes: dict[str, int] = {}
 
-    def size(run: str) -> int:
-        return there.sizes[run] if run in present else folder_bytes(results_dir / run)
+    def size(run: str) -> int:  # there, as du counted it; else (not there, or not listed) this machine's
+        if run not in sizes:
+            sizes[run] = there.sizes[run] if run in there.sizes else folder_bytes(results_dir / run)
+        return sizes[run]
 
     # what this run gets: what needs= names (it must fit), then the newest of the rest while they fit;
     # the rest stays here (the index tells the run so, should it ask for one)
@@ -273,8 +276,7 @@ def _push(target: Any, cfg: Config, remote_dir: str, inputs: Inputs, pin: str, t
             room -= bytes_
     left = len(wanted) - len(runs)
     missing = [run for run in runs if run not in present]
-    local = {run: folder_bytes(results_dir / run) for run in missing}
-    held = sum(there.sizes.get(name, 0) for name in there.by_use)
+    local = {run: size(run) for run in missing}
     # room first: the folders used least lately go, never one this run or a run in progress uses
     incoming = sum(local.values())
     evicted = _evict(target, there, set(runs), incoming, budget)
@@ -334,7 +336,7 @@ def _evict(target: Any, there: There, needed: set[str], incoming: int, budget: i
 
 def to_evict(there: There, needed: set[str], incoming: int, budget: int) -> list[str]:
     """Which folders go (pure): the least recently used first, until the rest and ``incoming`` fit."""
-    held = sum(there.sizes.get(name, 0) for name in there.by_use)
+    held = there.held
     keep = needed | there.pinned
     evicted = []
     for name in reversed(there.by_use):
@@ -347,9 +349,12 @@ def to_evict(there: There, needed: set[str], incoming: int, budget: int) -> list
     return evicted
 
 
-def bound(cfg: Config, there: There) -> int:
-    held = sum(there.sizes.get(name, 0) for name in there.by_use)
-    return cfg.run.mirror_max if cfg.run.mirror_max is not None else int(DEFAULT_SHARE * (there.free + held))
+def bound(cfg: Config, free: int, held: int) -> tuple[int, str]:
+    """The most a project's copy may hold there, and where that figure comes from: ``[run] mirror_max``,
+    else ``DEFAULT_SHARE`` of the free disk and what the copy holds (``held``)."""
+    if cfg.run.mirror_max is not None:
+        return cfg.run.mirror_max, "[run] mirror_max"
+    return int(DEFAULT_SHARE * (free + held)), f"a quarter of the {free / 1e9:.1f} GB free there and the copy"
 
 
 @dataclass(frozen=True)
@@ -408,7 +413,7 @@ def others_of(cfg: Config, found: list[Copy]) -> list[Copy]:
 def trim(target: Any, cfg: Config, remote_dir: str) -> tuple[list[str], int, int]:
     """Bring this project's copy within its bound now (``gc``): (folders removed, bytes held, bound)."""
     there = _look(target, remote_dir)
-    budget = bound(cfg, there)
+    budget, _ = bound(cfg, there.free, there.held)
     evicted = _evict(target, there, set(), 0, budget)
     held = sum(there.sizes.get(name, 0) for name in there.by_use if name not in evicted)
     return evicted, held, budget
