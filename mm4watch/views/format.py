@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..core.durations import format_duration as duration  # noqa: F401 (the views' name for it)
+from ..queue.entries import clock  # noqa: F401 (the time of day the queue's notes use)
 from ..results.records import parse_iso
 
 if TYPE_CHECKING:
@@ -66,10 +67,6 @@ def run_row(record: RunRecord) -> list[str]:
         duration(record.duration_s),
         str(record.executor.get("name", "")),
     ]
-
-
-def clock(at: float) -> str:
-    return datetime.fromtimestamp(at).strftime("%H:%M:%S")
 
 
 def entry_line(e: Entry) -> str:
