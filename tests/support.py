@@ -196,3 +196,42 @@ def pool_toml(
         f'[executors.pool]\ntype = "swarm"\nhost = "{manager or values["POOL_MANAGER"]}"\n'
         f'registry = "{registry or values["POOL_REGISTRY"]}"\nssh_options = [{options}]\n{extra}'
     )
+
+
+# ---------------------------------------------------------------------------
+# the Dask pool (tests/rig/dask.sh): two Mac-like Minis (me, zsh), a scheduler, a worker each (mps=1)
+
+DASK_ENV = RIG_DIR / "dask.env"
+
+
+def dask_values() -> dict[str, str] | None:
+    if not DASK_ENV.exists():
+        return None
+    return dict(line.split("=", 1) for line in DASK_ENV.read_text().split() if "=" in line)
+
+
+def dask_toml(values: dict[str, str], *, scheduler: str | None = None, extra: str = "", timeout: str = "5m") -> str:
+    options = ", ".join(json.dumps(o) for o in pool_ssh_options({"POOL_KEY": values["DASK_KEY"]}))
+    user = values["DASK_USER"]
+    return (
+        f'[run]\nexecutor = "macs"\ntimeout = "{timeout}"\n\n'
+        f'[executors.macs]\ntype = "dask"\nscheduler = "{scheduler or values["DASK_SCHEDULER"]}"\n'
+        f'python = "python3"\nssh_options = [{options}]\nharvest_every = "2s"\n'
+        f'nodes = {{ "mac-1" = "ssh://{user}@{values["DASK_NODE1"]}", "mac-2" = "ssh://{user}@{values["DASK_NODE2"]}" }}\n'
+        f"{extra}"
+    )
+
+
+def dask_container(n: int) -> str:
+    return f"mm4-dask-{n}"
+
+
+def on_dask_node(n: int, command: str, user: str = "me") -> str:
+    """A shell command on mac-N of the Dask pool, from outside (what a test inspects or breaks there)."""
+    done = subprocess.run(
+        ["docker", "exec", "-u", user, "-w", "/home/me", dask_container(n), "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.stdout

@@ -149,3 +149,22 @@ def one_of(*choices: str) -> Any:
         return str(value)
 
     return check
+
+
+def scheduler(value: Any) -> str:
+    """A Dask scheduler's address: tcp://host:port or tls://host:port."""
+    given = text(value)
+    if not re.fullmatch(r"(tcp|tls)://[^\s/:]+(:\d+)?|(tcp|tls)://\[[0-9a-fA-F:]+\](:\d+)?", given):
+        raise ValueError(f'is {given!r}; write the scheduler\'s address, e.g. "tcp://mini-1.local:8786" (or tls://)')
+    return given
+
+
+def resources(value: Any) -> Mapping[str, float]:
+    """What a run needs of a worker, as its --resources: { mps = 1 }."""
+    if (
+        not isinstance(value, dict)
+        or not value
+        or not all(isinstance(k, str) and k and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for k, v in value.items())
+    ):
+        raise ValueError(f"must name what a run needs of a worker, each above zero, e.g. {{ mps = 1 }}, not {value!r}")
+    return MappingProxyType({k: float(v) for k, v in value.items()})

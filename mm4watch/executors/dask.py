@@ -1,0 +1,378 @@
+"""The dask executor (type "dask"): native runs on the Mini that Dask picks, for a pool of Macs.
+
+Docker Swarm cannot join the Docker VMs of different Macs, and containers on a Mac
+have no GPU; Dask distributed pools them. Dask decides where and when, ssh moves
+the bytes (as the swarm executor does with Swarm):
+
+1. as a client of the scheduler, each run asks for a lease (``remote.dask_pool``)
+   that needs ``resources`` (default ``{mps = 1}``, what each Mini's worker
+   announces); capacity, placement, the order of waiting runs and the workers'
+   liveness are Dask's;
+2. when the scheduler starts the lease on a worker, the run goes to that worker's
+   machine over ssh with the native executor's own steps (code sync, environment,
+   runner detached, harvests, results home): a ``NativeExecutor`` for that host,
+   not a copy of it;
+3. the run's end (or failure, timeout, cancel) lets the lease go: the slot is free.
+
+A worker that dies or leaves mid-run ends it ``NodeLost`` with what came home up to
+then; ``retries`` runs it again on another worker. A run whose mm4watch process
+died is found again from ``.mm4/dask/<run key>.json`` and takes its slot back (a
+lease pinned to that worker). Dask is an optional dependency, imported only here
+(through ``remote.dask_pool``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ..core import checks
+from ..core.config import Config, ConfigProblem, setting
+from ..core.errors import Mm4Error
+from ..core.fsutil import atomic_write_text
+from . import Job, Outcome
+from .base import Executor, RemoteConfig, Report, log_line
+from .native import NativeConfig, NativeExecutor, _Remote
+
+if TYPE_CHECKING:
+    from ..remote.dask_pool import Lease, Node, Pool, Worker
+
+REATTACH_PRIORITY = 100  # a re-attached run's lease goes before any run that waits
+
+
+@dataclass(frozen=True)
+class DaskConfig(NativeConfig):
+    """``type = "dask"``: native runs placed by a Dask scheduler on the worker with ``resources``.
+
+    A worker's machine is reached over ssh at its address's host (``~/.ssh/config`` gives
+    user, port and key) unless ``nodes`` maps its name (``dask worker --name``), hostname
+    or address to an ``ssh://`` address. ``concurrency = 0``: one run per worker with the
+    resources (Dask holds the rest)."""
+
+    scheduler: str | None = setting(checks.scheduler)
+    resources: Mapping[str, float] = setting(checks.resources, factory=lambda: MappingProxyType({"mps": 1.0}))
+    nodes: Mapping[str, str] = setting(checks.ssh_map, factory=lambda: MappingProxyType({}))
+    retries: int = setting(checks.count, 0)  # a run whose worker is lost runs again on another, this many times
+    concurrency: int = setting(checks.count, 0)
+    not_keys = frozenset({"host"})
+
+    def check(self) -> None:
+        if not self.scheduler:
+            raise ConfigProblem(
+                None, 'a dask executor needs scheduler = "tcp://machine:8786" (where `dask scheduler` listens)'
+            )
+        RemoteConfig.check(self)
+
+
+@dataclass
+class _Slot:
+    lease: Lease
+    node: Node
+    native: NativeExecutor  # the native executor for that worker's machine
+    remote: _Remote | None = None
+    lost: str = ""  # why the worker was lost mid-run
+
+
+class DaskExecutor(Executor[_Slot]):
+    type = "dask"
+    config_class = DaskConfig
+    died = NativeExecutor.died
+    cfg: DaskConfig
+
+    def __init__(self, cfg: DaskConfig, config: Config) -> None:
+        super().__init__(cfg, config)
+        self._pool: Pool | None = None
+        self._avoid: set[str] = set()  # workers this run lost (one executor per run process)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "scheduler": self.cfg.scheduler}
+
+    def pool(self) -> Pool:
+        if self._pool is None:
+            from ..remote.dask_pool import Pool
+
+            self._pool = Pool(str(self.cfg.scheduler))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def check(self) -> None:
+        self.pool()  # the scheduler does not answer: PoolUnreachable, exit 75 before any folder
+
+    # -- a worker's machine --------------------------------------------------------
+
+    def target(self, name: str, hostname: str, host: str) -> str:
+        """The ssh address of a worker's machine: ``nodes`` by name, hostname or host, else its host."""
+        for key in (name, hostname, host):
+            if key in self.cfg.nodes:
+                return self.cfg.nodes[key]
+        return f"ssh://{host}"
+
+    def native(self, target: str) -> NativeExecutor:
+        """The native executor for one worker's machine: the same settings, that host."""
+        given = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(NativeConfig)}
+        cfg = NativeConfig(**{**given, "type": "native", "host": target, "concurrency": 1})
+        return NativeExecutor(cfg, self.config)
+
+    def _state(self, job: Job) -> Path:
+        return self.config.state_dir / "dask" / f"{job.key}.json"
+
+    def _remember(self, job: Job, slot: _Slot) -> None:
+        path = self._state(job)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"lease": slot.lease.name, "node": slot.node.as_dict()}))
+
+    # -- running -------------------------------------------------------------------
+
+    def execute(self, job: Job) -> Outcome:
+        """One attempt, and with ``retries`` another on a worker not yet lost each time one is lost."""
+        lost: list[str] = []
+        self._avoid = set()
+        try:
+            while True:
+                outcome = super().execute(job)
+                node = outcome.executor.get("node") or {}
+                if (outcome.error or {}).get("ename") != "NodeLost" or len(lost) >= self.cfg.retries:
+                    break
+                lost.append(str(node.get("name")))
+                self._avoid.add(str(node.get("worker")))
+                if not self._others():
+                    log_line(job, f"{node.get('name')} was lost, and no other worker has {self._wants()}: not run again")
+                    break
+                log_line(
+                    job,
+                    f"{node.get('name')} ({node.get('worker')}) was lost: running again on another worker "
+                    f"(retry {len(lost)} of {self.cfg.retries})",
+                )
+                job.phase("running again on another worker")
+            if lost:
+                outcome = dataclasses.replace(outcome, executor={**outcome.executor, "lost_nodes": lost})
+            return outcome
+        finally:
+            self.close()
+
+    def _wants(self) -> str:
+        return ", ".join(f"{k}={v:g}" for k, v in self.cfg.resources.items())
+
+    def _others(self) -> list[Worker]:
+        return [w for w in self.pool().workers() if w.covers(self.cfg.resources) and w.address not in self._avoid]
+
+    def prepare(self, job: Job, info: dict[str, Any]) -> _Slot:
+        from ..remote.dask_pool import lease_name
+
+        pool = self.pool()
+        workers = [w.address for w in self._others()] if self._avoid else None
+        job.phase(f"waiting for a worker with {self._wants()} (Dask)")
+        lease = pool.lease(lease_name(self.config.project_key, job.key), self.cfg.resources, workers=workers)
+        try:
+            node = lease.wait()
+            target = self.target(node.name, node.hostname, node.host)
+            slot = _Slot(lease, node, self.native(target))
+            self._remember(job, slot)
+            job.place(node.name)
+            info.update(node=node.as_dict(), scheduler=self.cfg.scheduler, host=slot.native.target.label)
+            log_line(
+                job,
+                f"Dask placed it on {node.name} ({node.worker}, {node.hostname}, Python {node.python}); "
+                f"over ssh to {slot.native.target.label}",
+            )
+            slot.remote = slot.native.prepare(job, info)
+        except BaseException:
+            lease.let_go()
+            self._state(job).unlink(missing_ok=True)
+            raise
+        return slot
+
+    def start(self, handle: _Slot, job: Job) -> None:
+        assert handle.remote is not None
+        handle.native.start(handle.remote, job)
+
+    def poll(self, handle: _Slot, job: Job, wait_s: float) -> int | None:
+        assert handle.remote is not None
+        from ..remote.dask_pool import PoolUnreachable
+
+        why = handle.lost
+        try:
+            why = why or handle.lease.lost()
+        except PoolUnreachable as exc:  # the run goes on over there; Dask is asked again next time
+            log_line(job, f"{exc}: the run goes on on {handle.node.name}")
+        if why:
+            handle.lost = why
+            log_line(job, f"{why}: stopping the run there if it can be reached")
+            self._quietly(job, lambda: handle.native.stop(handle.remote))  # type: ignore[arg-type]
+            return -1
+        return handle.native.poll(handle.remote, job, wait_s)
+
+    def _quietly(self, job: Job, step: Any) -> None:
+        """A step on a lost worker's machine: done if it answers, said in run.log if not."""
+        try:
+            step()
+        except Mm4Error as exc:
+            log_line(job, f"{exc} (the worker was lost; what came home is kept)")
+
+    def stop(self, handle: _Slot) -> None:
+        if handle.remote is not None:
+            handle.native.stop(handle.remote)
+
+    def fetch(self, handle: _Slot, job: Job) -> None:
+        assert handle.remote is not None
+        if handle.lost:
+            self._quietly(job, lambda: handle.native.fetch(handle.remote, job))  # type: ignore[arg-type]
+        else:
+            handle.native.fetch(handle.remote, job)
+
+    def release(self, handle: _Slot) -> None:
+        try:
+            if handle.remote is not None:
+                handle.native.release(handle.remote)
+        except Mm4Error:
+            if not handle.lost:
+                raise
+        finally:
+            handle.lease.let_go()
+
+    def _follow(self, handle: _Slot, job: Job, info: dict[str, Any]) -> Outcome:
+        try:
+            outcome = super()._follow(handle, job, info)
+        finally:
+            self._state(job).unlink(missing_ok=True)
+        if handle.lost:
+            why = handle.lost + "; what came home up to then is kept"
+            return Outcome("failed", {"cell": None, "ename": "NodeLost", "evalue": why}, outcome.executor)
+        return outcome
+
+    def reattach(self, job: Job) -> Outcome | None:
+        try:
+            return super().reattach(job)
+        finally:
+            self.close()
+
+    def find(self, job: Job, info: dict[str, Any]) -> _Slot | None:
+        """The run on the machine its lease had, with a new lease pinned to that worker."""
+        from ..remote.dask_pool import Node, lease_name
+
+        try:
+            said = json.loads(self._state(job).read_text())
+        except (OSError, ValueError):
+            return None
+        node = Node.of(said["node"])
+        native = self.native(self.target(node.name, node.hostname, node.host))
+        remote = native.find(job, info)
+        pool = self.pool()
+        if remote is None:
+            pool.end(said["lease"])
+            self._state(job).unlink(missing_ok=True)
+            return None
+        same = [w for w in pool.workers() if w.address == node.worker] or [
+            w for w in pool.workers() if w.host == node.host and w.covers(self.cfg.resources)
+        ]
+        lease = pool.lease(
+            lease_name(self.config.project_key, job.key),
+            self.cfg.resources,
+            workers=[w.address for w in same] or [node.worker],
+            priority=REATTACH_PRIORITY,
+        )
+        pool.end(said["lease"])  # the dead process's lease lets go at once; this one takes the slot
+        if same and same[0].address != node.worker:  # the worker restarted there: a new address
+            node = dataclasses.replace(node, worker=same[0].address)
+        lease.node = node
+        slot = _Slot(lease, node, native, remote, lost="" if same else f"the worker {node.name} is gone from the pool")
+        self._remember(job, slot)
+        job.place(node.name)
+        info.update(node=node.as_dict(), scheduler=self.cfg.scheduler, host=native.target.label)
+        return slot
+
+    # -- what the commands around a run ask ---------------------------------------------
+
+    def capacity(self) -> int:
+        """``concurrency``, or with 0 one run per worker with the resources (1 when the scheduler cannot say)."""
+        if self.cfg.concurrency:
+            return self.cfg.concurrency
+        try:
+            return max(1, len(self._others()))
+        except Mm4Error as exc:
+            print(f"mm4watch: {self.name}: cannot count Dask's workers ({exc}); one run at a time", file=sys.stderr)
+            return 1
+        finally:
+            self.close()
+
+    def doctor(self, report: Report) -> None:
+        """The scheduler, matching versions, each worker with its resources, then each machine as native does."""
+        from ..remote.dask_pool import Pool
+
+        pool: Pool | None = None
+
+        def scheduler() -> str:
+            nonlocal pool
+            pool = self.pool()
+            return f"{self.cfg.scheduler} answers; dashboard {pool.dashboard or '(none)'}"
+
+        if not report.check(
+            "scheduler",
+            scheduler,
+            "start `dask scheduler` on one machine (`mm4watch doctor` then finds it), open its port in the firewall, "
+            "and set scheduler = its address",
+        ):
+            return
+        assert pool is not None
+        try:
+            self._versions(report, pool)
+            workers = pool.workers()
+            usable = [w for w in workers if w.covers(self.cfg.resources)]
+            for w in workers:
+                if w in usable:
+                    report.ok(f"worker {w.name}", f"{w.address}, resources {dict(w.resources)}, {w.nthreads} thread(s)")
+                else:
+                    report.warn(f"worker {w.name}", f"{w.address} has {dict(w.resources) or 'no resources'}: no run goes there")
+            if not usable:
+                report.fail(
+                    "workers",
+                    f"no worker of the pool offers {self._wants()}",
+                    f"start each Mini's worker with `dask worker {self.cfg.scheduler} --nworkers 1 --nthreads 1 "
+                    f"--resources {self._wants().replace(', ', ',')}` (README: Setting up a pool)",
+                )
+            for w in usable:
+                target = self.target(w.name, w.name, w.host)
+                report.say(f"--    {w.name}: over ssh to {target}")
+                self.native(target).doctor(report)
+        finally:
+            self.close()
+
+    def _versions(self, report: Report, pool: Pool) -> None:
+        found = pool.versions()
+
+        def of(side: Mapping[str, Any]) -> str:
+            return str((side.get("packages") or {}).get("distributed"))
+
+        here = of(found.get("client") or {})
+        there = {"scheduler": of(found.get("scheduler") or {})}
+        there.update({str(a): of(v) for a, v in (found.get("workers") or {}).items()})
+        other = {k: v for k, v in there.items() if v != here}
+        if other:
+            report.fail(
+                "dask versions",
+                f"distributed {here} here, but " + ", ".join(f"{v} on {k}" for k, v in other.items()),
+                f'install the same everywhere: pip install "distributed=={here}" in each Mini\'s dask venv '
+                "(or upgrade this machine's to theirs)",
+            )
+        else:
+            report.ok("dask versions", f"distributed {here} here, on the scheduler and on {len(there) - 1} worker(s)")
+
+    def gc(self, keep: int | None) -> list[str]:
+        lines = []
+        try:
+            for w in self._others():
+                target = self.target(w.name, w.name, w.host)
+                lines += [f"{w.name}: {line}" for line in self.native(target).gc(keep)]
+        finally:
+            self.close()
+        return lines

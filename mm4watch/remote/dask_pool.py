@@ -1,0 +1,281 @@
+"""A Dask scheduler, as the pool's placer: the one module that imports ``distributed``.
+
+Dask decides where and when a run goes; ssh moves the bytes. For each run a
+``Lease`` (``dask_lease.hold``) asks for the executor's resources; when the
+scheduler starts it on a worker, it says where, and holds the slot until let
+go. Capacity, placement, the order of waiting runs and the workers' liveness
+are Dask's: this module only asks. Dask's errors leave as ``PoolUnreachable``
+(the scheduler does not answer: nothing ran, exit 75) or ``PoolRefused``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.errors import ConfigError, Mm4Error
+from .ssh import Unreachable
+
+MISSING = (
+    'the dask executor needs Dask on this machine: pip install "mm4watch[dask]" '
+    "(the same dask version as on the Minis: `mm4watch doctor` compares them)"
+)
+CONNECT_S = 10.0
+PREFIX = "mm4-lease"
+
+
+class PoolUnreachable(Unreachable):
+    """The scheduler does not answer; nothing was lost."""
+
+
+class PoolRefused(Mm4Error):
+    """The scheduler answered, but not as asked."""
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError(MISSING) from None
+    return distributed
+
+
+@dataclass(frozen=True)
+class Worker:
+    address: str  # tcp://10.0.0.12:40123
+    name: str  # its --name (mac-2), or its address
+    host: str  # the address's host part
+    resources: Mapping[str, float]
+    nthreads: int
+
+    def covers(self, wanted: Mapping[str, float]) -> bool:
+        return all(self.resources.get(k, 0) >= v for k, v in wanted.items())
+
+
+@dataclass(frozen=True)
+class Node:
+    """Where a lease runs: what the lease said of itself there."""
+
+    worker: str
+    name: str
+    hostname: str
+    python: str
+    platform: str
+    dask: str
+
+    @classmethod
+    def of(cls, said: Mapping[str, Any]) -> Node:
+        return cls(**{k: str(said.get(k, "")) for k in ("worker", "name", "hostname", "python", "platform", "dask")})
+
+    @property
+    def host(self) -> str:
+        return _host(self.worker)
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in ("worker", "name", "hostname", "python", "platform", "dask")}
+
+
+def _by_value(fn: Any) -> Any:
+    """A copy of ``fn`` that travels by value: the workers have Dask, not mm4watch. (A function of
+    ``__main__`` is what Dask's pickling sends whole; ``fn`` imports all it uses inside itself.)"""
+    import builtins
+    import types
+
+    copy = types.FunctionType(fn.__code__, {"__builtins__": builtins}, fn.__name__, fn.__defaults__)
+    copy.__module__ = "__main__"
+    copy.__qualname__ = f"mm4watch-{fn.__name__}"
+    return copy
+
+
+def _host(address: str) -> str:
+    where = address.split("://", 1)[-1]
+    return where.rsplit(":", 1)[0].strip("[]")
+
+
+class Pool:
+    """A client of the scheduler at ``address`` (``tcp://`` or ``tls://``)."""
+
+    def __init__(self, address: str, timeout: float = CONNECT_S) -> None:
+        distributed = _distributed()
+        self.address = address
+        self._d = distributed
+        try:
+            with warnings.catch_warnings():  # mismatched versions: doctor says it, a run goes on
+                warnings.simplefilter("ignore")
+                self.client = distributed.Client(
+                    address, timeout=timeout, set_as_default=False, name="mm4watch", asynchronous=False
+                )
+        except (OSError, TimeoutError) as exc:
+            raise PoolUnreachable(
+                f"the Dask scheduler at {address} does not answer ({exc}); start it (`dask scheduler`) "
+                "or fix scheduler = in mm4.toml: `mm4watch doctor` checks it"
+            ) from None
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.client.close(timeout=5)
+        except Exception:  # noqa: BLE001 (a client that cannot close cleanly has nothing left to lose)
+            pass
+
+    def _ask(self, what: str, call: Any) -> Any:
+        try:
+            return call()
+        except (OSError, TimeoutError) as exc:
+            raise PoolUnreachable(f"the Dask scheduler at {self.address} does not answer ({what}: {exc})") from None
+
+    @property
+    def dashboard(self) -> str:
+        return str(self.client.dashboard_link or "")
+
+    def workers(self) -> list[Worker]:
+        info = self._ask("workers", lambda: self.client.scheduler_info(n_workers=-1))
+        return [
+            Worker(
+                address=addr,
+                name=str(w.get("name", addr)),
+                host=_host(addr),
+                resources=dict(w.get("resources") or {}),
+                nthreads=int(w.get("nthreads", 0)),
+            )
+            for addr, w in sorted(info.get("workers", {}).items(), key=lambda kv: str(kv[1].get("name")))
+        ]
+
+    def versions(self) -> dict[str, Any]:
+        """dask's and Python's version here, on the scheduler and on each worker."""
+        return dict(self._ask("versions", lambda: self.client.get_versions(check=False)))
+
+    def busy(self) -> dict[str, tuple[str, ...]]:
+        """Each worker's address and the keys it runs (leases among them)."""
+        found = self._ask("what runs where", self.client.processing)
+        return {addr: tuple(str(k) for k in keys) for addr, keys in found.items()}
+
+    def leases(self) -> dict[str, tuple[str, ...]]:
+        """Each worker's leases now (no lease leaks: tests check that this empties)."""
+        return {addr: tuple(k for k in keys if k.startswith(PREFIX)) for addr, keys in self.busy().items()}
+
+    def lease(
+        self,
+        name: str,
+        resources: Mapping[str, float],
+        *,
+        workers: list[str] | None = None,
+        priority: int = 0,
+    ) -> Lease:
+        """Ask for a slot: a lease task that needs ``resources`` (on ``workers`` only, if given)."""
+        from . import dask_lease
+
+        d = self._d
+        hold = _by_value(dask_lease.hold)
+        holder = d.Semaphore(max_leases=1, name=name + ":holder", scheduler_rpc=self.client.scheduler, loop=self.client.loop)
+        if not self._ask("a lease", lambda: holder.acquire(timeout=CONNECT_S)):
+            raise PoolRefused(f"the scheduler at {self.address} did not give {name} its holder's lock")
+        future = self._ask(
+            "a lease",
+            lambda: self.client.submit(
+                hold,
+                name,
+                key=name,
+                pure=False,
+                resources=dict(resources),
+                workers=workers,
+                allow_other_workers=False,
+                priority=priority,
+                retries=0,
+            ),
+        )
+        return Lease(self, name, future, holder)
+
+    def end(self, name: str) -> None:
+        """Let go of a lease another process held (a run re-attached takes its slot again)."""
+        self._ask("a lease", lambda: self._d.Event(name + ":go", client=self.client).set())
+
+
+class Lease:
+    def __init__(self, pool: Pool, name: str, future: Any, holder: Any) -> None:
+        self.pool, self.name, self.future, self.holder = pool, name, future, holder
+        self.node: Node | None = None
+
+    def placed(self, timeout: float) -> Node | None:
+        """Where the lease runs, once the scheduler has started it (None: not yet, within ``timeout``)."""
+        if self.node is not None:
+            return self.node
+        if self.future.done():
+            raise PoolRefused(f"the lease {self.name} ended before it started: {self._why()}")
+        variable = self.pool._d.Variable(self.name + ":at", client=self.pool.client)
+        try:
+            said = variable.get(timeout=timeout)
+        except TimeoutError:
+            return None
+        except OSError as exc:
+            raise PoolUnreachable(f"the Dask scheduler at {self.pool.address} does not answer ({exc})") from None
+        self.node = Node.of(said)
+        return self.node
+
+    def wait(self, every: float = 1.0) -> Node:
+        """Block until the scheduler starts the lease (^C stops the wait: let go then)."""
+        while True:
+            node = self.placed(every)
+            if node is not None:
+                return node
+
+    def _why(self) -> str:
+        try:
+            return str(self.future.exception(timeout=1) or self.future.status)
+        except Exception as exc:  # noqa: BLE001 (a cancelled future raises instead of saying)
+            return f"{self.future.status}: {exc}"
+
+    def lost(self) -> str | None:
+        """Why the slot is lost (its worker died or left, the lease was run elsewhere), else None."""
+        busy = self.pool.busy()
+        node = self.node
+        if node is None:
+            return None
+        if node.worker not in busy:
+            return f"the worker {node.name} ({node.worker}) left the pool"
+        if self.name not in busy[node.worker] and self.future.done():
+            return f"the lease on {node.name} ended ({self._why()})"
+        return None
+
+    def let_go(self) -> None:
+        """The run has ended: its slot is free for the next. Never raises (a gone scheduler frees it anyway)."""
+        d, client = self.pool._d, self.pool.client
+        steps = (
+            lambda: self.holder.release(),
+            lambda: d.Event(self.name + ":go", client=client).set(),
+            lambda: d.Variable(self.name + ":at", client=client).delete(),
+            lambda: d.Event(self.name + ":placed", client=client).clear(),
+            lambda: self.future.release(),
+        )
+        if not self.future.done() and self.node is None:
+            steps = (lambda: self.future.cancel(), *steps)
+        for step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001,S112 (each step is best effort: the lease ends by itself otherwise)
+                continue
+
+
+def lease_name(project_key: str, run_key: str) -> str:
+    """A new lease's name: the project and run it stands for, and its own part (never reused)."""
+    import uuid
+
+    return f"{PREFIX}-{project_key}-{run_key}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_idle(pool: Pool, timeout: float) -> dict[str, tuple[str, ...]]:
+    """Wait until no worker runs a lease; what is still held then (empty when none)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = {a: k for a, k in pool.leases().items() if k}
+        if not held or time.monotonic() > deadline:
+            return held
+        time.sleep(0.5)
