@@ -227,6 +227,45 @@ def pool() -> dict[str, str]:
     return values
 
 
+@pytest.fixture(scope="session")
+def dask_rig() -> dict[str, str]:
+    """The Dask pool of two Mac-like Minis, both workers registered. Missing: a failure under CI, a skip elsewhere."""
+    from support import dask_values
+
+    values = dask_values()
+    problem = "" if values else "the Dask pool is not up (dask.env missing): run `bash tests/rig/up.sh` as root"
+    if values:
+        try:
+            from mm4watch.remote.dask_pool import Pool
+
+            with Pool(values["DASK_SCHEDULER"]) as pool:
+                names = sorted(w.name for w in pool.workers() if w.resources.get("mps"))
+            if names != ["mac-1", "mac-2"]:
+                problem = f"the Dask pool is not whole (workers {names}): run `bash tests/rig/dask.sh`"
+        except Exception as exc:  # noqa: BLE001 (any failure to reach it is the rig's, said)
+            problem = f"the Dask scheduler does not answer ({exc}): run `bash tests/rig/dask.sh`"
+    if problem:
+        _unavailable(problem)
+    assert values is not None
+    return values
+
+
+@pytest.fixture
+def dask_pool(dask_rig: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The Dask pool, and after the test: no lease left on any worker (a run's end frees its slot)."""
+    yield dask_rig
+    from mm4watch.remote.dask_pool import Pool, wait_idle
+
+    for n in (1, 2):  # a test that killed a worker brings it back
+        if "dask worker" not in subprocess.run(
+            ["docker", "exec", f"mm4-dask-{n}", "ps", "-eo", "args"], capture_output=True, text=True
+        ).stdout:
+            subprocess.run(["bash", str(REPO / "tests" / "rig" / "dask.sh"), "worker", str(n)], check=True)
+    with Pool(dask_rig["DASK_SCHEDULER"]) as pool:
+        held = wait_idle(pool, timeout=15)
+    assert held == {}, f"leases still held after the test: {held}"
+
+
 def container_project(tmp_path: Path, toml: str) -> Path:
     """A project with the test Dockerfile and ``toml`` as its mm4.toml."""
     root = tmp_path / "proj"

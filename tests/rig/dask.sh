@@ -26,7 +26,7 @@ worker() {  # worker N: (re)start the worker of mac-N, and wait until the schedu
   local n=$1 name="mm4-dask-$1"
   "$DOCKER" exec "$name" pkill -f 'dask worker' >/dev/null 2>&1 || true
   "$DOCKER" exec -d -u me -w /home/me "$name" sh -c \
-    "exec /home/me/dask/bin/dask worker $SCHED --nworkers 1 --nthreads 1 --resources mps=1 --name mac-$n \
+    "exec /home/me/dask/bin/dask worker $SCHED --nworkers 1 --nthreads 1 --resources mps=1 --name mac-$n --no-nanny \
       --no-dashboard >/home/me/dask-worker.log 2>&1"
   for _ in $(seq 120); do
     "$DOCKER" exec "$name" grep -q 'Registered to' /home/me/dask-worker.log 2>/dev/null && return 0; sleep 0.25
