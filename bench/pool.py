@@ -34,7 +34,7 @@ def mm4(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mm4watch", *args], cwd=project, capture_output=True, text=True)
 
 
-def make_project(root: Path, toml: str, name: str) -> Path:
+def make_project(root: Path, toml: str, name: str, sleep_s: float = SLEEP_S) -> Path:
     project = root / name
     (project / "notebooks").mkdir(parents=True)
     (project / "Dockerfile").write_text(TEST_DOCKERFILE)
@@ -43,7 +43,7 @@ def make_project(root: Path, toml: str, name: str) -> Path:
     (project / "marker.txt").write_text(uuid.uuid4().hex)
     for n in range(4):
         (project / "notebooks" / f"n{n}.ipynb").write_text(
-            notebook(f"# mm4: remote\nimport time\ntime.sleep({SLEEP_S})")
+            notebook(f"# mm4: remote\nimport time\ntime.sleep({sleep_s})")
         )
     return project
 
@@ -58,8 +58,9 @@ def docker_toml(values: dict[str, str]) -> str:
 
 def results(project: Path) -> list[dict[str, object]]:
     folder = project / "results"
-    found = [json.loads((d / "run.json").read_text()) for d in folder.iterdir() if (d / "run.json").is_file()]
-    return found if folder.exists() else []
+    if not folder.exists():  # the first run has not made it yet
+        return []
+    return [json.loads((d / "run.json").read_text()) for d in folder.iterdir() if (d / "run.json").is_file()]
 
 
 def four_at_once(project: Path) -> float:

@@ -1,0 +1,85 @@
+"""The dask executor on the rig's Dask pool (two Mac-like Minis, a worker with mps=1 on each)
+against the native executor on one of them (mac-1, the same machine and account), in the same run
+(tests/rig/up.sh brings both up).
+
+1. Wall time: 4 tagged notebooks that each take 8 s, queued at once, the daemon running them
+   (the pool: one per worker at once; native: one at a time), from `mm4watch start` to the
+   last run's end. Target: ratio <= 0.55.
+2. Per-run overhead: one such notebook in the foreground (`mm4watch run`), dask minus native,
+   median of alternating rounds. Target: <= +0.5 s.
+
+Usage: python bench/dask_pool.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from pool import four_at_once, make_project, mm4, one_run
+from support import dask_toml, dask_values, pool_ssh_options
+
+SLEEP_S = 8
+
+
+def native_toml(values: dict[str, str]) -> str:
+    options = ", ".join(json.dumps(o) for o in pool_ssh_options({"POOL_KEY": values["DASK_KEY"]}))
+    return (
+        '[run]\nexecutor = "one"\ntimeout = "10m"\n\n'
+        f'[executors.one]\ntype = "native"\nhost = "ssh://{values["DASK_USER"]}@{values["DASK_NODE1"]}"\n'
+        f'python = "python3"\nssh_options = [{options}]\n'
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    values = dask_values()
+    if values is None:
+        sys.exit("no Dask pool: run `bash tests/rig/up.sh` first")
+    single_name, pool_name = "native, one Mini", "dask, two Minis"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        pool = make_project(root, dask_toml(values, timeout="10m"), "pool", SLEEP_S)
+        one = make_project(root, native_toml(values), "one", SLEEP_S)
+        try:
+            # warm-up: each Mini's environment built, as in daily use
+            for _ in range(2):
+                one_run(pool)
+            one_run(one)
+            walls: dict[str, list[float]] = {single_name: [], pool_name: []}
+            singles: dict[str, list[float]] = {single_name: [], pool_name: []}
+            for _ in range(args.rounds):
+                walls[single_name].append(four_at_once(one))
+                walls[pool_name].append(four_at_once(pool))
+                singles[single_name].append(one_run(one))
+                singles[pool_name].append(one_run(pool))
+            wall = {k: statistics.median(v) for k, v in walls.items()}
+            single = {k: statistics.median(v) for k, v in singles.items()}
+            nodes = {json.loads((d / "run.json").read_text())["executor"]["node"]["name"] for d in (pool / "results").iterdir() if (d / "run.json").is_file()}  # fmt: skip
+        finally:
+            for project in (pool, one):
+                mm4(project, "stop", "--now")
+    ratio = wall[pool_name] / wall[single_name]
+    overhead = single[pool_name] - single[single_name]
+    print(f"4 notebooks of {SLEEP_S} s each, queued at once (median of {args.rounds}, alternating)")
+    for k, v in wall.items():
+        print(f"  {k:<18} {v:6.2f} s   (rounds: {', '.join(f'{x:.2f}' for x in walls[k])})")
+    print(f"  wall ratio dask / native: {ratio:.2f} (target <= 0.55) -> {'MET' if ratio <= 0.55 else 'NOT MET'}")
+    print(f"  dask runs went to: {', '.join(sorted(nodes))}")
+    print(f"one such notebook in the foreground (median of {args.rounds})")
+    for k, v in single.items():
+        print(f"  {k:<18} {v:6.2f} s   (rounds: {', '.join(f'{x:.2f}' for x in singles[k])})")
+    print(
+        f"  per-run overhead over native: {overhead:+.2f} s (target <= +0.5 s) -> {'MET' if overhead <= 0.5 else 'NOT MET'}"
+    )
+    return 0 if ratio <= 0.55 and overhead <= 0.5 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
