@@ -257,9 +257,12 @@ def dask_pool(dask_rig: dict[str, str]) -> Iterator[dict[str, str]]:
     from mm4watch.remote.dask_pool import Pool, wait_idle
 
     for n in (1, 2):  # a test that killed a worker brings it back
-        if "dask worker" not in subprocess.run(
-            ["docker", "exec", f"mm4-dask-{n}", "ps", "-eo", "args"], capture_output=True, text=True
-        ).stdout:
+        if (
+            "dask worker"
+            not in subprocess.run(
+                ["docker", "exec", f"mm4-dask-{n}", "ps", "-eo", "args"], capture_output=True, text=True
+            ).stdout
+        ):
             subprocess.run(["bash", str(REPO / "tests" / "rig" / "dask.sh"), "worker", str(n)], check=True)
     with Pool(dask_rig["DASK_SCHEDULER"]) as pool:
         held = wait_idle(pool, timeout=15)

@@ -108,7 +108,7 @@ def test_executor_without_type():
 
 
 def test_executor_bad_type_and_keys():
-    assert 'use "docker", "local", "native" or "swarm"' in error_of('[executors.x]\ntype = "kubernetes"\n')
+    assert 'use "dask", "docker", "local", "native" or "swarm"' in error_of('[executors.x]\ntype = "kubernetes"\n')
     msg = error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://me@mini"\npython = "3"\n')
     assert "mm4.toml:4:" in msg and "executors.mini.python" in msg
     assert "needs host" in error_of('[executors.mini]\ntype = "docker"\n')

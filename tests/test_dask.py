@@ -81,7 +81,11 @@ def test_four_runs_two_at_once_on_both_workers_and_results_come_home_from_each(d
     for n in range(4):
         write_notebook(
             dask_project / "notebooks" / f"n{n}.ipynb",
-            code("# mm4: remote\n" + WHERE + "import sys\nsys.path.insert(0, '..')\nfrom helper import GREETING\nprint(GREETING)\ntime.sleep(6)"),
+            code(
+                "# mm4: remote\n"
+                + WHERE
+                + "import sys\nsys.path.insert(0, '..')\nfrom helper import GREETING\nprint(GREETING)\ntime.sleep(6)"
+            ),
         )
         done = mm4(["run", "--queue", f"notebooks/n{n}.ipynb"], cwd=dask_project)
         assert done.returncode == 0, done.stderr

@@ -77,6 +77,17 @@ def test_docker_py_is_imported_by_the_engine_module_only():
     assert found and all(place.startswith("mm4watch/remote/docker_engine.py:") for place in found), found
 
 
+def test_dask_is_imported_by_the_pool_module_and_its_lease_only():
+    found = sorted(
+        f"mm4watch/{rel}:{line}"
+        for rel, _, package, tree in modules()
+        for line, target in imported(package, tree)
+        if target.split(".")[0] in ("dask", "distributed", "cloudpickle")
+    )
+    allowed = ("mm4watch/remote/dask_pool.py:", "mm4watch/remote/dask_lease.py:")
+    assert found and all(place.startswith(allowed) for place in found), found
+
+
 def test_no_command_imports_another():
     found = []
     for rel, name, package, tree in modules():

@@ -89,7 +89,7 @@ def test_a_type_no_package_provides_is_a_config_error(project):
     (project / "mm4.toml").write_text('[run]\nexecutor = "toy"\n[executors.toy]\ntype = "toy"\n')
     done = mm4(["doctor"], cwd=project)  # the toy package is not on this process's path
     assert done.returncode == 2
-    assert ':4: executors.toy.type is \'toy\'; use "docker", "local", "native" or "swarm"' in done.stderr
+    assert ':4: executors.toy.type is \'toy\'; use "dask", "docker", "local", "native" or "swarm"' in done.stderr
 
 
 def _overlap(records):

@@ -164,7 +164,10 @@ def resources(value: Any) -> Mapping[str, float]:
     if (
         not isinstance(value, dict)
         or not value
-        or not all(isinstance(k, str) and k and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for k, v in value.items())
+        or not all(
+            isinstance(k, str) and k and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+            for k, v in value.items()
+        )
     ):
         raise ValueError(f"must name what a run needs of a worker, each above zero, e.g. {{ mps = 1 }}, not {value!r}")
     return MappingProxyType({k: float(v) for k, v in value.items()})

@@ -146,7 +146,9 @@ class DaskExecutor(Executor[_Slot]):
                 lost.append(str(node.get("name")))
                 self._avoid.add(str(node.get("worker")))
                 if not self._others():
-                    log_line(job, f"{node.get('name')} was lost, and no other worker has {self._wants()}: not run again")
+                    log_line(
+                        job, f"{node.get('name')} was lost, and no other worker has {self._wants()}: not run again"
+                    )
                     break
                 log_line(
                     job,
@@ -197,10 +199,11 @@ class DaskExecutor(Executor[_Slot]):
         handle.native.start(handle.remote, job)
 
     def poll(self, handle: _Slot, job: Job, wait_s: float) -> int | None:
-        assert handle.remote is not None
+        remote = handle.remote
+        assert remote is not None
         from ..remote.dask_pool import PoolUnreachable
 
-        why = handle.lost
+        why: str | None = handle.lost
         try:
             why = why or handle.lease.lost()
         except PoolUnreachable as exc:  # the run goes on over there; Dask is asked again next time
@@ -208,9 +211,9 @@ class DaskExecutor(Executor[_Slot]):
         if why:
             handle.lost = why
             log_line(job, f"{why}: stopping the run there if it can be reached")
-            self._quietly(job, lambda: handle.native.stop(handle.remote))  # type: ignore[arg-type]
+            self._quietly(job, lambda: handle.native.stop(remote))
             return -1
-        return handle.native.poll(handle.remote, job, wait_s)
+        return handle.native.poll(remote, job, wait_s)
 
     def _quietly(self, job: Job, step: Any) -> None:
         """A step on a lost worker's machine: done if it answers, said in run.log if not."""
@@ -224,11 +227,12 @@ class DaskExecutor(Executor[_Slot]):
             handle.native.stop(handle.remote)
 
     def fetch(self, handle: _Slot, job: Job) -> None:
-        assert handle.remote is not None
+        remote = handle.remote
+        assert remote is not None
         if handle.lost:
-            self._quietly(job, lambda: handle.native.fetch(handle.remote, job))  # type: ignore[arg-type]
+            self._quietly(job, lambda: handle.native.fetch(remote, job))
         else:
-            handle.native.fetch(handle.remote, job)
+            handle.native.fetch(remote, job)
 
     def release(self, handle: _Slot) -> None:
         try:
@@ -307,8 +311,6 @@ class DaskExecutor(Executor[_Slot]):
 
     def doctor(self, report: Report) -> None:
         """The scheduler, matching versions, each worker with its resources, then each machine as native does."""
-        from ..remote.dask_pool import Pool
-
         pool: Pool | None = None
 
         def scheduler() -> str:
@@ -332,7 +334,9 @@ class DaskExecutor(Executor[_Slot]):
                 if w in usable:
                     report.ok(f"worker {w.name}", f"{w.address}, resources {dict(w.resources)}, {w.nthreads} thread(s)")
                 else:
-                    report.warn(f"worker {w.name}", f"{w.address} has {dict(w.resources) or 'no resources'}: no run goes there")
+                    report.warn(
+                        f"worker {w.name}", f"{w.address} has {dict(w.resources) or 'no resources'}: no run goes there"
+                    )
             if not usable:
                 report.fail(
                     "workers",

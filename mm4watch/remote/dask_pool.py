@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,7 +175,9 @@ class Pool:
 
         d = self._d
         hold = _by_value(dask_lease.hold)
-        holder = d.Semaphore(max_leases=1, name=name + ":holder", scheduler_rpc=self.client.scheduler, loop=self.client.loop)
+        holder = d.Semaphore(
+            max_leases=1, name=name + ":holder", scheduler_rpc=self.client.scheduler, loop=self.client.loop
+        )
         if not self._ask("a lease", lambda: holder.acquire(timeout=CONNECT_S)):
             raise PoolRefused(f"the scheduler at {self.address} did not give {name} its holder's lock")
         future = self._ask(
@@ -248,7 +250,7 @@ class Lease:
     def let_go(self) -> None:
         """The run has ended: its slot is free for the next. Never raises (a gone scheduler frees it anyway)."""
         d, client = self.pool._d, self.pool.client
-        steps = (
+        steps: tuple[Callable[[], Any], ...] = (
             lambda: self.holder.release(),
             lambda: d.Event(self.name + ":go", client=client).set(),
             lambda: d.Variable(self.name + ":at", client=client).delete(),
