@@ -31,7 +31,7 @@ def native_toml(values: dict[str, str]) -> str:
     return (
         '[run]\nexecutor = "one"\ntimeout = "10m"\n\n'
         f'[executors.one]\ntype = "native"\nhost = "ssh://{values["DASK_USER"]}@{values["DASK_NODE1"]}"\n'
-        f'python = "python3"\nssh_options = [{options}]\n'
+        f'python = "python3"\nssh_options = [{options}]\nharvest_every = "60s"\n'
     )
 
 
@@ -45,7 +45,7 @@ def main() -> int:
     single_name, pool_name = "native, one Mini", "dask, two Minis"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        pool = make_project(root, dask_toml(values, timeout="10m"), "pool", SLEEP_S)
+        pool = make_project(root, dask_toml(values, timeout="10m", harvest="60s"), "pool", SLEEP_S)
         one = make_project(root, native_toml(values), "one", SLEEP_S)
         try:
             # warm-up: each Mini's environment built, as in daily use

@@ -210,13 +210,15 @@ def dask_values() -> dict[str, str] | None:
     return dict(line.split("=", 1) for line in DASK_ENV.read_text().split() if "=" in line)
 
 
-def dask_toml(values: dict[str, str], *, scheduler: str | None = None, extra: str = "", timeout: str = "5m") -> str:
+def dask_toml(
+    values: dict[str, str], *, scheduler: str | None = None, extra: str = "", timeout: str = "5m", harvest: str = "2s"
+) -> str:
     options = ", ".join(json.dumps(o) for o in pool_ssh_options({"POOL_KEY": values["DASK_KEY"]}))
     user = values["DASK_USER"]
     return (
         f'[run]\nexecutor = "macs"\ntimeout = "{timeout}"\n\n'
         f'[executors.macs]\ntype = "dask"\nscheduler = "{scheduler or values["DASK_SCHEDULER"]}"\n'
-        f'python = "python3"\nssh_options = [{options}]\nharvest_every = "2s"\n'
+        f'python = "python3"\nssh_options = [{options}]\nharvest_every = "{harvest}"\n'
         f'nodes = {{ "mac-1" = "ssh://{user}@{values["DASK_NODE1"]}", "mac-2" = "ssh://{user}@{values["DASK_NODE2"]}" }}\n'
         f"{extra}"
     )
