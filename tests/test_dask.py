@@ -289,6 +289,8 @@ def test_doctor_checks_the_pool_and_each_mini(dask_project, dask_pool):
     ):
         assert line in done.stdout, done.stdout
     assert done.stdout.count("ok    ssh: me@172.30.0.2") == 2
+    # the rig's scheduler has no bokeh: its dashboard's page says so, and doctor says how to fix it
+    assert "warn  dashboard: the scheduler's machine lacks bokeh: `pip install bokeh`" in done.stdout
     (dask_project / "mm4.toml").write_text(dask_toml(dask_pool, extra="resources = { gpu = 2 }\n"))
     done = mm4(["doctor"], cwd=dask_project)
     assert done.returncode == 1 and "FAIL  workers: no worker of the pool offers gpu=2" in done.stdout, done.stdout

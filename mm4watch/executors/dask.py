@@ -327,6 +327,12 @@ class DaskExecutor(Executor[_Slot]):
             return
         assert pool is not None
         try:
+            problem = pool.dashboard_problem()
+            if problem:
+                report.warn(
+                    "dashboard",
+                    f"{problem}: `pip install bokeh` in the scheduler's dask venv, then restart `dask scheduler`",
+                )
             self._versions(report, pool)
             workers = pool.workers()
             usable = [w for w in workers if w.covers(self.cfg.resources)]

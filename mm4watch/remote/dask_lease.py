@@ -8,9 +8,10 @@ drops about 30 s after its client stops refreshing it), so a killed process
 leaks no slot. Run again by the scheduler after its first worker was lost, it
 ends at once: the run it stood for is over there.
 
-Sent to the worker by value (``cloudpickle.register_pickle_by_value``): the
-worker has Dask, not mm4watch, so this module imports nothing of mm4watch and
-keeps to what the workers' Python (3.10 or newer) has.
+Sent to the worker as source text, run there by ``exec`` (``dask_pool``): the
+worker has Dask, not mm4watch, and its Python may be another minor version than
+this machine's, so this module imports nothing of mm4watch, keeps to what Python
+3.10 has, and its result is not needed (the lease's state is in the scheduler).
 """
 
 from __future__ import annotations

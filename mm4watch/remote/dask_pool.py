@@ -78,16 +78,15 @@ class Node:
         return {k: getattr(self, k) for k in ("worker", "name", "hostname", "python", "platform", "dask")}
 
 
-def _by_value(fn: Any) -> Any:
-    """A copy of ``fn`` that travels by value: the workers have Dask, not mm4watch. (A function of
-    ``__main__`` is what Dask's pickling sends whole; ``fn`` imports all it uses inside itself.)"""
-    import builtins
-    import types
+def _lease_source(name: str) -> str:
+    """The lease as source text for the worker to run (``exec``, by reference, with a string): no
+    code object travels, so the workers' Python need not be this machine's (Dask's pickled
+    functions need the same minor version), and the workers need Dask, not mm4watch."""
+    import inspect
 
-    copy = types.FunctionType(fn.__code__, {"__builtins__": builtins}, fn.__name__, fn.__defaults__)
-    copy.__module__ = "__main__"
-    copy.__qualname__ = f"mm4watch-{fn.__name__}"
-    return copy
+    from . import dask_lease
+
+    return inspect.getsource(dask_lease) + f"\n\nhold({name!r})\n"
 
 
 def _host(address: str) -> str:
@@ -136,6 +135,20 @@ class Pool:
     def dashboard(self) -> str:
         return str(self.client.dashboard_link or "")
 
+    def dashboard_problem(self) -> str | None:
+        """Why the dashboard's page does not show (None when it does, or when there is none)."""
+        import urllib.request
+
+        link = self.dashboard
+        if not link:
+            return None
+        try:
+            with urllib.request.urlopen(link, timeout=5) as answer:  # noqa: S310 (the scheduler's own http address)
+                page = answer.read(4096).decode(errors="replace")
+        except OSError as exc:
+            return f"{link} does not answer ({exc})"
+        return "the scheduler's machine lacks bokeh" if "needs bokeh" in page else None
+
     def workers(self) -> list[Worker]:
         info = self._ask("workers", lambda: self.client.scheduler_info(n_workers=-1))
         return [
@@ -171,10 +184,7 @@ class Pool:
         priority: int = 0,
     ) -> Lease:
         """Ask for a slot: a lease task that needs ``resources`` (on ``workers`` only, if given)."""
-        from . import dask_lease
-
         d = self._d
-        hold = _by_value(dask_lease.hold)
         holder = d.Semaphore(
             max_leases=1, name=name + ":holder", scheduler_rpc=self.client.scheduler, loop=self.client.loop
         )
@@ -183,8 +193,9 @@ class Pool:
         future = self._ask(
             "a lease",
             lambda: self.client.submit(
-                hold,
-                name,
+                exec,
+                _lease_source(name),
+                {"__name__": "mm4watch_lease"},
                 key=name,
                 pure=False,
                 resources=dict(resources),
@@ -212,9 +223,12 @@ class Lease:
             return self.node
         if self.future.done():
             raise PoolRefused(f"the lease {self.name} ended before it started: {self._why()}")
-        variable = self.pool._d.Variable(self.name + ":at", client=self.pool.client)
+        d, client = self.pool._d, self.pool.client
         try:
-            said = variable.get(timeout=timeout)
+            # the event, not the variable: a variable's get that times out is an error in the scheduler's log
+            if not d.Event(self.name + ":placed", client=client).wait(timeout=timeout):
+                return None
+            said = d.Variable(self.name + ":at", client=client).get(timeout=CONNECT_S)  # set before the event
         except TimeoutError:
             return None
         except OSError as exc:
