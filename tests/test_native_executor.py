@@ -105,13 +105,22 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mac):
     assert bad["executor"]["env_hash"] == first_env
     assert "reused" in (native_project / "results" / bad["id"] / "build.log").read_text()
 
-    # a requirements.txt no earlier test run had: a new environment is built
+    # a requirements.txt no earlier test run had: a new environment is built, by uv, the package importable
     (native_project / "requirements.txt").write_text(f"# {time.time()!r}\nsix\n")
-    done = mm4(["run", "notebooks/ok.ipynb"], cwd=native_project, timeout=900)
+    write_notebook(
+        native_project / "notebooks" / "six.ipynb",
+        code(
+            "# mm4: remote\nimport os, pathlib, six\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'six.txt').write_text(six.__name__)"
+        ),
+    )
+    done = mm4(["run", "notebooks/six.ipynb"], cwd=native_project, timeout=900)
     assert done.returncode == 0, done.stderr
     newest = max(run_dirs(native_project), key=lambda d: load_record(d)["queued_at"])
     assert load_record(newest)["executor"]["env_hash"] != first_env
-    assert "building the environment" in (newest / "build.log").read_text()
+    assert (newest / "six.txt").read_text() == "six"
+    log = (newest / "build.log").read_text()
+    assert "building the environment" in log and " with uv " in log and "mm4watch/uv-cache, shared by" in log, log
+    assert " + six==" in log  # uv's own lines: what it installed
 
 
 def test_timeout_kills_the_process_tree(native_project, mac):
@@ -336,3 +345,50 @@ def test_mac_droppings_change_no_code_sync_and_come_home_as_no_output(native_pro
         assert outputs == ["plot.txt"] and not (run_dir / "._plot.txt").exists()
         assert not (run_dir / "sub" / ".DS_Store").exists()
     assert "reused" in (second / "build.log").read_text()
+
+
+def test_one_uv_cache_serves_every_project_on_the_mini(tmp_path, mac):
+    """Two projects, one new package each time: the second finds every wheel in the Mini's uv cache."""
+    marker = f"{time.time()!r}"
+    logs = []
+    for name in ("first", "second"):
+        root = tmp_path / name
+        (root / "notebooks").mkdir(parents=True)
+        (root / "mm4.toml").write_text(native_toml(mac))
+        (root / "requirements.txt").write_text(f"# {name} {marker}\ntabulate\n")
+        write_notebook(root / "notebooks" / "t.ipynb", code("# mm4: remote\nimport tabulate\nprint(tabulate.__name__)"))
+        done = mm4(["run", "notebooks/t.ipynb"], cwd=root, timeout=900)
+        assert done.returncode == 0, done.stderr
+        (run_dir,) = run_dirs(root)
+        assert load_record(run_dir)["status"] == "succeeded"
+        logs.append((run_dir / "build.log").read_text())
+    assert all(" with uv " in log and " + tabulate==" in log for log in logs), logs
+    # the second project's environment downloaded nothing: uv prepared no package, it linked from the cache
+    assert "Prepared" not in logs[1], logs[1]
+    cache = on_mac(mac, "ls ~/mm4watch/uv-cache", user="me").split()
+    assert cache, "the Mini's one uv cache"
+    # gc prunes it, and empties it past uv_cache_max (the environments keep working: hard links)
+    done = mm4(["gc"], cwd=tmp_path / "second")
+    assert done.returncode == 0 and "uv cache on me@127.0.0.1: " in done.stdout and "after pruning" in done.stdout
+    (tmp_path / "second" / "mm4.toml").write_text(native_toml(mac, extra='uv_cache_max = "1k"\n'))
+    done = mm4(["gc"], cwd=tmp_path / "second")
+    assert "then emptied, being past the bound," in done.stdout, done.stdout
+    assert "(at most 0 MB: uv_cache_max)" in done.stdout
+    done = mm4(["run", "notebooks/t.ipynb"], cwd=tmp_path / "second", timeout=900)
+    assert done.returncode == 0, done.stderr  # its environment, reused, still imports tabulate
+
+
+def test_without_uv_pip_builds_the_environment_and_says_why(native_project, mac):
+    # uv cannot be installed there: its tool folder is a file (as a failed download leaves nothing usable)
+    workdir = f"mm4watch-nouv-{int(time.time())}"
+    on_mac(mac, f"mkdir -p ~/{workdir} && touch ~/{workdir}/tools", user="me")
+    try:
+        (native_project / "mm4.toml").write_text(native_toml(mac, extra=f'workdir = "{workdir}"\n'))
+        write_notebook(native_project / "notebooks" / "p.ipynb", code("# mm4: remote\nx = 1"))
+        done = mm4(["run", "notebooks/p.ipynb"], cwd=native_project, timeout=900)
+        assert done.returncode == 0, done.stderr
+        (run_dir,) = run_dirs(native_project)
+        log = (run_dir / "build.log").read_text()
+        assert " with pip (uv could not be installed there by python3 -m pip" in log, log
+    finally:
+        on_mac(mac, f"rm -rf ~/{workdir}", user="me")

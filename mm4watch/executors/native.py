@@ -57,6 +57,8 @@ from .base import (
 )
 
 POLL_S = 1.0
+UV_CACHE = "uv-cache"  # under <workdir> on the Mini: one cache for every environment of every project
+SYSTEM_CERTS = ("UV_SYSTEM_CERTS=1", "UV_NATIVE_TLS=1")  # the system's certificates (the keychain on a Mac); both names
 ENV_PROBE = (
     "import json, platform, sys\n"
     "try:\n    import torch\n    mps = bool(torch.backends.mps.is_available())\nexcept Exception:\n    mps = None\n"
@@ -71,6 +73,7 @@ class NativeConfig(RemoteConfig):
     """``type = "native"`` (also ``"ssh"``): the Mini's own Python, for GPU work."""
 
     python: str | None = setting(checks.text)
+    uv_cache_max: int = setting(checks.size, 20 << 30)  # `gc` empties the Mini's uv cache past this size
 
     def check(self) -> None:
         if not self.host:
@@ -161,10 +164,35 @@ class NativeExecutor(Executor[_Remote]):
             report.ok("free disk", f"{free_gb:.1f} GiB under {self.cfg.workdir or '~/mm4watch'}")
 
     def gc(self, keep: int | None) -> list[str]:
-        return gc_copies(ssh.shared(self.target), self.config, self.cfg.workdir or "mm4watch") + [
+        return [
+            *gc_copies(ssh.shared(self.target), self.config, self.cfg.workdir or "mm4watch"),
+            self._gc_uv_cache(),
             f"executor {self.name!r} keeps the newest {self.cfg.keep_images} environments on "
-            f"{self.target.label}, pruned after each run"
+            f"{self.target.label}, pruned after each run",
         ]
+
+    def _gc_uv_cache(self) -> str:
+        """The Mini's one uv cache: what no environment uses pruned (``uv cache prune``), then all of it
+        cleaned when still past ``uv_cache_max`` (environments keep their files: hard links, clones)."""
+        tools = f"{self.cfg.workdir or 'mm4watch'}"
+        uv, cache = quote(f"{tools}/tools/uv"), quote(f"{tools}/{UV_CACHE}")
+        size = f"du -sk {cache} | cut -f1"
+        out = self._sh(
+            f"cd && if test -x {uv} && test -d {cache}; then "
+            f"b=$({size}); env UV_CACHE_DIR={cache} {uv} cache prune -q >/dev/null 2>&1; a=$({size}); "
+            f"if [ $a -gt {self.cfg.uv_cache_max // 1024} ]; then env UV_CACHE_DIR={cache} {uv} cache clean -q "
+            f">/dev/null 2>&1; fi; echo $b $a $({size}); fi",
+            timeout=600,
+        ).split()
+        if len(out) != 3:
+            return f"no uv cache on {self.target.label} (environments there are built with pip)"
+        before, pruned, after = (int(x) * 1024 for x in out)
+        cleaned = " then emptied, being past the bound," if after < pruned else ""
+        return (
+            f"uv cache on {self.target.label}: {before / 1e6:.1f} MB, {pruned / 1e6:.1f} MB after pruning what no "
+            f"environment uses,{cleaned} {after / 1e6:.1f} MB now (at most {self.cfg.uv_cache_max / 1e6:.0f} MB: "
+            "uv_cache_max)"
+        )
 
     # -- preparing ----------------------------------------------------------------
 
@@ -212,7 +240,7 @@ class NativeExecutor(Executor[_Remote]):
         return {"home": home, "base": base, "env": self._environment(base, version, job)}
 
     def _environment(self, base: str, version: str, job: Job) -> dict[str, Any]:
-        """The venv for this requirements.txt and interpreter: reused, or built now."""
+        """The venv for this requirements.txt and interpreter: reused, or built now (with uv, else pip)."""
         requirements = self.config.root / "requirements.txt"
         content = requirements.read_bytes() if requirements.exists() else b""
         key = hashlib.sha256(content + b"\0" + version.encode()).hexdigest()[:16]
@@ -223,25 +251,72 @@ class NativeExecutor(Executor[_Remote]):
             f"(cd {quote(base + '/venvs')} && ls -1t | grep -v -x {key} | tail -n +{int(keep)} | xargs rm -rf --); "
             f"test -f {quote(venv + '/.ready')} && cat {quote(venv + '/env.json')} || true"
         ).strip()
-        if not ready:
-            with open(log, "a", encoding="utf-8") as fh:
-                fh.write(f"building the environment {key} on {self.target.label} ({version.split()[0]})\n")
-            req = ["-r", f"{base}/code/requirements.txt"] if content else []
-            vpy = f"{venv}/bin/python"
-            # built in place (a venv cannot move); .ready marks it whole, so a half-built one is redone
-            out = self._sh(
-                f"{join(['rm', '-rf', venv])} && {join([self.python, '-m', 'venv', venv])} && "
-                f"{join([vpy, '-m', 'pip', 'install', '-q', '--disable-pip-version-check', 'papermill', 'ipykernel', *req])} 2>&1 && "
-                f"{join([vpy, '-c', ENV_PROBE])} > {quote(venv + '/env.json')} && touch {quote(venv + '/.ready')} && "
-                f"cat {quote(venv + '/env.json')}",
-                timeout=1800,
-            )
-            with open(log, "a", encoding="utf-8") as fh:
-                fh.write(out)
-            ready = out.strip().splitlines()[-1]
-        else:
+        if ready:
             log.write_text(f"environment {key} is ready on {self.target.label}: reused\n")
+            return {**json.loads(ready), "env_hash": key, "venv": venv}
+        tools = base.rsplit("/", 1)[0]  # <workdir>: shared by every project on that machine
+        uv, why = self._uv(tools)
+        how = (
+            f"with uv {uv[1]} (its cache {tools}/{UV_CACHE}, shared by every project there)"
+            if uv
+            else f"with pip ({why})"
+        )
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"building the environment {key} on {self.target.label} ({version.split()[0]}) {how}\n")
+        req = ["-r", f"{base}/code/requirements.txt"] if content else []
+        vpy = f"{venv}/bin/python"
+        if uv:
+            env = [
+                f"UV_CACHE_DIR={tools}/{UV_CACHE}",
+                "UV_PYTHON_DOWNLOADS=never",  # the configured interpreter, never one uv would fetch
+                "UV_NO_PROGRESS=1",
+                *SYSTEM_CERTS,
+            ]
+            make = (
+                f"{join(['env', *env, uv[0], 'venv', '-q', '--python', self.python, venv])} && "
+                f"{join(['env', *env, uv[0], 'pip', 'install', '--python', vpy, 'papermill', 'ipykernel', *req])} 2>&1"
+            )
+        else:
+            make = (
+                f"{join([self.python, '-m', 'venv', venv])} && "
+                f"{join([vpy, '-m', 'pip', 'install', '-q', '--disable-pip-version-check', 'papermill', 'ipykernel', *req])} 2>&1"
+            )
+        # built in place (a venv cannot move); .ready marks it whole, so a half-built one is redone
+        out = self._sh(
+            f"{join(['rm', '-rf', venv])} && {make} && "
+            f"{join([vpy, '-c', ENV_PROBE])} > {quote(venv + '/env.json')} && touch {quote(venv + '/.ready')} && "
+            f"cat {quote(venv + '/env.json')}",
+            timeout=1800,
+        )
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(out)
+        ready = out.strip().splitlines()[-1]
         return {**json.loads(ready), "env_hash": key, "venv": venv}
+
+    def _uv(self, tools: str) -> tuple[tuple[str, str] | None, str]:
+        """uv on that machine, installed once from PyPI by the configured interpreter into
+        ``<workdir>/tools/uv`` (by a throwaway venv's pip): (path, version), or None and why not
+        (pip builds then)."""
+        uv = f"{tools}/tools/uv"
+        staging = quote(f"{tools}/tools/.uv-") + "$$"  # its own per process; the binary then moved into place
+        # a throwaway venv's pip: never "externally managed" (PEP 668, Homebrew's Python), on any pip version
+        install = (
+            f"mkdir -p {quote(tools + '/tools')} && s={staging} && rm -rf $s && mkdir $s && "
+            f"{join([self.python, '-m', 'venv'])} $s/v >$s.log 2>&1 && $s/v/bin/python -m pip install -q "
+            f"--disable-pip-version-check uv >>$s.log 2>&1 && mv $s/v/bin/uv {quote(uv)}; "
+            f"r=$?; tail -3 $s.log 2>/dev/null | sed 's/^/uv-install: /'; rm -rf $s $s.log; test $r = 0"
+        )
+        out = self._sh(
+            f"if {quote(uv)} --version >/dev/null 2>&1; then true; else {install}; fi; "
+            f"{quote(uv)} --version 2>/dev/null || true",
+            timeout=600,
+        )
+        said = [line.strip() for line in out.splitlines() if line.strip()]
+        version = next((line.split()[1] for line in said if line.startswith("uv ") and len(line.split()) > 1), None)
+        if version:
+            return (uv, version), ""
+        detail = "; ".join(line.removeprefix("uv-install: ") for line in said if line.startswith("uv-install: "))
+        return None, f"uv could not be installed there by {self.python} -m pip" + (f": {detail}" if detail else "")
 
     # -- running ------------------------------------------------------------------
 
