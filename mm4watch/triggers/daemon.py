@@ -58,6 +58,7 @@ class Daemon:
         self.queue = Queue(self.state_dir)
         self.running: dict[int, _Running] = {}
         self._pool_sizes: dict[str, tuple[int, float, ExecutorConfig]] = {}
+        self._asking: set[str] = set()  # executors whose capacity is being asked again, in the background
         self.wake = threading.Event()
         self.stopping = False
         self.stop_now = False
@@ -362,19 +363,35 @@ class Daemon:
         return busy
 
     def _limit(self, cfg: ExecutorConfig) -> int:
-        """Runs at once on an executor, as it says (``capacity()``: a pool asks its nodes), asked once a minute."""
+        """Runs at once on an executor, as it says (``capacity()``: a pool asks its nodes). Asked once, then
+        again each minute in the background: dispatch waits on a pool's answer only the first time."""
         cached = self._pool_sizes.get(cfg.name)
-        if cached is None or cached[2] is not cfg or time.monotonic() - cached[1] > 60:
-            from .. import executors
-
-            try:
-                size = max(1, int(executors.get(cfg, self.config).capacity()))
-            except Exception as exc:  # a plug-in's own failure never stops the daemon
-                log.warning("executor %s cannot say how many runs it takes (%s): one at a time", cfg.name, exc)
-                size = 1
-            cached = (size, time.monotonic(), cfg)
+        if cached is None or cached[2] is not cfg:
+            cached = (self._capacity(cfg), time.monotonic(), cfg)
             self._pool_sizes[cfg.name] = cached
+        elif time.monotonic() - cached[1] > 60 and cfg.name not in self._asking:
+            self._asking.add(cfg.name)
+
+            def again() -> None:
+                try:
+                    size = self._capacity(cfg)
+                    if self._pool_sizes.get(cfg.name, (0, 0.0, None))[2] is cfg:
+                        self._pool_sizes[cfg.name] = (size, time.monotonic(), cfg)
+                finally:
+                    self._asking.discard(cfg.name)
+                    self.wake.set()  # the answer may let another run start
+
+            threading.Thread(target=again, name=f"mm4-capacity-{cfg.name}", daemon=True).start()
         return cached[0]
+
+    def _capacity(self, cfg: ExecutorConfig) -> int:
+        from .. import executors
+
+        try:
+            return max(1, int(executors.get(cfg, self.config).capacity()))
+        except Exception as exc:  # a plug-in's own failure never stops the daemon
+            log.warning("executor %s cannot say how many runs it takes (%s): one at a time", cfg.name, exc)
+            return 1
 
     def dispatch(self) -> None:
         while True:
