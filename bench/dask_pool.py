@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from pool import make_project, mm4, one_run, results
+from pool import four_ended, make_project, mm4, one_run, report, results
 from support import dask_toml, dask_values, pool_ssh_options
 
 SLEEP_S = 8
@@ -30,19 +29,12 @@ SLEEP_S = 8
 
 def four_queued(project: Path) -> float:
     """Queue four runs to the running daemon, wait for the last to end: seconds from the first queueing."""
-    before = {r["id"] for r in results(project)}
+    before = {str(r["id"]) for r in results(project)}
     t0 = time.perf_counter()
     for n in range(4):
         assert mm4(project, "run", "--queue", f"notebooks/n{n}.ipynb").returncode == 0
-    while True:
-        new = [r for r in results(project) if r["id"] not in before]
-        if len(new) == 4 and all(r["status"] in ("succeeded", "failed", "timeout") for r in new):
-            break
-        time.sleep(0.1)
-    elapsed = time.perf_counter() - t0
-    bad = [r["id"] for r in new if r["status"] != "succeeded"]
-    assert not bad, f"runs failed: {bad}"
-    return elapsed
+    four_ended(project, before)
+    return time.perf_counter() - t0
 
 
 def native_toml(values: dict[str, str]) -> str:
@@ -80,26 +72,19 @@ def main() -> int:
                 walls[pool_name].append(four_queued(pool))
                 singles[single_name].append(one_run(one))
                 singles[pool_name].append(one_run(pool))
-            wall = {k: statistics.median(v) for k, v in walls.items()}
-            single = {k: statistics.median(v) for k, v in singles.items()}
             nodes = {json.loads((d / "run.json").read_text())["executor"]["node"]["name"] for d in (pool / "results").iterdir() if (d / "run.json").is_file()}  # fmt: skip
         finally:
             for project in (pool, one):
                 mm4(project, "stop", "--now")
-    ratio = wall[pool_name] / wall[single_name]
-    overhead = single[pool_name] - single[single_name]
-    print(f"4 notebooks of {SLEEP_S} s each, queued at once to a running daemon (median of {args.rounds}, alternating)")
-    for k, v in wall.items():
-        print(f"  {k:<18} {v:6.2f} s   (rounds: {', '.join(f'{x:.2f}' for x in walls[k])})")
-    print(f"  wall ratio dask / native: {ratio:.2f} (target <= 0.55) -> {'MET' if ratio <= 0.55 else 'NOT MET'}")
-    print(f"  dask runs went to: {', '.join(sorted(nodes))}")
-    print(f"one such notebook in the foreground (median of {args.rounds})")
-    for k, v in single.items():
-        print(f"  {k:<18} {v:6.2f} s   (rounds: {', '.join(f'{x:.2f}' for x in singles[k])})")
-    print(
-        f"  per-run overhead over native: {overhead:+.2f} s (target <= +0.5 s) -> {'MET' if overhead <= 0.5 else 'NOT MET'}"
+    return report(
+        f"4 notebooks of {SLEEP_S} s each, queued at once to a running daemon",
+        walls,
+        singles,
+        (single_name, pool_name),
+        targets=(0.55, 0.5),
+        nodes=nodes,
+        rounds=args.rounds,
     )
-    return 0 if ratio <= 0.55 and overhead <= 0.5 else 1
 
 
 if __name__ == "__main__":

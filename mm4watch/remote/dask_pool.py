@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..core.errors import ConfigError, Mm4Error
@@ -68,14 +68,14 @@ class Node:
 
     @classmethod
     def of(cls, said: Mapping[str, Any]) -> Node:
-        return cls(**{k: str(said.get(k, "")) for k in ("worker", "name", "hostname", "python", "platform", "dask")})
+        return cls(**{f.name: str(said.get(f.name, "")) for f in fields(cls)})
 
     @property
     def host(self) -> str:
         return _host(self.worker)
 
     def as_dict(self) -> dict[str, str]:
-        return {k: getattr(self, k) for k in ("worker", "name", "hostname", "python", "platform", "dask")}
+        return asdict(self)
 
 
 def _lease_source(name: str) -> str:
