@@ -115,6 +115,11 @@ def test_executor_bad_type_and_keys():
     assert "ssh://user@machine" in error_of('[executors.mini]\ntype = "docker"\nhost = "mini.local"\n')
     assert "cpus" in error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://m"\ncpus = -1\n')
     assert "memory" in error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://m"\nmemory = "lots"\n')
+    msg = error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://m"\n\nbuilder = "fast"\n')
+    assert "mm4.toml:5:" in msg and "executors.mini.builder" in msg and 'use "auto" or "classic"' in msg
+    msg = error_of('[executors.mini]\ntype = "swarm"\nhost = "ssh://m"\nregistry = "r:5000"\ndocker_cli = "docker"\n')
+    assert "mm4.toml:5:" in msg and "executors.mini.docker_cli" in msg and "absolute path" in msg
+    assert "not a size" in error_of('[executors.mini]\ntype = "docker"\nhost = "ssh://m"\nbuild_cache_max = "lots"\n')
 
 
 def test_each_executor_type_has_its_own_settings_and_ssh_means_native():

@@ -211,6 +211,7 @@ def test_doctor_on_the_mini(mini_project):
     assert done.returncode == 0, done.stdout + done.stderr
     for check in ("ssh", "docker socket", "awake", "engine", "base image", "free disk"):
         assert f"ok    {check}" in done.stdout
+    assert "ok    builder: BuildKit (DOCKER_BUILDKIT=1, docker CLI 20.10" in done.stdout
 
 
 def test_data_is_synced_and_mounted_read_only(mini_project, mini):

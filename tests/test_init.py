@@ -16,6 +16,9 @@ def test_init_sets_up_an_empty_project(tmp_path):
     path = tmp_path / "notebooks" / "00_test_remote.ipynb"
     assert read_tag(path.read_bytes(), path.name)[1] is not None
     assert (tmp_path / ".gitignore").read_text().splitlines()[-3:] == ["results/", ".mm4/", ".ipynb_checkpoints/"]
+    dockerfile = (tmp_path / "Dockerfile").read_text()
+    assert "RUN --mount=type=cache,target=/root/.cache/uv" in dockerfile and '"papermill>=2.6"' in dockerfile
+    assert (tmp_path / "requirements.txt").read_text().startswith("#")  # the Dockerfile's COPY finds it
 
 
 def test_init_ignores_the_results_folder_the_config_names(tmp_path):
@@ -33,10 +36,14 @@ def test_init_never_overwrites(tmp_path):
     (tmp_path / ".gitignore").write_text("*.pyc\nresults/")  # no final newline
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "notebooks" / "00_test_remote.ipynb").write_text("mine")
+    (tmp_path / "Dockerfile").write_text("FROM mine\n")
     done = mm4(["init"], cwd=tmp_path)
     assert done.returncode == 0
     assert (tmp_path / "mm4.toml").read_text() == '[run]\nexecutor = "local"\n'
     assert (tmp_path / "notebooks" / "00_test_remote.ipynb").read_text() == "mine"
+    assert (tmp_path / "Dockerfile").read_text() == "FROM mine\n" and "kept     " + str(
+        tmp_path / "Dockerfile"
+    ) in done.stdout
     assert (tmp_path / ".gitignore").read_text() == "*.pyc\nresults/\n# mm4watch\n.mm4/\n.ipynb_checkpoints/\n"
     again = mm4(["init"], cwd=tmp_path)
     assert again.returncode == 0 and "already ignores" in again.stdout
@@ -45,6 +52,7 @@ def test_init_never_overwrites(tmp_path):
 
 def test_template_and_repository_examples_agree():
     assert (REPO / "mm4watch" / "templates" / "mm4.toml").read_text() == (REPO / "mm4.toml").read_text()
+    assert (REPO / "mm4watch" / "templates" / "Dockerfile").read_text() == (REPO / "Dockerfile").read_text()
     assert json.loads((REPO / "mm4watch" / "templates" / "sample.ipynb").read_text()) == json.loads(
         (REPO / "notebooks" / "00_test_remote.ipynb").read_text()
     )

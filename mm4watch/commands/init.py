@@ -1,4 +1,5 @@
-"""mm4watch init: a commented mm4.toml, .gitignore lines, a sample tagged notebook.
+"""mm4watch init: a commented mm4.toml, a Dockerfile (uv, a cache mount) and requirements.txt,
+.gitignore lines, a sample tagged notebook.
 
 Never overwrites: an existing file is left as it is and reported.
 """
@@ -11,6 +12,8 @@ from pathlib import Path
 
 from ..core import config
 from ..core.fsutil import atomic_write_text
+
+REQUIREMENTS = "# what the notebooks import, one package per line (numpy, pandas, scikit-learn, ...)\n"
 
 
 def gitignore_lines(cfg: config.Config) -> tuple[str, ...]:
@@ -31,13 +34,21 @@ def init_project(root: Path) -> list[str]:
         report.append(f"created  {toml_path}")
 
     cfg = config.load(root)
-    sample = root / cfg.project.notebooks[0] / "00_test_remote.ipynb"
-    if sample.exists():
-        report.append(f"kept     {sample} (exists)")
-    else:
-        sample.parent.mkdir(parents=True, exist_ok=True)
-        _create(sample, (templates / "sample.ipynb").read_text(encoding="utf-8"))
-        report.append(f"created  {sample}")
+    made = {
+        root / cfg.project.notebooks[0] / "00_test_remote.ipynb": (templates / "sample.ipynb").read_text(
+            encoding="utf-8"
+        ),
+        # what a container executor builds: uv with a cache mount, papermill and ipykernel
+        root / cfg.project.dockerfile: (templates / "Dockerfile").read_text(encoding="utf-8"),
+        root / "requirements.txt": REQUIREMENTS,
+    }
+    for path, text in made.items():
+        if path.exists():
+            report.append(f"kept     {path} (exists)")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _create(path, text)
+            report.append(f"created  {path}")
 
     ignore = root / ".gitignore"
     existing = ignore.read_text(encoding="utf-8") if ignore.exists() else ""

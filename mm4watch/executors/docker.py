@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import re
 import secrets
 import sys
 import threading
@@ -29,7 +31,7 @@ from ..core.config import ConfigProblem, setting
 from ..core.errors import Mm4Error
 from ..core.names import quote
 from ..core.runenv import ENV_OUTPUT_DIR
-from ..remote import awake, buildctx, ssh
+from ..remote import awake, buildctx, buildkit, ssh
 from ..remote.docker_engine import (
     LABEL_PROJECT,
     LABEL_RUN,
@@ -39,6 +41,8 @@ from ..remote.docker_engine import (
     Engine,
     EngineRefused,
     Image,
+    image_labels,
+    image_tag,
 )
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
@@ -85,6 +89,9 @@ class DockerConfig(RemoteConfig):
     memory: str | None = setting(checks.memory)
     socket: str = setting(checks.abs_path, "/var/run/docker.sock")  # the engine's socket beyond ssh://
     warm: bool = setting(checks.boolean, True)  # keep a container with a started kernel waiting for the next run
+    builder: str = setting(checks.one_of("auto", "classic"), "auto")  # auto: BuildKit where the engine's machine has it
+    docker_cli: str | None = setting(checks.abs_path)  # the docker CLI on the engine's machine (default: looked for)
+    build_cache_max: int = setting(checks.size, 20 << 30)  # `gc` trims the BuildKit cache there to this size
 
     def check(self) -> None:
         if not (self.host or self.context):
@@ -146,32 +153,81 @@ class EngineExecutor(Executor[H]):
         raise NotImplementedError
 
     def gc(self, keep: int | None) -> list[str]:
-        """This project's images on the engine beyond the newest ``keep`` (``keep_images``)."""
+        """This project's images on the engine beyond the newest ``keep`` (``keep_images``), and its
+        machine's BuildKit cache trimmed to ``build_cache_max``."""
         keep = keep or self.cfg.keep_images
         with Engine(self.cfg) as engine:
             removed = engine.gc(self.config.image_name, keep)
-        return [
+            builder = self._builder(engine)
+        lines = [
             *(f"removed {tag}" for tag in removed),
             f"kept the newest {keep} image(s) of {self.config.image_name} on {self.name}; removed {len(removed)}",
         ]
+        if isinstance(builder, buildkit.Builder):
+            said = buildkit.prune(builder, self.cfg.build_cache_max)
+            lines.append(
+                f"BuildKit cache on {engine.label} trimmed to {self.cfg.build_cache_max / 1e6:.0f} MB "
+                f"(build_cache_max): {said}"
+            )
+        return lines
+
+    def _builder(self, engine: Engine) -> buildkit.Builder | str:
+        """BuildKit by the engine machine's docker CLI, or why the classic builder builds."""
+        if self.cfg.builder == "classic":
+            return 'builder = "classic" in mm4.toml'
+        if engine.target is not None:
+            machine = buildkit.Machine(engine.label, self.cfg.socket, ssh.shared(engine.target))
+        elif engine.endpoint.startswith("unix://"):
+            machine = buildkit.Machine("this machine", engine.endpoint.removeprefix("unix://"), None)
+        else:
+            return f"the engine is reached at {engine.endpoint}, not over ssh: its machine's docker CLI is out of reach"
+        return buildkit.find(machine, self.cfg.docker_cli)
 
     def _build(
         self, engine: Engine, job: Job, info: dict[str, Any], then: Callable[[Image, IO[str]], None] | None = None
     ) -> Image | Outcome:
-        """The run image on ``engine``, built unless it is there, logged to build.log (``then``:
-        more work on it there, e.g. a push); a failed build is a failed run that says so."""
+        """The run image on ``engine``, built unless it is there (with BuildKit where the engine's
+        machine has it), logged to build.log (``then``: more work on it there, e.g. a push); a failed
+        build is a failed run that says so."""
         ctx = buildctx.make(self.config)
         info["context_hash"] = ctx.digest
-        job.phase(f"building on {engine.label}")
+        name, dockerfile = self.config.image_name, self.config.project.dockerfile
+        tag = image_tag(name, ctx)
         try:
             with open(job.run_dir / BUILD_LOG_NAME, "a", encoding="utf-8") as log:
-                image = engine.ensure_image(ctx, self.config.image_name, self.config.project.dockerfile, log)
+                image = engine.find_image(tag)
+                if image is not None:
+                    log.write(f"image {tag} is already on {engine.label}: no build\n")
+                else:
+                    job.phase(f"building on {engine.label}")
+                    info["builder"] = self._build_here(engine, ctx, name, dockerfile, log)
+                    image = engine.built(tag)
                 if then is not None:
                     then(image, log)
         except BuildFailed as exc:
             engine.close()
             return Outcome("failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info)
         return image
+
+    def _build_here(self, engine: Engine, ctx: buildctx.BuildContext, name: str, dockerfile: str, log: IO[str]) -> str:
+        """Build with BuildKit, or the classic builder saying why; which one built."""
+        tag = image_tag(name, ctx)
+        size = f"{ctx.files} files, {ctx.size} bytes of context"
+        builder = self._builder(engine)
+        if isinstance(builder, buildkit.Builder):
+            log.write(f"building {tag} on {engine.label} with {builder.describe()} ({size})\n")
+            buildkit.build(builder, gzip.compress(ctx.data, 6), tag, image_labels(name, ctx), dockerfile, log)
+            return "buildkit"
+        log.write(f"building {tag} on {engine.label} with the classic builder ({size}): {builder}\n")
+        try:
+            engine.build(ctx, name, dockerfile, log)
+        except BuildFailed as exc:
+            if re.search(r"(?im)^\s*RUN\s+--mount", (self.config.root / dockerfile).read_text(errors="replace")):
+                raise BuildFailed(
+                    f"{exc}: this Dockerfile's RUN --mount needs BuildKit, not used because {builder}"
+                ) from None
+            raise
+        return "classic"
 
 
 class DockerExecutor(EngineExecutor[_Run]):
@@ -405,7 +461,7 @@ class DockerExecutor(EngineExecutor[_Run]):
     # -- what the commands around a run ask ---------------------------------------------
 
     def doctor(self, report: Report) -> None:
-        """ssh, the engine's socket, the engine, the Dockerfile's base images, free disk."""
+        """ssh, the engine's socket, the engine, BuildKit there, the Dockerfile's base images, free disk."""
         host = self.cfg.host or ""
         if host.startswith("ssh://"):
             target = ssh.Target.parse(host, self.cfg.ssh_options)
@@ -434,16 +490,6 @@ class DockerExecutor(EngineExecutor[_Run]):
                 )
                 return
             report.ok("docker socket", self.cfg.socket)
-            cli = ssh.run(target, "command -v docker || true").stdout.decode().strip()
-            if not cli:
-                report.warn(
-                    "docker on PATH",
-                    "non-interactive ssh does not find the docker command there (mm4watch does not need it; "
-                    "your own `docker -H ssh://...` does): add `export PATH=/usr/local/bin:/opt/homebrew/bin:$PATH` "
-                    "to ~/.zshenv on that machine",
-                )
-            else:
-                report.ok("docker on PATH", cli)
             check_awake(report, target)
             check_copies(report, target, self.config, self.cfg.workdir or "mm4watch")
         try:
@@ -459,6 +505,14 @@ class DockerExecutor(EngineExecutor[_Run]):
                 f"Docker {about['server_version']} (API {about['api_version']}), "
                 f"{about['os']}/{about['arch']}, {info.get('NCPU')} CPUs, {info.get('MemTotal', 0) / 2**30:.1f} GiB",
             )
+            builder = self._builder(engine)
+            if isinstance(builder, buildkit.Builder):
+                report.ok("builder", builder.describe())
+            else:
+                report.warn(
+                    "builder",
+                    f"the classic builder builds (no RUN --mount cache, every changed step in full): {builder}",
+                )
             dockerfile = self.config.root / self.config.project.dockerfile
             if not dockerfile.is_file():
                 report.fail("Dockerfile", f"none at {dockerfile}", "add one (see README.md, 'Executors')")

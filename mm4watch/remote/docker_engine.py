@@ -173,6 +173,8 @@ class Engine:
         self.base_url = ""
         self.tls: Any = None
         self.label = cfg.host or f"context {cfg.context}"
+        self.endpoint = ""  # the engine's address: ssh://..., unix://..., tcp://...
+        self.target: Target | None = None  # the engine's machine, when reached over ssh
 
     # -- connection ---------------------------------------------------------
 
@@ -182,12 +184,12 @@ class Engine:
         host, tls = self._endpoint()
         if host.startswith("ssh://"):
             target = Target.parse(host, self.cfg.ssh_options)
-            self.label = target.label
+            self.label, self.target = target.label, target
             self.tunnel = Tunnel(target, self.cfg.socket).open()
             base_url = f"unix://{self.tunnel.local}"
         else:
             base_url = host
-        self.base_url, self.tls = base_url, tls
+        self.base_url, self.tls, self.endpoint = base_url, tls, host
         if host.startswith("tcp://") and not tls:
             print(f"mm4watch: warning: {host} without TLS: traffic is unencrypted", file=sys.stderr)
         try:
@@ -249,31 +251,24 @@ class Engine:
 
     # -- images ---------------------------------------------------------------
 
-    def ensure_image(self, ctx: BuildContext, name: str, dockerfile: str, log: IO[str]) -> Image:
+    def build(self, ctx: BuildContext, name: str, dockerfile: str, log: IO[str]) -> None:
+        """Build ``name``'s image of ``ctx`` with the classic builder (docker-py's only one); its lines
+        go to ``log``."""
         import docker
 
-        tag = f"{name}:ctx-{ctx.digest[:16]}"
-        try:
-            found = self.client.images.get(tag)
-            log.write(f"image {tag} is already on {self.label}: no build\n")
-            return Image(tag, found.id, built=False)
-        except docker.errors.ImageNotFound:
-            pass
-        log.write(f"building {tag} on {self.label} ({ctx.files} files, {ctx.size} bytes of context)\n")
-        log.flush()
         try:
             stream = self.client.api.build(
                 # gzip: source code shrinks to about a quarter on the link
                 fileobj=io.BytesIO(gzip.compress(ctx.data, 6)),
                 encoding="gzip",
                 custom_context=True,
-                tag=tag,
+                tag=image_tag(name, ctx),
                 dockerfile=dockerfile,
                 rm=True,
                 forcerm=True,
                 decode=True,
                 pull=False,
-                labels={LABEL_PROJECT: name, LABEL_CONTEXT: ctx.digest},
+                labels=image_labels(name, ctx),
             )
             for chunk in stream:
                 if "stream" in chunk:
@@ -283,7 +278,15 @@ class Engine:
                     raise BuildFailed(chunk["error"].strip())
         except docker.errors.APIError as exc:
             raise BuildFailed(_short(exc)) from None
-        return Image(tag, self.client.images.get(tag).id, built=True)
+
+    def built(self, tag: str) -> Image:
+        """The image a build has just made."""
+        import docker
+
+        try:
+            return Image(tag, self.client.images.get(tag).id, built=True)
+        except docker.errors.ImageNotFound:
+            raise BuildFailed(f"the build ended but {tag} is not among {self.label}'s images") from None
 
     def find_image(self, tag: str) -> Image | None:
         import docker
@@ -515,6 +518,15 @@ class Engine:
         stream = _ChunkReader(chunks)
         extract_stream(stream, into, skip=skip, strip_top=True, log=log)
         return stream.received
+
+
+def image_tag(name: str, ctx: BuildContext) -> str:
+    """A run image's tag: the project's image name and its build context's hash."""
+    return f"{name}:ctx-{ctx.digest[:16]}"
+
+
+def image_labels(name: str, ctx: BuildContext) -> dict[str, str]:
+    return {LABEL_PROJECT: name, LABEL_CONTEXT: ctx.digest}
 
 
 def read_context(name: str) -> tuple[str, Any]:

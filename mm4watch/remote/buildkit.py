@@ -1,0 +1,175 @@
+"""BuildKit builds, by the docker CLI of the engine's own machine.
+
+docker-py builds with the classic builder only: no ``RUN --mount=type=cache``, so a changed
+``requirements.txt`` reinstalls every package. Every engine since 18.09 has BuildKit and the
+docker CLI beside it speaks it, so the build runs there: ``DOCKER_BUILDKIT=1 docker build -``
+(``docker buildx build --load -`` where buildx is the builder) over the shared ssh connection,
+with the same deterministic build context, gzip'd, on its standard input. The image keeps its
+tag (by context hash) and labels, and is built on that machine's own architecture.
+
+``find`` says which CLI, or why BuildKit cannot be used there (the classic builder then builds,
+and build.log says why).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import IO
+
+from ..core.names import quote
+from . import ssh
+from .docker_engine import BuildFailed
+
+# where the docker CLI lives on a Mac, beyond the PATH an ssh command gets there
+# (/usr/bin:/bin:/usr/sbin:/sbin): Docker Desktop, Homebrew (colima), Docker Desktop
+# without admin rights, OrbStack, Rancher Desktop
+SEARCHED = ("/usr/local/bin", "/opt/homebrew/bin", "$HOME/.docker/bin", "$HOME/.orbstack/bin", "$HOME/.rd/bin")
+MIN_API = (1, 39)  # Docker 18.09: the first engine with BuildKit
+BUILDX_FROM = 23  # from Docker 23 on, the CLI's BuildKit is the buildx plugin
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where the engine's CLI runs: over ssh (``target``) or on this machine (None)."""
+
+    label: str
+    socket: str  # the engine's unix socket on that machine
+    target: ssh.Target | None
+
+    def argv(self, command: str) -> list[str]:
+        if self.target is None:
+            return ["/bin/sh", "-c", command]
+        return [*self.target.argv(), ssh.remote_command(command)]
+
+    def prelude(self) -> str:
+        # the CLI's helpers (docker-credential-desktop, the buildx plugin) sit beside it, off that PATH
+        return f'PATH="$PATH:{":".join(SEARCHED)}"; DOCKER_HOST={quote("unix://" + self.socket)}; export PATH DOCKER_HOST; '
+
+
+@dataclass(frozen=True)
+class Builder:
+    machine: Machine
+    cli: str
+    version: str
+    buildx: bool
+
+    def describe(self) -> str:
+        how = "buildx" if self.buildx else "DOCKER_BUILDKIT=1"
+        return f"BuildKit ({how}, docker CLI {self.version} at {self.cli})"
+
+    def command(self, *args: str) -> str:
+        """The CLI with ``args`` as one ``sh`` command (its errors joined to its output)."""
+        return (
+            self.machine.prelude() + "DOCKER_BUILDKIT=1 exec " + " ".join(quote(a) for a in (self.cli, *args)) + " 2>&1"
+        )
+
+
+def find(machine: Machine, configured: str | None) -> Builder | str:
+    """The docker CLI on ``machine`` that builds with BuildKit, or why there is none."""
+    if configured:
+        pick = f'c={quote(configured)}; [ -x "$c" ] || {{ echo missing; exit 0; }}; '
+    else:
+        pick = "c=$(command -v docker) || { echo none; exit 0; }; "
+    probe = (
+        machine.prelude()
+        + pick
+        + 'echo "cli $c"; "$c" version --format "{{.Client.Version}} {{.Server.APIVersion}}" 2>&1 | tail -n 1; '
+        + '"$c" buildx version >/dev/null 2>&1 && echo buildx; exit 0'
+    )
+    try:
+        said = subprocess.run(machine.argv(probe), capture_output=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        return f"{machine.label} did not answer within 60s"
+    lines = said.stdout.decode(errors="replace").splitlines()
+    if said.returncode != 0 or not lines:
+        return f"could not look for a docker CLI on {machine.label}: {_last(said.stderr.decode(errors='replace'))}"
+    if lines[0] == "missing":
+        return f"docker_cli = {configured!r} is not an executable file on {machine.label}"
+    if lines[0] == "none":
+        where = ", ".join(s.replace("$HOME", "~") for s in SEARCHED)
+        return f'no docker CLI on {machine.label} (on its PATH, {where}); set docker_cli = "/path/to/docker"'
+    cli = lines[0].removeprefix("cli ")
+    version_line = lines[1] if len(lines) > 1 else ""
+    found = re.fullmatch(r"(\d+)\.\S+ (\d+)\.(\d+)", version_line.strip())
+    if not found:
+        return f"the docker CLI at {cli} on {machine.label} cannot reach unix://{machine.socket}: {version_line[:200]}"
+    version = version_line.split()[0]
+    if (int(found.group(2)), int(found.group(3))) < MIN_API:
+        return f"the engine on {machine.label} speaks API {found.group(2)}.{found.group(3)}, older than BuildKit (1.39)"
+    buildx = "buildx" in lines[2:]
+    if not buildx and int(found.group(1)) >= BUILDX_FROM:
+        return (
+            f"the docker CLI {version} at {cli} on {machine.label} has no buildx plugin, which is its BuildKit "
+            "(Docker Desktop and OrbStack ship it; with Homebrew: brew install docker-buildx)"
+        )
+    return Builder(machine, cli, version, buildx)
+
+
+def build(builder: Builder, context: bytes, tag: str, labels: dict[str, str], dockerfile: str, log: IO[str]) -> None:
+    """Build ``tag`` from the gzip'd tar ``context``; BuildKit's own lines go to ``log``."""
+    args = ["buildx", "build", "--load"] if builder.buildx else ["build"]
+    args += ["--progress=plain", "-t", tag, "-f", dockerfile]
+    for key, value in labels.items():
+        args += ["--label", f"{key}={value}"]
+    log.flush()
+    tail: deque[str] = deque(maxlen=60)
+    with subprocess.Popen(
+        builder.machine.argv(builder.command(*args, "-")),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    ) as process:
+        assert process.stdin is not None and process.stdout is not None
+        feed = threading.Thread(target=_feed, args=(process.stdin, context), name="mm4-build-context", daemon=True)
+        feed.start()
+        try:
+            for raw in process.stdout:
+                line = raw.decode(errors="replace")
+                log.write(line)
+                log.flush()
+                tail.append(line)
+            process.wait()
+        except BaseException:
+            process.kill()
+            raise
+        feed.join(5)
+    if process.returncode == 255 and builder.machine.target is not None:
+        raise ssh.Unreachable.over_ssh(builder.machine.target, "".join(tail))
+    if process.returncode != 0:
+        raise BuildFailed(_error(list(tail)))
+
+
+def prune(builder: Builder, keep: int) -> str:
+    """Trim the machine's BuildKit cache (cache mounts included) to ``keep`` bytes; what the CLI said."""
+    command = builder.command("builder", "prune", "-f", "--keep-storage", f"{max(1, keep >> 20)}mb")
+    said = subprocess.run(builder.machine.argv(command), capture_output=True, timeout=600, check=False)
+    text = said.stdout.decode(errors="replace")
+    if said.returncode != 0:
+        raise BuildFailed(f"docker builder prune on {builder.machine.label} failed: {_last(text)}")
+    return _last(text) or "nothing to prune"
+
+
+def _feed(sink: IO[bytes], data: bytes) -> None:
+    try:
+        sink.write(data)
+        sink.close()
+    except OSError:  # the CLI stopped reading: its output says why
+        pass
+
+
+def _error(lines: list[str]) -> str:
+    """BuildKit's reason from its last lines (``ERROR: failed to solve: ...`` / ``error: ...``)."""
+    for line in reversed(lines):
+        text = line.strip()
+        if re.match(r"(?i)(error|failed to solve)\b", text):
+            return text[:500]
+    return _last("".join(lines)) or "the build failed"
+
+
+def _last(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
