@@ -121,6 +121,9 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mac):
     log = (newest / "build.log").read_text()
     assert "building the environment" in log and " with uv " in log and "mm4watch/uv-cache, shared by" in log, log
     assert " + six==" in log  # uv's own lines: what it installed
+    # an environment of this project was there: the packages came from the Mini's uv cache, six looked up
+    assert "resolved from the uv cache on this Mini, without asking the index" in log, log
+    assert "the new requirement(s) six looked up on the index first" in log, log
 
 
 def test_timeout_kills_the_process_tree(native_project, mac):
@@ -378,6 +381,29 @@ def test_one_uv_cache_serves_every_project_on_the_mini(tmp_path, mac):
     assert done.returncode == 0, done.stderr  # its environment, reused, still imports tabulate
 
 
+def test_a_package_the_uv_cache_lacks_is_resolved_on_the_index(native_project, mac):
+    """A Mini whose uv cache is new (a workdir of its own): the added requirement is not there, so
+    the cache-first resolution gives way to the index, and says so."""
+    workdir = f"mm4watch-fresh-{int(time.time())}"
+    try:
+        (native_project / "mm4.toml").write_text(native_toml(mac, extra=f'workdir = "{workdir}"\n'))
+        write_notebook(native_project / "notebooks" / "p.ipynb", code("# mm4: remote\nimport six\nprint(six.__name__)"))
+        (native_project / "requirements.txt").write_text("six\n")
+        first, second = [], []
+        for requirements, logs in (("six\n", first), ("six\ntabulate==0.9.0\n", second)):
+            (native_project / "requirements.txt").write_text(requirements)
+            done = mm4(["run", "notebooks/p.ipynb"], cwd=native_project, timeout=900)
+            assert done.returncode == 0, done.stderr
+            newest = max(run_dirs(native_project), key=lambda d: load_record(d)["queued_at"])
+            logs.append((newest / "build.log").read_text())
+        assert "from the uv cache" not in first[0] and " + six==" in first[0]  # the project's first: the index
+        log = second[0]
+        assert "not everything is in the uv cache: resolving on the index (uv said:" in log, log
+        assert " + tabulate==0.9.0" in log, log
+    finally:  # the copy of earlier results there is read-only
+        on_mac(mac, f"chmod -R u+w ~/{workdir} && rm -rf ~/{workdir}", user="me")
+
+
 def test_without_uv_pip_builds_the_environment_and_says_why(native_project, mac):
     # uv cannot be installed there: its tool folder is a file (as a failed download leaves nothing usable)
     workdir = f"mm4watch-nouv-{int(time.time())}"
@@ -392,3 +418,13 @@ def test_without_uv_pip_builds_the_environment_and_says_why(native_project, mac)
         assert " with pip (uv could not be installed there by python3 -m pip" in log, log
     finally:
         on_mac(mac, f"rm -rf ~/{workdir}", user="me")
+
+
+def test_added_requirements_are_the_lines_the_earlier_file_lacked():
+    from mm4watch.executors.native import added_requirements
+
+    assert added_requirements(b"numpy\nsix  # new\n", "numpy\n# a comment\n") == ["six"]
+    assert added_requirements(b"numpy\n", "numpy\nsix\n") == []  # a removal needs nothing new
+    assert added_requirements(b"six\n", None) is None  # no earlier environment: the index decides
+    for special in (b"-e .\n", b"--index-url https://x/simple\nsix\n", b"pkg @ https://x/p.whl\n", b"./wheels/a.whl\n"):
+        assert added_requirements(special, "six\n") is None, special

@@ -59,6 +59,8 @@ from .base import (
 POLL_S = 1.0
 UV_CACHE = "uv-cache"  # under <workdir> on the Mini: one cache for every environment of every project
 SYSTEM_CERTS = ("UV_SYSTEM_CERTS=1", "UV_NATIVE_TLS=1")  # the system's certificates (the keychain on a Mac); both names
+PREVIOUS = "mm4:missing"  # the environment is not there; what the newest one was built from may follow
+EARLIER = "mm4:earlier"  # ... here: the requirements.txt of the newest environment of the project there
 ENV_PROBE = (
     "import json, platform, sys\n"
     "try:\n    import torch\n    mps = bool(torch.backends.mps.is_available())\nexcept Exception:\n    mps = None\n"
@@ -249,11 +251,16 @@ class NativeExecutor(Executor[_Remote]):
         keep = self.cfg.keep_images  # environments are kept like images: the newest few
         ready = self._sh(
             f"(cd {quote(base + '/venvs')} && ls -1t | grep -v -x {key} | tail -n +{int(keep)} | xargs rm -rf --); "
-            f"test -f {quote(venv + '/.ready')} && cat {quote(venv + '/env.json')} || true"
-        ).strip()
-        if ready:
+            f"if test -f {quote(venv + '/.ready')}; then cat {quote(venv + '/env.json')}; else echo {PREVIOUS}; "
+            # what the newest environment still there was built from: its packages are in the uv cache
+            f"ls -1td {quote(base + '/venvs')}/*/ 2>/dev/null | while IFS= read -r d; do "
+            f'test -f "$d.ready" && test -f "${{d}}requirements.in" && {{ echo {EARLIER}; cat "${{d}}requirements.in"; break; }}; '
+            "done; fi"
+        )
+        if ready.strip() and not ready.startswith(PREVIOUS):
             log.write_text(f"environment {key} is ready on {self.target.label}: reused\n")
             return {**json.loads(ready), "env_hash": key, "venv": venv}
+        previous = ready.split(EARLIER + "\n", 1)[1] if EARLIER + "\n" in ready else None
         tools = base.rsplit("/", 1)[0]  # <workdir>: shared by every project on that machine
         uv, why = self._uv(tools)
         how = (
@@ -266,24 +273,16 @@ class NativeExecutor(Executor[_Remote]):
         req = ["-r", f"{base}/code/requirements.txt"] if content else []
         vpy = f"{venv}/bin/python"
         if uv:
-            env = [
-                f"UV_CACHE_DIR={tools}/{UV_CACHE}",
-                "UV_PYTHON_DOWNLOADS=never",  # the configured interpreter, never one uv would fetch
-                "UV_NO_PROGRESS=1",
-                *SYSTEM_CERTS,
-            ]
-            make = (
-                f"{join(['env', *env, uv[0], 'venv', '-q', '--python', self.python, venv])} && "
-                f"{join(['env', *env, uv[0], 'pip', 'install', '--python', vpy, 'papermill', 'ipykernel', *req])} 2>&1"
-            )
+            make = self._uv_make(uv[0], tools, venv, req, added_requirements(content, previous))
         else:
             make = (
                 f"{join([self.python, '-m', 'venv', venv])} && "
                 f"{join([vpy, '-m', 'pip', 'install', '-q', '--disable-pip-version-check', 'papermill', 'ipykernel', *req])} 2>&1"
             )
+        keep_in = f"cp {quote(base + '/code/requirements.txt')} " if content else ": > "
         # built in place (a venv cannot move); .ready marks it whole, so a half-built one is redone
         out = self._sh(
-            f"{join(['rm', '-rf', venv])} && {make} && "
+            f"{join(['rm', '-rf', venv])} && {make} && {keep_in}{quote(venv + '/requirements.in')} && "
             f"{join([vpy, '-c', ENV_PROBE])} > {quote(venv + '/env.json')} && touch {quote(venv + '/.ready')} && "
             f"cat {quote(venv + '/env.json')}",
             timeout=1800,
@@ -292,6 +291,40 @@ class NativeExecutor(Executor[_Remote]):
             fh.write(out)
         ready = out.strip().splitlines()[-1]
         return {**json.loads(ready), "env_hash": key, "venv": venv}
+
+    def _uv_make(self, uv: str, tools: str, venv: str, req: list[str], added: list[str] | None) -> str:
+        """The shell that makes and fills ``venv`` with uv. With an earlier environment of this project
+        on the Mini (``added``: the requirement lines it lacked), the packages come from the uv cache
+        without asking the index again (the earlier versions kept, as ``pip install`` into an existing
+        venv keeps them), the added lines looked up on the index first; uv asks the index for
+        everything when the cache cannot satisfy them."""
+        env = [
+            "env",
+            f"UV_CACHE_DIR={tools}/{UV_CACHE}",
+            "UV_PYTHON_DOWNLOADS=never",  # the configured interpreter, never one uv would fetch
+            "UV_NO_PROGRESS=1",
+            *SYSTEM_CERTS,
+        ]
+        vpy = f"{venv}/bin/python"
+        install = [*env, uv, "pip", "install", "--python", vpy, "papermill", "ipykernel", *req]
+        make = f"{join([*env, uv, 'venv', '-q', '--python', self.python, venv])} && "
+        if added is None:  # the project's first environment here, or requirements uv must read itself
+            return make + f"{join(install)} 2>&1"
+        said = quote(venv + ".offline")
+        refresh = ""
+        if added:
+            lines = " ".join(quote(line) for line in added)
+            compile_ = join([*env, uv, "pip", "compile", "-q", "--no-deps", "--python", vpy, "-"])
+            refresh = f"printf '%s\\n' {lines} | {compile_} >/dev/null 2>&1; "
+        new = f", the new requirement(s) {', '.join(added)} looked up on the index first" if added else ""
+        offline = quote(
+            f"resolved from the uv cache on this Mini, without asking the index: the versions already there{new}"
+        )
+        online = quote("not everything is in the uv cache: resolving on the index (uv said:")
+        return make + (
+            f"{{ {refresh}if {join(install)} --offline > {said} 2>&1; then echo {offline}; cat {said}; "
+            f'else echo {online} "$(tail -n 1 {said}))"; {join(install)} 2>&1; fi; }}; r=$?; rm -f {said}; test $r = 0'
+        )
 
     def _uv(self, tools: str) -> tuple[tuple[str, str] | None, str]:
         """uv on that machine, installed once from PyPI by the configured interpreter into
@@ -452,3 +485,24 @@ class NativeExecutor(Executor[_Remote]):
             self._sh(join(["rm", "-rf", handle.run]))
         except ssh.Unreachable:
             pass  # the Mini went away: its run folder stays until it is back (and is small)
+
+
+def added_requirements(content: bytes, previous: str | None) -> list[str] | None:
+    """The requirement lines of ``content`` that ``previous`` (an earlier requirements.txt) lacks;
+    None when there is no earlier one or a line is more than a name and a version (an option, a
+    URL, a path): uv then resolves on the index."""
+    if previous is None:
+        return None
+    lines = []
+    for text in (content.decode(errors="replace"), previous):
+        found = []
+        for raw in text.splitlines():
+            line = raw.split(" #", 1)[0].strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("-") or "://" in line or "@" in line or "/" in line:
+                return None
+            found.append(line)
+        lines.append(found)
+    now, before = lines
+    return [line for line in now if line not in set(before)]

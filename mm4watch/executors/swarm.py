@@ -266,7 +266,11 @@ class SwarmExecutor(EngineExecutor[_Task]):
         return code
 
     def _check_node(self, handle: _Task, job: Job, why: str) -> None:
-        node = handle.manager.node(handle.node_id)
+        try:
+            node = handle.manager.node(handle.node_id)
+        except Exception as exc:  # the manager does not answer now: asked again at the next poll
+            log_line(job, f"the swarm's manager did not answer ({type(exc).__name__}); asking again")
+            return
         state = (node or {}).get("Status", {}).get("State", "unknown") if node else "gone"
         if state in LOST_STATES or state == "gone":
             handle.lost = f"node {handle.node.get('hostname')} is {state}" + (f"; {why}" if why else "")

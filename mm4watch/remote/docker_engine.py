@@ -394,20 +394,31 @@ class Engine:
     ) -> str:
         """A one-off job service (``replicated-job``, one completion, never restarted); its id.
         CPUs and memory are reserved and limited alike: Swarm places by what a run may take."""
+        import docker
         from docker.types import Resources, RestartPolicy, ServiceMode
 
         nano = int(cpus * 1e9) if cpus else None
         size = size_bytes(memory) if memory else None
-        service = self.client.services.create(
-            image,
-            mode=ServiceMode("replicated-job", replicas=1, concurrency=1),
-            restart_policy=RestartPolicy(condition="none"),
-            mounts=_mounts(binds),
-            constraints=constraints,
-            env=[f"{k}={v}" for k, v in environment.items()],
-            resources=Resources(cpu_limit=nano, mem_limit=size, cpu_reservation=nano, mem_reservation=size),
-            **kwargs,
-        )
+        try:
+            service = self.client.services.create(
+                image,
+                mode=ServiceMode("replicated-job", replicas=1, concurrency=1),
+                restart_policy=RestartPolicy(condition="none"),
+                mounts=_mounts(binds),
+                constraints=constraints,
+                env=[f"{k}={v}" for k, v in environment.items()],
+                resources=Resources(cpu_limit=nano, mem_limit=size, cpu_reservation=nano, mem_reservation=size),
+                **kwargs,
+            )
+        except docker.errors.APIError as exc:
+            # a busy manager retries its own call to the swarm and then finds the service it has
+            # just made ("name conflicts with an existing object"): with a name of its own run, it is this one
+            name = kwargs.get("name")
+            conflict = exc.status_code == 409 and name
+            mine = [s for s in self.client.services.list(filters={"name": name}) if s.name == name] if conflict else []
+            if not mine:
+                raise
+            service = mine[0]
         return str(service.id)
 
     def service_ids(self, labels: dict[str, str]) -> list[str]:
