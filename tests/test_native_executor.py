@@ -122,8 +122,10 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mac):
     assert "building the environment" in log and " with uv " in log and "mm4watch/uv-cache, shared by" in log, log
     assert " + six==" in log  # uv's own lines: what it installed
     # an environment of this project was there: the packages came from the Mini's uv cache, six looked up
-    assert "resolved from the uv cache on this Mini, without asking the index" in log, log
-    assert "the new requirement(s) six looked up on the index first" in log, log
+    assert (
+        "from the uv cache on this Mini without asking the index: what the environment before had, then six from the index"
+        in log
+    ), log
 
 
 def test_timeout_kills_the_process_tree(native_project, mac):
@@ -381,9 +383,9 @@ def test_one_uv_cache_serves_every_project_on_the_mini(tmp_path, mac):
     assert done.returncode == 0, done.stderr  # its environment, reused, still imports tabulate
 
 
-def test_a_package_the_uv_cache_lacks_is_resolved_on_the_index(native_project, mac):
-    """A Mini whose uv cache is new (a workdir of its own): the added requirement is not there, so
-    the cache-first resolution gives way to the index, and says so."""
+def test_what_the_uv_cache_lacks_is_resolved_on_the_index(native_project, mac):
+    """A Mini whose uv cache has lost what the project's earlier environment had (emptied): the
+    cache-first resolution gives way to the index, and says so."""
     workdir = f"mm4watch-fresh-{int(time.time())}"
     try:
         (native_project / "mm4.toml").write_text(native_toml(mac, extra=f'workdir = "{workdir}"\n'))
@@ -391,6 +393,8 @@ def test_a_package_the_uv_cache_lacks_is_resolved_on_the_index(native_project, m
         (native_project / "requirements.txt").write_text("six\n")
         first, second = [], []
         for requirements, logs in (("six\n", first), ("six\ntabulate==0.9.0\n", second)):
+            if logs is second:  # what the first environment had is no longer in the cache there
+                on_mac(mac, f"env UV_CACHE_DIR=$HOME/{workdir}/uv-cache ~/{workdir}/tools/uv cache clean -q", user="me")
             (native_project / "requirements.txt").write_text(requirements)
             done = mm4(["run", "notebooks/p.ipynb"], cwd=native_project, timeout=900)
             assert done.returncode == 0, done.stderr
@@ -420,11 +424,12 @@ def test_without_uv_pip_builds_the_environment_and_says_why(native_project, mac)
         on_mac(mac, f"rm -rf ~/{workdir}", user="me")
 
 
-def test_added_requirements_are_the_lines_the_earlier_file_lacked():
-    from mm4watch.executors.native import added_requirements
+def test_requirement_lines_kept_and_added_against_the_earlier_file():
+    from mm4watch.executors.native import requirement_lines
 
-    assert added_requirements(b"numpy\nsix  # new\n", "numpy\n# a comment\n") == ["six"]
-    assert added_requirements(b"numpy\n", "numpy\nsix\n") == []  # a removal needs nothing new
-    assert added_requirements(b"six\n", None) is None  # no earlier environment: the index decides
+    assert requirement_lines(b"numpy\nsix  # new\n", "numpy\n# a comment\n") == (["numpy"], ["six"])
+    assert requirement_lines(b"numpy\n", "numpy\nsix\n") == (["numpy"], [])  # a removal needs nothing new
+    assert requirement_lines(b"pandas>=3\n", "pandas\n") == ([], ["pandas>=3"])  # a changed line is new
+    assert requirement_lines(b"six\n", None) is None  # no earlier environment: the index decides
     for special in (b"-e .\n", b"--index-url https://x/simple\nsix\n", b"pkg @ https://x/p.whl\n", b"./wheels/a.whl\n"):
-        assert added_requirements(special, "six\n") is None, special
+        assert requirement_lines(special, "six\n") is None, special

@@ -273,7 +273,7 @@ class NativeExecutor(Executor[_Remote]):
         req = ["-r", f"{base}/code/requirements.txt"] if content else []
         vpy = f"{venv}/bin/python"
         if uv:
-            make = self._uv_make(uv[0], tools, venv, req, added_requirements(content, previous))
+            make = self._uv_make(uv[0], tools, venv, req, requirement_lines(content, previous))
         else:
             make = (
                 f"{join([self.python, '-m', 'venv', venv])} && "
@@ -292,12 +292,14 @@ class NativeExecutor(Executor[_Remote]):
         ready = out.strip().splitlines()[-1]
         return {**json.loads(ready), "env_hash": key, "venv": venv}
 
-    def _uv_make(self, uv: str, tools: str, venv: str, req: list[str], added: list[str] | None) -> str:
+    def _uv_make(
+        self, uv: str, tools: str, venv: str, req: list[str], lines: tuple[list[str], list[str]] | None
+    ) -> str:
         """The shell that makes and fills ``venv`` with uv. With an earlier environment of this project
-        on the Mini (``added``: the requirement lines it lacked), the packages come from the uv cache
-        without asking the index again (the earlier versions kept, as ``pip install`` into an existing
-        venv keeps them), the added lines looked up on the index first; uv asks the index for
-        everything when the cache cannot satisfy them."""
+        on the Mini (``lines``: the requirement lines it had too, and the added ones), what it had
+        comes from the uv cache without asking the index (its versions kept, as ``pip install`` into
+        an existing venv keeps them), then the added lines from the index; uv resolves everything on
+        the index when the cache cannot serve the first part."""
         env = [
             "env",
             f"UV_CACHE_DIR={tools}/{UV_CACHE}",
@@ -305,25 +307,24 @@ class NativeExecutor(Executor[_Remote]):
             "UV_NO_PROGRESS=1",
             *SYSTEM_CERTS,
         ]
-        vpy = f"{venv}/bin/python"
-        install = [*env, uv, "pip", "install", "--python", vpy, "papermill", "ipykernel", *req]
+        install = [*env, uv, "pip", "install", "--python", f"{venv}/bin/python"]
         make = f"{join([*env, uv, 'venv', '-q', '--python', self.python, venv])} && "
-        if added is None:  # the project's first environment here, or requirements uv must read itself
-            return make + f"{join(install)} 2>&1"
-        said = quote(venv + ".offline")
-        refresh = ""
-        if added:
-            lines = " ".join(quote(line) for line in added)
-            compile_ = join([*env, uv, "pip", "compile", "-q", "--no-deps", "--python", vpy, "-"])
-            refresh = f"printf '%s\\n' {lines} | {compile_} >/dev/null 2>&1; "
-        new = f", the new requirement(s) {', '.join(added)} looked up on the index first" if added else ""
-        offline = quote(
-            f"resolved from the uv cache on this Mini, without asking the index: the versions already there{new}"
+        everything = f"{join([*install, 'papermill', 'ipykernel', *req])} 2>&1"
+        if lines is None:  # the project's first environment here, or requirements uv must read itself
+            return make + everything
+        kept, added = lines
+        said, had = quote(venv + ".said"), quote(venv + ".had")
+        then = f" && {join([*install, *added])} >> {said} 2>&1" if added else ""
+        tail = f", then {', '.join(added)} from the index" if added else ""
+        cached = quote(
+            f"from the uv cache on this Mini without asking the index: what the environment before had{tail}"
         )
         online = quote("not everything is in the uv cache: resolving on the index (uv said:")
         return make + (
-            f"{{ {refresh}if {join(install)} --offline > {said} 2>&1; then echo {offline}; cat {said}; "
-            f'else echo {online} "$(tail -n 1 {said}))"; {join(install)} 2>&1; fi; }}; r=$?; rm -f {said}; test $r = 0'
+            f"{{ printf '%s\\n' {' '.join(quote(line) for line in kept)} > {had}; "
+            f"if {join([*install, '--offline', 'papermill', 'ipykernel', '-r'])} {had} > {said} 2>&1{then}; "
+            f"then echo {cached}; cat {said}; "
+            f'else echo {online} "$(tail -n 1 {said}))"; {everything}; fi; }}; r=$?; rm -f {said} {had}; test $r = 0'
         )
 
     def _uv(self, tools: str) -> tuple[tuple[str, str] | None, str]:
@@ -487,10 +488,10 @@ class NativeExecutor(Executor[_Remote]):
             pass  # the Mini went away: its run folder stays until it is back (and is small)
 
 
-def added_requirements(content: bytes, previous: str | None) -> list[str] | None:
-    """The requirement lines of ``content`` that ``previous`` (an earlier requirements.txt) lacks;
-    None when there is no earlier one or a line is more than a name and a version (an option, a
-    URL, a path): uv then resolves on the index."""
+def requirement_lines(content: bytes, previous: str | None) -> tuple[list[str], list[str]] | None:
+    """The requirement lines of ``content``: those ``previous`` (an earlier requirements.txt) had too,
+    and the added ones; None when there is no earlier one or a line is more than a name and a
+    version (an option, a URL, a path): uv then resolves everything on the index."""
     if previous is None:
         return None
     lines = []
@@ -505,4 +506,4 @@ def added_requirements(content: bytes, previous: str | None) -> list[str] | None
             found.append(line)
         lines.append(found)
     now, before = lines
-    return [line for line in now if line not in set(before)]
+    return [line for line in now if line in before], [line for line in now if line not in before]
