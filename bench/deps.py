@@ -25,7 +25,15 @@ from _common import notebook
 from support import mac_ssh_options, mac_values
 
 STACK = ["papermill", "ipykernel", "numpy", "pandas", "scikit-learn", "matplotlib"]
-ADDED = ["six", "toolz", "tabulate", "idna", "wrapt", "decorator", "attrs"]  # one per round (and the warm-up)
+ADDED = [
+    "tabulate",
+    "toolz",
+    "cachetools",
+    "sortedcontainers",
+    "xmltodict",
+    "humanize",
+    "pyfiglet",
+]  # none a dependency of STACK: one per round (and the warm-up)
 
 
 def main() -> int:
