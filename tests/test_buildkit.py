@@ -23,6 +23,9 @@ def test_a_dependency_change_reuses_the_cache_mount(mini_project, mini):
     project's environment kept on the Mini (nothing else downloaded), the uv layer stays cached, the
     run imports the new package."""
     (mini_project / "Dockerfile").write_text(TEMPLATE)
+    # requirements no earlier build had: this build's RUN runs and brings the environment kept on
+    # the Mini (shared with earlier runs of this test) back to papermill alone
+    (mini_project / "requirements.txt").write_text(f"# nothing beyond papermill {uuid.uuid4().hex}\n")
     write_notebook(
         mini_project / "notebooks" / "dep.ipynb",
         code("# mm4: remote\nimport os, pathlib, importlib.util\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])"),
