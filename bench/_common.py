@@ -18,7 +18,19 @@ for _folder in (REPO, REPO / "tests"):
 
 from support import code, mini_ssh_options, notebook_json, rig_values  # noqa: E402
 
-__all__ = ["alternate", "command", "mini_ssh_options", "notebook", "report", "rig", "timed"]
+__all__ = ["ADDED", "STACK", "alternate", "command", "mini_ssh_options", "notebook", "report", "rig", "timed"]
+
+# the dependency benchmarks (deps.py, builds.py): a data-science stack, and a package added per round
+STACK = ["papermill", "ipykernel", "numpy", "pandas", "scikit-learn", "matplotlib"]
+ADDED = [
+    "tabulate",
+    "toolz",
+    "cachetools",
+    "sortedcontainers",
+    "xmltodict",
+    "humanize",
+    "pyfiglet",
+]  # none a dependency of STACK: one per round (and the warm-up)
 
 
 def rig() -> dict[str, str]:

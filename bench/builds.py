@@ -38,19 +38,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import REPO, notebook, rig
+from _common import ADDED, REPO, STACK, notebook, rig
 from support import TEST_DOCKERFILE, mini_ssh_args, mini_toml
 
-STACK = ["papermill", "ipykernel", "numpy", "pandas", "scikit-learn", "matplotlib"]
-ADDED = [
-    "tabulate",
-    "toolz",
-    "cachetools",
-    "sortedcontainers",
-    "xmltodict",
-    "humanize",
-    "pyfiglet",
-]  # none a dependency of STACK: one per round (and the warm-up)
 TEMPLATE = (REPO / "mm4watch" / "templates" / "Dockerfile").read_text()
 PLAIN = "FROM python:3.11-slim\nCOPY requirements.txt /tmp/requirements.txt\nRUN pip install -r /tmp/requirements.txt\nCOPY . /project\n"
 HAND = "mm4-bench-builds-hand"

@@ -21,19 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import notebook
+from _common import ADDED, STACK, notebook
 from support import mac_ssh_options, mac_values
-
-STACK = ["papermill", "ipykernel", "numpy", "pandas", "scikit-learn", "matplotlib"]
-ADDED = [
-    "tabulate",
-    "toolz",
-    "cachetools",
-    "sortedcontainers",
-    "xmltodict",
-    "humanize",
-    "pyfiglet",
-]  # none a dependency of STACK: one per round (and the warm-up)
 
 
 def main() -> int:
