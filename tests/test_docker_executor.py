@@ -315,3 +315,21 @@ def test_rerun_uses_the_runs_own_image(mini_project, mini):
     again = load_record(Path(done.stdout.strip()))
     assert again["rerun_of"] == first["id"] and again["executor"]["image_id"] == first["executor"]["image_id"]
     assert "the run's own image" in (Path(done.stdout.strip()) / "build.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("said", "again"),
+    [
+        ("push of r:5000/p:t failed: received unexpected HTTP status: 500 Internal Server Error", True),
+        ("push of r:5000/p:t failed: 502 Server Error for http+docker://ssh/v1.41/images/...", True),
+        ("push of r:5000/p:t failed: write tcp 172.30.0.11:5000: connection reset by peer", True),
+        ("push of r:5000/p:t failed: unauthorized: authentication required", False),
+        ("push of r:5000/p:t failed: name unknown: repository name not known to registry", False),
+        ("push of r:5000/p:t failed: denied: requested access to the resource is denied", False),
+    ],
+)
+def test_a_push_is_tried_again_only_for_a_registry_s_passing_trouble(said, again):
+    """What a registry or engine says (canned text) decides whether a failed push is tried again."""
+    from mm4watch.remote.docker_engine import _REGISTRY_HICCUP
+
+    assert bool(_REGISTRY_HICCUP.search(said)) is again

@@ -31,6 +31,8 @@ from conftest import (
 from support import REPO
 from test_daemon import _entry_pid, daemon_pid, entries
 
+from mm4watch.results.records import FINAL_STATUSES as ENDED
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 DAEMON = '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n'
 FACTS = (
@@ -95,11 +97,16 @@ def test_runs_spread_over_both_nodes_and_results_come_home_from_each(pool_projec
         every=0.5,
     )
     wait_for(
-        lambda: len(run_dirs(pool_project)) == 4 and all(status_of(d) == "succeeded" for d in run_dirs(pool_project)),
+        lambda: len(run_dirs(pool_project)) == 4 and all(status_of(d) in ENDED for d in run_dirs(pool_project)),
         timeout=300,
         what="four runs",
     )
     dirs = run_dirs(pool_project)
+    assert [status_of(d) for d in dirs] == ["succeeded"] * 4, [load_record(d).get("error") for d in dirs]
+    # the two runs started together took turns: one built and pushed, the other found both done
+    logs = [(d / "build.log").read_text() for d in dirs]
+    assert sum(log.startswith("building ") for log in logs) == 1, logs
+    assert all(" 0 layers sent" in log for log in logs if not log.startswith("building ")), logs
     assert {_node(d) for d in dirs} == {"fake-mini-1", "fake-mini-2"}
     for d in dirs:
         record = load_record(d)

@@ -104,3 +104,10 @@ def extract_stream(
                 if log is not None:
                     with open(log, "a", encoding="utf-8") as fh:
                         fh.write(f"mm4watch: results: {name!r} not brought home ({exc}); the rest is\n")
+
+
+def host_lock(purpose: str, key: str) -> Path:
+    """The lock file this machine's mm4watch processes share for ``key`` (one user, any project):
+    in the temporary folder, named by ``purpose`` and a hash of ``key``."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"mm4-{purpose}-{os.getuid()}-{digest}.lock"

@@ -22,11 +22,12 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..core import checks, proc
+from ..core import checks, fsutil, proc
 from ..core.config import ConfigProblem, setting
 from ..core.errors import Mm4Error
 from ..core.names import quote
@@ -194,7 +195,7 @@ class EngineExecutor(Executor[H]):
         name, dockerfile = self.config.image_name, self.config.project.dockerfile
         tag = image_tag(name, ctx)
         try:
-            with open(job.run_dir / BUILD_LOG_NAME, "a", encoding="utf-8") as log:
+            with open(job.run_dir / BUILD_LOG_NAME, "a", encoding="utf-8") as log, _one_build(engine, tag, job, log):
                 image = engine.find_image(tag)
                 if image is not None:
                     log.write(f"image {tag} is already on {engine.label}: no build\n")
@@ -228,6 +229,24 @@ class EngineExecutor(Executor[H]):
                 ) from None
             raise
         return "classic"
+
+
+@contextmanager
+def _one_build(engine: Engine, tag: str, job: Job, log: IO[str]) -> Iterator[None]:
+    """Runs of one image on one engine take turns to look for it, build it and push it (a lock
+    this machine's processes share): two runs started together build it once, and the second
+    finds it there; two pushes of the same new layers at once can make a registry answer 500."""
+    import fcntl
+
+    with open(fsutil.host_lock("build", f"{engine.endpoint}\0{tag}"), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            job.phase(f"waiting for another run's build of {tag}")
+            began = time.monotonic()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            log.write(f"another run was building {tag} on {engine.label}: waited {time.monotonic() - began:.1f} s\n")
+        yield
 
 
 class DockerExecutor(EngineExecutor[_Run]):

@@ -16,8 +16,10 @@ from __future__ import annotations
 import functools
 import gzip
 import io
+import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,11 @@ LABEL_PROJECT = "mm4watch.project"
 LABEL_RUN = "mm4watch.run"
 LABEL_CONTEXT = "mm4watch.context"
 LABEL_WARM = "mm4watch.warm"
+
+# a registry's passing trouble (a 5xx, a dropped connection: e.g. two pushes of the same new
+# layer at once) is pushed through again after these pauses; a refusal (401, 404, a bad name) is not
+PUSH_RETRY_S = (1.0, 3.0)
+_REGISTRY_HICCUP = re.compile(r"HTTP status: 5\d\d|\b50[0234]\b|connection reset|broken pipe|EOF", re.IGNORECASE)
 
 
 class BuildFailed(Mm4Error):
@@ -337,16 +344,24 @@ class Engine:
         repository, _, version = ref.rpartition(":")
         counts: dict[str, int] = {}
         log.write(f"pushing {ref}\n")
-        try:
-            for chunk in self.client.api.push(repository, tag=version, stream=True, decode=True):
-                if "error" in chunk:
-                    raise BuildFailed(f"push of {ref} failed: {chunk['error'].strip()}")
-                status = str(chunk.get("status", ""))
-                if chunk.get("id") and status in ("Pushed", "Layer already exists", "Mounted from"):
-                    counts[status] = counts.get(status, 0) + 1
-                    log.write(f"  {chunk['id']}: {status}\n")
-        except docker.errors.APIError as exc:
-            raise BuildFailed(f"push of {ref} failed: {_short(exc)}") from None
+        for attempt, pause in enumerate((*PUSH_RETRY_S, None)):
+            counts.clear()
+            try:
+                for chunk in self.client.api.push(repository, tag=version, stream=True, decode=True):
+                    if "error" in chunk:
+                        raise BuildFailed(f"push of {ref} failed: {chunk['error'].strip()}")
+                    status = str(chunk.get("status", ""))
+                    if chunk.get("id") and status in ("Pushed", "Layer already exists", "Mounted from"):
+                        counts[status] = counts.get(status, 0) + 1
+                        log.write(f"  {chunk['id']}: {status}\n")
+                break
+            except (BuildFailed, docker.errors.APIError) as exc:
+                said = str(exc) if isinstance(exc, BuildFailed) else f"push of {ref} failed: {_short(exc)}"
+                if pause is None or not _REGISTRY_HICCUP.search(said):
+                    raise BuildFailed(said) from None
+                log.write(f"{said}: pushing again in {pause:g} s (attempt {attempt + 2} of {len(PUSH_RETRY_S) + 1})\n")
+                log.flush()
+                time.sleep(pause)
         log.write(
             f"pushed {ref}: {counts.get('Pushed', 0)} layers sent, {counts.get('Layer already exists', 0)} already there\n"
         )
