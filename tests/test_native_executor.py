@@ -91,6 +91,7 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mac):
     assert run_key(run_dir.name) not in on_mac(mac, f"ls ~/mm4watch/{key}/runs").split()  # its folder there is gone
     # the Mini was kept awake while the runner lived, and let go after
     assert "kept awake while the run lasts" in (run_dir / "run.log").read_text()
+    assert "is empty here" not in (run_dir / "run.log").read_text()  # notebooks/ holds only notebooks, not sent as code
     wait_for(lambda: caffeinated(mac) and all(ended for _, ended in caffeinated(mac).values()), what="caffeinate ends")
     assert any(args[:2] == ["-i", "-w"] for args, _ in caffeinated(mac).values())
     first_env = ex["env_hash"]

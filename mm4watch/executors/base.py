@@ -450,6 +450,7 @@ def job_tar(job: Job, root: str, workdir: str, results: str) -> bytes:
     spec = job_spec(
         job, notebook=f"{JOB}/input.ipynb", output_dir=OUTPUT, cwd=workdir, project=root, results=f"{root}/{results}"
     )
+    spec["code_from_image"] = True  # the runner says when the notebook's folder there is empty
 
     def add(tar: tarfile.TarFile) -> None:
         # the run's folder exists even when the Dockerfile copies no code (it installs only

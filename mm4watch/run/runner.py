@@ -127,10 +127,12 @@ def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
     cwd = spec.get("cwd")
     if cwd:
         os.makedirs(cwd, exist_ok=True)
-        if not os.listdir(cwd):
+        # an image that copies no project files (the code comes from the image, not from a copy
+        # mm4watch sent, whose notebook folder may well be empty: notebooks are not sent as code)
+        if spec.get("code_from_image") and not os.listdir(cwd):
             print(
-                f"mm4watch: the run's folder {cwd} is empty here: the image (or workspace) holds no project files "
-                "there. If the notebook needs the project's code, copy it in the Dockerfile (COPY . /project)",
+                f"mm4watch: the run's folder {cwd} is empty here: the image holds no project files there. "
+                "If the notebook needs the project's code, copy it in the Dockerfile (COPY . /project)",
                 file=sys.stderr,
             )
     try:
