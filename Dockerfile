@@ -16,24 +16,32 @@ ENV UV_LINK_MODE=copy UV_SYSTEM_CERTS=1 UV_PYTHON_DOWNLOADS=never \
     VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 
 # What every run needs (papermill runs the notebook, ipykernel is its kernel) and what the
-# notebooks import. Two cache mounts stay on the Mini between builds: uv's downloads (one
-# for every project there), and this project's environment (its id), which uv brings
-# exactly to the new requirements (adding a package installs and compiles that package
-# only) before it is copied into the image, compiled,
-# so no run compiles what it imports (checking what is compiled already takes one
-# process: -j1; a new environment is compiled by all cores). For a private index add
+# notebooks import, in two layers. The first holds a base that mm4watch passes and changes
+# rarely (the requirements of the project's earlier images on this Mini); the second brings
+# that environment exactly to requirements.txt, in place, preferring the versions the base
+# has: adding a package writes and compiles that package only, a layer of its size. uv's
+# downloads stay in a cache mount on the Mini, shared by every project there. Everything is
+# compiled here, so no run compiles what it imports (checking what is compiled already takes
+# one process: -j1). `docker build` by hand (no base) works too: the second layer then
+# installs it all. For a private index add
 #   ENV UV_INDEX_URL=https://pypi.example.com/simple
 # above this line (or `--index-url ...` to `uv pip compile`); keep tokens out of the Dockerfile.
+ARG MM4_BASE_REQUIREMENTS=""
+RUN --mount=type=cache,target=/root/.cache/uv \
+    set -e; \
+    printf 'papermill>=2.6\nipykernel>=6.29\n%s\n' "$MM4_BASE_REQUIREMENTS" > /tmp/base.txt; \
+    uv venv -q --relocatable /opt/venv; \
+    uv pip compile -q -o /opt/venv/mm4-base.lock /tmp/base.txt; \
+    uv pip sync /opt/venv/mm4-base.lock; \
+    python -m compileall -q -j0 /opt/venv/lib > /dev/null
 COPY requirements.txt /tmp/requirements.txt
 RUN --mount=type=cache,target=/root/.cache/uv \
-    --mount=type=cache,id=mm4-mm4watch-env,target=/root/env,sharing=locked \
     set -e; \
-    j=1; test -x /root/env/bin/python || { uv venv -q --relocatable /root/env; j=0; }; \
     printf 'papermill>=2.6\nipykernel>=6.29\n' > /tmp/run.txt; \
+    cp /opt/venv/mm4-base.lock /tmp/lock.txt; \
     uv pip compile -q -o /tmp/lock.txt /tmp/run.txt /tmp/requirements.txt; \
-    uv pip sync --python /root/env/bin/python /tmp/lock.txt; \
-    python -m compileall -q -j$j /root/env/lib > /dev/null; \
-    cp -a /root/env /opt/venv
+    uv pip sync /tmp/lock.txt; \
+    python -m compileall -q -j1 /opt/venv/lib > /dev/null
 
 # the project's code; notebooks run with their own folder as working directory
 WORKDIR /project

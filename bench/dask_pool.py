@@ -3,7 +3,8 @@ against the native executor on one of them (mac-1, the same machine and account)
 (tests/rig/up.sh brings both up).
 
 1. Wall time: 4 tagged notebooks that each take 8 s, queued at once to a daemon that is already
-   running (as it is all day; started once per project, before the rounds), the pool running one
+   running (as it is all day; started once per project, then warmed by one round not measured,
+   which builds each Mini's environment and opens its ssh connection), the pool running one
    per worker at once, native one at a time: from the first `mm4watch run --queue` to the last
    run's end. Target: ratio <= 0.55.
 2. Per-run overhead: one such notebook in the foreground (`mm4watch run`), dask minus native,
@@ -59,12 +60,15 @@ def main() -> int:
         pool = make_project(root, dask_toml(values, timeout="10m", harvest="60s"), "pool", SLEEP_S)
         one = make_project(root, native_toml(values), "one", SLEEP_S)
         try:
-            # warm-up: each Mini's environment built, as in daily use
-            for _ in range(2):
-                one_run(pool)
-            one_run(one)
             for project in (pool, one):
                 assert mm4(project, "start").returncode == 0
+            # warm-up, as in daily use: each Mini's environment built and its ssh connection open (two
+            # runs one after the other may both go to one worker: four queued at once use both)
+            one_run(one)
+            four_queued(pool)
+            warmed = {json.loads((d / "run.json").read_text())["executor"]["node"]["name"] for d in (pool / "results").iterdir() if (d / "run.json").is_file()}  # fmt: skip
+            if len(warmed) < 2:
+                sys.exit(f"the warm-up used {', '.join(sorted(warmed))} only: the pool has not two workers")
             walls: dict[str, list[float]] = {single_name: [], pool_name: []}
             singles: dict[str, list[float]] = {single_name: [], pool_name: []}
             for _ in range(args.rounds):

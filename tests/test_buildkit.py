@@ -1,6 +1,7 @@
 """Run images built with BuildKit by the Mini's own docker CLI, and the classic builder when it
 cannot be used (against the fake Mini, a real engine 20.10 reached only over ssh)."""
 
+import json
 import re
 import uuid
 
@@ -9,7 +10,7 @@ from conftest import REPO, code, load_record, mini_toml, mm4, on_mini, run_dirs,
 
 pytestmark = pytest.mark.slow
 
-TEMPLATE = (REPO / "mm4watch" / "templates" / "Dockerfile").read_text().replace("@project@", "mm4-tests")
+TEMPLATE = (REPO / "mm4watch" / "templates" / "Dockerfile").read_text()
 
 
 def _run(project, notebook="notebooks/dep.ipynb"):
@@ -18,14 +19,12 @@ def _run(project, notebook="notebooks/dep.ipynb"):
     return done, run_dir, (run_dir / "build.log").read_text()
 
 
-def test_a_dependency_change_reuses_the_cache_mount(mini_project, mini):
-    """The Dockerfile `mm4watch init` writes: adding a package installs that package only, into the
-    project's environment kept on the Mini (nothing else downloaded), the uv layer stays cached, the
-    run imports the new package."""
+def test_a_dependency_change_installs_that_package_only_on_the_base(mini_project, mini):
+    """The Dockerfile `mm4watch init` writes: adding a package keeps the base layer (and the uv
+    layer) cached and installs that package only, from uv's cache mount on the Mini (nothing else
+    downloaded) into a layer on top; the run imports the new package."""
     (mini_project / "Dockerfile").write_text(TEMPLATE)
-    # requirements no earlier build had: this build's RUN runs and brings the environment kept on
-    # the Mini (shared with earlier runs of this test) back to papermill alone
-    (mini_project / "requirements.txt").write_text(f"# nothing beyond papermill {uuid.uuid4().hex}\n")
+    (mini_project / "requirements.txt").write_text("# nothing beyond papermill\n")
     write_notebook(
         mini_project / "notebooks" / "dep.ipynb",
         code("# mm4: remote\nimport os, pathlib, importlib.util\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])"),
@@ -34,6 +33,7 @@ def test_a_dependency_change_reuses_the_cache_mount(mini_project, mini):
     done, first, log = _run(mini_project)
     assert done.returncode == 0, done.stderr + log[-2000:]
     assert "with BuildKit (DOCKER_BUILDKIT=1, docker CLI 20.10" in log and "at /usr/bin/docker" in log
+    assert "dependency base: requirements.txt as it is now (no image of the project on root@127.0.0.1:2222" in log
     assert (first / "six.txt").read_text() == "False"
     assert load_record(first)["executor"]["builder"] == "buildkit"
 
@@ -42,11 +42,19 @@ def test_a_dependency_change_reuses_the_cache_mount(mini_project, mini):
     done, second, log = _run(mini_project)
     assert done.returncode == 0, done.stderr + log[-2000:]
     assert (second / "six.txt").read_text() == "True"
+    assert "(0 lines); 1 line(s) changed since are installed on top" in log, log[:600]
     assert re.search(r'RUN pip install --no-cache-dir "uv>=0\.5"\n(#\d+ sha256:\w+\n)?#\d+ CACHED', log), log[:3000]
-    # the project's environment on the Mini (a cache mount) brought to the new requirements: six only
+    base_step = re.search(
+        r"#(\d+) \[\d+/\d+\] RUN --mount=type=cache,target=/root/.cache/uv[^\n]*mm4-base\.lock /tmp/base", log
+    )
+    assert base_step and re.search(rf"\n#{base_step.group(1)} CACHED\n", log), log  # the base layer is kept
+    # the layer on top: six only, from the cache or downloaded (nothing else)
     assert re.search(r"Installed 1 package in", log) and " + six==" in log, log
     prepared = re.search(r"Prepared (\d+) packages?", log)
-    assert prepared is None or int(prepared.group(1)) <= 1, log  # downloaded: six at most
+    assert prepared is None or int(prepared.group(1)) <= 1, log
+    image = load_record(second)["executor"]["image"]
+    labels = json.loads(on_mini(mini, f"docker image inspect -f '{{{{json .Config.Labels}}}}' {image}"))
+    assert labels["mm4watch.deps-base"] == ""  # the next build finds the base here
 
     gc = mm4(["gc"], cwd=mini_project)
     assert gc.returncode == 0, gc.stderr

@@ -16,11 +16,6 @@ from ..core.fsutil import atomic_write_text
 REQUIREMENTS = "# what the notebooks import, one package per line (numpy, pandas, scikit-learn, ...)\n"
 
 
-def dockerfile(cfg: config.Config, template: str) -> str:
-    """The Dockerfile for this project: its environment's cache on the Mini named after it."""
-    return template.replace("@project@", cfg.image_name)
-
-
 def gitignore_lines(cfg: config.Config) -> tuple[str, ...]:
     """What git should not see: run folders (wherever [project] results puts them), state, checkpoints."""
     return (f"{cfg.project.results.rstrip('/')}/", ".mm4/", ".ipynb_checkpoints/")
@@ -44,7 +39,7 @@ def init_project(root: Path) -> list[str]:
             encoding="utf-8"
         ),
         # what a container executor builds: uv with a cache mount, papermill and ipykernel
-        root / cfg.project.dockerfile: dockerfile(cfg, (templates / "Dockerfile").read_text(encoding="utf-8")),
+        root / cfg.project.dockerfile: (templates / "Dockerfile").read_text(encoding="utf-8"),
         root / "requirements.txt": REQUIREMENTS,
     }
     for path, text in made.items():

@@ -32,7 +32,7 @@ from ..core.config import ConfigProblem, setting
 from ..core.errors import Mm4Error
 from ..core.names import quote
 from ..core.runenv import ENV_OUTPUT_DIR
-from ..remote import awake, buildctx, buildkit, ssh
+from ..remote import awake, buildctx, buildkit, depbase, ssh
 from ..remote.docker_engine import (
     LABEL_PROJECT,
     LABEL_RUN,
@@ -215,20 +215,33 @@ class EngineExecutor(Executor[H]):
         tag = image_tag(name, ctx)
         size = f"{ctx.files} files, {ctx.size} bytes of context"
         builder = self._builder(engine)
+        text = (self.config.root / dockerfile).read_text(errors="replace")
+        base = self._base(engine, name, text)
+        args, labels = ({depbase.BASE_ARG: base.text}, {depbase.LABEL_BASE: base.text}) if base else ({}, {})
         if isinstance(builder, buildkit.Builder):
             log.write(f"building {tag} on {engine.label} with {builder.describe()} ({size})\n")
-            buildkit.build(builder, gzip.compress(ctx.data, 6), tag, image_labels(name, ctx), dockerfile, log)
+            log.write(f"{base.note}\n" if base else "")
+            buildkit.build(builder, gzip.compress(ctx.data, 6), tag, {**image_labels(name, ctx), **labels}, dockerfile, log, args)  # fmt: skip
             return "buildkit"
         log.write(f"building {tag} on {engine.label} with the classic builder ({size}): {builder}\n")
+        log.write(f"{base.note}\n" if base else "")
         try:
-            engine.build(ctx, name, dockerfile, log)
+            engine.build(ctx, name, dockerfile, log, args, labels)
         except BuildFailed as exc:
-            if re.search(r"(?im)^\s*RUN\s+--mount", (self.config.root / dockerfile).read_text(errors="replace")):
+            if re.search(r"(?im)^\s*RUN\s+--mount", text):
                 raise BuildFailed(
                     f"{exc}: this Dockerfile's RUN --mount needs BuildKit, not used because {builder}"
                 ) from None
             raise
         return "classic"
+
+    def _base(self, engine: Engine, name: str, dockerfile_text: str) -> depbase.Base | None:
+        """The dependency base when the Dockerfile takes one (``remote/depbase``)."""
+        if not depbase.declared(dockerfile_text):
+            return None
+        path = self.config.root / "requirements.txt"
+        requirements = path.read_text(errors="replace") if path.is_file() else ""
+        return depbase.choose(requirements, engine.newest_label(name, depbase.LABEL_BASE), engine.label)
 
 
 @contextmanager

@@ -32,6 +32,7 @@ from ..core.config import Config, ConfigProblem, setting
 from ..core.errors import Mm4Error
 from ..core.fsutil import NEVER_SHIPPED, dropping_excludes
 from ..core.names import join, quote
+from ..core.requirements import plain_lines
 from ..core.runenv import ENV_OUTPUT_DIR, ENV_RUN_ID
 from ..remote import awake, ssh
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
@@ -494,16 +495,7 @@ def requirement_lines(content: bytes, previous: str | None) -> tuple[list[str], 
     version (an option, a URL, a path): uv then resolves everything on the index."""
     if previous is None:
         return None
-    lines = []
-    for text in (content.decode(errors="replace"), previous):
-        found = []
-        for raw in text.splitlines():
-            line = raw.split(" #", 1)[0].strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("-") or "://" in line or "@" in line or "/" in line:
-                return None
-            found.append(line)
-        lines.append(found)
-    now, before = lines
+    now, before = plain_lines(content.decode(errors="replace")), plain_lines(previous)
+    if now is None or before is None:
+        return None
     return [line for line in now if line in before], [line for line in now if line not in before]

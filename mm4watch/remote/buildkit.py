@@ -109,12 +109,22 @@ def find(machine: Machine, configured: str | None) -> Builder | str:
     return Builder(machine, cli, version, buildx)
 
 
-def build(builder: Builder, context: bytes, tag: str, labels: dict[str, str], dockerfile: str, log: IO[str]) -> None:
+def build(
+    builder: Builder,
+    context: bytes,
+    tag: str,
+    labels: dict[str, str],
+    dockerfile: str,
+    log: IO[str],
+    build_args: dict[str, str] | None = None,
+) -> None:
     """Build ``tag`` from the gzip'd tar ``context``; BuildKit's own lines go to ``log``."""
     args = ["buildx", "build", "--load"] if builder.buildx else ["build"]
     args += ["--progress=plain", "-t", tag, "-f", dockerfile]
     for key, value in labels.items():
         args += ["--label", f"{key}={value}"]
+    for key, value in (build_args or {}).items():
+        args += ["--build-arg", f"{key}={value}"]
     log.flush()
     tail: deque[str] = deque(maxlen=60)
     with subprocess.Popen(

@@ -258,9 +258,17 @@ class Engine:
 
     # -- images ---------------------------------------------------------------
 
-    def build(self, ctx: BuildContext, name: str, dockerfile: str, log: IO[str]) -> None:
-        """Build ``name``'s image of ``ctx`` with the classic builder (docker-py's only one); its lines
-        go to ``log``."""
+    def build(
+        self,
+        ctx: BuildContext,
+        name: str,
+        dockerfile: str,
+        log: IO[str],
+        args: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        """Build ``name``'s image of ``ctx`` with the classic builder (docker-py's only one), with build
+        ``args`` and more ``labels``; its lines go to ``log``."""
         import docker
 
         try:
@@ -275,7 +283,8 @@ class Engine:
                 forcerm=True,
                 decode=True,
                 pull=False,
-                labels=image_labels(name, ctx),
+                buildargs=args or None,
+                labels={**image_labels(name, ctx), **(labels or {})},
             )
             for chunk in stream:
                 if "stream" in chunk:
@@ -314,6 +323,16 @@ class Engine:
 
     def working_dir(self, tag: str) -> str:
         return self.client.images.get(tag).attrs.get("Config", {}).get("WorkingDir") or "/project"
+
+    def newest_label(self, name: str, key: str) -> str | None:
+        """Label ``key`` of the newest of ``name``'s images here that has it."""
+        images = self.client.images.list(filters={"label": [f"{LABEL_PROJECT}={name}", key]})
+        images.sort(key=lambda img: img.attrs.get("Created", ""), reverse=True)
+        for image in images:
+            value = (image.labels or {}).get(key)
+            if value is not None:
+                return str(value)
+        return None
 
     def gc(self, name: str, keep: int) -> list[str]:
         """Remove this project's images beyond the newest ``keep``; returns removed tags."""
