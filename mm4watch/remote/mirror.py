@@ -39,7 +39,7 @@ from typing import Any
 
 from ..core.config import Config
 from ..core.errors import Mm4Error
-from ..core.fsutil import dropping_excludes
+from ..core.fsutil import dropping_excludes, host_lock
 from ..core.names import join, quote
 from ..core.runenv import MIRROR_INDEX
 
@@ -186,11 +186,8 @@ def push(target: Any, cfg: Config, remote_dir: str, inputs: Inputs, pin: str, ti
     push at a time per machine and folder (a lock here), so none moves in what another
     is still sending, nor removes what another has just pinned."""
     import fcntl
-    import hashlib
-    import tempfile
 
-    key = hashlib.sha256(f"{target.label}\0{remote_dir}".encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / f"mm4-mirror-{os.getuid()}-{key}.lock", "a") as lock:
+    with open(host_lock("mirror", f"{target.label}\0{remote_dir}"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _push(target, cfg, remote_dir, inputs, pin, timeout)
 
