@@ -66,14 +66,14 @@ def test_a_base_with_markers_and_quotes_reaches_the_base_layer_as_written(mini_p
     arrive as written (the base layer installs six; the layer on top has nothing left to do)."""
     (mini_project / "Dockerfile").write_text(TEMPLATE)
     marker = f'six; python_version >= "3.0" and sys_platform != "{uuid.uuid4().hex}"'
-    (mini_project / "requirements.txt").write_text(f"{marker}\n# and a comment\n")
+    (mini_project / "requirements.txt").write_text(f"{marker}\n# and a comment\npackaging>=20  # papermill's too\n")
     write_notebook(mini_project / "notebooks" / "dep.ipynb", code("# mm4: remote\nimport six\nprint(six.__name__)"))
     done, run_dir, log = _run(mini_project)
     assert done.returncode == 0, done.stderr + log[-3000:]
     assert "dependency base: requirements.txt as it is now" in log
     image = load_record(run_dir)["executor"]["image"]
     labels = json.loads(on_mini(mini, f"docker image inspect -f '{{{{json .Config.Labels}}}}' {image}"))
-    assert labels["mm4watch.deps-base"] == marker
+    assert labels["mm4watch.deps-base"] == f"{marker}\npackaging>=20"
     base_lock = on_mini(mini, f"docker run --rm {image} cat /opt/venv/mm4-base.lock")
     assert re.search(r"(?m)^six==", base_lock), base_lock  # installed by the base layer, not on top
 
