@@ -145,8 +145,16 @@ def decided(project: Path, notebooks: Any, since: int, timeout: float = 30) -> d
 
 
 def first_run(project: Path, ready: Any, timeout: float = 60, what: str = "the run") -> Path:
-    """The project's first run folder once ``ready(folder)`` holds."""
-    return wait_for(lambda: next((d for d in run_dirs(project)[:1] if ready(d)), None), timeout, what, every=0.2)
+    """The project's first run folder once ``ready(folder)`` holds (a file it reads that is not
+    written yet, such as run.log just after the folder is made, is not ready)."""
+
+    def holds(d: Path) -> bool:
+        try:
+            return bool(ready(d))
+        except FileNotFoundError:
+            return False
+
+    return wait_for(lambda: next((d for d in run_dirs(project)[:1] if holds(d)), None), timeout, what, every=0.2)
 
 
 def run_dirs(project: Path) -> list[Path]:
