@@ -38,6 +38,12 @@ def four_queued(project: Path) -> float:
     return time.perf_counter() - t0
 
 
+def nodes_used(project: Path) -> set[str]:
+    """The workers the project's runs so far went to (their run.json)."""
+    records = [d / "run.json" for d in (project / "results").iterdir() if (d / "run.json").is_file()]
+    return {json.loads(r.read_text())["executor"]["node"]["name"] for r in records}
+
+
 def native_toml(values: dict[str, str]) -> str:
     options = ", ".join(json.dumps(o) for o in pool_ssh_options({"POOL_KEY": values["DASK_KEY"]}))
     return (
@@ -66,7 +72,7 @@ def main() -> int:
             # runs one after the other may both go to one worker: four queued at once use both)
             one_run(one)
             four_queued(pool)
-            warmed = {json.loads((d / "run.json").read_text())["executor"]["node"]["name"] for d in (pool / "results").iterdir() if (d / "run.json").is_file()}  # fmt: skip
+            warmed = nodes_used(pool)
             if len(warmed) < 2:
                 sys.exit(f"the warm-up used {', '.join(sorted(warmed))} only: the pool has not two workers")
             walls: dict[str, list[float]] = {single_name: [], pool_name: []}
@@ -76,7 +82,7 @@ def main() -> int:
                 walls[pool_name].append(four_queued(pool))
                 singles[single_name].append(one_run(one))
                 singles[pool_name].append(one_run(pool))
-            nodes = {json.loads((d / "run.json").read_text())["executor"]["node"]["name"] for d in (pool / "results").iterdir() if (d / "run.json").is_file()}  # fmt: skip
+            nodes = nodes_used(pool)
         finally:
             for project in (pool, one):
                 mm4(project, "stop", "--now")

@@ -324,11 +324,15 @@ class Engine:
     def working_dir(self, tag: str) -> str:
         return self.client.images.get(tag).attrs.get("Config", {}).get("WorkingDir") or "/project"
 
+    def _project_images(self, name: str, *labels: str) -> list[Any]:
+        """``name``'s images here (with ``labels`` too, when given), newest first."""
+        images = self.client.images.list(filters={"label": [f"{LABEL_PROJECT}={name}", *labels]})
+        images.sort(key=lambda img: img.attrs.get("Created", ""), reverse=True)
+        return list(images)
+
     def newest_label(self, name: str, key: str) -> str | None:
         """Label ``key`` of the newest of ``name``'s images here that has it."""
-        images = self.client.images.list(filters={"label": [f"{LABEL_PROJECT}={name}", key]})
-        images.sort(key=lambda img: img.attrs.get("Created", ""), reverse=True)
-        for image in images:
+        for image in self._project_images(name, key):
             value = (image.labels or {}).get(key)
             if value is not None:
                 return str(value)
@@ -341,8 +345,7 @@ class Engine:
         for warm in self.containers({LABEL_PROJECT: name, LABEL_WARM: ""}):
             if warm.name.startswith("mm4-warm-"):  # idle: they would pin old images
                 warm.remove()
-        images = self.client.images.list(filters={"label": f"{LABEL_PROJECT}={name}"})
-        images.sort(key=lambda img: img.attrs.get("Created", ""), reverse=True)
+        images = self._project_images(name)
         removed: list[str] = []
         for image in images[keep:]:
             # by tag: a swarm's image has its registry name too, and an image with two names is
