@@ -166,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("_resume", help=argparse.SUPPRESS)
     p.add_argument("run")
 
+    p = sub.add_parser("_dask_agent", help=argparse.SUPPRESS)
+    p.add_argument("address")
+
     p = sub.add_parser("history", help=COMMANDS["history"], description=COMMANDS["history"] + ".")
     p.add_argument("--notebook", metavar="NAME", help="only this notebook (name or path)")
     p.add_argument(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -236,7 +237,7 @@ def pool() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def dask_rig() -> dict[str, str]:
+def dask_rig() -> Iterator[dict[str, str]]:
     """The Dask pool of two Mac-like Minis, both workers registered. Missing: a failure under CI, a skip elsewhere."""
     from support import dask_values
 
@@ -255,7 +256,11 @@ def dask_rig() -> dict[str, str]:
     if problem:
         _unavailable(problem)
     assert values is not None
-    return values
+    yield values
+    from mm4watch.remote.dask_agent import AgentPool
+
+    with AgentPool(values["DASK_SCHEDULER"]) as agent:  # this machine's agent for the rig: not left behind
+        os.kill(agent.agent_pid, signal.SIGTERM)
 
 
 @pytest.fixture

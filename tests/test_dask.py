@@ -340,3 +340,45 @@ def test_capacity_is_one_run_per_worker_with_the_resources(dask_project, dask_po
     cfg = config.load(dask_project)
     assert executors.get(cfg.executor(None), cfg).capacity() == 1  # none has it: one at a time, Dask holds it
     assert json.loads(json.dumps(leases(dask_pool))) == {}
+
+
+def test_runs_ask_one_agent_for_their_leases_and_a_run_outlives_a_killed_agent(dask_project, dask_pool):
+    from mm4watch.remote.dask_agent import AgentPool, socket_path
+    from mm4watch.remote.dask_pool import Pool, wait_idle
+
+    scheduler = dask_pool["DASK_SCHEDULER"]
+    write_notebook(dask_project / "notebooks" / "quick.ipynb", code("# mm4: remote\nx = 1"))
+    agents = []
+    for _ in range(2):
+        assert mm4(["run", "notebooks/quick.ipynb"], cwd=dask_project).returncode == 0
+        with AgentPool(scheduler) as pool:
+            agents.append(pool.agent_pid)
+    assert agents[0] == agents[1]  # one client for both runs, still there after them
+    assert oct(socket_path(scheduler).stat().st_mode & 0o777) == "0o700"  # srwx------: this user's only
+    write_notebook(
+        dask_project / "notebooks" / "long.ipynb",
+        code("# mm4: remote\n" + WHERE + "time.sleep(20)\n(out / 'final.txt').write_text('made it')"),
+    )
+    child = mm4_background(["run", "notebooks/long.ipynb"], cwd=dask_project)
+    try:
+        (run_dir,) = wait_for(
+            lambda: [d for d in run_dirs(dask_project) if d.name.startswith("long") and placed(d)],
+            timeout=240,
+            what="the run",
+        )
+        assert len(leases(dask_pool)) == 1
+        os.kill(agents[0], signal.SIGKILL)
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+    finally:
+        if child.poll() is None:
+            child.kill()
+    record = load_record(run_dir)
+    assert record["status"] == "succeeded" and (run_dir / "final.txt").read_text() == "made it"
+    log = (run_dir / "run.log").read_text()
+    assert "the Dask agent for " + scheduler + " has stopped" in log, log
+    assert "its slot asked for again there" in log, log
+    with AgentPool(scheduler) as pool:
+        assert pool.agent_pid != agents[0]  # a new agent took over
+    with Pool(scheduler) as pool:  # the dead agent's lease ends by itself (its holder's semaphore expires)
+        assert wait_idle(pool, timeout=90) == {}

@@ -106,8 +106,13 @@ def extract_stream(
                         fh.write(f"mm4watch: results: {name!r} not brought home ({exc}); the rest is\n")
 
 
-def host_lock(purpose: str, key: str) -> Path:
-    """The lock file this machine's mm4watch processes share for ``key`` (one user, any project):
-    in the temporary folder, named by ``purpose`` and a hash of ``key``."""
+def host_file(purpose: str, key: str, suffix: str) -> Path:
+    """A file this machine's mm4watch processes share for ``key`` (one user, any project): in the
+    temporary folder (a Mac's is the user's own), named by ``purpose`` and a hash of ``key``."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"mm4-{purpose}-{os.getuid()}-{digest}.lock"
+    return Path(tempfile.gettempdir()) / f"mm4-{purpose}-{os.getuid()}-{digest}{suffix}"
+
+
+def host_lock(purpose: str, key: str) -> Path:
+    """The lock file this machine's mm4watch processes share for ``key``."""
+    return host_file(purpose, key, ".lock")

@@ -41,9 +41,11 @@ from .base import Executor, RemoteConfig, Report, log_line
 from .native import NativeConfig, NativeExecutor, _Remote
 
 if TYPE_CHECKING:
-    from ..remote.dask_pool import Lease, Node, Pool, Worker
+    from ..remote.dask_agent import AgentLease, AgentPool
+    from ..remote.dask_pool import Node, Worker
 
 REATTACH_PRIORITY = 100  # a re-attached run's lease goes before any run that waits
+RELINK_S = 30.0  # a run whose agent stopped asks a new one for its slot at most this often
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,12 @@ class DaskConfig(NativeConfig):
 
 @dataclass
 class _Slot:
-    lease: Lease
+    lease: AgentLease
     node: Node
     native: NativeExecutor  # the native executor for that worker's machine
     remote: _Remote | None = None
     lost: str = ""  # why the worker was lost mid-run
+    relinked_at: float = 0.0  # when the slot was last asked for again (its agent had stopped)
 
 
 class DaskExecutor(Executor[_Slot]):
@@ -87,17 +90,20 @@ class DaskExecutor(Executor[_Slot]):
 
     def __init__(self, cfg: DaskConfig, config: Config) -> None:
         super().__init__(cfg, config)
-        self._pool: Pool | None = None
+        self._pool: AgentPool | None = None
         self._avoid: set[str] = set()  # workers this run lost (one executor per run process)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "scheduler": self.cfg.scheduler}
 
-    def pool(self) -> Pool:
+    def pool(self) -> AgentPool:
+        """The scheduler, asked through this machine's Dask agent (``remote.dask_agent``)."""
+        if self._pool is not None and self._pool.broken:
+            self.close()
         if self._pool is None:
-            from ..remote.dask_pool import Pool
+            from ..remote.dask_agent import AgentPool
 
-            self._pool = Pool(str(self.cfg.scheduler))
+            self._pool = AgentPool(str(self.cfg.scheduler))
         return self._pool
 
     def close(self) -> None:
@@ -207,13 +213,55 @@ class DaskExecutor(Executor[_Slot]):
         try:
             why = why or handle.lease.lost()
         except PoolUnreachable as exc:  # the run goes on over there; Dask is asked again next time
-            log_line(job, f"{exc}: the run goes on on {handle.node.name}")
+            if handle.lease.pool.broken:
+                self._relink(handle, job, str(exc))
+            else:
+                log_line(job, f"{exc}: the run goes on on {handle.node.name}")
         if why:
             handle.lost = why
             log_line(job, f"{why}: stopping the run there if it can be reached")
             self._quietly(job, lambda: handle.native.stop(remote))
             return -1
         return handle.native.poll(remote, job, wait_s)
+
+    def _relink(self, handle: _Slot, job: Job, why: str) -> None:
+        """The agent that held the run's lease stopped: its slot asked for again, pinned to its worker
+        (granted when the old lease has ended by itself; the run goes on meanwhile)."""
+        import time
+
+        if time.monotonic() - handle.relinked_at < RELINK_S:
+            return
+        handle.relinked_at = time.monotonic()
+        try:
+            handle.lease, _ = self._pinned(job, handle.node)
+        except Mm4Error as exc:
+            log_line(
+                job, f"{why}; its slot cannot be asked for again yet ({exc}): the run goes on on {handle.node.name}"
+            )
+            return
+        self._remember(job, handle)
+        log_line(job, f"{why}; the run goes on on {handle.node.name}, its slot asked for again there")
+
+    def _pinned(self, job: Job, node: Node) -> tuple[AgentLease, bool]:
+        """A new lease for the run on ``node``'s worker (or a worker that restarted on its machine),
+        and whether that worker is in the pool."""
+        from ..remote.dask_pool import lease_name
+
+        pool = self.pool()
+        workers = pool.workers()
+        same = [w for w in workers if w.address == node.worker] or [
+            w for w in workers if w.host == node.host and w.covers(self.cfg.resources)
+        ]
+        if same and same[0].address != node.worker:  # the worker restarted there: a new address
+            node = dataclasses.replace(node, worker=same[0].address)
+        lease = pool.lease(
+            lease_name(self.config.project_key, job.key),
+            self.cfg.resources,
+            workers=[w.address for w in same] or [node.worker],
+            priority=REATTACH_PRIORITY,
+            node=node,
+        )
+        return lease, bool(same)
 
     def _quietly(self, job: Job, step: Any) -> None:
         """A step on a lost worker's machine: done if it answers, said in run.log if not."""
@@ -262,7 +310,7 @@ class DaskExecutor(Executor[_Slot]):
 
     def find(self, job: Job, info: dict[str, Any]) -> _Slot | None:
         """The run on the machine its lease had, with a new lease pinned to that worker."""
-        from ..remote.dask_pool import Node, lease_name
+        from ..remote.dask_pool import Node
 
         try:
             said = json.loads(self._state(job).read_text())
@@ -276,20 +324,10 @@ class DaskExecutor(Executor[_Slot]):
             pool.end(said["lease"])
             self._state(job).unlink(missing_ok=True)
             return None
-        same = [w for w in pool.workers() if w.address == node.worker] or [
-            w for w in pool.workers() if w.host == node.host and w.covers(self.cfg.resources)
-        ]
-        lease = pool.lease(
-            lease_name(self.config.project_key, job.key),
-            self.cfg.resources,
-            workers=[w.address for w in same] or [node.worker],
-            priority=REATTACH_PRIORITY,
-        )
+        lease, there = self._pinned(job, node)
         pool.end(said["lease"])  # the dead process's lease lets go at once; this one takes the slot
-        if same and same[0].address != node.worker:  # the worker restarted there: a new address
-            node = dataclasses.replace(node, worker=same[0].address)
-        lease.node = node
-        slot = _Slot(lease, node, native, remote, lost="" if same else f"the worker {node.name} is gone from the pool")
+        node = lease.node or node
+        slot = _Slot(lease, node, native, remote, lost="" if there else f"the worker {node.name} is gone from the pool")
         self._remember(job, slot)
         job.place(node.name)
         info.update(node=node.as_dict(), scheduler=self.cfg.scheduler, host=native.target.label)
@@ -311,7 +349,7 @@ class DaskExecutor(Executor[_Slot]):
 
     def doctor(self, report: Report) -> None:
         """The scheduler, matching versions, each worker with its resources, then each machine as native does."""
-        pool: Pool | None = None
+        pool: AgentPool | None = None
 
         def scheduler() -> str:
             nonlocal pool
@@ -357,7 +395,7 @@ class DaskExecutor(Executor[_Slot]):
         finally:
             self.close()
 
-    def _versions(self, report: Report, pool: Pool) -> None:
+    def _versions(self, report: Report, pool: AgentPool) -> None:
         found = pool.versions()
 
         def of(side: Mapping[str, Any]) -> str:

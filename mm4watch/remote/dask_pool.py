@@ -126,6 +126,10 @@ class Pool:
             pass
 
     def _ask(self, what: str, call: Any) -> Any:
+        if self.client.status != "running":  # lost the scheduler: asking would wait for its connect timeout
+            raise PoolUnreachable(
+                f"the Dask scheduler at {self.address} does not answer ({what}: the client is {self.client.status})"
+            )
         try:
             return call()
         except (OSError, TimeoutError) as exc:
