@@ -174,6 +174,25 @@ def test_run_queue_and_stop_now_cancels(daemon_project):
     assert load_record(run_dir)["parameters"] == {"n": 60}
 
 
+def test_a_run_queued_to_an_idle_daemon_starts_at_once(daemon_project):
+    """`run --queue` nudges the daemon (SIGUSR2): idle, it would look at its queue only each second."""
+    from datetime import datetime
+
+    write_notebook(daemon_project / "notebooks" / "q.ipynb", code("# mm4: remote\nx = 1"))
+    assert mm4(["start"], cwd=daemon_project).returncode == 0
+    log = daemon_project / ".mm4" / "daemon.log"
+    delays = []
+    for n in range(3):
+        time.sleep(1.5)  # idle again: its loop sleeps a second at a time
+        assert mm4(["run", "--queue", "notebooks/q.ipynb"], cwd=daemon_project).returncode == 0
+        queued = time.time()
+        line = wait_for(lambda n=n: [x for x in log.read_text().splitlines() if "started entry" in x][n:], what="start")
+        delays.append(datetime.strptime(line[0][:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() - queued)  # local time
+        wait_for(lambda: entries(daemon_project) == [], timeout=60, what="the run to end")
+    assert max(delays) < 0.45, delays
+    assert mm4(["status"], cwd=daemon_project).stdout.startswith("daemon: running")  # the signal did not stop it
+
+
 def test_kill_9_of_the_daemon_loses_nothing_and_duplicates_nothing(daemon_project):
     nb = write_notebook(daemon_project / "notebooks" / "k.ipynb", code("# mm4: remote\nimport time\nv = 0"))
     start_then_save(daemon_project, nb, code("# mm4: remote\nimport time\ntime.sleep(4)\nv = 1"))

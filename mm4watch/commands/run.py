@@ -84,7 +84,7 @@ def _queue(cfg: config.Config, notebook: Path, parameters: dict[str, Any], execu
     """Hand the run to the daemon: the notebook's bytes now, run when its turn comes."""
     from ..core.tags import read_tag
     from ..queue import intake
-    from ..queue.active import read_info
+    from ..queue.active import nudge, read_info
 
     content = notebook.read_bytes()
     rel = notebook.resolve().relative_to(cfg.root).as_posix()
@@ -92,6 +92,8 @@ def _queue(cfg: config.Config, notebook: Path, parameters: dict[str, Any], execu
     name = cfg.executor(executor, tag=tag.executor if tag else None).name
     added = intake.request(cfg, rel, "manual", content=content, parameters=parameters, executor=name)
     running = read_info(cfg.state_dir)
+    if running and added.merged_into is None:
+        nudge(cfg.state_dir)
     if added.merged_into is not None:
         print(f"{rel} on {name}: {intake.describe(added)}")
         return EXIT_OK

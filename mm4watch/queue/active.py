@@ -82,6 +82,21 @@ def alive(pid: int | None, started: float | None) -> bool:
     return pid is not None and started is not None and process_started(pid) == started
 
 
+def nudge(state_dir: Path) -> None:
+    """Tell the running daemon its queue has a new entry (SIGUSR2): it starts it now, not at its
+    next look (up to a second later when idle). No daemon, or another process with its old pid: nothing."""
+    import signal
+
+    info = read_info(state_dir)
+    # "watching": its signal handlers are in place (SIGUSR2 would end a daemon still starting)
+    if not info or not info.get("watching") or not alive(int(info.get("pid") or 0), info.get("pid_started")):
+        return
+    try:
+        os.kill(int(info["pid"]), signal.SIGUSR2)
+    except OSError:
+        pass
+
+
 @contextmanager
 def registered(state_dir: Path, run_id: str) -> Iterator[None]:
     pid_file = folder(state_dir) / f"{run_key(run_id)}.pid"

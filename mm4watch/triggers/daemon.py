@@ -149,6 +149,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, graceful)
         signal.signal(signal.SIGINT, graceful)
         signal.signal(signal.SIGUSR1, now)
+        signal.signal(signal.SIGUSR2, lambda signum, frame: self.wake.set())  # a new entry: `active.nudge`
 
     def serve(self) -> int:
         from .watcher import Watcher

@@ -6,7 +6,8 @@
 # pool.sh (172.30.0.21 and .22, ssh also on 127.0.0.1:2251/2252). `dask
 # scheduler` runs on the first (tcp://172.30.0.21:8786, dashboard :8787), `dask
 # worker --resources mps=1` on each (named mac-1, mac-2), as the user. The dask
-# version is this machine's, as doctor wants it everywhere. Needs up.sh (the key)
+# version is this machine's, as doctor wants it everywhere. Each has a core of its
+# own (on a machine of two or more). Needs up.sh (the key)
 # and pool.sh (the LAN) first, and `distributed` installed here. Idempotent;
 # `dask.sh worker N` (re)starts the worker of mac-N. Writes $RIG/dask.env.
 set -euo pipefail
@@ -76,6 +77,9 @@ for n in 1 2; do
     source "$HERE/link.sh"
     shape_link "$name"
   fi
+  # a core of its own, as two Minis do not share a CPU (else the native baseline's one Mini would
+  # use the other's core too, and two runs at once would fight for the same two)
+  if [ "$(nproc)" -ge 2 ]; then "$DOCKER" update --cpuset-cpus "$(( (n - 1) % $(nproc) ))" "$name" >/dev/null; fi
 done
 if ! "$DOCKER" exec mm4-dask-1 pgrep -f 'dask scheduler' >/dev/null; then
   log "starting the scheduler on mac-1 ($SCHED)"
