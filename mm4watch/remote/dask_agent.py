@@ -208,8 +208,8 @@ def _connect(address: str) -> tuple[socket.socket, int]:
         if found is not None:
             return found
         log = log_path(address)
-        with open(log, "wb") as out:
-            child = proc.detach([sys.executable, "-m", "mm4watch", "_dask_agent", address], stdout=out)
+        with open(log, "wb") as out:  # in the temporary folder: it holds no project's folder (or volume) open
+            child = proc.detach([sys.executable, "-m", "mm4watch", "_dask_agent", address], cwd=log.parent, stdout=out)
         deadline = time.monotonic() + START_S
         while True:
             found = _try(path)
