@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("_dask_agent", help=argparse.SUPPRESS)
     p.add_argument("address")
+    p.add_argument("--idle", type=float, default=None, help="end after this many seconds with nobody connected")
 
     p = sub.add_parser("history", help=COMMANDS["history"], description=COMMANDS["history"] + ".")
     p.add_argument("--notebook", metavar="NAME", help="only this notebook (name or path)")

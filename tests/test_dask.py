@@ -382,3 +382,21 @@ def test_runs_ask_one_agent_for_their_leases_and_a_run_outlives_a_killed_agent(d
         assert pool.agent_pid != agents[0]  # a new agent took over
     with Pool(scheduler) as pool:  # the dead agent's lease ends by itself (its holder's semaphore expires)
         assert wait_idle(pool, timeout=90) == {}
+
+
+def test_an_agent_nobody_uses_ends_by_itself_and_a_stopped_one_removes_its_socket(dask_pool):
+    from mm4watch.remote.dask_agent import AgentPool, socket_path
+
+    scheduler = dask_pool["DASK_SCHEDULER"]
+    with AgentPool(scheduler) as agent:
+        pid = agent.agent_pid
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not socket_path(scheduler).exists(), timeout=30, what="the socket gone")
+    child = subprocess.run(
+        [sys.executable, "-m", "mm4watch", "_dask_agent", scheduler, "--idle", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == 0 and "ended: nobody connected for 1s" in child.stdout, child.stdout + child.stderr
+    assert not socket_path(scheduler).exists()

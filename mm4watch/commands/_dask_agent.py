@@ -11,6 +11,6 @@ import argparse
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..remote.dask_agent import serve
+    from ..remote.dask_agent import IDLE_S, serve
 
-    return serve(args.address)
+    return serve(args.address, IDLE_S if args.idle is None else args.idle)

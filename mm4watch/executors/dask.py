@@ -7,7 +7,9 @@ the bytes (as the swarm executor does with Swarm):
 1. as a client of the scheduler, each run asks for a lease (``remote.dask_pool``)
    that needs ``resources`` (default ``{mps = 1}``, what each Mini's worker
    announces); capacity, placement, the order of waiting runs and the workers'
-   liveness are Dask's;
+   liveness are Dask's. The client is this machine's one for that scheduler,
+   kept by a small agent process (``remote.dask_agent``) that runs ask over a
+   unix socket: a run imports no Dask;
 2. when the scheduler starts the lease on a worker, the run goes to that worker's
    machine over ssh with the native executor's own steps (code sync, environment,
    runner detached, harvests, results home): a ``NativeExecutor`` for that host,
@@ -17,8 +19,8 @@ the bytes (as the swarm executor does with Swarm):
 A worker that dies or leaves mid-run ends it ``NodeLost`` with what came home up to
 then; ``retries`` runs it again on another worker. A run whose mm4watch process
 died is found again from ``.mm4/dask/<run key>.json`` and takes its slot back (a
-lease pinned to that worker). Dask is an optional dependency, imported only here
-(through ``remote.dask_pool``).
+lease pinned to that worker); so does a run whose agent died. Dask is an optional
+dependency, imported only by the agent (through ``remote.dask_pool``).
 """
 
 from __future__ import annotations
@@ -239,6 +241,7 @@ class DaskExecutor(Executor[_Slot]):
                 job, f"{why}; its slot cannot be asked for again yet ({exc}): the run goes on on {handle.node.name}"
             )
             return
+        handle.node = handle.lease.node or handle.node  # its worker may have a new address
         self._remember(job, handle)
         log_line(job, f"{why}; the run goes on on {handle.node.name}, its slot asked for again there")
 
