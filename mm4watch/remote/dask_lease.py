@@ -6,7 +6,8 @@ then waits for ``:go``. It ends by itself when the client that holds it is gone
 (this machine's Dask agent, ``dask_agent``, holds the ``:holder`` semaphore, whose
 lease the scheduler drops about 30 s after its client stops refreshing it), so a
 killed agent leaks no slot (a killed run process: its agent lets go at once).
-Run again by the scheduler after its first worker was lost, it ends at once: the run it stood for is over there.
+Run again by the scheduler after its first worker was lost, it ends at once:
+the run it stood for is over there.
 
 Sent to the worker as source text, run there by ``exec`` (``dask_pool``): the
 worker has Dask, not mm4watch, and its Python may be another minor version than
