@@ -208,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help=COMMANDS["report"], description=COMMANDS["report"] + ".")
     p.add_argument("--quiet", action="store_true", help="print nothing")
+    p.add_argument("--background", action="store_true", help=argparse.SUPPRESS)  # the daemon's: at a low priority
 
     p = sub.add_parser("open", help=COMMANDS["open"], description=COMMANDS["open"] + ".")
     p.add_argument("run", nargs="?", metavar="RUN", help="run id, unique id prefix or notebook name; none: the report")

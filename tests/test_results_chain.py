@@ -170,6 +170,27 @@ def test_a_damaged_mirror_folder_is_repaired_before_a_run_that_sees_it(remote_pr
     assert on_far_side(kind, request, f"stat -c %A {folder}/table.csv").strip() == "-r--r--r--"
 
 
+def test_a_runs_report_page_is_not_sent_and_is_no_damage_there(tmp_path, mac, request):
+    """executed.html, rendered after the run ended: the copy there neither gets it nor sends the folder again."""
+    project = native_project(tmp_path, mac)
+    chain(project)
+    done = mm4(["run", "notebooks/A_make.ipynb", "notebooks/B_load.ipynb"], cwd=project, timeout=900)
+    assert done.returncode == 0, done.stderr
+    a, first_b = newest(project, "A_make"), newest(project, "B_load")
+    assert mm4(["report", "--quiet"], cwd=project).returncode == 0
+    assert (a / "executed.html").is_file() and (first_b / "executed.html").is_file()
+    done = mm4(["run", "notebooks/B_load.ipynb"], cwd=project, timeout=600)
+    assert done.returncode == 0, done.stderr
+    log = (newest(project, "B_load") / "run.log").read_text()
+    assert "earlier results: sent 1 new run folder(s)" in log and "repaired" not in log, log
+    from mm4watch.core import config
+
+    there = mirror.remote_dir(config.load(project), "~/mm4watch")
+    for run in (a, first_b):
+        listed = on_far_side("native", request, f"ls -A {there}/{run.name}").split()
+        assert listed == sorted(p.name for p in run.iterdir() if p.name != "executed.html"), listed
+
+
 def test_helpers_are_told_where_results_are_whatever_the_image_holds(tmp_path, mini):
     """An image with only the notebooks in it (no mm4.toml): latest_run() still finds the mirror."""
     project = container_project(tmp_path, mini_toml(mini))

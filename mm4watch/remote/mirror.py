@@ -11,8 +11,9 @@ What is sent (``[run] results_mirror``):
 - ``"all"``: every ended run (a tag's ``needs=`` then limits it to those);
 - ``"none"``: nothing.
 
-A result folder never changes once its run ended, so the copy on the Mini only
-receives folders it lacks: one listing says which it has, rsync sends the others
+A result folder never changes once its run ended (but for the report's
+``executed.html``, rendered later on this machine and never sent: no run reads
+it), so the copy on the Mini only receives folders it lacks: one listing says which it has, rsync sends the others
 (into ``.incoming/``, then moved in whole, so a cut transfer never leaves half a
 folder that looks complete), and they are made read-only. A folder there that no
 longer matches this machine's is sent again (``_repair``). With every push goes an
@@ -42,9 +43,11 @@ from ..core.errors import Mm4Error
 from ..core.fsutil import dropping_excludes, host_lock
 from ..core.names import join, quote
 from ..core.runenv import MIRROR_INDEX
+from ..results.records import HTML_NAME
 
 INCOMING = ".incoming"
 INDEX = MIRROR_INDEX  # every ended run of the project: which exist, though not all are here (helpers read it)
+NOT_SENT = (f"/*/{HTML_NAME}",)  # rsync patterns, from the results folder: the report's page of each run
 PINS = ".pins"  # one file a run in progress, naming the folders it uses
 PIN_MAX_AGE_MIN = 7 * 24 * 60  # a pin older than this was left by a run that never let go
 DEFAULT_SHARE = 0.25  # of the free disk there (plus the copy itself), with no mirror_max
@@ -169,6 +172,8 @@ def folder_bytes(folder: Path) -> int:
     total = 0
     for root, _, files in os.walk(folder):
         for name in files:
+            if name == HTML_NAME and root == str(folder):  # not sent (NOT_SENT)
+                continue
             try:
                 st = os.lstat(os.path.join(root, name))
             except OSError:
@@ -430,7 +435,8 @@ def _rsync(target: Any, results_dir: Path, dest: str, runs: list[str], extra: li
     files = "".join(f"{run}/\n" for run in runs).encode("utf-8", "surrogateescape")
     return proc.run(
         [
-            "rsync", "-a", "-r", "--files-from=-", "--chmod=Fa-w", *dropping_excludes(), *extra,
+            "rsync", "-a", "-r", "--files-from=-", "--chmod=Fa-w", *dropping_excludes(),
+            *(f"--exclude={pattern}" for pattern in NOT_SENT), *extra,
             "-e", target.rsync_shell(), f"{results_dir}/", f"{target.destination}:{dest}/",
         ],
         input=files,

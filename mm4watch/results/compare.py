@@ -127,11 +127,13 @@ def _nbdime(a: dict[str, Any], b: dict[str, Any]) -> str:
     import io
     import types
 
+    from ..core.lean_imports import nbformat
+
+    nbf = nbformat()  # before nbdime, which imports it too
     import nbdime
-    import nbformat
     from nbdime.prettyprint import PrettyPrintConfig, pretty_print_diff
 
-    nb_a, nb_b = nbformat.from_dict(a), nbformat.from_dict(b)
+    nb_a, nb_b = nbf.from_dict(a), nbf.from_dict(b)
     diff = nbdime.diff_notebooks(nb_a, nb_b)
     out = io.StringIO()
     only_sources = types.SimpleNamespace(

@@ -494,11 +494,16 @@ class Daemon:
                 active.request_cancel(self.state_dir, entry.run_id)
 
     def _refresh_report(self) -> None:
-        """results/index.html anew, in a process of its own (nbconvert stays out of the daemon)."""
+        """results/index.html anew, in a process of its own at a low priority (nbconvert stays out of
+        the daemon, and out of the way of the runs going on)."""
         if not self.config.results.report:
             return
         with open(self.state_dir / REPORT_LOG_NAME, "ab") as out:
-            proc.detach([sys.executable, "-m", "mm4watch", "report", "--quiet"], cwd=self.config.root, stdout=out)
+            proc.detach(
+                [sys.executable, "-m", "mm4watch", "report", "--quiet", "--background"],
+                cwd=self.config.root,
+                stdout=out,
+            )
 
     def _notify(self, entry: Entry) -> None:
         if not self.config.daemon.notify or not entry.run_id:

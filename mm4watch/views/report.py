@@ -122,10 +122,12 @@ def _rendered(results: Path, records: list[RunRecord], failed: dict[str, str]) -
 
 def render_html(run_dir: Path) -> Path:
     """``executed.html`` beside ``executed.ipynb``: nbconvert's page, with nothing fetched from a CDN."""
-    import nbformat
+    from ..core.lean_imports import nbformat
+
+    nbf = nbformat()
     from nbconvert import HTMLExporter
 
-    nb = nbformat.read(str(run_dir / EXECUTED_NAME), as_version=4)
+    nb = nbf.read(str(run_dir / EXECUTED_NAME), as_version=4)
     offline = {
         name: ""
         for name in (

@@ -1,0 +1,27 @@
+"""Libraries imported without what they would load and this tool never uses.
+
+``nbformat`` imports ``jsonschema``, whose format checkers import every optional
+backend installed beside it. On a machine with JupyterLab (``jupyter_events``
+asks for ``jsonschema[format-nongpl]``), one of them is ``rfc3987-syntax``, which
+builds some thirty Earley parsers at import: 1.3-1.8 s of CPU in each process
+that reads a notebook (python-jsonschema/jsonschema#1428), for the ``iri``
+format no notebook schema uses. The processes that import nbformat here (the
+report after each run, ``diff``) load it without that backend.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+_UNUSED = ("rfc3987_syntax",)  # jsonschema's IRI checker: without it, the "iri" format goes unchecked
+
+
+def nbformat() -> ModuleType:
+    """``import nbformat``, with jsonschema's unused IRI backend left out of this process."""
+    if "jsonschema" not in sys.modules:  # once imported, jsonschema has made its choice
+        for name in _UNUSED:
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: "import name" fails, so it is skipped
+    import nbformat as module
+
+    return module
