@@ -38,6 +38,8 @@ LOG_NAME = "daemon.log"
 EXEC_LOG_NAME = "exec.log"
 REPORT_LOG_NAME = "report.log"
 RECONCILE_EVERY_S = 2.0
+REPORT_AFTER_S = 2.0  # the report is refreshed this long after the last run ended (runs ending together: once)
+REPORT_WAIT_MAX_S = 20.0  # ... and no later than this after the first run it has not shown
 
 log = logging.getLogger("mm4watch.triggers.daemon")
 
@@ -69,6 +71,7 @@ class Daemon:
         self.git_dir: Path | None = None
         self._git_blobs: dict[str, set[str]] | None = None
         self._first_start = False
+        self._report_due: tuple[float, float] | None = None  # (refresh at, first run not shown ended at)
         self._said_stopping = False
         self._head: str | None = None
         self._skips: list[tuple[float, str, str]] = []  # (when, operation, notebook): logged together
@@ -179,6 +182,7 @@ class Daemon:
         try:
             while True:
                 self.reap()
+                self._report_if_due()
                 self.report_git_skips()
                 if time.monotonic() - last_reconcile >= RECONCILE_EVERY_S:
                     self.note_head()
@@ -197,10 +201,15 @@ class Daemon:
                         break
                 elif not self.held:
                     self.dispatch()
-                # runs going: look at them often; idle: sleep until a save or a second passes
-                self.wake.wait(0.25 if self.running else 1.0)
+                # runs going: look at them often (a run's end wakes it at once); idle: sleep until a
+                # save or a second passes
+                wait = 0.25 if self.running else 1.0
+                if self._report_due is not None:
+                    wait = max(0.05, min(wait, self._report_due[0] - time.monotonic()))
+                self.wake.wait(wait)
                 self.wake.clear()
         finally:
+            self._report_if_due(now=True)
             watcher.stop()
             (self.state_dir / INFO_NAME).unlink(missing_ok=True)
             log.info("daemon stopped")
@@ -420,6 +429,7 @@ class Daemon:
             popen.wait()
             return False
         self.running[entry.id] = _Running(entry.id, executor, popen.pid, started, popen)
+        threading.Thread(target=self._woken_at_end, args=(popen,), name=f"mm4-run-{entry.id}", daemon=True).start()
         log.info(
             "started entry %s (%s) in process %s%s",
             entry.id,
@@ -428,6 +438,11 @@ class Daemon:
             " to re-attach" if extra else "",
         )
         return True
+
+    def _woken_at_end(self, popen: subprocess.Popen[bytes]) -> None:
+        """The loop woken as soon as a run's process ends: the next run starts then, not at the next look."""
+        popen.wait()
+        self.wake.set()
 
     def reap(self) -> None:
         for entry_id, run in list(self.running.items()):
@@ -444,7 +459,7 @@ class Daemon:
             log.info("entry %s ended (exit %s, now %s)", entry_id, code, entry.state)
             if entry.run_id and entry.state == "done":
                 self._notify(entry)
-                self._refresh_report()
+                self._report_soon()
             if entry.state == "queued":
                 self.wake.set()
 
@@ -492,6 +507,18 @@ class Daemon:
             entry = self.queue.get(run.entry_id)
             if entry.run_id:
                 active.request_cancel(self.state_dir, entry.run_id)
+
+    def _report_soon(self) -> None:
+        """A run ended: the report shows it ``REPORT_AFTER_S`` later, with any run that ends meanwhile
+        (one nbconvert process for both, out of the way of the next runs' start)."""
+        now = time.monotonic()
+        first = self._report_due[1] if self._report_due else now
+        self._report_due = (min(now + REPORT_AFTER_S, first + REPORT_WAIT_MAX_S), first)
+
+    def _report_if_due(self, now: bool = False) -> None:
+        if self._report_due is not None and (now or time.monotonic() >= self._report_due[0]):
+            self._report_due = None
+            self._refresh_report()
 
     def _refresh_report(self) -> None:
         """results/index.html anew, in a process of its own at a low priority (nbconvert stays out of
