@@ -209,7 +209,10 @@ class Daemon:
                 self.wake.wait(wait)
                 self.wake.clear()
         finally:
-            self._report_if_due(now=True)
+            try:
+                self._report_if_due(now=True)  # a run ended just before the stop: the page shows it
+            except OSError:
+                log.exception("could not start the report's refresh")
             watcher.stop()
             (self.state_dir / INFO_NAME).unlink(missing_ok=True)
             log.info("daemon stopped")
