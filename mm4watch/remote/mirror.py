@@ -13,9 +13,10 @@ What is sent (``[run] results_mirror``):
 
 A result folder never changes once its run ended (but for the report's
 ``executed.html``, rendered later on this machine and never sent: no run reads
-it), so the copy on the Mini only receives folders it lacks: one listing says which it has, rsync sends the others
-(into ``.incoming/``, then moved in whole, so a cut transfer never leaves half a
-folder that looks complete), and they are made read-only. A folder there that no
+it), so the copy on the Mini only receives folders it lacks: one listing says
+which it has, rsync sends the others (into ``.incoming/``, then moved in whole,
+so a cut transfer never leaves half a folder that looks complete), and they are
+made read-only. A folder there that no
 longer matches this machine's is sent again (``_repair``). With every push goes an
 index of all the project's ended runs (``INDEX``): a helper asked for a run that is
 not there says which folder and what sends it, instead of answering with an older one.
@@ -47,7 +48,7 @@ from ..results.records import HTML_NAME
 
 INCOMING = ".incoming"
 INDEX = MIRROR_INDEX  # every ended run of the project: which exist, though not all are here (helpers read it)
-NOT_SENT = (f"/*/{HTML_NAME}",)  # rsync patterns, from the results folder: the report's page of each run
+NOT_SENT = (HTML_NAME,)  # files of a run folder's top never sent: the report's page of the run
 PINS = ".pins"  # one file a run in progress, naming the folders it uses
 PIN_MAX_AGE_MIN = 7 * 24 * 60  # a pin older than this was left by a run that never let go
 DEFAULT_SHARE = 0.25  # of the free disk there (plus the copy itself), with no mirror_max
@@ -172,7 +173,7 @@ def folder_bytes(folder: Path) -> int:
     total = 0
     for root, _, files in os.walk(folder):
         for name in files:
-            if name == HTML_NAME and root == str(folder):  # not sent (NOT_SENT)
+            if name in NOT_SENT and root == str(folder):
                 continue
             try:
                 st = os.lstat(os.path.join(root, name))
@@ -436,7 +437,7 @@ def _rsync(target: Any, results_dir: Path, dest: str, runs: list[str], extra: li
     return proc.run(
         [
             "rsync", "-a", "-r", "--files-from=-", "--chmod=Fa-w", *dropping_excludes(),
-            *(f"--exclude={pattern}" for pattern in NOT_SENT), *extra,
+            *(f"--exclude=/*/{name}" for name in NOT_SENT), *extra,
             "-e", target.rsync_shell(), f"{results_dir}/", f"{target.destination}:{dest}/",
         ],
         input=files,
