@@ -44,6 +44,55 @@ from support import (  # noqa: F401  (the helpers tests import from here)
     write_notebook,
 )
 
+# Tiers, by the fixtures a test uses (its fixture closure: a fixture that asks for ``mini`` makes its
+# tests rig tests too): `pytest -m "not rig"` is the fast tier, `-m "not rig and not kernel"` the quickest.
+# Under pytest-xdist (``-n``, ``--dist loadgroup``), the tests of one rig part run one after another on one
+# worker: they stop and restart its nodes and check after each test that nothing is left held there.
+RIG_FIXTURES = ("dask_rig", "pool", "mac", "mini")  # first used names the test's group
+KERNEL_FIXTURES = frozenset({"kernel"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        part = next((name for name in RIG_FIXTURES if name in used), None)
+        if part:
+            item.add_marker(pytest.mark.rig)
+            item.add_marker(pytest.mark.xdist_group(part))
+        if used & KERNEL_FIXTURES:
+            item.add_marker(pytest.mark.kernel)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Once, in the process that ran or handed out the tests (not in each xdist worker): the warm
+    containers the suite's runs left on the fake Mini (they wait an hour for a next run by design)."""
+    if hasattr(session.config, "workerinput") or not RIG_ENV.exists():
+        return
+    values = rig_values()
+    if values:
+        subprocess.run(
+            ["ssh", *mini_ssh_args(values), "docker ps -aq --filter name=mm4-warm- | xargs -r docker rm -f"],
+            capture_output=True,
+            timeout=120,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _rig_parts_asked_for_by_name(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A rig part fetched with ``request.getfixturevalue`` would leave the test out of the rig tier and
+    of its part's group (then it would run beside that part's other tests): fail it, saying so."""
+    yield
+    used = set(request.fixturenames) & set(RIG_FIXTURES)
+    if used and request.node.get_closest_marker("rig") is None:
+        pytest.fail(f"{request.node.nodeid} uses {sorted(used)} without naming it as an argument (or in a fixture's)")
+
+
+@pytest.fixture
+def kernel() -> None:
+    """The test starts a real Jupyter kernel: asking for this fixture marks it ``kernel`` (a tier; what
+    a test leaves running is stopped by ``_no_leftover_processes``)."""
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,9 +250,7 @@ def mini() -> Iterator[dict[str, str]]:
     )
     if probe.returncode != 0:
         _unavailable(f"the fake Mini does not answer: {probe.stderr.strip()} (run `bash tests/rig/up.sh`)")
-    yield values
-    # warm containers wait an hour for a next run by design; the suite's own must not outlive it
-    on_mini(values, "docker ps -aq --filter name=mm4-warm- | xargs -r docker rm -f >/dev/null")
+    yield values  # the warm containers the suite left there are removed at its end (pytest_sessionfinish)
 
 
 @pytest.fixture(scope="session")

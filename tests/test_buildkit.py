@@ -8,7 +8,7 @@ import uuid
 import pytest
 from conftest import REPO, code, load_record, mini_toml, mm4, on_mini, run_dirs, write_notebook
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("kernel")
 
 TEMPLATE = (REPO / "mm4watch" / "templates" / "Dockerfile").read_text()
 

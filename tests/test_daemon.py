@@ -24,7 +24,7 @@ from conftest import (
     write_notebook,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("kernel")
 
 
 def jupyter_save(path: Path, text: str) -> None:

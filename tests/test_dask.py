@@ -20,7 +20,7 @@ from conftest import code, load_record, mm4, mm4_background, run_dirs, status_of
 from support import dask_toml, on_dask_node
 from test_daemon import _entry_pid, daemon_pid, entries
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.usefixtures("kernel"), pytest.mark.timeout(600)]
 DAEMON = '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n'
 WHERE = (
     "import os, pathlib, socket, time\n"

@@ -22,7 +22,7 @@ from conftest import (
 from mm4watch.core import config
 from mm4watch.core.names import run_key
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("kernel")
 
 
 def containers_of(mini, run_id):

@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import code, load_record, markdown, mm4, run_dirs, write_notebook
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("kernel")
 
 
 def test_a_failure_names_the_code_cell_and_line_as_jupyter_shows_them(project):

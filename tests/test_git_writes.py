@@ -8,7 +8,7 @@ from test_daemon import jupyter_save
 
 from mm4watch.triggers.watcher import GitWindows
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("kernel")
 
 NOTEBOOKS = ("a", "b", "c")
 

@@ -25,7 +25,7 @@ def test_latest_run_without_runs(project):
         latest_run("nb", successful=False, project=project)
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("kernel")
 def test_examples_run_and_a_later_notebook_reads_results(project):
     """The shipped examples, end to end: 00 writes metrics and a figure, 01 reads them back."""
     for name in ("00_test_remote.ipynb", "01_read_results.ipynb"):

@@ -211,7 +211,7 @@ def test_the_hook_path_stays_lean():
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("kernel")
 def test_a_commit_runs_the_committed_notebook_on_the_daemon(hooked):
     (hooked / "mm4.toml").write_text('[run]\nexecutor = "local"\n[daemon]\ndebounce = "30s"\nnotify = false\n')
     git(hooked, "add", "-A")
@@ -233,7 +233,7 @@ def test_a_commit_runs_the_committed_notebook_on_the_daemon(hooked):
         mm4(["stop", "--now"], cwd=hooked)
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("kernel")
 def test_rerun_rebuilds_the_exact_input(repo):
     nb = write_notebook(
         repo / "notebooks" / "e.ipynb",

@@ -12,18 +12,18 @@ from test_store import make_run
 from mm4watch.core import config
 from mm4watch.remote import mirror
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("kernel")
 
 MB = 2**20
 FAT = 50 * MB
 
 
 @pytest.fixture(params=["docker", "native"])
-def far(request, tmp_path, mini):
+def far(request, tmp_path, mini, mac):
     """A project whose runs go to the docker fake Mini, or to the Mac-like one (native)."""
     if request.param == "docker":
         return container_project(tmp_path, mini_toml(mini)), "docker"
-    return native_project(tmp_path, request.getfixturevalue("mac")), "native"
+    return native_project(tmp_path, mac), "native"
 
 
 def fat_run(results, stem, when, status="succeeded", **fields):
@@ -89,8 +89,8 @@ def test_the_default_sends_the_newest_of_each_notebook_and_says_what_it_did_not(
     assert (newest(project, "D_loads") / "seen.txt").read_text() == good.name
 
 
-def test_a_bound_keeps_the_copy_small_and_the_needed_folder_there(request, tmp_path):
-    project = native_project(tmp_path, request.getfixturevalue("mac"))
+def test_a_bound_keeps_the_copy_small_and_the_needed_folder_there(request, tmp_path, mac):
+    project = native_project(tmp_path, mac)
     kind = "native"
     (project / "mm4.toml").write_text(
         (project / "mm4.toml").read_text().replace("[run]\n", '[run]\nmirror_max = "120m"\n')
@@ -121,8 +121,8 @@ def test_a_bound_keeps_the_copy_small_and_the_needed_folder_there(request, tmp_p
     assert len([name for name in folders_there(project, kind, request) if name.startswith("A_make_")]) == 2
 
 
-def test_a_folder_larger_than_the_bound_is_an_error_before_anything_is_sent(request, tmp_path):
-    project = native_project(tmp_path, request.getfixturevalue("mac"))
+def test_a_folder_larger_than_the_bound_is_an_error_before_anything_is_sent(request, tmp_path, mac):
+    project = native_project(tmp_path, mac)
     (project / "mm4.toml").write_text(
         (project / "mm4.toml").read_text().replace("[run]\n", '[run]\nmirror_max = "20m"\n')
     )
@@ -136,8 +136,7 @@ def test_a_folder_larger_than_the_bound_is_an_error_before_anything_is_sent(requ
     assert folders_there(project, "native", request) == []  # nothing sent
 
 
-def test_doctor_shows_the_copies_and_gc_trims_and_removes_old_paths(request, tmp_path):
-    mac = request.getfixturevalue("mac")
+def test_doctor_shows_the_copies_and_gc_trims_and_removes_old_paths(request, tmp_path, mac):
     project = native_project(tmp_path, mac)
     git(project, "init", "-q", "-b", "main")
     git(project, "add", "-A")

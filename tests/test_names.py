@@ -129,7 +129,7 @@ def _clean_canaries(*places: Path) -> None:
             p.unlink()
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("kernel")
 def test_hostile_names_on_the_local_executor_and_the_cli(repo, tmp_path):
     project = repo
     hostile_notebooks(project)
@@ -168,16 +168,19 @@ def run_every_name_remotely(project: Path, on, tmp_path: Path) -> None:
     no_canary_on_mini(on)
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("kernel")
 def test_hostile_names_on_the_docker_executor(mini_project, mini, tmp_path):
     run_every_name_remotely(mini_project, lambda command: on_mini(mini, command), tmp_path)
     for d in run_dirs(mini_project):
         assert load_record(d)["executor"]["type"] == "docker"
-    left = on_mini(mini, "docker ps -a --format '{{.Names}}' | grep mm4-run- || true")
-    assert left.strip() == ""  # every run's container is gone
+    # every run's container is gone (its own runs': other tests' runs may go on there meanwhile); a
+    # run's key is in docker's alphabet, its id (a hostile name) is not for a shell
+    keys = {load_record(d)["key"] for d in run_dirs(mini_project)}
+    left = on_mini(mini, "docker ps -a --format '{{.Names}}'").split()
+    assert [name for name in left if name.removeprefix("mm4-run-") in keys] == []
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("kernel")
 def test_hostile_names_on_the_native_executor(tmp_path, mac):
     from test_native_executor import native_toml
 
@@ -189,7 +192,7 @@ def test_hostile_names_on_the_native_executor(tmp_path, mac):
     assert {load_record(d)["executor"]["type"] for d in run_dirs(root)} == {"native"}
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("kernel")
 def test_hostile_names_through_a_save_and_through_a_commit(repo, tmp_path):
     from test_daemon import jupyter_save
 

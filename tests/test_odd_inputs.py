@@ -26,7 +26,8 @@ from mm4watch.results.records import RECORD_NAME
 ODD_OUTPUTS = (
     "# mm4: remote\nimport os, pathlib, socket\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])\n"
     "os.mkfifo(out / 'pipe.png')\n"
-    "s = socket.socket(socket.AF_UNIX); s.bind(str(out / 'sock'))\n"
+    # bound by a name relative to the folder: a socket's path is limited to ~100 bytes, a test folder's is not
+    "here = os.getcwd(); os.chdir(out); s = socket.socket(socket.AF_UNIX); s.bind('sock'); os.chdir(here)\n"
     "(out / 'metrics.json').write_text('{\"big\": 1' + '0' * 400 + ', \"ok\": 1}')\n"
     "(out / 'deep.json').write_text('[' * 100000 + ']' * 100000)\n"
     "(out / 'kept.txt').write_text('here')"
@@ -380,7 +381,7 @@ def test_a_closed_terminal_leaves_the_run_going(project):
     assert record["status"] == "succeeded" and (run_dir / "final.txt").read_text() == "made it"
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("kernel")
 def test_a_docker_run_whose_process_died_comes_home_afterwards(mini_project):
     write_notebook(mini_project / "notebooks" / "k.ipynb", code(SLOW), code(SLOW_END))
     child = _start(mini_project, "notebooks/k.ipynb")
@@ -392,7 +393,7 @@ def test_a_docker_run_whose_process_died_comes_home_afterwards(mini_project):
     assert (run_dir / "final.txt").read_text() == "made it"
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("kernel")
 def test_a_docker_run_outlives_its_closed_terminal(mini_project):
     import signal
 

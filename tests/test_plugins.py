@@ -97,7 +97,7 @@ def _overlap(records):
     return max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("kernel")
 def test_the_daemon_starts_as_many_runs_as_the_plug_in_says(toy_env, toy_project):
     project, _ = toy_project
     for name in ("a", "b", "c"):

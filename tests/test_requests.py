@@ -15,7 +15,7 @@ from test_daemon import jupyter_save
 from mm4watch.core.names import run_key
 from mm4watch.queue.entries import MAX_START_FAILURES, Queue
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("kernel")
 
 TOML = '[run]\nexecutor = "local"\ntimeout = "2m"\n[daemon]\ndebounce = "{debounce}"\nnotify = false\n'
 

@@ -7,7 +7,7 @@ from conftest import code, container_project, load_record, mini_toml, mm4, on_ma
 
 from mm4watch.remote import mirror
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("kernel")
 
 MAKE = (
     "# mm4: remote\nimport os, pathlib\n"
@@ -53,14 +53,15 @@ def native_project(tmp_path, mac):
 
 
 @pytest.fixture(params=["docker", "native"])
-def remote_project(request, tmp_path, mini):
+def remote_project(request, tmp_path, mini, mac):
     if request.param == "docker":
         return container_project(tmp_path, mini_toml(mini)), "docker"
-    return native_project(tmp_path, request.getfixturevalue("mac")), "native"
+    return native_project(tmp_path, mac), "native"
 
 
 def on_far_side(kind, request, command):
-    """A shell command on the machine that ran the project's runs, as its root."""
+    """A shell command on the machine that ran the project's runs, as its root (the test asks for both
+    machines' fixtures by name: that is what marks it ``rig`` and groups it)."""
     if kind == "docker":
         return on_mini(request.getfixturevalue("mini"), command)
     return on_mac(request.getfixturevalue("mac"), command)

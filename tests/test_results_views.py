@@ -21,7 +21,7 @@ import pytest
 from conftest import load_record, run_dirs, wait_for
 from support import REPO, code, git, mm4, write_notebook
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("kernel")
 
 TRAIN = """
 from mm4watch import log_metrics, output_dir

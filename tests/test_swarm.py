@@ -33,7 +33,7 @@ from test_daemon import _entry_pid, daemon_pid, entries
 
 from mm4watch.results.records import FINAL_STATUSES as ENDED
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.usefixtures("kernel"), pytest.mark.timeout(600)]
 DAEMON = '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n'
 FACTS = (
     "import os, json, pathlib, time\n"

@@ -6,7 +6,10 @@ asks for ``jsonschema[format-nongpl]``), one of them is ``rfc3987-syntax``, whic
 builds some thirty Earley parsers at import: 1.3-1.8 s of CPU in each process
 that reads a notebook (python-jsonschema/jsonschema#1428), for the ``iri``
 format no notebook schema uses. The processes that import nbformat here (the
-report after each run, ``diff``) load it without that backend.
+runner, on whichever machine runs the notebook; the report after each run;
+``diff``) load it without that backend.
+
+Part of the far side (``executors.base.FAR_SIDE``): Python 3.9 and newer, nothing else of mm4watch.
 """
 
 from __future__ import annotations
@@ -17,11 +20,23 @@ from types import ModuleType
 _UNUSED = ("rfc3987_syntax",)  # jsonschema's IRI checker: without it, the "iri" format goes unchecked
 
 
-def nbformat() -> ModuleType:
-    """``import nbformat``, with jsonschema's unused IRI backend left out of this process."""
+def _leave_out_unused() -> None:
     if "jsonschema" not in sys.modules:  # once imported, jsonschema has made its choice
         for name in _UNUSED:
             sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: "import name" fails, so it is skipped
+
+
+def nbformat() -> ModuleType:
+    """``import nbformat``, with jsonschema's unused IRI backend left out of this process."""
+    _leave_out_unused()
     import nbformat as module
+
+    return module
+
+
+def papermill() -> ModuleType:
+    """``import papermill`` (which imports nbformat), with the same backend left out."""
+    _leave_out_unused()
+    import papermill as module
 
     return module

@@ -7,7 +7,8 @@ a ``sys.exit`` in the notebook ends here, never in mm4watch. SIGTERM stops the
 run the way ^C would, so papermill still writes the executed notebook.
 Writes ``result`` (JSON: status and error) and exits 0 on success, 1 otherwise.
 
-Part of the far side (``executors.base.FAR_SIDE``): Python 3.9 and newer, papermill, nothing of mm4watch.
+Part of the far side (``executors.base.FAR_SIDE``): Python 3.9 and newer, papermill, nothing of mm4watch
+but the far side's own files.
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ def _kernel_of(input_path: str) -> str | None:
 
 
 def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
-    import papermill
+    from ..core.lean_imports import papermill as lean_papermill
+
+    papermill = lean_papermill()
     from papermill.exceptions import PapermillExecutionError
 
     kernel = spec.get("kernel") or _kernel_of(spec["input"]) or "python3"
@@ -201,9 +204,11 @@ def warm(job_dir: str, idle_s: float) -> int:
     """
     import asyncio
 
-    import papermill  # noqa: F401  (imported now: that is the point)
     from jupyter_client.manager import AsyncKernelManager
 
+    from ..core.lean_imports import papermill
+
+    papermill()  # imported now, before the job arrives: that is the point
     km = AsyncKernelManager(kernel_name=WARM_KERNEL)
     asyncio.run(_wait(km.start_kernel()))
     asyncio.run(_kernel_call(km, None))
