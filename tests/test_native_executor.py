@@ -314,7 +314,9 @@ def test_processes_starting_at_once_share_one_connection(mac, tmp_path):
         "print(ssh.run(ssh.shared(target), 'echo ok').stdout.decode().strip())\n"
     )
     workers = [
-        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+        )
         for _ in range(6)
     ]
     outcomes = [(w.wait(timeout=120), *w.communicate()) for w in workers]
@@ -326,6 +328,8 @@ def test_processes_starting_at_once_share_one_connection(mac, tmp_path):
         if "-M" in (p.info["cmdline"] or []) and str(control) in p.info["cmdline"]
     ]
     assert len(masters) == 1, [m.info["cmdline"] for m in masters]
+    # it serves every process of this user, for minutes: it holds none's folder open
+    assert masters[0].cwd() == str(control.parent)
 
 
 def test_mac_droppings_change_no_code_sync_and_come_home_as_no_output(native_project, mac):

@@ -123,8 +123,11 @@ def _ensure_master(target: Target, control: Path, timeout: float) -> Path | None
         if proc.run([*mux[:-1], "-O", "check", mux[-1]], check=False, timeout=timeout).returncode == 0:
             return control
         control.unlink(missing_ok=True)
+        # started in the sockets' folder: the master outlives this process and serves every process of
+        # this user, so it holds no project folder open (one removed, or a test's, would take it along)
         master = proc.run(
             target.argv("-M", "-S", str(control), "-o", f"ControlPersist={CONTROL_PERSIST}", "-f", "-N"),
+            cwd=control.parent,
             check=False,
             timeout=timeout + 10,
         )
