@@ -170,6 +170,8 @@ def test_every_run_ends_with_a_final_record(tmp_path_factory, name, options, par
     args = ["run", f"notebooks/{name}.ipynb"]
     for key, value in parameters.items():
         args += ["-p", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    if any("\x00" in arg for arg in args):
+        return  # no command line carries a NUL byte: nothing a user could type
     t0 = time.monotonic()
     done = mm4(args, cwd=root, timeout=120)
     assert done.returncode != 3, done.stderr

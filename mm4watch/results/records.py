@@ -152,7 +152,10 @@ _SHAPES: dict[str, tuple[str, Any]] = {
     "duration_s": ("a number or null", lambda v: v is None or _is_number(v)),
     "timeout_s": ("a number or null", lambda v: v is None or _is_number(v)),
     "error": ("an object or null", lambda v: v is None or isinstance(v, dict)),
-    "outputs": ("a list of objects", lambda v: isinstance(v, list) and all(isinstance(o, dict) for o in v)),
+    "outputs": (
+        "a list of objects with a path",
+        lambda v: isinstance(v, list) and all(isinstance(o, dict) and isinstance(o.get("path"), str) for o in v),
+    ),
     "source": ("an object", lambda v: isinstance(v, dict)),
     "rerun_of": ("a text or null", lambda v: v is None or isinstance(v, str)),
     "key": ("a text or null", lambda v: v is None or isinstance(v, str)),
