@@ -49,7 +49,6 @@ from support import (  # noqa: F401  (the helpers tests import from here)
 # Under pytest-xdist (``-n``, ``--dist loadgroup``), the tests of one rig part run one after another on one
 # worker: they stop and restart its nodes and check after each test that nothing is left held there.
 RIG_FIXTURES = ("dask_rig", "pool", "mac", "mini")  # first used names the test's group
-KERNEL_FIXTURES = frozenset({"kernel"})
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -60,22 +59,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if part:
             item.add_marker(pytest.mark.rig)
             item.add_marker(pytest.mark.xdist_group(part))
-        if used & KERNEL_FIXTURES:
+        if "kernel" in used:
             item.add_marker(pytest.mark.kernel)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Once, in the process that ran or handed out the tests (not in each xdist worker): the warm
-    containers the suite's runs left on the fake Mini (they wait an hour for a next run by design)."""
+    """Once, in the process that ran or handed out the tests (not in each xdist worker), what the suite's
+    runs left to outlive it by design: the warm containers on the fake Mini (they wait an hour for a next
+    run), then the shared ssh connections to the rig (kept 10 minutes after their last use). A connection
+    is the suite's when it authenticates with the rig's own key."""
     if hasattr(session.config, "workerinput") or not RIG_ENV.exists():
         return
     values = rig_values()
-    if values:
-        subprocess.run(
-            ["ssh", *mini_ssh_args(values), "docker ps -aq --filter name=mm4-warm- | xargs -r docker rm -f"],
-            capture_output=True,
-            timeout=120,
-        )
+    if not values:
+        return
+    on_mini(values, "docker ps -aq --filter name=mm4-warm- | xargs -r docker rm -f >/dev/null")
+    import psutil
+
+    masters = []
+    for proc in psutil.process_iter(["name", "cmdline", "uids"]):
+        argv = proc.info["cmdline"] or []
+        if proc.info["name"] == "ssh" and "-M" in argv and values["MINI_KEY"] in argv:
+            if proc.info["uids"] and proc.info["uids"].real == os.getuid():
+                masters.append(proc)
+    for proc in masters:
+        proc.terminate()
+    psutil.wait_procs(masters, timeout=10)
 
 
 @pytest.fixture(autouse=True)
@@ -237,7 +246,7 @@ def _unavailable(problem: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def mini() -> Iterator[dict[str, str]]:
+def mini() -> dict[str, str]:
     """The fake Mini's address. A missing rig fails under CI and skips elsewhere."""
     if not RIG_ENV.exists():
         _unavailable(f"the test rig is not up ({RIG_ENV} missing): run `bash tests/rig/up.sh` as root")
@@ -250,7 +259,7 @@ def mini() -> Iterator[dict[str, str]]:
     )
     if probe.returncode != 0:
         _unavailable(f"the fake Mini does not answer: {probe.stderr.strip()} (run `bash tests/rig/up.sh`)")
-    yield values  # the warm containers the suite left there are removed at its end (pytest_sessionfinish)
+    return values  # the warm containers the suite left there are removed at its end (pytest_sessionfinish)
 
 
 @pytest.fixture(scope="session")
