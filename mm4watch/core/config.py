@@ -136,6 +136,12 @@ class Config:
     daemon: DaemonConfig = DaemonConfig()
     results: ResultsConfig = ResultsConfig()
     executors: Mapping[str, ExecutorConfig] = field(default_factory=lambda: MappingProxyType(_built_in()))
+    code: Path | None = None  # one run's project files, when not the folder itself (a commit's tree)
+
+    @property
+    def code_root(self) -> Path:
+        """Where the code a run ships or runs in is read: a commit's tree for a commit run, else the project."""
+        return self.code or self.root
 
     @property
     def results_dir(self) -> Path:

@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import Any
 
 
-def call(root: Path, *args: str, input: bytes | None = None) -> bytes:
-    """``git ARGS`` in ``root``; its output, or an error that says what git said."""
+def call(root: Path, *args: str, input: bytes | None = None, index: Path | None = None) -> bytes:
+    """``git ARGS`` in ``root``; its output, or an error that says what git said. With ``index``,
+    git works on that index file instead of the user's (which stays as it was)."""
+    import os
+
     from . import proc
     from .errors import Mm4Error
 
-    done = proc.run(["git", *args], cwd=root, input=input, check=False)
+    env = None if index is None else {**os.environ, "GIT_INDEX_FILE": str(index)}
+    done = proc.run(["git", *args], cwd=root, input=input, check=False, env=env)
     if done.returncode != 0:
         raise Mm4Error(f"git {' '.join(args)} failed: {done.stderr.decode(errors='replace').strip()}")
     return done.stdout
@@ -27,11 +31,14 @@ def call(root: Path, *args: str, input: bytes | None = None) -> bytes:
 @dataclass(frozen=True)
 class Provenance:
     commit: dict[str, Any] | None  # {sha, branch, dirty}; None outside git
-    patch: str | None  # unified diff HEAD -> the notebook as run; None when identical
+    patch: str | None  # unified diff HEAD -> the notebook (and the code) as run; None when identical
+    tree: str | None = None  # git's tree id of the project files as run (notebook as on disk); None: unknown
 
 
-def provenance(notebook: Path, content: bytes) -> Provenance:
-    """Where ``content`` (the notebook as it will run) stands against HEAD."""
+def provenance(notebook: Path, content: bytes, code: Path | None = None, leave_out: tuple[str, ...] = ()) -> Provenance:
+    """Where ``content`` (the notebook as it will run) stands against HEAD; with ``code`` (the
+    project folder whose files the run ships), the patch also holds every file there that differs
+    from HEAD, new files included, but for the folders in ``leave_out`` (results, data)."""
     try:
         import git  # GitPython
     except ImportError:  # GitPython raises ImportError when no git executable exists
@@ -58,8 +65,98 @@ def provenance(notebook: Path, content: bytes) -> Provenance:
             except KeyError:
                 committed = None  # not in HEAD: a new notebook
         patch = None if committed == content else unified_patch(rel, committed, content)
+        tree = None
+        if code is not None and sha is not None:
+            code_diff, tree = code_patch(top, code, rel, content, leave_out)
+            patch = _joined(patch, code_diff)
         dirty = repo.is_dirty(untracked_files=False) or patch is not None
-        return Provenance({"sha": sha, "branch": branch, "dirty": dirty}, patch)
+        return Provenance({"sha": sha, "branch": branch, "dirty": dirty}, patch, tree)
+
+
+def code_patch(
+    top: Path, code: Path, notebook: str, content: bytes, leave_out: tuple[str, ...] = ()
+) -> tuple[str | None, str | None]:
+    """Every file under ``code`` that differs from HEAD (changed, added, deleted; new files git
+    does not ignore), as one binary-safe patch; the notebook (its own patch) and ``leave_out``
+    folders (relative to ``code``) not in it. And the tree id of HEAD with those changes and the
+    notebook as ``content`` (the blobs are stored in the repository, as ``git stash`` does).
+    Built in an index of its own: the user's index is untouched."""
+    import tempfile
+
+    from .fsutil import NEVER_SHIPPED
+
+    try:
+        under = code.resolve().relative_to(top).as_posix()
+    except ValueError:
+        return None, None
+    base = "" if under == "." else f"{under}/"
+    specs = [f":(top,literal){base.rstrip('/')}" if base else ":/", f":(top,exclude,literal){notebook}"]
+    # a folder git ignores needs no exclusion (and git refuses one that names it)
+    ignored = _ignored(top, [f"{base}{folder}" for folder in leave_out if folder])
+    specs += [f":(top,exclude,literal){base}{f}" for f in leave_out if f and f"{base}{f}" not in ignored]
+    specs += [f":(top,exclude,glob){base}**/{name}/**" for name in NEVER_SHIPPED if name != ".git"]
+    with tempfile.TemporaryDirectory(prefix="mm4-index-") as tmp:
+        index = Path(tmp) / "index"
+        call(top, "read-tree", "HEAD", index=index)
+        call(top, "add", "-A", "--", *specs, index=index)
+        diff = ["diff", "--cached", "--binary", "--no-color", "--no-ext-diff", "HEAD", "--", *specs]
+        out = call(top, *diff, index=index)
+        blob = call(top, "hash-object", "-w", "--stdin", input=content).decode().strip()
+        call(top, "update-index", "--add", "--cacheinfo", f"100644,{blob},{notebook}", index=index)
+        tree = call(top, "write-tree", index=index).decode().strip()
+    return out.decode("utf-8", "surrogateescape") or None, tree or None
+
+
+def _ignored(top: Path, paths: list[str]) -> set[str]:
+    """Those of ``paths`` (relative to ``top``) that git ignores."""
+    from . import proc
+
+    done = proc.run(["git", "check-ignore", "-z", "--stdin"], cwd=top, input="\0".join(paths).encode(), check=False)
+    return set(done.stdout.decode("utf-8", "surrogateescape").split("\0")) - {""}
+
+
+def tree_of(root: Path, sha: str) -> str | None:
+    """The tree id of commit ``sha``; None if git cannot say."""
+    try:
+        return call(root, "rev-parse", "--verify", "--quiet", f"{sha}^{{tree}}").decode().strip() or None
+    except Exception:  # no repository, no such commit: unknown
+        return None
+
+
+def _joined(first: str | None, second: str | None) -> str | None:
+    parts = [p if p.endswith("\n") else p + "\n" for p in (first, second) if p]
+    return "".join(parts) or None
+
+
+def export(root: Path, sha: str, dest: Path, patch: str | None = None) -> Path:
+    """The repository's files as committed in ``sha`` (then ``patch`` applied), written under
+    ``dest``; returns the folder there that stands for ``root``. Through an index of its own:
+    the user's index, work tree and refs are left as they were."""
+    import os
+    import tempfile
+
+    from . import proc
+    from .errors import Mm4Error
+
+    top = Path(call(root, "rev-parse", "--show-toplevel").decode().strip())
+    under = root.resolve().relative_to(top.resolve())
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mm4-index-") as tmp:
+        index = Path(tmp) / "index"
+        call(top, "read-tree", sha, index=index)
+        call(top, "checkout-index", "--all", f"--prefix={dest.as_posix().rstrip('/')}/", index=index)
+        if patch:
+            (Path(tmp) / "run.patch").write_text(patch, encoding="utf-8", errors="surrogateescape")
+            # applied as to plain files: no repository above ``dest`` is looked for
+            env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(dest.parent)}
+            done = proc.run(
+                ["git", "apply", "--whitespace=nowarn", str(Path(tmp) / "run.patch")], cwd=dest, env=env, check=False
+            )
+            if done.returncode != 0:
+                raise Mm4Error(
+                    f"the run's patch does not apply to {sha[:12]}: {done.stderr.decode(errors='replace').strip()}"
+                )
+    return dest / under
 
 
 def at_commit(notebook: Path, sha: str, patch: str | None) -> Provenance:
@@ -72,7 +169,11 @@ def at_commit(notebook: Path, sha: str, patch: str | None) -> Provenance:
             branch = None if repo.head.is_detached else repo.head.ref.name
     except Exception:  # no repository, or no branch yet: the record says no branch (the SHA is the provenance)
         branch = None
-    return Provenance({"sha": sha, "branch": branch, "dirty": patch is not None}, patch)
+    return Provenance(
+        {"sha": sha, "branch": branch, "dirty": patch is not None},
+        patch,
+        None if patch else tree_of(notebook.parent, sha),
+    )
 
 
 def rebuild(root: Path, sha: str | None, rel: str, patch: str | None) -> bytes:
@@ -92,7 +193,7 @@ def rebuild(root: Path, sha: str | None, rel: str, patch: str | None) -> bytes:
         if base is not None:
             target.write_bytes(base)
         (Path(tmp) / ".mm4.patch").write_text(patch)
-        proc.run(["git", "apply", "--whitespace=nowarn", ".mm4.patch"], cwd=Path(tmp))
+        proc.run(["git", "apply", "--whitespace=nowarn", f"--include={rel}", ".mm4.patch"], cwd=Path(tmp))
         return target.read_bytes()
 
 

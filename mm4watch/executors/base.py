@@ -467,7 +467,7 @@ def job_tar(job: Job, root: str, workdir: str, results: str) -> bytes:
 
 def notebook_dir(config: Config, root: str, job: Job) -> str:
     """The notebook's own folder inside an image whose project root is ``root``."""
-    rel_cwd = job.cwd.resolve().relative_to(config.root).as_posix()
+    rel_cwd = job.cwd.resolve().relative_to(config.code_root).as_posix()
     return root if rel_cwd == "." else f"{root}/{rel_cwd}"
 
 

@@ -215,7 +215,7 @@ class EngineExecutor(Executor[H]):
         tag = image_tag(name, ctx)
         size = f"{ctx.files} files, {ctx.size} bytes of context"
         builder = self._builder(engine)
-        text = (self.config.root / dockerfile).read_text(errors="replace")
+        text = (self.config.code_root / dockerfile).read_text(errors="replace")
         base = self._base(engine, name, text)
         args, labels = ({depbase.BASE_ARG: base.text}, {depbase.LABEL_BASE: base.text}) if base else ({}, {})
         if isinstance(builder, buildkit.Builder):
@@ -239,7 +239,7 @@ class EngineExecutor(Executor[H]):
         """The dependency base when the Dockerfile takes one (``remote/depbase``)."""
         if not depbase.declared(dockerfile_text):
             return None
-        path = self.config.root / "requirements.txt"
+        path = self.config.code_root / "requirements.txt"
         requirements = path.read_text(errors="replace") if path.is_file() else ""
         return depbase.choose(requirements, engine.newest_label(name, depbase.LABEL_BASE), engine.label)
 

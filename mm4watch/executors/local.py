@@ -73,7 +73,7 @@ class LocalExecutor(Executor[_Child]):
             notebook=str(job.input_path),
             output_dir=str(job.run_dir),
             cwd=str(job.cwd),
-            project=str(self.config.root),
+            project=str(self.config.code_root),
             results=str(self.config.results_dir),
         )
         (control / "spec.json").write_text(json.dumps(spec))

@@ -18,6 +18,7 @@ SSH connection:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -27,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..core import checks
+from ..core import checks, fsutil
 from ..core.config import Config, ConfigProblem, setting
 from ..core.errors import Mm4Error
 from ..core.fsutil import NEVER_SHIPPED, dropping_excludes
@@ -227,10 +228,19 @@ class NativeExecutor(Executor[_Remote]):
         base = f"{home}/{self.base}"
         # notebooks reach a run as its job (the snapshot queued), never through the code
         excludes = [f"--exclude={name}/" for name in NEVER_SHIPPED] + ["--exclude=*.ipynb", *dropping_excludes()]
-        excludes += [f"--exclude=/{self.config.project.results}/", f"--exclude=/{self.config.project.data}/"]
-        if (self.config.root / ".dockerignore").exists():
-            excludes.append(f"--exclude-from={self.config.root / '.dockerignore'}")
-        ssh.rsync_to(target, self.config.root, f"{base}/code", extra=excludes, mkdir=False)
+        # by name, not only as folders: a symlinked data folder, or the links a commit run has, stay here
+        excludes += [f"--exclude=/{self.config.project.results}", f"--exclude=/{self.config.project.data}"]
+        if (self.config.code_root / ".dockerignore").exists():
+            excludes.append(f"--exclude-from={self.config.code_root / '.dockerignore'}")
+        # the project's copy there is shared by its runs: brought to this run's code and copied for
+        # this run alone, while no other run of this machine's brings it to other code
+        run_code = f"{base}/runs/{job.key}/code"
+        with open(fsutil.host_lock("code", f"{self.target.label}\0{base}"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            ssh.rsync_to(target, self.config.code_root, f"{base}/code", extra=excludes, mkdir=False)
+            self._sh(
+                f"{join(['mkdir', '-p', f'{base}/runs/{job.key}'])} && {join(['cp', '-a', f'{base}/code', run_code])}"
+            )
         if facts[2:3] != [digest]:  # mm4watch's far side changed (or is not there yet)
             ssh.rsync_to(
                 target,
@@ -244,7 +254,7 @@ class NativeExecutor(Executor[_Remote]):
 
     def _environment(self, base: str, version: str, job: Job) -> dict[str, Any]:
         """The venv for this requirements.txt and interpreter: reused, or built now (with uv, else pip)."""
-        requirements = self.config.root / "requirements.txt"
+        requirements = self.config.code_root / "requirements.txt"
         content = requirements.read_bytes() if requirements.exists() else b""
         key = hashlib.sha256(content + b"\0" + version.encode()).hexdigest()[:16]
         venv = f"{base}/venvs/{key}"
@@ -361,7 +371,7 @@ class NativeExecutor(Executor[_Remote]):
         env = prepared.pop("env")
         info.update(python=env["python"], platform=env["platform"], env_hash=env["env_hash"], mps=env["mps"])
         run = f"{prepared['base']}/runs/{job.key}"  # the safe key: never the name as written
-        rel_cwd = job.cwd.resolve().relative_to(self.config.root).as_posix()
+        rel_cwd = job.cwd.resolve().relative_to(self.config.code_root).as_posix()
         cwd = f"{run}/code" + ("" if rel_cwd == "." else f"/{rel_cwd}")
         links = ""
         if self.cfg.data:
@@ -393,7 +403,7 @@ class NativeExecutor(Executor[_Remote]):
                 tar.addfile(member, io.BytesIO(content))
         setup = (
             f"{join(['mkdir', '-p', f'{run}/job', f'{run}/output/{RESULT_DIR}'])} && "
-            f"{join(['cp', '-a', prepared['base'] + '/code', run + '/code'])}{links} && "
+            f"true{links} && "
             f"{join(['tar', '-xzf', '-', '-C', run + '/job'])} && cd {quote(cwd)} && "
         )
         runner = (

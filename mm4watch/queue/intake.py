@@ -47,12 +47,13 @@ def record_triggers(cfg: Config, entry: Entry) -> None:
     """Write every request ``entry`` answered into its run's record (when it has one)."""
     if not entry.run_id or len(entry.triggers) < 2:
         return
+    from ..core import git
     from ..results.records import amend_triggers
     from ..results.store import History
 
     run_dir = cfg.results_dir / entry.run_id
     try:
-        if amend_triggers(run_dir, entry.triggers) is not None:
+        if amend_triggers(run_dir, entry.triggers, lambda sha: git.tree_of(cfg.root, sha)) is not None:
             History(cfg.results_dir, cfg.state_dir).refresh(entry.run_id)
     except (OSError, ValueError):
         pass  # the folder is gone (moved by the user): the queue still says what merged

@@ -83,7 +83,7 @@ def is_ignored(rel: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
 
 
 def make(config: Config) -> BuildContext:
-    root = config.root
+    root = config.code_root
     dockerfile = root / config.project.dockerfile
     if not dockerfile.is_file():
         raise ConfigError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -188,8 +189,12 @@ def write_record(run_dir: Path, record: RunRecord) -> None:
     atomic_write_json(run_dir / RECORD_NAME, record.to_dict())
 
 
-def amend_triggers(run_dir: Path, triggers: list[dict[str, Any]]) -> RunRecord | None:
-    """Record every request a run answered; a commit among them makes the run that commit's, clean.
+def amend_triggers(
+    run_dir: Path, triggers: list[dict[str, Any]], tree_of: Callable[[str], str | None] = lambda sha: None
+) -> RunRecord | None:
+    """Record every request a run answered; a commit among them makes the run that commit's, clean,
+    only when what the run ran is that commit's tree (``tree_of(sha)``, the run's ``source.tree``):
+    else the commit is listed among its triggers and the record keeps the provenance it had.
 
     Requests merged into a run (same notebook bytes, parameters and executor) may
     arrive while it runs or just after; the record gains them here. Returns the
@@ -205,7 +210,13 @@ def amend_triggers(run_dir: Path, triggers: list[dict[str, Any]]) -> RunRecord |
         changes: dict[str, Any] = {"triggers": listed}
         commits = [t for t in listed if t.get("commit")]
         current = record.commit or {}
-        if commits and (current.get("sha") != commits[-1]["commit"] or current.get("dirty")):
+        ran = record.source.get("tree")
+        if (
+            commits
+            and (current.get("sha") != commits[-1]["commit"] or current.get("dirty"))
+            and ran is not None
+            and tree_of(commits[-1]["commit"]) == ran
+        ):
             latest = commits[-1]
             changes["commit"] = {"sha": latest["commit"], "branch": latest.get("branch"), "dirty": False}
             # the bytes are the commit's: no patch is needed to rebuild them

@@ -85,6 +85,8 @@ class _Prepared:
     prov: git.Provenance
     inputs: mirror.Inputs | None
     constraints: tuple[str, ...] = ()
+    code: Path | None = None  # a commit run's own copy of the project (removed after the run)
+    cwd: Path | None = None  # the notebook's folder in the code it runs with
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,8 @@ def run_notebook(
             watch.stop()
         record = _finish(run_dir, record, job.input_path, started, outcome, config.results.metrics)
     shutil.rmtree(job.input_path.parent, ignore_errors=True)
+    if prepared.code is not None:
+        shutil.rmtree(prepared.code, ignore_errors=True)
     if raised is not None:
         raise raised
     say(f"{record.status} after {format_duration(record.duration_s)}")
@@ -140,26 +144,53 @@ def run_notebook(
 
 
 def _prepare(config: Config, request: RunRequest) -> _Prepared:
-    """Read and check the notebook, choose the executor, reach it: no folder is made before this passes."""
+    """Read and check the notebook, choose the executor, reach it: no run folder is made before
+    this passes (a commit run's copy of the project is, and is removed if this fails)."""
     notebook = request.notebook.resolve()
     rel = _relative(notebook, config.root)
     content = request.content if request.content is not None else _read(notebook)
     nb, tag = read_tag(content, rel)
     exec_cfg = config.executor(request.executor, tag=tag.executor if tag else None)
-    executor = executors.get(exec_cfg, config)
     timeout_s = request.timeout_s or (tag.timeout_s if tag else None) or config.run.timeout_s
-    prov = (
-        git.provenance(notebook, content)
-        if request.commit_sha is None
-        else git.at_commit(notebook, request.commit_sha, request.patch)
-    )
-    # an executor that cannot be reached makes no run folder: nothing ran (exit 75, not "failed")
-    executor.check()
-    # earlier results it may load; a missing needs= is an error before anything is made
-    needs = tag.needs if tag else ()
-    inputs = mirror.choose(config, needs) if (needs or executor.elsewhere) else None
+    # a commit run's copy of the project: a folder of its own (0700), removed after the run
+    code = Path(tempfile.mkdtemp(prefix="mm4-code-")) if request.commit_sha is not None else None
+    try:
+        run_config = config if code is None else dataclasses.replace(config, code=_exported(config, request, code))
+        executor = executors.get(exec_cfg, run_config)
+        prov = (
+            git.provenance(notebook, content, config.root, (config.project.results, config.project.data))
+            if request.commit_sha is None
+            else git.at_commit(notebook, request.commit_sha, request.patch)
+        )
+        # an executor that cannot be reached makes no run folder: nothing ran (exit 75, not "failed")
+        executor.check()
+        # earlier results it may load; a missing needs= is an error before anything is made
+        needs = tag.needs if tag else ()
+        inputs = mirror.choose(config, needs) if (needs or executor.elsewhere) else None
+    except BaseException:
+        if code is not None:
+            shutil.rmtree(code, ignore_errors=True)
+        raise
     constraints = tag.constraints if tag else ()
-    return _Prepared(notebook, rel, content, nb, exec_cfg, executor, timeout_s, prov, inputs, constraints)
+    cwd = notebook.parent if rel.startswith("../") else (run_config.code_root / rel).parent
+    return _Prepared(notebook, rel, content, nb, exec_cfg, executor, timeout_s, prov, inputs, constraints, code, cwd)
+
+
+def _exported(config: Config, request: RunRequest, folder: Path) -> Path:
+    """The project as committed in the request's SHA (with its patch, a rerun of a dirty run):
+    what a commit run and a rerun execute, whatever the work tree holds now. The data folder and
+    the results are the project's own (linked), as every executor gives them."""
+    assert request.commit_sha is not None
+    try:
+        root = git.export(config.root, request.commit_sha, folder / "tree", request.patch)
+    except Mm4Error as exc:
+        raise NotebookError(f"cannot run commit {request.commit_sha[:12]}: {exc}") from None
+    for name in (config.project.data, config.project.results):
+        place, there = root / name, config.root / name
+        if there.is_dir() and not place.exists() and not place.is_symlink():
+            place.parent.mkdir(parents=True, exist_ok=True)
+            place.symlink_to(there, target_is_directory=True)
+    return root.resolve()
 
 
 def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord, Path, executors.Job]:
@@ -181,6 +212,7 @@ def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord,
             "sha256": hashlib.sha256(p.content).hexdigest(),
             "code_hash": code_hash(p.nb),
             "patch": PATCH_NAME if p.prov.patch is not None else None,
+            "tree": p.prov.tree,
         },
         rerun_of=request.rerun_of,
         key=run_key(run_id),
@@ -199,7 +231,7 @@ def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord,
         input_path=snapshot,
         run_dir=run_dir,
         log_path=log_path,
-        cwd=p.notebook.parent,
+        cwd=p.cwd or p.notebook.parent,
         parameters=dict(request.parameters),
         timeout_s=p.timeout_s,
         kernel=config.run.kernel,
