@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import tarfile
@@ -76,6 +77,8 @@ BROKEN = {
     "text_metric": {"metrics": {"acc": "high"}},
     "option_sha": {"commit": {"sha": "--output=/tmp/mm4-pwned", "branch": None, "dirty": False}},
     "cut_short": None,  # half a file
+    "id_a_path": {"id": "/tmp/mm4-elsewhere"},  # an id is its folder's name, never a path
+    "id_up": {"id": "../../x"},
 }
 
 
@@ -93,9 +96,14 @@ def test_bad_records_are_skipped_with_one_warning_and_the_good_runs_still_work(r
     write_notebook(repo / "notebooks" / "a.ipynb", code("# mm4: remote\nx = 1"))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "a")
-    for _ in range(len(BROKEN) + 1):
-        assert mm4(["run", "notebooks/a.ipynb"], cwd=repo).returncode == 0
-    *bad, good = run_dirs(repo)
+    assert mm4(["run", "notebooks/a.ipynb"], cwd=repo).returncode == 0
+    (good,) = run_dirs(repo)
+    for n in range(len(BROKEN)):  # good records of their own first, then broken by hand
+        copy = good.parent / f"{good.name}_{n + 10}"
+        shutil.copytree(good, copy)
+        record = json.loads((copy / RECORD_NAME).read_text())
+        (copy / RECORD_NAME).write_text(json.dumps({**record, "id": copy.name}))
+    good, *bad = run_dirs(repo)
     for run_dir, how in zip(bad, BROKEN, strict=True):
         _break(run_dir, how)
     history = mm4(["history"], cwd=repo)
@@ -119,6 +127,7 @@ def test_bad_records_are_skipped_with_one_warning_and_the_good_runs_still_work(r
     diff = mm4(["diff", good.name, good.name], cwd=repo)
     assert diff.returncode == 0, diff.stderr
     assert not Path("/tmp/mm4-pwned").exists()
+    assert not Path("/tmp/mm4-elsewhere").exists() and not (repo.parent / "x").exists()
 
 
 def test_a_record_value_never_becomes_a_git_option(repo, tmp_path):

@@ -63,20 +63,37 @@ def launchd_plist(cfg: config.Config, label: str) -> bytes:
 
 
 def systemd_unit(cfg: config.Config) -> str:
+    """The user unit, every value escaped as systemd reads it (``%`` is a specifier, ``$`` a
+    variable in ExecStart, words are quoted); a value systemd cannot hold (a line break) is refused."""
     path = config.env("PATH") or "/usr/bin:/bin"
+    root = _unit_value(str(cfg.root), "the project's path")
     return f"""[Unit]
-Description=mm4watch for {cfg.root}
+Description=mm4watch for {root}
 
 [Service]
-WorkingDirectory={cfg.root}
-Environment="PATH={path}"
-ExecStart={" ".join(_command())}
+WorkingDirectory={root}
+Environment={_quoted(f"PATH={_unit_value(path, 'PATH')}")}
+ExecStart={" ".join(_quoted(_unit_value(word, "the command").replace("$", "$$")) for word in _command())}
 Restart=on-failure
 KillMode=process
 
 [Install]
 WantedBy=default.target
 """
+
+
+def _unit_value(text: str, what: str) -> str:
+    if any(c in text for c in "\n\r\0") or text.endswith("\\"):
+        raise Mm4Error(
+            f"{what} holds a line break or ends in a backslash, which a systemd unit cannot hold: {text!r}; "
+            "move the project to a folder whose path has none"
+        )
+    return text.replace("%", "%%")
+
+
+def _quoted(text: str) -> str:
+    """One word in double quotes, as systemd unquotes it (C-style backslash escapes)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _launchctl(*args: str) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -106,11 +108,49 @@ def extract_stream(
                         fh.write(f"mm4watch: results: {name!r} not brought home ({exc}); the rest is\n")
 
 
+def private_dir(purpose: str) -> Path:
+    """``/tmp/mm4-PURPOSE-UID``: a folder of this user's own, mode 0700, made if missing. /tmp is
+    everyone's (and short, for socket paths): a folder there that is not this user's, or that
+    others may enter, is refused, never used."""
+    from .errors import Mm4Error
+
+    folder = Path("/tmp") / f"mm4-{purpose}-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+    except OSError as exc:
+        raise Mm4Error(f"cannot make {folder}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise Mm4Error(
+            f"{folder} is not a folder of your own with mode 0700 (owner uid {info.st_uid}, mode "
+            f"{stat.filemode(info.st_mode)}): another user could stand in for mm4watch's files there. "
+            "Remove it and run again"
+        )
+    return folder
+
+
 def host_file(purpose: str, key: str, suffix: str) -> Path:
-    """A file this machine's mm4watch processes share for ``key`` (one user, any project): in the
-    temporary folder (a Mac's is the user's own), named by ``purpose`` and a hash of ``key``."""
+    """A file this machine's mm4watch processes share for ``key`` (one user, any project): in this
+    user's own folder (``private_dir``), named by ``purpose`` and a hash of ``key``."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"mm4-{purpose}-{os.getuid()}-{digest}{suffix}"
+    return private_dir("host") / f"{purpose}-{digest}{suffix}"
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The user id of the process at the other end of a unix socket; None where it cannot be told."""
+    import struct
+    import sys
+
+    try:
+        if sys.platform == "darwin":  # LOCAL_PEERCRED: struct xucred {u_int version; uid_t uid; ...}
+            raw = sock.getsockopt(0, 0x001, struct.calcsize("IIh16I"))
+            return int(struct.unpack_from("II", raw)[1])
+        if hasattr(socket, "SO_PEERCRED"):  # struct ucred {pid_t pid; uid_t uid; gid_t gid}
+            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            return int(struct.unpack("3i", raw)[1])
+    except OSError:
+        return None
+    return None
 
 
 def host_lock(purpose: str, key: str) -> Path:

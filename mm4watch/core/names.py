@@ -30,6 +30,12 @@ def slug(text: str, limit: int = SLUG_MAX) -> str:
     return re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")[:limit].rstrip("-")
 
 
+def run_stem(stem: str) -> str:
+    """A notebook's name as the start of its run ids and folders: as written, but for control
+    characters and line breaks (a newline splits every list of names), each one ``_``."""
+    return "".join("_" if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in stem) or "_"
+
+
 def run_key(run_id: str) -> str:
     """The safe, stable, collision-free form of a run id (see the module docstring)."""
     digest = hashlib.sha256(run_id.encode("utf-8", "surrogateescape")).hexdigest()[:HASH_LEN]

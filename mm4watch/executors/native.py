@@ -19,6 +19,7 @@ SSH connection:
 from __future__ import annotations
 
 import fcntl
+import gzip
 import hashlib
 import io
 import json
@@ -31,11 +32,10 @@ from typing import IO, Any
 from ..core import checks, fsutil
 from ..core.config import Config, ConfigProblem, setting
 from ..core.errors import Mm4Error
-from ..core.fsutil import NEVER_SHIPPED, dropping_excludes
 from ..core.names import join, quote
 from ..core.requirements import plain_lines
 from ..core.runenv import ENV_OUTPUT_DIR, ENV_RUN_ID
-from ..remote import awake, ssh
+from ..remote import awake, buildctx, ssh
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job
 from .base import (
@@ -226,21 +226,26 @@ class NativeExecutor(Executor[_Remote]):
                 f"(`mm4watch doctor {self.cfg.name}` says where to get one)"
             )
         base = f"{home}/{self.base}"
-        # notebooks reach a run as its job (the snapshot queued), never through the code
-        excludes = [f"--exclude={name}/" for name in NEVER_SHIPPED] + ["--exclude=*.ipynb", *dropping_excludes()]
-        # by name, not only as folders: a symlinked data folder, or the links a commit run has, stay here
-        excludes += [f"--exclude=/{self.config.project.results}", f"--exclude=/{self.config.project.data}"]
-        if (self.config.code_root / ".dockerignore").exists():
-            excludes.append(f"--exclude-from={self.config.code_root / '.dockerignore'}")
-        # the project's copy there is shared by its runs: brought to this run's code and copied for
-        # this run alone, while no other run of this machine's brings it to other code
-        run_code = f"{base}/runs/{job.key}/code"
+        # the project's files as an image gets them (the same .dockerignore rules, buildctx), notebooks
+        # left out (each run gets its own as its job); the copy there is shared by the project's runs:
+        # brought to this run's code and copied for this run alone, while no other run of this
+        # machine's brings it to other code
+        ctx = buildctx.make(self.config, image=False)
+        code, run_code = f"{base}/code", f"{base}/runs/{job.key}/code"
         with open(fsutil.host_lock("code", f"{self.target.label}\0{base}"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            ssh.rsync_to(target, self.config.code_root, f"{base}/code", extra=excludes, mkdir=False)
-            self._sh(
-                f"{join(['mkdir', '-p', f'{base}/runs/{job.key}'])} && {join(['cp', '-a', f'{base}/code', run_code])}"
-            )
+            copy = f"{join(['mkdir', '-p', f'{base}/runs/{job.key}'])} && {join(['cp', '-a', code, run_code])}"
+            there = self._sh(f"cat {quote(code + '/.mm4-digest')} 2>/dev/null; true").strip()
+            if there == ctx.digest:
+                self._sh(copy)
+            else:
+                self._sh(
+                    f"rm -rf {quote(code + '.new')} && mkdir -p {quote(code + '.new')} && "
+                    f"tar -xzf - -C {quote(code + '.new')} && echo {ctx.digest} > {quote(code + '.new/.mm4-digest')} && "
+                    f"rm -rf {quote(code)} && mv {quote(code + '.new')} {quote(code)} && {copy}",
+                    timeout=600,
+                    input=gzip.compress(ctx.data, 6),
+                )
         if facts[2:3] != [digest]:  # mm4watch's far side changed (or is not there yet)
             ssh.rsync_to(
                 target,
@@ -281,7 +286,7 @@ class NativeExecutor(Executor[_Remote]):
         )
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(f"building the environment {key} on {self.target.label} ({version.split()[0]}) {how}\n")
-        req = ["-r", f"{base}/code/requirements.txt"] if content else []
+        req = ["-r", f"{base}/runs/{job.key}/code/requirements.txt"] if content else []
         vpy = f"{venv}/bin/python"
         if uv:
             make = self._uv_make(uv[0], tools, venv, req, requirement_lines(content, previous))
@@ -290,7 +295,7 @@ class NativeExecutor(Executor[_Remote]):
                 f"{join([self.python, '-m', 'venv', venv])} && "
                 f"{join([vpy, '-m', 'pip', 'install', '-q', '--disable-pip-version-check', 'papermill', 'ipykernel', *req])} 2>&1"
             )
-        keep_in = f"cp {quote(base + '/code/requirements.txt')} " if content else ": > "
+        keep_in = f"cp {quote(f'{base}/runs/{job.key}/code/requirements.txt')} " if content else ": > "
         # built in place (a venv cannot move); .ready marks it whole, so a half-built one is redone
         out = self._sh(
             f"{join(['rm', '-rf', venv])} && {make} && {keep_in}{quote(venv + '/requirements.in')} && "

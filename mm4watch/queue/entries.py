@@ -81,7 +81,15 @@ _ADDED_COLUMNS = (
     ("finished_at", "real"),
     ("start_failures", "integer not null default 0"),
     ("detail", "text"),
+    ("content_sha256", "text"),
 )
+# an entry that ended keeps what it was, not the notebook's bytes (they are in its run's folder)
+_ENDED = "('done', 'superseded', 'removed')"
+_DROP_CONTENT = f"""
+create trigger if not exists entries_drop_content after update of state on entries
+when new.state in {_ENDED} and new.content is not null
+begin update entries set content = null where id = new.id; end;
+"""
 
 
 class QueueFull(Mm4Error):
@@ -113,6 +121,7 @@ class Entry:
     finished_at: float | None = None
     start_failures: int = 0
     detail: dict[str, Any] = field(default_factory=dict)  # a note's facts as data: {"operation": "checkout"}
+    content_sha256: str | None = None  # the bytes' digest, kept when they are dropped
 
 
 @dataclass(frozen=True)
@@ -166,6 +175,10 @@ def identity(notebook: str, content: bytes | None, parameters: dict[str, Any] | 
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _digest(content: bytes | None) -> str | None:
+    return hashlib.sha256(content).hexdigest() if content is not None else None
+
+
 def clock(at: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(at))
 
@@ -175,6 +188,8 @@ class Queue:
         self.path = state_dir / QUEUE_NAME
         state_dir.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
+            if db.execute("pragma page_count").fetchone()[0] == 0:  # new: space freed is given back
+                db.execute("pragma auto_vacuum = incremental")
             db.executescript(_SCHEMA)
             have = {row[1] for row in db.execute("pragma table_info(entries)")}
             for name, kind in _ADDED_COLUMNS:
@@ -183,6 +198,24 @@ class Queue:
                         db.execute(f"alter table entries add column {name} {kind}")
                     except sqlite3.OperationalError:
                         pass  # another process added it first
+            db.executescript(_DROP_CONTENT)
+            self._reclaim(db)
+
+    @staticmethod
+    def _reclaim(db: sqlite3.Connection) -> None:
+        """Drop the bytes of ended entries (a queue from before the trigger) and give the space back."""
+        try:
+            db.execute(f"update entries set content = null where content is not null and state in {_ENDED}")
+            free, size = (db.execute(f"pragma {name}").fetchone()[0] for name in ("freelist_count", "page_size"))
+            if free * size < 4 << 20:
+                return
+            if db.execute("pragma auto_vacuum").fetchone()[0] == 2:
+                db.execute("pragma incremental_vacuum")
+            else:  # a queue made before: once, as incremental from now on
+                db.execute("pragma auto_vacuum = incremental")
+                db.execute("vacuum")
+        except sqlite3.OperationalError:
+            pass  # busy (another process holds it): the next one does it
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -247,7 +280,7 @@ class Queue:
             new_id = _insert(
                 db, notebook=notebook, trigger=trigger, content=content, commit_sha=commit_sha,
                 parameters=json.dumps(parameters or {}), executor=executor, queued_at=now, identity=ident,
-                triggers=json.dumps([asked]),
+                triggers=json.dumps([asked]), content_sha256=_digest(content),
             )  # fmt: skip
             for old in superseded:
                 db.execute(
@@ -315,10 +348,12 @@ class Queue:
         """Whether a recent request for ``notebook`` carried exactly these bytes."""
         with self._db() as db:
             rows = db.execute(
-                "select content from entries where notebook = ? and content is not null order by id desc limit ?",
+                "select content_sha256, content from entries where notebook = ? "
+                "and (content_sha256 is not null or content is not null) order by id desc limit ?",
                 (notebook, last),
             ).fetchall()
-        return any(row[0] == content for row in rows)
+        digest = _digest(content)
+        return any((sha or _digest(old)) == digest for sha, old in rows)
 
     def note_refused(self, notebook: str, reason: str, trigger: str = "save") -> None:
         """A save (or a commit's notebook) that queued nothing although it may have been meant to (kept to say so)."""

@@ -15,6 +15,7 @@ import io
 import os
 import re
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,55 +83,67 @@ def is_ignored(rel: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
     return ignored
 
 
-def make(config: Config) -> BuildContext:
+def make(config: Config, *, image: bool = True) -> BuildContext:
+    """The project's files a run gets, as a tar: for an image (``image``: its Dockerfile must be
+    there and is always in) or as the code a native run copies (the same ``.dockerignore`` rules)."""
     root = config.code_root
-    dockerfile = root / config.project.dockerfile
-    if not dockerfile.is_file():
+    if image and not (root / config.project.dockerfile).is_file():
         raise ConfigError(
             f"no {config.project.dockerfile} in {root}: a container executor builds the run image from it. "
             "Start from the one in mm4watch's README (python:3.11-slim, papermill, ipykernel, requirements.txt)"
         )
+    # never left out: the Dockerfile of an image; requirements.txt, which a native run's venv is built from
+    keep = {config.project.dockerfile} if image else {"requirements.txt"}
+    buffer = io.BytesIO()
+    count = 0
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for rel, path in _shipped(config, root, keep):
+            if path is None:  # folders too, so a folder of notebooks exists in the image when empty
+                info = tarfile.TarInfo(rel)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+                tar.addfile(info)
+                continue
+            info = tarfile.TarInfo(rel)
+            info.size = path.stat().st_size
+            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            info.mtime = 0
+            with open(path, "rb") as fh:
+                tar.addfile(info, fh)
+            count += 1
+    data = buffer.getvalue()
+    return BuildContext(data=data, digest=hashlib.sha256(data).hexdigest(), files=count)
+
+
+def _shipped(config: Config, root: Path, keep: set[str]) -> Iterator[tuple[str, Path | None]]:
+    """(relative path, file) of what is shipped, sorted; a folder comes as (path, None) before its files."""
     rules = read_dockerignore(root)
     skip_top = {config.project.results, config.project.data}
     # an ignored folder is skipped whole unless a '!' rule may bring back something inside
     can_prune = not any(negate for negate, _ in rules)
-    buffer = io.BytesIO()
-    count = 0
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for folder, dirs, files in os.walk(root):
-            rel_folder = Path(folder).relative_to(root).as_posix()
-            rel_folder = "" if rel_folder == "." else rel_folder
-            keep = []
-            for name in sorted(dirs):
-                rel = f"{rel_folder}/{name}" if rel_folder else name
-                if name in NEVER_SHIPPED or rel in skip_top or (can_prune and is_ignored(rel, rules)):
-                    continue
-                if os.path.islink(os.path.join(folder, name)):
-                    continue
-                keep.append(name)
-            dirs[:] = keep
-            if rel_folder:  # folders too, so a folder of notebooks exists in the image when empty
-                info = tarfile.TarInfo(rel_folder)
-                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
-                tar.addfile(info)
-            for name in sorted(files):
-                rel = f"{rel_folder}/{name}" if rel_folder else name
-                if name.endswith(".ipynb") or is_dropping(name):
-                    continue
-                if is_ignored(rel, rules) and rel != config.project.dockerfile:
-                    continue
-                path = Path(folder) / name
-                if path.is_symlink() or not path.is_file():
-                    continue
-                info = tarfile.TarInfo(rel)
-                info.size = path.stat().st_size
-                info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
-                info.mtime = 0
-                with open(path, "rb") as fh:
-                    tar.addfile(info, fh)
-                count += 1
-    data = buffer.getvalue()
-    return BuildContext(data=data, digest=hashlib.sha256(data).hexdigest(), files=count)
+    for folder, dirs, files in os.walk(root):
+        rel_folder = Path(folder).relative_to(root).as_posix()
+        rel_folder = "" if rel_folder == "." else rel_folder
+        kept = []
+        for name in sorted(dirs):
+            rel = f"{rel_folder}/{name}" if rel_folder else name
+            if name in NEVER_SHIPPED or rel in skip_top or (can_prune and is_ignored(rel, rules)):
+                continue
+            if os.path.islink(os.path.join(folder, name)):
+                continue
+            kept.append(name)
+        dirs[:] = kept
+        if rel_folder:
+            yield rel_folder, None
+        for name in sorted(files):
+            rel = f"{rel_folder}/{name}" if rel_folder else name
+            if name.endswith(".ipynb") or is_dropping(name) or rel in skip_top:
+                continue
+            if is_ignored(rel, rules) and rel not in keep:
+                continue
+            path = Path(folder) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            yield rel, path
 
 
 def base_images(dockerfile_text: str) -> list[str]:

@@ -187,6 +187,9 @@ def _try(path: Path) -> tuple[socket.socket, int] | None:
     try:
         sock.settimeout(ANSWER_S)
         sock.connect(str(path))
+        if fsutil.peer_uid(sock) != os.getuid():  # an agent of another user's: never asked
+            sock.close()
+            return None
         sock.sendall(json.dumps({"op": "hello", "protocol": PROTOCOL}).encode() + b"\n")
         with sock.makefile("rb") as reader:
             line = reader.readline()

@@ -433,10 +433,10 @@ def _rsync(target: Any, results_dir: Path, dest: str, runs: list[str], extra: li
     """rsync the run folders ``runs`` of ``results_dir`` into ``dest`` there, their files read-only."""
     from ..core import proc
 
-    files = "".join(f"{run}/\n" for run in runs).encode("utf-8", "surrogateescape")
+    files = "".join(f"{run}/\0" for run in runs).encode("utf-8", "surrogateescape")  # any name: NUL-separated
     return proc.run(
         [
-            "rsync", "-a", "-r", "--files-from=-", "--chmod=Fa-w", *dropping_excludes(),
+            "rsync", "-a", "-r", "--files-from=-", "--from0", "--chmod=Fa-w", *dropping_excludes(),
             *(f"--exclude=/*/{name}" for name in NOT_SENT), *extra,
             "-e", target.rsync_shell(), f"{results_dir}/", f"{target.destination}:{dest}/",
         ],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..core import proc
+from ..core import fsutil, proc
 from ..core.errors import EXIT_UNREACHABLE, Mm4Error
 from ..core.names import join, quote
 
@@ -151,14 +150,7 @@ CONTROL_PERSIST = "10m"
 
 def _control_path(target: Target) -> Path:
     """Where this user's shared connection to ``target`` listens (short: sockets have a length limit)."""
-    folder = Path("/tmp") / f"mm4-ssh-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    info = folder.lstat()  # /tmp is everyone's: someone else's folder there would see the connection
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise Mm4Error(
-            f"{folder} is not a folder of your own with mode 0700 (owner uid {info.st_uid}, mode "
-            f"{stat.filemode(info.st_mode)}): someone could reach the Mini through it. Remove it and run again"
-        )
+    folder = fsutil.private_dir("ssh")  # /tmp is everyone's: someone else's folder there would see the connection
     key = hashlib.sha256(" ".join(target.argv()).encode()).hexdigest()[:16]
     return folder / f"{key}.ctl"
 

@@ -242,7 +242,10 @@ def read_record(run_dir: Path) -> RunRecord:
     path = run_dir / RECORD_NAME
     with open(path, encoding="utf-8") as fh:
         try:
-            return RunRecord.from_dict(json.load(fh))
+            record = RunRecord.from_dict(json.load(fh))
+            if record.id != run_dir.name:  # an id is a folder's name, never a path to follow
+                raise BadRecord(f"id {json.dumps(record.id)[:80]} is not its folder's name ({run_dir.name})")
+            return record
         except RecursionError:
             raise BadRecord(f"{path}: nested too deep to read") from None
         except BadRecord as exc:

@@ -36,8 +36,10 @@ _SETTLED_NS = 2_000_000_000  # an mtime this old cannot hide a same-tick change
 
 def create_run_dir(results_dir: Path, stem: str, when: datetime) -> tuple[str, Path]:
     """Make a fresh run folder; two runs in the same second get ``_2``, ``_3``..."""
+    from ..core.names import run_stem
+
     results_dir.mkdir(parents=True, exist_ok=True)
-    base = f"{stem}_{when.strftime('%Y%m%d_%H%M%S')}"
+    base = f"{run_stem(stem)}_{when.strftime('%Y%m%d_%H%M%S')}"
     for n in range(1, 10_000):
         run_id = base if n == 1 else f"{base}_{n}"
         path = results_dir / run_id

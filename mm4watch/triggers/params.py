@@ -54,7 +54,7 @@ def _name(key: str, flag: str) -> str:
 
     if not key.isidentifier():
         raise UsageError(f"{flag} {key!r}: a parameter's name must be a Python name")
-    if keyword.iskeyword(key) or keyword.issoftkeyword(key) and key != "_":
+    if keyword.iskeyword(key):  # soft keywords (match, case, type, _) are names an assignment takes
         # papermill writes `class = 1` into the notebook: a SyntaxError in the run
         raise UsageError(f"{flag} {key}=...: {key!r} is a Python keyword, not a variable a notebook can have")
     return key
