@@ -117,9 +117,9 @@ def test_a_unix_socket_says_whose_process_answers(tmp_path):
 
 def test_an_agent_socket_of_another_user_is_never_asked(tmp_path):
     """A socket at the agent's path that another user's process serves: the client does not talk to it."""
-    from mm4watch.remote import dask_agent
-
     import tempfile
+
+    from mm4watch.remote import dask_agent
 
     nobody = 65534
     folder = Path(tempfile.mkdtemp(prefix="mm4-test-", dir="/tmp"))
@@ -133,7 +133,7 @@ def test_an_agent_socket_of_another_user_is_never_asked(tmp_path):
             "import os,socket,sys\n"
             f"os.setgid({nobody}); os.setuid({nobody})\n"
             "s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); print('up', flush=True)\n"
-            "c,_=s.accept(); c.recv(100); c.sendall(b'{\"ok\": {\"pid\": 1}}\\n'); c.recv(100)\n",
+            'c,_=s.accept(); c.recv(100); c.sendall(b\'{"ok": {"pid": 1}}\\n\'); c.recv(100)\n',
             str(path),
         ],
         stdout=subprocess.PIPE,
@@ -208,7 +208,7 @@ def test_a_native_run_gets_what_dockerignore_lets_through(tmp_path, mac, rules):
     (root / "data" / "big.bin").write_text("data is not code")
     (root / "requirements.txt").write_text("# nothing beyond papermill\n")
     (root / ".dockerignore").write_text(rules)
-    (root / "mm4.toml").write_text(native_toml(mac, 'sync_data = false\n'))
+    (root / "mm4.toml").write_text(native_toml(mac, "sync_data = false\n"))
     write_notebook(
         root / "notebooks" / "a.ipynb",
         code(
