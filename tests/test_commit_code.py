@@ -130,13 +130,13 @@ def test_a_save_run_joined_by_a_commit_of_other_code_stays_dirty(repo):
     git(root, "commit", "-q", "--allow-empty", "-m", "nothing of the helper")
     sha = git(root, "rev-parse", "HEAD")
     trigger = [{"trigger": "manual", "at": 1.0}, {"trigger": "commit", "at": 2.0, "commit": sha}]
-    amended = amend_triggers(run_dir, trigger, lambda s: mgit.tree_of(root, s))
+    amended = amend_triggers(run_dir, trigger, lambda tree, s: mgit.same_code(root, tree, s))
     assert amended is not None and amended.commit["dirty"] is True and amended.source["patch"] == "source.patch"
     # once the helper is committed too, the same join makes it that commit's run, clean
     git(root, "commit", "-q", "-am", "helper 43")
     sha = git(root, "rev-parse", "HEAD")
     trigger.append({"trigger": "commit", "at": 3.0, "commit": sha})
-    amended = amend_triggers(run_dir, trigger, lambda s: mgit.tree_of(root, s))
+    amended = amend_triggers(run_dir, trigger, lambda tree, s: mgit.same_code(root, tree, s))
     assert amended is not None and amended.commit == {"sha": sha, "branch": None, "dirty": False}
 
 

@@ -83,18 +83,12 @@ def code_patch(
     Built in an index of its own: the user's index is untouched."""
     import tempfile
 
-    from .fsutil import NEVER_SHIPPED
-
     try:
         under = code.resolve().relative_to(top).as_posix()
     except ValueError:
         return None, None
     base = "" if under == "." else f"{under}/"
-    specs = [f":(top,literal){base.rstrip('/')}" if base else ":/", f":(top,exclude,literal){notebook}"]
-    # a folder git ignores needs no exclusion (and git refuses one that names it)
-    ignored = _ignored(top, [f"{base}{folder}" for folder in leave_out if folder])
-    specs += [f":(top,exclude,literal){base}{f}" for f in leave_out if f and f"{base}{f}" not in ignored]
-    specs += [f":(top,exclude,glob){base}**/{name}/**" for name in NEVER_SHIPPED if name != ".git"]
+    specs = [*shipped_specs(top, base, leave_out), f":(top,exclude,literal){notebook}"]
     with tempfile.TemporaryDirectory(prefix="mm4-index-") as tmp:
         index = Path(tmp) / "index"
         call(top, "read-tree", "HEAD", index=index)
@@ -105,6 +99,34 @@ def code_patch(
         call(top, "update-index", "--add", "--cacheinfo", f"100644,{blob},{notebook}", index=index)
         tree = call(top, "write-tree", index=index).decode().strip()
     return out.decode("utf-8", "surrogateescape") or None, tree or None
+
+
+def shipped_specs(top: Path, base: str, leave_out: tuple[str, ...]) -> list[str]:
+    """Pathspecs of the project files a run ships: the folder ``base`` (relative to ``top``, ending
+    in ``/``; empty for the top), but for ``leave_out`` folders and what is never shipped."""
+    from .fsutil import NEVER_SHIPPED
+
+    specs = [f":(top,literal){base.rstrip('/')}" if base else ":/"]
+    # a folder git ignores needs no exclusion (and git refuses one that names it)
+    ignored = _ignored(top, [f"{base}{folder}" for folder in leave_out if folder])
+    specs += [f":(top,exclude,literal){base}{f}" for f in leave_out if f and f"{base}{f}" not in ignored]
+    specs += [f":(top,exclude,glob){base}**/{name}/**" for name in NEVER_SHIPPED if name != ".git"]
+    return specs
+
+
+def same_code(code: Path, tree: str, sha: str, leave_out: tuple[str, ...] = ()) -> bool:
+    """Whether commit ``sha`` holds the project files of ``tree`` (a run's ``source.tree``): the
+    notebooks and code under ``code`` a run ships; False when git cannot tell."""
+    from . import proc
+
+    try:
+        top = Path(call(code, "rev-parse", "--show-toplevel").decode().strip())
+        under = code.resolve().relative_to(top.resolve()).as_posix()
+        specs = shipped_specs(top, "" if under == "." else f"{under}/", leave_out)
+        done = proc.run(["git", "diff", "--quiet", tree, sha, "--", *specs], cwd=top, check=False, timeout=60)
+    except Exception:  # no repository, no such tree: not the same, as far as anyone can tell
+        return False
+    return done.returncode == 0
 
 
 def _ignored(top: Path, paths: list[str]) -> set[str]:

@@ -53,7 +53,9 @@ def record_triggers(cfg: Config, entry: Entry) -> None:
 
     run_dir = cfg.results_dir / entry.run_id
     try:
-        if amend_triggers(run_dir, entry.triggers, lambda sha: git.tree_of(cfg.root, sha)) is not None:
+        leave_out = (cfg.project.results, cfg.project.data)
+        holds = lambda tree, sha: git.same_code(cfg.root, tree, sha, leave_out)  # noqa: E731
+        if amend_triggers(run_dir, entry.triggers, holds) is not None:
             History(cfg.results_dir, cfg.state_dir).refresh(entry.run_id)
     except (OSError, ValueError):
         pass  # the folder is gone (moved by the user): the queue still says what merged

@@ -190,11 +190,11 @@ def write_record(run_dir: Path, record: RunRecord) -> None:
 
 
 def amend_triggers(
-    run_dir: Path, triggers: list[dict[str, Any]], tree_of: Callable[[str], str | None] = lambda sha: None
+    run_dir: Path, triggers: list[dict[str, Any]], holds: Callable[[str, str], bool] = lambda tree, sha: False
 ) -> RunRecord | None:
     """Record every request a run answered; a commit among them makes the run that commit's, clean,
-    only when what the run ran is that commit's tree (``tree_of(sha)``, the run's ``source.tree``):
-    else the commit is listed among its triggers and the record keeps the provenance it had.
+    only when the commit holds what the run ran (``holds(source.tree, sha)``): else the commit is
+    listed among its triggers and the record keeps the provenance it had.
 
     Requests merged into a run (same notebook bytes, parameters and executor) may
     arrive while it runs or just after; the record gains them here. Returns the
@@ -215,7 +215,7 @@ def amend_triggers(
             commits
             and (current.get("sha") != commits[-1]["commit"] or current.get("dirty"))
             and ran is not None
-            and tree_of(commits[-1]["commit"]) == ran
+            and holds(ran, commits[-1]["commit"])
         ):
             latest = commits[-1]
             changes["commit"] = {"sha": latest["commit"], "branch": latest.get("branch"), "dirty": False}
