@@ -225,3 +225,53 @@ def test_a_native_run_gets_what_dockerignore_lets_through(tmp_path, mac, rules):
     assert value == 7
     assert "secret.txt" not in top and ".git" not in top and ".mm4" not in top, top
     assert "data" not in top or on_mac(mac, "true") is not None  # data only as configured (a link), never copied
+
+
+# -- what a run uses is never removed under it --------------------------------------------
+
+
+@pytest.mark.usefixtures("kernel")
+def test_a_long_native_run_keeps_its_environment_through_three_requirement_changes(tmp_path, mac):
+    import time
+    import uuid
+
+    from conftest import mm4_background
+    from test_native_executor import native_toml
+
+    root = tmp_path / "nproj"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "requirements.txt").write_text("# environment 0\n")
+    (root / "mm4.toml").write_text(native_toml(mac, "keep_images = 1\n"))
+    gate = f"/tmp/mm4-gate-{uuid.uuid4().hex}"
+    write_notebook(
+        root / "notebooks" / "long.ipynb",
+        code(f"# mm4: remote\nimport os, time\nwhile not os.path.exists({gate!r}):\n    time.sleep(0.2)"),
+        code(
+            "import papermill  # in the environment, and not imported by a kernel as it starts\nprint('still here', papermill.__version__)"
+        ),
+    )
+    write_notebook(root / "notebooks" / "short.ipynb", code("# mm4: remote\nx = 1"))
+    long_run = mm4_background(["run", "notebooks/long.ipynb"], cwd=root)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # waiting at its gate, on its environment
+            dirs = run_dirs(root)
+            if dirs and "Executing Cell 1" in (dirs[0] / "run.log").read_text(errors="replace"):
+                break
+            if long_run.poll() is not None:
+                raise AssertionError(long_run.communicate())
+            time.sleep(0.5)
+        for n in (1, 2, 3):
+            (root / "requirements.txt").write_text(f"# environment {n}\n")
+            done = mm4(["run", "notebooks/short.ipynb"], cwd=root, timeout=600)
+            assert done.returncode == 0, done.stderr
+        on_mac(mac, f"touch {gate}")
+        out, err = long_run.communicate(timeout=300)
+        assert long_run.returncode == 0, err
+    finally:
+        if long_run.poll() is None:
+            long_run.kill()
+        on_mac(mac, f"rm -f {gate}")
+    long_dir = next(d for d in run_dirs(root) if load_record(d)["notebook"] == "notebooks/long.ipynb")
+    assert load_record(long_dir)["status"] == "succeeded", (long_dir / "run.log").read_text()[-2000:]
+    assert "still here" in (long_dir / "run.log").read_text()

@@ -265,8 +265,13 @@ class NativeExecutor(Executor[_Remote]):
         venv = f"{base}/venvs/{key}"
         log = job.run_dir / BUILD_LOG_NAME
         keep = self.cfg.keep_images  # environments are kept like images: the newest few
+        # pinned first: a run names its environment in its run folder (removed when it ends), and
+        # pruning passes over every environment a run still there names
+        pin = quote(f"{base}/runs/{job.key}/.mm4-venv")
         ready = self._sh(
-            f"(cd {quote(base + '/venvs')} && ls -1t | grep -v -x {key} | tail -n +{int(keep)} | xargs rm -rf --); "
+            f"echo {key} > {pin} && (cd {quote(base + '/venvs')} && pinned=$(cat ../runs/*/.mm4-venv 2>/dev/null); "
+            f"ls -1t | grep -v -x {key} | tail -n +{int(keep)} | while IFS= read -r d; do "
+            f'case " $(echo $pinned) " in *" $d "*) ;; *) rm -rf -- "$d" ;; esac; done); '
             f"if test -f {quote(venv + '/.ready')}; then cat {quote(venv + '/env.json')}; else echo {PREVIOUS}; "
             # what the newest environment still there was built from: its packages are in the uv cache
             f"ls -1td {quote(base + '/venvs')}/*/ 2>/dev/null | while IFS= read -r d; do "
