@@ -35,6 +35,7 @@ COMMANDS = {
     "cancel": "stop a running run (what it wrote so far is kept)",
     "doctor": "check that an executor can run notebooks, and say how to fix what cannot",
     "gc": "remove this project's old images on an engine, keeping the newest",
+    "pool": "pool certs FOLDER: make the certificates a Dask pool runs with over TLS",
     "init": "set up mm4watch in this project (never overwrites)",
     "check": "check notebooks: they parse, their tags are valid, no comment is a near miss of the tag",
     "completion": 'print the shell completion script: eval "$(mm4watch completion bash)"',
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("_dask_agent", help=argparse.SUPPRESS)
     p.add_argument("address")
     p.add_argument("--idle", type=float, default=None, help="end after this many seconds with nobody connected")
+    for name in ("ca", "cert", "key"):
+        p.add_argument(f"--tls-{name}", metavar="FILE", help=f"this machine's TLS {name} for a tls:// scheduler")
 
     p = sub.add_parser("history", help=COMMANDS["history"], description=COMMANDS["history"] + ".")
     p.add_argument("--notebook", metavar="NAME", help="only this notebook (name or path)")
@@ -230,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gc", help=COMMANDS["gc"], description=COMMANDS["gc"] + ".")
     p.add_argument("executor", nargs="?", metavar="EXECUTOR", help="executor name (default: as for run)")
     p.add_argument("--keep", type=int, metavar="N", help="how many to keep (default: keep_images, 3)")
+
+    p = sub.add_parser("pool", help=COMMANDS["pool"], description=COMMANDS["pool"] + ".")
+    p.add_argument("action", choices=["certs"])
+    p.add_argument("folder", metavar="FOLDER", help="where to make them (a new or empty folder)")
+    p.add_argument("--days", type=int, default=3650, help="how long they hold (default: 3650)")
 
     sub.add_parser("init", help=COMMANDS["init"], description=COMMANDS["init"] + ".")
 

@@ -26,6 +26,7 @@ from support import (  # noqa: F401  (the helpers tests import from here)
     TEST_DOCKERFILE,
     as_mac_user,
     code,
+    dask_tls,
     git,
     mac_ssh_options,
     mac_values,
@@ -303,7 +304,7 @@ def dask_rig() -> Iterator[dict[str, str]]:
         try:
             from mm4watch.remote.dask_pool import Pool
 
-            with Pool(values["DASK_SCHEDULER"]) as pool:
+            with Pool(values["DASK_SCHEDULER"], tls=dask_tls(values)) as pool:
                 names = sorted(w.name for w in pool.workers() if w.resources.get("mps"))
             if names != ["mac-1", "mac-2"]:
                 problem = f"the Dask pool is not whole (workers {names}): run `bash tests/rig/dask.sh`"
@@ -317,7 +318,9 @@ def dask_rig() -> Iterator[dict[str, str]]:
     from mm4watch.remote.dask_agent import AgentPool
 
     try:
-        with AgentPool(values["DASK_SCHEDULER"]) as agent:  # this machine's agent for the rig: not left behind
+        with AgentPool(
+            values["DASK_SCHEDULER"], dask_tls(values)
+        ) as agent:  # this machine's agent for the rig: not left behind
             os.kill(agent.agent_pid, signal.SIGTERM)
     except Mm4Error:
         pass  # the scheduler is gone: so is the agent
@@ -337,7 +340,7 @@ def dask_pool(dask_rig: dict[str, str]) -> Iterator[dict[str, str]]:
             ).stdout
         ):
             subprocess.run(["bash", str(REPO / "tests" / "rig" / "dask.sh"), "worker", str(n)], check=True)
-    with Pool(dask_rig["DASK_SCHEDULER"]) as pool:
+    with Pool(dask_rig["DASK_SCHEDULER"], tls=dask_tls(dask_rig)) as pool:
         held = wait_idle(pool, timeout=15)
     assert held == {}, f"leases still held after the test: {held}"
 

@@ -210,6 +210,13 @@ def dask_values() -> dict[str, str] | None:
     return dict(line.split("=", 1) for line in DASK_ENV.read_text().split() if "=" in line)
 
 
+def dask_tls(values: dict[str, str]) -> Any:
+    """This machine's certificate for the rig's pool (its scheduler runs with TLS)."""
+    from mm4watch.remote.dask_pool import Tls
+
+    return Tls(values["DASK_TLS_CA"], values["DASK_TLS_CERT"], values["DASK_TLS_KEY"])
+
+
 def dask_toml(
     values: dict[str, str], *, scheduler: str | None = None, extra: str = "", timeout: str = "5m", harvest: str = "2s"
 ) -> str:
@@ -220,6 +227,7 @@ def dask_toml(
         f'[executors.macs]\ntype = "dask"\nscheduler = "{scheduler or values["DASK_SCHEDULER"]}"\n'
         f'python = "python3"\nssh_options = [{options}]\nharvest_every = "{harvest}"\n'
         f'nodes = {{ "mac-1" = "ssh://{user}@{values["DASK_NODE1"]}", "mac-2" = "ssh://{user}@{values["DASK_NODE2"]}" }}\n'
+        f'tls_ca = "{values["DASK_TLS_CA"]}"\ntls_cert = "{values["DASK_TLS_CERT"]}"\ntls_key = "{values["DASK_TLS_KEY"]}"\n'
         f"{extra}"
     )
 

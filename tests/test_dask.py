@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import code, load_record, mm4, mm4_background, run_dirs, status_of, wait_for, write_notebook
-from support import dask_toml, on_dask_node
+from support import dask_tls, dask_toml, on_dask_node
 from test_daemon import _entry_pid, daemon_pid, entries
 
 pytestmark = [pytest.mark.usefixtures("kernel"), pytest.mark.timeout(600)]
@@ -43,7 +43,7 @@ def dask_project(tmp_path: Path, dask_pool: dict[str, str]) -> Any:
 def leases(values: dict[str, str]) -> dict[str, tuple[str, ...]]:
     from mm4watch.remote.dask_pool import Pool
 
-    with Pool(values["DASK_SCHEDULER"]) as pool:
+    with Pool(values["DASK_SCHEDULER"], tls=dask_tls(values)) as pool:
         return {a: k for a, k in pool.leases().items() if k}
 
 
@@ -110,10 +110,11 @@ def test_four_runs_two_at_once_on_both_workers_and_results_come_home_from_each(d
         record = load_record(d)
         ex = record["executor"]
         assert ex["type"] == "dask" and ex["scheduler"] == dask_pool["DASK_SCHEDULER"]
-        assert ex["node"]["worker"].startswith("tcp://172.30.0.2") and ex["node"]["python"].startswith("3.")
-        assert ex["node"]["platform"] and ex["node"]["hostname"] == ex["node"]["name"]
+        # where it ran is the scheduler's word (its worker's address), the machine nodes lists for it
+        assert ex["node"]["worker"].startswith("tls://172.30.0.2") and ex["python"].startswith("3.")
+        assert ex["platform"] and ex["node"]["hostname"] == dask_pool["DASK_NODE" + ex["node"]["name"][-1]]
         assert ex["host"] == f"me@{dask_pool['DASK_NODE' + ex['node']['name'][-1]]}"
-        assert (d / "host.txt").read_text() == ex["node"]["hostname"]  # it ran where the record says
+        assert (d / "host.txt").read_text() == ex["node"]["name"]  # it ran where the record says (mac-N is both)
         assert "from the code folder" in (d / "run.log").read_text()
         assert (d / "executed.ipynb").is_file()
     # never more than one run per worker at a time: from its placement to its end, no two overlap there
@@ -187,7 +188,7 @@ def test_with_retries_a_run_whose_worker_is_lost_finishes_on_the_other(dask_proj
     assert record["executor"]["lost_nodes"] == [lost]
     assert (run_dir / "final.txt").read_text() == "made it"
     assert (run_dir / "host.txt").read_text() == other
-    assert f"{lost} (tcp://" in (log := (run_dir / "run.log").read_text()) and "(retry 1 of 1)" in log, log
+    assert f"{lost} (tls://" in (log := (run_dir / "run.log").read_text()) and "(retry 1 of 1)" in log, log
     assert run_dirs(dask_project) == [run_dir]
 
 
@@ -252,13 +253,13 @@ def test_cancel_and_timeout_free_the_slot_and_keep_partial_results(dask_project,
 
 
 def test_a_scheduler_that_does_not_answer_exits_75_and_the_daemon_holds_the_queue(dask_project, dask_pool):
-    nowhere = dask_toml(dask_pool, scheduler="tcp://172.30.0.21:8799")
+    nowhere = dask_toml(dask_pool, scheduler="tls://172.30.0.21:8799")
     (dask_project / "mm4.toml").write_text(nowhere)
     write_notebook(dask_project / "notebooks" / "w.ipynb", code("# mm4: remote\n" + WHERE))
     t0 = time.monotonic()
     done = mm4(["run", "notebooks/w.ipynb"], cwd=dask_project)
     assert done.returncode == 75, done.stderr
-    assert "the Dask scheduler at tcp://172.30.0.21:8799 does not answer" in done.stderr
+    assert "the Dask scheduler at tls://172.30.0.21:8799 does not answer" in done.stderr
     assert "dask scheduler" in done.stderr and time.monotonic() - t0 < 30
     assert run_dirs(dask_project) == []  # nothing ran: no folder
     # the daemon keeps the queued run until the scheduler answers
@@ -280,8 +281,8 @@ def test_doctor_checks_the_pool_and_each_mini(dask_project, dask_pool):
     for line in (
         f"ok    scheduler: {dask_pool['DASK_SCHEDULER']} answers; dashboard {dask_pool['DASK_DASHBOARD']}",
         f"ok    dask versions: distributed {dask_pool['DASK_VERSION']} here, on the scheduler and on 2 worker(s)",
-        "ok    worker mac-1: tcp://172.30.0.21:",
-        "ok    worker mac-2: tcp://172.30.0.22:",
+        "ok    worker mac-1: tls://172.30.0.21:",
+        "ok    worker mac-2: tls://172.30.0.22:",
         "--    mac-2: over ssh to ssh://me@172.30.0.22",
         "ok    python: 3.",
         "ok    venv: can create virtual environments",
@@ -295,9 +296,9 @@ def test_doctor_checks_the_pool_and_each_mini(dask_project, dask_pool):
     done = mm4(["doctor"], cwd=dask_project)
     assert done.returncode == 1 and "FAIL  workers: no worker of the pool offers gpu=2" in done.stdout, done.stdout
     assert "--resources gpu=2" in done.stdout
-    (dask_project / "mm4.toml").write_text(dask_toml(dask_pool, scheduler="tcp://172.30.0.21:8799"))
+    (dask_project / "mm4.toml").write_text(dask_toml(dask_pool, scheduler="tls://172.30.0.21:8799"))
     done = mm4(["doctor"], cwd=dask_project)
-    assert done.returncode == 1 and "FAIL  scheduler: the Dask scheduler at tcp://172.30.0.21:8799" in done.stdout
+    assert done.returncode == 1 and "FAIL  scheduler: the Dask scheduler at tls://172.30.0.21:8799" in done.stdout
 
 
 def test_settings_errors_name_the_key_and_line_and_a_missing_dask_names_the_extra(dask_project, dask_pool):
@@ -313,9 +314,9 @@ def test_settings_errors_name_the_key_and_line_and_a_missing_dask_names_the_extr
         done = mm4(["run", "notebooks/x.ipynb"], cwd=dask_project)
         line = len((base + extra).splitlines())
         assert done.returncode == 2 and f"mm4.toml:{line}" in done.stderr and expected in done.stderr, done.stderr
-    (dask_project / "mm4.toml").write_text(base.replace('"tcp://172.30.0.21:8786"', '"http://172.30.0.21:8786"'))
+    (dask_project / "mm4.toml").write_text(base.replace('"tls://172.30.0.21:8786"', '"http://172.30.0.21:8786"'))
     done = mm4(["run", "notebooks/x.ipynb"], cwd=dask_project)
-    assert done.returncode == 2 and "scheduler" in done.stderr and "tcp://" in done.stderr, done.stderr
+    assert done.returncode == 2 and "scheduler" in done.stderr and "tls://" in done.stderr, done.stderr
     # without Dask on this machine: the extra to install, nothing made
     (dask_project / "mm4.toml").write_text(base)
     blocked = (
@@ -351,10 +352,12 @@ def test_runs_ask_one_agent_for_their_leases_and_a_run_outlives_a_killed_agent(d
     agents = []
     for _ in range(2):
         assert mm4(["run", "notebooks/quick.ipynb"], cwd=dask_project).returncode == 0
-        with AgentPool(scheduler) as pool:
+        with AgentPool(scheduler, dask_tls(dask_pool)) as pool:
             agents.append(pool.agent_pid)
     assert agents[0] == agents[1]  # one client for both runs, still there after them
-    assert oct(socket_path(scheduler).stat().st_mode & 0o777) == "0o700"  # srwx------: this user's only
+    assert (
+        oct(socket_path(scheduler, dask_tls(dask_pool)).stat().st_mode & 0o777) == "0o700"
+    )  # srwx------: this user's only
     write_notebook(
         dask_project / "notebooks" / "long.ipynb",
         code("# mm4: remote\n" + WHERE + "time.sleep(20)\n(out / 'final.txt').write_text('made it')"),
@@ -378,9 +381,11 @@ def test_runs_ask_one_agent_for_their_leases_and_a_run_outlives_a_killed_agent(d
     log = (run_dir / "run.log").read_text()
     assert "the Dask agent for " + scheduler + " has stopped" in log, log
     assert "its slot asked for again there" in log, log
-    with AgentPool(scheduler) as pool:
+    with AgentPool(scheduler, dask_tls(dask_pool)) as pool:
         assert pool.agent_pid != agents[0]  # a new agent took over
-    with Pool(scheduler) as pool:  # the dead agent's lease ends by itself (its holder's semaphore expires)
+    with Pool(
+        scheduler, tls=dask_tls(dask_pool)
+    ) as pool:  # the dead agent's lease ends by itself (its holder's semaphore expires)
         assert wait_idle(pool, timeout=90) == {}
 
 
@@ -388,15 +393,104 @@ def test_an_agent_nobody_uses_ends_by_itself_and_a_stopped_one_removes_its_socke
     from mm4watch.remote.dask_agent import AgentPool, socket_path
 
     scheduler = dask_pool["DASK_SCHEDULER"]
-    with AgentPool(scheduler) as agent:
+    with AgentPool(scheduler, dask_tls(dask_pool)) as agent:
         pid = agent.agent_pid
     os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not socket_path(scheduler).exists(), timeout=30, what="the socket gone")
+    wait_for(lambda: not socket_path(scheduler, dask_tls(dask_pool)).exists(), timeout=30, what="the socket gone")
     child = subprocess.run(
-        [sys.executable, "-m", "mm4watch", "_dask_agent", scheduler, "--idle", "1"],
+        [sys.executable, "-m", "mm4watch", "_dask_agent", scheduler, "--idle", "1", *dask_tls(dask_pool).args()],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert child.returncode == 0 and "ended: nobody connected for 1s" in child.stdout, child.stdout + child.stderr
-    assert not socket_path(scheduler).exists()
+    assert not socket_path(scheduler, dask_tls(dask_pool)).exists()
+
+
+# -- the pool lets no one in, and nothing from it is trusted ----------------------------------------
+
+
+def test_the_pool_takes_no_client_without_a_certificate_its_ca_signed(dask_pool, tmp_path):
+    from mm4watch.commands.pool import make
+    from mm4watch.remote.dask_pool import Pool, PoolUnreachable, Tls
+
+    scheduler = dask_pool["DASK_SCHEDULER"]
+    with pytest.raises(PoolUnreachable):  # plain tcp to the TLS scheduler
+        Pool(scheduler.replace("tls://", "tcp://"), timeout=5)
+    other = make(tmp_path / "other")  # a CA of someone else's
+    with pytest.raises(PoolUnreachable):
+        Pool(scheduler, timeout=5, tls=Tls(str(other[0]), str(other[4]), str(other[5])))
+    with Pool(scheduler, tls=dask_tls(dask_pool)) as pool:  # the pool's own certificate: in
+        assert {w.name for w in pool.workers()} >= {"mac-1", "mac-2"}
+
+
+def test_a_plain_tcp_scheduler_is_refused_unless_insecure_is_said(dask_project, dask_pool):
+    write_notebook(dask_project / "notebooks" / "x.ipynb", code("# mm4: remote\nx = 1"))
+    plain = dask_toml(dask_pool, scheduler=dask_pool["DASK_SCHEDULER"].replace("tls://", "tcp://"))
+    (dask_project / "mm4.toml").write_text(plain)
+    done = mm4(["run", "notebooks/x.ipynb"], cwd=dask_project)
+    assert done.returncode == 2 and "lets anyone on the network run code" in done.stderr, done.stderr
+    assert "mm4watch pool certs" in done.stderr and run_dirs(dask_project) == []
+    (dask_project / "mm4.toml").write_text(plain + "insecure = true\n")
+    done = mm4(["run", "notebooks/x.ipynb"], cwd=dask_project)
+    assert done.returncode == 75 and "does not answer" in done.stderr, done.stderr  # taken; the TLS pool says no
+
+
+class _Bomb:
+    """What an insider's pickle would do when loaded: touch a file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_nothing_a_pool_member_writes_is_unpickled_or_followed(dask_project, dask_pool, tmp_path):
+    import uuid
+
+    from distributed import Event, Variable
+
+    from mm4watch.remote.dask_pool import Pool
+
+    gate = f"/tmp/mm4-gate-{uuid.uuid4().hex}"
+    bomb = tmp_path / "unpickled"
+    for name in ("a", "b", "c"):
+        write_notebook(
+            dask_project / "notebooks" / f"{name}.ipynb",
+            code(f"# mm4: remote\nimport os, time\nwhile not os.path.exists({gate!r}):\n    time.sleep(0.2)"),
+        )
+    first = [mm4_background(["run", f"notebooks/{n}.ipynb"], cwd=dask_project) for n in ("a", "b")]
+    third = None
+    try:
+        wait_for(lambda: sum(placed(d) for d in run_dirs(dask_project)) == 2, timeout=300, what="both workers busy")
+        third = mm4_background(["run", "notebooks/c.ipynb"], cwd=dask_project)
+        # an insider (a client with the pool's certificate) writes where the waiting lease would say where it runs
+        with Pool(dask_pool["DASK_SCHEDULER"], tls=dask_tls(dask_pool)) as insider:
+            busy = {k for keys in insider.busy().values() for k in keys}
+
+            def waiting():
+                keys = insider.client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
+                return [k for k in keys if k.startswith("mm4-lease") and ":" not in k and k not in busy]
+
+            (lease,) = wait_for(waiting, timeout=60, what="the third run's lease, waiting")
+            Variable(lease + ":at", client=insider.client).set(_Bomb(str(bomb)))
+            Variable(lease + ":at", client=insider.client).set(
+                {"worker": "tls://10.9.9.9:1", "name": "evil", "hostname": "attacker.example", "python": "3"}
+            )
+            Variable(lease + ":at", client=insider.client).set(_Bomb(str(bomb)))
+            Event(lease + ":placed", client=insider.client).set()
+        time.sleep(3)  # the third run's agent wakes to the event meanwhile
+    finally:
+        for n in (1, 2):
+            on_dask_node(n, f"touch {gate}")
+        for child in first:
+            child.communicate(timeout=300)
+    assert third is not None
+    third.communicate(timeout=300)
+    assert not bomb.exists(), "a value another client wrote was unpickled on this machine"
+    for run_dir in run_dirs(dask_project):
+        node = load_record(run_dir)["executor"].get("node") or {}
+        assert node.get("name") in (None, "mac-1", "mac-2") and "attacker" not in json.dumps(load_record(run_dir))

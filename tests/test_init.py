@@ -66,7 +66,7 @@ def test_service_unit_for_this_machine(tmp_path):
 
     (tmp_path / "mm4.toml").write_text("[run]\n")
     shown = mm4(["service", "show"], cwd=tmp_path)
-    assert shown.returncode == 0 and "start --foreground" in shown.stdout
+    assert shown.returncode == 0 and '"start" "--foreground"' in shown.stdout
     done = mm4(["service", "install"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     written = done.stdout.split("wrote ", 1)[1].splitlines()[0]

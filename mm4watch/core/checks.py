@@ -155,7 +155,7 @@ def scheduler(value: Any) -> str:
     """A Dask scheduler's address: tcp://host:port or tls://host:port."""
     given = text(value)
     if not re.fullmatch(r"(tcp|tls)://[^\s/:]+(:\d+)?|(tcp|tls)://\[[0-9a-fA-F:]+\](:\d+)?", given):
-        raise ValueError(f'is {given!r}; write the scheduler\'s address, e.g. "tcp://mini-1.local:8786" (or tls://)')
+        raise ValueError(f'is {given!r}; write the scheduler\'s address, e.g. "tls://mini-1.local:8786"')
     return given
 
 

@@ -44,7 +44,7 @@ from .native import NativeConfig, NativeExecutor, _Remote
 
 if TYPE_CHECKING:
     from ..remote.dask_agent import AgentLease, AgentPool
-    from ..remote.dask_pool import Node, Worker
+    from ..remote.dask_pool import Node, Tls, Worker
 
 REATTACH_PRIORITY = 100  # a re-attached run's lease goes before any run that waits
 RELINK_S = 30.0  # a run whose agent stopped asks a new one for its slot at most this often
@@ -64,14 +64,46 @@ class DaskConfig(NativeConfig):
     nodes: Mapping[str, str] = setting(checks.ssh_map, factory=lambda: MappingProxyType({}))
     retries: int = setting(checks.count, 0)  # a run whose worker is lost runs again on another, this many times
     concurrency: int = setting(checks.count, 0)
+    # this machine's certificate for a tls:// scheduler (`mm4watch pool certs` makes them)
+    tls_ca: str | None = setting(checks.text)
+    tls_cert: str | None = setting(checks.text)
+    tls_key: str | None = setting(checks.text)
+    insecure: bool = setting(checks.boolean, False)  # a plain tcp:// scheduler: anyone on the LAN may use it
     not_keys = frozenset({"host"})
 
     def check(self) -> None:
         if not self.scheduler:
             raise ConfigProblem(
-                None, 'a dask executor needs scheduler = "tcp://machine:8786" (where `dask scheduler` listens)'
+                None, 'a dask executor needs scheduler = "tls://machine:8786" (where `dask scheduler` listens)'
+            )
+        if not self.nodes:
+            raise ConfigProblem(
+                "nodes",
+                'a dask executor needs nodes = { "mac-1" = "ssh://me@10.0.0.11" }: each Mini by its worker\'s '
+                "--name (or address) and how ssh reaches it; a worker not listed is never sent a run",
+            )
+        given = [self.tls_ca, self.tls_cert, self.tls_key]
+        if self.scheduler.startswith("tls://") and not all(given):
+            raise ConfigProblem(
+                "tls_ca" if not self.tls_ca else ("tls_cert" if not self.tls_cert else "tls_key"),
+                "a tls:// scheduler needs tls_ca, tls_cert and tls_key (files on this machine; "
+                "`mm4watch pool certs FOLDER` makes them)",
+            )
+        if self.scheduler.startswith("tcp://") and not self.insecure:
+            raise ConfigProblem(
+                "scheduler",
+                "a tcp:// scheduler lets anyone on the network run code on the pool and on this machine: "
+                "start it with TLS (`mm4watch pool certs FOLDER` makes the certificates; README, 'Dask') "
+                "and write tls://, or set insecure = true if you really mean it",
             )
         RemoteConfig.check(self)
+
+    def tls(self) -> Tls | None:
+        from ..remote.dask_pool import Tls
+
+        if not (self.tls_ca and self.tls_cert and self.tls_key):
+            return None
+        return Tls(*(str(Path(p).expanduser()) for p in (self.tls_ca, self.tls_cert, self.tls_key)))
 
 
 @dataclass
@@ -105,7 +137,7 @@ class DaskExecutor(Executor[_Slot]):
         if self._pool is None:
             from ..remote.dask_agent import AgentPool
 
-            self._pool = AgentPool(str(self.cfg.scheduler))
+            self._pool = AgentPool(str(self.cfg.scheduler), self.cfg.tls())
         return self._pool
 
     def close(self) -> None:
@@ -119,11 +151,17 @@ class DaskExecutor(Executor[_Slot]):
     # -- a worker's machine --------------------------------------------------------
 
     def target(self, name: str, hostname: str, host: str) -> str:
-        """The ssh address of a worker's machine: ``nodes`` by name, hostname or host, else its host."""
-        for key in (name, hostname, host):
-            if key in self.cfg.nodes:
-                return self.cfg.nodes[key]
-        return f"ssh://{host}"
+        """The ssh address of a worker's machine, as ``nodes`` lists it by the worker's name or host
+        (the scheduler's word, never what a worker says of itself); a machine not listed is refused."""
+        from ..remote.dask_pool import PoolRefused
+
+        found = self._listed_as(name, host)
+        if found is None:
+            raise PoolRefused(
+                f"the worker {name} ({host}) is not on a machine [executors.{self.cfg.name}] nodes lists: "
+                "no run is sent to it"
+            )
+        return found
 
     def native(self, target: str) -> NativeExecutor:
         """The native executor for one worker's machine: the same settings, that host."""
@@ -174,13 +212,21 @@ class DaskExecutor(Executor[_Slot]):
         return ", ".join(f"{k}={v:g}" for k, v in self.cfg.resources.items())
 
     def _others(self) -> list[Worker]:
-        return [w for w in self.pool().workers() if w.covers(self.cfg.resources) and w.address not in self._avoid]
+        return [w for w in self._listed() if w.covers(self.cfg.resources) and w.address not in self._avoid]
+
+    def _listed(self) -> list[Worker]:
+        """The pool's workers on a machine ``nodes`` lists: the only ones a run is sent to."""
+        return [w for w in self.pool().workers() if self._listed_as(w.name, w.host) is not None]
+
+    def _listed_as(self, name: str, host: str) -> str | None:
+        return next((self.cfg.nodes[k] for k in (name, host) if k in self.cfg.nodes), None)
 
     def prepare(self, job: Job, info: dict[str, Any]) -> _Slot:
         from ..remote.dask_pool import lease_name
 
         pool = self.pool()
-        workers = [w.address for w in self._others()] if self._avoid else None
+        # only a worker on a machine nodes lists (by its name or host, as Dask's workers= takes them)
+        workers = [w.address for w in self._others()] if self._avoid else sorted(self.cfg.nodes)
         job.phase(f"waiting for a worker with {self._wants()} (Dask)")
         lease = pool.lease(lease_name(self.config.project_key, job.key), self.cfg.resources, workers=workers)
         try:
@@ -192,8 +238,7 @@ class DaskExecutor(Executor[_Slot]):
             info.update(node=node.as_dict(), scheduler=self.cfg.scheduler, host=slot.native.target.label)
             log_line(
                 job,
-                f"Dask placed it on {node.name} ({node.worker}, {node.hostname}, Python {node.python}); "
-                f"over ssh to {slot.native.target.label}",
+                f"Dask placed it on {node.name} ({node.worker}); over ssh to {slot.native.target.label}",
             )
             slot.remote = slot.native.prepare(job, info)
         except BaseException:

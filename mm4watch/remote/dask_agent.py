@@ -37,7 +37,7 @@ from typing import Any
 
 from ..core import fsutil, proc
 from ..core.errors import ConfigError, Mm4Error
-from .dask_pool import CONNECT_S, MISSING, Node, PoolRefused, PoolUnreachable, Worker
+from .dask_pool import CONNECT_S, MISSING, Node, PoolRefused, PoolUnreachable, Tls, Worker
 
 PROTOCOL = 1  # in the socket's name: an agent of another mm4watch version is not asked
 IDLE_S = 300.0  # an agent nobody is connected to ends after this
@@ -55,12 +55,17 @@ def installed() -> bool:
     return importlib.util.find_spec("distributed") is not None
 
 
-def socket_path(address: str) -> Path:
-    return fsutil.host_file(f"dask-agent{PROTOCOL}", address, ".sock")
+def _key(address: str, tls: Tls | None) -> str:
+    """One agent per scheduler and certificate."""
+    return address if tls is None else "\0".join((address, tls.ca, tls.cert, tls.key))
 
 
-def log_path(address: str) -> Path:
-    return fsutil.host_file(f"dask-agent{PROTOCOL}", address, ".log")
+def socket_path(address: str, tls: Tls | None = None) -> Path:
+    return fsutil.host_file(f"dask-agent{PROTOCOL}", _key(address, tls), ".sock")
+
+
+def log_path(address: str, tls: Tls | None = None) -> Path:
+    return fsutil.host_file(f"dask-agent{PROTOCOL}", _key(address, tls), ".log")
 
 
 # -- what a run holds ----------------------------------------------------------------
@@ -69,13 +74,13 @@ def log_path(address: str) -> Path:
 class AgentPool:
     """The scheduler at ``address``, asked through this machine's agent for it (started if need be)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, tls: Tls | None = None) -> None:
         if not installed():
             raise ConfigError(MISSING)
-        self.address = address
+        self.address, self.tls = address, tls
         self.broken = False  # the agent stopped answering: its leases are gone
         self._lock = threading.Lock()
-        self._sock, self.agent_pid = _connect(address)
+        self._sock, self.agent_pid = _connect(address, tls)
         self._reader = self._sock.makefile("rb")
         self._dashboard: str | None = None
 
@@ -94,7 +99,9 @@ class AgentPool:
     def call(self, op: str, wait_s: float = 0.0, **args: Any) -> Any:
         with self._lock:
             if self.broken:
-                raise PoolUnreachable(f"the Dask agent for {self.address} has stopped (see {log_path(self.address)})")
+                raise PoolUnreachable(
+                    f"the Dask agent for {self.address} has stopped (see {log_path(self.address, self.tls)})"
+                )
             try:
                 self._sock.settimeout(ANSWER_S + wait_s)
                 self._sock.sendall(json.dumps({"op": op, **args}).encode() + b"\n")
@@ -103,7 +110,9 @@ class AgentPool:
                 line = b""
             if not line:
                 self.broken = True
-                raise PoolUnreachable(f"the Dask agent for {self.address} has stopped (see {log_path(self.address)})")
+                raise PoolUnreachable(
+                    f"the Dask agent for {self.address} has stopped (see {log_path(self.address, self.tls)})"
+                )
         answer = json.loads(line)
         if "error" in answer:
             raise _ERRORS.get(answer["error"], PoolRefused)(answer["message"])
@@ -201,18 +210,19 @@ def _try(path: Path) -> tuple[socket.socket, int] | None:
     return None
 
 
-def _connect(address: str) -> tuple[socket.socket, int]:
-    path = socket_path(address)
+def _connect(address: str, tls: Tls | None) -> tuple[socket.socket, int]:
+    path = socket_path(address, tls)
     found = _try(path)
     if found is not None:
         return found
-    with _held(fsutil.host_lock(f"dask-agent{PROTOCOL}", address)):
+    with _held(fsutil.host_lock(f"dask-agent{PROTOCOL}", _key(address, tls))):
         found = _try(path)  # another process started it meanwhile
         if found is not None:
             return found
-        log = log_path(address)
-        with open(log, "wb") as out:  # in the temporary folder: it holds no project's folder (or volume) open
-            child = proc.detach([sys.executable, "-m", "mm4watch", "_dask_agent", address], cwd=log.parent, stdout=out)
+        log = log_path(address, tls)
+        argv = [sys.executable, "-m", "mm4watch", "_dask_agent", address, *(tls.args() if tls else [])]
+        with open(log, "wb") as out:  # in this user's own folder: it holds no project's folder (or volume) open
+            child = proc.detach(argv, cwd=log.parent, stdout=out)
         deadline = time.monotonic() + START_S
         while True:
             found = _try(path)
@@ -230,7 +240,8 @@ def _connect(address: str) -> tuple[socket.socket, int]:
 def _failed(address: str, code: int, log: Path) -> Mm4Error:
     """The agent ended before it served: what it said, as the error it was."""
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    said = lines[-1].removeprefix("mm4watch: error: ") if lines else ""
+    errors = [line for line in lines if line.startswith("mm4watch: error: ")]  # what it said, before any noise
+    said = (errors or lines or [""])[-1].removeprefix("mm4watch: error: ")
     if code == PoolUnreachable.exit_code and said:
         return PoolUnreachable(said)
     if code == ConfigError.exit_code and said:
@@ -329,12 +340,12 @@ class _Connection(socketserver.StreamRequestHandler):
                 self.server.quiet_since = time.monotonic()
 
 
-def serve(address: str, idle_s: float = IDLE_S) -> int:
+def serve(address: str, idle_s: float = IDLE_S, tls: Tls | None = None) -> int:
     """The agent for ``address``: serve until idle or the scheduler is lost, then let every lease go."""
     from .dask_pool import Pool
 
-    path = socket_path(address)
-    pool = Pool(address)  # does not answer: PoolUnreachable (exit 75), said in the log for the starter
+    path = socket_path(address, tls)
+    pool = Pool(address, tls=tls)  # does not answer: PoolUnreachable (exit 75), said in the log for the starter
     path.unlink(missing_ok=True)  # a dead agent's (the starter holds the lock)
     server = _Server(path, pool)
     print(f"mm4watch: Dask agent {os.getpid()} for {address} at {path}", flush=True)

@@ -23,29 +23,11 @@ CHECK_S = 2.0  # how often a held lease looks whether its holder is still there
 
 
 def hold(name: str, check_s: float = CHECK_S) -> dict[str, Any]:
-    import os
-    import platform
-    import socket
-    import sys
+    from distributed import Event, Semaphore
 
-    import distributed
-    from distributed import Event, Semaphore, Variable, get_worker
-
-    worker = get_worker()
     placed = Event(name + ":placed")
     if placed.is_set():  # run again after its worker was lost: that run has ended
         return {"ended": "run again after its worker was lost"}
-    Variable(name + ":at").set(
-        {
-            "worker": worker.address,
-            "name": str(worker.name),
-            "hostname": socket.gethostname(),
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "dask": distributed.__version__,
-            "pid": os.getpid(),
-        }
-    )
     placed.set()
     go = Event(name + ":go")
     holder = Semaphore(max_leases=1, name=name + ":holder")

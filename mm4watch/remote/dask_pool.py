@@ -94,22 +94,48 @@ def _host(address: str) -> str:
     return where.rsplit(":", 1)[0].strip("[]")
 
 
-class Pool:
-    """A client of the scheduler at ``address`` (``tcp://`` or ``tls://``)."""
+@dataclass(frozen=True)
+class Tls:
+    """This machine's certificate for a ``tls://`` pool: files here (PEM), signed by the pool's CA."""
 
-    def __init__(self, address: str, timeout: float = CONNECT_S) -> None:
+    ca: str
+    cert: str
+    key: str
+
+    def args(self) -> list[str]:
+        return ["--tls-ca", self.ca, "--tls-cert", self.cert, "--tls-key", self.key]
+
+
+class Pool:
+    """A client of the scheduler at ``address``: ``tls://`` with ``tls`` (every message encrypted,
+    both ends known by the pool's CA), or plain ``tcp://`` (``insecure``, said by the config)."""
+
+    def __init__(self, address: str, timeout: float = CONNECT_S, tls: Tls | None = None) -> None:
         distributed = _distributed()
         self.address = address
         self._d = distributed
+        security = None
+        if tls is not None:
+            from distributed.security import Security
+
+            security = Security(
+                tls_ca_file=tls.ca, tls_client_cert=tls.cert, tls_client_key=tls.key, require_encryption=True
+            )
         try:
             with warnings.catch_warnings():  # mismatched versions: doctor says it, a run goes on
                 warnings.simplefilter("ignore")
                 self.client = distributed.Client(
-                    address, timeout=timeout, set_as_default=False, name="mm4watch", asynchronous=False
+                    address,
+                    timeout=timeout,
+                    set_as_default=False,
+                    name="mm4watch",
+                    asynchronous=False,
+                    security=security,
                 )
-        except (OSError, TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 (refused, reset, timed out, a TLS handshake that fails: no answer)
             raise PoolUnreachable(
-                f"the Dask scheduler at {address} does not answer ({exc}); start it (`dask scheduler`) "
+                f"the Dask scheduler at {address} does not answer ({type(exc).__name__}: {exc}); "
+                "start it (`dask scheduler`), check its TLS settings (tls://, tls_ca, tls_cert, tls_key) "
                 "or fix scheduler = in mm4.toml: `mm4watch doctor` checks it"
             ) from None
 
@@ -228,17 +254,29 @@ class Lease:
         if self.future.done():
             raise PoolRefused(f"the lease {self.name} ended before it started: {self._why()}")
         d, client = self.pool._d, self.pool.client
+        started = time.monotonic()
         try:
-            # the event, not the variable: a variable's get that times out is an error in the scheduler's log
             if not d.Event(self.name + ":placed", client=client).wait(timeout=timeout):
                 return None
-            said = d.Variable(self.name + ":at", client=client).get(timeout=CONNECT_S)  # set before the event
         except TimeoutError:
             return None
         except OSError as exc:
             raise PoolUnreachable(f"the Dask scheduler at {self.pool.address} does not answer ({exc})") from None
-        self.node = Node.of(said)
+        # where it runs is the scheduler's own word (the worker it gave the task), never a value a
+        # worker or another client wrote: those are not read, and nothing from them is unpickled
+        self.node = self._where()
+        if self.node is None:  # the event says so, the scheduler does not (yet): ask again shortly
+            time.sleep(max(0.0, min(0.5, timeout - (time.monotonic() - started))))
         return self.node
+
+    def _where(self) -> Node | None:
+        running = [address for address, keys in self.pool.busy().items() if self.name in keys]
+        if len(running) != 1:
+            return None
+        worker = next((w for w in self.pool.workers() if w.address == running[0]), None)
+        if worker is None:
+            return None
+        return Node(worker=worker.address, name=worker.name, hostname=worker.host, python="", platform="", dask="")
 
     def wait(self, every: float = 1.0) -> Node:
         """Block until the scheduler starts the lease (^C stops the wait: let go then)."""
@@ -248,10 +286,7 @@ class Lease:
                 return node
 
     def _why(self) -> str:
-        try:
-            return str(self.future.exception(timeout=1) or self.future.status)
-        except Exception as exc:  # noqa: BLE001 (a cancelled future raises instead of saying)
-            return f"{self.future.status}: {exc}"
+        return str(self.future.status)  # its exception is a worker's pickle: never loaded here
 
     def lost(self) -> str | None:
         """Why the slot is lost (its worker died or left, the lease was run elsewhere), else None."""
@@ -271,7 +306,6 @@ class Lease:
         steps: tuple[Callable[[], Any], ...] = (
             lambda: self.holder.release(),
             lambda: d.Event(self.name + ":go", client=client).set(),
-            lambda: d.Variable(self.name + ":at", client=client).delete(),
             lambda: d.Event(self.name + ":placed", client=client).clear(),
             lambda: self.future.release(),
         )

@@ -4,7 +4,8 @@
 # minimal PATH, no docker, a `caffeinate` recorder), with a Python new enough for
 # Dask in a venv of its own (/home/me/dask, the worker's only), on the LAN of
 # pool.sh (172.30.0.21 and .22, ssh also on 127.0.0.1:2251/2252). `dask
-# scheduler` runs on the first (tcp://172.30.0.21:8786, dashboard :8787), `dask
+# scheduler` runs on the first (tls://172.30.0.21:8786, dashboard :8787; the pool's certificates
+# from `mm4watch pool certs` in $RIG/dask-tls), `dask
 # worker --resources mps=1` on each (named mac-1, mac-2), as the user. The dask
 # version is this machine's, as doctor wants it everywhere. Each has a core of its
 # own (on a machine of two or more). Needs up.sh (the key)
@@ -16,7 +17,9 @@ MIRROR=${MM4_RIG_MIRROR:-http://deb.debian.org/debian}
 DOCKER=/usr/bin/docker
 HERE=$(cd "$(dirname "$0")" && pwd)
 NET=mm4-lan
-SCHED=tcp://172.30.0.21:8786
+SCHED=tls://172.30.0.21:8786
+TLS=$RIG/dask-tls  # the pool's CA and certificates (mm4watch pool certs): node.* in each Mini, client.* here
+NODE_TLS="--tls-ca-file /home/me/tls/ca.pem --tls-cert /home/me/tls/node.pem --tls-key /home/me/tls/node-key.pem"
 log() { printf '[dask] %s\n' "$*" >&2; }
 [ -s "$RIG/rig.env" ] || { log "run tests/rig/up.sh first"; exit 1; }
 PY=${MM4_RIG_PYTHON:-python}
@@ -27,8 +30,8 @@ worker() {  # worker N: (re)start the worker of mac-N, and wait until the schedu
   local n=$1 name="mm4-dask-$1"
   "$DOCKER" exec "$name" pkill -f 'dask worker' >/dev/null 2>&1 || true
   "$DOCKER" exec -d -u me -w /home/me "$name" sh -c \
-    "exec /home/me/dask/bin/dask worker $SCHED --nworkers 1 --nthreads 1 --resources mps=1 --name mac-$n --no-nanny \
-      --no-dashboard >/home/me/dask-worker.log 2>&1"
+    "exec /home/me/dask/bin/dask worker $SCHED --protocol tls $NODE_TLS --nworkers 1 --nthreads 1 --resources mps=1 \
+      --name mac-$n --no-nanny --no-dashboard >/home/me/dask-worker.log 2>&1"
   for _ in $(seq 120); do
     "$DOCKER" exec "$name" grep -q 'Registered to' /home/me/dask-worker.log 2>/dev/null && return 0; sleep 0.25
   done
@@ -81,16 +84,33 @@ for n in 1 2; do
   # use the other's core too, and two runs at once would fight for the same two)
   if [ "$(nproc)" -ge 2 ]; then "$DOCKER" update --cpuset-cpus "$(( (n - 1) % $(nproc) ))" "$name" >/dev/null; fi
 done
+if [ ! -s "$TLS/client-key.pem" ]; then
+  log "making the pool's certificates in $TLS (mm4watch pool certs)"
+  rm -rf "$TLS"
+  "$PY" -m mm4watch pool certs "$TLS" >/dev/null
+fi
+for n in 1 2; do  # the node's certificate in each Mini, the user's only
+  "$DOCKER" exec "mm4-dask-$n" sh -c 'mkdir -p /home/me/tls && chown me /home/me/tls && chmod 700 /home/me/tls'
+  for f in ca.pem node.pem node-key.pem; do "$DOCKER" cp "$TLS/$f" "mm4-dask-$n:/home/me/tls/$f"; done
+  "$DOCKER" exec "mm4-dask-$n" sh -c 'chown me /home/me/tls/* && chmod 600 /home/me/tls/*'
+done
+if "$DOCKER" exec mm4-dask-1 pgrep -f 'dask scheduler' >/dev/null \
+  && ! "$DOCKER" exec mm4-dask-1 pgrep -f 'dask scheduler.*--protocol tls' >/dev/null; then
+  log "the scheduler runs without TLS: restarting the pool with it"
+  for n in 1 2; do "$DOCKER" exec "mm4-dask-$n" pkill -f 'dask (scheduler|worker)' >/dev/null 2>&1 || true; done
+  sleep 1
+fi
 if ! "$DOCKER" exec mm4-dask-1 pgrep -f 'dask scheduler' >/dev/null; then
   log "starting the scheduler on mac-1 ($SCHED)"
   "$DOCKER" exec -d -u me -w /home/me mm4-dask-1 sh -c \
-    "exec /home/me/dask/bin/dask scheduler --host 172.30.0.21 --port 8786 --dashboard-address :8787 >/home/me/dask-scheduler.log 2>&1"
+    "exec /home/me/dask/bin/dask scheduler --protocol tls $NODE_TLS --host 172.30.0.21 --port 8786 \
+      --dashboard-address :8787 >/home/me/dask-scheduler.log 2>&1"
   for _ in $(seq 120); do
     "$DOCKER" exec mm4-dask-1 grep -q 'Scheduler at' /home/me/dask-scheduler.log 2>/dev/null && break; sleep 0.25
   done
 fi
 for n in 1 2; do
-  "$DOCKER" exec "mm4-dask-$n" pgrep -f 'dask worker' >/dev/null || worker "$n"
+  "$DOCKER" exec "mm4-dask-$n" pgrep -f "dask worker $SCHED " >/dev/null || worker "$n"  # (a worker of the pool without TLS is replaced)
 done
 cat >"$RIG/dask.env" <<ENV
 DASK_SCHEDULER=$SCHED
@@ -100,5 +120,8 @@ DASK_NODE1=172.30.0.21
 DASK_NODE2=172.30.0.22
 DASK_USER=me
 DASK_KEY=$RIG/id_ed25519
+DASK_TLS_CA=$TLS/ca.pem
+DASK_TLS_CERT=$TLS/client.pem
+DASK_TLS_KEY=$TLS/client-key.pem
 ENV
 log "ready: dask $VERSION, scheduler $SCHED, workers mac-1 mac-2 (mps=1 each)"
