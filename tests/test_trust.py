@@ -180,6 +180,11 @@ def test_remote_runs_go_on_past_a_run_folder_with_a_newline_in_its_name(tmp_path
     os.rename(done, odd)
     record = json.loads((odd / "run.json").read_text())
     (odd / "run.json").write_text(json.dumps({**record, "id": odd.name}))
+    import shutil
+
+    evil = done.parent / "evil_20250101_000000"  # and a record whose id is a path: skipped, never followed
+    shutil.copytree(odd, evil)
+    (evil / "run.json").write_text(json.dumps({**record, "id": "../../x"}))
     again = mm4(["run", "notebooks/a.ipynb"], cwd=root, timeout=600)
     assert again.returncode == 0, again.stderr
     newest = max(run_dirs(root), key=lambda d: d.stat().st_mtime)
