@@ -65,10 +65,12 @@ def main() -> int:
                 names[1]: make_project(root, dask_toml(values, timeout="10m", harvest="60s"), "tls", SLEEP_S),
                 names[2]: make_project(
                     root,
-                    dask_toml(values, scheduler=address, timeout="10m", harvest="60s", extra="insecure = true\n"),
+                    dask_toml(
+                        values, scheduler=address, timeout="10m", harvest="60s", extra="insecure = true\n", tls=False
+                    ),
                     "plain",
                     SLEEP_S,
-                ),  # fmt: skip
+                ),
             }
             for project in projects.values():  # warm-up: each environment built, each connection open
                 one_run(project)

@@ -218,7 +218,13 @@ def dask_tls(values: dict[str, str]) -> Any:
 
 
 def dask_toml(
-    values: dict[str, str], *, scheduler: str | None = None, extra: str = "", timeout: str = "5m", harvest: str = "2s"
+    values: dict[str, str],
+    *,
+    scheduler: str | None = None,
+    extra: str = "",
+    timeout: str = "5m",
+    harvest: str = "2s",
+    tls: bool = True,
 ) -> str:
     options = ", ".join(json.dumps(o) for o in pool_ssh_options({"POOL_KEY": values["DASK_KEY"]}))
     user = values["DASK_USER"]
@@ -227,8 +233,12 @@ def dask_toml(
         f'[executors.macs]\ntype = "dask"\nscheduler = "{scheduler or values["DASK_SCHEDULER"]}"\n'
         f'python = "python3"\nssh_options = [{options}]\nharvest_every = "{harvest}"\n'
         f'nodes = {{ "mac-1" = "ssh://{user}@{values["DASK_NODE1"]}", "mac-2" = "ssh://{user}@{values["DASK_NODE2"]}" }}\n'
-        f'tls_ca = "{values["DASK_TLS_CA"]}"\ntls_cert = "{values["DASK_TLS_CERT"]}"\ntls_key = "{values["DASK_TLS_KEY"]}"\n'
-        f"{extra}"
+        + (
+            f'tls_ca = "{values["DASK_TLS_CA"]}"\ntls_cert = "{values["DASK_TLS_CERT"]}"\ntls_key = "{values["DASK_TLS_KEY"]}"\n'
+            if tls
+            else ""
+        )
+        + f"{extra}"
     )
 
 

@@ -426,7 +426,7 @@ def test_the_pool_takes_no_client_without_a_certificate_its_ca_signed(dask_pool,
 
 def test_a_plain_tcp_scheduler_is_refused_unless_insecure_is_said(dask_project, dask_pool):
     write_notebook(dask_project / "notebooks" / "x.ipynb", code("# mm4: remote\nx = 1"))
-    plain = dask_toml(dask_pool, scheduler=dask_pool["DASK_SCHEDULER"].replace("tls://", "tcp://"))
+    plain = dask_toml(dask_pool, scheduler=dask_pool["DASK_SCHEDULER"].replace("tls://", "tcp://"), tls=False)
     (dask_project / "mm4.toml").write_text(plain)
     done = mm4(["run", "notebooks/x.ipynb"], cwd=dask_project)
     assert done.returncode == 2 and "lets anyone on the network run code" in done.stderr, done.stderr
@@ -434,6 +434,10 @@ def test_a_plain_tcp_scheduler_is_refused_unless_insecure_is_said(dask_project, 
     (dask_project / "mm4.toml").write_text(plain + "insecure = true\n")
     done = mm4(["run", "notebooks/x.ipynb"], cwd=dask_project)
     assert done.returncode == 75 and "does not answer" in done.stderr, done.stderr  # taken; the TLS pool says no
+    mixed = dask_toml(dask_pool, scheduler=dask_pool["DASK_SCHEDULER"].replace("tls://", "tcp://"))
+    (dask_project / "mm4.toml").write_text(mixed + "insecure = true\n")  # certificates for a plain scheduler
+    done = mm4(["run", "notebooks/x.ipynb"], cwd=dask_project)
+    assert done.returncode == 2 and "tls_ca, tls_cert and tls_key are set but the scheduler is tcp://" in done.stderr
 
 
 class _Bomb:

@@ -89,6 +89,12 @@ class DaskConfig(NativeConfig):
                 "a tls:// scheduler needs tls_ca, tls_cert and tls_key (files on this machine; "
                 "`mm4watch pool certs FOLDER` makes them)",
             )
+        if self.scheduler.startswith("tcp://") and any(given):
+            raise ConfigProblem(
+                "scheduler",
+                "tls_ca, tls_cert and tls_key are set but the scheduler is tcp:// (unencrypted): "
+                "write tls:// as the scheduler listens, or leave the three out",
+            )
         if self.scheduler.startswith("tcp://") and not self.insecure:
             raise ConfigProblem(
                 "scheduler",
