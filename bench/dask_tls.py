@@ -43,8 +43,8 @@ def plain_pool(values: dict[str, str]) -> str:
 
 
 def stop_plain_pool() -> None:
-    for n in (1, 2):
-        on_dask_node(n, f"pkill -f 'dask (scheduler|worker).*{PLAIN_PORT}' || true; pkill -f 'dask scheduler --host .* --port {PLAIN_PORT}' || true")  # fmt: skip
+    for n in (1, 2):  # [d]: the pattern does not match the shell that runs pkill
+        on_dask_node(n, f"pkill -f '[d]ask (scheduler|worker).*{PLAIN_PORT}' || true")
 
 
 def main() -> int:
