@@ -35,6 +35,7 @@ from support import (  # noqa: F401  (the helpers tests import from here)
     mini_ssh_options,
     mini_toml,
     mm4,
+    mm4_each,
     notebook_json,
     on_mac,
     on_mini,
@@ -62,6 +63,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(part))
         if "kernel" in used:
             item.add_marker(pytest.mark.kernel)
+    # The longest chains first, so no worker is left with one at the end while the others idle: a rig
+    # part's tests run one after another on one worker, tests that start kernels take seconds each, the
+    # rest milliseconds. A stable sort: within each kind, the files' order.
+    items.sort(key=lambda item: 0 if item.get_closest_marker("rig") else 1 if item.get_closest_marker("kernel") else 2)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -73,6 +73,17 @@ def mm4(
     )
 
 
+def mm4_each(
+    argvs: Sequence[Sequence[str]], cwd: Path, at_once: int = 3, timeout: float = 240
+) -> list[subprocess.CompletedProcess[str]]:
+    """Each command line (as ``mm4``), ``at_once`` of them side by side (as a person with a few terminals
+    would); their results in the order given."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(at_once) as pool:
+        return list(pool.map(lambda argv: mm4(argv, cwd=cwd, timeout=timeout), argvs))
+
+
 def rig_values() -> dict[str, str] | None:
     """What ``tests/rig/up.sh`` wrote about the fake Mini, or None when the rig is not up."""
     if not RIG_ENV.exists():

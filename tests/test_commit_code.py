@@ -102,7 +102,9 @@ def test_a_commit_triggered_run_runs_the_commit_not_the_work_tree(repo):
         assert done.returncode == 0, done.stderr
         sha = git(root, "rev-parse", "HEAD")
         run_dir = wait_for(
-            lambda: next((d for d in run_dirs(root) if load_record(d).get("finished_at")), None),
+            lambda: next(
+                (d for d in run_dirs(root) if (d / "run.json").exists() and load_record(d).get("finished_at")), None
+            ),
             timeout=120,
             what="the commit's run",
         )

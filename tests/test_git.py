@@ -74,3 +74,20 @@ def test_detached_head(repo):
     nb = repo / "notebooks" / "nb.ipynb"
     nb.write_text(notebook_json(code("x = 1")))
     assert provenance(nb, nb.read_bytes()).commit["branch"] is None
+
+
+def test_a_results_folder_made_after_the_specs_does_not_break_git_add(repo, tmp_path):
+    """The pathspecs are computed before another run may make ``results/`` (ignored by a `results/`
+    rule): git refuses an exclusion that names an ignored folder, so none may name it."""
+    from mm4watch.core.git import call, shipped_specs
+
+    (repo / "lib.py").write_text("A = 2\n")
+    specs = shipped_specs(repo, "", ("results", "data"))  # no results/ yet
+    assert not any(s.endswith(")results") for s in specs) and ":(top,exclude,literal)data" in specs
+    (repo / "results" / "r1").mkdir(parents=True)  # another run's folder, made meanwhile
+    (repo / "results" / "r1" / "run.json").write_text("{}")
+    index = tmp_path / "index"
+    call(repo, "read-tree", "HEAD", index=index)
+    call(repo, "add", "-A", "--", *specs, index=index)  # raised "paths are ignored ... results"
+    staged = call(repo, "diff", "--cached", "--name-only", "HEAD", index=index).decode().split()
+    assert staged == ["lib.py"]

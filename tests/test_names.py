@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import code, git, load_record, mm4, on_mac, on_mini, run_dirs, wait_for, write_notebook
+from conftest import code, git, load_record, mm4, mm4_each, on_mac, on_mini, run_dirs, wait_for, write_notebook
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -135,22 +135,25 @@ def test_hostile_names_on_the_local_executor_and_the_cli(repo, tmp_path):
     hostile_notebooks(project)
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "hostile names")
-    for name in HOSTILE:
-        done = mm4(["run", f"notebooks/{name}.ipynb"], cwd=project)
+    runs = mm4_each([["run", f"notebooks/{name}.ipynb"] for name in HOSTILE], cwd=project)
+    for name, done in zip(HOSTILE, runs, strict=True):
         assert done.returncode == 0, (name, done.stderr)
     assert_all_came_home(project)
     no_canary_here(project, tmp_path)
 
     history = json.loads(mm4(["history", "--json"], cwd=project).stdout)
     assert {r["notebook"] for r in history} == {f"notebooks/{n}.ipynb" for n in HOSTILE}
-    for record in history:
-        shown = mm4(["show", "--", record["id"]], cwd=project)
+    asked = mm4_each([[what, "--", r["id"]] for r in history for what in ("show", "logs")], cwd=project, at_once=4)
+    for record, shown, logs in zip(history, asked[0::2], asked[1::2], strict=True):
         assert shown.returncode == 0 and record["id"] in shown.stdout, shown.stderr
-        logs = mm4(["logs", "--", record["id"]], cwd=project)
         assert logs.returncode == 0 and "ran " in logs.stdout, logs.stderr
-    for name in ("$(touch PWNED)", 'it\'s "quoted"', "sub dir/x", "Übung 1", "-leading"):
-        first = next(r for r in history if r["notebook"] == f"notebooks/{name}.ipynb")
-        again = mm4(["rerun", "--", first["id"]], cwd=project)
+    firsts = [
+        next(r for r in history if r["notebook"] == f"notebooks/{name}.ipynb")
+        for name in ("$(touch PWNED)", 'it\'s "quoted"', "sub dir/x", "Übung 1", "-leading")
+    ]
+    for first, again in zip(
+        firsts, mm4_each([["rerun", "--", first["id"]] for first in firsts], cwd=project), strict=True
+    ):
         assert again.returncode == 0, again.stderr
         assert any(load_record(d).get("rerun_of") == first["id"] for d in run_dirs(project))
     no_canary_here(project, tmp_path)
@@ -196,8 +199,9 @@ def test_hostile_names_on_the_native_executor(tmp_path, mac):
 def test_hostile_names_through_a_save_and_through_a_commit(repo, tmp_path):
     from test_daemon import jupyter_save
 
-    (repo / "mm4.toml").write_text(
-        '[run]\nexecutor = "local"\ntimeout = "2m"\n[daemon]\ndebounce = "0.5s"\nnotify = false\n'
+    (repo / "mm4.toml").write_text(  # three at once: the names meet each other in the daemon too
+        '[run]\nexecutor = "here"\ntimeout = "2m"\n[executors.here]\ntype = "local"\nconcurrency = 3\n'
+        '[daemon]\ndebounce = "0.5s"\nnotify = false\n'
     )
     assert mm4(["install-hooks"], cwd=repo).returncode == 0
     git(repo, "add", "-A")

@@ -107,9 +107,11 @@ def shipped_specs(top: Path, base: str, leave_out: tuple[str, ...]) -> list[str]
     from .fsutil import NEVER_SHIPPED
 
     specs = [f":(top,literal){base.rstrip('/')}" if base else ":/"]
-    # a folder git ignores needs no exclusion (and git refuses one that names it)
-    ignored = _ignored(top, [f"{base}{folder}" for folder in leave_out if folder])
-    specs += [f":(top,exclude,literal){base}{f}" for f in leave_out if f and f"{base}{f}" not in ignored]
+    # a folder git ignores needs no exclusion (and git refuses one that names it). Asked as a folder
+    # ("results/"): a `results/` rule matches a missing folder only so, and another run may make it
+    # between this question and `git add`
+    ignored = _ignored(top, [f"{base}{folder}/" for folder in leave_out if folder])
+    specs += [f":(top,exclude,literal){base}{f}" for f in leave_out if f and f"{base}{f}/" not in ignored]
     specs += [f":(top,exclude,glob){base}**/{name}/**" for name in NEVER_SHIPPED if name != ".git"]
     return specs
 
