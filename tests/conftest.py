@@ -28,6 +28,7 @@ from support import (  # noqa: F401  (the helpers tests import from here)
     code,
     dask_tls,
     git,
+    held,
     mac_ssh_options,
     mac_values,
     markdown,

@@ -31,6 +31,15 @@ def code(source: str, **metadata: Any) -> dict[str, Any]:
     return {"cell_type": "code", "metadata": metadata, "source": source, "outputs": [], "execution_count": None}
 
 
+def held(hold: Path, before: str = "# mm4: remote") -> dict[str, Any]:
+    """A code cell that waits while the file ``hold`` exists (at most two minutes): a run kept going
+    exactly as long as the test needs, where a sleep would guess. Make the file first, remove it to let go."""
+    return code(
+        f"{before}\nimport pathlib, time\nhold, t0 = pathlib.Path({str(hold)!r}), time.monotonic()\n"
+        "while hold.exists() and time.monotonic() - t0 < 120:\n    time.sleep(0.05)"
+    )
+
+
 def markdown(source: str) -> dict[str, Any]:
     return {"cell_type": "markdown", "metadata": {}, "source": source}
 

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import code, git, load_record, mm4, notebook_json, run_dirs, wait_for, write_notebook
+from conftest import code, git, held, load_record, mm4, notebook_json, run_dirs, wait_for, write_notebook
 from test_daemon import jupyter_save
 
 from mm4watch.core.names import run_key
@@ -86,13 +86,16 @@ def test_save_then_commit_of_the_same_content_runs_once(hooked):
     assert len(merged) == 1 and merged[0].note.startswith("same content as entry")
 
 
-def test_a_commit_during_the_save_run_of_the_same_content_joins_that_run(hooked):
+def test_a_commit_during_the_save_run_of_the_same_content_joins_that_run(hooked, tmp_path):
     nb = write_notebook(hooked / "notebooks" / "b.ipynb", code("# mm4: remote\nx = 0"))
     commit_all(hooked, "b")
     before = start(hooked, settle=1)
-    jupyter_save(nb, notebook_json(code("# mm4: remote\nimport time\ntime.sleep(5)")))
+    (tmp_path / "hold").touch()
+    jupyter_save(nb, notebook_json(held(tmp_path / "hold")))
     wait_for(lambda: any(status(d) == "running" for d in run_dirs(hooked)), timeout=30, what="the save's run")
     sha = commit_all(hooked, "the same bytes, committed")
+    wait_for(lambda: any(e.state == "merged" for e in entries(hooked)), 30, what="the commit to join the run")
+    (tmp_path / "hold").unlink()  # the run ends after the commit joined it
     (run_dir,) = finished(hooked, 1, before=before)
     record = load_record(run_dir)
     assert triggers(record) == ["save", "commit"] and record["trigger"] == "save"
@@ -114,19 +117,22 @@ def test_a_commit_just_after_the_run_ended_amends_it(hooked):
     assert triggers(load_record(run_dir)) == ["save", "commit"]
 
 
-def test_a_queued_manual_run_with_parameters_is_never_replaced(hooked):
+def test_a_queued_manual_run_with_parameters_is_never_replaced(hooked, tmp_path):
     nb = write_notebook(
         hooked / "notebooks" / "d.ipynb", code("# mm4: remote\nx = 0"), code("n = 0", tags=["parameters"])
     )
-    blocker = write_notebook(hooked / "notebooks" / "block.ipynb", code("# mm4: remote\nimport time\ntime.sleep(5)"))
+    blocker = write_notebook(hooked / "notebooks" / "block.ipynb", held(tmp_path / "hold"))
     commit_all(hooked, "d")
     before = start(hooked, settle=2)
+    (tmp_path / "hold").touch()
     assert mm4(["run", "--queue", str(blocker)], cwd=hooked).returncode == 0  # keeps the executor busy
     assert mm4(["run", "--queue", str(nb), "-p", "n=3"], cwd=hooked).returncode == 0
     assert mm4(["run", "--queue", str(nb), "-p", "n=4"], cwd=hooked).returncode == 0
     again = mm4(["run", "--queue", str(nb), "-p", "n=4"], cwd=hooked)
     assert "not run again" in again.stdout  # the same request twice is one run
     jupyter_save(nb, notebook_json(code("# mm4: remote\nx = 9"), code("n = 0", tags=["parameters"])))
+    wait_for(lambda: any(e.trigger == "save" and e.state == "queued" for e in entries(hooked)), 30, what="the save")
+    (tmp_path / "hold").unlink()  # the executor is free once all four wait
     dirs = finished(hooked, 4, before=before)
     runs = [load_record(d) for d in dirs if load_record(d)["notebook"] == "notebooks/d.ipynb"]
     got = sorted((r["trigger"], json.dumps(r["parameters"])) for r in runs)
@@ -134,11 +140,12 @@ def test_a_queued_manual_run_with_parameters_is_never_replaced(hooked):
     assert all(r["status"] == "succeeded" for r in runs)
 
 
-def test_an_older_save_is_replaced_by_a_newer_one_and_says_so(hooked):
-    blocker = write_notebook(hooked / "notebooks" / "block.ipynb", code("# mm4: remote\nimport time\ntime.sleep(6)"))
+def test_an_older_save_is_replaced_by_a_newer_one_and_says_so(hooked, tmp_path):
+    blocker = write_notebook(hooked / "notebooks" / "block.ipynb", held(tmp_path / "hold"))
     nb = write_notebook(hooked / "notebooks" / "e.ipynb", code("# mm4: remote\nx = 0"))
     commit_all(hooked, "e")
     before = start(hooked, settle=2)
+    (tmp_path / "hold").touch()
     assert mm4(["run", "--queue", str(blocker)], cwd=hooked).returncode == 0
     jupyter_save(nb, notebook_json(code("# mm4: remote\nx = 1")))
     wait_for(lambda: any(e.notebook == "notebooks/e.ipynb" and e.state == "queued" for e in entries(hooked)), 30)
@@ -147,17 +154,21 @@ def test_an_older_save_is_replaced_by_a_newer_one_and_says_so(hooked):
     shown = mm4(["queue"], cwd=hooked).stdout
     assert "superseded" in shown and "replaced by the save of" in shown
     assert "replaced by the save of" in mm4(["status"], cwd=hooked).stdout
+    (tmp_path / "hold").unlink()
     dirs = finished(hooked, 2, before=before)
     e_runs = [d for d in dirs if load_record(d)["notebook"] == "notebooks/e.ipynb"]
     assert len(e_runs) == 1 and "x = 2" in (e_runs[0] / "executed.ipynb").read_text()
 
 
-def test_a_save_during_a_commit_run_of_other_content_still_runs(hooked):
-    nb = write_notebook(hooked / "notebooks" / "f.ipynb", code("# mm4: remote\nimport time\ntime.sleep(5)"))
+def test_a_save_during_a_commit_run_of_other_content_still_runs(hooked, tmp_path):
+    nb = write_notebook(hooked / "notebooks" / "f.ipynb", held(tmp_path / "hold"))
     start(hooked)
+    (tmp_path / "hold").touch()
     sha = commit_all(hooked, "f")
     wait_for(lambda: any(status(d) == "running" for d in run_dirs(hooked)), timeout=30, what="the commit's run")
     jupyter_save(nb, notebook_json(code("# mm4: remote\nx = 'edited after the commit'")))
+    wait_for(lambda: any(e.trigger == "save" and e.state == "queued" for e in entries(hooked)), 30, what="the save")
+    (tmp_path / "hold").unlink()  # the commit's run ends once the save waits behind it
     dirs = finished(hooked, 2)
     records = sorted((load_record(d) for d in dirs), key=lambda r: r["queued_at"])
     assert [r["trigger"] for r in records] == ["commit", "save"]
