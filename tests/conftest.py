@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from support import (  # noqa: F401  (the helpers tests import from here)
     MAC_ENV,
+    MACDOCKER_ENV,
+    MACDOCKERS,
     POOL_ENV,
     REPO,
     RIG_ENV,
@@ -31,6 +33,8 @@ from support import (  # noqa: F401  (the helpers tests import from here)
     held,
     mac_ssh_options,
     mac_values,
+    macdocker_toml,
+    macdocker_values,
     markdown,
     mini_ssh_args,
     mini_ssh_options,
@@ -39,6 +43,7 @@ from support import (  # noqa: F401  (the helpers tests import from here)
     mm4_each,
     notebook_json,
     on_mac,
+    on_macdocker,
     on_mini,
     on_node,
     pool_toml,
@@ -51,7 +56,7 @@ from support import (  # noqa: F401  (the helpers tests import from here)
 # tests rig tests too): `pytest -m "not rig"` is the fast tier, `-m "not rig and not kernel"` the quickest.
 # Under pytest-xdist (``-n``, ``--dist loadgroup``), the tests of one rig part run one after another on one
 # worker: they stop and restart its nodes and check after each test that nothing is left held there.
-RIG_FIXTURES = ("dask_rig", "pool", "mac", "mini")  # first used names the test's group
+RIG_FIXTURES = ("dask_rig", "pool", "macdocker", "mac", "mini")  # first used names the test's group
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -278,6 +283,28 @@ def mac() -> dict[str, str]:
         probe = as_mac_user(values, "true")
         if probe.returncode != 0:
             problem = f"the Mac-like Mini does not answer: {probe.stderr.strip()} (run `bash tests/rig/up.sh`)"
+    if problem:
+        _unavailable(problem)
+    assert values is not None
+    return values
+
+
+@pytest.fixture(scope="session")
+def macdocker() -> dict[str, str]:
+    """The two Minis with a Mac's Docker (Docker Desktop-like, colima-like). Missing: a failure under
+    CI, a skip elsewhere."""
+    values = macdocker_values()
+    problem = "" if values else f"the Mac Docker Minis are not up ({MACDOCKER_ENV} missing): run `bash tests/rig/up.sh`"
+    for which in MACDOCKERS if values else ():
+        assert values is not None
+        probe = subprocess.run(
+            ["docker", "exec", values[f"{which.upper()}_CONTAINER"], "test", "-S", values[f"{which.upper()}_SOCKET"]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if probe.returncode != 0:
+            problem = f"the {which} Mini has no engine socket: run `bash tests/rig/up.sh`"
     if problem:
         _unavailable(problem)
     assert values is not None

@@ -179,6 +179,49 @@ def on_mac(values: dict[str, str], command: str, user: str = "root") -> str:
 
 
 # ---------------------------------------------------------------------------
+# Minis with a Mac's Docker for a non-root account (tests/rig/macdocker.sh): "desktop" (Docker
+# Desktop: socket in ~/.docker/run, credsStore desktop whose helper fails over ssh, the base image
+# only in a Hub-like registry) and "colima" (Homebrew's CLI 26 in /opt/homebrew/bin, docker-buildx
+# installed but not linked; /opt/nobuildx/bin/docker has none)
+
+MACDOCKER_ENV = RIG_DIR / "macdocker.env"
+MACDOCKERS = ("desktop", "colima")
+
+
+def macdocker_values() -> dict[str, str] | None:
+    if not MACDOCKER_ENV.exists():
+        return None
+    return dict(line.split("=", 1) for line in MACDOCKER_ENV.read_text().split() if "=" in line)
+
+
+def macdocker_toml(values: dict[str, str], which: str, *, extra: str = "", timeout: str = "10m") -> str:
+    """An mm4.toml whose runs go to the ``which`` stand-in (no socket set: mm4watch finds it)."""
+    key = which.upper()
+    options = ", ".join(json.dumps(o) for o in mini_ssh_options({"MINI_KEY": values["MACDOCKER_KEY"]}))
+    return (
+        f'[run]\nexecutor = "mini"\ntimeout = "{timeout}"\n\n'
+        f'[executors.mini]\ntype = "docker"\n'
+        f'host = "ssh://{values["MACDOCKER_USER"]}@{values[key + "_HOST"]}:{values[key + "_PORT"]}"\n'
+        f"ssh_options = [{options}]\n{extra}"
+    )
+
+
+def on_macdocker(values: dict[str, str], which: str, command: str, user: str = "me", check: bool = True) -> str:
+    """``command`` (sh) on the ``which`` stand-in from outside, as ``user``; the docker CLI there as
+    ``docker`` on PATH, pointed at that stand-in's socket."""
+    key = which.upper()
+    env = f"PATH=/usr/local/bin:/opt/homebrew/bin:$PATH DOCKER_HOST=unix://{values[key + '_SOCKET']} DOCKER_CONFIG=/tmp/mm4-test-docker"
+    done = subprocess.run(
+        ["docker", "exec", "-u", user, "-w", "/home/me", "-e", "HOME=/home/me", values[key + "_CONTAINER"],
+         "sh", "-c", f"mkdir -p /tmp/mm4-test-docker && export {env} && {command}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if check:
+        assert done.returncode == 0, done.stderr + done.stdout
+    return done.stdout
+
+
+# ---------------------------------------------------------------------------
 # the pool (tests/rig/pool.sh): two fake Minis in one swarm, a registry on the first
 
 

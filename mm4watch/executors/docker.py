@@ -88,7 +88,9 @@ class DockerConfig(RemoteConfig):
     insecure: bool = setting(checks.boolean, False)
     cpus: float | None = setting(checks.positive_number)
     memory: str | None = setting(checks.memory)
-    socket: str = setting(checks.abs_path, "/var/run/docker.sock")  # the engine's socket beyond ssh://
+    # the engine's socket beyond ssh:// (default: the account's current docker context's, else the first of
+    # Docker Desktop's, OrbStack's, colima's, Rancher Desktop's and /var/run/docker.sock that exists there)
+    socket: str | None = setting(checks.abs_path)
     warm: bool = setting(checks.boolean, True)  # keep a container with a started kernel waiting for the next run
     builder: str = setting(checks.one_of("auto", "classic"), "auto")  # auto: BuildKit where the engine's machine has it
     docker_cli: str | None = setting(checks.abs_path)  # the docker CLI on the engine's machine (default: looked for)
@@ -177,7 +179,7 @@ class EngineExecutor(Executor[H]):
         if self.cfg.builder == "classic":
             return 'builder = "classic" in mm4.toml'
         if engine.target is not None:
-            machine = buildkit.Machine(engine.label, self.cfg.socket, ssh.shared(engine.target))
+            machine = buildkit.Machine(engine.label, engine.socket, ssh.shared(engine.target), engine.product)
         elif engine.endpoint.startswith("unix://"):
             machine = buildkit.Machine("this machine", engine.endpoint.removeprefix("unix://"), None)
         else:
@@ -218,22 +220,34 @@ class EngineExecutor(Executor[H]):
         text = (self.config.code_root / dockerfile).read_text(errors="replace")
         base = self._base(engine, name, text)
         args, labels = ({depbase.BASE_ARG: base.text}, {depbase.LABEL_BASE: base.text}) if base else ({}, {})
+        if isinstance(builder, buildkit.MissingBuildx):
+            raise BuildFailed(str(builder))
+        if not isinstance(builder, buildkit.Builder) and re.search(r"(?im)^\s*RUN\s+--mount", text):
+            raise BuildFailed(f"this Dockerfile's RUN --mount needs BuildKit, not used because {builder}")
         if isinstance(builder, buildkit.Builder):
             log.write(f"building {tag} on {engine.label} with {builder.describe()} ({size})\n")
             log.write(f"{base.note}\n" if base else "")
+            self._pull_bases(engine, text, log)
             buildkit.build(builder, gzip.compress(ctx.data, 6), tag, {**image_labels(name, ctx), **labels}, dockerfile, log, args)  # fmt: skip
             return "buildkit"
         log.write(f"building {tag} on {engine.label} with the classic builder ({size}): {builder}\n")
         log.write(f"{base.note}\n" if base else "")
-        try:
-            engine.build(ctx, name, dockerfile, log, args, labels)
-        except BuildFailed as exc:
-            if re.search(r"(?im)^\s*RUN\s+--mount", text):
-                raise BuildFailed(
-                    f"{exc}: this Dockerfile's RUN --mount needs BuildKit, not used because {builder}"
-                ) from None
-            raise
+        engine.build(ctx, name, dockerfile, log, args, labels)
         return "classic"
+
+    @staticmethod
+    def _pull_bases(engine: Engine, dockerfile_text: str, log: IO[str]) -> None:
+        """The base images the engine lacks, pulled through its API: no credential helper of the
+        CLI's is asked (Docker Desktop's cannot reach the keychain from an ssh session)."""
+        for base in buildctx.base_images(dockerfile_text):
+            if "$" in base or engine.image_exists(base):
+                continue
+            log.write(f"pulling {base} on {engine.label} (through the engine)\n")
+            log.flush()
+            try:
+                engine.pull(base)
+            except Mm4Error as exc:
+                raise BuildFailed(f"could not pull {base} on {engine.label}: {exc}") from None
 
     def _base(self, engine: Engine, name: str, dockerfile_text: str) -> depbase.Base | None:
         """The dependency base when the Dockerfile takes one (``remote/depbase``)."""
@@ -499,29 +513,8 @@ class DockerExecutor(EngineExecutor[_Run]):
             target = ssh.Target.parse(host, self.cfg.ssh_options)
             if not check_ssh(report, target):
                 return
-            socket = quote(self.cfg.socket)
-            found = ssh.run(target, f"test -S {socket} && echo yes || true").stdout.decode().strip()
-            if found != "yes":
-                hint = (
-                    ssh.run(
-                        target,
-                        "PATH=$PATH:/usr/local/bin:/opt/homebrew/bin; docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null || true",
-                    )
-                    .stdout.decode()
-                    .strip()
-                )
-                report.fail(
-                    "docker socket",
-                    f"no socket at {self.cfg.socket} on {target.label}",
-                    (
-                        f'set socket = "{hint.removeprefix("unix://")}" under [executors.{self.cfg.name}]'
-                        if hint.startswith("unix://")
-                        else "start Docker on that machine (Docker Desktop: enable 'Allow the default Docker socket'), "
-                        'or set socket = "/path/to/docker.sock"'
-                    ),
-                )
+            if not self._doctor_socket(report, target):
                 return
-            report.ok("docker socket", self.cfg.socket)
             check_awake(report, target)
             check_copies(report, target, self.config, self.cfg.workdir or "mm4watch")
         try:
@@ -540,6 +533,10 @@ class DockerExecutor(EngineExecutor[_Run]):
             builder = self._builder(engine)
             if isinstance(builder, buildkit.Builder):
                 report.ok("builder", builder.describe())
+            elif isinstance(builder, buildkit.MissingBuildx):
+                from ..remote import docker_products
+
+                report.fail("builder", builder.split(". Docker Desktop")[0], docker_products.BUILDX_FIX)
             else:
                 report.warn(
                     "builder",
@@ -570,6 +567,40 @@ class DockerExecutor(EngineExecutor[_Run]):
                     )
                 else:
                     report.ok("free disk", f"{free_gb:.1f} GiB for images and containers")
+
+    def _doctor_socket(self, report: Report, target: ssh.Target) -> bool:
+        """The engine's socket on the Mini: the one set, or the one found there (and which Docker it is)."""
+        from ..remote import docker_products
+
+        if self.cfg.socket:
+            found = ssh.run(target, f"test -S {quote(self.cfg.socket)} && echo yes || true").stdout.decode().strip()
+            if found == "yes":
+                report.ok("docker socket", f"{self.cfg.socket} ({docker_products.product_of(self.cfg.socket)})")
+                return True
+            seen = docker_products.discover(target)
+            report.fail(
+                "docker socket",
+                f"no socket at {self.cfg.socket} on {target.label}",
+                f'set socket = "{seen.socket}" under [executors.{self.cfg.name}] ({seen.product} is there), or leave '
+                "socket out: mm4watch finds it"
+                if seen.socket
+                else "start Docker on that machine, logged in as that user (Docker Desktop, OrbStack, colima, Rancher "
+                'Desktop), or set socket = "/path/to/docker.sock"',
+            )
+            return False
+        seen = docker_products.discover(target)
+        if seen.socket is None:
+            report.fail(
+                "docker socket",
+                f"none on {target.label} (looked at {seen.looked()})",
+                "start Docker there, logged in as that user (Docker Desktop, OrbStack, colima, Rancher Desktop), "
+                'or set socket = "/path/to/docker.sock"',
+            )
+            return False
+        others = [s for s in seen.sockets if s != seen.socket]
+        also = f"; also there: {', '.join(others)}" if others else ""
+        report.ok("docker socket", f"{seen.product}: {seen.socket}{also}")
+        return True
 
     def gc(self, keep: int | None) -> list[str]:
         lines = super().gc(keep)

@@ -7,8 +7,13 @@ docker CLI beside it speaks it, so the build runs there: ``DOCKER_BUILDKIT=1 doc
 with the same deterministic build context, gzip'd, on its standard input. The image keeps its
 tag (by context hash) and labels, and is built on that machine's own architecture.
 
-``find`` says which CLI, or why BuildKit cannot be used there (the classic builder then builds,
-and build.log says why).
+The CLI runs with a configuration of mm4watch's own (``docker_products.config_lines``): the
+account's plugin folders and the CLI's prefix's (Homebrew's ``docker-buildx``), no keychain
+credential helper (Docker Desktop's cannot be reached from an ssh session).
+
+``find`` says which CLI, or why BuildKit cannot be used there: a missing buildx plugin is a
+``MissingBuildx`` (the run fails at once with the fix); other reasons let the classic builder
+build, and build.log says why.
 """
 
 from __future__ import annotations
@@ -21,13 +26,12 @@ from dataclasses import dataclass
 from typing import IO
 
 from ..core.names import quote
-from . import ssh
+from . import docker_products, ssh
 from .docker_engine import BuildFailed
 
 # where the docker CLI lives on a Mac, beyond the PATH an ssh command gets there
-# (/usr/bin:/bin:/usr/sbin:/sbin): Docker Desktop, Homebrew (colima), Docker Desktop
-# without admin rights, OrbStack, Rancher Desktop
-SEARCHED = ("/usr/local/bin", "/opt/homebrew/bin", "$HOME/.docker/bin", "$HOME/.orbstack/bin", "$HOME/.rd/bin")
+# (/usr/bin:/bin:/usr/sbin:/sbin): Docker Desktop, Homebrew (colima), OrbStack, Rancher Desktop
+SEARCHED = docker_products.CLI_DIRS
 MIN_API = (1, 39)  # Docker 18.09: the first engine with BuildKit
 BUILDX_FROM = 23  # from Docker 23 on, the CLI's BuildKit is the buildx plugin
 
@@ -39,6 +43,7 @@ class Machine:
     label: str
     socket: str  # the engine's unix socket on that machine
     target: ssh.Target | None
+    product: str = ""  # Docker Desktop, colima, ... (docker_products)
 
     def argv(self, command: str) -> list[str]:
         if self.target is None:
@@ -46,8 +51,16 @@ class Machine:
         return [*self.target.argv(), ssh.remote_command(command)]
 
     def prelude(self) -> str:
-        # the CLI's helpers (docker-credential-desktop, the buildx plugin) sit beside it, off that PATH
-        return f'PATH="$PATH:{":".join(SEARCHED)}"; DOCKER_HOST={quote("unix://" + self.socket)}; export PATH DOCKER_HOST; '
+        return docker_products.cli_prelude(self.socket)
+
+    @property
+    def where(self) -> str:
+        return f"{self.label} ({self.product})" if self.product else self.label
+
+
+class MissingBuildx(str):
+    """The CLI is one whose BuildKit is the buildx plugin, and there is none: no build can work
+    (the classic builder rejects ``RUN --mount``), and two commands fix it."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +77,12 @@ class Builder:
     def command(self, *args: str) -> str:
         """The CLI with ``args`` as one ``sh`` command (its errors joined to its output)."""
         return (
-            self.machine.prelude() + "DOCKER_BUILDKIT=1 exec " + " ".join(quote(a) for a in (self.cli, *args)) + " 2>&1"
+            self.machine.prelude()
+            + f"c={quote(self.cli)}; "
+            + docker_products.config_lines()
+            + 'DOCKER_BUILDKIT=1 exec "$c" '
+            + " ".join(quote(a) for a in args)
+            + " 2>&1"
         )
 
 
@@ -77,6 +95,7 @@ def find(machine: Machine, configured: str | None) -> Builder | str:
     probe = (
         machine.prelude()
         + pick
+        + docker_products.config_lines()
         + 'echo "cli $c"; "$c" version --format "{{.Client.Version}} {{.Server.APIVersion}}" 2>&1 | tail -n 1; '
         + '"$c" buildx version >/dev/null 2>&1 && echo buildx; exit 0'
     )
@@ -91,20 +110,21 @@ def find(machine: Machine, configured: str | None) -> Builder | str:
         return f"docker_cli = {configured!r} is not an executable file on {machine.label}"
     if lines[0] == "none":
         where = ", ".join(s.replace("$HOME", "~") for s in SEARCHED)
-        return f'no docker CLI on {machine.label} (on its PATH, {where}); set docker_cli = "/path/to/docker"'
+        return f'no docker CLI on {machine.where} (on its PATH, {where}); set docker_cli = "/path/to/docker"'
     cli = lines[0].removeprefix("cli ")
     version_line = lines[1] if len(lines) > 1 else ""
     found = re.fullmatch(r"(\d+)\.\S+ (\d+)\.(\d+)", version_line.strip())
     if not found:
-        return f"the docker CLI at {cli} on {machine.label} cannot reach unix://{machine.socket}: {version_line[:200]}"
+        return f"the docker CLI at {cli} on {machine.where} cannot reach unix://{machine.socket}: {version_line[:200]}"
     version = version_line.split()[0]
     if (int(found.group(2)), int(found.group(3))) < MIN_API:
         return f"the engine on {machine.label} speaks API {found.group(2)}.{found.group(3)}, older than BuildKit (1.39)"
     buildx = "buildx" in lines[2:]
     if not buildx and int(found.group(1)) >= BUILDX_FROM:
-        return (
-            f"the docker CLI {version} at {cli} on {machine.label} has no buildx plugin, which is its BuildKit "
-            "(Docker Desktop and OrbStack ship it; with Homebrew: brew install docker-buildx)"
+        return MissingBuildx(
+            f"the docker CLI {version} at {cli} on {machine.where} has no buildx plugin, which is its BuildKit "
+            f"(looked in ~/.docker/cli-plugins, the CLI's own lib/docker/cli-plugins and Docker Desktop's). "
+            f"Docker Desktop and OrbStack ship it; with Homebrew, on that machine: {docker_products.BUILDX_FIX}"
         )
     return Builder(machine, cli, version, buildx)
 

@@ -65,7 +65,7 @@ class Settings(Protocol):
     @property
     def insecure(self) -> bool: ...
     @property
-    def socket(self) -> str: ...
+    def socket(self) -> str | None: ...
     @property
     def ssh_options(self) -> tuple[str, ...]: ...
 
@@ -182,6 +182,8 @@ class Engine:
         self.label = cfg.host or f"context {cfg.context}"
         self.endpoint = ""  # the engine's address: ssh://..., unix://..., tcp://...
         self.target: Target | None = None  # the engine's machine, when reached over ssh
+        self.socket: str = cfg.socket or ""  # the engine's socket on its machine (found there when not set)
+        self.product = ""  # which Docker that socket is (Docker Desktop, colima, ...), when found there
 
     # -- connection ---------------------------------------------------------
 
@@ -192,7 +194,9 @@ class Engine:
         if host.startswith("ssh://"):
             target = Target.parse(host, self.cfg.ssh_options)
             self.label, self.target = target.label, target
-            self.tunnel = Tunnel(target, self.cfg.socket).open()
+            if not self.cfg.socket:
+                self._find_socket(target)
+            self.tunnel = Tunnel(target, self.socket).open()
             base_url = f"unix://{self.tunnel.local}"
         else:
             base_url = host
@@ -203,12 +207,26 @@ class Engine:
             self.client = docker.DockerClient(base_url=base_url, version="auto", timeout=120, tls=tls or False)
         except docker.errors.DockerException as exc:
             self.close()
-            where = f"{self.cfg.socket} on {self.label}" if host.startswith("ssh://") else host
+            where = f"{self.socket} on {self.label}" if host.startswith("ssh://") else host
+            where += f" ({self.product})" if self.product else ""
             raise Unreachable(
                 f"no Docker engine answers at {where} ({_short(exc)}). Is Docker running there? "
                 f"`mm4watch doctor {self.cfg.name}` checks step by step"
             ) from None
         return self
+
+    def _find_socket(self, target: Target) -> None:
+        """The account's engine socket there: its current docker context's, else the first known one."""
+        from . import docker_products, ssh
+
+        found = docker_products.discover(ssh.shared(target))
+        if found.socket is None:
+            raise Unreachable(
+                f"no Docker engine socket on {self.label} (looked at {found.looked()}). Start Docker there "
+                "(Docker Desktop, OrbStack, colima or Rancher Desktop, logged in as that user), or set "
+                f'socket = "/path/to/docker.sock" under [executors.{self.cfg.name}]'
+            )
+        self.socket, self.product = found.socket, found.product
 
     def _endpoint(self) -> tuple[str, Any]:
         if self.cfg.host:
@@ -226,7 +244,7 @@ class Engine:
         import docker
 
         other = Engine(self.cfg)
-        other.label = self.label
+        other.label, other.socket, other.product = self.label, self.socket, self.product
         other.client = docker.DockerClient(
             base_url=self.base_url, version=self.client.api.api_version, timeout=120, tls=self.tls or False
         )
