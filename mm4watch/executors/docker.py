@@ -194,6 +194,8 @@ class EngineExecutor(Executor[H]):
         build is a failed run that says so."""
         ctx = buildctx.make(self.config)
         info["context_hash"] = ctx.digest
+        if engine.product:
+            info["docker"] = engine.product  # which Docker the socket found there belongs to
         name, dockerfile = self.config.image_name, self.config.project.dockerfile
         tag = image_tag(name, ctx)
         try:
@@ -220,17 +222,23 @@ class EngineExecutor(Executor[H]):
         text = (self.config.code_root / dockerfile).read_text(errors="replace")
         base = self._base(engine, name, text)
         args, labels = ({depbase.BASE_ARG: base.text}, {depbase.LABEL_BASE: base.text}) if base else ({}, {})
-        if isinstance(builder, buildkit.MissingBuildx):
-            raise BuildFailed(str(builder))
-        if not isinstance(builder, buildkit.Builder) and re.search(r"(?im)^\s*RUN\s+--mount", text):
-            raise BuildFailed(f"this Dockerfile's RUN --mount needs BuildKit, not used because {builder}")
+        where = f"{engine.label} ({engine.product})" if engine.product else engine.label
+        if not isinstance(builder, buildkit.Builder):
+            why = None
+            if isinstance(builder, buildkit.MissingBuildx):
+                why = str(builder)
+            elif re.search(r"(?im)^\s*RUN\s+--mount", text):
+                why = f"this Dockerfile's RUN --mount needs BuildKit, not used because {builder}"
+            if why:  # no build is tried: the classic builder would only reject RUN --mount
+                log.write(f"not building {tag} on {where}: {why}\n")
+                raise BuildFailed(why)
         if isinstance(builder, buildkit.Builder):
-            log.write(f"building {tag} on {engine.label} with {builder.describe()} ({size})\n")
+            log.write(f"building {tag} on {where} with {builder.describe()} ({size})\n")
             log.write(f"{base.note}\n" if base else "")
             self._pull_bases(engine, text, log)
             buildkit.build(builder, gzip.compress(ctx.data, 6), tag, {**image_labels(name, ctx), **labels}, dockerfile, log, args)  # fmt: skip
             return "buildkit"
-        log.write(f"building {tag} on {engine.label} with the classic builder ({size}): {builder}\n")
+        log.write(f"building {tag} on {where} with the classic builder ({size}): {builder}\n")
         log.write(f"{base.note}\n" if base else "")
         engine.build(ctx, name, dockerfile, log, args, labels)
         return "classic"

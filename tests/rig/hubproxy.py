@@ -28,7 +28,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:
-        sys.stderr.write("%s %s\n" % (self.address_string(), format % args))
+        sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
     def do_HEAD(self) -> None:
         self._handle(body=False)
@@ -44,9 +44,16 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             host = self.headers.get("Host", "")
             scope = self._scope()
-            challenge = f'Bearer realm="https://{host}/token",service="mm4-rig-hub"' + (f',scope="{scope}"' if scope else "")
+            challenge = f'Bearer realm="https://{host}/token",service="mm4-rig-hub"' + (
+                f',scope="{scope}"' if scope else ""
+            )
             data = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
-            self._reply(401, {"Content-Type": "application/json", "WWW-Authenticate": challenge}, data if body else b"", len(data))
+            self._reply(
+                401,
+                {"Content-Type": "application/json", "WWW-Authenticate": challenge},
+                data if body else b"",
+                len(data),
+            )
             return
         connection = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=300)
         headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "range")}

@@ -109,5 +109,8 @@ bash "$(dirname "$0")/mac.sh"
 # a pool of two more fake Minis in one swarm, with a registry (the Swarm executor's tests)
 bash "$(dirname "$0")/pool.sh"
 
+# two Minis with a Mac's Docker for a non-root account (Docker Desktop-like, colima-like): needs pool.sh's LAN and registry
+bash "$(dirname "$0")/macdocker.sh"
+
 # a pool of two Mac-like Minis on Dask (the dask executor's tests): needs pool.sh's LAN and this machine's dask
 bash "$(dirname "$0")/dask.sh"
