@@ -20,7 +20,12 @@ before it (the rig's Minis share this machine's disk).
    (`docker builder prune -a`: no uv cache, no layers) against the classic builder with the pip
    Dockerfile. Target: no slower.
 
-Usage (after `bash tests/rig/up.sh`): python bench/builds.py [--rounds 3] [--cycles 5] [--parts 123] [--interleave]
+`--mini desktop` or `--mini colima`: the same on a Mini with a Mac's Docker as a non-root account
+meets it (tests/rig/macdocker.sh; Docker Desktop-like, colima-like), by hand as that account with the
+docker CLI there (a configuration without the keychain helper, as a person working over ssh needs).
+
+Usage (after `bash tests/rig/up.sh`):
+  python bench/builds.py [--rounds 3] [--cycles 5] [--parts 123] [--interleave] [--mini root|desktop|colima]
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _common import ADDED, REPO, STACK, notebook, rig
-from support import TEST_DOCKERFILE, mini_ssh_args, mini_toml
+from support import TEST_DOCKERFILE, macdocker_toml, macdocker_values, mini_ssh_args, mini_ssh_options, mini_toml
 
 TEMPLATE = (REPO / "mm4watch" / "templates" / "Dockerfile").read_text()
 PLAIN = "FROM python:3.11-slim\nCOPY requirements.txt /tmp/requirements.txt\nRUN pip install -r /tmp/requirements.txt\nCOPY . /project\n"
@@ -48,14 +53,30 @@ NONCE = uuid.uuid4().hex  # in every requirements.txt here: no layer of an earli
 
 
 class Bench:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, which: str = "root") -> None:
         self.mini = rig()
         self.work = work
+        self.which = which
+        self.ssh = mini_ssh_args(self.mini)
+        self.toml = functools.partial(mini_toml, self.mini)
+        self.prefix = ""
+        if which != "root":
+            values = macdocker_values()
+            if values is None:
+                sys.exit("no Mac Docker Minis: run `bash tests/rig/up.sh` first")
+            key = which.upper()
+            self.ssh = [
+                "-p", values[f"{key}_PORT"], *mini_ssh_options({"MINI_KEY": values["MACDOCKER_KEY"]}),
+                f"{values['MACDOCKER_USER']}@{values[f'{key}_HOST']}",
+            ]  # fmt: skip
+            self.toml = functools.partial(macdocker_toml, values, which)
+            self.prefix = (
+                "export PATH=$PATH:/usr/local/bin:/opt/homebrew/bin DOCKER_HOST=unix://"
+                f"{values[f'{key}_SOCKET']} DOCKER_CONFIG=$HOME/mm4-bench-docker; mkdir -p $DOCKER_CONFIG; "
+            )
 
     def on_mini(self, command: str, input: bytes | None = None) -> str:
-        done = subprocess.run(
-            ["ssh", *mini_ssh_args(self.mini), command], input=input, capture_output=True, timeout=1800
-        )
+        done = subprocess.run(["ssh", *self.ssh, self.prefix + command], input=input, capture_output=True, timeout=1800)
         if done.returncode != 0:
             raise RuntimeError(f"{command}: {done.stderr.decode(errors='replace')[-2000:]}")
         return done.stdout.decode(errors="replace")
@@ -67,7 +88,7 @@ class Bench:
         (root / "Dockerfile").write_text(dockerfile)
         (root / "lib.py").write_text("X = 0\n")
         (root / "marker.txt").write_text(uuid.uuid4().hex)  # no earlier run had this context
-        (root / "mm4.toml").write_text(mini_toml(self.mini, extra=extra))
+        (root / "mm4.toml").write_text(self.toml(extra=extra))
         self.requirements(root, requirements)
         return root
 
@@ -199,10 +220,12 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=5)
     parser.add_argument("--parts", default="123", help="which figures: 1, 2, 3 (default all)")
     parser.add_argument("--interleave", action="store_true", help="1: alternate by hand and mm4watch")
+    parser.add_argument("--mini", choices=("root", "desktop", "colima"), default="root", help="which Mini")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mm4-bench-builds-"))
     try:
-        bench = Bench(work)
+        bench = Bench(work, args.mini)
+        print(f"on the {args.mini} Mini")
         deps = dependency_change(bench, args.rounds, args.interleave) if "1" in args.parts else 0.0
         nb_ratio, _ = cycles(bench, args.cycles) if "2" in args.parts else (0.0, 0.0)
         first = first_build(bench) if "3" in args.parts else 0.0

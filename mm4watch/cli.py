@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--for", dest="system", choices=["macos", "linux"], help="the unit for that system (default: this one's)"
     )
+    p.add_argument(
+        "--at-boot",
+        action="store_true",
+        help="macOS: a launchd daemon run as you, from boot, without a login (sudo once); "
+        "not kept off the LAN by Local Network Privacy as an agent may be",
+    )
 
     sub.add_parser("install-hooks", help=COMMANDS["install-hooks"], description=COMMANDS["install-hooks"] + ".")
     sub.add_parser("uninstall-hooks", help=COMMANDS["uninstall-hooks"], description=COMMANDS["uninstall-hooks"] + ".")

@@ -77,7 +77,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Once, in the process that ran or handed out the tests (not in each xdist worker), what the suite's
-    runs left to outlive it by design: the warm containers on the fake Mini (they wait an hour for a next
+    runs left to outlive it by design: the warm containers on the fake Minis (they wait an hour for a next
     run), then the shared ssh connections to the rig (kept 10 minutes after their last use). A connection
     is the suite's when it authenticates with the rig's own key."""
     if hasattr(session.config, "workerinput") or not RIG_ENV.exists():
@@ -86,6 +86,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not values:
         return
     on_mini(values, "docker ps -aq --filter name=mm4-warm- | xargs -r docker rm -f >/dev/null")
+    mac_docker = macdocker_values()
+    for which in MACDOCKERS if mac_docker else ():
+        assert mac_docker is not None
+        on_macdocker(
+            mac_docker, which, "docker ps -aq --filter name=mm4-warm- | xargs -r docker rm -f >/dev/null", check=False
+        )
     import psutil
 
     masters = []

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from conftest import REPO, mm4
 
 from mm4watch.core import config
@@ -111,3 +112,86 @@ def test_launchd_agent_for_a_mac(tmp_path):
     assert f"launchctl bootstrap gui/{os.getuid()} {plist}" in done.stdout  # not the deprecated load
     gone = mm4(["service", "uninstall", "--for", "macos"], cwd=tmp_path, env=env)
     assert gone.returncode == 0 and not plist.exists()
+
+
+LAUNCHCTL = REPO / "tests" / "rig" / "launchctl"  # a stand-in for macOS's: records calls, unloads as launchd does
+
+
+def _with_launchctl(tmp_path, **extra):
+    import os
+    import shutil
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    shutil.copy(LAUNCHCTL, bin_dir / "launchctl")
+    state = tmp_path / "launchd"
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "MM4_LAUNCHCTL_STATE": str(state), **extra}, state
+
+
+@pytest.mark.parametrize("print_lies", [False, True])
+def test_a_reinstall_waits_until_launchd_has_let_go_of_the_old_agent(tmp_path, print_lies):
+    """`bootout` returns while the old job is still unloading; a bootstrap then answers "5: Input/output
+    error". The install waits until `launchctl print` no longer finds it, and tries a refused bootstrap
+    again (print may say gone a moment before bootstrap agrees)."""
+    import os
+
+    (tmp_path / "mm4.toml").write_text("[run]\n")
+    env, state = _with_launchctl(tmp_path, **({"MM4_LAUNCHCTL_PRINT_LIES": "1"} if print_lies else {}))
+    first = mm4(["service", "install", "--for", "macos"], cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    again = mm4(["service", "install", "--for", "macos"], cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "the daemon runs now and at every login" in again.stdout and "(the earlier one)" in again.stdout
+    calls = [line.split(" ", 1) for line in (state / "calls.log").read_text().splitlines()]
+    verbs = [c[1].split()[0] for c in calls]
+    out = verbs.index("bootout")
+    assert verbs[-1] == "bootstrap" and verbs[out + 1] == "print"  # asked after the bootout, loaded at the end
+    last_bootstrap = float(calls[-1][0])
+    assert last_bootstrap - float(calls[out][0]) >= 1.0  # not before the old job was gone (it took 1 s)
+    (job,) = [p for p in state.iterdir() if p.name.startswith(f"gui_{os.getuid()}_com.mm4watch.")]
+    assert job.read_text() == "loaded"
+
+
+def test_no_gui_login_says_what_to_do(tmp_path):
+    (tmp_path / "mm4.toml").write_text("[run]\n")
+    env, _ = _with_launchctl(tmp_path, MM4_LAUNCHCTL_NO_GUI="1")
+    done = mm4(["service", "install", "--for", "macos"], cwd=tmp_path, env=env)
+    assert done.returncode != 0
+    assert "125: Domain does not support specified action" in done.stderr
+    assert "Nobody is logged in" in done.stderr and "mm4watch service install --at-boot" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_at_boot_is_a_launch_daemon_run_as_the_user(tmp_path):
+    """A LaunchDaemon with UserName: from boot, no login, exempt from Local Network Privacy. Without
+    launchctl here, install writes it in the project's state folder and prints what an administrator runs."""
+    import getpass
+    import os
+    import plistlib
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "mm4.toml").write_text("[run]\n")
+    env = {"PATH": "/opt/homebrew/bin:" + os.environ["PATH"]}
+    shown = mm4(["service", "show", "--for", "macos", "--at-boot"], cwd=tmp_path, env=env)
+    assert shown.returncode == 0, shown.stderr
+    job = plistlib.loads(shown.stdout.encode())
+    assert job["UserName"] == getpass.getuser()
+    assert job["EnvironmentVariables"] == {"PATH": env["PATH"], "HOME": str(Path.home())}
+    assert job["ProgramArguments"] == [sys.executable, "-m", "mm4watch", "start", "--foreground"]
+    assert job["ProcessType"] == "Interactive" and job["RunAtLoad"] is True
+    assert "LimitLoadToSessionType" not in job  # not an agent's: it runs with nobody logged in
+
+    done = mm4(["service", "install", "--for", "macos", "--at-boot"], cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    label = job["Label"]
+    staged = tmp_path.resolve() / ".mm4" / f"{label}.plist"
+    assert plistlib.loads(staged.read_bytes()) == job
+    sudo = "" if os.geteuid() == 0 else "sudo "
+    assert f"{sudo}install -m 644 -o root -g wheel {staged} /Library/LaunchDaemons/{label}.plist" in done.stdout
+    assert f"{sudo}launchctl bootstrap system /Library/LaunchDaemons/{label}.plist" in done.stdout
+    assert (
+        not Path("/Library/LaunchDaemons").exists() or not (Path("/Library/LaunchDaemons") / f"{label}.plist").exists()
+    )
+    linux = mm4(["service", "install", "--for", "linux", "--at-boot"], cwd=tmp_path, env=env)
+    assert linux.returncode != 0 and "--at-boot is for macOS" in linux.stderr
