@@ -35,7 +35,7 @@ COMMANDS = {
     "cancel": "stop a running run (what it wrote so far is kept)",
     "doctor": "check that an executor can run notebooks, and say how to fix what cannot",
     "gc": "remove this project's old images on an engine, keeping the newest",
-    "pool": "pool certs FOLDER: make the certificates a Dask pool runs with over TLS",
+    "pool": "pool certs FOLDER: the certificates a Dask pool runs with over TLS; pool worker: a Mini's worker for launchd",
     "init": "set up mm4watch in this project (never overwrites)",
     "check": "check notebooks: they parse, their tags are valid, no comment is a near miss of the tag",
     "completion": 'print the shell completion script: eval "$(mm4watch completion bash)"',
@@ -241,9 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=int, metavar="N", help="how many to keep (default: keep_images, 3)")
 
     p = sub.add_parser("pool", help=COMMANDS["pool"], description=COMMANDS["pool"] + ".")
-    p.add_argument("action", choices=["certs"])
-    p.add_argument("folder", metavar="FOLDER", help="where to make them (a new or empty folder)")
-    p.add_argument("--days", type=int, default=3650, help="how long they hold (default: 3650)")
+    p.add_argument("action", choices=["certs", "worker"])
+    p.add_argument("folder", nargs="?", metavar="FOLDER", help="certs: where to make them (a new or empty folder)")
+    p.add_argument("--days", type=int, default=3650, help="certs: how long they hold (default: 3650)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="worker: the scheduler, tls://HOST:8786")
+    p.add_argument("--name", metavar="NAME", help="worker: its name (as [executors.X] nodes maps it)")
+    p.add_argument("--user", metavar="USER", help="worker: the Mini's account it runs as (default: yours)")
+    p.add_argument("--home", metavar="DIR", help="worker: that account's home (default: /Users/USER)")
+    p.add_argument("--dask", metavar="PATH", help="worker: the dask command (default: HOME/dask/bin/dask)")
+    p.add_argument("--tls", metavar="DIR", help="worker: ca.pem, node.pem, node-key.pem (default: HOME/tls)")
 
     sub.add_parser("init", help=COMMANDS["init"], description=COMMANDS["init"] + ".")
 

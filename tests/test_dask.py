@@ -498,3 +498,37 @@ def test_nothing_a_pool_member_writes_is_unpickled_or_followed(dask_project, das
     for run_dir in run_dirs(dask_project):
         node = load_record(run_dir)["executor"].get("node") or {}
         assert node.get("name") in (None, "mac-1", "mac-2") and "attacker" not in json.dumps(load_record(run_dir))
+
+
+def test_a_worker_from_the_launch_daemon_mm4watch_writes_joins_the_pool(dask_rig, tmp_path):
+    """`mm4watch pool worker` writes a LaunchDaemon run as the Mini's user (exempt from Local Network
+    Privacy, no login needed); its command, run as that user on a Mini, joins the TLS pool."""
+    import plistlib
+    import shlex
+
+    from mm4watch.remote.dask_pool import Pool
+
+    scheduler = dask_rig["DASK_SCHEDULER"]
+    done = mm4(
+        ["pool", "worker", "--scheduler", scheduler, "--name", "mac-plist", "--user", "me", "--home", "/home/me"],
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    job = plistlib.loads(done.stdout.encode())
+    assert job["Label"] == "local.mm4watch.dask-worker" and job["UserName"] == "me"
+    assert job["KeepAlive"] is True and job["RunAtLoad"] is True and job["ProcessType"] == "Interactive"
+    assert job["EnvironmentVariables"]["HOME"] == "/home/me"
+    assert "sudo launchctl bootstrap system /Library/LaunchDaemons/local.mm4watch.dask-worker.plist" in done.stderr
+    argv = job["ProgramArguments"]
+    assert argv[:3] == ["/home/me/dask/bin/dask", "worker", scheduler] and "--tls-key" in argv
+    on_dask_node(2, f"cd /home/me && (setsid {shlex.join(argv)} >/home/me/plist-worker.log 2>&1 </dev/null &)")
+    try:
+        with Pool(scheduler, tls=dask_tls(dask_rig)) as pool:
+            joined = wait_for(
+                lambda: next((w for w in pool.workers() if w.name == "mac-plist"), None), 90, "the plist's worker"
+            )
+        assert joined.resources == {"mps": 1.0}
+    finally:
+        on_dask_node(2, "pkill -f 'dask worker .*--name mac-plist'; true")
+    with Pool(scheduler, tls=dask_tls(dask_rig)) as pool:
+        wait_for(lambda: all(w.name != "mac-plist" for w in pool.workers()), 60, "the plist's worker to leave")

@@ -1,4 +1,5 @@
 """mm4watch pool certs FOLDER: the certificates a Dask pool runs with over TLS.
+mm4watch pool worker --scheduler ADDRESS --name NAME: a Mini's worker as a launchd daemon.
 
 Made with the machine's own ``openssl`` (every Mac has one): a CA for the pool, one
 certificate for the scheduler and the workers (``node``), one for this machine
@@ -66,7 +67,64 @@ def _openssl(folder: Path, *args: str) -> None:
     proc.run(["openssl", *args], cwd=folder, timeout=120)
 
 
+WORKER_LABEL = "local.mm4watch.dask-worker"
+
+
+def worker_job(scheduler: str, name: str, user: str, home: str, dask: str | None, tls: str | None) -> dict[str, object]:
+    """A Mini's Dask worker as a LaunchDaemon run as ``user``: it starts at boot without a login, and
+    launchd daemons are exempt from Local Network Privacy, which keeps a LaunchAgent off the LAN
+    ("No route to host") until someone clicks Allow on a Mini nobody looks at."""
+    from ..core import launchd
+
+    dask = dask or f"{home}/dask/bin/dask"
+    tls = (tls or f"{home}/tls").rstrip("/")
+    argv = [dask, "worker", scheduler, "--protocol", scheduler.split("://", 1)[0]]
+    if scheduler.startswith("tls://"):
+        argv += ["--tls-ca-file", f"{tls}/ca.pem", "--tls-cert", f"{tls}/node.pem", "--tls-key", f"{tls}/node-key.pem"]
+    # one process, one thread, one slot: one run per Mini at a time, the GPU its own
+    argv += ["--nworkers", "1", "--nthreads", "1", "--resources", "mps=1", "--name", name]
+    return launchd.job(
+        WORKER_LABEL,
+        argv,
+        user=user,
+        home=home,
+        workdir=home,
+        log=f"{home}/Library/Logs/dask-worker.log",
+        keep_alive=True,
+    )
+
+
+def worker(args: argparse.Namespace) -> int:
+    import getpass
+    import plistlib
+    import sys
+
+    if not args.scheduler or not args.name:
+        raise UsageError("pool worker needs --scheduler tls://HOST:8786 and --name NAME (the name nodes maps)")
+    if not args.scheduler.startswith(("tls://", "tcp://")):
+        raise UsageError(f"--scheduler {args.scheduler!r}: write tls://HOST:8786")
+    user = args.user or getpass.getuser()
+    home = (args.home or f"/Users/{user}").rstrip("/")
+    job = worker_job(args.scheduler, args.name, user, home, args.dask, args.tls)
+    sys.stdout.write(plistlib.dumps(job, sort_keys=False).decode())
+    target = f"/Library/LaunchDaemons/{WORKER_LABEL}.plist"
+    print(
+        f"""
+On the Mini (as {user}, who needs to be an administrator once): save the above as {WORKER_LABEL}.plist, then
+  mkdir -p {home}/Library/Logs
+  sudo install -m 644 -o root -g wheel {WORKER_LABEL}.plist {target}
+  sudo launchctl bootstrap system {target}
+It starts at every boot, logged in or not; its log is {home}/Library/Logs/dask-worker.log.""",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.action == "worker":
+        return worker(args)
+    if not args.folder:
+        raise UsageError("pool certs needs a FOLDER: where to make them (a new or empty folder)")
     folder = Path(args.folder).expanduser().resolve()
     make(folder, args.days)
     print(
