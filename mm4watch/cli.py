@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from . import __version__
-from .core.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, Mm4Error, exit_table_text
+from .core.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, Mm4Error, exit_table_text
 
 COMMANDS = {
     "run": "execute a notebook now and keep its result folder",
@@ -313,7 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mm4watch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception:
+    except Exception as exc:
+        from .core.macos import tcc_hint
+
+        if isinstance(exc, PermissionError) and tcc_hint(exc):  # macOS kept a protected folder from us
+            print(f"mm4watch: error: {visible(str(exc))}{tcc_hint(exc)}", file=sys.stderr)
+            return EXIT_USAGE  # a setting of this Mac's to change, not a crash
         from .core.crash import write_crash_log
 
         path = write_crash_log(argv if argv is not None else sys.argv[1:])

@@ -239,7 +239,10 @@ def load(start: Path | None = None) -> Config:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read it: {exc}") from None
+        from .macos import tcc_hint
+
+        hint = tcc_hint(exc) if isinstance(exc, OSError) else ""
+        raise ConfigError(f"{file}: cannot read it: {exc}{hint}") from None
     return parse(text, root=root, file=file)
 
 

@@ -133,8 +133,10 @@ class Pool:
                     security=security,
                 )
         except Exception as exc:  # noqa: BLE001 (refused, reset, timed out, a TLS handshake that fails: no answer)
+            from ..core.macos import lan_hint
+
             raise PoolUnreachable(
-                f"the Dask scheduler at {address} does not answer ({type(exc).__name__}: {exc}); "
+                f"the Dask scheduler at {address} does not answer ({type(exc).__name__}: {exc}){lan_hint(str(exc))}; "
                 "start it (`dask scheduler`), check its TLS settings (tls://, tls_ca, tls_cert, tls_key) "
                 "or fix scheduler = in mm4.toml: `mm4watch doctor` checks it"
             ) from None

@@ -31,8 +31,10 @@ class Unreachable(Mm4Error):
 
     @classmethod
     def over_ssh(cls, target: Target, detail: str) -> Unreachable:
+        from ..core.macos import lan_hint
+
         return cls(
-            f"cannot reach {target.label} over ssh: {detail.strip() or 'no answer'}. "
+            f"cannot reach {target.label} over ssh: {detail.strip() or 'no answer'}{lan_hint(detail)}. "
             f"Check that `{target.hint}` works from a terminal without a prompt (a key in ssh-agent, "
             "or Host/User/Port/IdentityFile in ~/.ssh/config); `mm4watch doctor` checks the rest"
         )

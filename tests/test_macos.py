@@ -1,0 +1,35 @@
+"""What macOS itself may be behind a failure, said in words: Local Network Privacy for "No route to
+host" (a real one, from an address on the rig's LAN nobody has), protected folders for EPERM."""
+
+import errno
+import os
+import sys
+
+from conftest import code, container_project, mm4, write_notebook
+
+from mm4watch.core import macos
+
+
+def test_no_route_to_host_names_local_network_privacy_and_the_daemon_that_is_exempt():
+    said = macos.lan_hint("ssh: connect to host 192.168.1.20 port 22: No route to host")
+    assert "Local Network Privacy" in said and "mm4watch service install --at-boot" in said
+    assert "mm4watch pool worker" in said
+    assert macos.lan_hint("ssh: connect to host 192.168.1.20 port 22: Connection refused") == ""
+
+
+def test_operation_not_permitted_names_the_python_to_grant_full_disk_access():
+    said = macos.tcc_hint(PermissionError(errno.EPERM, "Operation not permitted"))
+    assert os.path.realpath(sys.executable) in said and "Full Disk Access" in said
+    assert macos.tcc_hint(PermissionError(errno.EACCES, "Permission denied")) == ""
+
+
+def test_a_mini_with_no_route_to_it_is_said_in_words(tmp_path, pool):
+    """An address on the rig's LAN that nobody holds: ssh's own "No route to host" (after ARP gives up)."""
+    toml = '[run]\nexecutor = "mini"\n\n[executors.mini]\ntype = "docker"\nhost = "ssh://me@172.30.0.99"\n'
+    project = container_project(tmp_path, toml)
+    write_notebook(project / "notebooks" / "x.ipynb", code("# mm4: remote\nx = 1"))
+    done = mm4(["run", "notebooks/x.ipynb"], cwd=project, timeout=120)
+    assert done.returncode == 75, done.stderr
+    assert "No route to host" in done.stderr and "Local Network Privacy" in done.stderr, done.stderr
+    doctor = mm4(["doctor"], cwd=project, timeout=120)
+    assert doctor.returncode == 1 and "Local Network Privacy" in doctor.stdout, doctor.stdout
