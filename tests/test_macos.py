@@ -33,3 +33,19 @@ def test_a_mini_with_no_route_to_it_is_said_in_words(tmp_path, pool):
     assert "No route to host" in done.stderr and "Local Network Privacy" in done.stderr, done.stderr
     doctor = mm4(["doctor"], cwd=project, timeout=120)
     assert doctor.returncode == 1 and "Local Network Privacy" in doctor.stdout, doctor.stdout
+
+
+def test_urllib3s_warning_about_libressl_stays_out_of_a_run(tmp_path):
+    """A Mac's stock python3 is linked against LibreSSL: urllib3 2 warns at import, from requests, which
+    papermill imports. The runner's papermill import filters that warning (by its text) and no other."""
+    import subprocess
+
+    probe = (
+        "import warnings\nfrom mm4watch.core import lean_imports\nlean_imports.quiet_libressl()\n"
+        "warnings.warn(\"urllib3 v2 only supports OpenSSL 1.1.1+, currently the 'ssl' module is compiled with "
+        "'LibreSSL 2.8.3'. See: https://github.com/urllib3/urllib3/issues/3020\", UserWarning)\n"
+        "warnings.warn('another warning', UserWarning)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "LibreSSL" not in done.stderr and "another warning" in done.stderr

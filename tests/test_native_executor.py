@@ -205,6 +205,12 @@ def test_doctor_checks_the_native_executor(native_project, mac):
     for check in ("ssh", "python", "venv", "awake", "free disk"):
         assert f"ok    {check}" in done.stdout
     assert "ok    python: 3.9." in done.stdout and "(/usr/bin/python3, " in done.stdout  # what a run will use
+    # 3.9 runs notebooks, but current torch, numpy and scikit-learn need 3.10: said, and named when asked for
+    assert "warn  python: 3.9: torch 2.9 and later, current numpy, pandas, scipy and scikit-learn need" in done.stdout
+    (native_project / "requirements.txt").write_text("torch>=2\nscikit_learn  # models\n")
+    heavy = mm4(["doctor"], cwd=native_project)
+    assert heavy.returncode == 0 and "pip installs old releases of torch, scikit-learn" in heavy.stdout, heavy.stdout
+    assert "uv python install 3.12" in heavy.stdout
 
     # an interpreter below the minimum: doctor says FAIL with where to get a newer one, and a run
     # fails at once saying the same (doctor agrees with what a run does)

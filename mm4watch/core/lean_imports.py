@@ -34,9 +34,23 @@ def nbformat() -> ModuleType:
     return module
 
 
+# Python linked against LibreSSL (a Mac's stock /usr/bin/python3: LibreSSL 2.8.3) makes urllib3 2 warn
+# at import, from requests, which papermill imports: a line in every run.log that asks nothing of anyone.
+# Matched by its text: naming urllib3's warning class would import urllib3 to say it.
+LIBRESSL_WARNING = r"urllib3 v2 only supports OpenSSL 1\.1\.1\+"
+
+
+def quiet_libressl() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=LIBRESSL_WARNING)
+
+
 def papermill() -> ModuleType:
-    """``import papermill`` (which imports nbformat), with the same backend left out."""
+    """``import papermill`` (which imports nbformat), with the same backend left out, and urllib3's
+    warning about LibreSSL kept out of the run's log."""
     _leave_out_unused()
+    quiet_libressl()
     import papermill as module
 
     return module

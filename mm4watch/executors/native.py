@@ -133,6 +133,8 @@ class NativeExecutor(Executor[_Remote]):
             "/opt/homebrew/bin/python3.12, `uv python install 3.12` one under ~/.local/share/uv/python"
         )
 
+        found: list[tuple[int, int]] = []
+
         def interpreter() -> str:
             probe = "import sys, platform; print(sys.version_info[0], sys.version_info[1], sys.version.split()[0], sys.executable, platform.platform())"
             out = ssh.run(target, join([python, "-c", probe]), timeout=30).stdout.decode().split()
@@ -140,6 +142,7 @@ class NativeExecutor(Executor[_Remote]):
                 raise Mm4Error(f"{python} gave no version: {' '.join(out)!r}")
             if (int(out[0]), int(out[1])) < FAR_SIDE_PYTHON:
                 raise Mm4Error(f"{python} is Python {out[2]} ({out[3]}); runs need {lowest} or newer")
+            found.append((int(out[0]), int(out[1])))
             return f"{out[2]} ({out[3]}, {out[4]}): runs use it"
 
         if not report.check(
@@ -149,6 +152,8 @@ class NativeExecutor(Executor[_Remote]):
             "(`xcode-select --install`), or use one of those",
         ):
             return
+        if found and found[0] < (3, 10):
+            report.warn("python", f"{found[0][0]}.{found[0][1]}: {self._old_python_costs()}; for those: {newer}")
 
         def venv() -> str:
             ssh.run(target, f"d=$(mktemp -d) && {quote(python)} -m venv --without-pip $d/v && rm -rf $d", timeout=60)
@@ -166,6 +171,17 @@ class NativeExecutor(Executor[_Remote]):
             )
         else:
             report.ok("free disk", f"{free_gb:.1f} GiB under {self.cfg.workdir or '~/mm4watch'}")
+
+    def _old_python_costs(self) -> str:
+        """What Python 3.9 (a fresh Mac's /usr/bin/python3) costs this project's requirements."""
+        from ..core.requirements import names
+
+        wanted = names(self.config.root / "requirements.txt")
+        heavy = [n for n in ("torch", "numpy", "scikit-learn", "pandas", "scipy", "mlx") if n in wanted]
+        said = "torch 2.9 and later, current numpy, pandas, scipy and scikit-learn need Python 3.10 or newer"
+        if heavy:
+            return f"{said}: pip installs old releases of {', '.join(heavy)} (requirements.txt) without a word"
+        return said
 
     def gc(self, keep: int | None) -> list[str]:
         return [
