@@ -260,3 +260,59 @@ def test_hostile_names_through_a_save_and_through_a_commit(repo, tmp_path):
     finally:
         mm4(["stop", "--now"], cwd=repo)
     no_canary_here(repo, tmp_path)
+
+
+def test_one_name_per_notebook_whichever_way_it_is_written_or_typed(repo):
+    """A notebook stored in NFD (as a name copied from an older volume is): the watcher sees those
+    bytes, git names it in NFC (on a Mac), a person types it in NFC or in another case. One name
+    (as stored, in NFC) in the queue, the records, the run folders and the history."""
+    import unicodedata
+
+    from test_daemon import jupyter_save
+
+    nfd, nfc = unicodedata.normalize("NFD", "Café"), unicodedata.normalize("NFC", "Café")
+    assert nfd != nfc
+    (repo / "mm4.toml").write_text(
+        '[run]\nexecutor = "here"\ntimeout = "2m"\n[executors.here]\ntype = "local"\n'
+        '[daemon]\ndebounce = "0.5s"\nnotify = false\n'
+    )
+    path = repo / "notebooks" / f"{nfd}.ipynb"
+    write_notebook(path, code("# mm4: remote\nx = 1"))
+    assert mm4(["install-hooks"], cwd=repo).returncode == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "an NFD name")
+    started = mm4(["start"], cwd=repo)
+    assert started.returncode == 0, started.stderr
+    try:
+        text = json.loads(path.read_text())
+        text["cells"].append(code("saved = True"))
+        jupyter_save(path, json.dumps(text))  # the watcher sees the NFD bytes
+        wait_for(lambda: len(run_dirs(repo)) == 1 and status(run_dirs(repo)[0]) == "succeeded", 120, "the save run")
+        text["cells"][-1]["source"] = "committed = True"
+        path.write_text(json.dumps(text))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "committed")  # the hook: git's name for it
+
+        def committed():
+            return any(
+                status(d) == "succeeded" and "commit" in [t["trigger"] for t in load_record(d)["triggers"]]
+                for d in run_dirs(repo)
+            )
+
+        wait_for(committed, 120, "a run the commit asked for")
+    finally:
+        assert mm4(["stop"], cwd=repo).returncode == 0
+    for typed in (f"notebooks/{nfc}.ipynb", f"notebooks/{nfc.upper()}.IPYNB"):  # typed by a person
+        done = mm4(["run", typed], cwd=repo)
+        assert done.returncode == 0, done.stderr
+    dirs = run_dirs(repo)
+    assert len(dirs) >= 4 and all(d.name.startswith(f"{nfc}_") for d in dirs), [d.name for d in dirs]
+    assert {load_record(d)["notebook"] for d in dirs} == {f"notebooks/{nfc}.ipynb"}
+    triggers = {t["trigger"] for d in dirs for t in load_record(d)["triggers"]}
+    assert {"save", "commit", "manual"} <= triggers, triggers
+    history = json.loads(mm4(["history", "--json"], cwd=repo).stdout)
+    assert {r["notebook"] for r in history} == {f"notebooks/{nfc}.ipynb"} and len(history) == len(dirs)
+    for asked in (nfd, nfc.lower()):
+        listed = json.loads(mm4(["history", "--json", "--notebook", asked], cwd=repo).stdout)
+        assert len(listed) == len(dirs), (asked, listed)
+    assert path.exists() and not (repo / "notebooks" / f"{nfc}.ipynb").exists()  # the user's file, untouched

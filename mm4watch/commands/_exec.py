@@ -16,6 +16,7 @@ import time
 
 from ..core import config
 from ..core.errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ConfigError, Mm4Error
+from ..core.names import stored
 from ..queue import active, intake
 from ..queue.entries import Entry, Queue
 from ..remote.ssh import Unreachable
@@ -49,9 +50,9 @@ def main(args: argparse.Namespace) -> int:
         if content is None and entry.commit_sha:
             from ..core.git import show
 
-            content = show(cfg.root, entry.commit_sha, entry.notebook)
+            content = show(cfg.root, entry.commit_sha, stored(cfg.root, entry.notebook))
         request = RunRequest(
-            notebook=cfg.root / entry.notebook,
+            notebook=cfg.root / stored(cfg.root, entry.notebook),  # the key is NFC; the file may be stored NFD
             trigger=as_trigger(entry.trigger),
             parameters=entry.parameters,
             executor=entry.executor,

@@ -15,10 +15,20 @@ from ..run.pipeline import Display, RunRequest, run_notebook
 from ..triggers import params
 
 
+def _as_stored(path: Path) -> Path:
+    """``path`` as the file system stores it (typed in NFC or in another case: one name per notebook)."""
+    if path.exists():
+        return path
+    from ..core.names import stored
+
+    base = Path(path.anchor) if path.is_absolute() else Path.cwd()
+    return base / stored(base, str(path.relative_to(path.anchor)) if path.is_absolute() else str(path))
+
+
 def main(args: argparse.Namespace) -> int:
-    notebooks = [Path(n) for n in args.notebook]
+    notebooks = [_as_stored(Path(n)) for n in args.notebook]
     for notebook in notebooks:
-        if notebook.suffix != ".ipynb":
+        if notebook.suffix.lower() != ".ipynb":
             raise UsageError(f"{notebook} is not a notebook (.ipynb)")
         if not notebook.is_file():
             raise UsageError(f"{notebook}: no such notebook")

@@ -14,6 +14,7 @@ Anything that reaches a shell goes through ``quote`` or ``join`` here, once.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shlex
 import unicodedata
@@ -58,3 +59,42 @@ def quote(value: object) -> str:
 def join(argv: list[str] | tuple[str, ...]) -> str:
     """An argument list as one shell command line, every word quoted."""
     return shlex.join(str(a) for a in argv)
+
+
+# -- one name per notebook -------------------------------------------------------------
+# git reports names in NFC (core.precomposeunicode on a Mac); the watcher sees the bytes on disk, which
+# may be NFD (a name typed or copied from an older volume); APFS ignores case, so a notebook typed in
+# another case opens all the same. A notebook is keyed by the name as the file system stores it, in NFC.
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def _fold(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def stored(root: Path, rel: str) -> str:
+    """``rel`` (under ``root``) as the file system stores it: each part as its folder lists it, the exact
+    name when there is one, else the one entry equal to it but for case and Unicode normalisation."""
+    out: list[str] = []
+    folder = root
+    for part in Path(rel).parts:
+        name = part
+        try:
+            listed = os.listdir(folder)
+        except OSError:
+            listed = []
+        if part not in listed:
+            alike = [entry for entry in listed if _fold(entry) == _fold(part)]
+            if len(alike) == 1:
+                name = alike[0]
+        out.append(name)
+        folder = folder / name
+    return "/".join(out)
+
+
+def notebook_key(root: Path, rel: str) -> str:
+    """The one name a notebook is queued, recorded and listed under: as stored, then NFC."""
+    return nfc(stored(root, rel))

@@ -28,8 +28,10 @@ def request(
     branch: str | None = None,
     queue: Queue | None = None,
 ) -> Added:
+    from ..core.names import notebook_key
+
     added = (queue or Queue(cfg.state_dir)).add(
-        notebook,
+        notebook_key(cfg.root, notebook),  # one name, whichever way it came: a save, a commit, a command
         trigger,
         content=content,
         commit_sha=commit_sha,

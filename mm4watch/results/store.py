@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import RunNotFound
+from ..core.names import nfc
 from .records import RECORD_NAME, BadRecord, RunRecord, parse_iso, read_record
 
 INDEX_NAME = "history.sqlite"
@@ -204,13 +205,18 @@ class History:
         has it, and ``prefix`` lets a unique beginning of a name do. Two candidates: ``RunNotFound``
         naming them."""
         paths = self.notebooks()
-        text = str(ref).removeprefix("./")  # a Path from a notebook works too
+        text = nfc(str(ref).removeprefix("./"))  # a Path from a notebook works too; names are kept in NFC
         if text in paths:
             return text
+        alike = [p for p in paths if p.casefold() == text.casefold()]
+        if len(alike) == 1:  # typed in another case (a Mac's file system ignores case)
+            return alike[0]
         if "/" in text or text.endswith(".ipynb"):
             found = [p for p in paths if p.endswith("/" + text) or text.endswith("/" + p)]
         else:
-            found = [p for p in paths if Path(p).stem == text]
+            found = [p for p in paths if Path(p).stem == text] or [
+                p for p in paths if Path(p).stem.casefold() == text.casefold()
+            ]
             if not found and prefix:  # a beginning names a notebook only when it is unique
                 starting = [p for p in paths if Path(p).stem.startswith(text)]
                 found = starting if len(starting) == 1 else []

@@ -27,7 +27,7 @@ from ..core.config import Config, ExecutorConfig
 from ..core.durations import format_duration
 from ..core.errors import Mm4Error, NotebookError
 from ..core.fsutil import atomic_write_text, is_dropping, sha256_file
-from ..core.names import run_key
+from ..core.names import nfc, notebook_key, run_key
 from ..core.tags import code_hash, read_tag
 from ..queue import active
 from ..remote import mirror
@@ -195,7 +195,7 @@ def _exported(config: Config, request: RunRequest, folder: Path) -> Path:
 
 def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord, Path, executors.Job]:
     """The run folder (never reused), its record, and the job the executor gets."""
-    run_id, run_dir = create_run_dir(config.results_dir, p.notebook.stem, datetime.now())
+    run_id, run_dir = create_run_dir(config.results_dir, nfc(p.notebook.stem), datetime.now())
     if p.prov.patch is not None:
         atomic_write_text(run_dir / PATCH_NAME, p.prov.patch)
     record = RunRecord(
@@ -406,10 +406,11 @@ def _is_lock(name: str) -> bool:
 
 
 def _relative(notebook: Path, root: Path) -> str:
+    """The notebook's name in the record: as stored, in NFC (``core/names.notebook_key``)."""
     try:
-        return notebook.relative_to(root).as_posix()
+        return notebook_key(root, notebook.relative_to(root).as_posix())
     except ValueError:
-        return Path(os.path.relpath(notebook, root)).as_posix()
+        return nfc(Path(os.path.relpath(notebook, root)).as_posix())
 
 
 def _read(notebook: Path) -> bytes:

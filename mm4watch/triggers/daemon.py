@@ -28,6 +28,7 @@ from ..core.config import load as load_config
 from ..core.errors import ConfigError, Mm4Error, NotebookError
 from ..core.fsutil import atomic_write_json
 from ..core.git import blob_sha, git_dir, head_sha, known_blobs, last_operation
+from ..core.names import notebook_key
 from ..core.tags import code_hash, near_misses, read_tag
 from ..queue import active, decisions, intake, notify
 from ..queue.active import INFO_NAME, alive, process_started, read_info
@@ -254,7 +255,7 @@ class Daemon:
     def saved(self, path: Path, by_git: bool = False, first_look: bool = False) -> None:
         """A notebook was written: a save by the user queues a run; a write by git does not. What was
         decided is recorded as data (``decisions``), whichever way it went."""
-        rel = path.relative_to(self.config.root).as_posix()
+        rel = notebook_key(self.config.root, path.relative_to(self.config.root).as_posix())  # as git names it
         decision, facts = self._decide(path, rel, by_git, first_look)
         decisions.record(self.state_dir, rel, decision, **facts)
 
