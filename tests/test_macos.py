@@ -49,3 +49,36 @@ def test_urllib3s_warning_about_libressl_stays_out_of_a_run(tmp_path):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "LibreSSL" not in done.stderr and "another warning" in done.stderr
+
+
+def test_ssh_options_reach_an_rsync_that_splits_on_whitespace(tmp_path, mac):
+    """openrsync (a Mac's rsync since 15.4) splits `-e` on whitespace and ignores quotes: options with a
+    space reach ssh whole (through a script of the user's own), and rsync over it works."""
+    import subprocess
+
+    from support import mac_ssh_options
+
+    from mm4watch.remote import ssh
+
+    options = [*mac_ssh_options(mac), "-o", "ServerAliveInterval 17", "-o", "SetEnv MM4_NOTE=x"]
+    target = ssh.Target(f"{mac['MAC_USER']}@{mac['MAC_HOST']}", None, tuple(options))
+    shell = target.rsync_shell()
+    words = shell.split()  # what openrsync does with it
+    seen = subprocess.run([*words, "-G", "somewhere"], capture_output=True, text=True, timeout=30)
+    assert seen.returncode == 0, seen.stderr
+    assert "serveraliveinterval 17" in seen.stdout and "setenv MM4_NOTE=x" in seen.stdout, seen.stdout
+    assert "batchmode yes" in seen.stdout
+    plain = ssh.Target("me@host", 22, ("-i", "/home/me/.ssh/id_ed25519"))
+    assert plain.rsync_shell() == "ssh -o BatchMode=yes -o ConnectTimeout=10 -p 22 -i /home/me/.ssh/id_ed25519"
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("arrived")
+    dest = f"mm4-rsync-e-{os.getpid()}"
+    done = subprocess.run(
+        ["rsync", "-a", "-e", shell, f"{tmp_path / 'src'}/", f"{target.destination}:{dest}/"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    from conftest import on_mac
+
+    assert on_mac(mac, f"cat ~/{dest}/a.txt && rm -rf ~/{dest}", user="me") == "arrived"

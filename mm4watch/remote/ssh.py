@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -75,7 +76,22 @@ class Target:
         return [*base, *self.options, *extra, self.destination]
 
     def rsync_shell(self) -> str:
-        return join(self.argv()[:-1])
+        """The ssh command for ``rsync -e``. openrsync (a Mac's rsync since macOS 15.4) and rsync 2.6.9
+        split it on whitespace and ignore quotes: words that would not survive that (an option with a
+        space, a quote) go into a small script of this user's own instead, whose path has neither."""
+        words = self.argv()[:-1]
+        if all(re.fullmatch(r"[\w@%+=:,./~-]+", word) for word in words):
+            return " ".join(words)
+        return str(_ssh_script(words))
+
+
+def _ssh_script(words: list[str]) -> Path:
+    """``exec ssh WORDS "$@"`` in an executable file in this user's private folder (named by its content)."""
+    text = f'#!/bin/sh\nexec {join(words)} "$@"\n'
+    path = fsutil.private_dir("ssh") / f"rsync-ssh-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    if not path.exists() or path.read_text() != text:
+        fsutil.atomic_write_bytes(path, text.encode(), mode=0o700)
+    return path
 
 
 def remote_command(command: str) -> str:
