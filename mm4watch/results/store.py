@@ -20,6 +20,7 @@ import os
 import sqlite3
 import sys
 import time
+import unicodedata
 from collections.abc import Iterable
 from contextlib import closing
 from datetime import datetime
@@ -27,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import RunNotFound
-from ..core.names import nfc
 from .records import RECORD_NAME, BadRecord, RunRecord, parse_iso, read_record
 
 INDEX_NAME = "history.sqlite"
@@ -205,7 +205,9 @@ class History:
         has it, and ``prefix`` lets a unique beginning of a name do. Two candidates: ``RunNotFound``
         naming them."""
         paths = self.notebooks()
-        text = nfc(str(ref).removeprefix("./"))  # a Path from a notebook works too; names are kept in NFC
+        text = unicodedata.normalize(
+            "NFC", str(ref).removeprefix("./")
+        )  # a Path from a notebook works too; names are kept in NFC
         if text in paths:
             return text
         alike = [p for p in paths if p.casefold() == text.casefold()]
