@@ -138,8 +138,16 @@ def test_without_buildx_doctor_fails_and_the_run_fails_at_once_with_the_fix(tmp_
     assert time.monotonic() - t0 < 120  # no build was tried: the CLI's check and nothing after it
     evalue = load_record(run_dir)["error"]["evalue"]
     assert "has no buildx plugin" in evalue and "brew install docker-buildx" in evalue, evalue
-    assert "--mount" not in evalue and "Step 1/" not in log
+    assert "the --mount option requires BuildKit" not in evalue and "Step 1/" not in log  # no classic build tried
     assert "has no buildx plugin" in log  # build.log says it too
+
+    # a Dockerfile the classic builder can build: it builds, saying why; doctor warns
+    (project / "Dockerfile").write_text("FROM python:3.11-slim\nRUN pip install --no-cache-dir papermill ipykernel\n")
+    doctor = mm4(["doctor"], cwd=project)
+    assert doctor.returncode == 0 and "warn  builder: the classic builder builds" in doctor.stdout, doctor.stdout
+    done, run_dir, log = _run(project, "notebooks/x.ipynb")
+    assert done.returncode == 0, done.stderr + log[-2000:]
+    assert "with the classic builder" in log.splitlines()[0] and "has no buildx plugin" in log.splitlines()[0]
 
 
 def test_cancel_data_and_earlier_results(mac_engine, macdocker):

@@ -223,15 +223,15 @@ class EngineExecutor(Executor[H]):
         base = self._base(engine, name, text)
         args, labels = ({depbase.BASE_ARG: base.text}, {depbase.LABEL_BASE: base.text}) if base else ({}, {})
         where = f"{engine.label} ({engine.product})" if engine.product else engine.label
-        if not isinstance(builder, buildkit.Builder):
-            why = None
-            if isinstance(builder, buildkit.MissingBuildx):
-                why = str(builder)
-            elif re.search(r"(?im)^\s*RUN\s+--mount", text):
-                why = f"this Dockerfile's RUN --mount needs BuildKit, not used because {builder}"
-            if why:  # no build is tried: the classic builder would only reject RUN --mount
-                log.write(f"not building {tag} on {where}: {why}\n")
-                raise BuildFailed(why)
+        if not isinstance(builder, buildkit.Builder) and needs_buildkit(text):
+            # no build is tried: the classic builder would only reject RUN --mount
+            why = (
+                f"this Dockerfile's RUN --mount needs BuildKit: {builder}"
+                if isinstance(builder, buildkit.MissingBuildx)
+                else f"this Dockerfile's RUN --mount needs BuildKit, not used because {builder}"
+            )
+            log.write(f"not building {tag} on {where}: {why}\n")
+            raise BuildFailed(why)
         if isinstance(builder, buildkit.Builder):
             log.write(f"building {tag} on {where} with {builder.describe()} ({size})\n")
             log.write(f"{base.note}\n" if base else "")
@@ -257,6 +257,13 @@ class EngineExecutor(Executor[H]):
             except Mm4Error as exc:
                 raise BuildFailed(f"could not pull {base} on {engine.label}: {exc}") from None
 
+    def _dockerfile_text(self) -> str:
+        path = self.config.root / self.config.project.dockerfile
+        try:
+            return path.read_text(errors="replace")
+        except OSError:
+            return ""
+
     def _base(self, engine: Engine, name: str, dockerfile_text: str) -> depbase.Base | None:
         """The dependency base when the Dockerfile takes one (``remote/depbase``)."""
         if not depbase.declared(dockerfile_text):
@@ -264,6 +271,11 @@ class EngineExecutor(Executor[H]):
         path = self.config.code_root / "requirements.txt"
         requirements = path.read_text(errors="replace") if path.is_file() else ""
         return depbase.choose(requirements, engine.newest_label(name, depbase.LABEL_BASE), engine.label)
+
+
+def needs_buildkit(dockerfile_text: str) -> bool:
+    """Whether the classic builder would reject this Dockerfile (``RUN --mount``)."""
+    return re.search(r"(?im)^\s*RUN\s+--mount", dockerfile_text) is not None
 
 
 @contextmanager
@@ -541,10 +553,14 @@ class DockerExecutor(EngineExecutor[_Run]):
             builder = self._builder(engine)
             if isinstance(builder, buildkit.Builder):
                 report.ok("builder", builder.describe())
-            elif isinstance(builder, buildkit.MissingBuildx):
+            elif isinstance(builder, buildkit.MissingBuildx) and needs_buildkit(self._dockerfile_text()):
                 from ..remote import docker_products
 
-                report.fail("builder", builder.split(". Docker Desktop")[0], docker_products.BUILDX_FIX)
+                report.fail(
+                    "builder",
+                    f"{builder.split('. Docker Desktop')[0]}; this project's Dockerfile uses RUN --mount",
+                    docker_products.BUILDX_FIX,
+                )
             else:
                 report.warn(
                     "builder",
