@@ -24,7 +24,7 @@ from ..results.records import as_trigger, read_record
 from ..results.store import History
 from ..run.pipeline import RunRequest, resume, run_notebook
 
-BACKOFF_S = (5, 10, 30, 60, 120, 300)
+BACKOFF_S = (2, 5, 10, 20, 30)  # a Mini away is asked again at most every 30 s: runs start soon after it is back
 
 
 def main(args: argparse.Namespace) -> int:

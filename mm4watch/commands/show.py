@@ -38,6 +38,10 @@ def main(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     if record.rerun_of:
         fields.append(("rerun of", record.rerun_of))
+    if record.retry_of:
+        fields.append(("retry of", f"{record.retry_of} (its machine went away)"))
+    if record.retried_by:
+        fields.append(("retried by", record.retried_by))
     if record.inputs:
         runs = record.inputs.get("runs")
         seen = ", ".join(runs) if isinstance(runs, list) else f"{record.inputs.get('count')} earlier runs"

@@ -109,6 +109,7 @@ class RunConfig:
     kernel: str | None = None
     results_mirror: str = "latest"  # earlier results a remote run can see: MIRROR_MODES (remote/mirror.py)
     mirror_max: int | None = None  # bytes the copy of earlier results may take on a remote machine
+    retry_lost: int = 1  # a run whose machine went away mid-run runs again this many times
 
 
 @dataclass(frozen=True)
@@ -274,8 +275,9 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
         kernel=v.get(run_t, ("run", "kernel"), checks.text, None),
         results_mirror=v.get(run_t, ("run", "results_mirror"), checks.one_of(*MIRROR_MODES), "latest"),
         mirror_max=v.get(run_t, ("run", "mirror_max"), checks.size, None),
+        retry_lost=v.get(run_t, ("run", "retry_lost"), checks.count, 1),
     )
-    v.only_keys(run_t, ("run",), {"executor", "timeout", "kernel", "results_mirror", "mirror_max"})
+    v.only_keys(run_t, ("run",), {"executor", "timeout", "kernel", "results_mirror", "mirror_max", "retry_lost"})
 
     daemon_t = v.table(data, ("daemon",))
     daemon = DaemonConfig(

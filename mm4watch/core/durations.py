@@ -45,3 +45,10 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def clock_time(at: float) -> str:
+    """A moment as a clock shows it here: ``07:26:03``."""
+    import time
+
+    return time.strftime("%H:%M:%S", time.localtime(at))

@@ -38,6 +38,7 @@ class Job:
     constraints: tuple[str, ...] = ()  # swarm: placement constraints from the notebook's tag
     on_phase: Callable[[str], None] | None = None  # told what the run is doing: "building on mini", ...
     on_place: Callable[[str], None] | None = None  # told which machine of a pool runs it
+    lost: list[str] = field(default_factory=list)  # the machine went away mid-run: what happened, in words
 
     def phase(self, text: str) -> None:
         if self.on_phase is not None:

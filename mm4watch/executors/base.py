@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 import time
@@ -61,6 +62,7 @@ FAR_SIDE = (
 )  # fmt: skip
 FAR_SIDE_PYTHON = (3, 9)
 POLL_MAX_S = 30.0
+LOST_PROBE_MAX_S = 30.0  # a machine that went away is asked again at most this often
 
 H = TypeVar("H")
 RUN_UID = 1000  # containers never run as root
@@ -276,12 +278,31 @@ class Executor(Generic[H]):
                 self._harvest(handle, job)
                 raise
             job.phase("bringing results home")
-            self._harvest(handle, job)
+            if status == "lost":
+                self._harvest_lost(handle, job)
+            else:
+                self._harvest(handle, job)
         finally:
             self.release(handle)
         return self.outcome(job, status, code, info)
 
+    def _harvest_lost(self, handle: H, job: Job) -> None:
+        """What a run whose machine went away wrote there, home; if it cannot come, it stays there."""
+        try:
+            self._harvest(handle, job)
+        except Exception as exc:  # noqa: BLE001 (the machine is away again, or the container gone: said)
+            self.keep_there(handle)
+            job.lost.append(
+                f"{job.lost[-1] if job.lost else 'the machine went away'}; what it wrote could not come home ({str(exc)[:200]}) and is kept there"
+            )
+            log_line(job, job.lost[-1])
+
+    def keep_there(self, handle: H) -> None:
+        """Leave what holds the run's files on the machine (its results did not come home)."""
+
     def _wait(self, handle: H, job: Job) -> tuple[str, int | None]:
+        from ..remote.ssh import Unreachable
+
         deadline = time.monotonic() + job.timeout_s
         next_harvest = time.monotonic() + self.harvest_every_s
         while True:
@@ -289,12 +310,76 @@ class Executor(Generic[H]):
             if left <= 0:
                 self.stop(handle)
                 return "timeout", None
-            code = self.poll(handle, job, max(0.1, min(left, next_harvest - time.monotonic(), POLL_MAX_S)))
+            try:
+                code = self.poll(handle, job, max(0.1, min(left, next_harvest - time.monotonic(), POLL_MAX_S)))
+                if code is None and time.monotonic() >= next_harvest:  # a dead engine later loses little
+                    self._harvest(handle, job)
+                    next_harvest = time.monotonic() + self.harvest_every_s
+            except Unreachable as exc:
+                if not self.rides_out_loss:
+                    raise
+                ended = self._away(handle, job, exc, deadline)
+                if ended is not None:
+                    return ended
+                continue  # it was back, the run still going there
             if code is not None:
                 return "exited", code
-            if time.monotonic() >= next_harvest:  # a dead engine later loses little
-                self._harvest(handle, job)
-                next_harvest = time.monotonic() + self.harvest_every_s
+
+    # -- a machine that goes away mid-run -------------------------------------------------
+    # An executor that can find its run again after the machine answers again (``rides_out_loss``)
+    # fills in ``answers`` (a cheap probe) and ``reconnect`` (the run's state there now).
+
+    rides_out_loss = False
+
+    def answers(self) -> bool:
+        """Whether the machine answers again (a cheap probe: ssh with a short connect timeout)."""
+        return False
+
+    def reconnect(self, handle: H, job: Job, went_at: float) -> tuple[str, int | None, str]:
+        """Once it answers: ``("running", None, "")`` when the run goes on there, else ``("ended",
+        exit code or None, what happened in words)``; ``handle`` talks to it again either way."""
+        raise NotImplementedError
+
+    def _away(self, handle: H, job: Job, exc: Exception, deadline: float) -> tuple[str, int | None] | None:
+        """The machine stopped answering mid-run: wait for it (a probe backing off to LOST_PROBE_MAX_S)
+        while the run's timeout allows, then find the run there again. None: it goes on; else how it ended."""
+        from ..core.durations import clock_time
+
+        went = time.time()
+        cell = last_cell(job.log_path)
+        during = f" while cell {cell} ran" if cell else ""
+        log_line(job, f"{self.name} went away{during}: {str(exc)[:300]}; waiting for it to answer again")
+        job.phase(f"{self.name} went away at {clock_time(went)}; waiting for it")
+        from ..remote.ssh import Unreachable
+
+        delay = 1.0
+        found: tuple[str, int | None, str] | None = None
+        while True:
+            if self.answers():
+                try:
+                    found = self.reconnect(handle, job, went)
+                    break
+                except Unreachable:  # ssh answers before its engine does: not back yet
+                    pass
+            if time.monotonic() + delay >= deadline:
+                job.lost.append(
+                    f"{self.name} went away at {clock_time(went)}{during} and did not answer again within the "
+                    f"run's timeout of {format_duration(job.timeout_s)}; what the run wrote there stays there"
+                )
+                return "lost", None
+            time.sleep(delay)
+            delay = min(LOST_PROBE_MAX_S, delay * 2)
+        back = time.time()
+        state, code, what = found
+        if state == "running":
+            log_line(job, f"{self.name} answers again at {clock_time(back)}: the run went on there meanwhile")
+            job.phase(f"running on {self.name}")
+            return None
+        job.lost.append(
+            f"{self.name} went away at {clock_time(went)}{during} ({what}); it answered again at {clock_time(back)}"
+        )
+        log_line(job, job.lost[-1])
+        return "lost", code
 
     def _harvest(self, handle: H, job: Job) -> None:
         self.fetch(handle, job)
@@ -311,6 +396,13 @@ class Executor(Generic[H]):
             result = None
         finally:
             shutil.rmtree(result_path.parent, ignore_errors=True)
+        if status == "lost":
+            cell = last_cell(job.log_path)
+            return Outcome(
+                "interrupted",
+                {"cell": cell, "ename": "MiniLost", "evalue": job.lost[-1] if job.lost else "the machine went away"},
+                info,
+            )
         if status == "timeout":
             error = dict((result or {}).get("error") or {})
             error.update(ename="Timeout", evalue=f"the run exceeded its timeout of {format_duration(job.timeout_s)}")
@@ -318,6 +410,18 @@ class Executor(Generic[H]):
         if result is None:
             return Outcome("failed", {"cell": None, "ename": "ProcessDied", "evalue": self.died_detail(code)}, info)
         return Outcome(result["status"], result.get("error"), info)
+
+
+def last_cell(log_path: Path) -> int | None:
+    """The cell the run's log last said it started (papermill's "Executing Cell N")."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 65536))
+            tail = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"Executing Cell (\d+)", tail)
+    return int(found[-1]) if found else None
 
 
 def check_ssh(report: Report, target: Target) -> bool:

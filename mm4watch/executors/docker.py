@@ -127,6 +127,7 @@ class _Run:
     awake: str | None = None  # the Mini is kept awake for the run: caffeinate's pid file there
     results: str | None = None  # where this run's earlier results are on the engine's machine
     pins: list[tuple[ssh.Target, str, str]] = field(default_factory=list)  # earlier results it holds there
+    keep: bool = False  # its files did not come home: the container stays for them
 
 
 class EngineExecutor(Executor[H]):
@@ -271,6 +272,17 @@ class EngineExecutor(Executor[H]):
         path = self.config.code_root / "requirements.txt"
         requirements = path.read_text(errors="replace") if path.is_file() else ""
         return depbase.choose(requirements, engine.newest_label(name, depbase.LABEL_BASE), engine.label)
+
+
+def _docker_time(text: str) -> float | None:
+    """Docker's RFC 3339 time with nanoseconds (``2026-12-04T05:31:03.123456789Z``) as a timestamp."""
+    from datetime import datetime
+
+    found = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)", text or "")
+    if not found or found.group(1).startswith("0001"):
+        return None
+    zone = "+00:00" if found.group(2) == "Z" else found.group(2)
+    return datetime.fromisoformat(found.group(1) + zone).timestamp()
 
 
 def needs_buildkit(dockerfile_text: str) -> bool:
@@ -418,7 +430,8 @@ class DockerExecutor(EngineExecutor[_Run]):
             if handle.log is not None:
                 handle.log.close()
             try:
-                handle.container.remove()
+                if not handle.keep:
+                    handle.container.remove()
             except Exception:
                 pass  # the engine went away; gc finds it by its labels later
             if handle.then is not None and handle.then.is_alive():
@@ -431,6 +444,74 @@ class DockerExecutor(EngineExecutor[_Run]):
                     pass  # the Mini went away; caffeinate ends at the run's timeout anyway
         finally:
             handle.engine.close()
+
+    # -- the Mini went away mid-run -------------------------------------------------------
+
+    rides_out_loss = True
+
+    def keep_there(self, handle: _Run) -> None:
+        handle.keep = True
+
+    def answers(self) -> bool:
+        target = self._plain_target()
+        try:
+            if target is not None:
+                ssh.run(target, "true", timeout=15)
+            else:
+                Engine(self.cfg).open().close()
+        except Mm4Error:
+            return False
+        return True
+
+    def _plain_target(self) -> ssh.Target | None:
+        """The engine's machine over ssh, connecting afresh (a probe: never a dead shared connection)."""
+        if self.cfg.host and self.cfg.host.startswith("ssh://"):
+            target = ssh.Target.parse(self.cfg.host, self.cfg.ssh_options)
+            return ssh.Target(target.destination, target.port, (*target.options, "-o", "ConnectTimeout=5"))
+        return None
+
+    def reconnect(self, handle: _Run, job: Job, went_at: float) -> tuple[str, int | None, str]:
+        try:
+            handle.engine.close()
+        except Exception:  # noqa: BLE001 (the old connection is dead; closing it has nothing to lose)
+            pass
+        handle.engine = Engine(self.cfg).open()
+        name = f"mm4-run-{job.key}"
+        state = handle.engine.state(name)
+        if state is None:
+            return "ended", None, f"its container {name} is gone there"
+        status, code, finished = state
+        container = handle.engine.container(name)
+        assert container is not None
+        handle.container = container
+        if status == "running":
+            handle.pump = handle.engine.follow_logs(container, handle.log, since=time.time()) if handle.log else None
+            return "running", None, ""
+        return "ended", code, self._what_happened(finished, went_at)
+
+    def _what_happened(self, finished: str, went_at: float) -> str:
+        """Why the container stopped while the Mini was away: a restart of the machine (its boot time
+        is after the loss) or of its Docker engine (the container stopped with it)."""
+        from ..core.durations import clock_time
+
+        stopped = _docker_time(finished)
+        at = f" at {clock_time(stopped)}" if stopped else ""
+        target = self._plain_target()
+        booted = None
+        if target is not None:
+            try:
+                said = ssh.run(
+                    target,
+                    "sysctl -n kern.boottime 2>/dev/null || awk '/^btime/ {print $2}' /proc/stat",
+                    timeout=15,
+                ).stdout.decode()
+                found = re.search(r"sec = (\d+)|^(\d+)\s*$", said.strip())
+                booted = float(found.group(1) or found.group(2)) if found else None
+            except Mm4Error:
+                booted = None
+        if booted is not None and booted > went_at - 60:
+            return f"the Mini restarted at {clock_time(booted)}, without the run's container"
+        return f"its Docker engine restarted{at}, without the run's container"
 
     def find(self, job: Job, info: dict[str, Any]) -> _Run | None:
         """The run's container on the engine, after mm4watch's own process died."""

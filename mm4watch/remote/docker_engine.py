@@ -81,17 +81,26 @@ class Bind:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class EngineLost(Unreachable):
+    """The connection to an engine dropped while it was in use (the Mini went away, its engine
+    restarted): nothing of docker-py's or requests' leaves this module for it."""
+
+
 def _said_no(method: F) -> F:
-    """Docker's API errors, as ``EngineRefused``: no docker-py exception leaves this module."""
+    """Docker's API errors, as ``EngineRefused``; a dropped connection, as ``EngineLost``: no
+    docker-py or requests exception leaves this module."""
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import docker
+        import requests
 
         try:
             return method(*args, **kwargs)
         except docker.errors.DockerException as exc:
             raise EngineRefused(str(getattr(exc, "explanation", None) or exc)) from exc
+        except requests.exceptions.RequestException as exc:
+            raise EngineLost(f"the connection to the Docker engine dropped ({type(exc).__name__})") from exc
 
     return wrapper  # type: ignore[return-value]
 
@@ -553,7 +562,7 @@ class Engine:
         return thread
 
     def wait(self, container: Container, timeout: float) -> int | None:
-        """The exit code, or None when ``timeout`` passed first."""
+        """The exit code, or None when ``timeout`` passed first (``EngineLost`` when the engine is gone)."""
         import requests
 
         raw = container._raw
@@ -564,6 +573,17 @@ class Engine:
             if raw.status in ("exited", "dead"):
                 return int(raw.attrs["State"]["ExitCode"])
             return None
+
+    def state(self, name: str) -> tuple[str, int | None, str] | None:
+        """A container's status, exit code and when it finished (Docker's RFC 3339 time), or None."""
+        import docker
+
+        try:
+            raw = self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+        state = raw.attrs.get("State") or {}
+        return raw.status, state.get("ExitCode"), str(state.get("FinishedAt") or "")
 
     def fetch(
         self, container: Container, path: str, into: Path, skip: frozenset[str] = frozenset(), log: Path | None = None

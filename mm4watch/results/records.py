@@ -72,6 +72,8 @@ class RunRecord:
     outputs: list[dict[str, Any]] = field(default_factory=list)  # {path, size, sha256}
     source: dict[str, Any] = field(default_factory=dict)  # {sha256, code_hash, patch}
     rerun_of: str | None = None  # the run whose exact input this run executed again
+    retry_of: str | None = None  # the run this one repeats because its machine went away ([run] retry_lost)
+    retried_by: str | None = None  # the run that repeated this one
     key: str | None = None  # names.run_key(id): how engines, shells and remote folders name this run
     triggers: list[dict[str, Any]] = field(
         default_factory=list
@@ -159,6 +161,8 @@ _SHAPES: dict[str, tuple[str, Any]] = {
     ),
     "source": ("an object", lambda v: isinstance(v, dict)),
     "rerun_of": ("a text or null", lambda v: v is None or isinstance(v, str)),
+    "retry_of": ("a text or null", lambda v: v is None or isinstance(v, str)),
+    "retried_by": ("a text or null", lambda v: v is None or isinstance(v, str)),
     "key": ("a text or null", lambda v: v is None or isinstance(v, str)),
     "triggers": ("a list of objects", lambda v: isinstance(v, list) and all(isinstance(t, dict) for t in v)),
     "inputs": ("an object or null", lambda v: v is None or isinstance(v, dict)),
@@ -187,6 +191,15 @@ def shape_problem(data: Any) -> str | None:
 
 def write_record(run_dir: Path, record: RunRecord) -> None:
     atomic_write_json(run_dir / RECORD_NAME, record.to_dict())
+
+
+def amend_retried_by(run_dir: Path, retry_id: str) -> None:
+    """Link a run lost with its machine to the run that repeated it."""
+    import fcntl
+
+    with open(run_dir / ".run.json.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write_record(run_dir, read_record(run_dir).evolve(retried_by=retry_id))
 
 
 def amend_triggers(

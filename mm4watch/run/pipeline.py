@@ -69,6 +69,8 @@ class RunRequest:
     image: str | None = None  # container executors: run on this image when the engine still has it
     rerun_of: str | None = None
     triggers: tuple[dict[str, Any], ...] = ()  # every request this run answers (queue entries); default: trigger
+    retry_of: str | None = None  # the run this one repeats: its machine went away mid-run
+    retries_left: int | None = None  # runs again when its machine goes away; None: [run] retry_lost
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,19 @@ def run_notebook(
     if raised is not None:
         raise raised
     say(f"{record.status} after {format_duration(record.duration_s)}")
+    left = config.run.retry_lost if request.retries_left is None else request.retries_left
+    if (record.error or {}).get("ename") == "MiniLost" and left > 0:
+        from ..results.records import amend_retried_by
+        from ..results.store import History
+
+        say(f"{(record.error or {}).get('evalue')}: running it again ([run] retry_lost)")
+        again = dataclasses.replace(
+            request, content=prepared.content, retry_of=record.id, retries_left=left - 1, rerun_of=request.rerun_of
+        )
+        retry, retry_dir = run_notebook(config, again, say, on_created, display)
+        amend_retried_by(run_dir, retry.id)
+        History(config.results_dir, config.state_dir).refresh(record.id)
+        return retry, retry_dir
     return record, run_dir
 
 
@@ -215,6 +230,7 @@ def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord,
             "tree": p.prov.tree,
         },
         rerun_of=request.rerun_of,
+        retry_of=request.retry_of,
         key=run_key(run_id),
         triggers=[trigger_for_record(t) for t in request.triggers] or [{"trigger": request.trigger, "at": now_iso()}],
         inputs=p.inputs.to_record() if p.inputs else None,

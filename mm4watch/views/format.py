@@ -60,8 +60,8 @@ def run_row(record: RunRecord) -> list[str]:
     return [
         record.id,
         record.notebook,
-        record.status,
-        record.trigger,
+        record.status + (" (retried)" if record.retried_by else ""),
+        record.trigger + (" (retry)" if record.retry_of else ""),
         commit(record.commit),
         started(record),
         duration(record.duration_s),

@@ -74,7 +74,7 @@ if [ "$("$DOCKER" inspect -f '{{.State.Running}}' "$NAME" 2>/dev/null)" != "true
     --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup \
     -v mm4-mini-docker:/var/lib/docker -v "$RIG/id_ed25519.pub:/root/.ssh/authorized_keys:ro" \
     -p "127.0.0.1:$PORT:22" "$NAME" \
-    bash -c 'mkdir -p /run/sshd && /usr/sbin/sshd && exec dockerd >/var/log/dockerd.log 2>&1' >/dev/null
+    bash -c 'rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid /run/sshd.pid; mkdir -p /run/sshd && /usr/sbin/sshd && exec dockerd >>/var/log/dockerd.log 2>&1' >/dev/null
 fi
 for _ in $(seq 120); do "${SSH[@]}" docker info >/dev/null 2>&1 && break; sleep 0.5; done
 "${SSH[@]}" docker info >/dev/null 2>&1 || { log "the fake Mini's engine does not answer over SSH"; "$DOCKER" logs "$NAME" | tail -20 >&2; exit 1; }

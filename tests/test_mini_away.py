@@ -1,0 +1,80 @@
+"""A Mini that goes away mid-run (its container stopped, as a power cut, then started again, as the
+reboot after it): the run ends in words, what it wrote comes home, and it runs again once."""
+
+import json
+import subprocess
+import time
+from datetime import datetime
+
+import pytest
+from conftest import code, load_record, mini_toml, mm4_background, run_dirs, wait_for, write_notebook
+
+pytestmark = pytest.mark.usefixtures("kernel")
+
+
+def _cut(mini, seconds, meanwhile=lambda: None):
+    """The fake Mini's power cut for ``seconds`` (its container stopped at once), then its restart."""
+    subprocess.run(["docker", "stop", "-t", "0", mini["MINI_CONTAINER"]], check=True, capture_output=True)
+    time.sleep(seconds)
+    meanwhile()
+    subprocess.run(["docker", "start", mini["MINI_CONTAINER"]], check=True, capture_output=True)
+    return time.time()
+
+
+def test_a_power_cut_during_a_cell_ends_in_words_brings_home_what_was_written_and_runs_again(mini_project, mini):
+    (mini_project / "mm4.toml").write_text(
+        mini_toml(mini, extra='data = "/srv/mm4-away-data"\nsync_data = true\nharvest_every = "10m"\n')
+    )
+    (mini_project / "data").mkdir()
+    (mini_project / "data" / "table.csv").write_text("a\n1\n")
+    write_notebook(
+        mini_project / "notebooks" / "away.ipynb",
+        code(
+            "# mm4: remote\nimport os, pathlib, time\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])\n"
+            "for i in range(12):\n    (out / f'part{i}.txt').write_text(str(i))"
+        ),
+        # waits for a file the test puts in data/ while the Mini is away (the retry's sync sends it)
+        code(
+            "t0 = time.time()\nwhile not pathlib.Path('../data/go.txt').exists() and time.time() - t0 < 300:\n    time.sleep(0.2)"
+        ),
+        code("(out / 'done.txt').write_text('done')"),
+    )
+    child = mm4_background(["run", "notebooks/away.ipynb"], mini_project)
+    first = wait_for(
+        lambda: next((d for d in run_dirs(mini_project) if "Executing Cell 2" in _log(d)), None),
+        timeout=300,
+        what="cell 2 to start on the Mini",
+    )
+    back = _cut(mini, 30, lambda: (mini_project / "data" / "go.txt").write_text("go"))
+    out, err = child.communicate(timeout=600)
+    assert child.returncode == 0, err
+
+    dirs = run_dirs(mini_project)
+    assert len(dirs) == 2, [d.name for d in dirs]  # the run and its one retry: no duplicate
+    lost, retry = load_record(first), load_record(next(d for d in dirs if d != first))
+    assert lost["status"] == "interrupted" and lost["error"]["ename"] == "MiniLost", lost["error"]
+    said = lost["error"]["evalue"]
+    assert said.startswith("mini went away at ") and "while cell 2 ran" in said and "restarted" in said, said
+    assert "it answered again at" in said and len(said) < 400 and "Error" not in said, said
+    assert lost["error"]["cell"] == 2
+    assert sorted(p.name for p in first.glob("part*.txt")) == sorted(f"part{i}.txt" for i in range(12))
+    assert {o["path"] for o in lost["outputs"]} >= {f"part{i}.txt" for i in range(12)}
+    assert lost["retried_by"] == retry["id"] and retry["retry_of"] == lost["id"]
+    assert retry["status"] == "succeeded" and (dirs[-1] / "done.txt").read_text() == "done"
+    started = datetime.fromisoformat(retry["started_at"]).timestamp()
+    print(f"the retry started {started - back:.1f} s after the Mini was started again")
+    assert started - back < 90  # within a probe's 30 s of its return, its engine's start and the build check
+    shown = subprocess.run(
+        ["python", "-m", "mm4watch", "show", lost["id"]], cwd=mini_project, capture_output=True, text=True
+    )
+    assert "retried by" in shown.stdout and retry["id"] in shown.stdout, shown.stdout
+    history = subprocess.run(["python", "-m", "mm4watch", "history"], cwd=mini_project, capture_output=True, text=True)
+    assert "interrupted (retried)" in history.stdout and "(retry)" in history.stdout, history.stdout
+    assert json.loads((first / "run.json").read_text())["id"] == lost["id"]
+
+
+def _log(run_dir):
+    try:
+        return (run_dir / "run.log").read_text(errors="replace")
+    except OSError:
+        return ""
