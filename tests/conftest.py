@@ -55,8 +55,9 @@ from support import (  # noqa: F401  (the helpers tests import from here)
 # Tiers, by the fixtures a test uses (its fixture closure: a fixture that asks for ``mini`` makes its
 # tests rig tests too): `pytest -m "not rig"` is the fast tier, `-m "not rig and not kernel"` the quickest.
 # Under pytest-xdist (``-n``, ``--dist loadgroup``), the tests of one rig part run one after another on one
-# worker: they stop and restart its nodes and check after each test that nothing is left held there.
-RIG_FIXTURES = ("dask_rig", "pool", "macdocker", "mac", "mini")  # first used names the test's group
+# worker: they stop and restart its nodes and check after each test that nothing is left held there. A test
+# of the fake Mini and the Mac-like one is the Mini's: its power-cut test takes the Mini away from its group only.
+RIG_FIXTURES = ("dask_rig", "pool", "macdocker", "mini", "mac")  # first used names the test's group
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

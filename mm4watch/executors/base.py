@@ -63,6 +63,7 @@ FAR_SIDE = (
 FAR_SIDE_PYTHON = (3, 9)
 POLL_MAX_S = 30.0
 LOST_PROBE_MAX_S = 30.0  # a machine that went away is asked again at most this often
+HARVEST_TRIES = 4  # what a run whose machine came back wrote there: fetched this many times before it is kept there
 
 H = TypeVar("H")
 RUN_UID = 1000  # containers never run as root
@@ -287,15 +288,25 @@ class Executor(Generic[H]):
         return self.outcome(job, status, code, info)
 
     def _harvest_lost(self, handle: H, job: Job) -> None:
-        """What a run whose machine went away wrote there, home; if it cannot come, it stays there."""
-        try:
-            self._harvest(handle, job)
-        except Exception as exc:  # noqa: BLE001 (the machine is away again, or the container gone: said)
-            self.keep_there(handle)
-            job.lost.append(
-                f"{job.lost[-1] if job.lost else 'the machine went away'}; what it wrote could not come home ({str(exc)[:200]}) and is kept there"
-            )
-            log_line(job, job.lost[-1])
+        """What a run whose machine went away wrote there, home (tried again while the machine settles
+        after its return); if it cannot come, it stays there."""
+        why = ""
+        for attempt in range(1, HARVEST_TRIES + 1):
+            try:
+                self._harvest(handle, job)
+                return
+            except Exception as exc:  # noqa: BLE001 (the machine is away again, or the container gone: said)
+                why = str(exc)[:200]
+            if attempt < HARVEST_TRIES:
+                time.sleep(2.0 * attempt)
+                try:
+                    self.reconnect(handle, job, time.time())
+                except Exception:  # noqa: BLE001 (not back yet: the next try says)
+                    pass
+        self.keep_there(handle)
+        said = job.lost[-1] if job.lost else "the machine went away"
+        job.lost.append(f"{said}; what it wrote could not come home ({why}) and is kept there")
+        log_line(job, job.lost[-1])
 
     def keep_there(self, handle: H) -> None:
         """Leave what holds the run's files on the machine (its results did not come home)."""

@@ -100,7 +100,7 @@ def _said_no(method: F) -> F:
         except docker.errors.DockerException as exc:
             raise EngineRefused(str(getattr(exc, "explanation", None) or exc)) from exc
         except requests.exceptions.RequestException as exc:
-            raise EngineLost(f"the connection to the Docker engine dropped ({type(exc).__name__})") from exc
+            raise EngineLost("the connection to the Docker engine dropped") from exc
 
     return wrapper  # type: ignore[return-value]
 
