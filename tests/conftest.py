@@ -386,8 +386,10 @@ def dask_pool(dask_rig: dict[str, str]) -> Iterator[dict[str, str]]:
 
 
 def container_project(tmp_path: Path, toml: str) -> Path:
-    """A project with the test Dockerfile and ``toml`` as its mm4.toml."""
-    root = tmp_path / "proj"
+    """A project with the test Dockerfile and ``toml`` as its mm4.toml, at a path no earlier session had
+    (pytest's numbered folders repeat once /tmp is emptied): its project key, and so its images and its
+    folder on the Minis, are new."""
+    root = tmp_path / uuid.uuid4().hex[:8] / "proj"
     (root / "notebooks").mkdir(parents=True)
     (root / "Dockerfile").write_text(TEST_DOCKERFILE)
     (root / "requirements.txt").write_text("# nothing beyond papermill\n")
