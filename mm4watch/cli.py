@@ -283,7 +283,14 @@ def _complete(parser: argparse.ArgumentParser) -> None:
 
 
 def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM stops the command as ^C does; a second one while it stops (records the run, brings its
+    results home) is not let cut that short."""
+    signal.signal(signal.SIGTERM, _stopping)  # a handler, not SIG_IGN: the processes it starts still heed TERM
     raise KeyboardInterrupt
+
+
+def _stopping(signum: int, frame: object) -> None:
+    """A SIGTERM while the command already stops: noted by nothing, the stop goes on."""
 
 
 def _glue_sort(argv: list[str]) -> list[str]:

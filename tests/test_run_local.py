@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import code, git, load_record, markdown, mm4, run_dirs, write_notebook
+from conftest import code, git, load_record, markdown, mm4, run_dirs, wait_for, write_notebook
 
 PAPERMILL_NOTEBOOKS = Path(__import__("papermill").__file__).parent / "tests" / "notebooks"
 
@@ -236,3 +236,34 @@ def test_papermills_own_test_notebooks(project, name, status, ename):
     assert (run_dir / "executed.ipynb").exists()
     if name == "broken1.ipynb":
         assert record["error"]["cell"] == 6  # counted in the notebook as written
+
+
+def test_more_terms_while_a_run_stops_do_not_cut_its_record_short(project):
+    """A cancelled run is sent SIGTERM again and again while it stops (a daemon's `stop --now` asks on
+    each round): the first stops it, the rest do not interrupt the stop; its record is final."""
+    write_notebook(  # a kernel that ignores TERM: the stop takes its grace period, TERMs keep coming meanwhile
+        project / "notebooks" / "long.ipynb",
+        code("# mm4: remote\nimport signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)"),
+        code("time.sleep(600)"),
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mm4watch", "run", "notebooks/long.ipynb"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_dir = wait_for(
+        lambda: next((d for d in run_dirs(project) if "Executing Cell 2" in (d / "run.log").read_text()), None),
+        120,
+        "cell 2",
+    )
+    for _ in range(150):  # TERMs a tenth of a second apart, until it has stopped (its grace period is 10 s)
+        if child.poll() is not None:
+            break
+        child.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+    child.communicate(timeout=120)
+    record = load_record(run_dir)
+    assert record["status"] in ("interrupted", "cancelled") and record["finished_at"], record
+    assert kernels_of(run_dir.name) == []

@@ -65,6 +65,7 @@ class Daemon:
         self.wake = threading.Event()
         self.stopping = False
         self.stop_now = False
+        self._cancel_asked: set[str] = set()  # runs already asked to stop (stop --now)
         self._lock_file: TextIO | None = None
         self.held: str | None = None  # why new runs wait: mm4.toml does not load (the last good one is kept)
         self._config_stamp: tuple[int, int] | None = self._stamp()
@@ -507,10 +508,13 @@ class Daemon:
                 self._spawn(entry, ["--reattach"])
 
     def _cancel_all(self) -> None:
+        """Ask each running run to stop, once: a second signal would cut short the stop it is making
+        (its record finished, its results home)."""
         for run in self.running.values():
             entry = self.queue.get(run.entry_id)
-            if entry.run_id:
-                active.request_cancel(self.state_dir, entry.run_id)
+            if entry.run_id and entry.run_id not in self._cancel_asked:
+                if active.request_cancel(self.state_dir, entry.run_id) is not None:
+                    self._cancel_asked.add(entry.run_id)
 
     def _report_soon(self) -> None:
         """A run ended: the report shows it ``REPORT_AFTER_S`` later, with any run that ends meanwhile
