@@ -119,6 +119,9 @@ def _kernel_of(input_path: str) -> str | None:
         return None
 
 
+KERNEL_DIED_AT_START = "Kernel died before replying to kernel_info"
+
+
 def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
     from ..core.lean_imports import papermill as lean_papermill
 
@@ -139,17 +142,26 @@ def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
                 file=sys.stderr,
             )
     try:
-        papermill.execute_notebook(
-            spec["input"],
-            spec["output"],
-            parameters=spec.get("parameters") or {},
-            cwd=spec.get("cwd"),
-            kernel_name=kernel,
-            log_output=True,
-            progress_bar=False,
-            request_save_on_cell_execute=True,
-            **extra,
-        )
+        for attempt in (1, 2):
+            try:
+                papermill.execute_notebook(
+                    spec["input"],
+                    spec["output"],
+                    parameters=spec.get("parameters") or {},
+                    cwd=spec.get("cwd"),
+                    kernel_name=kernel,
+                    log_output=True,
+                    progress_bar=False,
+                    request_save_on_cell_execute=True,
+                    **extra,
+                )
+                break
+            except RuntimeError as exc:
+                # jupyter_client picks the kernel's ports free, then the kernel binds them: another process
+                # may take one meanwhile ("Address already in use"), and the kernel dies before any cell ran
+                if attempt == 2 or km is not None or KERNEL_DIED_AT_START not in str(exc):
+                    raise
+                print(f"mm4watch: the kernel died as it started ({exc}); starting it again, once", file=sys.stderr)
         return {"status": "succeeded", "error": None}
     except PapermillExecutionError as exc:
         cell = _source_index(spec["input"], exc.source)
