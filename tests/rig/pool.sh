@@ -78,6 +78,11 @@ for _ in $(seq 60); do
   [ "$(on 1 "docker node ls -f role=worker --format '{{.Status}}'" | grep -c Ready)" -ge 1 ] && break; sleep 0.5
 done
 
+# a suite killed part-way leaves its runs: services and their containers on the nodes hold reservations
+# (Swarm then places every new run on the other node); nothing runs when the rig comes up
+on 1 "docker service ls -q --filter name=mm4-run- | xargs -r docker service rm >/dev/null"
+for n in 1 2; do on "$n" "docker ps -aq --filter name=mm4-run- | xargs -r docker rm -f >/dev/null"; done
+
 cat >"$RIG/pool.env" <<ENV
 POOL_MANAGER=ssh://root@127.0.0.1:2231
 POOL_NODE1=fake-mini-1

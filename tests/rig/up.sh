@@ -84,6 +84,9 @@ if ! "${SSH[@]}" docker image inspect python:3.11-slim >/dev/null 2>&1; then
   "$DOCKER" save python:3.11-slim | "${SSH[@]}" docker load >/dev/null
 fi
 
+# a suite killed part-way leaves run containers (a run that lost its Mini keeps its own): none at the start
+"${SSH[@]}" "docker ps -aq --filter name=mm4-run- | xargs -r docker rm -f >/dev/null"
+
 # macOS's caffeinate, as a recorder (tests/rig/caffeinate): a run on the Mini holds an idle-sleep assertion
 "$DOCKER" cp "$(dirname "$0")/caffeinate" "$NAME:/usr/bin/caffeinate"
 "$DOCKER" exec "$NAME" sh -c 'touch /var/log/caffeinate.log && chmod 666 /var/log/caffeinate.log'
