@@ -323,8 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from .core.macos import tcc_hint
 
-        if isinstance(exc, PermissionError) and tcc_hint(exc):  # macOS kept a protected folder from us
-            print(f"mm4watch: error: {visible(str(exc))}{tcc_hint(exc)}", file=sys.stderr)
+        hint = tcc_hint(exc) if isinstance(exc, PermissionError) else ""
+        if hint:  # macOS kept a protected folder from us
+            print(f"mm4watch: error: {visible(str(exc))}{hint}", file=sys.stderr)
             return EXIT_USAGE  # a setting of this Mac's to change, not a crash
         from .core.crash import write_crash_log
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import code, git, load_record, markdown, mm4, run_dirs, wait_for, write_notebook
+from conftest import code, git, load_record, markdown, mm4, mm4_background, run_dirs, wait_for, write_notebook
 
 PAPERMILL_NOTEBOOKS = Path(__import__("papermill").__file__).parent / "tests" / "notebooks"
 
@@ -246,13 +246,7 @@ def test_more_terms_while_a_run_stops_do_not_cut_its_record_short(project):
         code("# mm4: remote\nimport signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)"),
         code("time.sleep(600)"),
     )
-    child = subprocess.Popen(
-        [sys.executable, "-m", "mm4watch", "run", "notebooks/long.ipynb"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = mm4_background(["run", "notebooks/long.ipynb"], project)
     run_dir = wait_for(
         lambda: next((d for d in run_dirs(project) if "Executing Cell 2" in (d / "run.log").read_text()), None),
         120,

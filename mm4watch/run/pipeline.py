@@ -148,9 +148,7 @@ def run_notebook(
         from ..results.store import History
 
         say(f"{(record.error or {}).get('evalue')}: running it again ([run] retry_lost)")
-        again = dataclasses.replace(
-            request, content=prepared.content, retry_of=record.id, retries_left=left - 1, rerun_of=request.rerun_of
-        )
+        again = dataclasses.replace(request, content=prepared.content, retry_of=record.id, retries_left=left - 1)
         retry, retry_dir = run_notebook(config, again, say, on_created, display)
         amend_retried_by(run_dir, retry.id)
         History(config.results_dir, config.state_dir).refresh(record.id)
