@@ -191,12 +191,16 @@ def mm4_background(args: Sequence[str], cwd: Path) -> subprocess.Popen[str]:
 
 
 def wait_for(condition: Any, timeout: float = 60, what: str = "condition", every: float = 0.1) -> Any:
-    """The first true value of ``condition()``; fails the test after ``timeout`` seconds."""
+    """The first true value of ``condition()``; fails the test after ``timeout`` seconds. A condition
+    that reads a file not written yet (run.log just after its run folder is made) is not true yet."""
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = condition()
+        try:
+            value = condition()
+        except FileNotFoundError:
+            value = None
         if value:
             return value
         time.sleep(every)
@@ -223,16 +227,10 @@ def decided(project: Path, notebooks: Any, since: int, timeout: float = 30) -> d
 
 
 def first_run(project: Path, ready: Any, timeout: float = 60, what: str = "the run") -> Path:
-    """The project's first run folder once ``ready(folder)`` holds (a file it reads that is not
-    written yet, such as run.log just after the folder is made, is not ready)."""
+    """The project's first run folder once ``ready(folder)`` holds (see wait_for: a file it reads
+    that is not written yet is not ready)."""
 
-    def holds(d: Path) -> bool:
-        try:
-            return bool(ready(d))
-        except FileNotFoundError:
-            return False
-
-    return wait_for(lambda: next((d for d in run_dirs(project)[:1] if holds(d)), None), timeout, what, every=0.2)
+    return wait_for(lambda: next((d for d in run_dirs(project)[:1] if ready(d)), None), timeout, what, every=0.2)
 
 
 def run_dirs(project: Path) -> list[Path]:
