@@ -7,7 +7,17 @@ import time
 from datetime import datetime
 
 import pytest
-from conftest import code, load_record, mini_toml, mm4_background, run_dirs, wait_for, write_notebook
+from conftest import (
+    TEST_DOCKERFILE,
+    code,
+    load_record,
+    mac_ssh_options,
+    mini_toml,
+    mm4_background,
+    run_dirs,
+    wait_for,
+    write_notebook,
+)
 
 pytestmark = pytest.mark.usefixtures("kernel")
 
@@ -27,18 +37,7 @@ def test_a_power_cut_during_a_cell_ends_in_words_brings_home_what_was_written_an
     )
     (mini_project / "data").mkdir()
     (mini_project / "data" / "table.csv").write_text("a\n1\n")
-    write_notebook(
-        mini_project / "notebooks" / "away.ipynb",
-        code(
-            "# mm4: remote\nimport os, pathlib, time\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])\n"
-            "for i in range(12):\n    (out / f'part{i}.txt').write_text(str(i))"
-        ),
-        # waits for a file the test puts in data/ while the Mini is away (the retry's sync sends it)
-        code(
-            "t0 = time.time()\nwhile not pathlib.Path('../data/go.txt').exists() and time.time() - t0 < 300:\n    time.sleep(0.2)"
-        ),
-        code("(out / 'done.txt').write_text('done')"),
-    )
+    write_notebook(mini_project / "notebooks" / "away.ipynb", *_notebook())
     child = mm4_background(["run", "notebooks/away.ipynb"], mini_project)
     first = wait_for(
         lambda: next((d for d in run_dirs(mini_project) if "Executing Cell 2" in _log(d)), None),
@@ -49,21 +48,7 @@ def test_a_power_cut_during_a_cell_ends_in_words_brings_home_what_was_written_an
     out, err = child.communicate(timeout=600)
     assert child.returncode == 0, err
 
-    dirs = run_dirs(mini_project)
-    assert len(dirs) == 2, [d.name for d in dirs]  # the run and its one retry: no duplicate
-    lost, retry = load_record(first), load_record(next(d for d in dirs if d != first))
-    assert lost["status"] == "interrupted" and lost["error"]["ename"] == "MiniLost", lost["error"]
-    said = lost["error"]["evalue"]
-    assert said.startswith("mini went away at ") and "while cell 2 ran" in said and "restarted" in said, said
-    assert "it answered again at" in said and len(said) < 400 and "Error" not in said, said
-    assert lost["error"]["cell"] == 2
-    assert sorted(p.name for p in first.glob("part*.txt")) == sorted(f"part{i}.txt" for i in range(12))
-    assert {o["path"] for o in lost["outputs"]} >= {f"part{i}.txt" for i in range(12)}
-    assert lost["retried_by"] == retry["id"] and retry["retry_of"] == lost["id"]
-    assert retry["status"] == "succeeded" and (dirs[-1] / "done.txt").read_text() == "done"
-    started = datetime.fromisoformat(retry["started_at"]).timestamp()
-    print(f"the retry started {started - back:.1f} s after the Mini was started again")
-    assert started - back < 90  # within a probe's 30 s of its return, its engine's start and the build check
+    lost, retry = _one_lost_and_its_retry(mini_project, first, back, "mini")
     shown = subprocess.run(
         ["python", "-m", "mm4watch", "show", lost["id"]], cwd=mini_project, capture_output=True, text=True
     )
@@ -78,3 +63,98 @@ def _log(run_dir):
         return (run_dir / "run.log").read_text(errors="replace")
     except OSError:
         return ""
+
+
+def test_a_power_cut_on_the_native_mini_ends_in_words_brings_home_what_was_written_and_runs_again(tmp_path, mac):
+    """The Mac-like Mini (native executor) loses power while a cell runs and starts again 30 s later:
+    its boot time says it restarted; the run's folder there comes home; the retry syncs the data that
+    changed meanwhile into the mirror the first run left read-only."""
+    project = tmp_path / "nproj"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "data").mkdir()
+    (project / "data" / "table.csv").write_text("a\n1\n")
+    (project / "requirements.txt").write_text("# nothing beyond papermill\n")
+    options = ", ".join(json.dumps(o) for o in mac_ssh_options(mac))
+    (project / "mm4.toml").write_text(
+        f'[run]\nexecutor = "gpu"\ntimeout = "10m"\n\n[executors.gpu]\ntype = "native"\n'
+        f'host = "{mac["MAC_USER"]}@{mac["MAC_HOST"]}"\nssh_options = [{options}]\n'
+        f'data = "/home/me/mm4-away-data-{tmp_path.name}"\nsync_data = true\nharvest_every = "10m"\n'
+    )
+    write_notebook(project / "notebooks" / "away.ipynb", *_notebook())
+    child = mm4_background(["run", "notebooks/away.ipynb"], project)
+    first = wait_for(
+        lambda: next((d for d in run_dirs(project) if "Executing Cell 2" in _log(d)), None),
+        timeout=600,
+        what="cell 2 to start on the Mini",
+    )
+    back = _cut({"MINI_CONTAINER": mac["MAC_CONTAINER"]}, 30, lambda: (project / "data" / "go.txt").write_text("go"))
+    out, err = child.communicate(timeout=600)
+    assert child.returncode == 0, err
+    _one_lost_and_its_retry(project, first, back, "gpu")
+
+
+def _notebook():
+    return (
+        code(
+            "# mm4: remote\nimport os, pathlib, time\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])\n"
+            "for i in range(12):\n    (out / f'part{i}.txt').write_text(str(i))"
+        ),
+        # waits for a file the test puts in data/ while the Mini is away (the retry's sync sends it)
+        code(
+            "t0 = time.time()\nwhile not pathlib.Path('../data/go.txt').exists() and time.time() - t0 < 300:\n    time.sleep(0.2)"
+        ),
+        code("(out / 'done.txt').write_text('done')"),
+    )
+
+
+def _one_lost_and_its_retry(project, first, back, name):
+    """The run lost with words, what it wrote home, and exactly one retry that succeeded."""
+    dirs = run_dirs(project)
+    assert len(dirs) == 2, [d.name for d in dirs]  # the run and its one retry: no duplicate
+    lost, retry = load_record(first), load_record(next(d for d in dirs if d != first))
+    assert lost["status"] == "interrupted" and lost["error"]["ename"] == "MiniLost", lost["error"]
+    said = lost["error"]["evalue"]
+    assert said.startswith(f"{name} went away at ") and "while cell 2 ran" in said and "restarted" in said, said
+    assert "it answered again at" in said and len(said) < 400 and "Error" not in said, said
+    assert lost["error"]["cell"] == 2
+    assert sorted(p.name for p in first.glob("part*.txt")) == sorted(f"part{i}.txt" for i in range(12))
+    assert {o["path"] for o in lost["outputs"]} >= {f"part{i}.txt" for i in range(12)}
+    assert lost["retried_by"] == retry["id"] and retry["retry_of"] == lost["id"]
+    assert retry["status"] == "succeeded" and (dirs[-1] / "done.txt").read_text() == "done"
+    started = datetime.fromisoformat(retry["started_at"]).timestamp()
+    print(f"the retry started {started - back:.1f} s after the Mini was started again")
+    assert started - back < 90  # within a probe's 30 s of its return, its engine's start and the build check
+    return lost, retry
+
+
+def test_a_power_cut_during_the_build_waits_for_the_mini_and_runs_again(mini_project, mini):
+    """The Mini goes away while the image builds (nothing ran yet): the run ends `interrupted` in words
+    once the Mini answers again, and the one retry builds and runs."""
+    (mini_project / "Dockerfile").write_text(TEST_DOCKERFILE + "RUN echo slow-step && sleep 20\n")
+    write_notebook(
+        mini_project / "notebooks" / "built.ipynb",
+        code(
+            "# mm4: remote\nimport os, pathlib\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'done.txt').write_text('done')"
+        ),
+    )
+    child = mm4_background(["run", "notebooks/built.ipynb"], mini_project)
+    first = wait_for(
+        lambda: next((d for d in run_dirs(mini_project) if "slow-step" in (d / "build.log").read_text()), None),
+        timeout=600,
+        what="the build's slow step",
+    )
+    back = _cut(mini, 30)
+    out, err = child.communicate(timeout=900)
+    assert child.returncode == 0, err
+    dirs = run_dirs(mini_project)
+    assert len(dirs) == 2, [d.name for d in dirs]
+    lost, retry = load_record(first), load_record(next(d for d in dirs if d != first))
+    assert lost["status"] == "interrupted" and lost["error"]["ename"] == "MiniLost", lost["error"]
+    said = lost["error"]["evalue"]
+    assert said.startswith("mini went away at ") and " while building on " in said, said
+    assert "it answered again at" in said and len(said) < 400, said
+    assert lost["retried_by"] == retry["id"] and retry["retry_of"] == lost["id"]
+    assert retry["status"] == "succeeded" and (dirs[-1] / "done.txt").read_text() == "done"
+    started = datetime.fromisoformat(retry["started_at"]).timestamp()
+    print(f"the retry started {started - back:.1f} s after the Mini was started again")
+    assert started - back < 90

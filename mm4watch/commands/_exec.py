@@ -75,7 +75,8 @@ def main(args: argparse.Namespace) -> int:
     except Unreachable as exc:
         if not started:  # nothing ran: the entry waits for the machine, backing off
             delay = BACKOFF_S[min(entry.attempts, len(BACKOFF_S)) - 1]
-            queue.release(entry.id, delay_s=delay, error=f"{exc} (next try in {delay}s)")
+            since = entry.detail.get("away_since") or time.time()
+            queue.release(entry.id, delay_s=delay, error=f"{exc} (next try in {delay}s)", away_since=since)
             print(f"mm4watch: {exc}; entry {entry.id} waits, next try in {delay}s", file=sys.stderr)
             return EXIT_UNREACHABLE
         raise

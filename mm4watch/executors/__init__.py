@@ -39,10 +39,17 @@ class Job:
     on_phase: Callable[[str], None] | None = None  # told what the run is doing: "building on mini", ...
     on_place: Callable[[str], None] | None = None  # told which machine of a pool runs it
     lost: list[str] = field(default_factory=list)  # the machine went away mid-run: what happened, in words
+    said: list[str] = field(default_factory=list)  # the phase said last (in a list: a Job is frozen)
 
     def phase(self, text: str) -> None:
+        self.said[:] = [text]
         if self.on_phase is not None:
             self.on_phase(text)
+
+    @property
+    def doing(self) -> str:
+        """What the run was doing, as last said ("building on mini")."""
+        return self.said[-1] if self.said else ""
 
     def place(self, where: str) -> None:
         if self.on_place is not None:

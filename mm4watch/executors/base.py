@@ -23,6 +23,7 @@ type is registered by an entry point (``core.plugins``), the built-in ones like 
 from __future__ import annotations
 
 import builtins
+import errno
 import hashlib
 import io
 import json
@@ -247,9 +248,16 @@ class Executor(Generic[H]):
     # -- the shared steps ------------------------------------------------------------
 
     def execute(self, job: Job) -> Outcome:
+        from ..remote.ssh import Unreachable
+
         info = dict(self.describe())
         job.phase(f"preparing on {self.name}")
-        prepared = self.prepare(job, info)
+        try:
+            prepared = self.prepare(job, info)
+        except Unreachable as exc:  # the machine went away during the build or the sync
+            if not self.rides_out_loss or self.answers():  # it answers: not gone (a slow step), said as it is
+                raise
+            return self._lost_preparing(job, exc, info)
         if isinstance(prepared, Outcome):  # it could not even start (a failed build): said why
             return prepared
         handle: H = prepared
@@ -270,6 +278,8 @@ class Executor(Generic[H]):
         return self._follow(handle, job, info)
 
     def _follow(self, handle: H, job: Job, info: dict[str, Any]) -> Outcome:
+        from ..remote.ssh import Unreachable
+
         try:
             try:
                 status, code = self._wait(handle, job)
@@ -282,21 +292,80 @@ class Executor(Generic[H]):
             if status == "lost":
                 self._harvest_lost(handle, job)
             else:
-                self._harvest(handle, job)
+                try:
+                    self._harvest(handle, job)
+                except Unreachable as exc:  # the machine went away while its results came home
+                    if not self.rides_out_loss:
+                        raise
+                    if not self._home_after_loss(handle, job, exc):
+                        status = "lost"
         finally:
             self.release(handle)
         return self.outcome(job, status, code, info)
 
-    def _harvest_lost(self, handle: H, job: Job) -> None:
+    def _lost_preparing(self, job: Job, exc: Exception, info: dict[str, Any]) -> Outcome:
+        """The machine went away while the run was made ready (nothing ran yet): wait for it while the
+        run's timeout allows, so that the run again (``[run] retry_lost``) finds it back."""
+        from ..core.durations import clock_time
+
+        went, doing = time.time(), job.doing or f"preparing on {self.name}"
+        log_line(job, f"{self.name} went away while {doing}: {exc}")
+        job.phase(f"{self.name} went away at {clock_time(went)}; waiting for it")
+        back = self._until_back(time.monotonic() + job.timeout_s)
+        words = f"{self.name} went away at {clock_time(went)} while {doing} ({brief(exc)})"
+        job.lost.append(
+            f"{words}; it answered again at {clock_time(back)}"
+            if back is not None
+            else f"{words} and did not answer again within the run's timeout of {format_duration(job.timeout_s)}"
+        )
+        log_line(job, job.lost[-1])
+        return self.outcome(job, "lost", None, info)
+
+    def _home_after_loss(self, handle: H, job: Job, exc: Exception) -> bool:
+        """The run ended there, then the machine went away while its results came home: once it answers
+        again, they come (``_harvest_lost``). Whether they did."""
+        from ..core.durations import clock_time
+
+        went = time.time()
+        log_line(job, f"{self.name} went away while the results came home: {exc}; waiting for it to answer again")
+        job.phase(f"{self.name} went away at {clock_time(went)}; waiting for it")
+        if self._until_back(time.monotonic() + job.timeout_s) is None:
+            job.lost.append(
+                f"{self.name} went away at {clock_time(went)} while the run's results came home and did not answer "
+                f"again within the run's timeout of {format_duration(job.timeout_s)}; they stay there"
+            )
+            log_line(job, job.lost[-1])
+            self.keep_there(handle)
+            return False
+        job.phase("bringing results home")
+        try:
+            self.reconnect(handle, job, went)
+        except Exception:  # noqa: BLE001 (not settled yet: the harvest's own tries wait for it)
+            pass
+        return self._harvest_lost(
+            handle, job, f"{self.name} went away at {clock_time(went)} while the results came home"
+        )
+
+    def _until_back(self, deadline: float) -> float | None:
+        """When the machine answers again (a probe backing off to LOST_PROBE_MAX_S); None at ``deadline``."""
+        delay = 1.0
+        while not self.answers():
+            if time.monotonic() + delay >= deadline:
+                return None
+            time.sleep(delay)
+            delay = min(LOST_PROBE_MAX_S, delay * 2)
+        return time.time()
+
+    def _harvest_lost(self, handle: H, job: Job, said: str = "") -> bool:
         """What a run whose machine went away wrote there, home (tried again while the machine settles
-        after its return); if it cannot come, it stays there."""
+        after its return); if it cannot come, it stays there. Whether it came."""
         why = ""
         for attempt in range(1, HARVEST_TRIES + 1):
             try:
                 self._harvest(handle, job)
-                return
+                return True
             except Exception as exc:  # noqa: BLE001 (the machine is away again, or the container gone: said)
-                why = str(exc)[:200]
+                why = brief(exc)
             if attempt < HARVEST_TRIES:
                 time.sleep(2.0 * attempt)
                 try:
@@ -304,9 +373,10 @@ class Executor(Generic[H]):
                 except Exception:  # noqa: BLE001 (not back yet: the next try says)
                     pass
         self.keep_there(handle)
-        said = job.lost[-1] if job.lost else "the machine went away"
+        said = said or (job.lost[-1] if job.lost else f"{self.name} went away")
         job.lost.append(f"{said}; what it wrote could not come home ({why}) and is kept there")
         log_line(job, job.lost[-1])
+        return False
 
     def keep_there(self, handle: H) -> None:
         """Leave what holds the run's files on the machine (its results did not come home)."""
@@ -347,8 +417,9 @@ class Executor(Generic[H]):
         return False
 
     def reconnect(self, handle: H, job: Job, went_at: float) -> tuple[str, int | None, str]:
-        """Once it answers: ``("running", None, "")`` when the run goes on there, else ``("ended",
-        exit code or None, what happened in words)``; ``handle`` talks to it again either way."""
+        """Once it answers: ``("running", None, "")`` when the run goes on there, ``("exited", exit code,
+        "")`` when it ended there on its own meanwhile (only the connection dropped), else ``("ended", exit
+        code or None, what happened in words)``; ``handle`` talks to it again either way."""
         raise NotImplementedError
 
     def _away(self, handle: H, job: Job, exc: Exception, deadline: float) -> tuple[str, int | None] | None:
@@ -359,31 +430,29 @@ class Executor(Generic[H]):
         went = time.time()
         cell = last_cell(job.log_path)
         during = f" while cell {cell} ran" if cell else ""
-        log_line(job, f"{self.name} went away{during}: {str(exc)[:300]}; waiting for it to answer again")
+        log_line(job, f"{self.name} went away{during}: {exc}; waiting for it to answer again")
         job.phase(f"{self.name} went away at {clock_time(went)}; waiting for it")
         from ..remote.ssh import Unreachable
 
-        delay = 1.0
         found: tuple[str, int | None, str] | None = None
-        while True:
-            if self.answers():
-                try:
-                    found = self.reconnect(handle, job, went)
-                    break
-                except Unreachable:  # ssh answers before its engine does: not back yet
-                    pass
-            if time.monotonic() + delay >= deadline:
+        while found is None:
+            if self._until_back(deadline) is None:
                 job.lost.append(
                     f"{self.name} went away at {clock_time(went)}{during} and did not answer again within the "
                     f"run's timeout of {format_duration(job.timeout_s)}; what the run wrote there stays there"
                 )
+                self.keep_there(handle)
                 return "lost", None
-            time.sleep(delay)
-            delay = min(LOST_PROBE_MAX_S, delay * 2)
+            try:
+                found = self.reconnect(handle, job, went)
+            except Unreachable:  # ssh answers before its engine does: not back yet
+                time.sleep(min(LOST_PROBE_MAX_S, 2.0))
         back = time.time()
         state, code, what = found
-        if state == "running":
+        if state in ("running", "exited"):  # the connection dropped; the run went on there (or ended on its own)
             log_line(job, f"{self.name} answers again at {clock_time(back)}: the run went on there meanwhile")
+            if state == "exited":
+                return "exited", code
             job.phase(f"running on {self.name}")
             return None
         job.lost.append(
@@ -407,6 +476,9 @@ class Executor(Generic[H]):
             result = None
         finally:
             shutil.rmtree(result_path.parent, ignore_errors=True)
+        if status == "lost" and result is not None and result.get("status") in ("succeeded", "failed"):
+            log_line(job, "the run had ended there on its own before the machine went away; its result came home")
+            status = "exited"  # the notebook's own end, not the loss: no retry
         if status == "lost":
             cell = last_cell(job.log_path)
             return Outcome(
@@ -419,19 +491,44 @@ class Executor(Generic[H]):
             error.update(ename="Timeout", evalue=f"the run exceeded its timeout of {format_duration(job.timeout_s)}")
             return Outcome("timeout", error, info)
         if result is None:
+            if _NO_SPACE in _log_tail(job.log_path):  # even result.json found no room
+                return Outcome("failed", {"cell": last_cell(job.log_path), **self.disk_full(None)}, info)
             return Outcome("failed", {"cell": None, "ename": "ProcessDied", "evalue": self.died_detail(code)}, info)
-        return Outcome(result["status"], result.get("error"), info)
+        error = result.get("error")
+        if error and error.get("disk_full") is not None:
+            error = {**error, **self.disk_full(error["disk_full"])}
+        return Outcome(result["status"], error, info)
+
+    def disk_full(self, found: dict[str, Any] | None) -> dict[str, Any]:
+        """A full disk where the run writes, in words (``found``: the runner's free MB and folder)."""
+        room = f" ({found['free_mb']} MB free in {found['path']}, where the run writes)" if found else ""
+        return {
+            "ename": "DiskFull",
+            "evalue": f"the disk of {self.name} is full{room}: `mm4watch gc` frees space there; then run it again",
+        }
+
+
+def brief(exc: BaseException, limit: int = 160) -> str:
+    """An error's first line, cut to ``limit`` characters: for a record's words (run.log holds it whole)."""
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+_NO_SPACE = f"[Errno {errno.ENOSPC}] No space left on device"
+
+
+def _log_tail(log_path: Path) -> str:
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 65536))
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def last_cell(log_path: Path) -> int | None:
     """The cell the run's log last said it started (papermill's "Executing Cell N")."""
-    try:
-        with open(log_path, "rb") as fh:
-            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 65536))
-            tail = fh.read().decode(errors="replace")
-    except OSError:
-        return None
-    found = re.findall(r"Executing Cell (\d+)", tail)
+    found = re.findall(r"Executing Cell (\d+)", _log_tail(log_path))
     return int(found[-1]) if found else None
 
 

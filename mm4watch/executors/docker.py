@@ -212,6 +212,8 @@ class EngineExecutor(Executor[H]):
                     then(image, log)
         except BuildFailed as exc:
             engine.close()
+            if self.rides_out_loss and not self.answers():  # the build did not fail: the Mini went away under it
+                raise ssh.Unreachable(f"the build's connection to {engine.label} dropped: {exc}") from exc
             return Outcome("failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info)
         return image
 
@@ -453,22 +455,13 @@ class DockerExecutor(EngineExecutor[_Run]):
         handle.keep = True
 
     def answers(self) -> bool:
-        target = self._plain_target()
+        if self.cfg.host and self.cfg.host.startswith("ssh://"):
+            return ssh.probe(ssh.Target.parse(self.cfg.host, self.cfg.ssh_options))
         try:
-            if target is not None:
-                ssh.run(target, "true", timeout=15)
-            else:
-                Engine(self.cfg).open().close()
+            Engine(self.cfg).open().close()
         except Mm4Error:
             return False
         return True
-
-    def _plain_target(self) -> ssh.Target | None:
-        """The engine's machine over ssh, connecting afresh (a probe: never a dead shared connection)."""
-        if self.cfg.host and self.cfg.host.startswith("ssh://"):
-            target = ssh.Target.parse(self.cfg.host, self.cfg.ssh_options)
-            return ssh.Target(target.destination, target.port, (*target.options, "-o", "ConnectTimeout=5"))
-        return None
 
     def reconnect(self, handle: _Run, job: Job, went_at: float) -> tuple[str, int | None, str]:
         try:
@@ -496,17 +489,11 @@ class DockerExecutor(EngineExecutor[_Run]):
 
         stopped = _docker_time(finished)
         at = f" at {clock_time(stopped)}" if stopped else ""
-        target = self._plain_target()
         booted = None
-        if target is not None:
+        if self.cfg.host and self.cfg.host.startswith("ssh://"):
             try:
-                said = ssh.run(
-                    target,
-                    "sysctl -n kern.boottime 2>/dev/null || awk '/^btime/ {print $2}' /proc/stat",
-                    timeout=15,
-                ).stdout.decode()
-                found = re.search(r"sec = (\d+)|^(\d+)\s*$", said.strip())
-                booted = float(found.group(1) or found.group(2)) if found else None
+                target = ssh.Target.parse(self.cfg.host, self.cfg.ssh_options)
+                booted = ssh.boot_time(ssh.run(target, ssh.BOOT_TIME, timeout=15).stdout.decode())
             except Mm4Error:
                 booted = None
         if booted is not None and booted > went_at - 60:

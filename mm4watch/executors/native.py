@@ -94,6 +94,7 @@ class _Remote:
     job_tar: bytes = b""  # spec.json and the notebook, sent on stdin
     runner: tuple[str, ...] = ()  # the runner's command line
     pins: list[tuple[ssh.Target, str, str]] = field(default_factory=list)  # earlier results it holds there
+    keep: bool = False  # what it wrote did not come home: its folder stays there
 
 
 class NativeExecutor(Executor[_Remote]):
@@ -402,7 +403,11 @@ class NativeExecutor(Executor[_Remote]):
         links = ""
         if self.cfg.data:
             if self.cfg.sync_data and (self.config.root / self.config.project.data).is_dir():
-                ssh.rsync_to(ssh.shared(self.target), self.config.root / self.config.project.data, self.cfg.data)
+                # writable again first: the last run's sync left it read-only, and new files go into it
+                self._sh(f"mkdir -p {quote(self.cfg.data)} && chmod -R u+w {quote(self.cfg.data)}")
+                ssh.rsync_to(
+                    ssh.shared(self.target), self.config.root / self.config.project.data, self.cfg.data, mkdir=False
+                )
                 self._sh(join(["chmod", "-R", "a-w", self.cfg.data]))  # read-only, as the container mount
             links = " && " + join(["ln", "-s", self.cfg.data, f"{run}/code/{self.config.project.data}"])
         target = ssh.shared(self.target)
@@ -487,8 +492,10 @@ class NativeExecutor(Executor[_Remote]):
                 timeout=60,
             ).stdout
         except ssh.Unreachable:
-            time.sleep(POLL_S)  # the run goes on over there; look again (the deadline still holds)
-            return None
+            if ssh.probe(self.target):  # one command lost, the Mini there: the run goes on; look again
+                time.sleep(POLL_S)
+                return None
+            raise  # the Mini went away: the shared steps wait for it (Executor._away)
         state, _, chunk = out.partition(b"\n")
         if handle.log is not None:
             handle.log.write(chunk)
@@ -519,10 +526,43 @@ class NativeExecutor(Executor[_Remote]):
         if handle.log is not None:
             handle.log.close()
         self.let_go_earlier(handle.pins)
+        if handle.keep:
+            return
         try:
             self._sh(join(["rm", "-rf", handle.run]))
         except ssh.Unreachable:
             pass  # the Mini went away: its run folder stays until it is back (and is small)
+
+    # -- the Mini went away mid-run ---------------------------------------------------------
+
+    rides_out_loss = True
+
+    def answers(self) -> bool:
+        return ssh.probe(self.target)
+
+    def keep_there(self, handle: _Remote) -> None:
+        handle.keep = True
+
+    def reconnect(self, handle: _Remote, job: Job, went_at: float) -> tuple[str, int | None, str]:
+        """The runner goes on (its pid alive, the machine not restarted), ended on its own meanwhile (its
+        result written), or ended with the machine: its boot time after the loss says it restarted."""
+        from ..core.durations import clock_time
+
+        run = handle.run
+        said = self._sh(
+            f"test -f {quote(f'{run}/output/{RESULT_DIR}/result.json')} && echo result; "
+            f"kill -0 $(cat {quote(run + '/pid')} 2>/dev/null) 2>/dev/null && echo alive; {ssh.BOOT_TIME}",
+            timeout=30,
+        )
+        words = said.split()
+        booted = ssh.boot_time("\n".join(line for line in said.splitlines() if line not in ("result", "alive")))
+        if booted is not None and booted > went_at - 60:
+            return "ended", None, f"the Mini restarted at {clock_time(booted)}, and the run with it"
+        if "result" in words:
+            return "exited", 0, ""
+        if "alive" in words:
+            return "running", None, ""
+        return "ended", None, "papermill on the Mini ended while the Mini did not answer"
 
 
 def requirement_lines(content: bytes, previous: str | None) -> tuple[list[str], list[str]] | None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.durations import clock_time as clock
 from ..core.errors import Mm4Error
 
 QUEUE_NAME = "queue.sqlite"
@@ -177,10 +178,6 @@ def identity(notebook: str, content: bytes | None, parameters: dict[str, Any] | 
 
 def _digest(content: bytes | None) -> str | None:
     return hashlib.sha256(content).hexdigest() if content is not None else None
-
-
-def clock(at: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(at))
 
 
 class Queue:
@@ -474,13 +471,29 @@ class Queue:
         with self._write() as db:
             db.execute("update entries set state = 'rejected', last_error = ? where id = ?", (error, entry_id))
 
-    def release(self, entry_id: int, *, delay_s: float = 0.0, error: str | None = None, requeue: bool = False) -> None:
-        """Back to the queue: its run did not start (e.g. the Mini is away), or is requeued."""
+    def release(
+        self,
+        entry_id: int,
+        *,
+        delay_s: float = 0.0,
+        error: str | None = None,
+        requeue: bool = False,
+        away_since: float | None = None,
+    ) -> None:
+        """Back to the queue: its run did not start (e.g. the Mini is away: since ``away_since``, kept in
+        ``detail`` for status), or is requeued."""
         with self._write() as db:
+            row = db.execute("select detail from entries where id = ?", (entry_id,)).fetchone()
+            detail = json.loads((row[0] if row else None) or "{}")
+            if away_since is None:
+                detail.pop("away_since", None)
+            else:
+                detail["away_since"] = away_since
             db.execute(
                 "update entries set state = 'queued', pid = null, pid_started = null, not_before = ?, "
-                "last_error = ?, run_id = case when ? then null else run_id end, requeued = requeued + ? where id = ?",
-                (time.time() + delay_s, error, requeue, int(requeue), entry_id),
+                "last_error = ?, run_id = case when ? then null else run_id end, requeued = requeued + ?, "
+                "detail = ? where id = ?",
+                (time.time() + delay_s, error, requeue, int(requeue), json.dumps(detail), entry_id),
             )
 
     def get(self, entry_id: int) -> Entry:

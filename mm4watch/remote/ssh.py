@@ -106,15 +106,59 @@ def remote_command(command: str) -> str:
 def run(
     target: Target, command: str, *, check: bool = True, timeout: float = 60, input: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run a shell command on the far machine under ``/bin/sh`` (``input``: its standard input)."""
+    """Run a shell command on the far machine under ``/bin/sh`` (``input``: its standard input).
+
+    A shared connection that refuses one more session (sshd's MaxSessions, 10 by default, reached by
+    a daemon's many runs on one Mini) does not fail the command: it goes over a connection of its own."""
     try:
-        return proc.run([*target.argv(), remote_command(command)], check=check, timeout=timeout, input=input)
+        try:
+            return proc.run([*target.argv(), remote_command(command)], check=check, timeout=timeout, input=input)
+        except proc.CommandFailed as exc:
+            unshared = _unshared(target)
+            if exc.code != 255 or unshared is None or not _MUX_REFUSED.search(exc.stderr):
+                raise
+            target = unshared
+            return proc.run([*target.argv(), remote_command(command)], check=check, timeout=timeout, input=input)
     except proc.CommandFailed as exc:
         if exc.code == 255:
             raise Unreachable.over_ssh(target, exc.stderr) from None
         raise
     except subprocess.TimeoutExpired:
         raise Unreachable(f"{target.label} did not answer within {timeout:.0f}s over ssh") from None
+
+
+# what ssh says when a shared connection takes no more sessions (the command itself never started)
+_MUX_REFUSED = re.compile(r"mux_client_request_session|Session open refused|administratively prohibited")
+_SHARED = ("-o", "ControlMaster=no", "-S")
+
+
+def _unshared(target: Target) -> Target | None:
+    """``target`` without the shared connection ``shared`` put on it (None: it had none)."""
+    options = target.options
+    if len(options) >= 4 and options[-4:-1] == _SHARED:
+        return Target(target.destination, target.port, options[:-4])
+    return None
+
+
+def probe(target: Target) -> bool:
+    """Whether the machine answers over ssh now: a connection of its own with a short connect timeout
+    (never a shared one that may have died with the machine)."""
+    fresh = _unshared(target) or target
+    try:
+        run(Target(fresh.destination, fresh.port, (*fresh.options, "-o", "ConnectTimeout=5")), "true", timeout=15)
+    except (Unreachable, proc.CommandFailed):
+        return False
+    return True
+
+
+BOOT_TIME = "sysctl -n kern.boottime 2>/dev/null || awk '/^btime/ {print $2}' /proc/stat"  # a Mac's, then Linux's
+
+
+def boot_time(said: str) -> float | None:
+    """When the machine last started, from what ``BOOT_TIME`` printed there (``{ sec = N, usec = M }
+    ...`` on a Mac, seconds on Linux); None when it says neither."""
+    found = re.search(r"sec = (\d+)|^(\d+)\s*$", said.strip(), re.MULTILINE)
+    return float(found.group(1) or found.group(2)) if found else None
 
 
 def ensure_master(target: Target, timeout: float = 20.0) -> Path | None:
@@ -160,7 +204,7 @@ def shared(target: Target) -> Target:
     control = ensure_master(target)
     if control is None:
         return target
-    return Target(target.destination, target.port, (*target.options, "-o", "ControlMaster=no", "-S", str(control)))
+    return Target(target.destination, target.port, (*target.options, *_SHARED, str(control)))
 
 
 CONTROL_PERSIST = "10m"

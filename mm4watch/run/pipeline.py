@@ -9,6 +9,7 @@ finalised and the executed notebook kept before the error leaves this module.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import os
 import shutil
@@ -356,7 +357,16 @@ def _finish(
         metrics=found,
         warnings=warnings,
     )
-    write_record(run_dir, record)
+    try:
+        write_record(run_dir, record)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise Mm4Error(
+            f"this machine's disk is full: run {record.id} ended {outcome.status}, but its record could not be "
+            f"written in {run_dir} ({shutil.disk_usage(run_dir).free / 1e6:.1f} MB free there); what it wrote "
+            "so far is kept. Free some space: the next mm4watch command (status, history) finishes its record"
+        ) from None
     place = where(outcome.error)
     detail = (
         f" ({place + ': ' if place else ''}{outcome.error.get('ename')}: {outcome.error.get('evalue')})"

@@ -13,6 +13,7 @@ but the far side's own files.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -128,6 +129,8 @@ def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
     papermill = lean_papermill()
     from papermill.exceptions import PapermillExecutionError
 
+    _write_whole(spec["output"])
+
     kernel = spec.get("kernel") or _kernel_of(spec["input"]) or "python3"
     extra = {"km": km} if km is not None else {}
     cwd = spec.get("cwd")
@@ -167,17 +170,17 @@ def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
         cell = _source_index(spec["input"], exc.source)
         tb = plain_traceback(list(exc.traceback or []))
         print("\n".join(tb), file=sys.stderr)  # into run.log, where `logs` and `show` find it
-        return {
-            "status": "failed",
-            "error": {
-                "cell": cell,
-                **_where(spec["input"], cell, exc.exec_count, tb),
-                "execution_count": exc.exec_count,
-                "ename": exc.ename,
-                "evalue": exc.evalue,
-                "traceback": tb,
-            },
+        error = {
+            "cell": cell,
+            **_where(spec["input"], cell, exc.exec_count, tb),
+            "execution_count": exc.exec_count,
+            "ename": exc.ename,
+            "evalue": exc.evalue,
+            "traceback": tb,
         }
+        if exc.ename == "OSError" and f"[Errno {errno.ENOSPC}]" in str(exc.evalue):  # the notebook's own write
+            error.update(disk_full(os.path.dirname(spec["result"])))
+        return {"status": "failed", "error": error}
     except KeyboardInterrupt as exc:
         return {
             "status": "interrupted",
@@ -187,23 +190,58 @@ def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
                 "evalue": str(exc),
             },
         }
-    except Exception as exc:  # a dead kernel, a missing kernel, a bad parameter...
+    except Exception as exc:  # a dead kernel, a missing kernel, a bad parameter, a full disk...
         traceback.print_exc()
-        return {
-            "status": "failed",
-            "error": {
-                "cell": _source_index(spec["input"], _last_started_cell(spec["output"])),
-                "ename": type(exc).__name__,
-                "evalue": str(exc),
-            },
+        error = {
+            "cell": _source_index(spec["input"], _last_started_cell(spec["output"])),
+            "ename": type(exc).__name__,
+            "evalue": str(exc),
         }
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            error.update(disk_full(os.path.dirname(spec["output"])))
+        return {"status": "failed", "error": error}
+
+
+def _write_whole(output: str) -> None:
+    """papermill saves the executed notebook after each cell: here to a file beside it, renamed over it,
+    so a save that fails (a full disk) leaves the last whole one, never a truncated file."""
+    from papermill.iorw import LocalHandler, papermill_io
+
+    class Whole(LocalHandler):
+        def write(self, buf: str, path: str) -> None:
+            part = path + ".part"
+            try:
+                with open(part, "w", encoding="utf-8") as fh:
+                    fh.write(buf)
+                os.replace(part, path)
+            except OSError:
+                try:
+                    os.unlink(part)
+                except OSError:
+                    pass
+                raise
+
+    papermill_io.register(output, Whole())  # this path alone; papermill asks the newest handler first
+
+
+def disk_full(folder: str) -> dict[str, Any]:
+    """What a record says of a full disk: the free space where the run writes, in MB."""
+    try:
+        st = os.statvfs(folder)
+        free = st.f_bavail * st.f_frsize
+    except OSError:
+        free = 0
+    return {"ename": "DiskFull", "disk_full": {"free_mb": round(free / 1e6, 1), "path": folder}}
 
 
 def _write_result(spec: dict[str, Any], result: dict[str, Any]) -> int:
     tmp = spec["result"] + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(result, fh)
-    os.replace(tmp, spec["result"])
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(result, fh)
+        os.replace(tmp, spec["result"])
+    except OSError as exc:  # a full disk takes even this small file: the executor finds no result, and says why
+        print(f"mm4watch: the run's result could not be written: {exc}", file=sys.stderr)
     return 0 if result["status"] == "succeeded" else 1
 
 

@@ -122,6 +122,8 @@ def lines(snap: Snapshot) -> list[str]:
     now = time.time()
     for e in snap.waiting:
         line = f"queued:  {e.notebook} (entry {e.id}, {e.trigger}, {e.executor})"
+        if e.detail.get("away_since"):
+            line += f", its machine away since {format.clock(e.detail['away_since'])}"
         if e.not_before > now:
             line += f", next try in {format.duration(e.not_before - now)}"
         if e.last_error:

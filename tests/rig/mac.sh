@@ -4,8 +4,8 @@
 # (uid 501) whose login shell is zsh; the stock python3 3.9 (Debian bullseye's
 # 3.9.2, as the Command Line Tools' 3.9.6); sshd giving commands macOS's
 # minimal PATH; no docker; a `caffeinate` recorder at /usr/bin/caffeinate (see
-# tests/rig/caffeinate). Link shaped to 1 Gbit/s. Needs up.sh first (the engine
-# here, the key). Idempotent; the root filesystem is cached in $RIG/mac.tar.
+# tests/rig/caffeinate) and a Mac's `sysctl -n kern.boottime` (tests/rig/sysctl).
+# Link shaped to 1 Gbit/s. Needs up.sh first (the engine here, the key). Idempotent; the root filesystem is cached in $RIG/mac.tar.
 # Writes $RIG/mac.env.
 set -euo pipefail
 RIG=${MM4_RIG_DIR:-/var/lib/mm4watch-rig}
@@ -39,12 +39,14 @@ if ! "$DOCKER" image inspect "$NAME" >/dev/null 2>&1; then
   "$DOCKER" import "$RIG/mac.tar" "$NAME" >/dev/null
 fi
 
-if [ "$("$DOCKER" inspect -f '{{.State.Running}}' "$NAME" 2>/dev/null)" != "true" ]; then
+# started again when it is not running, or was started by an older version of this script (a mount missing)
+state=$("$DOCKER" inspect -f '{{.State.Running}} {{range .Mounts}}{{.Destination}} {{end}}' "$NAME" 2>/dev/null || true)
+if [[ $state != true* || $state != *" /usr/sbin/sysctl "* ]]; then
   "$DOCKER" rm -f "$NAME" >/dev/null 2>&1 || true
   log "starting $NAME on 127.0.0.1:$PORT (user me, zsh, python3 3.9)"
   "$DOCKER" run -d --init --name "$NAME" --hostname fake-mac \
     -v "$RIG/id_ed25519.pub:/home/me/.ssh/authorized_keys:ro" -v "$HERE/caffeinate:/usr/bin/caffeinate:ro" \
-    -p "127.0.0.1:$PORT:22" "$NAME" \
+    -v "$HERE/sysctl:/usr/sbin/sysctl:ro" -p "127.0.0.1:$PORT:22" "$NAME" \
     bash -c 'mkdir -p /run/sshd && chown me /home/me /home/me/.ssh && chmod 700 /home/me/.ssh \
       && touch /var/log/caffeinate.log && chmod 666 /var/log/caffeinate.log && exec /usr/sbin/sshd -D -e 2>/var/log/sshd.log' >/dev/null
 fi
