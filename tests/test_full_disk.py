@@ -9,7 +9,17 @@ import os
 import subprocess
 
 import pytest
-from conftest import _unavailable, code, load_record, mm4, run_dirs, write_notebook
+from conftest import (
+    _unavailable,
+    code,
+    container_project,
+    load_record,
+    mini_toml,
+    mm4,
+    on_mini,
+    run_dirs,
+    write_notebook,
+)
 
 pytestmark = pytest.mark.usefixtures("kernel")
 
@@ -76,3 +86,37 @@ def test_a_save_that_finds_no_room_leaves_the_last_whole_notebook(project, small
     assert executed and "xxxxxxxxxx" not in executed  # the save before cell 2's, whole
     assert json.loads(executed)["cells"][1]["metadata"]["papermill"]["status"] in ("pending", "running")
     assert not list(run_dir.rglob("*.part"))
+
+
+def test_results_that_find_no_room_here_stay_on_the_mini(tmp_path, mini):
+    """This machine's disk fills while a docker run's results come home: the run says so, and its
+    container stays on the Mini with them, whole."""
+    if os.geteuid() != 0:
+        _unavailable("mounting a small disk needs root (CI runs as root)")
+    project = container_project(tmp_path, mini_toml(mini, extra='harvest_every = "10m"\n'))
+    results = project / "results"
+    results.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(results)], check=True)
+    try:
+        write_notebook(
+            project / "notebooks" / "big.ipynb",
+            code(
+                "# mm4: remote\nimport os, pathlib\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])\n"
+                "(out / 'big.bin').write_bytes(os.urandom(24_000_000))"
+            ),
+        )
+        done = mm4(["run", "notebooks/big.ipynb"], project, timeout=600)
+        (run_dir,) = run_dirs(project)
+        record = load_record(run_dir)
+    finally:
+        subprocess.run(["umount", "-l", str(results)], check=False)
+    assert done.returncode == 1, done.stderr
+    assert record["status"] == "failed" and record["error"]["ename"] == "DiskFull", record["error"]
+    said = record["error"]["evalue"]
+    container = f"mm4-run-{record['key']}"
+    assert said.startswith("this machine's disk is full (") and f"stay on mini (its container {container})" in said
+    try:
+        kept = on_mini(mini, f"docker cp {container}:/output/big.bin - | tar -xOf - | wc -c")
+        assert kept.strip() == "24000000", kept  # whole, on the Mini
+    finally:
+        on_mini(mini, f"docker rm -f {container} >/dev/null 2>&1 || true")

@@ -69,7 +69,10 @@ def test_ssh_options_reach_an_rsync_that_splits_on_whitespace(tmp_path, mac):
     assert "serveraliveinterval 17" in seen.stdout and "setenv MM4_NOTE=x" in seen.stdout, seen.stdout
     assert "batchmode yes" in seen.stdout
     plain = ssh.Target("me@host", 22, ("-i", "/home/me/.ssh/id_ed25519"))
-    assert plain.rsync_shell() == "ssh -o BatchMode=yes -o ConnectTimeout=10 -p 22 -i /home/me/.ssh/id_ed25519"
+    assert plain.rsync_shell() == (
+        "ssh -o BatchMode=yes -p 22 -i /home/me/.ssh/id_ed25519 "
+        "-o ConnectTimeout=10 -o ServerAliveInterval=10 -o ServerAliveCountMax=3"
+    )
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.txt").write_text("arrived")

@@ -69,17 +69,9 @@ def test_a_power_cut_on_the_native_mini_ends_in_words_brings_home_what_was_writt
     """The Mac-like Mini (native executor) loses power while a cell runs and starts again 30 s later:
     its boot time says it restarted; the run's folder there comes home; the retry syncs the data that
     changed meanwhile into the mirror the first run left read-only."""
-    project = tmp_path / "nproj"
-    (project / "notebooks").mkdir(parents=True)
+    project = _native_project(tmp_path, mac, f'data = "/home/me/mm4-away-data-{tmp_path.name}"\nsync_data = true\n')
     (project / "data").mkdir()
     (project / "data" / "table.csv").write_text("a\n1\n")
-    (project / "requirements.txt").write_text("# nothing beyond papermill\n")
-    options = ", ".join(json.dumps(o) for o in mac_ssh_options(mac))
-    (project / "mm4.toml").write_text(
-        f'[run]\nexecutor = "gpu"\ntimeout = "10m"\n\n[executors.gpu]\ntype = "native"\n'
-        f'host = "{mac["MAC_USER"]}@{mac["MAC_HOST"]}"\nssh_options = [{options}]\n'
-        f'data = "/home/me/mm4-away-data-{tmp_path.name}"\nsync_data = true\nharvest_every = "10m"\n'
-    )
     write_notebook(project / "notebooks" / "away.ipynb", *_notebook())
     child = mm4_background(["run", "notebooks/away.ipynb"], project)
     first = wait_for(
@@ -158,3 +150,57 @@ def test_a_power_cut_during_the_build_waits_for_the_mini_and_runs_again(mini_pro
     started = datetime.fromisoformat(retry["started_at"]).timestamp()
     print(f"the retry started {started - back:.1f} s after the Mini was started again")
     assert started - back < 90
+
+
+def test_a_cut_while_the_results_come_home_brings_them_once_the_mini_is_back(tmp_path, mac):
+    """The native run ended; the Mini goes away while its 40 MB of results come home (its link slowed
+    to 40 Mbit/s, so the transfer takes seconds): once it answers again they all come, the run keeps
+    its own outcome, and it is not run again."""
+    project = _native_project(tmp_path, mac)
+    write_notebook(
+        project / "notebooks" / "big.ipynb",
+        code(
+            "# mm4: remote\nimport os, pathlib\nout = pathlib.Path(os.environ['MM4_OUTPUT_DIR'])\n"
+            "(out / 'big.bin').write_bytes(os.urandom(40_000_000))\n(out / 'small.txt').write_text('ok')"
+        ),
+    )
+    pid = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Pid}}", mac["MAC_CONTAINER"]], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    slow = ["nsenter", "-t", pid, "-n", "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf"]
+    subprocess.run([*slow, "rate", "40mbit", "burst", "32kb", "latency", "400ms"], check=True)
+    try:
+        child = mm4_background(["run", "notebooks/big.ipynb"], project)
+        wait_for(
+            lambda: "bringing results home" in (_phase(project) or ""), timeout=600, what="results on their way home"
+        )
+        back = _cut({"MINI_CONTAINER": mac["MAC_CONTAINER"]}, 20)  # started again: a new link, not slowed
+        out, err = child.communicate(timeout=600)
+    finally:
+        subprocess.run([*slow, "rate", "1gbit", "burst", "256kb", "latency", "5ms"], check=False)
+    assert child.returncode == 0, err
+    (run_dir,) = run_dirs(project)  # not run again
+    record = load_record(run_dir)
+    assert record["status"] == "succeeded", record.get("error")
+    assert (run_dir / "big.bin").stat().st_size == 40_000_000 and (run_dir / "small.txt").read_text() == "ok"
+    log = _log(run_dir)
+    assert "went away while the results came home" in log and "retry" not in err, log[-2000:]
+    print(f"results home {time.time() - back:.1f} s after the Mini was started again")
+
+
+def _native_project(tmp_path, mac, extra=""):
+    project = tmp_path / "nproj"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "requirements.txt").write_text("# nothing beyond papermill\n")
+    options = ", ".join(json.dumps(o) for o in mac_ssh_options(mac))
+    (project / "mm4.toml").write_text(
+        f'[run]\nexecutor = "gpu"\ntimeout = "10m"\n\n[executors.gpu]\ntype = "native"\n'
+        f'host = "{mac["MAC_USER"]}@{mac["MAC_HOST"]}"\nssh_options = [{options}]\nharvest_every = "10m"\n{extra}'
+    )
+    return project
+
+
+def _phase(project):
+    """What the project's one running run says it is doing (`mm4watch status`'s phase)."""
+    phases = list((project / ".mm4").rglob("*.phase"))
+    return phases[0].read_text().strip() if phases else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -103,6 +104,10 @@ def extract_stream(
             try:
                 tar.extract(member, path=into, filter="data")
             except (tarfile.FilterError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    if member.isfile():  # what came of it is cut short: gone, and its room with it
+                        (into / name).unlink(missing_ok=True)
+                    raise  # this disk is full: nothing more comes, and the caller keeps the files where they are
                 if log is not None:
                     with open(log, "a", encoding="utf-8") as fh:
                         fh.write(f"mm4watch: results: {name!r} not brought home ({exc}); the rest is\n")

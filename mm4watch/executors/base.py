@@ -289,19 +289,35 @@ class Executor(Generic[H]):
                 self._harvest(handle, job)
                 raise
             job.phase("bringing results home")
-            if status == "lost":
-                self._harvest_lost(handle, job)
-            else:
-                try:
-                    self._harvest(handle, job)
-                except Unreachable as exc:  # the machine went away while its results came home
-                    if not self.rides_out_loss:
-                        raise
-                    if not self._home_after_loss(handle, job, exc):
-                        status = "lost"
+            try:
+                if status == "lost":
+                    self._harvest_lost(handle, job)
+                else:
+                    try:
+                        self._harvest(handle, job)
+                    except Unreachable as exc:  # the machine went away while its results came home
+                        if not self.rides_out_loss:
+                            raise
+                        if not self._home_after_loss(handle, job, exc):
+                            status = "lost"
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC or not self.elsewhere:
+                    raise
+                return self._no_room_here(handle, job, info)
         finally:
             self.release(handle)
         return self.outcome(job, status, code, info)
+
+    def _no_room_here(self, handle: H, job: Job, info: dict[str, Any]) -> Outcome:
+        """This machine's disk filled while the run's results came home: they stay there, whole."""
+        kept = self.keep_there(handle)
+        free = shutil.disk_usage(job.run_dir).free / 1e6
+        words = (
+            f"this machine's disk is full ({free:.1f} MB free in {job.run_dir.parent}) while the run's results came "
+            f"home: they stay on {self.name}{f' ({kept})' if kept else ''}, and what came is in the run's folder"
+        )
+        log_line(job, words)
+        return Outcome("failed", {"cell": None, "ename": "DiskFull", "evalue": words}, info)
 
     def _lost_preparing(self, job: Job, exc: Exception, info: dict[str, Any]) -> Outcome:
         """The machine went away while the run was made ready (nothing ran yet): wait for it while the
@@ -365,6 +381,8 @@ class Executor(Generic[H]):
                 self._harvest(handle, job)
                 return True
             except Exception as exc:  # noqa: BLE001 (the machine is away again, or the container gone: said)
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    raise  # no room here: trying again will not make any (Executor._no_room_here)
                 why = brief(exc)
             if attempt < HARVEST_TRIES:
                 time.sleep(2.0 * attempt)
@@ -378,8 +396,9 @@ class Executor(Generic[H]):
         log_line(job, job.lost[-1])
         return False
 
-    def keep_there(self, handle: H) -> None:
-        """Leave what holds the run's files on the machine (its results did not come home)."""
+    def keep_there(self, handle: H) -> str:
+        """Leave what holds the run's files on the machine (its results did not come home); what, in words."""
+        return ""
 
     def _wait(self, handle: H, job: Job) -> tuple[str, int | None]:
         from ..remote.ssh import Unreachable

@@ -451,8 +451,9 @@ class DockerExecutor(EngineExecutor[_Run]):
 
     rides_out_loss = True
 
-    def keep_there(self, handle: _Run) -> None:
+    def keep_there(self, handle: _Run) -> str:
         handle.keep = True
+        return f"its container {handle.container.name}"
 
     def answers(self) -> bool:
         if self.cfg.host and self.cfg.host.startswith("ssh://"):

@@ -540,8 +540,9 @@ class NativeExecutor(Executor[_Remote]):
     def answers(self) -> bool:
         return ssh.probe(self.target)
 
-    def keep_there(self, handle: _Remote) -> None:
+    def keep_there(self, handle: _Remote) -> str:
         handle.keep = True
+        return f"its folder {handle.run} there"
 
     def reconnect(self, handle: _Remote, job: Job, went_at: float) -> tuple[str, int | None, str]:
         """The runner goes on (its pid alive, the machine not restarted), ended on its own meanwhile (its

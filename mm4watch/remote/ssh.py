@@ -41,6 +41,12 @@ class Unreachable(Mm4Error):
         )
 
 
+# After the user's options (ssh takes the first value it is given, so theirs win): a connect timeout,
+# and, as a machine that loses power leaves its connections silent, not closed, 30 s without an answer
+# ends them (the shared one too), so nothing waits on it for TCP's two hours.
+DEFAULTS = ("-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3")
+
+
 @dataclass(frozen=True)
 class Target:
     destination: str  # user@host or a ~/.ssh/config alias
@@ -70,10 +76,10 @@ class Target:
         return join(["ssh", *(["-p", str(self.port)] if self.port else []), self.destination, "true"])
 
     def argv(self, *extra: str) -> list[str]:
-        base = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+        base = ["ssh", "-o", "BatchMode=yes"]
         if self.port:
             base += ["-p", str(self.port)]
-        return [*base, *self.options, *extra, self.destination]
+        return [*base, *self.options, *DEFAULTS, *extra, self.destination]
 
     def rsync_shell(self) -> str:
         """The ssh command for ``rsync -e``. openrsync (a Mac's rsync since macOS 15.4) and rsync 2.6.9
@@ -345,11 +351,18 @@ def fetch_tar(
     log: Path | None = None,
 ) -> None:
     """Run ``command`` (which writes a tar to stdout) on the target; unpack it here as it streams."""
+    import tarfile
+    import zlib
+
     from ..core.fsutil import extract_stream
 
     child = proc.pipe_from([*target.argv(), remote_command(command)])
+    cut: Exception | None = None
     try:
-        extract_stream(child.stdout, into, skip=skip, log=log)
+        try:
+            extract_stream(child.stdout, into, skip=skip, log=log)
+        except (tarfile.TarError, EOFError, zlib.error) as exc:  # the stream ended early: ssh's end says why
+            cut = exc
         child.wait(timeout)
     finally:
         if child.poll() is None:
@@ -358,5 +371,5 @@ def fetch_tar(
     detail = (child.stderr.read() if child.stderr else b"").decode(errors="replace").strip()
     if child.returncode == 255:
         raise Unreachable(f"lost {target.label} while bringing results home: {detail}")
-    if child.returncode != 0:
-        raise Mm4Error(f"bringing results home from {target.label} failed: {detail}")
+    if child.returncode != 0 or cut is not None:
+        raise Mm4Error(f"bringing results home from {target.label} failed: {detail or cut}")
