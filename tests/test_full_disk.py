@@ -44,6 +44,16 @@ def _fill(leave_kb):
     )
 
 
+def _disk_full(project, notebook):
+    """Runs ``notebook``: it fails, and its record says the disk is full; its folder and record."""
+    done = mm4(["run", notebook], project)
+    assert done.returncode == 1, done.stderr
+    (run_dir,) = run_dirs(project)
+    record = load_record(run_dir)
+    assert record["status"] == "failed" and record["error"]["ename"] == "DiskFull", record["error"]
+    return run_dir, record
+
+
 def test_a_notebook_that_fills_the_disk_says_so(project, small_disk):
     write_notebook(
         project / "notebooks" / "fill.ipynb",
@@ -55,11 +65,7 @@ def test_a_notebook_that_fills_the_disk_says_so(project, small_disk):
         ),
         code("print('never')"),
     )
-    done = mm4(["run", "notebooks/fill.ipynb"], project)
-    assert done.returncode == 1, done.stderr
-    (run_dir,) = run_dirs(project)
-    record = load_record(run_dir)
-    assert record["status"] == "failed" and record["error"]["ename"] == "DiskFull", record["error"]
+    run_dir, record = _disk_full(project, "notebooks/fill.ipynb")
     said = record["error"]["evalue"]
     assert said.startswith("the disk of local is full (") and "MB free in" in said and "mm4watch gc" in said, said
     assert record["error"]["cell"] == 2
@@ -76,11 +82,7 @@ def test_a_save_that_finds_no_room_leaves_the_last_whole_notebook(project, small
         code(_fill(1024)["source"] + "\nprint('x' * 600_000)"),
         code("print('never')"),
     )
-    done = mm4(["run", "notebooks/save.ipynb"], project)
-    assert done.returncode == 1, done.stderr
-    (run_dir,) = run_dirs(project)
-    record = load_record(run_dir)
-    assert record["status"] == "failed" and record["error"]["ename"] == "DiskFull", record["error"]
+    run_dir, record = _disk_full(project, "notebooks/save.ipynb")
     assert "the disk of local is full" in record["error"]["evalue"]
     executed = (run_dir / "executed.ipynb").read_text()
     assert executed and "xxxxxxxxxx" not in executed  # the save before cell 2's, whole

@@ -22,12 +22,12 @@ from conftest import (
 pytestmark = pytest.mark.usefixtures("kernel")
 
 
-def _cut(mini, seconds, meanwhile=lambda: None):
-    """The fake Mini's power cut for ``seconds`` (its container stopped at once), then its restart."""
-    subprocess.run(["docker", "stop", "-t", "0", mini["MINI_CONTAINER"]], check=True, capture_output=True)
+def _cut(container, seconds, meanwhile=lambda: None):
+    """A stand-in Mini's power cut for ``seconds`` (its container stopped at once), then its restart."""
+    subprocess.run(["docker", "stop", "-t", "0", container], check=True, capture_output=True)
     time.sleep(seconds)
     meanwhile()
-    subprocess.run(["docker", "start", mini["MINI_CONTAINER"]], check=True, capture_output=True)
+    subprocess.run(["docker", "start", container], check=True, capture_output=True)
     return time.time()
 
 
@@ -35,19 +35,7 @@ def test_a_power_cut_during_a_cell_ends_in_words_brings_home_what_was_written_an
     (mini_project / "mm4.toml").write_text(
         mini_toml(mini, extra='data = "/srv/mm4-away-data"\nsync_data = true\nharvest_every = "10m"\n')
     )
-    (mini_project / "data").mkdir()
-    (mini_project / "data" / "table.csv").write_text("a\n1\n")
-    write_notebook(mini_project / "notebooks" / "away.ipynb", *_notebook())
-    child = mm4_background(["run", "notebooks/away.ipynb"], mini_project)
-    first = wait_for(
-        lambda: next((d for d in run_dirs(mini_project) if "Executing Cell 2" in _log(d)), None),
-        timeout=300,
-        what="cell 2 to start on the Mini",
-    )
-    back = _cut(mini, 30, lambda: (mini_project / "data" / "go.txt").write_text("go"))
-    out, err = child.communicate(timeout=600)
-    assert child.returncode == 0, err
-
+    first, back = _cut_in_cell_2(mini_project, mini["MINI_CONTAINER"])
     lost, retry = _one_lost_and_its_retry(mini_project, first, back, "mini")
     shown = subprocess.run(
         ["python", "-m", "mm4watch", "show", lost["id"]], cwd=mini_project, capture_output=True, text=True
@@ -70,6 +58,14 @@ def test_a_power_cut_on_the_native_mini_ends_in_words_brings_home_what_was_writt
     its boot time says it restarted; the run's folder there comes home; the retry syncs the data that
     changed meanwhile into the mirror the first run left read-only."""
     project = _native_project(tmp_path, mac, f'data = "/home/me/mm4-away-data-{tmp_path.name}"\nsync_data = true\n')
+    first, back = _cut_in_cell_2(project, mac["MAC_CONTAINER"])
+    _one_lost_and_its_retry(project, first, back, "gpu")
+
+
+def _cut_in_cell_2(project, container):
+    """Runs ``_notebook()`` and cuts the Mini's power for 30 s while its cell 2 waits for data/go.txt,
+    which is written meanwhile; once the run and its retry ended: the first run's folder, and when the
+    Mini was started again."""
     (project / "data").mkdir()
     (project / "data" / "table.csv").write_text("a\n1\n")
     write_notebook(project / "notebooks" / "away.ipynb", *_notebook())
@@ -79,10 +75,10 @@ def test_a_power_cut_on_the_native_mini_ends_in_words_brings_home_what_was_writt
         timeout=600,
         what="cell 2 to start on the Mini",
     )
-    back = _cut({"MINI_CONTAINER": mac["MAC_CONTAINER"]}, 30, lambda: (project / "data" / "go.txt").write_text("go"))
+    back = _cut(container, 30, lambda: (project / "data" / "go.txt").write_text("go"))
     out, err = child.communicate(timeout=600)
     assert child.returncode == 0, err
-    _one_lost_and_its_retry(project, first, back, "gpu")
+    return first, back
 
 
 def _notebook():
@@ -135,7 +131,7 @@ def test_a_power_cut_during_the_build_waits_for_the_mini_and_runs_again(mini_pro
         timeout=600,
         what="the build's slow step",
     )
-    back = _cut(mini, 30)
+    back = _cut(mini["MINI_CONTAINER"], 30)
     out, err = child.communicate(timeout=900)
     assert child.returncode == 0, err
     dirs = run_dirs(mini_project)
@@ -174,7 +170,7 @@ def test_a_cut_while_the_results_come_home_brings_them_once_the_mini_is_back(tmp
         wait_for(
             lambda: "bringing results home" in (_phase(project) or ""), timeout=600, what="results on their way home"
         )
-        back = _cut({"MINI_CONTAINER": mac["MAC_CONTAINER"]}, 20)  # started again: a new link, not slowed
+        back = _cut(mac["MAC_CONTAINER"], 20)  # started again: a new link, not slowed
         out, err = child.communicate(timeout=600)
     finally:
         subprocess.run([*slow, "rate", "1gbit", "burst", "256kb", "latency", "5ms"], check=False)
