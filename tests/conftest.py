@@ -190,6 +190,26 @@ def mm4_background(args: Sequence[str], cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+def communicate(child: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """``child.communicate(timeout)``; a child that does not end in time fails the test with where each
+    of its processes is stuck (py-spy's stacks, where py-spy is installed), then is killed."""
+    import shutil
+
+    import psutil
+
+    try:
+        return child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stacks = []
+        if shutil.which("py-spy"):
+            for p in [psutil.Process(child.pid), *psutil.Process(child.pid).children(recursive=True)]:
+                said = subprocess.run(["py-spy", "dump", "--pid", str(p.pid)], capture_output=True, text=True)
+                stacks.append(f"--- {p.pid} {' '.join(p.cmdline())[:200]}\n{said.stdout}{said.stderr}")
+        child.kill()
+        out, err = child.communicate()
+        raise AssertionError(f"still running after {timeout}s\n{err[-3000:]}\n" + "\n".join(stacks)) from None
+
+
 def wait_for(condition: Any, timeout: float = 60, what: str = "condition", every: float = 0.1) -> Any:
     """The first true value of ``condition()``; fails the test after ``timeout`` seconds. A condition
     that reads a file not written yet (run.log just after its run folder is made) is not true yet."""

@@ -10,7 +10,18 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import code, git, load_record, markdown, mm4, mm4_background, run_dirs, wait_for, write_notebook
+from conftest import (
+    code,
+    communicate,
+    git,
+    load_record,
+    markdown,
+    mm4,
+    mm4_background,
+    run_dirs,
+    wait_for,
+    write_notebook,
+)
 
 PAPERMILL_NOTEBOOKS = Path(__import__("papermill").__file__).parent / "tests" / "notebooks"
 
@@ -152,7 +163,7 @@ def test_interrupt_leaves_status_interrupted_and_no_kernel(project):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     run_id = None
     while time.monotonic() < deadline:
         dirs = run_dirs(project)
@@ -163,7 +174,7 @@ def test_interrupt_leaves_status_interrupted_and_no_kernel(project):
     assert run_id, "the kernel never started"
     time.sleep(1.0)
     child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=60)
+    out, err = communicate(child, 120)
     assert child.returncode == 130, err
     record = load_record(project / "results" / run_id)
     assert record["status"] == "interrupted" and record["finished_at"]
