@@ -210,6 +210,20 @@ def communicate(child: subprocess.Popen[str], timeout: float) -> tuple[str, str]
         raise AssertionError(f"still running after {timeout}s\n{err[-3000:]}\n" + "\n".join(stacks)) from None
 
 
+def wait_beside(child: subprocess.Popen[str], condition: Any, timeout: float, what: str) -> Any:
+    """``wait_for(condition)`` while ``child`` runs (its output kept for the failure); one that does not
+    come fails the test with what the child said, and where its processes are stuck if it still runs."""
+    try:
+        return wait_for(condition, timeout, what)
+    except AssertionError:
+        if child.poll() is None:
+            communicate(child, 0.1)  # fails with the stacks
+        out, err = child.communicate()
+        raise AssertionError(
+            f"timed out waiting for {what}; the command ended {child.returncode}:\n{err[-3000:]}"
+        ) from None
+
+
 def wait_for(condition: Any, timeout: float = 60, what: str = "condition", every: float = 0.1) -> Any:
     """The first true value of ``condition()``; fails the test after ``timeout`` seconds. A condition
     that reads a file not written yet (run.log just after its run folder is made) is not true yet."""

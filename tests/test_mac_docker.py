@@ -20,7 +20,7 @@ from conftest import (
     mm4_background,
     on_macdocker,
     run_dirs,
-    wait_for,
+    wait_beside,
     write_notebook,
 )
 
@@ -185,7 +185,8 @@ def test_cancel_data_and_earlier_results(mac_engine, macdocker):
     assert "table.csv" in on_macdocker(macdocker, which, f"ls {data}")
 
     child = mm4_background(["run", "notebooks/B_load.ipynb"], project)
-    b = wait_for(
+    b = wait_beside(
+        child,
         lambda: next(
             (d for d in run_dirs(project) if d.name.startswith("B_load_") and (d / "loaded.txt").exists()), None
         ),

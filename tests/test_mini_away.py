@@ -15,7 +15,7 @@ from conftest import (
     mini_toml,
     mm4_background,
     run_dirs,
-    wait_for,
+    wait_beside,
     write_notebook,
 )
 
@@ -70,7 +70,8 @@ def _cut_in_cell_2(project, container):
     (project / "data" / "table.csv").write_text("a\n1\n")
     write_notebook(project / "notebooks" / "away.ipynb", *_notebook())
     child = mm4_background(["run", "notebooks/away.ipynb"], project)
-    first = wait_for(
+    first = wait_beside(
+        child,
         lambda: next((d for d in run_dirs(project) if "Executing Cell 2" in _log(d)), None),
         timeout=600,
         what="cell 2 to start on the Mini",
@@ -126,7 +127,8 @@ def test_a_power_cut_during_the_build_waits_for_the_mini_and_runs_again(mini_pro
         ),
     )
     child = mm4_background(["run", "notebooks/built.ipynb"], mini_project)
-    first = wait_for(
+    first = wait_beside(
+        child,
         lambda: next((d for d in run_dirs(mini_project) if "slow-step" in (d / "build.log").read_text()), None),
         timeout=600,
         what="the build's slow step",
@@ -167,8 +169,11 @@ def test_a_cut_while_the_results_come_home_brings_them_once_the_mini_is_back(tmp
     subprocess.run([*slow, "rate", "40mbit", "burst", "32kb", "latency", "400ms"], check=True)
     try:
         child = mm4_background(["run", "notebooks/big.ipynb"], project)
-        wait_for(
-            lambda: "bringing results home" in (_phase(project) or ""), timeout=600, what="results on their way home"
+        wait_beside(
+            child,
+            lambda: "bringing results home" in (_phase(project) or ""),
+            timeout=600,
+            what="results on their way home",
         )
         back = _cut(mac["MAC_CONTAINER"], 20)  # started again: a new link, not slowed
         out, err = child.communicate(timeout=600)
