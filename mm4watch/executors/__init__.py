@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from .base import Executor
 
 
+HOME_PHASE = "bringing results home"  # the phase after the run ended there: its log's last lines may still come
+
+
 @dataclass(frozen=True)
 class Job:
     run_id: str

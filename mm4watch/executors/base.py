@@ -42,7 +42,7 @@ from ..core.config import Config, ConfigProblem, ExecutorConfig, setting
 from ..core.durations import format_duration
 from ..core.errors import Mm4Error
 from ..core.runenv import ENV_PROJECT_DIR, ENV_RESULTS_DIR, ENV_RUN_ID
-from . import Job, Outcome
+from . import HOME_PHASE, Job, Outcome
 
 if TYPE_CHECKING:
     from ..remote.docker_engine import Bind
@@ -285,10 +285,10 @@ class Executor(Generic[H]):
                 status, code = self._wait(handle, job)
             except KeyboardInterrupt:  # ^C or cancel: stop it, keep what it wrote
                 self.stop(handle)
-                job.phase("bringing results home")
+                job.phase(HOME_PHASE)
                 self._harvest(handle, job)
                 raise
-            job.phase("bringing results home")
+            job.phase(HOME_PHASE)
             try:
                 if status == "lost":
                     self._harvest_lost(handle, job)
@@ -353,7 +353,7 @@ class Executor(Generic[H]):
             log_line(job, job.lost[-1])
             self.keep_there(handle)
             return False
-        job.phase("bringing results home")
+        job.phase(HOME_PHASE)
         try:
             self.reconnect(handle, job, went)
         except Exception:  # noqa: BLE001 (not settled yet: the harvest's own tries wait for it)

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from ..core.fsutil import atomic_write_text
 from ..core.terminal import visible
+from ..executors import HOME_PHASE
 
 _CELL = re.compile(r"^Executing Cell (\d+)-", re.MULTILINE)
 _MARKERS = re.compile(r"^(Executing Cell \d+-+|Ending Cell \d+-+|Executing notebook with kernel: .*|"
@@ -133,7 +134,7 @@ class Progress:
             cut = chunk.rfind("\n") + 1  # whole lines only; the rest comes next time
             chunk, self._offset = chunk[:cut], self._offset + len(chunk[:cut].encode("utf-8"))
             cells = _CELL.findall(chunk)
-            if cells:
+            if cells and self.phase != HOME_PHASE:  # the log's last lines may come after the run ended there
                 self.phase, self.cell = "running", int(cells[-1])
             if self.log_output:
                 self._echo(chunk)

@@ -4,8 +4,10 @@
 # (uid 501) whose login shell is zsh; the stock python3 3.9 (Debian bullseye's
 # 3.9.2, as the Command Line Tools' 3.9.6); sshd giving commands macOS's
 # minimal PATH; no docker; a `caffeinate` recorder at /usr/bin/caffeinate (see
-# tests/rig/caffeinate) and a Mac's `sysctl -n kern.boottime` (tests/rig/sysctl).
-# Link shaped to 1 Gbit/s. Needs up.sh first (the engine here, the key). Idempotent; the root filesystem is cached in $RIG/mac.tar.
+# tests/rig/caffeinate; its log is of the current boot) and a Mac's
+# `sysctl -n kern.boottime` (tests/rig/sysctl). Link shaped to 1 Gbit/s. Needs
+# up.sh first (the engine here, the key). Idempotent; the root filesystem is
+# cached in $RIG/mac.tar.
 # Writes $RIG/mac.env.
 set -euo pipefail
 RIG=${MM4_RIG_DIR:-/var/lib/mm4watch-rig}
@@ -48,7 +50,7 @@ if [[ $state != true* || $state != *" /usr/sbin/sysctl "* ]]; then
     -v "$RIG/id_ed25519.pub:/home/me/.ssh/authorized_keys:ro" -v "$HERE/caffeinate:/usr/bin/caffeinate:ro" \
     -v "$HERE/sysctl:/usr/sbin/sysctl:ro" -p "127.0.0.1:$PORT:22" "$NAME" \
     bash -c 'mkdir -p /run/sshd && chown me /home/me /home/me/.ssh && chmod 700 /home/me/.ssh \
-      && touch /var/log/caffeinate.log && chmod 666 /var/log/caffeinate.log && exec /usr/sbin/sshd -D -e 2>/var/log/sshd.log' >/dev/null
+      && : >/var/log/caffeinate.log && chmod 666 /var/log/caffeinate.log && exec /usr/sbin/sshd -D -e 2>/var/log/sshd.log' >/dev/null
 fi
 SSH=(ssh -i "$RIG/id_ed25519" -p "$PORT" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR me@127.0.0.1)
 for _ in $(seq 60); do "${SSH[@]}" true >/dev/null 2>&1 && break; sleep 0.5; done
