@@ -344,3 +344,19 @@ def test_a_native_run_is_picked_up_after_a_crash(daemon_project, mac):
     assert load_record(run_dir)["executor"]["reattached"] is True
     assert (run_dir / "final.txt").read_text() == "made it"
     assert run_dirs(daemon_project) == [run_dir]
+
+
+def test_a_changed_notebooks_folder_is_watched_without_a_restart(daemon_project):
+    """mm4.toml's [project] notebooks changed while the daemon runs: the new folder is watched (and a
+    folder that did not exist when it started is watched once it does)."""
+    assert mm4(["start"], cwd=daemon_project).returncode == 0
+    toml = daemon_project / "mm4.toml"
+    toml.write_text('[project]\nnotebooks = ["analysis"]\n' + toml.read_text())
+    log = daemon_project / ".mm4" / "daemon.log"
+    wait_for(lambda: "mm4.toml changed: reloaded" in log.read_text(), 60, "the reload")
+    (daemon_project / "analysis").mkdir()  # after the reload: watched once it exists
+    wait_for(lambda: f"watching {daemon_project / 'analysis'} " in log.read_text(), 60, "the new folder watched")
+    nb = daemon_project / "analysis" / "a.ipynb"
+    jupyter_save(nb, notebook_json(code("# mm4: remote\nimport os, pathlib"), code("print('analysis')")))
+    (run_dir,) = wait_for(lambda: [d for d in run_dirs(daemon_project) if status_of(d) == "succeeded"], 120, "a run")
+    assert load_record(run_dir)["notebook"] == "analysis/a.ipynb" and load_record(run_dir)["trigger"] == "save"

@@ -1,8 +1,8 @@
 """A disk that fills while a run writes: said as such, and the executed notebook is never truncated.
 
-A real small disk (a 16 MB tmpfs mounted over the project's results/, root only: CI runs as root) and
-the local executor: the runner is the same on every machine, so what it does on a full disk here it
-does on the Mini too."""
+Real small disks (16 MB tmpfs, mounted as root: CI runs as root): over the project's results/ (the local
+executor writes there; this machine's disk as results come home from a docker Mini) and over the
+run folders of the Mac-like Mini (mounted into its mount namespace from outside)."""
 
 import json
 import os
@@ -14,8 +14,10 @@ from conftest import (
     code,
     container_project,
     load_record,
+    mac_ssh_options,
     mini_toml,
     mm4,
+    on_mac,
     on_mini,
     run_dirs,
     write_notebook,
@@ -33,6 +35,21 @@ def small_disk(project):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(results)], check=True)
     yield results
     subprocess.run(["umount", "-l", str(results)], check=False)
+
+
+def _no_room_notebook(path):
+    """A notebook that fills its disk, then whose own write finds no room (what it wrote of that goes,
+    so the run can still save): a DiskFull failure in cell 2."""
+    return write_notebook(
+        path,
+        code("# mm4: remote\nprint('started')"),
+        _fill(256),
+        code(
+            "try:\n    (out / 'more.bin').write_bytes(b'1' * 1024 * 1024)\nexcept OSError:\n"
+            "    (out / 'more.bin').unlink()\n    raise"
+        ),
+        code("print('never')"),
+    )
 
 
 def _fill(leave_kb):
@@ -55,16 +72,7 @@ def _disk_full(project, notebook):
 
 
 def test_a_notebook_that_fills_the_disk_says_so(project, small_disk):
-    write_notebook(
-        project / "notebooks" / "fill.ipynb",
-        code("# mm4: remote\nprint('started')"),
-        _fill(256),
-        # the notebook's own write finds no room (what it wrote of it goes, so the run can still save)
-        code(
-            "try:\n    (out / 'more.bin').write_bytes(b'1' * 1024 * 1024)\nexcept OSError:\n    (out / 'more.bin').unlink()\n    raise"
-        ),
-        code("print('never')"),
-    )
+    _no_room_notebook(project / "notebooks" / "fill.ipynb")
     run_dir, record = _disk_full(project, "notebooks/fill.ipynb")
     said = record["error"]["evalue"]
     assert said.startswith("the disk of local is full (") and "MB free in" in said and "mm4watch gc" in said, said
@@ -122,3 +130,35 @@ def test_results_that_find_no_room_here_stay_on_the_mini(tmp_path, mini):
         assert kept.strip() == "24000000", kept  # whole, on the Mini
     finally:
         on_mini(mini, f"docker rm -f {container} >/dev/null 2>&1 || true")
+
+
+def test_a_full_disk_on_the_native_mini_says_so(tmp_path, mac):
+    """The Mini's disk fills under a native run: the record says whose disk, where and how much is free."""
+    from mm4watch.core import config
+
+    if os.geteuid() != 0:
+        _unavailable("mounting a small disk needs root (CI runs as root)")
+    project = tmp_path / "nproj"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "requirements.txt").write_text("# nothing beyond papermill\n")
+    options = ", ".join(json.dumps(o) for o in mac_ssh_options(mac))
+    (project / "mm4.toml").write_text(
+        f'[run]\nexecutor = "gpu"\ntimeout = "10m"\n\n[executors.gpu]\ntype = "native"\n'
+        f'host = "{mac["MAC_USER"]}@{mac["MAC_HOST"]}"\nssh_options = [{options}]\n'
+    )
+    runs = f"/home/me/mm4watch/{config.load(project).project_key}/runs"
+    on_mac(mac, f"mkdir -p {runs}", user="me")
+    pid = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Pid}}", mac["MAC_CONTAINER"]], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    inside = ["nsenter", "-t", pid, "-m"]
+    subprocess.run([*inside, "mount", "-t", "tmpfs", "-o", "size=16m,uid=501,gid=501", "tmpfs", runs], check=True)
+    try:
+        _no_room_notebook(project / "notebooks" / "fill.ipynb")
+        run_dir, record = _disk_full(project, "notebooks/fill.ipynb")
+    finally:
+        subprocess.run([*inside, "umount", "-l", runs], check=False)
+    said = record["error"]["evalue"]
+    assert said.startswith("the disk of gpu is full (") and f"MB free in {runs}/" in said, said
+    assert "mm4watch gc" in said and record["error"]["cell"] == 2
+    assert "started" in (run_dir / "executed.ipynb").read_text()  # whole, home

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..core import proc
 from ..core.config import CONFIG_NAME, Config, ExecutorConfig
@@ -34,6 +34,9 @@ from ..queue import active, decisions, intake, notify
 from ..queue.active import INFO_NAME, alive, process_started, read_info
 from ..queue.entries import Entry, Queue, QueueFull
 from ..results.records import read_record
+
+if TYPE_CHECKING:
+    from .watcher import Watcher
 
 LOG_NAME = "daemon.log"
 EXEC_LOG_NAME = "exec.log"
@@ -78,6 +81,8 @@ class Daemon:
         self._head: str | None = None
         self._skips: list[tuple[float, str, str]] = []  # (when, operation, notebook): logged together
         self._skips_lock = threading.Lock()
+        self.watcher: Watcher | None = None
+        self._watching: tuple[tuple[Path, ...], tuple[Path, ...], float] | None = None  # what it watches
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -157,8 +162,6 @@ class Daemon:
         signal.signal(signal.SIGUSR2, lambda signum, frame: self.wake.set())  # a new entry: `active.nudge`
 
     def serve(self) -> int:
-        from .watcher import Watcher
-
         self.acquire()
         self._setup_logging()
         self._signals()
@@ -167,19 +170,12 @@ class Daemon:
         self.adopt()
         self.drain_commits()
         self.git_dir = git_dir(self.config.root)
-        folders = [self.config.root / f for f in self.config.project.notebooks]
         # watching starts before the scan: a save made during the scan is seen twice at worst, never missed
-        watcher = Watcher(
-            folders, self.config.unwatched, self.config.daemon.debounce_s, self.saved, git_dir=self.git_dir
-        )
-        watcher.start()
+        self.watch()
         self.scan()
         self.note_head()
         self._info["watching"] = True  # `mm4watch start` returns now: every save from here on is seen
         self._write_info()
-        log.info(
-            "watching %s (debounce %.1fs)", ", ".join(str(f) for f in watcher.folders), self.config.daemon.debounce_s
-        )
         last_reconcile = time.monotonic()
         try:
             while True:
@@ -189,6 +185,9 @@ class Daemon:
                 if time.monotonic() - last_reconcile >= RECONCILE_EVERY_S:
                     self.note_head()
                     self.check_config()
+                    if self._watching != self._watch_spec():  # mm4.toml moved them, or a folder appeared
+                        self.watch()
+                        self.scan()  # what the new folders hold is remembered, as at start
                     self.reconcile()
                     self.adopt()
                     self.drain_commits()
@@ -215,10 +214,29 @@ class Daemon:
                 self._report_if_due(now=True)  # a run ended just before the stop: the page shows it
             except OSError:
                 log.exception("could not start the report's refresh")
-            watcher.stop()
+            if self.watcher is not None:
+                self.watcher.stop()
             (self.state_dir / INFO_NAME).unlink(missing_ok=True)
             log.info("daemon stopped")
         return 0
+
+    def _watch_spec(self) -> tuple[tuple[Path, ...], tuple[Path, ...], float]:
+        """What the watcher watches, by the config now: the notebook folders that exist, the folders
+        left out, the debounce."""
+        folders = tuple(f for f in (self.config.root / n for n in self.config.project.notebooks) if f.is_dir())
+        return folders, tuple(self.config.unwatched), self.config.daemon.debounce_s
+
+    def watch(self) -> None:
+        """Watch what the config says (again, after mm4.toml changed it or a notebook folder appeared)."""
+        from .watcher import Watcher
+
+        spec = self._watch_spec()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.watcher = Watcher(spec[0], spec[1], spec[2], self.saved, git_dir=self.git_dir)
+        self.watcher.start()
+        self._watching = spec
+        log.info("watching %s (debounce %.1fs)", ", ".join(str(f) for f in spec[0]) or "no folder yet", spec[2])
 
     def drain_commits(self) -> None:
         """Commits the git hooks noted and no drain has queued yet (e.g. after a reboot)."""
