@@ -135,3 +135,34 @@ def test_the_house_checks_can_fail():
     seen = [target for _, target in imported("mm4watch.results", tree)]
     assert "mm4watch.commands.status" in seen and "docker.types" in seen
     assert room_of("mm4watch.commands.status") == "commands"
+
+
+def rooms_as_written():
+    """ARCHITECTURE.md's table of rooms: {room: {module: lines}} ("commands" counts its modules)."""
+    import re
+
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text()
+    return {
+        room: dict((name, int(count)) for name, count in re.findall(r"(\w+) (\d+)", cell))
+        for room, cell in re.findall(r"^\| `(\w+)/` \|.*\| ([^|]+) \|$", text, re.MULTILINE)
+    }
+
+
+def test_the_rooms_table_names_every_module_and_its_size():
+    """ARCHITECTURE.md names every module of each room with its line count (within 10%); commands/,
+    by their number and lines together."""
+    written = rooms_as_written()
+    assert sorted(written) == sorted(ROOMS)
+    wrong = []
+    for room, listed in written.items():
+        sizes = {p.stem: len(p.read_text().splitlines()) for p in (PACKAGE / room).glob("*.py") if p.stem != "__init__"}
+        if room == "commands":  # "modules 25, lines 1400"
+            sizes = {"modules": len(sizes), "lines": sum(sizes.values())}
+        if set(listed) != set(sizes):
+            wrong.append(f"{room}/: missing {sorted(set(sizes) - set(listed))}, gone {sorted(set(listed) - set(sizes))}")
+        wrong += [
+            f"{room}/{name}: {listed[name]} written, {lines} now"
+            for name, lines in sizes.items()
+            if name in listed and abs(listed[name] - lines) > 0.1 * lines
+        ]
+    assert not wrong, "ARCHITECTURE.md's table of rooms is stale:\n" + "\n".join(wrong)
