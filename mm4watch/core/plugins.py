@@ -1,4 +1,4 @@
-"""Executor types by name, from entry points: the built-in four and any installed plug-in alike.
+"""Executor types by name, from entry points: the built-in five and any installed plug-in alike.
 
 A package adds an executor by declaring, in its own ``pyproject.toml``::
 

@@ -1,7 +1,7 @@
 """Executors run one prepared notebook and leave ``executed.ipynb`` in the run folder.
 
 ``get(config)`` picks the implementation by the executor's ``type`` from the
-registry of entry points (``core.plugins``: the built-in four and any plug-in);
+registry of entry points (``core.plugins``: the built-in five and any plug-in);
 each type lives in its own module and is imported only when used. Every one is
 built on ``base.Executor``: the shared steps live there once, each module writes
 only its transport and its settings class.

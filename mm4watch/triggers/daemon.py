@@ -65,6 +65,7 @@ class Daemon:
         self.running: dict[int, _Running] = {}
         self._pool_sizes: dict[str, tuple[int, float, ExecutorConfig]] = {}
         self._asking: set[str] = set()  # executors whose capacity is being asked again, in the background
+        self._sizes_lock = threading.Lock()  # both, shared with those background questions
         self.wake = threading.Event()
         self.stopping = False
         self.stop_now = False
@@ -398,20 +399,28 @@ class Daemon:
     def _limit(self, cfg: ExecutorConfig) -> int:
         """Runs at once on an executor, as it says (``capacity()``: a pool asks its nodes). Asked once, then
         again each minute in the background: dispatch waits on a pool's answer only the first time."""
-        cached = self._pool_sizes.get(cfg.name)
+        with self._sizes_lock:
+            cached = self._pool_sizes.get(cfg.name)
         if cached is None or cached[2] is not cfg:
             cached = (self._capacity(cfg), time.monotonic(), cfg)
-            self._pool_sizes[cfg.name] = cached
-        elif time.monotonic() - cached[1] > 60 and cfg.name not in self._asking:
-            self._asking.add(cfg.name)
+            with self._sizes_lock:
+                self._pool_sizes[cfg.name] = cached
+            return cached[0]
+        with self._sizes_lock:
+            ask = time.monotonic() - cached[1] > 60 and cfg.name not in self._asking
+            if ask:
+                self._asking.add(cfg.name)
+        if ask:
 
             def again() -> None:
                 try:
                     size = self._capacity(cfg)
-                    if self._pool_sizes.get(cfg.name, (0, 0.0, None))[2] is cfg:
-                        self._pool_sizes[cfg.name] = (size, time.monotonic(), cfg)
+                    with self._sizes_lock:  # the main loop may have put a newer config's answer there
+                        if self._pool_sizes.get(cfg.name, (0, 0.0, None))[2] is cfg:
+                            self._pool_sizes[cfg.name] = (size, time.monotonic(), cfg)
                 finally:
-                    self._asking.discard(cfg.name)
+                    with self._sizes_lock:
+                        self._asking.discard(cfg.name)
                     self.wake.set()  # the answer may let another run start
 
             threading.Thread(target=again, name=f"mm4-capacity-{cfg.name}", daemon=True).start()
