@@ -55,16 +55,20 @@ from support import (  # noqa: F401  (the helpers tests import from here)
 # Tiers, by the fixtures a test uses (its fixture closure: a fixture that asks for ``mini`` makes its
 # tests rig tests too): `pytest -m "not rig"` is the fast tier, `-m "not rig and not kernel"` the quickest.
 # Under pytest-xdist (``-n``, ``--dist loadgroup``), the tests of one rig part run one after another on one
-# worker: they stop and restart its nodes and check after each test that nothing is left held there. A test
-# of the fake Mini and the Mac-like one is the Mini's: its power-cut test takes the Mini away from its group only.
+# worker: they stop and restart its nodes (a power-cut test takes its Mini away) and check after each test
+# that nothing is left held there. A test that asks for several parts (a fixture parametrized over the
+# docker and the native Mini) is in the group of the first, or of the one its ``rig_part`` mark names:
+# the part it uses.
 RIG_FIXTURES = ("dask_rig", "pool", "macdocker", "mini", "mac")  # first used names the test's group
+MAC_PART = pytest.mark.rig_part("mac")  # for a param that runs on the Mac-like Mini alone
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
-        part = next((name for name in RIG_FIXTURES if name in used), None)
+        named = item.get_closest_marker("rig_part")
+        part = named.args[0] if named else next((name for name in RIG_FIXTURES if name in used), None)
         if part:
             item.add_marker(pytest.mark.rig)
             item.add_marker(pytest.mark.xdist_group(part))
@@ -296,18 +300,26 @@ def _unavailable(problem: str) -> None:
     pytest.skip(problem)
 
 
+def _answers(argv: list[str], within_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """``argv`` (a probe of a rig part) until it succeeds or ``within_s`` passed: a power-cut test of
+    another group may have that Mini away for half a minute."""
+    import time
+
+    deadline = time.monotonic() + within_s
+    while True:
+        probe = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if probe.returncode == 0 or time.monotonic() > deadline:
+            return probe
+        time.sleep(2)
+
+
 @pytest.fixture(scope="session")
 def mini() -> dict[str, str]:
     """The fake Mini's address. A missing rig fails under CI and skips elsewhere."""
     if not RIG_ENV.exists():
         _unavailable(f"the test rig is not up ({RIG_ENV} missing): run `bash tests/rig/up.sh` as root")
     values = rig_values() or {}
-    probe = subprocess.run(
-        ["ssh", *mini_ssh_args(values), "docker", "info", "--format", "{{.ServerVersion}}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    probe = _answers(["ssh", *mini_ssh_args(values), "docker", "info", "--format", "{{.ServerVersion}}"])
     if probe.returncode != 0:
         _unavailable(f"the fake Mini does not answer: {probe.stderr.strip()} (run `bash tests/rig/up.sh`)")
     return values  # the warm containers the suite left there are removed at its end (pytest_sessionfinish)
@@ -319,7 +331,7 @@ def mac() -> dict[str, str]:
     values = mac_values()
     problem = "" if values else f"the Mac-like Mini is not up ({MAC_ENV} missing): run `bash tests/rig/up.sh` as root"
     if values:
-        probe = as_mac_user(values, "true")
+        probe = _answers(["ssh", *mac_ssh_options(values), f"{values['MAC_USER']}@{values['MAC_HOST']}", "true"])
         if probe.returncode != 0:
             problem = f"the Mac-like Mini does not answer: {probe.stderr.strip()} (run `bash tests/rig/up.sh`)"
     if problem:

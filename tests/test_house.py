@@ -159,7 +159,9 @@ def test_the_rooms_table_names_every_module_and_its_size():
         if room == "commands":  # "modules 25, lines 1400"
             sizes = {"modules": len(sizes), "lines": sum(sizes.values())}
         if set(listed) != set(sizes):
-            wrong.append(f"{room}/: missing {sorted(set(sizes) - set(listed))}, gone {sorted(set(listed) - set(sizes))}")
+            wrong.append(
+                f"{room}/: missing {sorted(set(sizes) - set(listed))}, gone {sorted(set(listed) - set(sizes))}"
+            )
         wrong += [
             f"{room}/{name}: {listed[name]} written, {lines} now"
             for name, lines in sizes.items()

@@ -5,7 +5,7 @@ import shutil
 from datetime import datetime
 
 import pytest
-from conftest import code, container_project, git, load_record, mini_toml, mm4, run_dirs, write_notebook
+from conftest import MAC_PART, code, container_project, git, load_record, mini_toml, mm4, run_dirs, write_notebook
 from test_results_chain import native_project, newest, on_far_side
 from test_store import make_run
 
@@ -18,7 +18,7 @@ MB = 2**20
 FAT = 50 * MB
 
 
-@pytest.fixture(params=["docker", "native"])
+@pytest.fixture(params=["docker", pytest.param("native", marks=MAC_PART)])
 def far(request, tmp_path, mini, mac):
     """A project whose runs go to the docker fake Mini, or to the Mac-like one (native)."""
     if request.param == "docker":

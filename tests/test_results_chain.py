@@ -3,7 +3,18 @@
 import json
 
 import pytest
-from conftest import code, container_project, load_record, mini_toml, mm4, on_mac, on_mini, run_dirs, write_notebook
+from conftest import (
+    MAC_PART,
+    code,
+    container_project,
+    load_record,
+    mini_toml,
+    mm4,
+    on_mac,
+    on_mini,
+    run_dirs,
+    write_notebook,
+)
 
 from mm4watch.remote import mirror
 
@@ -52,7 +63,7 @@ def native_project(tmp_path, mac):
     return root
 
 
-@pytest.fixture(params=["docker", "native"])
+@pytest.fixture(params=["docker", pytest.param("native", marks=MAC_PART)])
 def remote_project(request, tmp_path, mini, mac):
     if request.param == "docker":
         return container_project(tmp_path, mini_toml(mini)), "docker"

@@ -42,9 +42,9 @@ class Unreachable(Mm4Error):
 
 
 # After the user's options (ssh takes the first value it is given, so theirs win): a connect timeout,
-# and, as a machine that loses power leaves its connections silent, not closed, 30 s without an answer
+# and, as a machine that loses power leaves its connections silent, not closed, 2 minutes without an answer
 # ends them (the shared one too), so nothing waits on it for TCP's two hours.
-DEFAULTS = ("-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3")
+DEFAULTS = ("-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=8")
 
 
 @dataclass(frozen=True)
