@@ -71,7 +71,7 @@ def test_ssh_options_reach_an_rsync_that_splits_on_whitespace(tmp_path, mac):
     plain = ssh.Target("me@host", 22, ("-i", "/home/me/.ssh/id_ed25519"))
     assert plain.rsync_shell() == (
         "ssh -o BatchMode=yes -p 22 -i /home/me/.ssh/id_ed25519 "
-        "-o ConnectTimeout=10 -o ServerAliveInterval=10 -o ServerAliveCountMax=3"
+        "-o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=8"
     )
 
     (tmp_path / "src").mkdir()
