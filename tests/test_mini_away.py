@@ -1,7 +1,9 @@
 """A Mini that goes away mid-run (its container stopped, as a power cut, then started again, as the
 reboot after it): the run ends in words, what it wrote comes home, and it runs again once."""
 
+import contextlib
 import json
+import os
 import subprocess
 import time
 from datetime import datetime
@@ -10,6 +12,7 @@ import pytest
 from conftest import (
     TEST_DOCKERFILE,
     code,
+    communicate,
     load_record,
     mac_ssh_options,
     mini_toml,
@@ -151,10 +154,21 @@ def test_a_power_cut_during_the_build_waits_for_the_mini_and_runs_again(mini_pro
 
 
 def test_a_cut_while_the_results_come_home_brings_them_once_the_mini_is_back(tmp_path, mac):
-    """The native run ended; the Mini goes away while its 40 MB of results come home (its link slowed
-    to 40 Mbit/s, so the transfer takes seconds): once it answers again they all come, the run keeps
-    its own outcome, and it is not run again."""
-    project = _native_project(tmp_path, mac)
+    """The native run ended; the Mini goes away while its results come home: once it answers again
+    they all come, the run keeps its own outcome, and it is not run again."""
+    _cut_while_results_come_home(_native_project(tmp_path, mac), mac["MAC_CONTAINER"])
+
+
+def test_a_cut_while_a_docker_runs_results_come_home_brings_them_once_the_mini_is_back(mini_project, mini):
+    """The same on the docker Mini: the run's exited container outlives the Mini's restart, and its
+    files come from it."""
+    (mini_project / "mm4.toml").write_text(mini_toml(mini, extra='harvest_every = "10m"\n'))
+    _cut_while_results_come_home(mini_project, mini["MINI_CONTAINER"])
+
+
+def _cut_while_results_come_home(project, container):
+    """A run that writes 40 MB, its Mini's link slowed to 40 Mbit/s (the transfer takes seconds), the
+    Mini's power cut for 20 s while the results come home: one run, succeeded, every byte home."""
     write_notebook(
         project / "notebooks" / "big.ipynb",
         code(
@@ -162,12 +176,7 @@ def test_a_cut_while_the_results_come_home_brings_them_once_the_mini_is_back(tmp
             "(out / 'big.bin').write_bytes(os.urandom(40_000_000))\n(out / 'small.txt').write_text('ok')"
         ),
     )
-    pid = subprocess.run(
-        ["docker", "inspect", "-f", "{{.State.Pid}}", mac["MAC_CONTAINER"]], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    slow = ["nsenter", "-t", pid, "-n", "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf"]
-    subprocess.run([*slow, "rate", "40mbit", "burst", "32kb", "latency", "400ms"], check=True)
-    try:
+    with _slow_link(container, toward_the_mini=False):
         child = mm4_background(["run", "notebooks/big.ipynb"], project)
         wait_beside(
             child,
@@ -175,10 +184,8 @@ def test_a_cut_while_the_results_come_home_brings_them_once_the_mini_is_back(tmp
             timeout=600,
             what="results on their way home",
         )
-        back = _cut(mac["MAC_CONTAINER"], 20)  # started again: a new link, not slowed
-        out, err = child.communicate(timeout=600)
-    finally:
-        subprocess.run([*slow, "rate", "1gbit", "burst", "256kb", "latency", "5ms"], check=False)
+        back = _cut(container, 20)  # started again: a new link, not slowed
+    out, err = communicate(child, 600)
     assert child.returncode == 0, err
     (run_dir,) = run_dirs(project)  # not run again
     record = load_record(run_dir)
@@ -187,6 +194,64 @@ def test_a_cut_while_the_results_come_home_brings_them_once_the_mini_is_back(tmp
     log = _log(run_dir)
     assert "went away while the results came home" in log and "retry" not in err, log[-2000:]
     print(f"results home {time.time() - back:.1f} s after the Mini was started again")
+
+
+def test_a_cut_while_the_code_goes_to_the_native_mini_waits_for_it_and_runs_again(tmp_path, mac):
+    """The Mini goes away while the run's code is sent there (40 MB of it, the link toward the Mini
+    slowed): nothing ran; the run ends in words once the Mini answers, and its one retry runs."""
+    project = _native_project(tmp_path, mac)
+    (project / "blob.bin").write_bytes(os.urandom(40_000_000))  # part of the code the run ships
+    write_notebook(
+        project / "notebooks" / "sent.ipynb",
+        code(
+            "# mm4: remote\nimport os, pathlib\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'done.txt').write_text('done')"
+        ),
+    )
+    with _slow_link(mac["MAC_CONTAINER"], toward_the_mini=True):
+        child = mm4_background(["run", "notebooks/sent.ipynb"], project)
+        wait_beside(
+            child, lambda: "syncing code to" in (_phase(project) or ""), timeout=600, what="the code on its way"
+        )
+        time.sleep(1.0)
+        back = _cut(mac["MAC_CONTAINER"], 20)
+    out, err = communicate(child, 600)
+    assert child.returncode == 0, err
+    dirs = run_dirs(project)
+    assert len(dirs) == 2, [d.name for d in dirs]
+    lost, retry = load_record(dirs[0]), load_record(dirs[1])
+    said = lost["error"]["evalue"]
+    assert lost["status"] == "interrupted" and lost["error"]["ename"] == "MiniLost", lost["error"]
+    assert said.startswith("gpu went away at ") and " while syncing code to " in said, said
+    assert "it answered again at" in said and len(said) < 400, said
+    assert lost["retried_by"] == retry["id"] and retry["status"] == "succeeded"
+    assert (dirs[1] / "done.txt").read_text() == "done"
+    started = datetime.fromisoformat(retry["started_at"]).timestamp()
+    print(f"the retry started {started - back:.1f} s after the Mini was started again")
+    assert started - back < 90
+
+
+@contextlib.contextmanager
+def _slow_link(container, toward_the_mini):
+    """The stand-in Mini's link slowed to 40 Mbit/s one way (tc on its side of the veth pair for what it
+    sends, on this machine's side for what it receives); back to the rig's 1 Gbit/s after (a Mini
+    started again has a new link, as the rig's own is not shaped then)."""
+    pid = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Pid}}", container], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    if toward_the_mini:
+        peer = subprocess.run(
+            ["docker", "exec", container, "cat", "/sys/class/net/eth0/iflink"], capture_output=True, text=True
+        ).stdout.strip()
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+        name = next(line.split(": ")[1].split("@")[0] for line in links.splitlines() if line.split(": ")[0] == peer)
+        tc = ["tc", "qdisc", "replace", "dev", name, "root", "tbf"]
+    else:
+        tc = ["nsenter", "-t", pid, "-n", "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf"]
+    subprocess.run([*tc, "rate", "40mbit", "burst", "32kb", "latency", "400ms"], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run([*tc, "rate", "1gbit", "burst", "256kb", "latency", "5ms"], check=False, capture_output=True)
 
 
 def _native_project(tmp_path, mac, extra=""):
