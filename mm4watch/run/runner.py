@@ -121,6 +121,9 @@ def _kernel_of(input_path: str) -> str | None:
 
 
 KERNEL_DIED_AT_START = "Kernel died before replying to kernel_info"
+# papermill waits 60 s for a kernel's first answer; a busy machine (other runs starting their kernels, a
+# build beside them) can take longer, and a kernel that cannot start at all dies at once, not on this wait
+KERNEL_START_S = 180
 
 
 def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
@@ -156,6 +159,7 @@ def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
                     log_output=True,
                     progress_bar=False,
                     request_save_on_cell_execute=True,
+                    start_timeout=KERNEL_START_S,
                     **extra,
                 )
                 break
