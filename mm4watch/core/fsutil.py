@@ -104,6 +104,8 @@ def extract_stream(
             try:
                 tar.extract(member, path=into, filter="data")
             except (tarfile.FilterError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno is None:
+                    raise  # not this file system's refusal: the stream broke (a connection's IOError)
                 if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                     if member.isfile():  # what came of it is cut short: gone, and its room with it
                         (into / name).unlink(missing_ok=True)
