@@ -31,6 +31,7 @@ COMMANDS = {
     "install-hooks": "install git hooks: each commit queues the tagged notebooks it changed",
     "uninstall-hooks": "remove mm4watch's git hooks and restore what was there",
     "rerun": "run a past run's exact input again: its commit's notebook, its patch, its parameters",
+    "fetch": "bring home the files a run left on its machine (its Mini came back late, or this disk was full)",
     "logs": "print a run's log; -f follows it until the run ends",
     "cancel": "stop a running run (what it wrote so far is kept)",
     "doctor": "check that an executor can run notebooks, and say how to fix what cannot",
@@ -164,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("uninstall-hooks", help=COMMANDS["uninstall-hooks"], description=COMMANDS["uninstall-hooks"] + ".")
 
     p = sub.add_parser("rerun", help=COMMANDS["rerun"], description=COMMANDS["rerun"] + ".")
+    p.add_argument("run", metavar="RUN", help="run id, unique id prefix or notebook name (its latest run)")
+
+    p = sub.add_parser("fetch", help=COMMANDS["fetch"], description=COMMANDS["fetch"] + ".")
     p.add_argument("run", metavar="RUN", help="run id, unique id prefix or notebook name (its latest run)")
 
     p = sub.add_parser("_exec", help=argparse.SUPPRESS)

@@ -98,15 +98,17 @@ def test_a_save_that_finds_no_room_leaves_the_last_whole_notebook(project, small
     assert not list(run_dir.rglob("*.part"))
 
 
-def test_results_that_find_no_room_here_stay_on_the_mini(tmp_path, mini):
-    """This machine's disk fills while a docker run's results come home: the run says so, and its
-    container stays on the Mini with them, whole."""
+def test_results_that_find_no_room_here_stay_on_the_mini_and_come_with_fetch(tmp_path, mini):
+    """This machine's disk fills while a docker run's results come home: the run says so, its container
+    stays on the Mini with them, whole; once there is room, `mm4watch fetch` brings them and records
+    the run as it ended there."""
     if os.geteuid() != 0:
         _unavailable("mounting a small disk needs root (CI runs as root)")
     project = container_project(tmp_path, mini_toml(mini, extra='harvest_every = "10m"\n'))
     results = project / "results"
     results.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(results)], check=True)
+    container = None
     try:
         write_notebook(
             project / "notebooks" / "big.ipynb",
@@ -116,20 +118,32 @@ def test_results_that_find_no_room_here_stay_on_the_mini(tmp_path, mini):
             ),
         )
         done = mm4(["run", "notebooks/big.ipynb"], project, timeout=600)
+        assert done.returncode == 1, done.stderr
         (run_dir,) = run_dirs(project)
         record = load_record(run_dir)
-    finally:
-        subprocess.run(["umount", "-l", str(results)], check=False)
-    assert done.returncode == 1, done.stderr
-    assert record["status"] == "failed" and record["error"]["ename"] == "DiskFull", record["error"]
-    said = record["error"]["evalue"]
-    container = f"mm4-run-{record['key']}"
-    assert said.startswith("this machine's disk is full (") and f"stay on mini (its container {container})" in said
-    try:
+        assert record["status"] == "failed" and record["error"]["ename"] == "DiskFull", record["error"]
+        said = record["error"]["evalue"]
+        container = f"mm4-run-{record['key']}"
+        assert said.startswith("this machine's disk is full (") and f"stay on mini (its container {container})" in said
+        assert record["error"]["kept"] == f"its container {container}"
         kept = on_mini(mini, f"docker cp {container}:/output/big.bin - | tar -xOf - | wc -c")
         assert kept.strip() == "24000000", kept  # whole, on the Mini
+
+        subprocess.run(["mount", "-o", "remount,size=64m", str(results)], check=True)  # room again
+        fetched = mm4(["fetch", record["id"]], project, timeout=600)
+        assert fetched.returncode == 0, fetched.stderr
+        record = load_record(run_dir)
+        assert record["status"] == "succeeded" and record["error"] is None, record["error"]
+        assert (run_dir / "big.bin").stat().st_size == 24_000_000
+        assert "big.bin" in {o["path"] for o in record["outputs"]}
+        assert any("came home later, with mm4watch fetch" in w for w in record["warnings"])
+        assert on_mini(mini, f"docker ps -aq --filter name=^{container}$").strip() == ""  # gone once home
+        again = mm4(["fetch", record["id"]], project)
+        assert again.returncode == 1 and "left nothing on its machine to fetch" in again.stderr, again.stderr
     finally:
-        on_mini(mini, f"docker rm -f {container} >/dev/null 2>&1 || true")
+        if container:
+            on_mini(mini, f"docker rm -f {container} >/dev/null 2>&1 || true")
+        subprocess.run(["umount", "-l", str(results)], check=False)
 
 
 def test_a_full_disk_on_the_native_mini_says_so(tmp_path, mac):

@@ -43,6 +43,7 @@ class Job:
     on_place: Callable[[str], None] | None = None  # told which machine of a pool runs it
     lost: list[str] = field(default_factory=list)  # the machine went away mid-run: what happened, in words
     said: list[str] = field(default_factory=list)  # the phase said last (in a list: a Job is frozen)
+    kept: list[str] = field(default_factory=list)  # what holds its files on that machine, kept there for `fetch`
 
     def phase(self, text: str) -> None:
         self.said[:] = [text]

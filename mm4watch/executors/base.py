@@ -310,14 +310,14 @@ class Executor(Generic[H]):
 
     def _no_room_here(self, handle: H, job: Job, info: dict[str, Any]) -> Outcome:
         """This machine's disk filled while the run's results came home: they stay there, whole."""
-        kept = self.keep_there(handle)
+        kept = self._keep(handle, job)
         free = shutil.disk_usage(job.run_dir).free / 1e6
         words = (
             f"this machine's disk is full ({free:.1f} MB free in {job.run_dir.parent}) while the run's results came "
             f"home: they stay on {self.name}{f' ({kept})' if kept else ''}, and what came is in the run's folder"
         )
         log_line(job, words)
-        return Outcome("failed", {"cell": None, "ename": "DiskFull", "evalue": words}, info)
+        return Outcome("failed", {"cell": None, "ename": "DiskFull", "evalue": words, "kept": job.kept[-1]}, info)
 
     def _lost_preparing(self, job: Job, exc: Exception, info: dict[str, Any]) -> Outcome:
         """The machine went away while the run was made ready (nothing ran yet): wait for it while the
@@ -351,7 +351,7 @@ class Executor(Generic[H]):
                 f"again within the run's timeout of {format_duration(job.timeout_s)}; they stay there"
             )
             log_line(job, job.lost[-1])
-            self.keep_there(handle)
+            self._keep(handle, job)
             return False
         job.phase(HOME_PHASE)
         try:
@@ -390,11 +390,17 @@ class Executor(Generic[H]):
                     self.reconnect(handle, job, time.time())
                 except Exception:  # noqa: BLE001 (not back yet: the next try says)
                     pass
-        self.keep_there(handle)
+        self._keep(handle, job)
         said = said or (job.lost[-1] if job.lost else f"{self.name} went away")
         job.lost.append(f"{said}; what it wrote could not come home ({why}) and is kept there")
         log_line(job, job.lost[-1])
         return False
+
+    def _keep(self, handle: H, job: Job) -> str:
+        """Leave the run's files on that machine, and note where for the record (``mm4watch fetch``)."""
+        where = self.keep_there(handle)
+        job.kept[:] = [where or f"on {self.name}"]
+        return where
 
     def keep_there(self, handle: H) -> str:
         """Leave what holds the run's files on the machine (its results did not come home); what, in words."""
@@ -460,7 +466,7 @@ class Executor(Generic[H]):
                     f"{self.name} went away at {clock_time(went)}{during} and did not answer again within the "
                     f"run's timeout of {format_duration(job.timeout_s)}; what the run wrote there stays there"
                 )
-                self.keep_there(handle)
+                self._keep(handle, job)
                 return "lost", None
             try:
                 found = self.reconnect(handle, job, went)
@@ -487,7 +493,14 @@ class Executor(Generic[H]):
             os.replace(executed, job.run_dir / "executed.ipynb")
 
     def outcome(self, job: Job, status: str, code: int | None, info: dict[str, Any]) -> Outcome:
-        """``result.json`` and how the runner ended, as the run's outcome."""
+        """``result.json`` and how the runner ended, as the run's outcome; files kept on that machine
+        are named in its error (``kept``), for ``mm4watch fetch``."""
+        found = self._outcome(job, status, code, info)
+        if job.kept and found.error is not None:
+            return Outcome(found.status, {**found.error, "kept": job.kept[-1]}, found.executor)
+        return found
+
+    def _outcome(self, job: Job, status: str, code: int | None, info: dict[str, Any]) -> Outcome:
         result_path = job.run_dir / RESULT_DIR / "result.json"
         try:
             result = json.loads(result_path.read_text())

@@ -280,6 +280,20 @@ def _outcome_of(exc: BaseException, cancelled: bool) -> tuple[executors.Outcome,
     return failed, exc
 
 
+def _job_again(config: Config, run_dir: Path, record: RunRecord, timeout_s: float) -> executors.Job:
+    """The job of a run recorded earlier, to follow it again on its machine."""
+    return executors.Job(
+        run_id=record.id,
+        input_path=run_dir / EXECUTED_NAME,
+        run_dir=run_dir,
+        log_path=run_dir / LOG_NAME,
+        cwd=(config.root / record.notebook).parent,
+        parameters=dict(record.parameters),
+        timeout_s=max(1.0, timeout_s),
+        kernel=config.run.kernel,
+    )
+
+
 def resume(config: Config, run_dir: Path, record: RunRecord) -> RunRecord:
     """Finish a run whose mm4watch process died: re-attach where the executor can,
     else record it ``interrupted``. Returns the final record. The caller holds the
@@ -288,16 +302,7 @@ def resume(config: Config, run_dir: Path, record: RunRecord) -> RunRecord:
     executor = executors.get(exec_cfg, config)
     started = parse_iso(record.started_at or record.queued_at)
     elapsed = (datetime.now(UTC) - started).total_seconds() if started else 0.0
-    job = executors.Job(
-        run_id=record.id,
-        input_path=run_dir / EXECUTED_NAME,
-        run_dir=run_dir,
-        log_path=run_dir / LOG_NAME,
-        cwd=(config.root / record.notebook).parent,
-        parameters=dict(record.parameters),
-        timeout_s=max(1.0, (record.timeout_s or config.run.timeout_s) - elapsed),
-        kernel=config.run.kernel,
-    )
+    job = _job_again(config, run_dir, record, (record.timeout_s or config.run.timeout_s) - elapsed)
     append_log(job.log_path, "the process running this run died; picking it up again")
     outcome = executor.reattach(job)
     if outcome is None:
@@ -310,6 +315,41 @@ def resume(config: Config, run_dir: Path, record: RunRecord) -> RunRecord:
             },
         )
     return _finish(run_dir, record, None, time.monotonic() - elapsed, outcome, config.results.metrics)
+
+
+def fetch_kept(config: Config, run_dir: Path, record: RunRecord) -> RunRecord:
+    """Bring home the files a run left on its machine (``error.kept``: the machine went away past the
+    run's timeout, or this disk was full), and record them. A run that ended there on its own (this
+    disk was full) takes the outcome it had there; one lost with its machine stays as it was. The caller
+    holds the run's lock."""
+    kept = (record.error or {}).get("kept")
+    if not kept:
+        raise Mm4Error(f"run {record.id} left nothing on its machine to fetch (its files came home with it)")
+    exec_cfg = config.executor(record.executor.get("name"))
+    job = _job_again(config, run_dir, record, record.timeout_s or config.run.timeout_s)
+    append_log(job.log_path, f"fetching what the run left on {exec_cfg.name} ({kept})")
+    outcome = executors.get(exec_cfg, config).reattach(job)
+    if outcome is None:
+        raise Mm4Error(f"{exec_cfg.name} no longer holds run {record.id}'s files ({kept}): removed there")
+    said = outcome.error or {}
+    if said.get("kept"):
+        raise Mm4Error(f"run {record.id}'s files are still on {exec_cfg.name}: {said.get('evalue')}")
+    found, _ = metrics.collect(run_dir, config.results.metrics)
+    if record.error and record.error.get("ename") != "DiskFull":  # lost with its machine: it stays so
+        error: dict[str, Any] | None = {k: v for k, v in record.error.items() if k != "kept"}
+        status = record.status
+    else:
+        error, status = outcome.error, outcome.status
+    record = record.evolve(
+        status=status,
+        error=error,
+        outputs=collect_outputs(run_dir),
+        metrics=found or record.metrics,
+        warnings=[*record.warnings, f"its files came home later, with mm4watch fetch, at {now_iso()}"],
+    )
+    write_record(run_dir, record)
+    append_log(run_dir / LOG_NAME, f"fetched: {status}")
+    return record
 
 
 def _finish(
