@@ -139,7 +139,7 @@ def test_results_that_find_no_room_here_stay_on_the_mini_and_come_with_fetch(tmp
         assert any("came home later, with mm4watch fetch" in w for w in record["warnings"])
         assert on_mini(mini, f"docker ps -aq --filter name=^{container}$").strip() == ""  # gone once home
         again = mm4(["fetch", record["id"]], project)
-        assert again.returncode == 1 and "left nothing on its machine to fetch" in again.stderr, again.stderr
+        assert again.returncode == 2 and "left nothing on its machine to fetch" in again.stderr, again.stderr
     finally:
         if container:
             on_mini(mini, f"docker rm -f {container} >/dev/null 2>&1 || true")
