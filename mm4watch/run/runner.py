@@ -120,10 +120,11 @@ def _kernel_of(input_path: str) -> str | None:
         return None
 
 
-KERNEL_DIED_AT_START = "Kernel died before replying to kernel_info"
-# papermill waits 60 s for a kernel's first answer; a busy machine (other runs starting their kernels, a
-# build beside them) can take longer, and a kernel that cannot start at all dies at once, not on this wait
-KERNEL_START_S = 180
+# A kernel that does not start: it died ("died before replying"), or it hangs without answering ("didn't
+# respond"): a port another process took between jupyter_client's pick and the kernel's bind leaves
+# ipykernel's process up but deaf. Started again once, on new ports: a slow machine gets a second minute.
+KERNEL_NOT_STARTED = ("Kernel died before replying to kernel_info", "Kernel didn't respond in")
+KERNEL_START_S = 60
 
 
 def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
@@ -166,9 +167,9 @@ def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
             except RuntimeError as exc:
                 # jupyter_client picks the kernel's ports free, then the kernel binds them: another process
                 # may take one meanwhile ("Address already in use"), and the kernel dies before any cell ran
-                if attempt == 2 or km is not None or KERNEL_DIED_AT_START not in str(exc):
+                if attempt == 2 or km is not None or not any(said in str(exc) for said in KERNEL_NOT_STARTED):
                     raise
-                print(f"mm4watch: the kernel died as it started ({exc}); starting it again, once", file=sys.stderr)
+                print(f"mm4watch: the kernel did not start ({exc}); starting it again, once", file=sys.stderr)
         return {"status": "succeeded", "error": None}
     except PapermillExecutionError as exc:
         cell = _source_index(spec["input"], exc.source)
