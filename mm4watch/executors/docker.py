@@ -494,10 +494,10 @@ class DockerExecutor(EngineExecutor[_Run]):
         if self.cfg.host and self.cfg.host.startswith("ssh://"):
             try:
                 target = ssh.Target.parse(self.cfg.host, self.cfg.ssh_options)
-                booted = ssh.boot_time(ssh.run(target, ssh.BOOT_TIME, timeout=15).stdout.decode())
+                booted = ssh.restarted_since(ssh.run(target, ssh.BOOT_TIME, timeout=15).stdout.decode(), went_at)
             except Mm4Error:
                 booted = None
-        if booted is not None and booted > went_at - 60:
+        if booted is not None:
             return f"the Mini restarted at {clock_time(booted)}, without the run's container"
         return f"its Docker engine restarted{at}, without the run's container"
 

@@ -556,8 +556,8 @@ class NativeExecutor(Executor[_Remote]):
             timeout=30,
         )
         words = said.split()
-        booted = ssh.boot_time("\n".join(line for line in said.splitlines() if line not in ("result", "alive")))
-        if booted is not None and booted > went_at - 60:
+        booted = ssh.restarted_since(said, went_at)
+        if booted is not None:
             return "ended", None, f"the Mini restarted at {clock_time(booted)}, and the run with it"
         if "result" in words:
             return "exited", 0, ""

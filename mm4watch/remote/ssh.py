@@ -160,11 +160,20 @@ def probe(target: Target) -> bool:
 BOOT_TIME = "sysctl -n kern.boottime 2>/dev/null || awk '/^btime/ {print $2}' /proc/stat"  # a Mac's, then Linux's
 
 
+RESTART_SLACK_S = 60  # two machines' clocks differ a little: a boot this close before a loss counts as after it
+
+
 def boot_time(said: str) -> float | None:
     """When the machine last started, from what ``BOOT_TIME`` printed there (``{ sec = N, usec = M }
-    ...`` on a Mac, seconds on Linux); None when it says neither."""
+    ...`` on a Mac, seconds on Linux; other lines around it are passed over); None when it says neither."""
     found = re.search(r"sec = (\d+)|^(\d+)\s*$", said.strip(), re.MULTILINE)
     return float(found.group(1) or found.group(2)) if found else None
+
+
+def restarted_since(said: str, went_at: float) -> float | None:
+    """The machine's boot time (from what ``BOOT_TIME`` printed there) when it restarted after ``went_at``."""
+    booted = boot_time(said)
+    return booted if booted is not None and booted > went_at - RESTART_SLACK_S else None
 
 
 def ensure_master(target: Target, timeout: float = 20.0) -> Path | None:
