@@ -14,7 +14,6 @@ from conftest import (
     code,
     container_project,
     load_record,
-    mac_ssh_options,
     mini_toml,
     mm4,
     on_mac,
@@ -22,6 +21,7 @@ from conftest import (
     run_dirs,
     write_notebook,
 )
+from test_results_chain import native_project
 
 pytestmark = pytest.mark.usefixtures("kernel")
 
@@ -152,14 +152,7 @@ def test_a_full_disk_on_the_native_mini_says_so(tmp_path, mac):
 
     if os.geteuid() != 0:
         _unavailable("mounting a small disk needs root (CI runs as root)")
-    project = tmp_path / "nproj"
-    (project / "notebooks").mkdir(parents=True)
-    (project / "requirements.txt").write_text("# nothing beyond papermill\n")
-    options = ", ".join(json.dumps(o) for o in mac_ssh_options(mac))
-    (project / "mm4.toml").write_text(
-        f'[run]\nexecutor = "gpu"\ntimeout = "10m"\n\n[executors.gpu]\ntype = "native"\n'
-        f'host = "{mac["MAC_USER"]}@{mac["MAC_HOST"]}"\nssh_options = [{options}]\n'
-    )
+    project = native_project(tmp_path, mac, timeout="10m")
     runs = f"/home/me/mm4watch/{config.load(project).project_key}/runs"
     on_mac(mac, f"mkdir -p {runs}", user="me")
     pid = subprocess.run(

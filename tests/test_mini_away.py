@@ -14,13 +14,13 @@ from conftest import (
     code,
     communicate,
     load_record,
-    mac_ssh_options,
     mini_toml,
     mm4_background,
     run_dirs,
     wait_beside,
     write_notebook,
 )
+from test_results_chain import native_project
 
 pytestmark = pytest.mark.usefixtures("kernel")
 
@@ -255,15 +255,8 @@ def _slow_link(container, toward_the_mini):
 
 
 def _native_project(tmp_path, mac, extra=""):
-    project = tmp_path / "nproj"
-    (project / "notebooks").mkdir(parents=True)
-    (project / "requirements.txt").write_text("# nothing beyond papermill\n")
-    options = ", ".join(json.dumps(o) for o in mac_ssh_options(mac))
-    (project / "mm4.toml").write_text(
-        f'[run]\nexecutor = "gpu"\ntimeout = "10m"\n\n[executors.gpu]\ntype = "native"\n'
-        f'host = "{mac["MAC_USER"]}@{mac["MAC_HOST"]}"\nssh_options = [{options}]\nharvest_every = "10m"\n{extra}'
-    )
-    return project
+    """A native project whose runs may take 10 minutes, with no harvest while they run."""
+    return native_project(tmp_path, mac, 'harvest_every = "10m"\n' + extra, timeout="10m")
 
 
 def _phase(project):

@@ -29,10 +29,10 @@ from mm4watch.core.names import run_key
 pytestmark = pytest.mark.usefixtures("kernel")
 
 
-def native_toml(mac, extra=""):
+def native_toml(mac, extra="", timeout="5m"):
     options = ", ".join(json.dumps(o) for o in mac_ssh_options(mac))
     return (
-        f'[run]\nexecutor = "gpu"\ntimeout = "5m"\n\n[executors.gpu]\ntype = "native"\n'
+        f'[run]\nexecutor = "gpu"\ntimeout = "{timeout}"\n\n[executors.gpu]\ntype = "native"\n'
         f'host = "{mac["MAC_USER"]}@{mac["MAC_HOST"]}"\npython = "python3"\n'
         f"ssh_options = [{options}]\n{extra}"
     )

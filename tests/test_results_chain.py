@@ -53,13 +53,14 @@ def seen(run_dir):
     return json.loads((run_dir / "seen.json").read_text())
 
 
-def native_project(tmp_path, mac):
+def native_project(tmp_path, mac, extra="", timeout="5m"):
+    """A project whose runs go to the Mac-like Mini (native executor); ``extra``: its executor's settings."""
     from test_native_executor import native_toml
 
     root = tmp_path / "nproj"
     (root / "notebooks").mkdir(parents=True)
     (root / "requirements.txt").write_text("# nothing beyond papermill\n")
-    (root / "mm4.toml").write_text(native_toml(mac))
+    (root / "mm4.toml").write_text(native_toml(mac, extra, timeout))
     return root
 
 
