@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .core.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, Mm4Error, exit_table_text
@@ -60,7 +61,13 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
+HIDDEN = ("_exec", "_resume", "_dask_agent")  # the daemon's and the pool's own: they parse, listed nowhere
+
+
+def build_parser(command: str | None = None, every: bool = False) -> argparse.ArgumentParser:
+    """The parser: every command by its name and summary; options only for ``command`` (or, with
+    ``every``, for all), each declared by its own module's ``add_options(parser)`` and imported only
+    then, so ``mm4watch --help`` and the git hook start without loading the commands."""
     parser = _Parser(
         prog="mm4watch",
         description="Run tagged Jupyter notebooks (# mm4: remote) on another machine and "
@@ -70,214 +77,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mm4watch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    p = sub.add_parser(
-        "run",
-        help=COMMANDS["run"],
-        description=COMMANDS["run"] + ".",
-        epilog="exit codes:\n" + exit_table_text(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("notebook", nargs="+", help="path to the .ipynb file; several run in order (10_clean 20_train)")
-    p.add_argument(
-        "--log-output",
-        action="store_true",
-        help="stream the notebook's own output (stdout, stderr) as it runs, as papermill's flag of that name",
-    )
-    p.add_argument(
-        "--keep-going",
-        action="store_true",
-        help="with several notebooks: run the rest after one fails (default: stop there)",
-    )
-    p.add_argument(
-        "-p",
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="parameter, converted as papermill does (True/False/None, numbers, else text; [...] and {...} as YAML)",
-    )
-    p.add_argument(
-        "-y",
-        "--param-yaml",
-        action="append",
-        default=[],
-        nargs=2,
-        metavar=("KEY", "YAML"),
-        help="a parameter given as YAML (a list, a mapping, a quoted string)",
-    )
-    p.add_argument(
-        "-r",
-        "--param-raw",
-        action="append",
-        default=[],
-        nargs=2,
-        metavar=("KEY", "TEXT"),
-        help="a parameter taken as text, never converted",
-    )
-    p.add_argument(
-        "-f",
-        "--param-file",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a YAML file of parameters (key: value); -y, -p and -r given too win over it",
-    )
-    p.add_argument(
-        "--executor", metavar="NAME", help="executor from mm4.toml (default: MM4_EXECUTOR, the tag, [run] executor)"
-    )
-    p.add_argument(
-        "--timeout", metavar="DURATION", help="whole-run timeout, e.g. 30m or 2h (default: the tag, [run] timeout)"
-    )
-    p.add_argument("--queue", action="store_true", help="queue the run for the daemon and return at once")
-
-    p = sub.add_parser("start", help=COMMANDS["start"], description=COMMANDS["start"] + ".")
-    p.add_argument("--foreground", action="store_true", help="stay in the foreground (for launchd/systemd)")
-
-    p = sub.add_parser("stop", help=COMMANDS["stop"], description=COMMANDS["stop"] + ".")
-    p.add_argument("--now", action="store_true", help="cancel the run in progress (its results so far are kept)")
-
-    sub.add_parser("status", help=COMMANDS["status"], description=COMMANDS["status"] + ".")
-
-    p = sub.add_parser("queue", help=COMMANDS["queue"], description=COMMANDS["queue"] + ".")
-    p.add_argument("action", nargs="?", choices=["list", "remove", "retry", "clear"], default="list")
-    p.add_argument("entry", nargs="?", type=int, metavar="ENTRY", help="entry number, for remove and retry")
-    p.add_argument(
-        "--all",
-        action="store_true",
-        help="also requests merged into another run, replaced saves and rejected entries (last 24 h)",
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = sub.add_parser("service", help=COMMANDS["service"], description=COMMANDS["service"] + ".")
-    p.add_argument("action", choices=["install", "uninstall", "show"])
-    p.add_argument(
-        "--for", dest="system", choices=["macos", "linux"], help="the unit for that system (default: this one's)"
-    )
-    p.add_argument(
-        "--at-boot",
-        action="store_true",
-        help="macOS: a launchd daemon run as you, from boot, without a login (sudo once); "
-        "not kept off the LAN by Local Network Privacy as an agent may be",
-    )
-
-    sub.add_parser("install-hooks", help=COMMANDS["install-hooks"], description=COMMANDS["install-hooks"] + ".")
-    sub.add_parser("uninstall-hooks", help=COMMANDS["uninstall-hooks"], description=COMMANDS["uninstall-hooks"] + ".")
-
-    p = sub.add_parser("rerun", help=COMMANDS["rerun"], description=COMMANDS["rerun"] + ".")
-    p.add_argument("run", metavar="RUN", help="run id, unique id prefix or notebook name (its latest run)")
-
-    p = sub.add_parser("fetch", help=COMMANDS["fetch"], description=COMMANDS["fetch"] + ".")
-    p.add_argument("run", metavar="RUN", help="run id, unique id prefix or notebook name (its latest run)")
-
-    p = sub.add_parser("_exec", help=argparse.SUPPRESS)
-    p.add_argument("--reattach", action="store_true")
-    p.add_argument("entry", type=int)
-
-    p = sub.add_parser("_resume", help=argparse.SUPPRESS)
-    p.add_argument("run")
-
-    p = sub.add_parser("_dask_agent", help=argparse.SUPPRESS)
-    p.add_argument("address")
-    p.add_argument("--idle", type=float, default=None, help="end after this many seconds with nobody connected")
-    for name in ("ca", "cert", "key"):
-        p.add_argument(f"--tls-{name}", metavar="FILE", help=f"this machine's TLS {name} for a tls:// scheduler")
-
-    p = sub.add_parser("history", help=COMMANDS["history"], description=COMMANDS["history"] + ".")
-    p.add_argument("--notebook", metavar="NAME", help="only this notebook (name or path)")
-    p.add_argument(
-        "--status",
-        metavar="STATUS",
-        action="append",
-        help="only runs with this status (repeatable): queued, running, succeeded, failed, timeout, cancelled, interrupted",
-    )
-    p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (default 20; 0 for all)")
-    p.add_argument(
-        "--sort",
-        metavar="KEY",
-        help="order by a metric (or parameter): --sort loss smallest first, --sort -acc largest first",
-    )
-    p.add_argument(
-        "--columns",
-        metavar="A,B",
-        help="parameter and metric columns to show, in order (param:NAME or metric:NAME when both exist); "
-        "default: up to 8, those that differ between the listed runs first; '' for none",
-    )
-    p.add_argument(
-        "--json", action="store_true", help="print a JSON array of run records (with parameters and metrics)"
-    )
-
-    p = sub.add_parser("show", help=COMMANDS["show"], description=COMMANDS["show"] + ".")
-    p.add_argument("run", metavar="RUN", help="run id, unique id prefix, notebook name (its latest run) or run folder")
-    p.add_argument("--json", action="store_true", help="print run.json as it is")
-
-    p = sub.add_parser("diff", help=COMMANDS["diff"], description=COMMANDS["diff"] + ".")
-    p.add_argument("run_a", metavar="RUN_A", help="run id, unique id prefix, notebook name (its latest run) or folder")
-    p.add_argument("run_b", metavar="RUN_B", help="the run to compare with RUN_A (deltas are B - A)")
-    p.add_argument(
-        "--plain", action="store_true", help="a per-cell unified diff of the code even when nbdime is installed"
-    )
-    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
-
-    p = sub.add_parser("report", help=COMMANDS["report"], description=COMMANDS["report"] + ".")
-    p.add_argument("--quiet", action="store_true", help="print nothing")
-    p.add_argument("--background", action="store_true", help=argparse.SUPPRESS)  # the daemon's: at a low priority
-
-    p = sub.add_parser("open", help=COMMANDS["open"], description=COMMANDS["open"] + ".")
-    p.add_argument("run", nargs="?", metavar="RUN", help="run id, unique id prefix or notebook name; none: the report")
-
-    p = sub.add_parser("logs", help=COMMANDS["logs"], description=COMMANDS["logs"] + ".")
-    p.add_argument("run", metavar="RUN", help="run id, unique id prefix, notebook name (its latest run) or run folder")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
-
-    p = sub.add_parser("cancel", help=COMMANDS["cancel"], description=COMMANDS["cancel"] + ".")
-    p.add_argument("run", metavar="RUN", help="run id, unique id prefix or notebook name")
-
-    p = sub.add_parser(
-        "doctor",
-        help=COMMANDS["doctor"],
-        description=COMMANDS["doctor"] + ". Exit 0 when all checks pass, 1 otherwise.",
-    )
-    p.add_argument("executor", nargs="?", metavar="EXECUTOR", help="executor name (default: as for run)")
-
-    p = sub.add_parser("gc", help=COMMANDS["gc"], description=COMMANDS["gc"] + ".")
-    p.add_argument("executor", nargs="?", metavar="EXECUTOR", help="executor name (default: as for run)")
-    p.add_argument("--keep", type=int, metavar="N", help="how many to keep (default: keep_images, 3)")
-
-    p = sub.add_parser("pool", help=COMMANDS["pool"], description=COMMANDS["pool"] + ".")
-    p.add_argument("action", choices=["certs", "worker"])
-    p.add_argument("folder", nargs="?", metavar="FOLDER", help="certs: where to make them (a new or empty folder)")
-    p.add_argument("--days", type=int, default=3650, help="certs: how long they hold (default: 3650)")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="worker: the scheduler, tls://HOST:8786")
-    p.add_argument("--name", metavar="NAME", help="worker: its name (as [executors.X] nodes maps it)")
-    p.add_argument("--user", metavar="USER", help="worker: the Mini's account it runs as (default: yours)")
-    p.add_argument("--home", metavar="DIR", help="worker: that account's home (default: /Users/USER)")
-    p.add_argument("--dask", metavar="PATH", help="worker: the dask command (default: HOME/dask/bin/dask)")
-    p.add_argument("--tls", metavar="DIR", help="worker: ca.pem, node.pem, node-key.pem (default: HOME/tls)")
-
-    sub.add_parser("init", help=COMMANDS["init"], description=COMMANDS["init"] + ".")
-
-    p = sub.add_parser(
-        "check",
-        help=COMMANDS["check"],
-        description=COMMANDS["check"] + ". Exit 0 when all are fine, 1 otherwise.",
-    )
-    p.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="notebooks to check")
-    p.add_argument("--no-outputs", action="store_true", help="also refuse tagged notebooks that carry outputs")
-
-    p = sub.add_parser("completion", help=COMMANDS["completion"], description=COMMANDS["completion"] + ".")
-    p.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")
+    for name in [*COMMANDS, *HIDDEN]:
+        summary = COMMANDS.get(name)
+        if summary is None:
+            p = sub.add_parser(name, help=argparse.SUPPRESS)
+        else:
+            p = sub.add_parser(name, help=summary, description=summary + ".")
+        if every or name == command:
+            add_options = getattr(_module(name), "add_options", None)
+            if add_options is not None:
+                add_options(p)
     # hidden commands parse, but are listed nowhere
     sub._choices_actions = [a for a in sub._choices_actions if not a.dest.startswith("_")]
     return parser
 
 
+def _module(command: str) -> Any:
+    return importlib.import_module(f"mm4watch.commands.{command.replace('-', '_')}")
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The command named in ``argv``: its first word that is not an option (the top level takes
+    none with a value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def _complete(parser: argparse.ArgumentParser) -> None:
     """Answer the shell's completion request (argcomplete); only when the shell asks."""
-    import os
-
-    if "_ARGCOMPLETE" not in os.environ:
-        return
     import argcomplete
 
     from . import completers
@@ -306,9 +132,12 @@ def _glue_sort(argv: list[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    _complete(parser)
-    args = parser.parse_args(_glue_sort(list(sys.argv[1:] if argv is None else argv)))
+    words = _glue_sort(list(sys.argv[1:] if argv is None else argv))
+    asked_completion = "_ARGCOMPLETE" in os.environ
+    parser = build_parser(_command_in(words), every=asked_completion)
+    if asked_completion:
+        _complete(parser)
+    args = parser.parse_args(words)
     signal.signal(signal.SIGTERM, _terminate)
     from .core.terminal import Visible, visible
 
@@ -316,8 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # shown, never obeyed (logs keep their colours)
     plain, sys.stdout = sys.stdout, Visible(sys.stdout, keep_sgr=args.command == "logs")
     try:
-        module = importlib.import_module(f"mm4watch.commands.{args.command.replace('-', '_')}")
-        return int(module.main(args))
+        return int(_module(args.command).main(args))
     except Mm4Error as exc:
         print(f"mm4watch: error: {visible(str(exc))}", file=sys.stderr)
         return exc.exit_code

@@ -32,9 +32,35 @@ def test_help_does_not_import_heavy_modules():
     assert done.stdout.strip() == "[]"
 
 
+def test_each_command_declares_its_own_options_and_only_the_one_run_is_loaded():
+    """A command's options are in its module (``add_options``), not in the CLI; building the parser for
+    one command imports that command's module only, and for ``--help`` none."""
+    import ast
+
+    cli_source = (REPO / "mm4watch" / "cli.py").read_text()
+    assert "add_argument(" not in cli_source.replace('parser.add_argument("--version"', "")
+    declared = {
+        path.stem for path in (REPO / "mm4watch" / "commands").glob("*.py")
+        if any(isinstance(n, ast.FunctionDef) and n.name == "add_options" for n in ast.parse(path.read_text()).body)
+    }  # fmt: skip
+    assert {"run", "history", "queue", "pool", "_exec"} <= declared
+    probe = (
+        "import sys; from mm4watch import cli; cli.build_parser({}); "
+        "print(sorted(m for m in sys.modules if m.startswith('mm4watch.commands.')))"
+    )
+    for command, loaded in ((None, "[]"), ('"history"', "['mm4watch.commands.history']")):
+        done = subprocess.run([sys.executable, "-c", probe.format(command or "")], capture_output=True, text=True)
+        assert done.stdout.strip() == loaded, done.stderr
+    parser = build_parser("history")
+    args = parser.parse_args(["history", "--sort=-acc", "--limit", "3"])
+    assert (args.sort, args.limit) == ("-acc", 3)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["history", "--no-such-option"])
+
+
 def test_every_command_has_help_and_is_documented():
     readme = (REPO / "README.md").read_text()
-    parser = build_parser()
+    parser = build_parser(every=True)
     sub = next(a for a in parser._actions if a.dest == "command")
     public = {name: p for name, p in sub.choices.items() if not name.startswith("_")}
     assert set(public) == set(COMMANDS)

@@ -10,6 +10,13 @@ from __future__ import annotations
 import argparse
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("address")
+    parser.add_argument("--idle", type=float, default=None, help="end after this many seconds with nobody connected")
+    for name in ("ca", "cert", "key"):
+        parser.add_argument(f"--tls-{name}", metavar="FILE", help=f"this machine's TLS {name} for a tls:// scheduler")
+
+
 def main(args: argparse.Namespace) -> int:
     from ..remote.dask_agent import IDLE_S, serve
     from ..remote.dask_pool import Tls

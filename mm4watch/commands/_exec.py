@@ -27,6 +27,11 @@ from ..run.pipeline import RunRequest, resume, run_notebook
 BACKOFF_S = (2, 5, 10, 20, 30)  # a Mini away is asked again at most every 30 s: runs start soon after it is back
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reattach", action="store_true")
+    parser.add_argument("entry", type=int)
+
+
 def main(args: argparse.Namespace) -> int:
     place = config.locate()  # the queue needs only .mm4/: a broken mm4.toml must not strand the entry
     queue = Queue(place.state_dir)

@@ -12,6 +12,10 @@ from ..results.store import History
 from ..run.pipeline import resume
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run")
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.load()
     _, run_dir = History(cfg.results_dir, cfg.state_dir).find(args.run)

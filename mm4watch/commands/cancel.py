@@ -14,6 +14,10 @@ from ..results.store import History
 WAIT_S = 60
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run id, unique id prefix or notebook name")
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.locate()
     record, run_dir = History(cfg.results_dir, cfg.state_dir).find(args.run)

@@ -7,6 +7,12 @@ import argparse
 from ..core.errors import EXIT_NOTEBOOK_FAILED, EXIT_OK
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.description = f"{parser.description} Exit 0 when all are fine, 1 otherwise."
+    parser.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="notebooks to check")
+    parser.add_argument("--no-outputs", action="store_true", help="also refuse tagged notebooks that carry outputs")
+
+
 def main(args: argparse.Namespace) -> int:
     from ..triggers.hook import check
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")
+
+
 def main(args: argparse.Namespace) -> int:
     import argcomplete
 

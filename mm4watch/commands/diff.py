@@ -12,6 +12,17 @@ from ..results.store import History
 from ..views import format
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_a", metavar="RUN_A", help="run id, unique id prefix, notebook name (its latest run) or folder"
+    )
+    parser.add_argument("run_b", metavar="RUN_B", help="the run to compare with RUN_A (deltas are B - A)")
+    parser.add_argument(
+        "--plain", action="store_true", help="a per-cell unified diff of the code even when nbdime is installed"
+    )
+    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.load()
     history = History(cfg.results_dir, cfg.state_dir)

@@ -15,6 +15,11 @@ from ..core.errors import EXIT_NOTEBOOK_FAILED, EXIT_OK
 from ..executors.base import Report
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.description = f"{parser.description} Exit 0 when all checks pass, 1 otherwise."
+    parser.add_argument("executor", nargs="?", metavar="EXECUTOR", help="executor name (default: as for run)")
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.load()
     exec_cfg = cfg.executor(args.executor)

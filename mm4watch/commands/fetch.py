@@ -17,6 +17,10 @@ from ..results.store import History
 from ..run.pipeline import fetch_kept
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run id, unique id prefix or notebook name (its latest run)")
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.load()
     history = History(cfg.results_dir, cfg.state_dir)

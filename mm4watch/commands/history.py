@@ -67,6 +67,31 @@ def extra_columns(runs: list[RunRecord], chosen: list[str] | None) -> tuple[list
     return [column(f, k) for f, k in ordered[:MAX_EXTRA]], max(0, len(ordered) - MAX_EXTRA)
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--notebook", metavar="NAME", help="only this notebook (name or path)")
+    parser.add_argument(
+        "--status",
+        metavar="STATUS",
+        action="append",
+        help="only runs with this status (repeatable): queued, running, succeeded, failed, timeout, cancelled, interrupted",
+    )
+    parser.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (default 20; 0 for all)")
+    parser.add_argument(
+        "--sort",
+        metavar="KEY",
+        help="order by a metric (or parameter): --sort loss smallest first, --sort -acc largest first",
+    )
+    parser.add_argument(
+        "--columns",
+        metavar="A,B",
+        help="parameter and metric columns to show, in order (param:NAME or metric:NAME when both exist); "
+        "default: up to 8, those that differ between the listed runs first; '' for none",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print a JSON array of run records (with parameters and metrics)"
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     for status in args.status or []:
         if status not in STATUSES:

@@ -13,6 +13,13 @@ from ..results.store import History
 POLL_S = 0.25
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run", metavar="RUN", help="run id, unique id prefix, notebook name (its latest run) or run folder"
+    )
+    parser.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.locate()
     record, run_dir = History(cfg.results_dir, cfg.state_dir).find(args.run)

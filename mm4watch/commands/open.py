@@ -12,6 +12,12 @@ from ..results.store import History
 from ..views import report
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run", nargs="?", metavar="RUN", help="run id, unique id prefix or notebook name; none: the report"
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.load()
     if args.run:

@@ -120,6 +120,18 @@ It starts at every boot, logged in or not; its log is {home}/Library/Logs/dask-w
     return 0
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["certs", "worker"])
+    parser.add_argument("folder", nargs="?", metavar="FOLDER", help="certs: where to make them (a new or empty folder)")
+    parser.add_argument("--days", type=int, default=3650, help="certs: how long they hold (default: 3650)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", help="worker: the scheduler, tls://HOST:8786")
+    parser.add_argument("--name", metavar="NAME", help="worker: its name (as [executors.X] nodes maps it)")
+    parser.add_argument("--user", metavar="USER", help="worker: the Mini's account it runs as (default: yours)")
+    parser.add_argument("--home", metavar="DIR", help="worker: that account's home (default: /Users/USER)")
+    parser.add_argument("--dask", metavar="PATH", help="worker: the dask command (default: HOME/dask/bin/dask)")
+    parser.add_argument("--tls", metavar="DIR", help="worker: ca.pem, node.pem, node-key.pem (default: HOME/tls)")
+
+
 def main(args: argparse.Namespace) -> int:
     if args.action == "worker":
         return worker(args)

@@ -18,6 +18,17 @@ from ..views.status import RECENT_S
 ALL_S = 86400.0
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", nargs="?", choices=["list", "remove", "retry", "clear"], default="list")
+    parser.add_argument("entry", nargs="?", type=int, metavar="ENTRY", help="entry number, for remove and retry")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="also requests merged into another run, replaced saves and rejected entries (last 24 h)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.locate()
     queue = Queue(cfg.state_dir)

@@ -13,6 +13,11 @@ from ..views import report
 BACKGROUND_NICE = 10  # the daemon's refresh after each run: runs going on and the editor keep the CPU
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="print nothing")
+    parser.add_argument("--background", action="store_true", help=argparse.SUPPRESS)  # the daemon's: at a low priority
+
+
 def main(args: argparse.Namespace) -> int:
     if args.background:
         os.nice(BACKGROUND_NICE)  # rendering a notebook (nbconvert) takes a CPU for a second or two

@@ -19,6 +19,10 @@ from ..results.store import History
 from ..run.pipeline import RunRequest, run_notebook
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run id, unique id prefix or notebook name (its latest run)")
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.load()
     record, run_dir = History(cfg.results_dir, cfg.state_dir).find(args.run)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..core import config
 from ..core.durations import parse_duration
-from ..core.errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error, UsageError
+from ..core.errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, Mm4Error, UsageError, exit_table_text
 from ..results.records import where
 from ..run.pipeline import Display, RunRequest, run_notebook
 from ..triggers import params
@@ -23,6 +23,63 @@ def _as_stored(path: Path) -> Path:
 
     base = Path(path.anchor) if path.is_absolute() else Path.cwd()
     return base / stored(base, str(path.relative_to(path.anchor)) if path.is_absolute() else str(path))
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "exit codes:\n" + exit_table_text()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("notebook", nargs="+", help="path to the .ipynb file; several run in order (10_clean 20_train)")
+    parser.add_argument(
+        "--log-output",
+        action="store_true",
+        help="stream the notebook's own output (stdout, stderr) as it runs, as papermill's flag of that name",
+    )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="with several notebooks: run the rest after one fails (default: stop there)",
+    )
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="parameter, converted as papermill does (True/False/None, numbers, else text; [...] and {...} as YAML)",
+    )
+    parser.add_argument(
+        "-y",
+        "--param-yaml",
+        action="append",
+        default=[],
+        nargs=2,
+        metavar=("KEY", "YAML"),
+        help="a parameter given as YAML (a list, a mapping, a quoted string)",
+    )
+    parser.add_argument(
+        "-r",
+        "--param-raw",
+        action="append",
+        default=[],
+        nargs=2,
+        metavar=("KEY", "TEXT"),
+        help="a parameter taken as text, never converted",
+    )
+    parser.add_argument(
+        "-f",
+        "--param-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a YAML file of parameters (key: value); -y, -p and -r given too win over it",
+    )
+    parser.add_argument(
+        "--executor", metavar="NAME", help="executor from mm4.toml (default: MM4_EXECUTOR, the tag, [run] executor)"
+    )
+    parser.add_argument(
+        "--timeout", metavar="DURATION", help="whole-run timeout, e.g. 30m or 2h (default: the tag, [run] timeout)"
+    )
+    parser.add_argument("--queue", action="store_true", help="queue the run for the daemon and return at once")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -98,6 +98,19 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["install", "uninstall", "show"])
+    parser.add_argument(
+        "--for", dest="system", choices=["macos", "linux"], help="the unit for that system (default: this one's)"
+    )
+    parser.add_argument(
+        "--at-boot",
+        action="store_true",
+        help="macOS: a launchd daemon run as you, from boot, without a login (sudo once); "
+        "not kept off the LAN by Local Network Privacy as an agent may be",
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.load()
     system = {"macos": "Darwin", "linux": "Linux"}.get(getattr(args, "system", None) or "", platform.system())

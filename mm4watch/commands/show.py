@@ -12,6 +12,13 @@ from ..results.store import History
 from ..views import format
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run", metavar="RUN", help="run id, unique id prefix, notebook name (its latest run) or run folder"
+    )
+    parser.add_argument("--json", action="store_true", help="print run.json as it is")
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.load()
     orphans.quietly(cfg)  # a run whose process died is finished, not shown running for ever

@@ -13,6 +13,10 @@ from ..triggers.daemon import Daemon, spawn_detached
 READY_S = 60  # the start-up scan reads every notebook once
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--foreground", action="store_true", help="stay in the foreground (for launchd/systemd)")
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.load()
     if args.foreground:

@@ -14,6 +14,10 @@ from ..queue.active import alive, read_info
 WAIT_S = 10
 
 
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--now", action="store_true", help="cancel the run in progress (its results so far are kept)")
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = config.locate()
     info = read_info(cfg.state_dir)

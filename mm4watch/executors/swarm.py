@@ -358,8 +358,6 @@ class SwarmExecutor(EngineExecutor[_Task]):
 
     def doctor(self, report: Report) -> None:
         """The manager, each node (state, availability, arch, cpus, memory), the registry and results from each."""
-        """The manager, each node (state, availability, arch, cpus, memory), the registry and results from each."""
-        from ..executors.swarm import node_engine, node_target, vm_node
         from ..remote.docker_engine import Engine
 
         manager_target = ssh.Target.parse(self.cfg.host or "", self.cfg.ssh_options)
@@ -382,104 +380,118 @@ class SwarmExecutor(EngineExecutor[_Task]):
                 return
             nodes = manager.nodes()
             report.ok("manager", f"{manager.label}: a manager of a swarm of {len(nodes)} node(s)")
-            registry = self.cfg.registry
-            probe = f"{registry}/mm4-doctor-probe:1"
-            pushed = True
-            try:
-                import io
-
-                some = manager.some_image()
-                if some is None:
-                    raise Mm4Error("the manager has no image to push as a probe; run once, or `docker pull` one there")
-                manager.push(some, probe, io.StringIO())
-                report.ok("registry", f"the manager pushes to {registry}")
-            except Exception as exc:
-                pushed = False
-                report.fail(
-                    "registry",
-                    f"the manager cannot push to {registry}: {exc}",
-                    f'start a registry at {registry} (README: "A pool of machines"), and list it under '
-                    f'"insecure-registries" of every node\'s engine when it has no TLS ({INSECURE_WHERE})',
-                )
-            ready = 0
-            for node in nodes:
-                desc = node.get("Description", {})
-                name = str(desc.get("Hostname"))
-                state = node.get("Status", {}).get("State")
-                availability = node.get("Spec", {}).get("Availability")
-                res = desc.get("Resources", {})
-                facts = (
-                    f"{state}, {availability}, {desc.get('Platform', {}).get('Architecture')}, "
-                    f"{res.get('NanoCPUs', 0) / 1e9:g} cpus, {res.get('MemoryBytes', 0) / 2**30:.1f} GiB, "
-                    f"engine {desc.get('Engine', {}).get('EngineVersion')}, at {node.get('Status', {}).get('Addr')}"
-                )
-                vm = vm_node(node, nodes)
-                if vm:
-                    what = f"node {name} ({str(node.get('ID'))[:12]})"
-                    why = f"{facts}: looks like a Mac's Docker VM ({vm})"
-                    fix = (
-                        "Docker Desktop, OrbStack and colima cannot join one swarm across Macs (their engines "
-                        "run in VMs whose swarm ports no other machine reaches): pool Linux machines, or VMs "
-                        "bridged onto the LAN; GPU notebooks on several Minis need native runs instead"
-                    )
-                    if len(nodes) > 1:
-                        report.fail(what, why, fix)
-                        continue
-                    report.warn(what, f"{why}; a swarm of this one machine works. {fix}")
-                if state != "ready" or availability != "active":
-                    report.fail(
-                        f"node {name}",
-                        facts,
-                        "start Docker there, or `docker node update --availability active` for a drained node",
-                    )
-                    continue
-                ready += 1
-                target = node_target(self.cfg, node)
-                try:
-                    ssh.run(target, "true", timeout=20)
-                except Mm4Error as exc:
-                    report.fail(
-                        f"node {name}",
-                        f"{facts}; not reachable over ssh: {exc}",
-                        f"make `{target.hint}` work (Host in ~/.ssh/config), or map it: "
-                        f'nodes = {{ "{name}" = "ssh://user@address" }} under [executors.{self.cfg.name}]',
-                    )
-                    continue
-                report.ok(f"node {name}", facts)
-                if pushed:
-                    try:
-                        with Engine(node_engine(self.cfg, node)) as engine:
-                            engine.pull(probe)
-                        report.ok(f"registry from {name}", f"pulls {probe}")
-                    except Mm4Error as exc:
-                        report.fail(
-                            f"registry from {name}",
-                            str(exc)[-300:],
-                            f'add {{"insecure-registries": ["{registry}"]}} to the engine\'s settings on {name} '
-                            f"and restart Docker there, or give the registry TLS ({INSECURE_WHERE})",
-                        )
-                home, _, writable = (
-                    ssh.run(target, "cd && pwd && test -w . && echo yes", check=False, timeout=20)
-                    .stdout.decode()
-                    .strip()
-                    .partition("\n")
-                )
-                if writable == "yes":
-                    report.ok(f"results on {name}", f"earlier results can be kept under {home}")
-                else:
-                    report.fail(f"results on {name}", f"{home} is not writable", "give the ssh user a writable home")
-                if self.cfg.data:
-                    has = ssh.run(target, f"test -d {quote(self.cfg.data)} && echo yes", check=False).stdout.decode()
-                    if has.strip() == "yes":
-                        report.ok(f"data on {name}", self.cfg.data)
-                    else:
-                        report.fail(
-                            f"data on {name}",
-                            f"no folder {self.cfg.data}",
-                            "every node needs data/ at the same path (rsync it there)",
-                        )
+            probe = f"{self.cfg.registry}/mm4-doctor-probe:1"
+            pushed = self._doctor_push(report, manager, probe)
+            ready = sum(self._doctor_node(report, node, nodes, probe if pushed else None) for node in nodes)
             if ready == 0:
                 report.fail("nodes", "no node is ready and active", "start Docker on the nodes; `docker node ls`")
+
+    def _doctor_push(self, report: Report, manager: Engine, probe: str) -> bool:
+        """The manager pushes an image it has to the registry as ``probe``."""
+        import io
+
+        registry = self.cfg.registry
+        try:
+            some = manager.some_image()
+            if some is None:
+                raise Mm4Error("the manager has no image to push as a probe; run once, or `docker pull` one there")
+            manager.push(some, probe, io.StringIO())
+            report.ok("registry", f"the manager pushes to {registry}")
+            return True
+        except Exception as exc:
+            report.fail(
+                "registry",
+                f"the manager cannot push to {registry}: {exc}",
+                f'start a registry at {registry} (README: "A pool of machines"), and list it under '
+                f'"insecure-registries" of every node\'s engine when it has no TLS ({INSECURE_WHERE})',
+            )
+            return False
+
+    def _doctor_node(
+        self, report: Report, node: dict[str, Any], nodes: list[dict[str, Any]], probe: str | None
+    ) -> bool:
+        """One node: what it is, ssh to it, the probe pulled from the registry (``probe``: pushed), a place for
+        earlier results, the data folder. True when it is ready and active."""
+        desc = node.get("Description", {})
+        name = str(desc.get("Hostname"))
+        state = node.get("Status", {}).get("State")
+        availability = node.get("Spec", {}).get("Availability")
+        res = desc.get("Resources", {})
+        facts = (
+            f"{state}, {availability}, {desc.get('Platform', {}).get('Architecture')}, "
+            f"{res.get('NanoCPUs', 0) / 1e9:g} cpus, {res.get('MemoryBytes', 0) / 2**30:.1f} GiB, "
+            f"engine {desc.get('Engine', {}).get('EngineVersion')}, at {node.get('Status', {}).get('Addr')}"
+        )
+        vm = vm_node(node, nodes)
+        if vm:
+            what = f"node {name} ({str(node.get('ID'))[:12]})"
+            why = f"{facts}: looks like a Mac's Docker VM ({vm})"
+            fix = (
+                "Docker Desktop, OrbStack and colima cannot join one swarm across Macs (their engines "
+                "run in VMs whose swarm ports no other machine reaches): pool Linux machines, or VMs "
+                "bridged onto the LAN; GPU notebooks on several Minis need native runs instead"
+            )
+            if len(nodes) > 1:
+                report.fail(what, why, fix)
+                return False
+            report.warn(what, f"{why}; a swarm of this one machine works. {fix}")
+        if state != "ready" or availability != "active":
+            report.fail(
+                f"node {name}",
+                facts,
+                "start Docker there, or `docker node update --availability active` for a drained node",
+            )
+            return False
+        target = node_target(self.cfg, node)
+        try:
+            ssh.run(target, "true", timeout=20)
+        except Mm4Error as exc:
+            report.fail(
+                f"node {name}",
+                f"{facts}; not reachable over ssh: {exc}",
+                f"make `{target.hint}` work (Host in ~/.ssh/config), or map it: "
+                f'nodes = {{ "{name}" = "ssh://user@address" }} under [executors.{self.cfg.name}]',
+            )
+            return True
+        report.ok(f"node {name}", facts)
+        if probe is not None:
+            self._doctor_pull(report, node, name, probe)
+        home, _, writable = (
+            ssh.run(target, "cd && pwd && test -w . && echo yes", check=False, timeout=20)
+            .stdout.decode()
+            .strip()
+            .partition("\n")
+        )
+        if writable == "yes":
+            report.ok(f"results on {name}", f"earlier results can be kept under {home}")
+        else:
+            report.fail(f"results on {name}", f"{home} is not writable", "give the ssh user a writable home")
+        if self.cfg.data:
+            has = ssh.run(target, f"test -d {quote(self.cfg.data)} && echo yes", check=False).stdout.decode()
+            if has.strip() == "yes":
+                report.ok(f"data on {name}", self.cfg.data)
+            else:
+                report.fail(
+                    f"data on {name}",
+                    f"no folder {self.cfg.data}",
+                    "every node needs data/ at the same path (rsync it there)",
+                )
+        return True
+
+    def _doctor_pull(self, report: Report, node: dict[str, Any], name: str, probe: str) -> None:
+        from ..remote.docker_engine import Engine
+
+        try:
+            with Engine(node_engine(self.cfg, node)) as engine:
+                engine.pull(probe)
+            report.ok(f"registry from {name}", f"pulls {probe}")
+        except Mm4Error as exc:
+            report.fail(
+                f"registry from {name}",
+                str(exc)[-300:],
+                f'add {{"insecure-registries": ["{self.cfg.registry}"]}} to the engine\'s settings on {name} '
+                f"and restart Docker there, or give the registry TLS ({INSECURE_WHERE})",
+            )
 
     def _earlier_results(self, manager: Engine, job: Job) -> tuple[str | None, list[tuple[ssh.Target, str, str]]]:
         """Earlier runs this run may load, made present (and pinned) on every ready node: the task may land on any."""

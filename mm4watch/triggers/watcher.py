@@ -168,4 +168,4 @@ class Watcher:
                 except Exception:  # one bad notebook never stops the watcher
                     import logging
 
-                    logging.getLogger("mm4watch.triggers.daemon").exception("while looking at %s", path)
+                    logging.getLogger("mm4watch.triggers.watcher").exception("while looking at %s", path)
