@@ -12,7 +12,7 @@ from datetime import datetime
 
 from test_store import make_run
 
-from mm4watch.executors.base import FAR_SIDE, FAR_SIDE_PYTHON, runner_digest, runner_files
+from mm4watch.executors.far_side import FAR_SIDE, FAR_SIDE_PYTHON, runner_digest, runner_files
 
 
 def test_the_far_side_keeps_to_python_3_9():

@@ -189,5 +189,5 @@ def test_the_daemon_wires_and_the_scheduler_schedules():
     for room in ("schedule", "triggers"):
         for path in (PACKAGE / room).glob("*.py"):
             assert len(path.read_text().splitlines()) < 450, path
-    for belongs_in_schedule in ("\"_exec\"", "request_cancel", "read_record", "notify.send"):
+    for belongs_in_schedule in ('"_exec"', "request_cancel", "read_record", "notify.send"):
         assert belongs_in_schedule not in daemon, belongs_in_schedule

@@ -12,7 +12,7 @@ import argparse
 from .. import executors
 from ..core import config
 from ..core.errors import EXIT_NOTEBOOK_FAILED, EXIT_OK
-from ..executors.base import Report
+from ..executors.upkeep import Checkup
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,6 @@ def main(args: argparse.Namespace) -> int:
     cfg = config.load()
     exec_cfg = cfg.executor(args.executor)
     print(f"executor {exec_cfg.name} ({exec_cfg.type})" + (f" from {cfg.file}" if cfg.file else " (defaults)"))
-    report = Report()
+    report = Checkup()
     executors.get(exec_cfg, cfg).doctor(report)
     return EXIT_OK if report.failed == 0 else EXIT_NOTEBOOK_FAILED

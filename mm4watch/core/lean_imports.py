@@ -9,7 +9,7 @@ format no notebook schema uses. The processes that import nbformat here (the
 runner, on whichever machine runs the notebook; the report after each run;
 ``diff``) load it without that backend.
 
-Part of the far side (``executors.base.FAR_SIDE``): Python 3.9 and newer, nothing else of mm4watch.
+Part of the far side (``executors.far_side.FAR_SIDE``): Python 3.9 and newer, nothing else of mm4watch.
 """
 
 from __future__ import annotations

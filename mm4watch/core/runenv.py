@@ -5,7 +5,7 @@ them), on whichever machine runs the notebook, whatever the image holds, so the
 helpers a notebook imports (``output_dir``, ``latest_run``, ``runs``,
 ``results_dir``, ``log_metrics``) never guess where the project is.
 
-Part of the far side (see ``executors.base.FAR_SIDE``): standard library only,
+Part of the far side (see ``executors.far_side.FAR_SIDE``): standard library only,
 Python 3.9 and newer.
 """
 

@@ -39,6 +39,7 @@ class Job:
     image: str | None = None  # container executors: use this image if the engine still has it
     earlier: Inputs | None = None  # earlier runs to make visible there, read-only (remote executors)
     constraints: tuple[str, ...] = ()  # swarm: placement constraints from the notebook's tag
+    avoid: tuple[str, ...] = ()  # a pool's machines this run lost: the next attempt goes elsewhere
     on_phase: Callable[[str], None] | None = None  # told what the run is doing: "building on mini", ...
     on_place: Callable[[str], None] | None = None  # told which machine of a pool runs it
     lost: list[str] = field(default_factory=list)  # the machine went away mid-run: what happened, in words

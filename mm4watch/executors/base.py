@@ -23,16 +23,13 @@ type is registered by an entry point (``core.plugins``), the built-in ones like 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import errno
-import hashlib
-import io
 import json
 import os
 import re
 import shutil
-import tarfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -40,38 +37,20 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from ..core import checks
 from ..core.config import Config, ConfigProblem, ExecutorConfig, setting
 from ..core.durations import format_duration
-from ..core.errors import Mm4Error
-from ..core.runenv import ENV_PROJECT_DIR, ENV_RESULTS_DIR, ENV_RUN_ID
 from . import HOME_PHASE, Job, Outcome
+from .far_side import RESULT_DIR
 
 if TYPE_CHECKING:
-    from ..remote.docker_engine import Bind
     from ..remote.mirror import Pushed
     from ..remote.ssh import Target
+    from .upkeep import Checkup
 
-RESULT_DIR = ".mm4"  # in the run's output folder: executed.ipynb and result.json, so one fetch brings all
 STOP_GRACE_S = 10.0  # TERM first: papermill saves what ran; KILL after this
-RUNNER = "mm4watch.run.runner"  # the module that runs papermill, on whichever machine runs the notebook
-# What runs on the far side (the Mini, a container): the runner and the helpers a notebook imports
-# there. Only these files are shipped, and they keep to Python 3.9 and the standard library (a fresh
-# Mac's /usr/bin/python3 is 3.9); tests/test_far_side.py holds them to it.
-FAR_SIDE = (
-    "__init__.py",
-    "core/__init__.py", "core/errors.py", "core/fsutil.py", "core/lean_imports.py",
-    "run/__init__.py", "run/runner.py", "core/runenv.py", "run/helpers.py",
-    "results/__init__.py", "results/records.py", "results/store.py", "results/metrics.py",
-)  # fmt: skip
-FAR_SIDE_PYTHON = (3, 9)
 POLL_MAX_S = 30.0
 LOST_PROBE_MAX_S = 30.0  # a machine that went away is asked again at most this often
 HARVEST_TRIES = 4  # what a run whose machine came back wrote there: fetched this many times before it is kept there
 
 H = TypeVar("H")
-RUN_UID = 1000  # containers never run as root
-OUTPUT = "/output"  # in a container: the run's output folder
-JOB = "/mm4/job"  # in a container: the spec and the notebook
-LIB = "/mm4/lib"  # in a container: mm4watch's far side
-MIN_FREE_GB = 10
 
 
 @dataclass(frozen=True)
@@ -90,53 +69,11 @@ class RemoteConfig(ExecutorConfig):
             raise ConfigProblem("sync_data", 'needs data = "/path/on/that/machine" to sync into')
 
 
-class Report:
-    """What ``doctor`` prints: each check ok, warn or FAIL with its fix; counts the failures."""
-
-    def __init__(self, say: Callable[[str], None] = print) -> None:
-        self.failed = 0
-        self.say = say
-
-    def ok(self, what: str, detail: str = "") -> None:
-        self.say(f"ok    {what}" + (f": {detail}" if detail else ""))
-
-    def warn(self, what: str, detail: str) -> None:
-        self.say(f"warn  {what}: {detail}")
-
-    def fail(self, what: str, detail: str, fix: str) -> None:
-        self.failed += 1
-        self.say(f"FAIL  {what}: {detail}\n      fix: {fix}")
-
-    def check(self, what: str, step: Callable[[], str], fix: str) -> bool:
-        try:
-            self.ok(what, step())
-            return True
-        except Mm4Error as exc:
-            self.fail(what, str(exc), fix)
-            return False
-
-
-def runner_files() -> tuple[Path, list[Path]]:
-    """mm4watch's own package folder and the files of it the far side needs (``FAR_SIDE``)."""
-    import mm4watch
-
-    package = Path(mm4watch.__file__).parent
-    return package, [package / name for name in FAR_SIDE]
-
-
-def far_side_includes() -> list[str]:
-    """rsync filter rules that let through the far side's files (and their folders) and nothing else."""
-    folders = sorted({name.rpartition("/")[0] for name in FAR_SIDE if "/" in name})
-    return [*(f"--include=/{folder}/" for folder in folders), *(f"--include=/{name}" for name in FAR_SIDE)]
-
-
-def runner_digest() -> str:
-    """One digest of the far side's code (what warm containers and the Mini's copy are keyed on)."""
-    package, files = runner_files()
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class LostNode:
+    name: str  # for the record (``lost_nodes``)
+    label: str  # for run.log: the name and what tells it apart ("mini (3f2a9c0d1e2b)")
+    avoid: str  # what ``job.avoid`` holds for it: how ``prepare`` tells it (a node ID, a worker address)
 
 
 def log_line(job: Job, line: str) -> None:
@@ -144,20 +81,6 @@ def log_line(job: Job, line: str) -> None:
     from ..results.records import append_log
 
     append_log(job.log_path, line)
-
-
-def job_spec(job: Job, *, notebook: str, output_dir: str, cwd: str, project: str, results: str) -> dict[str, Any]:
-    """What the runner reads: where the notebook is, where its output and result go, and what the run
-    is told (``runenv``): the project's root and its earlier results as the run sees them."""
-    return {
-        "input": notebook,
-        "output": f"{output_dir}/{RESULT_DIR}/executed.ipynb",
-        "result": f"{output_dir}/{RESULT_DIR}/result.json",
-        "parameters": job.parameters,
-        "cwd": cwd,
-        "kernel": job.kernel,
-        "env": {ENV_RUN_ID: job.run_id, ENV_PROJECT_DIR: project, ENV_RESULTS_DIR: results},
-    }
 
 
 class Executor(Generic[H]):
@@ -206,6 +129,36 @@ class Executor(Generic[H]):
     def died_detail(self, code: int | None) -> str:
         return self.died
 
+    def close(self) -> None:
+        """The run (or the re-attach) is over: let go of what the executor holds open."""
+
+    # -- a pool that loses a machine under a run ---------------------------------------
+    # An executor over a pool says when the machine a run was on was lost (``node_lost``, with the
+    # run's handle; ``lost_node``, from the outcome) and how many times to run again elsewhere;
+    # ``prepare`` keeps the run off the machines in ``job.avoid``.
+
+    node_word = "machine"  # what the pool's machines are called: node, worker
+
+    def node_lost(self, handle: H, outcome: Outcome) -> str:
+        """Why the run's machine was lost under it, in words ("" when it was not)."""
+        return ""
+
+    def lost_node(self, outcome: Outcome) -> LostNode | None:
+        """The machine a ``NodeLost`` outcome lost, to be avoided by the next attempt."""
+        return None
+
+    def retries_lost(self) -> int:
+        """How many times a run whose machine was lost runs again on another."""
+        return 0
+
+    def another_for(self, job: Job) -> bool:
+        """Whether a machine not in ``job.avoid`` could take the run."""
+        return True
+
+    def fits(self) -> str:
+        """What a machine needs to take the run, in words ("has memory=2")."""
+        return "can take it"
+
     # -- earlier results, for executors that run elsewhere --------------------------
 
     def send_earlier(self, job: Job, target: Target, base: str, where: str = "") -> Pushed | None:
@@ -233,7 +186,7 @@ class Executor(Generic[H]):
 
     # -- what the commands around a run ask ------------------------------------------
 
-    def doctor(self, report: Report) -> None:
+    def doctor(self, report: Checkup) -> None:
         """Check, step by step, that runs can start here; each FAIL with its fix."""
         report.warn("checks", f"the {self.type} executor has no checks of its own")
 
@@ -248,6 +201,34 @@ class Executor(Generic[H]):
     # -- the shared steps ------------------------------------------------------------
 
     def execute(self, job: Job) -> Outcome:
+        """The run, start to end: one attempt; and where a pool lost the machine the run was on
+        (``lost_node``), another on a machine not lost yet, up to ``retries_lost()`` times."""
+        lost: list[str] = []
+        try:
+            while True:
+                outcome = self._attempt(job)
+                node = self.lost_node(outcome)
+                if node is None or len(lost) >= self.retries_lost():
+                    break
+                lost.append(node.name)
+                job = dataclasses.replace(job, avoid=(*job.avoid, node.avoid))
+                if not self.another_for(job):
+                    log_line(job, f"{node.name} was lost, and no other {self.node_word} {self.fits()}: not run again")
+                    break
+                log_line(
+                    job,
+                    f"{node.label} was lost: running again on another {self.node_word} "
+                    f"(retry {len(lost)} of {self.retries_lost()})",
+                )
+                job.phase(f"running again on another {self.node_word}")
+            if lost:
+                outcome = dataclasses.replace(outcome, executor={**outcome.executor, "lost_nodes": lost})
+            return outcome
+        finally:
+            self.close()
+
+    def _attempt(self, job: Job) -> Outcome:
+        """Prepare, start and follow the run once."""
         from ..remote.ssh import Unreachable
 
         info = dict(self.describe())
@@ -272,10 +253,11 @@ class Executor(Generic[H]):
     def reattach(self, job: Job) -> Outcome | None:
         """Follow a run whose mm4watch process died to its end; None if it is gone."""
         info = {**self.describe(), "reattached": True}
-        handle = self.find(job, info)
-        if handle is None:
-            return None
-        return self._follow(handle, job, info)
+        try:
+            handle = self.find(job, info)
+            return None if handle is None else self._follow(handle, job, info)
+        finally:
+            self.close()
 
     def _follow(self, handle: H, job: Job, info: dict[str, Any]) -> Outcome:
         from ..remote.ssh import Unreachable
@@ -306,7 +288,11 @@ class Executor(Generic[H]):
                 return self._no_room_here(handle, job, info)
         finally:
             self.release(handle)
-        return self.outcome(job, status, code, info)
+        outcome = self.outcome(job, status, code, info)
+        why = self.node_lost(handle, outcome)
+        if why:  # the pool lost the machine under the run: said so, and the run may go again elsewhere
+            return Outcome("failed", {"cell": None, "ename": "NodeLost", "evalue": why}, outcome.executor)
+        return outcome
 
     def _no_room_here(self, handle: H, job: Job, info: dict[str, Any]) -> Outcome:
         """This machine's disk filled while the run's results came home: they stay there, whole."""
@@ -564,164 +550,4 @@ def last_cell(log_path: Path) -> int | None:
     return int(found[-1]) if found else None
 
 
-def check_ssh(report: Report, target: Target) -> bool:
-    """doctor: ``target`` answers over ssh without a prompt."""
-    from ..remote import ssh
-
-    def reach() -> str:
-        t0 = time.monotonic()
-        ssh.run(target, "true", timeout=20)
-        return f"{target.label} answers in {time.monotonic() - t0:.2f}s"
-
-    return report.check(
-        "ssh",
-        reach,
-        f"make `{target.hint}` work without a prompt: a key in ssh-agent, "
-        "or Host/User/Port/IdentityFile in ~/.ssh/config (or ssh_options in mm4.toml)",
-    )
-
-
-def check_awake(report: Report, target: Target) -> None:
-    """doctor: whether that machine can be kept from idle sleep while a run is there."""
-    from ..remote import awake, ssh
-
-    held = ssh.run(target, f"test -x {awake.CAFFEINATE} && echo yes || true", timeout=30).stdout.decode().strip()
-    if held == "yes":
-        report.ok("awake", f"{awake.CAFFEINATE} holds off idle sleep while a run is there")
-    else:
-        report.warn("awake", f"no {awake.CAFFEINATE} there (not a Mac?): nothing keeps it from sleeping mid-run")
-
-
-def check_copies(report: Report, target: Target, config: Config, base: str) -> None:
-    """doctor: each project's copy of earlier results under ``base`` there, its bound, the free disk."""
-    from ..remote import mirror
-
-    found, free = mirror.copies(target, base)
-    mine = next((c for c in found if c.folder == f"{config.project_key}/results"), None)
-    held = mine.bytes if mine else 0
-    budget, how = mirror.bound(config, free, held)
-    report.ok(
-        "earlier results",
-        f"this project's copy on {target.label} holds {held / 1e6:.1f} MB of at most {budget / 1e6:.1f} MB "
-        f"({how}); {free / 1e9:.1f} GB free there",
-    )
-    if held > budget:
-        report.warn("earlier results", "the copy is past its bound: `mm4watch gc` trims it (the next run does too)")
-    old = mirror.others_of(config, found)
-    for c in found:
-        if c is mine:
-            continue
-        whose = c.project.get("root") or "an unknown project"
-        if c in old:
-            report.warn(
-                f"copy {c.folder}", f"{c.bytes / 1e6:.1f} MB, this project at {whose}: `mm4watch gc` removes it"
-            )
-        else:
-            report.ok(f"copy {c.folder}", f"{c.bytes / 1e6:.1f} MB, of {whose}")
-
-
-def gc_copies(target: Target, config: Config, base: str) -> list[str]:
-    """gc: this project's copy of earlier results trimmed to its bound, the copies of its old paths removed."""
-    from ..core.names import join
-    from ..remote import mirror, ssh
-
-    lines = []
-    evicted, held, budget = mirror.trim(target, config, mirror.remote_dir(config, base))
-    lines.append(
-        f"earlier results on {target.label}: removed {len(evicted)} folder(s) used least lately; "
-        f"the copy holds {held / 1e6:.1f} MB of at most {budget / 1e6:.1f} MB"
-    )
-    found, _ = mirror.copies(target, base)
-    for c in mirror.others_of(config, found):
-        folder = f"{base.rstrip('/')}/{c.folder.rsplit('/', 1)[0]}"
-        ssh.run(target, f"chmod -R u+w {join([folder])} && rm -rf {join([folder])}", timeout=600)
-        lines.append(
-            f"removed {folder} on {target.label}: this project's copy at {c.project.get('root')} ({c.bytes / 1e6:.1f} MB)"
-        )
-    return lines
-
-
 # -- what goes into a container: shared by every executor that runs one ------------------
-
-
-@dataclass(frozen=True)
-class Tar:
-    data: bytes
-    digest: str
-
-
-def _tar(add: Callable[[tarfile.TarFile], None]) -> bytes:
-    buffer = io.BytesIO()
-    # gzip: the engine unpacks it, and the link carries a quarter of the bytes
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
-        add(tar)
-    return buffer.getvalue()
-
-
-def _add_dir(tar: tarfile.TarFile, name: str) -> None:
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, RUN_UID, RUN_UID
-    tar.addfile(info)
-
-
-def _add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.uid, info.gid = len(data), 0o644, RUN_UID, RUN_UID
-    tar.addfile(info, io.BytesIO(data))
-
-
-def lib_tar() -> Tar:
-    """mm4watch's far side (pure Python), and the folders a run writes to, for ``put_archive("/")``."""
-    package, files = runner_files()
-
-    def add(tar: tarfile.TarFile) -> None:
-        made = set()
-        for folder in ("mm4", "mm4/home", "mm4/job", "mm4/lib", "output", f"output/{RESULT_DIR}"):
-            _add_dir(tar, folder)
-        for path in files:
-            rel = path.relative_to(package.parent).as_posix()
-            for parent in reversed(Path(rel).parents[:-1]):
-                if parent not in made:
-                    _add_dir(tar, f"mm4/lib/{parent.as_posix()}")
-                    made.add(parent)
-            _add_file(tar, f"mm4/lib/{rel}", path.read_bytes())
-
-    return Tar(_tar(add), runner_digest())
-
-
-def job_tar(job: Job, root: str, workdir: str, results: str) -> bytes:
-    """The run spec and the notebook; ``go`` comes last, so a waiting container sees a whole job."""
-    spec = job_spec(
-        job, notebook=f"{JOB}/input.ipynb", output_dir=OUTPUT, cwd=workdir, project=root, results=f"{root}/{results}"
-    )
-    spec["code_from_image"] = True  # the runner says when the notebook's folder there is empty
-
-    def add(tar: tarfile.TarFile) -> None:
-        # the run's folder exists even when the Dockerfile copies no code (it installs only
-        # dependencies): made here, as in the image otherwise; the runner says when it is empty
-        parts = Path(workdir.strip("/")).parts
-        for depth in range(1, len(parts) + 1):
-            _add_dir(tar, "/".join(parts[:depth]))
-        _add_file(tar, "mm4/job/spec.json", json.dumps(spec).encode())
-        _add_file(tar, "mm4/job/input.ipynb", job.input_path.read_bytes())
-        _add_file(tar, "mm4/job/go", b"")
-
-    return _tar(add)
-
-
-def notebook_dir(config: Config, root: str, job: Job) -> str:
-    """The notebook's own folder inside an image whose project root is ``root``."""
-    rel_cwd = job.cwd.resolve().relative_to(config.code_root).as_posix()
-    return root if rel_cwd == "." else f"{root}/{rel_cwd}"
-
-
-def read_only_binds(config: Config, data: str | None, root: str, results: str | None) -> list[Bind]:
-    """data/ and the earlier results, where the notebook looks for them in the image, read-only."""
-    from ..remote.docker_engine import Bind
-
-    binds = []
-    if data:
-        binds.append(Bind(source=data, target=f"{root}/{config.project.data}"))
-    if results:
-        binds.append(Bind(source=results, target=f"{root}/{config.project.results}"))
-    return binds

@@ -39,8 +39,9 @@ from ..core.config import Config, ConfigProblem, setting
 from ..core.errors import Mm4Error
 from ..core.fsutil import atomic_write_text
 from . import Job, Outcome
-from .base import Executor, RemoteConfig, Report, log_line
+from .base import Executor, LostNode, RemoteConfig, log_line
 from .native import NativeConfig, NativeExecutor, _Remote
+from .upkeep import Checkup
 
 if TYPE_CHECKING:
     from ..remote.dask_agent import AgentLease, AgentPool
@@ -117,6 +118,7 @@ class _Slot:
     lease: AgentLease
     node: Node
     native: NativeExecutor  # the native executor for that worker's machine
+    state: Path  # where this machine keeps which worker runs it (for a re-attach): gone with the run
     remote: _Remote | None = None
     lost: str = ""  # why the worker was lost mid-run
     relinked_at: float = 0.0  # when the slot was last asked for again (its agent had stopped)
@@ -131,7 +133,6 @@ class DaskExecutor(Executor[_Slot]):
     def __init__(self, cfg: DaskConfig, config: Config) -> None:
         super().__init__(cfg, config)
         self._pool: AgentPool | None = None
-        self._avoid: set[str] = set()  # workers this run lost (one executor per run process)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "scheduler": self.cfg.scheduler}
@@ -185,40 +186,33 @@ class DaskExecutor(Executor[_Slot]):
 
     # -- running -------------------------------------------------------------------
 
-    def execute(self, job: Job) -> Outcome:
-        """One attempt, and with ``retries`` another on a worker not yet lost each time one is lost."""
-        lost: list[str] = []
-        self._avoid = set()
-        try:
-            while True:
-                outcome = super().execute(job)
-                node = outcome.executor.get("node") or {}
-                if (outcome.error or {}).get("ename") != "NodeLost" or len(lost) >= self.cfg.retries:
-                    break
-                lost.append(str(node.get("name")))
-                self._avoid.add(str(node.get("worker")))
-                if not self._others():
-                    log_line(
-                        job, f"{node.get('name')} was lost, and no other worker has {self._wants()}: not run again"
-                    )
-                    break
-                log_line(
-                    job,
-                    f"{node.get('name')} ({node.get('worker')}) was lost: running again on another worker "
-                    f"(retry {len(lost)} of {self.cfg.retries})",
-                )
-                job.phase("running again on another worker")
-            if lost:
-                outcome = dataclasses.replace(outcome, executor={**outcome.executor, "lost_nodes": lost})
-            return outcome
-        finally:
-            self.close()
+    node_word = "worker"
+
+    def retries_lost(self) -> int:
+        return self.cfg.retries
+
+    def lost_node(self, outcome: Outcome) -> LostNode | None:
+        if (outcome.error or {}).get("ename") != "NodeLost":
+            return None
+        node = outcome.executor.get("node") or {}
+        name = str(node.get("name"))
+        return LostNode(name, f"{name} ({node.get('worker')})", str(node.get("worker")))
+
+    def another_for(self, job: Job) -> bool:
+        return bool(self._others(job.avoid))
+
+    def fits(self) -> str:
+        return f"has {self._wants()}"
+
+    def node_lost(self, handle: _Slot, outcome: Outcome) -> str:
+        return handle.lost + "; what came home up to then is kept" if handle.lost else ""
 
     def _wants(self) -> str:
         return ", ".join(f"{k}={v:g}" for k, v in self.cfg.resources.items())
 
-    def _others(self) -> list[Worker]:
-        return [w for w in self._listed() if w.covers(self.cfg.resources) and w.address not in self._avoid]
+    def _others(self, avoid: tuple[str, ...] = ()) -> list[Worker]:
+        """The workers a run may go to: listed, with the resources, not one this run lost (``avoid``)."""
+        return [w for w in self._listed() if w.covers(self.cfg.resources) and w.address not in avoid]
 
     def _listed(self) -> list[Worker]:
         """The pool's workers on a machine ``nodes`` lists: the only ones a run is sent to."""
@@ -232,13 +226,13 @@ class DaskExecutor(Executor[_Slot]):
 
         pool = self.pool()
         # only a worker on a machine nodes lists (by its name or host, as Dask's workers= takes them)
-        workers = [w.address for w in self._others()] if self._avoid else sorted(self.cfg.nodes)
+        workers = [w.address for w in self._others(job.avoid)] if job.avoid else sorted(self.cfg.nodes)
         job.phase(f"waiting for a worker with {self._wants()} (Dask)")
         lease = pool.lease(lease_name(self.config.project_key, job.key), self.cfg.resources, workers=workers)
         try:
             node = lease.wait()
             target = self.target(node.name, node.hostname, node.host)
-            slot = _Slot(lease, node, self.native(target))
+            slot = _Slot(lease, node, self.native(target), self._state(job))
             self._remember(job, slot)
             job.place(node.name)
             info.update(node=node.as_dict(), scheduler=self.cfg.scheduler, host=slot.native.target.label)
@@ -345,22 +339,7 @@ class DaskExecutor(Executor[_Slot]):
                 raise
         finally:
             handle.lease.let_go()
-
-    def _follow(self, handle: _Slot, job: Job, info: dict[str, Any]) -> Outcome:
-        try:
-            outcome = super()._follow(handle, job, info)
-        finally:
-            self._state(job).unlink(missing_ok=True)
-        if handle.lost:
-            why = handle.lost + "; what came home up to then is kept"
-            return Outcome("failed", {"cell": None, "ename": "NodeLost", "evalue": why}, outcome.executor)
-        return outcome
-
-    def reattach(self, job: Job) -> Outcome | None:
-        try:
-            return super().reattach(job)
-        finally:
-            self.close()
+            handle.state.unlink(missing_ok=True)
 
     def find(self, job: Job, info: dict[str, Any]) -> _Slot | None:
         """The run on the machine its lease had, with a new lease pinned to that worker."""
@@ -381,7 +360,8 @@ class DaskExecutor(Executor[_Slot]):
         lease, there = self._pinned(job, node)
         pool.end(said["lease"])  # the dead process's lease lets go at once; this one takes the slot
         node = lease.node or node
-        slot = _Slot(lease, node, native, remote, lost="" if there else f"the worker {node.name} is gone from the pool")
+        gone = "" if there else f"the worker {node.name} is gone from the pool"
+        slot = _Slot(lease, node, native, self._state(job), remote, lost=gone)
         self._remember(job, slot)
         job.place(node.name)
         info.update(node=node.as_dict(), scheduler=self.cfg.scheduler, host=native.target.label)
@@ -401,7 +381,7 @@ class DaskExecutor(Executor[_Slot]):
         finally:
             self.close()
 
-    def doctor(self, report: Report) -> None:
+    def doctor(self, report: Checkup) -> None:
         """The scheduler, matching versions, each worker with its resources, then each machine as native does."""
         pool: AgentPool | None = None
 
@@ -449,7 +429,7 @@ class DaskExecutor(Executor[_Slot]):
         finally:
             self.close()
 
-    def _versions(self, report: Report, pool: AgentPool) -> None:
+    def _versions(self, report: Checkup, pool: AgentPool) -> None:
         found = pool.versions()
 
         def of(side: Mapping[str, Any]) -> str:

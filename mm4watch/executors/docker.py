@@ -47,29 +47,10 @@ from ..remote.docker_engine import (
 )
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
-from .base import (
-    JOB,
-    LIB,
-    MIN_FREE_GB,
-    OUTPUT,
-    RUN_UID,
-    RUNNER,
-    STOP_GRACE_S,
-    Executor,
-    H,
-    RemoteConfig,
-    Report,
-    Tar,
-    check_awake,
-    check_copies,
-    check_ssh,
-    gc_copies,
-    job_tar,
-    lib_tar,
-    log_line,
-    notebook_dir,
-    read_only_binds,
-)
+from .base import STOP_GRACE_S, Executor, H, RemoteConfig, log_line
+from .container import JOB, LIB, OUTPUT, RUN_UID, Tar, job_tar, lib_tar, notebook_dir, read_only_binds
+from .far_side import RUNNER
+from .upkeep import MIN_FREE_GB, Checkup, check_awake, check_copies, check_ssh, gc_copies
 
 INSECURE_WHERE = (
     "Docker Desktop: Settings > Docker Engine; OrbStack: Settings > Docker; colima: `colima start --edit`; "
@@ -155,6 +136,16 @@ class EngineExecutor(Executor[H]):
 
     def _prepare(self, engine: Engine, job: Job, info: dict[str, Any]) -> H | Outcome:
         raise NotImplementedError
+
+    refuser = "the Docker engine"  # who refused, in run.log's words
+
+    def _attempt(self, job: Job) -> Outcome:
+        """One attempt, an engine's refusal (a Docker API error) a failed run that says what, not a crash."""
+        try:
+            return super()._attempt(job)
+        except EngineRefused as exc:
+            log_line(job, f"{self.refuser} refused: {exc}")
+            return Outcome("failed", {"cell": None, "ename": "DockerError", "evalue": str(exc)}, self.describe())
 
     def gc(self, keep: int | None) -> list[str]:
         """This project's images on the engine beyond the newest ``keep`` (``keep_images``), and its
@@ -320,11 +311,6 @@ class DockerExecutor(EngineExecutor[_Run]):
     def died_detail(self, code: int | None) -> str:
         hint = " (out of memory? raise memory in mm4.toml)" if code == 137 else ""
         return f"the container exited with code {code} and no result{hint}; see run.log"
-
-    def execute(self, job: Job) -> Outcome:
-        return refusals_fail(
-            job, "the Docker engine", self.describe(), lambda: super(DockerExecutor, self).execute(job)
-        )
 
     # -- the transport -------------------------------------------------------------
 
@@ -595,7 +581,7 @@ class DockerExecutor(EngineExecutor[_Run]):
 
     # -- what the commands around a run ask ---------------------------------------------
 
-    def doctor(self, report: Report) -> None:
+    def doctor(self, report: Checkup) -> None:
         """ssh, the engine's socket, the engine, BuildKit there, the Dockerfile's base images, free disk."""
         host = self.cfg.host or ""
         if host.startswith("ssh://"):
@@ -661,7 +647,7 @@ class DockerExecutor(EngineExecutor[_Run]):
                 else:
                     report.ok("free disk", f"{free_gb:.1f} GiB for images and containers")
 
-    def _doctor_socket(self, report: Report, target: ssh.Target) -> bool:
+    def _doctor_socket(self, report: Checkup, target: ssh.Target) -> bool:
         """The engine's socket on the Mini: the one set, or the one found there (and which Docker it is)."""
         from ..remote import docker_products
 
@@ -721,12 +707,3 @@ class DockerExecutor(EngineExecutor[_Run]):
             return str(self.config.results_dir), []  # the engine runs on this machine: the folder itself
         log_line(job, "earlier results are not visible on this engine (it is reached over TCP); use an ssh:// host")
         return None, []
-
-
-def refusals_fail(job: Job, who: str, info: dict[str, Any], attempt: Callable[[], Outcome]) -> Outcome:
-    """``attempt()``, with an engine's refusal (a Docker API error) a failed run that says what, not a crash."""
-    try:
-        return attempt()
-    except EngineRefused as exc:
-        log_line(job, f"{who} refused: {exc}")
-        return Outcome("failed", {"cell": None, "ename": "DockerError", "evalue": str(exc)}, info)

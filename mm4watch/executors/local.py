@@ -17,7 +17,9 @@ from ..core import proc
 from ..core.config import Config, ExecutorConfig
 from ..core.runenv import ENV_OUTPUT_DIR, ENV_RUN_ID
 from . import Job, Outcome
-from .base import RESULT_DIR, RUNNER, STOP_GRACE_S, Executor, Report, job_spec
+from .base import STOP_GRACE_S, Executor
+from .far_side import RESULT_DIR, RUNNER, job_spec
+from .upkeep import Checkup
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class LocalExecutor(Executor[_Child]):
     def died_detail(self, code: int | None) -> str:
         return f"the papermill process ended with code {code} and no result; see run.log"
 
-    def doctor(self, report: Report) -> None:
+    def doctor(self, report: Checkup) -> None:
         report.ok("python", f"{sys.version.split()[0]} ({sys.executable})")
         for module in ("papermill", "ipykernel"):
             if importlib.util.find_spec(module) is None:

@@ -38,25 +38,9 @@ from ..core.runenv import ENV_OUTPUT_DIR, ENV_RUN_ID
 from ..remote import awake, buildctx, ssh
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job
-from .base import (
-    FAR_SIDE_PYTHON,
-    MIN_FREE_GB,
-    RESULT_DIR,
-    RUNNER,
-    STOP_GRACE_S,
-    Executor,
-    RemoteConfig,
-    Report,
-    check_awake,
-    check_copies,
-    check_ssh,
-    far_side_includes,
-    gc_copies,
-    job_spec,
-    log_line,
-    runner_digest,
-    runner_files,
-)
+from .base import STOP_GRACE_S, Executor, RemoteConfig, log_line
+from .far_side import FAR_SIDE_PYTHON, RESULT_DIR, RUNNER, far_side_includes, job_spec, runner_digest, runner_files
+from .upkeep import MIN_FREE_GB, Checkup, check_awake, check_copies, check_ssh, gc_copies
 
 POLL_S = 1.0
 UV_CACHE = "uv-cache"  # under <workdir> on the Mini: one cache for every environment of every project
@@ -121,7 +105,7 @@ class NativeExecutor(Executor[_Remote]):
 
     # -- what the commands around a run ask ---------------------------------------------
 
-    def doctor(self, report: Report) -> None:
+    def doctor(self, report: Checkup) -> None:
         """ssh, the interpreter (3.9 or newer), venv, keeping the Mini awake, free disk."""
         target, python = self.target, self.python
         if not check_ssh(report, target):

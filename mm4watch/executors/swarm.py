@@ -36,22 +36,11 @@ from ..remote import ssh
 from ..remote.docker_engine import LABEL_PROJECT, LABEL_RUN, Container, Engine, Image
 from ..results.records import RESERVED_NAMES
 from . import Job, Outcome
-from .base import (
-    JOB,
-    LIB,
-    OUTPUT,
-    RUN_UID,
-    RUNNER,
-    STOP_GRACE_S,
-    Report,
-    check_ssh,
-    job_tar,
-    lib_tar,
-    log_line,
-    notebook_dir,
-    read_only_binds,
-)
-from .docker import INSECURE_WHERE, DockerConfig, EngineExecutor, refusals_fail
+from .base import STOP_GRACE_S, LostNode, log_line
+from .container import JOB, LIB, OUTPUT, RUN_UID, job_tar, lib_tar, notebook_dir, read_only_binds
+from .docker import INSECURE_WHERE, DockerConfig, EngineExecutor
+from .far_side import RUNNER
+from .upkeep import Checkup, check_ssh
 
 
 @dataclass(frozen=True)
@@ -128,28 +117,23 @@ class SwarmExecutor(EngineExecutor[_Task]):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "host": self.cfg.host, "registry": self.cfg.registry}
 
-    def execute(self, job: Job) -> Outcome:
-        """One attempt, and with ``retries`` another on a node not yet lost each time a node is lost."""
-        lost: list[str] = []  # hostnames, for the record
-        avoid: list[str] = []  # by node ID: hostnames can repeat (every Docker Desktop is "docker-desktop")
-        while True:
-            outcome = self._attempt(dataclasses.replace(job, constraints=(*job.constraints, *avoid)))
-            node = outcome.executor.get("node", {})
-            if (outcome.error or {}).get("ename") != "NodeLost" or len(lost) >= self.cfg.retries or not node.get("id"):
-                if lost:
-                    outcome = dataclasses.replace(outcome, executor={**outcome.executor, "lost_nodes": lost})
-                return outcome
-            lost.append(str(node.get("hostname")))
-            avoid.append(f"node.id!={node['id']}")
-            log_line(
-                job,
-                f"{node.get('hostname')} ({str(node['id'])[:12]}) was lost: running again on another node "
-                f"(retry {len(lost)} of {self.cfg.retries})",
-            )
-            job.phase("running again on another node")
+    refuser = "the swarm"
+    node_word = "node"
 
-    def _attempt(self, job: Job) -> Outcome:
-        return refusals_fail(job, "the swarm", self.describe(), lambda: super(SwarmExecutor, self).execute(job))
+    def retries_lost(self) -> int:
+        return self.cfg.retries
+
+    def lost_node(self, outcome: Outcome) -> LostNode | None:
+        node = outcome.executor.get("node", {})
+        if (outcome.error or {}).get("ename") != "NodeLost" or not node.get("id"):
+            return None
+        # kept off by node ID: hostnames can repeat (every Docker Desktop is "docker-desktop")
+        return LostNode(str(node.get("hostname")), f"{node.get('hostname')} ({str(node['id'])[:12]})", str(node["id"]))
+
+    def node_lost(self, handle: _Task, outcome: Outcome) -> str:
+        if handle.lost and outcome.status == "failed" and (outcome.error or {}).get("ename") == "ProcessDied":
+            return handle.lost + "; what it wrote up to the last harvest is kept"
+        return ""
 
     # -- the transport -------------------------------------------------------------
 
@@ -168,7 +152,8 @@ class SwarmExecutor(EngineExecutor[_Task]):
         info.update(image=ref, image_id=image.id, image_built=image.built, arch=arch)
         root = manager.working_dir(image.tag).rstrip("/") or "/project"
         results, pins = self._earlier_results(manager, job)
-        constraints = [f"node.platform.arch=={arch}", *self.cfg.constraints, *job.constraints]
+        avoid = (f"node.id!={node_id}" for node_id in job.avoid)  # nodes this run lost
+        constraints = [f"node.platform.arch=={arch}", *self.cfg.constraints, *job.constraints, *avoid]
         service_id = manager.create_job(
             ref,
             command=["python3", "-c", WAIT_FOR_JOB],
@@ -334,13 +319,6 @@ class SwarmExecutor(EngineExecutor[_Task]):
             raise
         return task
 
-    def _follow(self, handle: _Task, job: Job, info: dict[str, Any]) -> Outcome:
-        outcome = super()._follow(handle, job, info)
-        if handle.lost and outcome.status == "failed" and (outcome.error or {}).get("ename") == "ProcessDied":
-            why = handle.lost + "; what it wrote up to the last harvest is kept"
-            return Outcome("failed", {"cell": None, "ename": "NodeLost", "evalue": why}, outcome.executor)
-        return outcome
-
     # -- the service's spec ------------------------------------------------------------
 
     # -- what the commands around a run ask ---------------------------------------------
@@ -356,7 +334,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
             print(f"mm4watch: {self.name}: cannot count the swarm's nodes ({exc}); one run at a time", file=sys.stderr)
             return 1
 
-    def doctor(self, report: Report) -> None:
+    def doctor(self, report: Checkup) -> None:
         """The manager, each node (state, availability, arch, cpus, memory), the registry and results from each."""
         from ..remote.docker_engine import Engine
 
@@ -386,7 +364,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
             if ready == 0:
                 report.fail("nodes", "no node is ready and active", "start Docker on the nodes; `docker node ls`")
 
-    def _doctor_push(self, report: Report, manager: Engine, probe: str) -> bool:
+    def _doctor_push(self, report: Checkup, manager: Engine, probe: str) -> bool:
         """The manager pushes an image it has to the registry as ``probe``."""
         import io
 
@@ -408,7 +386,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
             return False
 
     def _doctor_node(
-        self, report: Report, node: dict[str, Any], nodes: list[dict[str, Any]], probe: str | None
+        self, report: Checkup, node: dict[str, Any], nodes: list[dict[str, Any]], probe: str | None
     ) -> bool:
         """One node: what it is, ssh to it, the probe pulled from the registry (``probe``: pushed), a place for
         earlier results, the data folder. True when it is ready and active."""
@@ -478,7 +456,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
                 )
         return True
 
-    def _doctor_pull(self, report: Report, node: dict[str, Any], name: str, probe: str) -> None:
+    def _doctor_pull(self, report: Checkup, node: dict[str, Any], name: str, probe: str) -> None:
         from ..remote.docker_engine import Engine
 
         try:

@@ -2,7 +2,7 @@
 
 Under mm4watch a run is told where its folders are (``runenv``), on every
 executor and whatever the image holds; run by hand, the helpers read the
-project's ``mm4.toml``. Part of the far side (``executors.base.FAR_SIDE``):
+project's ``mm4.toml``. Part of the far side (``executors.far_side.FAR_SIDE``):
 what a notebook imports on the Mini keeps to Python 3.9 and never needs
 ``config`` there.
 """

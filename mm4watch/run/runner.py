@@ -7,7 +7,7 @@ a ``sys.exit`` in the notebook ends here, never in mm4watch. SIGTERM stops the
 run the way ^C would, so papermill still writes the executed notebook.
 Writes ``result`` (JSON: status and error) and exits 0 on success, 1 otherwise.
 
-Part of the far side (``executors.base.FAR_SIDE``): Python 3.9 and newer, papermill, nothing of mm4watch
+Part of the far side (``executors.far_side.FAR_SIDE``): Python 3.9 and newer, papermill, nothing of mm4watch
 but the far side's own files.
 """
 

@@ -19,7 +19,9 @@ from mm4watch.core import checks
 from mm4watch.core.config import ConfigProblem, ExecutorConfig, setting
 from mm4watch.core.runenv import ENV_OUTPUT_DIR
 from mm4watch.executors import Job
-from mm4watch.executors.base import RESULT_DIR, RUNNER, Executor, Report, job_spec
+from mm4watch.executors.base import Executor
+from mm4watch.executors.far_side import RESULT_DIR, RUNNER, job_spec
+from mm4watch.executors.upkeep import Checkup
 
 PREFIX = "mm4-toy-"
 
@@ -94,7 +96,7 @@ class ToyExecutor(Executor[_Work]):
     def release(self, handle: _Work) -> None:
         shutil.rmtree(handle.folder, ignore_errors=True)
 
-    def doctor(self, report: Report) -> None:
+    def doctor(self, report: Checkup) -> None:
         base = self._base()
         if os.access(base if base.exists() else base.parent, os.W_OK):
             report.ok("toy workspace", f"{base} is writable; {self.cfg.slots} slot(s)")
