@@ -54,6 +54,23 @@ def test_a_plug_in_executor_runs_a_notebook(toy_env, toy_project):
     assert list(workspace.iterdir()) == []  # released
 
 
+def test_a_plug_in_adds_its_own_tag_option(toy_env, toy_project):
+    """The toy declares ``flavour``: a notebook's tag may carry it and the run gets it; without the toy
+    installed the same tag is an unknown option, and the error lists the options the installed
+    types add (swarm's constraint)."""
+    project, _ = toy_project
+    write_notebook(project / "notebooks" / "minty.ipynb", code("# mm4: remote flavour=mint\nprint('ok')"))
+    done = mm4(["run", "notebooks/minty.ipynb"], cwd=project, env=toy_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run_dir,) = run_dirs(project)
+    assert load_record(run_dir)["executor"]["flavour"] == "mint"
+    done = mm4(["check", "notebooks/minty.ipynb"], cwd=project)  # no toy on the path
+    assert done.returncode != 0
+    said = done.stdout + done.stderr
+    assert "unknown tag option 'flavour'" in said and "constraint (swarm)" in said, said
+    assert mm4(["check", "notebooks/minty.ipynb"], cwd=project, env=toy_env).returncode == 0
+
+
 def test_doctor_and_gc_ask_the_plug_in(toy_env, toy_project):
     project, workspace = toy_project
     done = mm4(["doctor"], cwd=project, env=toy_env)

@@ -67,22 +67,17 @@ def setting(check: Callable[[Any], Any], default: Any = None, *, key: str | None
     return field(default=default, metadata=meta)
 
 
-@dataclass(frozen=True)
-class ExecutorConfig:
-    """What every executor has. Each type's settings are a frozen dataclass built on this one, in
-    its executor's module (or a plug-in's); its ``setting`` fields are the keys mm4.toml takes."""
+class Settings:
+    """A table of mm4.toml as a frozen dataclass: each ``setting`` field is a key it takes, with its
+    check and default, declared once (the sections below, and every executor's settings)."""
 
-    name: str
-    type: str
-    harvest_every_s: float = setting(parse_duration, 60.0, key="harvest_every")  # partial results home this often
-    concurrency: int = setting(checks.positive_int, 1)  # runs at once on this executor (the daemon)
-    not_keys: ClassVar[frozenset[str]] = frozenset()  # keys of a base class this type does not take
+    not_keys: ClassVar[frozenset[str]] = frozenset()  # keys of a base class this one does not take
 
     @classmethod
     def keys(cls) -> dict[str, tuple[str, Callable[[Any], Any]]]:
-        """Each key mm4.toml takes for this type: (field name, check)."""
+        """Each key mm4.toml takes for this table: (field name, check)."""
         found = {}
-        for f in fields(cls):
+        for f in fields(cls):  # type: ignore[arg-type]
             if "check" in f.metadata:
                 key = f.metadata["key"] or f.name
                 if key not in cls.not_keys:
@@ -94,38 +89,73 @@ class ExecutorConfig:
 
 
 @dataclass(frozen=True)
-class ProjectConfig:
-    notebooks: tuple[str, ...] = ("notebooks",)
-    results: str = "results"
-    data: str = "data"
-    image: str = ""
-    dockerfile: str = "Dockerfile"
+class ExecutorConfig(Settings):
+    """What every executor has. Each type's settings are a frozen dataclass built on this one, in
+    its executor's module (or a plug-in's); its ``setting`` fields are the keys mm4.toml takes."""
+
+    name: str
+    type: str
+    harvest_every_s: float = setting(parse_duration, 60.0, key="harvest_every")  # partial results home this often
+    concurrency: int = setting(checks.positive_int, 1)  # runs at once on this executor (the daemon)
+
+
+def _tuple(check: Callable[[Any], list[str]]) -> Callable[[Any], tuple[str, ...]]:
+    return lambda value: tuple(check(value))
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    executor: str = "local"
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    kernel: str | None = None
-    results_mirror: str = "latest"  # earlier results a remote run can see: MIRROR_MODES (remote/mirror.py)
-    mirror_max: int | None = None  # bytes the copy of earlier results may take on a remote machine
-    retry_lost: int = 1  # a run whose machine went away mid-run runs again this many times
+class ProjectConfig(Settings):
+    """[project]: where a project keeps its notebooks, results and data, and its image."""
+
+    notebooks: tuple[str, ...] = setting(_tuple(checks.rel_paths), ("notebooks",))  # folders watched for saves
+    results: str = setting(checks.rel_path, "results")
+    data: str = setting(checks.rel_path, "data")
+    image: str = setting(checks.image_name, "")  # the run image's name (default: mm4-<project key>)
+    dockerfile: str = setting(checks.rel_path, "Dockerfile")
 
 
 @dataclass(frozen=True)
-class ResultsConfig:
-    metrics: tuple[str, ...] = ("metrics.json",)  # JSON files in a run folder whose numbers go into run.json
-    report: bool = True  # the daemon keeps results/index.html current after each run
+class RunConfig(Settings):
+    """[run]: what a run gets unless its notebook or the command line says otherwise."""
+
+    executor: str = setting(checks.name, "local")
+    timeout_s: float = setting(parse_duration, DEFAULT_TIMEOUT_S, key="timeout")
+    kernel: str | None = setting(checks.text)
+    results_mirror: str = setting(checks.one_of(*MIRROR_MODES), "latest")  # earlier results a remote run can see
+    mirror_max: int | None = setting(checks.size)  # bytes the copy of earlier results may take on a remote machine
+    retry_lost: int = setting(checks.count, 1)  # a run whose machine went away mid-run runs again this many times
 
 
 @dataclass(frozen=True)
-class DaemonConfig:
-    debounce_s: float = 2.0  # quiet time after the last write before a save counts
-    requeue_interrupted: bool = True  # a run cut off by a crash runs again, once
-    notify: bool = True  # say when a run ends (Notification Center / notify-send)
-    notify_command: str | None = None  # or run this, with MM4_RUN_* in its environment
-    restart_running: bool = False  # a newer save cancels the notebook's run in progress
-    autostart: bool = False  # the git hook starts the daemon when it is not running
+class ResultsConfig(Settings):
+    """[results]: what a run folder's files tell, and the report page."""
+
+    metrics: tuple[str, ...] = setting(
+        _tuple(checks.patterns), ("metrics.json",)
+    )  # JSON files whose numbers go into run.json
+    report: bool = setting(checks.boolean, True)  # the daemon keeps results/index.html current after each run
+
+
+@dataclass(frozen=True)
+class DaemonConfig(Settings):
+    """[daemon]: the watch daemon."""
+
+    debounce_s: float = setting(
+        parse_duration, 2.0, key="debounce"
+    )  # quiet time after the last write before a save counts
+    requeue_interrupted: bool = setting(checks.boolean, True)  # a run cut off by a crash runs again, once
+    notify: bool = setting(checks.boolean, True)  # say when a run ends (Notification Center / notify-send)
+    notify_command: str | None = setting(checks.text)  # or run this, with MM4_RUN_* in its environment
+    restart_running: bool = setting(checks.boolean, False)  # a newer save cancels the notebook's run in progress
+    autostart: bool = setting(checks.boolean, False)  # the git hook starts the daemon when it is not running
+
+
+SECTIONS: dict[str, type[Settings]] = {
+    "project": ProjectConfig,
+    "run": RunConfig,
+    "daemon": DaemonConfig,
+    "results": ResultsConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -255,51 +285,10 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{label}: not valid TOML: {exc}") from None
     v = _Validator(label, text)
-    v.only_keys(data, (), {"project", "run", "daemon", "results", "executors"})
-
-    project_t = v.table(data, ("project",))
-    notebooks = v.get(project_t, ("project", "notebooks"), checks.rel_paths, ["notebooks"])
-    project = ProjectConfig(
-        notebooks=tuple(notebooks),
-        results=v.get(project_t, ("project", "results"), checks.rel_path, "results"),
-        data=v.get(project_t, ("project", "data"), checks.rel_path, "data"),
-        image=v.get(project_t, ("project", "image"), checks.image_name, ""),
-        dockerfile=v.get(project_t, ("project", "dockerfile"), checks.rel_path, "Dockerfile"),
-    )
-    v.only_keys(project_t, ("project",), {"notebooks", "results", "data", "image", "dockerfile"})
-
-    run_t = v.table(data, ("run",))
-    run = RunConfig(
-        executor=v.get(run_t, ("run", "executor"), checks.name, "local"),
-        timeout_s=v.get(run_t, ("run", "timeout"), parse_duration, DEFAULT_TIMEOUT_S),
-        kernel=v.get(run_t, ("run", "kernel"), checks.text, None),
-        results_mirror=v.get(run_t, ("run", "results_mirror"), checks.one_of(*MIRROR_MODES), "latest"),
-        mirror_max=v.get(run_t, ("run", "mirror_max"), checks.size, None),
-        retry_lost=v.get(run_t, ("run", "retry_lost"), checks.count, 1),
-    )
-    v.only_keys(run_t, ("run",), {"executor", "timeout", "kernel", "results_mirror", "mirror_max", "retry_lost"})
-
-    daemon_t = v.table(data, ("daemon",))
-    daemon = DaemonConfig(
-        debounce_s=v.get(daemon_t, ("daemon", "debounce"), parse_duration, 2.0),
-        requeue_interrupted=v.get(daemon_t, ("daemon", "requeue_interrupted"), checks.boolean, True),
-        notify=v.get(daemon_t, ("daemon", "notify"), checks.boolean, True),
-        notify_command=v.get(daemon_t, ("daemon", "notify_command"), checks.text, None),
-        restart_running=v.get(daemon_t, ("daemon", "restart_running"), checks.boolean, False),
-        autostart=v.get(daemon_t, ("daemon", "autostart"), checks.boolean, False),
-    )
-    v.only_keys(
-        daemon_t,
-        ("daemon",),
-        {"debounce", "requeue_interrupted", "notify", "notify_command", "restart_running", "autostart"},
-    )
-
-    results_t = v.table(data, ("results",))
-    results = ResultsConfig(
-        metrics=tuple(v.get(results_t, ("results", "metrics"), checks.patterns, ["metrics.json"])),
-        report=v.get(results_t, ("results", "report"), checks.boolean, True),
-    )
-    v.only_keys(results_t, ("results",), {"metrics", "report"})
+    v.only_keys(data, (), {*SECTIONS, "executors"})
+    made = {name: _read(v, v.table(data, (name,)), (name,), kind, {}) for name, kind in SECTIONS.items()}
+    run = made["run"]
+    assert isinstance(run, RunConfig)
 
     executors: dict[str, ExecutorConfig] = {}
     for name, table in v.table(data, ("executors",)).items():
@@ -315,15 +304,7 @@ def parse(text: str, *, root: Path, file: Path | None = None) -> Config:
             ("run", "executor"),
             f"names executor {run.executor!r}, which is not defined; defined: {', '.join(sorted(executors))}",
         )
-    return Config(
-        root=root,
-        file=file,
-        project=project,
-        run=run,
-        daemon=daemon,
-        results=results,
-        executors=MappingProxyType(executors),
-    )
+    return Config(root=root, file=file, executors=MappingProxyType(executors), **made)  # type: ignore[arg-type]
 
 
 def _type_choices() -> str:
@@ -341,11 +322,21 @@ def _executor(v: _Validator, name: str, table: dict[str, Any]) -> ExecutorConfig
         settings = plugins.config_class(kind)
     except KeyError:
         v.fail((*path, "type"), f"is {kind!r}; use {_type_choices()}")
-    keys = settings.keys()
-    v.only_keys(table, path, {"type", *keys})
+    made = _read(v, table, path, settings, {"name": name, "type": plugins.canonical(kind)})
+    assert isinstance(made, ExecutorConfig)
+    return made
+
+
+def _read(
+    v: _Validator, table: dict[str, Any], path: tuple[str, ...], kind: type[Settings], given: dict[str, Any]
+) -> Settings:
+    """One table by the keys ``kind`` declares: unknown keys, values and checks across keys said with
+    their line; what it leaves out keeps the declared default."""
+    keys = kind.keys()
+    v.only_keys(table, path, {*given.keys() - {"name"}, *keys})
     values = {attr: v.get(table, (*path, key), check, None) for key, (attr, check) in keys.items() if key in table}
     try:
-        made = settings(name=name, type=plugins.canonical(kind), **values)
+        made = kind(**given, **values)
         made.check()
     except ConfigProblem as problem:
         v.fail((*path, problem.key) if problem.key else path, problem.reason)

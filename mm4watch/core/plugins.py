@@ -137,6 +137,21 @@ def executor_class(kind: str) -> Any:
     return found
 
 
+def tag_options() -> dict[str, str]:
+    """The tag options executor types add to the core ones (swarm's ``constraint``): option -> type.
+    Each type's module is imported: asked only for an option the core does not know. A type that
+    does not load adds none (``mm4watch doctor`` says why)."""
+    found: dict[str, str] = {}
+    for kind in names():
+        try:
+            declared = getattr(executor_class(kind), "tag_options", {})
+        except (KeyError, ConfigError):
+            continue
+        for option in declared:
+            found.setdefault(option, kind)
+    return found
+
+
 def config_class(kind: str) -> type[ExecutorConfig]:
     return executor_class(kind).config_class
 

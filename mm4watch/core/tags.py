@@ -2,7 +2,8 @@
 
 Grammar (case-insensitive, spaces optional around ':')::
 
-    # mm4: remote [key=value ...]      keys: TAG_OPTIONS (executor, timeout, needs, constraint)
+    # mm4: remote [key=value ...]      keys: TAG_OPTIONS (executor, timeout, needs), and those an
+                                       executor type declares (``tag_options``: swarm's constraint)
 
 Only comments count: the tag in a markdown or raw cell, in an output, or inside
 a string literal does not. Pure functions over a notebook's bytes (``read_tag``,
@@ -25,7 +26,7 @@ from typing import Any
 from .durations import parse_duration
 from .errors import NotebookError
 
-TAG_OPTIONS = ("executor", "timeout", "needs", "constraint")
+TAG_OPTIONS = ("executor", "timeout", "needs")  # the core's; executor types add theirs (plugins.tag_options)
 _TAG = re.compile(r"#\s*mm4\s*:\s*remote(?![\w-])(.*)$", re.IGNORECASE)
 _OPTION = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
 
@@ -45,11 +46,6 @@ class Tag:
         """Notebooks whose latest successful run this one loads (``needs=10_clean,23_train``)."""
         value = self.options.get("needs") or ""
         return tuple(Path(part).stem for part in value.split(",") if part.strip())
-
-    @property
-    def constraints(self) -> tuple[str, ...]:
-        """Swarm placement constraints (``constraint=node.labels.gpu==mps``, several with commas)."""
-        return tuple(part.strip() for part in (self.options.get("constraint") or "").split(",") if part.strip())
 
     @property
     def timeout_s(self) -> float | None:
@@ -162,7 +158,12 @@ def _options(rest: str, label: str, cell: int, line: int) -> dict[str, str]:
             raise NotebookError(f"{where}: tag option {word!r} is not key=value (e.g. executor=mini timeout=30m)")
         key, value = match.group(1).lower(), match.group(2)
         if key not in TAG_OPTIONS:
-            raise NotebookError(f"{where}: unknown tag option {key!r}; known: {', '.join(TAG_OPTIONS)}")
+            from . import plugins
+
+            added = plugins.tag_options()
+            if key not in added:
+                known = ", ".join([*TAG_OPTIONS, *(f"{o} ({t})" for o, t in sorted(added.items()))])
+                raise NotebookError(f"{where}: unknown tag option {key!r}; known: {known}")
         if key == "timeout":
             try:
                 parse_duration(value)

@@ -9,7 +9,7 @@ only its transport and its settings class.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,7 @@ class Job:
     kernel: str | None = None
     image: str | None = None  # container executors: use this image if the engine still has it
     earlier: Inputs | None = None  # earlier runs to make visible there, read-only (remote executors)
-    constraints: tuple[str, ...] = ()  # swarm: placement constraints from the notebook's tag
+    tag: Mapping[str, str] = field(default_factory=dict)  # the notebook's tag options (an executor's own: tag_options)
     avoid: tuple[str, ...] = ()  # a pool's machines this run lost: the next attempt goes elsewhere
     on_phase: Callable[[str], None] | None = None  # told what the run is doing: "building on mini", ...
     on_place: Callable[[str], None] | None = None  # told which machine of a pool runs it

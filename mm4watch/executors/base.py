@@ -90,6 +90,7 @@ class Executor(Generic[H]):
     config_class: ClassVar[builtins.type[ExecutorConfig]] = ExecutorConfig
     died = "the runner ended without a result"  # how an end without result.json reads, per executor
     elsewhere: ClassVar[bool] = True  # runs on another machine: earlier results are sent there (mirror)
+    tag_options: ClassVar[dict[str, str]] = {}  # options this type adds to the tag (its own: job.tag), with meaning
 
     def __init__(self, cfg: ExecutorConfig, config: Config, harvest_every_s: float | None = None) -> None:
         self.cfg = cfg

@@ -23,7 +23,7 @@ RUNNER = "mm4watch.run.runner"  # the module that runs papermill, on whichever m
 FAR_SIDE = (
     "__init__.py",
     "core/__init__.py", "core/errors.py", "core/fsutil.py", "core/lean_imports.py",
-    "run/__init__.py", "run/runner.py", "core/runenv.py", "run/helpers.py",
+    "run/__init__.py", "run/runner.py", "core/runenv.py", "run/helpers.py", "run/there.py",
     "results/__init__.py", "results/records.py", "results/store.py", "results/metrics.py",
 )  # fmt: skip
 

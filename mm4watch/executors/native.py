@@ -45,8 +45,7 @@ from .upkeep import MIN_FREE_GB, Checkup, check_awake, check_copies, check_ssh, 
 POLL_S = 1.0
 UV_CACHE = "uv-cache"  # under <workdir> on the Mini: one cache for every environment of every project
 SYSTEM_CERTS = ("UV_SYSTEM_CERTS=1", "UV_NATIVE_TLS=1")  # the system's certificates (the keychain on a Mac); both names
-PREVIOUS = "mm4:missing"  # the environment is not there; what the newest one was built from may follow
-EARLIER = "mm4:earlier"  # ... here: the requirements.txt of the newest environment of the project there
+THERE = "mm4watch.run.there"  # the far side's steps, run by the machine's own python3
 ENV_PROBE = (
     "import json, platform, sys\n"
     "try:\n    import torch\n    mps = bool(torch.backends.mps.is_available())\nexcept Exception:\n    mps = None\n"
@@ -258,6 +257,14 @@ class NativeExecutor(Executor[_Remote]):
             self._sh(f"echo {digest} > {quote(base + '/lib/.digest')}")
         return {"home": home, "base": base, "env": self._environment(base, version, job)}
 
+    def _there(self, lib: str, step: str, **args: Any) -> str:
+        """A far-side step (``run.there``) on that machine, with the far side shipped to ``lib``:
+        arguments go, not a shell program; its one line of JSON comes back."""
+        argv = [f"PYTHONPATH={lib}", self.python, "-m", THERE, step]
+        for name, value in args.items():
+            argv += [f"--{name}", str(value)]
+        return self._sh(join(["env", *argv]), timeout=120).strip().splitlines()[-1]
+
     def _environment(self, base: str, version: str, job: Job) -> dict[str, Any]:
         """The venv for this requirements.txt and interpreter: reused, or built now (with uv, else pip)."""
         requirements = self.config.code_root / "requirements.txt"
@@ -265,24 +272,15 @@ class NativeExecutor(Executor[_Remote]):
         key = hashlib.sha256(content + b"\0" + version.encode()).hexdigest()[:16]
         venv = f"{base}/venvs/{key}"
         log = job.run_dir / BUILD_LOG_NAME
-        keep = self.cfg.keep_images  # environments are kept like images: the newest few
         # pinned first: a run names its environment in its run folder (removed when it ends), and
-        # pruning passes over every environment a run still there names
-        pin = quote(f"{base}/runs/{job.key}/.mm4-venv")
-        ready = self._sh(
-            f"echo {key} > {pin} && (cd {quote(base + '/venvs')} && pinned=$(cat ../runs/*/.mm4-venv 2>/dev/null); "
-            f"ls -1t | grep -v -x {key} | tail -n +{int(keep)} | while IFS= read -r d; do "
-            f'case " $(echo $pinned) " in *" $d "*) ;; *) rm -rf -- "$d" ;; esac; done); '
-            f"if test -f {quote(venv + '/.ready')}; then cat {quote(venv + '/env.json')}; else echo {PREVIOUS}; "
-            # what the newest environment still there was built from: its packages are in the uv cache
-            f"ls -1td {quote(base + '/venvs')}/*/ 2>/dev/null | while IFS= read -r d; do "
-            f'test -f "$d.ready" && test -f "${{d}}requirements.in" && {{ echo {EARLIER}; cat "${{d}}requirements.in"; break; }}; '
-            "done; fi"
+        # pruning passes over every environment a run still there names (run.there.environment)
+        said = json.loads(
+            self._there(f"{base}/lib", "environment", base=base, key=key, keep=self.cfg.keep_images, run=job.key)
         )
-        if ready.strip() and not ready.startswith(PREVIOUS):
+        if said["ready"] is not None:
             log.write_text(f"environment {key} is ready on {self.target.label}: reused\n")
-            return {**json.loads(ready), "env_hash": key, "venv": venv}
-        previous = ready.split(EARLIER + "\n", 1)[1] if EARLIER + "\n" in ready else None
+            return {**said["ready"], "env_hash": key, "venv": venv}
+        previous = said.get("earlier")  # what the newest environment still there was built from
         tools = base.rsplit("/", 1)[0]  # <workdir>: shared by every project on that machine
         uv, why = self._uv(tools)
         how = (

@@ -25,7 +25,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from ..core import checks
 from ..core.config import ConfigProblem, setting
@@ -118,6 +118,9 @@ class SwarmExecutor(EngineExecutor[_Task]):
         return {**super().describe(), "host": self.cfg.host, "registry": self.cfg.registry}
 
     refuser = "the swarm"
+    tag_options: ClassVar[dict[str, str]] = {
+        "constraint": "Swarm placement constraints, several with commas (constraint=node.labels.gpu==mps)"
+    }
     node_word = "node"
 
     def retries_lost(self) -> int:
@@ -153,7 +156,8 @@ class SwarmExecutor(EngineExecutor[_Task]):
         root = manager.working_dir(image.tag).rstrip("/") or "/project"
         results, pins = self._earlier_results(manager, job)
         avoid = (f"node.id!={node_id}" for node_id in job.avoid)  # nodes this run lost
-        constraints = [f"node.platform.arch=={arch}", *self.cfg.constraints, *job.constraints, *avoid]
+        tagged = (part.strip() for part in job.tag.get("constraint", "").split(",") if part.strip())
+        constraints = [f"node.platform.arch=={arch}", *self.cfg.constraints, *tagged, *avoid]
         service_id = manager.create_job(
             ref,
             command=["python3", "-c", WAIT_FOR_JOB],

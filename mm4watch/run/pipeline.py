@@ -16,7 +16,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,7 +87,7 @@ class _Prepared:
     timeout_s: float
     prov: git.Provenance
     inputs: mirror.Inputs | None
-    constraints: tuple[str, ...] = ()
+    tag: Mapping[str, str] = field(default_factory=dict)  # the notebook's tag options
     code: Path | None = None  # a commit run's own copy of the project (removed after the run)
     cwd: Path | None = None  # the notebook's folder in the code it runs with
 
@@ -185,9 +185,9 @@ def _prepare(config: Config, request: RunRequest) -> _Prepared:
         if code is not None:
             shutil.rmtree(code, ignore_errors=True)
         raise
-    constraints = tag.constraints if tag else ()
+    options = dict(tag.options) if tag else {}
     cwd = notebook.parent if rel.startswith("../") else (run_config.code_root / rel).parent
-    return _Prepared(notebook, rel, content, nb, exec_cfg, executor, timeout_s, prov, inputs, constraints, code, cwd)
+    return _Prepared(notebook, rel, content, nb, exec_cfg, executor, timeout_s, prov, inputs, options, code, cwd)
 
 
 def _exported(config: Config, request: RunRequest, folder: Path) -> Path:
@@ -252,7 +252,7 @@ def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord,
         kernel=config.run.kernel,
         image=request.image,
         earlier=p.inputs,
-        constraints=p.constraints,
+        tag=p.tag,
     )
     return record, run_dir, job
 

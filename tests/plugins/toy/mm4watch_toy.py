@@ -13,7 +13,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mm4watch.core import checks
 from mm4watch.core.config import ConfigProblem, ExecutorConfig, setting
@@ -48,6 +48,7 @@ class ToyExecutor(Executor[_Work]):
     type = "toy"
     config_class = ToyConfig
     elsewhere = False  # on this machine: it reads the results folder itself
+    tag_options: ClassVar[dict[str, str]] = {"flavour": "a word the toy keeps in the run's record"}
     cfg: ToyConfig
 
     def _base(self) -> Path:
@@ -57,6 +58,8 @@ class ToyExecutor(Executor[_Work]):
         return {**super().describe(), "host": "toybox", "slots": self.cfg.slots}
 
     def prepare(self, job: Job, info: dict[str, Any]) -> _Work:
+        if "flavour" in job.tag:  # its own tag option: # mm4: remote flavour=mint
+            info["flavour"] = job.tag["flavour"]
         self._base().mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{job.key}-", dir=self._base()))
         (folder / "out" / RESULT_DIR).mkdir(parents=True)

@@ -1,0 +1,101 @@
+"""The far side's own steps (``run.there``), run as the Mini runs them: ``python3 -m`` in a process
+with only the far side on its path (no site-packages), against real folders."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from mm4watch.run import there
+
+
+def make_env(venvs, name, age_s, ready=True, requirements="pandas\n"):
+    venv = venvs / name
+    (venv / "bin").mkdir(parents=True)
+    if ready:
+        (venv / there.PROBE_NAME).write_text(json.dumps({"python": "3.9.6", "name": name}))
+        (venv / there.REQUIREMENTS_NAME).write_text(requirements)
+        (venv / there.READY_NAME).touch()
+    when = time.time() - age_s
+    os.utime(venv, (when, when))
+    return venv
+
+
+def far_side_only(tmp_path):
+    """A folder holding the far side's files alone, as the Mini's lib/ does."""
+    from mm4watch.executors.far_side import FAR_SIDE, runner_files
+
+    package, files = runner_files()
+    lib = tmp_path / "lib"
+    for name, path in zip(FAR_SIDE, files, strict=True):
+        (lib / "mm4watch" / name).parent.mkdir(parents=True, exist_ok=True)
+        (lib / "mm4watch" / name).write_bytes(path.read_bytes())
+    return lib
+
+
+def step(lib, *argv):
+    done = subprocess.run(
+        [sys.executable, "-S", "-m", "mm4watch.run.there", *argv],
+        cwd=lib.parent, env={"PYTHONPATH": str(lib), "PATH": os.environ["PATH"]},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_prune_keeps_the_newest_and_the_pinned(tmp_path):
+    venvs = tmp_path / "venvs"
+    for i, name in enumerate(["a", "b", "c", "d", "e"]):
+        make_env(venvs, name, age_s=100 * (i + 1))  # a newest, e oldest
+    removed = there.prune(venvs, key="c", keep=3, keep_also={"e"})
+    # c (this run's) counts among the 3 kept: then a and b, the newest others; d goes, e is pinned
+    assert removed == ["d"]
+    assert sorted(p.name for p in venvs.iterdir()) == ["a", "b", "c", "e"]
+
+
+def test_prune_removes_read_only_folders_too(tmp_path):
+    venvs = tmp_path / "venvs"
+    make_env(venvs, "new", age_s=10)
+    old = make_env(venvs, "old", age_s=100)
+    (old / "lib").mkdir()
+    (old / "lib" / "x.py").write_text("")
+    os.chmod(old / "lib", 0o555)
+    assert there.prune(venvs, key="new", keep=1, keep_also=set()) == ["old"]
+    assert not old.exists()
+
+
+def test_environment_pins_prunes_and_says_ready(tmp_path):
+    lib = far_side_only(tmp_path)
+    base = tmp_path / "base"
+    venvs = base / "venvs"
+    make_env(venvs, "k1", age_s=10)
+    make_env(venvs, "k2", age_s=20)
+    make_env(venvs, "k3", age_s=30)
+    (base / "runs" / "other").mkdir(parents=True)
+    (base / "runs" / "other" / there.PIN_NAME).write_text("k3\n")  # a run still going names k3
+    said = step(lib, "environment", "--base", str(base), "--key", "k2", "--keep", "1", "--run", "r1")
+    assert said["ready"] == {"python": "3.9.6", "name": "k2"}
+    assert said["removed"] == ["k1"]  # k3 is pinned by the other run
+    assert (base / "runs" / "r1" / there.PIN_NAME).read_text() == "k2\n"
+    assert sorted(p.name for p in venvs.iterdir()) == ["k2", "k3"]
+
+
+def test_environment_not_there_says_what_the_newest_was_built_from(tmp_path):
+    lib = far_side_only(tmp_path)
+    base = tmp_path / "base"
+    venvs = base / "venvs"
+    make_env(venvs, "half", age_s=5, ready=False)  # a half-built one says nothing
+    make_env(venvs, "older", age_s=50, requirements="numpy==2.0\n")
+    said = step(lib, "environment", "--base", str(base), "--key", "new", "--keep", "3", "--run", "r2")
+    assert said == {"ready": None, "earlier": "numpy==2.0\n", "removed": []}
+    said = step(lib, "environment", "--base", str(tmp_path / "empty"), "--key", "k", "--keep", "3", "--run", "r")
+    assert said == {"ready": None, "earlier": None, "removed": []}
+
+
+def test_a_half_built_environment_is_not_ready(tmp_path):
+    venv = make_env(tmp_path / "venvs", "k", age_s=1)
+    (venv / there.PROBE_NAME).write_text("{not json")
+    assert there.read_ready(venv) is None
+    (venv / there.READY_NAME).unlink()
+    assert there.read_ready(venv) is None
