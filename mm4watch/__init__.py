@@ -21,7 +21,7 @@ __all__ = [*_HELPERS, "__version__"]
 def __getattr__(name: str) -> Any:
     # Lazy: importing mm4watch (the CLI, the git hook) stays cheap.
     if name in _HELPERS:
-        from .run import helpers
+        from .far import helpers
 
         return getattr(helpers, name)
     raise AttributeError(f"module 'mm4watch' has no attribute {name!r}")

@@ -257,3 +257,29 @@ def test_two_projects_of_one_name_never_share_a_remote_name(tmp_path):
         assert unit_path(cfg, "Darwin")[1] == f"com.mm4watch.{cfg.project_key}"
         keys.add(cfg.project_key)
     assert len(keys) == 2
+
+
+def test_native_keeps_environments_and_docker_images():
+    """One name per meaning: a native executor keeps environments (``keep_images``, its first name,
+    still read), docker keeps images; neither takes the other's key."""
+    ssh = '[executors.mini]\ntype = "native"\nhost = "ssh://me@mini"\n'
+    assert parse(ssh + "keep_environments = 2\n").executors["mini"].keep_environments == 2
+    assert parse(ssh + "keep_images = 5\n").executors["mini"].keep_environments == 5
+    docker = '[executors.box]\ntype = "docker"\nhost = "ssh://me@mini"\n'
+    assert parse(docker + "keep_images = 4\n").executors["box"].keep_images == 4
+    msg = error_of(docker + "keep_environments = 4\n")
+    assert "mm4.toml:4:" in msg and "executors.box.keep_environments" in msg and "not a known key" in msg
+
+
+@pytest.mark.parametrize("section", sorted(config.SECTIONS))
+def test_every_section_is_declared_once_and_read_by_its_declaration(section):
+    """Each [section]'s keys come from its dataclass (``setting``): every declared key reads back,
+    and its default is the dataclass's."""
+    kind = config.SECTIONS[section]
+    defaults = kind()
+    for key, (attr, _) in kind.keys().items():
+        assert hasattr(defaults, attr), (section, key)
+    empty = parse("")
+    assert getattr(empty, section) == defaults
+    msg = error_of(f"[{section}]\nno_such_key = 1\n")
+    assert f"{section}.no_such_key" in msg and ", ".join(sorted(kind.keys())) in msg

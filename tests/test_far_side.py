@@ -52,7 +52,7 @@ def test_the_far_side_alone_runs_the_helpers(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(lib.parent)!r})
-        import mm4watch.run.runner
+        import mm4watch.far.runner
         from mm4watch import latest_run, log_metrics, output_dir, results_dir, runs
         assert mm4watch.__file__.startswith({str(lib)!r}), mm4watch.__file__
         assert "mm4watch.core.config" not in sys.modules

@@ -74,9 +74,9 @@ def results_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_broken_records_never_stop_the_readers(results_project: Path, damage: list) -> None:
     from mm4watch import cli
     from mm4watch.core import config
+    from mm4watch.far import helpers
     from mm4watch.results import compare
     from mm4watch.results.store import History
-    from mm4watch.run import helpers
     from mm4watch.views import report
 
     results = results_project / "results"

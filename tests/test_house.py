@@ -12,7 +12,7 @@ from mm4watch.executors.base import RemoteConfig
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mm4watch"
 # low to high: a room imports only rooms before it (modules at the top, cli and completers, any)
-ROOMS = ["core", "results", "remote", "executors", "queue", "run", "schedule", "triggers", "views", "commands"]
+ROOMS = ["core", "results", "far", "remote", "executors", "queue", "run", "schedule", "triggers", "views", "commands"]
 
 
 def modules():
@@ -191,3 +191,82 @@ def test_the_daemon_wires_and_the_scheduler_schedules():
             assert len(path.read_text().splitlines()) < 450, path
     for belongs_in_schedule in ('"_exec"', "request_cancel", "read_record", "notify.send"):
         assert belongs_in_schedule not in daemon, belongs_in_schedule
+
+
+def _named_modules(tree):
+    """(line, module) of every string in ``tree`` that names one of mm4watch's modules (room and
+    module: a ``-m`` target, a module to ship), not counting logger names."""
+    loggers = {
+        id(arg)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "getLogger"
+        for arg in node.args
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in loggers:
+            parts = node.value.split(".")
+            if len(parts) == 3 and parts[0] == "mm4watch" and (PACKAGE / parts[1] / f"{parts[2]}.py").exists():
+                yield node.lineno, node.value
+
+
+def test_links_made_by_name_keep_the_rooms_rule_too():
+    """A module named in a string (``python -m mm4watch.far.runner`` on the Mini) is a link like an
+    import: it may only point to a room below, or the same."""
+    upward = []
+    for rel, _, package, tree in modules():
+        here = room_of(package + ".x") if len(rel.parts) > 1 else None
+        for line, target in _named_modules(tree):
+            there = room_of(target)
+            if here is not None and ROOMS.index(there) > ROOMS.index(here):
+                upward.append(f"mm4watch/{rel}:{line} ({here}) names {target} ({there})")
+    assert upward == []
+    named = {target for _, _, _, tree in modules() for _, target in _named_modules(tree)}
+    assert {"mm4watch.far.runner", "mm4watch.far.there"} <= named  # the test sees them
+
+
+def test_the_far_side_is_what_is_shipped_and_lies_below_the_executors():
+    from mm4watch.executors.far_side import FAR_SIDE
+
+    for name in FAR_SIDE:
+        assert (PACKAGE / name).is_file(), name
+        room = Path(name).parts[0] if len(Path(name).parts) > 1 else None
+        assert room is None or ROOMS.index(room) < ROOMS.index("executors"), name
+    assert {p.relative_to(PACKAGE).as_posix() for p in (PACKAGE / "far").glob("*.py")} <= set(FAR_SIDE)
+
+
+def test_commands_started_as_processes_go_through_one_seam_and_exist():
+    """``python -m mm4watch COMMAND`` is spelt in ``core.proc.command`` alone; every command a module
+    starts that way by name is one the CLI has."""
+    from mm4watch.cli import COMMANDS, HIDDEN
+
+    spelt, started = [], []
+    for rel, _, _, tree in modules():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.List, ast.Tuple)):
+                words = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+                if any(a == "-m" and b == "mm4watch" for a, b in zip(words, words[1:], strict=False)):
+                    spelt.append(f"mm4watch/{rel}:{node.lineno}")
+            func = node.func if isinstance(node, ast.Call) else None
+            if isinstance(func, ast.Attribute) and func.attr == "command" and getattr(func.value, "id", "") == "proc":
+                first = node.args[0] if node.args else None
+                if isinstance(first, ast.Constant):
+                    started.append((f"mm4watch/{rel}:{node.lineno}", first.value))
+    assert spelt == ["mm4watch/core/proc.py:30"]  # command() itself
+    assert {name for _, name in started} >= {"_exec", "_resume", "_dask_agent", "start", "report"}
+    assert [(where, name) for where, name in started if name not in {*COMMANDS, *HIDDEN}] == []
+
+
+def test_processes_are_started_through_the_one_seam():
+    """``subprocess`` starts processes in ``core/proc.py`` only (its types and exceptions may be named
+    elsewhere)."""
+    starts = {"run", "Popen", "call", "check_call", "check_output"}
+    found = sorted(
+        f"mm4watch/{rel}:{node.lineno}"
+        for rel, _, _, tree in modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in starts
+        and getattr(node.func.value, "id", "") == "subprocess"
+    )
+    assert found and all(place.startswith("mm4watch/core/proc.py:") for place in found), found

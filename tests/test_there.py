@@ -1,4 +1,4 @@
-"""The far side's own steps (``run.there``), run as the Mini runs them: ``python3 -m`` in a process
+"""The far side's own steps (``far.there``), run as the Mini runs them: ``python3 -m`` in a process
 with only the far side on its path (no site-packages), against real folders."""
 
 import json
@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from mm4watch.run import there
+from mm4watch.far import there
 
 
 def make_env(venvs, name, age_s, ready=True, requirements="pandas\n"):
@@ -36,7 +36,7 @@ def far_side_only(tmp_path):
 
 def step(lib, *argv):
     done = subprocess.run(
-        [sys.executable, "-S", "-m", "mm4watch.run.there", *argv],
+        [sys.executable, "-S", "-m", "mm4watch.far.there", *argv],
         cwd=lib.parent, env={"PYTHONPATH": str(lib), "PATH": os.environ["PATH"]},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip

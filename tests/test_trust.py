@@ -246,7 +246,7 @@ def test_a_long_native_run_keeps_its_environment_through_three_requirement_chang
     root = tmp_path / "nproj"
     (root / "notebooks").mkdir(parents=True)
     (root / "requirements.txt").write_text("# environment 0\n")
-    (root / "mm4.toml").write_text(native_toml(mac, "keep_images = 1\n"))
+    (root / "mm4.toml").write_text(native_toml(mac, "keep_environments = 1\n"))
     gate = f"/tmp/mm4-gate-{uuid.uuid4().hex}"
     write_notebook(
         root / "notebooks" / "long.ipynb",

@@ -10,7 +10,12 @@ from ..core import config
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("executor", nargs="?", metavar="EXECUTOR", help="executor name (default: as for run)")
-    parser.add_argument("--keep", type=int, metavar="N", help="how many to keep (default: keep_images, 3)")
+    parser.add_argument(
+        "--keep",
+        type=int,
+        metavar="N",
+        help="how many to keep (default: keep_images, or keep_environments for native and dask; 3)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

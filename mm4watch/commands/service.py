@@ -41,7 +41,7 @@ def unit_path(cfg: config.Config, system: str, at_boot: bool = False) -> tuple[P
 
 
 def _command() -> list[str]:
-    return [sys.executable, "-m", "mm4watch", "start", "--foreground"]
+    return proc.command("start", "--foreground")
 
 
 def launchd_agent(cfg: config.Config, label: str, at_boot: bool = False) -> dict[str, Any]:

@@ -72,6 +72,7 @@ class Settings:
     check and default, declared once (the sections below, and every executor's settings)."""
 
     not_keys: ClassVar[frozenset[str]] = frozenset()  # keys of a base class this one does not take
+    renamed: ClassVar[dict[str, str]] = {}  # a key's first name -> its name now: both are read
 
     @classmethod
     def keys(cls) -> dict[str, tuple[str, Callable[[Any], Any]]]:
@@ -82,6 +83,8 @@ class Settings:
                 key = f.metadata["key"] or f.name
                 if key not in cls.not_keys:
                     found[key] = (f.name, f.metadata["check"])
+        for old, new in cls.renamed.items():
+            found.setdefault(old, found[new])
         return found
 
     def check(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -20,6 +21,13 @@ class CommandFailed(Mm4Error):
         self.argv, self.code, self.stdout, self.stderr = list(argv), code, stdout, stderr
         detail = (stderr or stdout).strip()
         super().__init__(f"command failed (exit {code}): {' '.join(argv)}" + (f"\n{detail}" if detail else ""))
+
+
+def command(name: str, *args: str) -> list[str]:
+    """mm4watch's own command ``name`` as a process's argv (this Python, ``-m mm4watch``): how a room
+    below the commands starts one (a run's process, the daemon, the report), by name; the one place
+    that spells it, and ``tests/test_house.py`` checks each name is a command."""
+    return [sys.executable, "-m", "mm4watch", name, *args]
 
 
 def run(
@@ -81,6 +89,11 @@ def detach(
 def pipe_from(argv: Sequence[str]) -> subprocess.Popen[bytes]:
     """A child whose output is read as it streams; its stderr is kept for the error message."""
     return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def pipe_through(argv: Sequence[str]) -> subprocess.Popen[bytes]:
+    """A child fed on its stdin while its output (stderr with it) is read as it streams."""
+    return subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def stop_pid_tree(pid: int, grace_s: float = 10.0) -> None:

@@ -75,15 +75,15 @@ class Outcome:
     executor: dict[str, Any] = field(default_factory=dict)  # what the run learnt: engine, image...
 
 
-def get(cfg: ExecutorConfig, config: Config) -> Executor[Any]:
-    """The executor for ``cfg``: the class its type registers (``core.plugins``)."""
+def get(settings: ExecutorConfig, config: Config) -> Executor[Any]:
+    """The executor for ``settings``: the class its type registers (``core.plugins``)."""
     from ..core import plugins
 
     try:
-        cls = plugins.executor_class(cfg.type)
+        cls = plugins.executor_class(settings.type)
     except KeyError:
         raise ConfigError(
-            f"executor {cfg.name!r} has type {cfg.type!r}, which no installed package provides "
+            f"executor {settings.name!r} has type {settings.type!r}, which no installed package provides "
             f"(known: {', '.join(plugins.names())}); install its package, or use another executor"
         ) from None
-    return cls(cfg, config)
+    return cls(settings, config)

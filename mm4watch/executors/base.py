@@ -62,7 +62,6 @@ class RemoteConfig(ExecutorConfig):
     workdir: str | None = setting(checks.text)  # under the remote home: workspaces, the mirror of earlier results
     data: str | None = setting(checks.abs_path)  # the mirror of data/ on that machine
     sync_data: bool = setting(checks.boolean, False)  # rsync data/ to that mirror before each run
-    keep_images: int = setting(checks.positive_int, 3)  # images (docker) or environments (native) kept there
 
     def check(self) -> None:
         if self.sync_data and not self.data:
@@ -92,11 +91,11 @@ class Executor(Generic[H]):
     elsewhere: ClassVar[bool] = True  # runs on another machine: earlier results are sent there (mirror)
     tag_options: ClassVar[dict[str, str]] = {}  # options this type adds to the tag (its own: job.tag), with meaning
 
-    def __init__(self, cfg: ExecutorConfig, config: Config, harvest_every_s: float | None = None) -> None:
-        self.cfg = cfg
+    def __init__(self, settings: ExecutorConfig, config: Config, harvest_every_s: float | None = None) -> None:
+        self.settings = settings
         self.config = config
-        self.name = cfg.name
-        self.harvest_every_s = harvest_every_s or cfg.harvest_every_s
+        self.name = settings.name
+        self.harvest_every_s = harvest_every_s or settings.harvest_every_s
 
     # -- what each executor writes -----------------------------------------------
 
@@ -197,7 +196,7 @@ class Executor(Generic[H]):
 
     def capacity(self) -> int:
         """How many runs the daemon starts at once here."""
-        return self.cfg.concurrency or 1
+        return self.settings.concurrency or 1
 
     # -- the shared steps ------------------------------------------------------------
 

@@ -128,14 +128,14 @@ class DaskExecutor(Executor[_Slot]):
     type = "dask"
     config_class = DaskConfig
     died = NativeExecutor.died
-    cfg: DaskConfig
+    settings: DaskConfig
 
-    def __init__(self, cfg: DaskConfig, config: Config) -> None:
-        super().__init__(cfg, config)
+    def __init__(self, settings: DaskConfig, config: Config) -> None:
+        super().__init__(settings, config)
         self._pool: AgentPool | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "scheduler": self.cfg.scheduler}
+        return {**super().describe(), "scheduler": self.settings.scheduler}
 
     def pool(self) -> AgentPool:
         """The scheduler, asked through this machine's Dask agent (``remote.dask_agent``)."""
@@ -144,7 +144,7 @@ class DaskExecutor(Executor[_Slot]):
         if self._pool is None:
             from ..remote.dask_agent import AgentPool
 
-            self._pool = AgentPool(str(self.cfg.scheduler), self.cfg.tls())
+            self._pool = AgentPool(str(self.settings.scheduler), self.settings.tls())
         return self._pool
 
     def close(self) -> None:
@@ -165,16 +165,16 @@ class DaskExecutor(Executor[_Slot]):
         found = self._listed_as(name, host)
         if found is None:
             raise PoolRefused(
-                f"the worker {name} ({host}) is not on a machine [executors.{self.cfg.name}] nodes lists: "
+                f"the worker {name} ({host}) is not on a machine [executors.{self.settings.name}] nodes lists: "
                 "no run is sent to it"
             )
         return found
 
     def native(self, target: str) -> NativeExecutor:
         """The native executor for one worker's machine: the same settings, that host."""
-        given = {f.name: getattr(self.cfg, f.name) for f in dataclasses.fields(NativeConfig)}
-        cfg = NativeConfig(**{**given, "type": "native", "host": target, "concurrency": 1})
-        return NativeExecutor(cfg, self.config)
+        given = {f.name: getattr(self.settings, f.name) for f in dataclasses.fields(NativeConfig)}
+        settings = NativeConfig(**{**given, "type": "native", "host": target, "concurrency": 1})
+        return NativeExecutor(settings, self.config)
 
     def _state(self, job: Job) -> Path:
         return self.config.state_dir / "dask" / f"{job.key}.json"
@@ -189,7 +189,7 @@ class DaskExecutor(Executor[_Slot]):
     node_word = "worker"
 
     def retries_lost(self) -> int:
-        return self.cfg.retries
+        return self.settings.retries
 
     def lost_node(self, outcome: Outcome) -> LostNode | None:
         if (outcome.error or {}).get("ename") != "NodeLost":
@@ -208,34 +208,34 @@ class DaskExecutor(Executor[_Slot]):
         return handle.lost + "; what came home up to then is kept" if handle.lost else ""
 
     def _wants(self) -> str:
-        return ", ".join(f"{k}={v:g}" for k, v in self.cfg.resources.items())
+        return ", ".join(f"{k}={v:g}" for k, v in self.settings.resources.items())
 
     def _others(self, avoid: tuple[str, ...] = ()) -> list[Worker]:
         """The workers a run may go to: listed, with the resources, not one this run lost (``avoid``)."""
-        return [w for w in self._listed() if w.covers(self.cfg.resources) and w.address not in avoid]
+        return [w for w in self._listed() if w.covers(self.settings.resources) and w.address not in avoid]
 
     def _listed(self) -> list[Worker]:
         """The pool's workers on a machine ``nodes`` lists: the only ones a run is sent to."""
         return [w for w in self.pool().workers() if self._listed_as(w.name, w.host) is not None]
 
     def _listed_as(self, name: str, host: str) -> str | None:
-        return next((self.cfg.nodes[k] for k in (name, host) if k in self.cfg.nodes), None)
+        return next((self.settings.nodes[k] for k in (name, host) if k in self.settings.nodes), None)
 
     def prepare(self, job: Job, info: dict[str, Any]) -> _Slot:
         from ..remote.dask_pool import lease_name
 
         pool = self.pool()
         # only a worker on a machine nodes lists (by its name or host, as Dask's workers= takes them)
-        workers = [w.address for w in self._others(job.avoid)] if job.avoid else sorted(self.cfg.nodes)
+        workers = [w.address for w in self._others(job.avoid)] if job.avoid else sorted(self.settings.nodes)
         job.phase(f"waiting for a worker with {self._wants()} (Dask)")
-        lease = pool.lease(lease_name(self.config.project_key, job.key), self.cfg.resources, workers=workers)
+        lease = pool.lease(lease_name(self.config.project_key, job.key), self.settings.resources, workers=workers)
         try:
             node = lease.wait()
             target = self.target(node.name, node.hostname, node.host)
             slot = _Slot(lease, node, self.native(target), self._state(job))
             self._remember(job, slot)
             job.place(node.name)
-            info.update(node=node.as_dict(), scheduler=self.cfg.scheduler, host=slot.native.target.label)
+            info.update(node=node.as_dict(), scheduler=self.settings.scheduler, host=slot.native.target.label)
             log_line(
                 job,
                 f"Dask placed it on {node.name} ({node.worker}); over ssh to {slot.native.target.label}",
@@ -298,13 +298,13 @@ class DaskExecutor(Executor[_Slot]):
         pool = self.pool()
         workers = pool.workers()
         same = [w for w in workers if w.address == node.worker] or [
-            w for w in workers if w.host == node.host and w.covers(self.cfg.resources)
+            w for w in workers if w.host == node.host and w.covers(self.settings.resources)
         ]
         if same and same[0].address != node.worker:  # the worker restarted there: a new address
             node = dataclasses.replace(node, worker=same[0].address)
         lease = pool.lease(
             lease_name(self.config.project_key, job.key),
-            self.cfg.resources,
+            self.settings.resources,
             workers=[w.address for w in same] or [node.worker],
             priority=REATTACH_PRIORITY,
             node=node,
@@ -364,15 +364,15 @@ class DaskExecutor(Executor[_Slot]):
         slot = _Slot(lease, node, native, self._state(job), remote, lost=gone)
         self._remember(job, slot)
         job.place(node.name)
-        info.update(node=node.as_dict(), scheduler=self.cfg.scheduler, host=native.target.label)
+        info.update(node=node.as_dict(), scheduler=self.settings.scheduler, host=native.target.label)
         return slot
 
     # -- what the commands around a run ask ---------------------------------------------
 
     def capacity(self) -> int:
         """``concurrency``, or with 0 one run per worker with the resources (1 when the scheduler cannot say)."""
-        if self.cfg.concurrency:
-            return self.cfg.concurrency
+        if self.settings.concurrency:
+            return self.settings.concurrency
         try:
             return max(1, len(self._others()))
         except Mm4Error as exc:
@@ -388,7 +388,7 @@ class DaskExecutor(Executor[_Slot]):
         def scheduler() -> str:
             nonlocal pool
             pool = self.pool()
-            return f"{self.cfg.scheduler} answers; dashboard {pool.dashboard or '(none)'}"
+            return f"{self.settings.scheduler} answers; dashboard {pool.dashboard or '(none)'}"
 
         if not report.check(
             "scheduler",
@@ -407,7 +407,7 @@ class DaskExecutor(Executor[_Slot]):
                 )
             self._versions(report, pool)
             workers = pool.workers()
-            usable = [w for w in workers if w.covers(self.cfg.resources)]
+            usable = [w for w in workers if w.covers(self.settings.resources)]
             for w in workers:
                 if w in usable:
                     report.ok(f"worker {w.name}", f"{w.address}, resources {dict(w.resources)}, {w.nthreads} thread(s)")
@@ -419,7 +419,7 @@ class DaskExecutor(Executor[_Slot]):
                 report.fail(
                     "workers",
                     f"no worker of the pool offers {self._wants()}",
-                    f"start each Mini's worker with `dask worker {self.cfg.scheduler} --nworkers 1 --nthreads 1 "
+                    f"start each Mini's worker with `dask worker {self.settings.scheduler} --nworkers 1 --nthreads 1 "
                     f"--resources {self._wants().replace(', ', ',')}` (README: Setting up a pool)",
                 )
             for w in usable:

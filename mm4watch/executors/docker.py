@@ -66,6 +66,7 @@ class DockerConfig(RemoteConfig):
     """``type = "docker"``: a container on a Docker engine, built there."""
 
     context: str | None = setting(checks.text)  # a docker CLI context (with TLS) instead of host
+    keep_images: int = setting(checks.positive_int, 3)  # this project's images `gc` keeps on the engine
     insecure: bool = setting(checks.boolean, False)
     cpus: float | None = setting(checks.positive_number)
     memory: str | None = setting(checks.memory)
@@ -115,16 +116,16 @@ class EngineExecutor(Executor[H]):
     """An executor that talks to a Docker engine: ``check()`` reaches it and keeps the connection
     for the ``execute()`` that follows (no second connection); ``prepare`` closes it on failure."""
 
-    cfg: DockerConfig
+    settings: DockerConfig
     _checked: Engine | None = None
 
     def check(self) -> None:
         if self._checked is None:
-            self._checked = Engine(self.cfg).open()
+            self._checked = Engine(self.settings).open()
 
     def _engine(self) -> Engine:
         engine, self._checked = self._checked, None
-        return engine if engine is not None else Engine(self.cfg).open()
+        return engine if engine is not None else Engine(self.settings).open()
 
     def prepare(self, job: Job, info: dict[str, Any]) -> H | Outcome:
         engine = self._engine()
@@ -150,8 +151,8 @@ class EngineExecutor(Executor[H]):
     def gc(self, keep: int | None) -> list[str]:
         """This project's images on the engine beyond the newest ``keep`` (``keep_images``), and its
         machine's BuildKit cache trimmed to ``build_cache_max``."""
-        keep = keep or self.cfg.keep_images
-        with Engine(self.cfg) as engine:
+        keep = keep or self.settings.keep_images
+        with Engine(self.settings) as engine:
             removed = engine.gc(self.config.image_name, keep)
             builder = self._builder(engine)
         lines = [
@@ -159,16 +160,16 @@ class EngineExecutor(Executor[H]):
             f"kept the newest {keep} image(s) of {self.config.image_name} on {self.name}; removed {len(removed)}",
         ]
         if isinstance(builder, buildkit.Builder):
-            said = buildkit.prune(builder, self.cfg.build_cache_max)
+            said = buildkit.prune(builder, self.settings.build_cache_max)
             lines.append(
-                f"BuildKit cache on {engine.label} trimmed to {self.cfg.build_cache_max / 1e6:.0f} MB "
+                f"BuildKit cache on {engine.label} trimmed to {self.settings.build_cache_max / 1e6:.0f} MB "
                 f"(build_cache_max): {said}"
             )
         return lines
 
     def _builder(self, engine: Engine) -> buildkit.Builder | str:
         """BuildKit by the engine machine's docker CLI, or why the classic builder builds."""
-        if self.cfg.builder == "classic":
+        if self.settings.builder == "classic":
             return 'builder = "classic" in mm4.toml'
         if engine.target is not None:
             machine = buildkit.Machine(engine.label, engine.socket, ssh.shared(engine.target), engine.product)
@@ -176,7 +177,7 @@ class EngineExecutor(Executor[H]):
             machine = buildkit.Machine("this machine", engine.endpoint.removeprefix("unix://"), None)
         else:
             return f"the engine is reached at {engine.endpoint}, not over ssh: its machine's docker CLI is out of reach"
-        return buildkit.find(machine, self.cfg.docker_cli)
+        return buildkit.find(machine, self.settings.docker_cli)
 
     def _build(
         self, engine: Engine, job: Job, info: dict[str, Any], then: Callable[[Image, IO[str]], None] | None = None
@@ -306,7 +307,7 @@ class DockerExecutor(EngineExecutor[_Run]):
     config_class = DockerConfig
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "host": self.cfg.host or f"context:{self.cfg.context}"}
+        return {**super().describe(), "host": self.settings.host or f"context:{self.settings.context}"}
 
     def died_detail(self, code: int | None) -> str:
         hint = " (out of memory? raise memory in mm4.toml)" if code == 137 else ""
@@ -329,20 +330,22 @@ class DockerExecutor(EngineExecutor[_Run]):
         info.update(image=image.tag, image_id=image.id, image_built=image.built)
 
         target = self._ssh_target()
-        if self.cfg.sync_data and self.cfg.data and target is not None:
+        if self.settings.sync_data and self.settings.data and target is not None:
             local_data = self.config.root / self.config.project.data
             if local_data.is_dir():
-                log_line(job, f"syncing {self.config.project.data}/ to {target.label}:{self.cfg.data}")
-                ssh.rsync_to(target, local_data, self.cfg.data)
+                log_line(job, f"syncing {self.config.project.data}/ to {target.label}:{self.settings.data}")
+                ssh.rsync_to(target, local_data, self.settings.data)
 
         results, pins = self._earlier_results(engine, job)
         root = engine.working_dir(image.tag).rstrip("/") or "/project"
         workdir = notebook_dir(self.config, root, job)
         lib = lib_tar()
         key = hashlib.sha256(
-            json.dumps([image.id, root, self.cfg.data, results, self.cfg.cpus, self.cfg.memory, lib.digest]).encode()
+            json.dumps(
+                [image.id, root, self.settings.data, results, self.settings.cpus, self.settings.memory, lib.digest]
+            ).encode()
         ).hexdigest()[:16]
-        container = self._claim_warm(engine, key, job) if self.cfg.warm else None
+        container = self._claim_warm(engine, key, job) if self.settings.warm else None
         info["warm"] = container is not None
         if container is None:
             container = self._create(
@@ -362,7 +365,7 @@ class DockerExecutor(EngineExecutor[_Run]):
         except BaseException:
             self.release(run)
             raise
-        if self.cfg.warm:
+        if self.settings.warm:
             run.then = threading.Thread(
                 target=self._prepare_warm,
                 args=(engine, image.tag, root, key, lib, results),
@@ -373,8 +376,8 @@ class DockerExecutor(EngineExecutor[_Run]):
 
     def _ssh_target(self) -> ssh.Target | None:
         """The engine's machine over ssh, when it is reached that way."""
-        if self.cfg.host and self.cfg.host.startswith("ssh://"):
-            return ssh.shared(ssh.Target.parse(self.cfg.host, self.cfg.ssh_options))
+        if self.settings.host and self.settings.host.startswith("ssh://"):
+            return ssh.shared(ssh.Target.parse(self.settings.host, self.settings.ssh_options))
         return None
 
     def _keep_awake(self, handle: _Run, job: Job) -> None:
@@ -383,7 +386,7 @@ class DockerExecutor(EngineExecutor[_Run]):
         target = self._ssh_target()
         if target is None:
             return
-        pid_file = f"{self.cfg.workdir or 'mm4watch'}/.awake/{job.key}"
+        pid_file = f"{self.settings.workdir or 'mm4watch'}/.awake/{job.key}"
         try:
             said = ssh.run(target, awake.for_seconds(job.timeout_s, pid_file), timeout=30).stdout.decode()
         except (ssh.Unreachable, proc.CommandFailed) as exc:
@@ -442,10 +445,10 @@ class DockerExecutor(EngineExecutor[_Run]):
         return f"its container {handle.container.name}"
 
     def answers(self) -> bool:
-        if self.cfg.host and self.cfg.host.startswith("ssh://"):
-            return ssh.probe(ssh.Target.parse(self.cfg.host, self.cfg.ssh_options))
+        if self.settings.host and self.settings.host.startswith("ssh://"):
+            return ssh.probe(ssh.Target.parse(self.settings.host, self.settings.ssh_options))
         try:
-            Engine(self.cfg).open().close()
+            Engine(self.settings).open().close()
         except Mm4Error:
             return False
         return True
@@ -455,7 +458,7 @@ class DockerExecutor(EngineExecutor[_Run]):
             handle.engine.close()
         except Exception:  # noqa: BLE001 (the old connection is dead; closing it has nothing to lose)
             pass
-        handle.engine = Engine(self.cfg).open()
+        handle.engine = Engine(self.settings).open()
         name = f"mm4-run-{job.key}"
         state = handle.engine.state(name)
         if state is None:
@@ -477,9 +480,9 @@ class DockerExecutor(EngineExecutor[_Run]):
         stopped = _docker_time(finished)
         at = f" at {clock_time(stopped)}" if stopped else ""
         booted = None
-        if self.cfg.host and self.cfg.host.startswith("ssh://"):
+        if self.settings.host and self.settings.host.startswith("ssh://"):
             try:
-                target = ssh.Target.parse(self.cfg.host, self.cfg.ssh_options)
+                target = ssh.Target.parse(self.settings.host, self.settings.ssh_options)
                 booted = ssh.restarted_since(ssh.run(target, ssh.BOOT_TIME, timeout=15).stdout.decode(), went_at)
             except Mm4Error:
                 booted = None
@@ -489,7 +492,7 @@ class DockerExecutor(EngineExecutor[_Run]):
 
     def find(self, job: Job, info: dict[str, Any]) -> _Run | None:
         """The run's container on the engine, after mm4watch's own process died."""
-        engine = Engine(self.cfg).open()
+        engine = Engine(self.settings).open()
         container = engine.container(f"mm4-run-{job.key}")
         if container is None:
             engine.close()
@@ -527,9 +530,9 @@ class DockerExecutor(EngineExecutor[_Run]):
             labels={LABEL_PROJECT: self.config.image_name, **labels},
             security_opt=["no-new-privileges"],
             cap_drop=["ALL"],
-            binds=read_only_binds(self.config, self.cfg.data, root, results),
-            cpus=self.cfg.cpus,
-            memory=self.cfg.memory,
+            binds=read_only_binds(self.config, self.settings.data, root, results),
+            cpus=self.settings.cpus,
+            memory=self.settings.memory,
             cpu_shares=cpu_shares,
         )
 
@@ -583,17 +586,17 @@ class DockerExecutor(EngineExecutor[_Run]):
 
     def doctor(self, report: Checkup) -> None:
         """ssh, the engine's socket, the engine, BuildKit there, the Dockerfile's base images, free disk."""
-        host = self.cfg.host or ""
+        host = self.settings.host or ""
         if host.startswith("ssh://"):
-            target = ssh.Target.parse(host, self.cfg.ssh_options)
+            target = ssh.Target.parse(host, self.settings.ssh_options)
             if not check_ssh(report, target):
                 return
             if not self._doctor_socket(report, target):
                 return
             check_awake(report, target)
-            check_copies(report, target, self.config, self.cfg.workdir or "mm4watch")
+            check_copies(report, target, self.config, self.settings.workdir or "mm4watch")
         try:
-            engine = Engine(self.cfg).open()
+            engine = Engine(self.settings).open()
         except Mm4Error as exc:
             report.fail("engine", str(exc), "start Docker on that machine, or fix host/context in mm4.toml")
             return
@@ -642,7 +645,7 @@ class DockerExecutor(EngineExecutor[_Run]):
                     report.fail(
                         "free disk",
                         f"{free_gb:.1f} GiB for images and containers",
-                        f"free space on the engine (mm4watch gc {self.cfg.name}; docker system prune)",
+                        f"free space on the engine (mm4watch gc {self.settings.name}; docker system prune)",
                     )
                 else:
                     report.ok("free disk", f"{free_gb:.1f} GiB for images and containers")
@@ -651,16 +654,20 @@ class DockerExecutor(EngineExecutor[_Run]):
         """The engine's socket on the Mini: the one set, or the one found there (and which Docker it is)."""
         from ..remote import docker_products
 
-        if self.cfg.socket:
-            found = ssh.run(target, f"test -S {quote(self.cfg.socket)} && echo yes || true").stdout.decode().strip()
+        if self.settings.socket:
+            found = (
+                ssh.run(target, f"test -S {quote(self.settings.socket)} && echo yes || true").stdout.decode().strip()
+            )
             if found == "yes":
-                report.ok("docker socket", f"{self.cfg.socket} ({docker_products.product_of(self.cfg.socket)})")
+                report.ok(
+                    "docker socket", f"{self.settings.socket} ({docker_products.product_of(self.settings.socket)})"
+                )
                 return True
             seen = docker_products.discover(target)
             report.fail(
                 "docker socket",
-                f"no socket at {self.cfg.socket} on {target.label}",
-                f'set socket = "{seen.socket}" under [executors.{self.cfg.name}] ({seen.product} is there), or leave '
+                f"no socket at {self.settings.socket} on {target.label}",
+                f'set socket = "{seen.socket}" under [executors.{self.settings.name}] ({seen.product} is there), or leave '
                 "socket out: mm4watch finds it"
                 if seen.socket
                 else "start Docker on that machine, logged in as that user (Docker Desktop, OrbStack, colima, Rancher "
@@ -685,14 +692,14 @@ class DockerExecutor(EngineExecutor[_Run]):
         lines = super().gc(keep)
         target = self._ssh_target()
         if target is not None:
-            lines += gc_copies(target, self.config, self.cfg.workdir or "mm4watch")
+            lines += gc_copies(target, self.config, self.settings.workdir or "mm4watch")
         return lines
 
     def _copy(self) -> str:
         """The project's copy of earlier results on the engine's machine (under the ssh user's home)."""
         from ..remote import mirror
 
-        return mirror.remote_dir(self.config, self.cfg.workdir or "mm4watch")
+        return mirror.remote_dir(self.config, self.settings.workdir or "mm4watch")
 
     def _earlier_results(self, engine: Engine, job: Job) -> tuple[str | None, list[tuple[ssh.Target, str, str]]]:
         """The folder on the engine's machine that holds the earlier runs this run may load, and the pin it holds."""
@@ -700,7 +707,7 @@ class DockerExecutor(EngineExecutor[_Run]):
             return None, []
         target = self._ssh_target()
         if target is not None:
-            pushed = self.send_earlier(job, target, self.cfg.workdir or "mm4watch")
+            pushed = self.send_earlier(job, target, self.settings.workdir or "mm4watch")
             return (pushed.remote_dir, [(target, pushed.remote_dir, job.key)]) if pushed else (None, [])
         if engine.tunnel is None and engine.base_url.startswith("unix://"):
             self.config.results_dir.mkdir(parents=True, exist_ok=True)

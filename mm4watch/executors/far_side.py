@@ -14,7 +14,7 @@ from . import Job
 RESULT_DIR = ".mm4"  # in the run's output folder: executed.ipynb and result.json, so one fetch brings all
 
 
-RUNNER = "mm4watch.run.runner"  # the module that runs papermill, on whichever machine runs the notebook
+RUNNER = "mm4watch.far.runner"  # the module that runs papermill, on whichever machine runs the notebook
 
 
 # What runs on the far side (the Mini, a container): the runner and the helpers a notebook imports
@@ -23,7 +23,7 @@ RUNNER = "mm4watch.run.runner"  # the module that runs papermill, on whichever m
 FAR_SIDE = (
     "__init__.py",
     "core/__init__.py", "core/errors.py", "core/fsutil.py", "core/lean_imports.py",
-    "run/__init__.py", "run/runner.py", "core/runenv.py", "run/helpers.py", "run/there.py",
+    "far/__init__.py", "far/runner.py", "core/runenv.py", "far/helpers.py", "far/there.py",
     "results/__init__.py", "results/records.py", "results/store.py", "results/metrics.py",
 )  # fmt: skip
 

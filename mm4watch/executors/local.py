@@ -44,9 +44,9 @@ class LocalExecutor(Executor[_Child]):
     elsewhere = False  # it reads this machine's results folder itself
     type = "local"
 
-    def __init__(self, cfg: LocalConfig, config: Config) -> None:
+    def __init__(self, settings: LocalConfig, config: Config) -> None:
         # harvesting here is a rename: executed.ipynb shows progress every 2 s
-        super().__init__(cfg, config, harvest_every_s=2.0)
+        super().__init__(settings, config, harvest_every_s=2.0)
 
     def describe(self) -> dict[str, Any]:
         return {

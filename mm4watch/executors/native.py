@@ -27,7 +27,7 @@ import re
 import tarfile
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from ..core import checks, fsutil
 from ..core.config import Config, ConfigProblem, setting
@@ -45,7 +45,7 @@ from .upkeep import MIN_FREE_GB, Checkup, check_awake, check_copies, check_ssh, 
 POLL_S = 1.0
 UV_CACHE = "uv-cache"  # under <workdir> on the Mini: one cache for every environment of every project
 SYSTEM_CERTS = ("UV_SYSTEM_CERTS=1", "UV_NATIVE_TLS=1")  # the system's certificates (the keychain on a Mac); both names
-THERE = "mm4watch.run.there"  # the far side's steps, run by the machine's own python3
+THERE = "mm4watch.far.there"  # the far side's steps, run by the machine's own python3
 ENV_PROBE = (
     "import json, platform, sys\n"
     "try:\n    import torch\n    mps = bool(torch.backends.mps.is_available())\nexcept Exception:\n    mps = None\n"
@@ -61,6 +61,8 @@ class NativeConfig(RemoteConfig):
 
     python: str | None = setting(checks.text)
     uv_cache_max: int = setting(checks.size, 20 << 30)  # `gc` empties the Mini's uv cache past this size
+    keep_environments: int = setting(checks.positive_int, 3)  # this project's environments kept there
+    renamed: ClassVar[dict[str, str]] = {"keep_images": "keep_environments"}  # its first name, still read
 
     def check(self) -> None:
         if not self.host:
@@ -85,13 +87,13 @@ class NativeExecutor(Executor[_Remote]):
     config_class = NativeConfig
     died = "papermill on the Mini ended without a result; see run.log"
 
-    cfg: NativeConfig
+    settings: NativeConfig
 
-    def __init__(self, cfg: NativeConfig, config: Config) -> None:
-        super().__init__(cfg, config)
-        self.target = ssh.Target.parse(cfg.host or "", cfg.ssh_options)
-        self.python = cfg.python or "python3"
-        self.base = (cfg.workdir or "mm4watch").rstrip("/") + "/" + config.project_key
+    def __init__(self, settings: NativeConfig, config: Config) -> None:
+        super().__init__(settings, config)
+        self.target = ssh.Target.parse(settings.host or "", settings.ssh_options)
+        self.python = settings.python or "python3"
+        self.base = (settings.workdir or "mm4watch").rstrip("/") + "/" + config.project_key
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "host": self.target.label}
@@ -112,7 +114,7 @@ class NativeExecutor(Executor[_Remote]):
 
         lowest = ".".join(map(str, FAR_SIDE_PYTHON))
         newer = (
-            f'a newer Python on that machine, and python = "/absolute/path" under [executors.{self.cfg.name}] '
+            f'a newer Python on that machine, and python = "/absolute/path" under [executors.{self.settings.name}] '
             "(ssh's PATH there is /usr/bin:/bin:/usr/sbin:/sbin): Homebrew's `brew install python@3.12` gives "
             "/opt/homebrew/bin/python3.12, `uv python install 3.12` one under ~/.local/share/uv/python"
         )
@@ -145,16 +147,18 @@ class NativeExecutor(Executor[_Remote]):
 
         report.check("venv", venv, f"{python} lacks the venv module: {newer} (Debian: apt install python3-venv)")
         check_awake(report, target)
-        check_copies(report, target, self.config, self.cfg.workdir or "mm4watch")
-        workdir = quote(self.cfg.workdir or "mm4watch")
+        check_copies(report, target, self.config, self.settings.workdir or "mm4watch")
+        workdir = quote(self.settings.workdir or "mm4watch")
         out = ssh.run(target, f"mkdir -p {workdir} && df -Pk {workdir} | tail -1", timeout=30).stdout.decode().split()
         free_gb = int(out[3]) / 2**20 if len(out) > 3 else 0.0
         if free_gb < MIN_FREE_GB:
             report.fail(
-                "free disk", f"{free_gb:.1f} GiB under {self.cfg.workdir or '~/mm4watch'}", "free space on that machine"
+                "free disk",
+                f"{free_gb:.1f} GiB under {self.settings.workdir or '~/mm4watch'}",
+                "free space on that machine",
             )
         else:
-            report.ok("free disk", f"{free_gb:.1f} GiB under {self.cfg.workdir or '~/mm4watch'}")
+            report.ok("free disk", f"{free_gb:.1f} GiB under {self.settings.workdir or '~/mm4watch'}")
 
     def _old_python_costs(self) -> str:
         """What Python 3.9 (a fresh Mac's /usr/bin/python3) costs this project's requirements."""
@@ -169,22 +173,22 @@ class NativeExecutor(Executor[_Remote]):
 
     def gc(self, keep: int | None) -> list[str]:
         return [
-            *gc_copies(ssh.shared(self.target), self.config, self.cfg.workdir or "mm4watch"),
+            *gc_copies(ssh.shared(self.target), self.config, self.settings.workdir or "mm4watch"),
             self._gc_uv_cache(),
-            f"executor {self.name!r} keeps the newest {self.cfg.keep_images} environments on "
+            f"executor {self.name!r} keeps the newest {self.settings.keep_environments} environments on "
             f"{self.target.label}, pruned after each run",
         ]
 
     def _gc_uv_cache(self) -> str:
         """The Mini's one uv cache: what no environment uses pruned (``uv cache prune``), then all of it
         cleaned when still past ``uv_cache_max`` (environments keep their files: hard links, clones)."""
-        tools = f"{self.cfg.workdir or 'mm4watch'}"
+        tools = f"{self.settings.workdir or 'mm4watch'}"
         uv, cache = quote(f"{tools}/tools/uv"), quote(f"{tools}/{UV_CACHE}")
         size = f"du -sk {cache} | cut -f1"
         out = self._sh(
             f"cd && if test -x {uv} && test -d {cache}; then "
             f"b=$({size}); env UV_CACHE_DIR={cache} {uv} cache prune -q >/dev/null 2>&1; a=$({size}); "
-            f"if [ $a -gt {self.cfg.uv_cache_max // 1024} ]; then env UV_CACHE_DIR={cache} {uv} cache clean -q "
+            f"if [ $a -gt {self.settings.uv_cache_max // 1024} ]; then env UV_CACHE_DIR={cache} {uv} cache clean -q "
             f">/dev/null 2>&1; fi; echo $b $a $({size}); fi",
             timeout=600,
         ).split()
@@ -194,7 +198,7 @@ class NativeExecutor(Executor[_Remote]):
         cleaned = " then emptied, being past the bound," if after < pruned else ""
         return (
             f"uv cache on {self.target.label}: {before / 1e6:.1f} MB, {pruned / 1e6:.1f} MB after pruning what no "
-            f"environment uses,{cleaned} {after / 1e6:.1f} MB now (at most {self.cfg.uv_cache_max / 1e6:.0f} MB: "
+            f"environment uses,{cleaned} {after / 1e6:.1f} MB now (at most {self.settings.uv_cache_max / 1e6:.0f} MB: "
             "uv_cache_max)"
         )
 
@@ -214,7 +218,7 @@ class NativeExecutor(Executor[_Remote]):
         ).splitlines()
         if len(facts) < 2:
             raise ssh.Unreachable(
-                f"{self.python} does not run on {self.target.label}; `mm4watch doctor {self.cfg.name}`"
+                f"{self.python} does not run on {self.target.label}; `mm4watch doctor {self.settings.name}`"
             )
         home, version = facts[0].strip(), facts[1].strip()
         found = re.match(r"(\d+)\.(\d+)", version)
@@ -222,8 +226,8 @@ class NativeExecutor(Executor[_Remote]):
             lowest = ".".join(map(str, FAR_SIDE_PYTHON))
             raise Mm4Error(
                 f"{self.python} on {self.target.label} is Python {version.split()[0]}; runs need {lowest} or newer: "
-                f'set python = "/absolute/path" of a newer one under [executors.{self.cfg.name}] '
-                f"(`mm4watch doctor {self.cfg.name}` says where to get one)"
+                f'set python = "/absolute/path" of a newer one under [executors.{self.settings.name}] '
+                f"(`mm4watch doctor {self.settings.name}` says where to get one)"
             )
         base = f"{home}/{self.base}"
         # the project's files as an image gets them (the same .dockerignore rules, buildctx), notebooks
@@ -258,7 +262,7 @@ class NativeExecutor(Executor[_Remote]):
         return {"home": home, "base": base, "env": self._environment(base, version, job)}
 
     def _there(self, lib: str, step: str, **args: Any) -> str:
-        """A far-side step (``run.there``) on that machine, with the far side shipped to ``lib``:
+        """A far-side step (``far.there``) on that machine, with the far side shipped to ``lib``:
         arguments go, not a shell program; its one line of JSON comes back."""
         argv = [f"PYTHONPATH={lib}", self.python, "-m", THERE, step]
         for name, value in args.items():
@@ -273,9 +277,11 @@ class NativeExecutor(Executor[_Remote]):
         venv = f"{base}/venvs/{key}"
         log = job.run_dir / BUILD_LOG_NAME
         # pinned first: a run names its environment in its run folder (removed when it ends), and
-        # pruning passes over every environment a run still there names (run.there.environment)
+        # pruning passes over every environment a run still there names (far.there.environment)
         said = json.loads(
-            self._there(f"{base}/lib", "environment", base=base, key=key, keep=self.cfg.keep_images, run=job.key)
+            self._there(
+                f"{base}/lib", "environment", base=base, key=key, keep=self.settings.keep_environments, run=job.key
+            )
         )
         if said["ready"] is not None:
             log.write_text(f"environment {key} is ready on {self.target.label}: reused\n")
@@ -383,17 +389,20 @@ class NativeExecutor(Executor[_Remote]):
         rel_cwd = job.cwd.resolve().relative_to(self.config.code_root).as_posix()
         cwd = f"{run}/code" + ("" if rel_cwd == "." else f"/{rel_cwd}")
         links = ""
-        if self.cfg.data:
-            if self.cfg.sync_data and (self.config.root / self.config.project.data).is_dir():
+        if self.settings.data:
+            if self.settings.sync_data and (self.config.root / self.config.project.data).is_dir():
                 # writable again first: the last run's sync left it read-only, and new files go into it
-                self._sh(f"mkdir -p {quote(self.cfg.data)} && chmod -R u+w {quote(self.cfg.data)}")
+                self._sh(f"mkdir -p {quote(self.settings.data)} && chmod -R u+w {quote(self.settings.data)}")
                 ssh.rsync_to(
-                    ssh.shared(self.target), self.config.root / self.config.project.data, self.cfg.data, mkdir=False
+                    ssh.shared(self.target),
+                    self.config.root / self.config.project.data,
+                    self.settings.data,
+                    mkdir=False,
                 )
-                self._sh(join(["chmod", "-R", "a-w", self.cfg.data]))  # read-only, as the container mount
-            links = " && " + join(["ln", "-s", self.cfg.data, f"{run}/code/{self.config.project.data}"])
+                self._sh(join(["chmod", "-R", "a-w", self.settings.data]))  # read-only, as the container mount
+            links = " && " + join(["ln", "-s", self.settings.data, f"{run}/code/{self.config.project.data}"])
         target = ssh.shared(self.target)
-        pushed = self.send_earlier(job, target, f"{prepared['home']}/{self.cfg.workdir or 'mm4watch'}")
+        pushed = self.send_earlier(job, target, f"{prepared['home']}/{self.settings.workdir or 'mm4watch'}")
         if pushed is not None:
             # earlier runs where the notebook looks for them (../results), read-only
             links += " && " + join(["ln", "-s", pushed.remote_dir, f"{run}/code/{self.config.project.results}"])
@@ -456,7 +465,7 @@ class NativeExecutor(Executor[_Remote]):
         """The project's copy of earlier results there."""
         from ..remote import mirror
 
-        return mirror.remote_dir(self.config, f"{home}/{self.cfg.workdir or 'mm4watch'}")
+        return mirror.remote_dir(self.config, f"{home}/{self.settings.workdir or 'mm4watch'}")
 
     def poll(self, handle: _Remote, job: Job, wait_s: float) -> int | None:
         run = handle.run

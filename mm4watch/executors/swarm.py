@@ -111,11 +111,11 @@ class _Task:
 class SwarmExecutor(EngineExecutor[_Task]):
     type = "swarm"
     config_class = SwarmConfig
-    cfg: SwarmConfig
+    settings: SwarmConfig
     died = "the task's container ended without a result"
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "host": self.cfg.host, "registry": self.cfg.registry}
+        return {**super().describe(), "host": self.settings.host, "registry": self.settings.registry}
 
     refuser = "the swarm"
     tag_options: ClassVar[dict[str, str]] = {
@@ -124,7 +124,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
     node_word = "node"
 
     def retries_lost(self) -> int:
-        return self.cfg.retries
+        return self.settings.retries
 
     def lost_node(self, outcome: Outcome) -> LostNode | None:
         node = outcome.executor.get("node", {})
@@ -144,7 +144,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
         arch = str(manager.info().get("Architecture") or "")
 
         def push(image: Image, log: IO[str]) -> None:
-            job.phase(f"pushing to {self.cfg.registry}")
+            job.phase(f"pushing to {self.settings.registry}")
             manager.push(image.tag, self._ref(image), log)
             log.write(_arch_line(arch, manager.nodes()) + "\n")
 
@@ -157,7 +157,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
         results, pins = self._earlier_results(manager, job)
         avoid = (f"node.id!={node_id}" for node_id in job.avoid)  # nodes this run lost
         tagged = (part.strip() for part in job.tag.get("constraint", "").split(",") if part.strip())
-        constraints = [f"node.platform.arch=={arch}", *self.cfg.constraints, *tagged, *avoid]
+        constraints = [f"node.platform.arch=={arch}", *self.settings.constraints, *tagged, *avoid]
         service_id = manager.create_job(
             ref,
             command=["python3", "-c", WAIT_FOR_JOB],
@@ -168,9 +168,9 @@ class SwarmExecutor(EngineExecutor[_Task]):
             workdir=root,
             environment={ENV_OUTPUT_DIR: OUTPUT, "HOME": "/mm4/home", "PYTHONPATH": LIB, "PYTHONUNBUFFERED": "1"},
             cap_drop=["ALL"],
-            binds=read_only_binds(self.config, self.cfg.data, root, results),
-            cpus=self.cfg.cpus,
-            memory=self.cfg.memory,
+            binds=read_only_binds(self.config, self.settings.data, root, results),
+            cpus=self.settings.cpus,
+            memory=self.settings.memory,
             constraints=constraints,
             stop_grace_period=int(STOP_GRACE_S * 1e9),
         )
@@ -187,7 +187,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
 
     def _ref(self, image: Image) -> str:
         """The image's name in the pool's registry, which nodes pull."""
-        return f"{self.cfg.registry}/{image.tag}"
+        return f"{self.settings.registry}/{image.tag}"
 
     def _attach(self, task: _Task, job: Job, info: dict[str, Any], deadline: float, ended_ok: bool = False) -> None:
         """Wait for the task to run on a node, then open that node's engine and find its container.
@@ -221,7 +221,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
         }
         info["node"] = dict(task.node)
         job.place(str(task.node["hostname"]))
-        task.engine = Engine(node_engine(self.cfg, node)).open()
+        task.engine = Engine(node_engine(self.settings, node)).open()
         task.container = task.engine.container(str(container_id))
         if task.container is None:
             raise SwarmRefused(f"the task's container {container_id[:12]} is not on {task.node['hostname']}")
@@ -306,7 +306,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
 
     def find(self, job: Job, info: dict[str, Any]) -> _Task | None:
         """The run's service, after mm4watch's own process died: follow it again."""
-        manager = Engine(self.cfg).open()
+        manager = Engine(self.settings).open()
         ids = manager.service_ids({LABEL_RUN: job.key})
         if not ids:
             manager.close()
@@ -329,10 +329,10 @@ class SwarmExecutor(EngineExecutor[_Task]):
 
     def capacity(self) -> int:
         """``concurrency``, or with 0 one run per ready and active node (1 when the manager cannot say)."""
-        if self.cfg.concurrency:
-            return self.cfg.concurrency
+        if self.settings.concurrency:
+            return self.settings.concurrency
         try:
-            with Engine(self.cfg) as manager:
+            with Engine(self.settings) as manager:
                 return max(1, sum(1 for node in manager.nodes() if _usable(node)))
         except Mm4Error as exc:
             print(f"mm4watch: {self.name}: cannot count the swarm's nodes ({exc}); one run at a time", file=sys.stderr)
@@ -342,11 +342,11 @@ class SwarmExecutor(EngineExecutor[_Task]):
         """The manager, each node (state, availability, arch, cpus, memory), the registry and results from each."""
         from ..remote.docker_engine import Engine
 
-        manager_target = ssh.Target.parse(self.cfg.host or "", self.cfg.ssh_options)
+        manager_target = ssh.Target.parse(self.settings.host or "", self.settings.ssh_options)
         if not check_ssh(report, manager_target):
             return
         try:
-            manager = Engine(self.cfg).open()
+            manager = Engine(self.settings).open()
         except Mm4Error as exc:
             report.fail("manager", str(exc), "start Docker on that machine, or fix host in mm4.toml")
             return
@@ -362,7 +362,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
                 return
             nodes = manager.nodes()
             report.ok("manager", f"{manager.label}: a manager of a swarm of {len(nodes)} node(s)")
-            probe = f"{self.cfg.registry}/mm4-doctor-probe:1"
+            probe = f"{self.settings.registry}/mm4-doctor-probe:1"
             pushed = self._doctor_push(report, manager, probe)
             ready = sum(self._doctor_node(report, node, nodes, probe if pushed else None) for node in nodes)
             if ready == 0:
@@ -372,7 +372,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
         """The manager pushes an image it has to the registry as ``probe``."""
         import io
 
-        registry = self.cfg.registry
+        registry = self.settings.registry
         try:
             some = manager.some_image()
             if some is None:
@@ -424,7 +424,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
                 "start Docker there, or `docker node update --availability active` for a drained node",
             )
             return False
-        target = node_target(self.cfg, node)
+        target = node_target(self.settings, node)
         try:
             ssh.run(target, "true", timeout=20)
         except Mm4Error as exc:
@@ -432,7 +432,7 @@ class SwarmExecutor(EngineExecutor[_Task]):
                 f"node {name}",
                 f"{facts}; not reachable over ssh: {exc}",
                 f"make `{target.hint}` work (Host in ~/.ssh/config), or map it: "
-                f'nodes = {{ "{name}" = "ssh://user@address" }} under [executors.{self.cfg.name}]',
+                f'nodes = {{ "{name}" = "ssh://user@address" }} under [executors.{self.settings.name}]',
             )
             return True
         report.ok(f"node {name}", facts)
@@ -448,14 +448,14 @@ class SwarmExecutor(EngineExecutor[_Task]):
             report.ok(f"results on {name}", f"earlier results can be kept under {home}")
         else:
             report.fail(f"results on {name}", f"{home} is not writable", "give the ssh user a writable home")
-        if self.cfg.data:
-            has = ssh.run(target, f"test -d {quote(self.cfg.data)} && echo yes", check=False).stdout.decode()
+        if self.settings.data:
+            has = ssh.run(target, f"test -d {quote(self.settings.data)} && echo yes", check=False).stdout.decode()
             if has.strip() == "yes":
-                report.ok(f"data on {name}", self.cfg.data)
+                report.ok(f"data on {name}", self.settings.data)
             else:
                 report.fail(
                     f"data on {name}",
-                    f"no folder {self.cfg.data}",
+                    f"no folder {self.settings.data}",
                     "every node needs data/ at the same path (rsync it there)",
                 )
         return True
@@ -464,14 +464,14 @@ class SwarmExecutor(EngineExecutor[_Task]):
         from ..remote.docker_engine import Engine
 
         try:
-            with Engine(node_engine(self.cfg, node)) as engine:
+            with Engine(node_engine(self.settings, node)) as engine:
                 engine.pull(probe)
             report.ok(f"registry from {name}", f"pulls {probe}")
         except Mm4Error as exc:
             report.fail(
                 f"registry from {name}",
                 str(exc)[-300:],
-                f'add {{"insecure-registries": ["{self.cfg.registry}"]}} to the engine\'s settings on {name} '
+                f'add {{"insecure-registries": ["{self.settings.registry}"]}} to the engine\'s settings on {name} '
                 f"and restart Docker there, or give the registry TLS ({INSECURE_WHERE})",
             )
 
@@ -482,9 +482,9 @@ class SwarmExecutor(EngineExecutor[_Task]):
         for node in manager.nodes():
             if not _usable(node):
                 continue
-            target = ssh.shared(node_target(self.cfg, node))
+            target = ssh.shared(node_target(self.settings, node))
             pushed = self.send_earlier(
-                job, target, self.cfg.workdir or "mm4watch", where=str(node.get("Description", {}).get("Hostname"))
+                job, target, self.settings.workdir or "mm4watch", where=str(node.get("Description", {}).get("Hostname"))
             )
             if pushed is None:
                 return None, []
@@ -517,29 +517,31 @@ def _arch_line(arch: str, nodes: list[dict[str, Any]]) -> str:
     return line
 
 
-def node_host(cfg: SwarmConfig, node: dict[str, Any]) -> str:
+def node_host(settings: SwarmConfig, node: dict[str, Any]) -> str:
     """How to reach a node (as the manager describes it, ``docker node inspect``): ``nodes`` in the
     config by node ID or hostname, else ssh to the address Swarm advertises."""
     hostname = str(node.get("Description", {}).get("Hostname"))
     return (
-        cfg.nodes.get(str(node.get("ID"))) or cfg.nodes.get(hostname) or f"ssh://{node.get('Status', {}).get('Addr')}"
+        settings.nodes.get(str(node.get("ID")))
+        or settings.nodes.get(hostname)
+        or f"ssh://{node.get('Status', {}).get('Addr')}"
     )
 
 
-def node_engine(cfg: SwarmConfig, node: dict[str, Any]) -> DockerConfig:
+def node_engine(settings: SwarmConfig, node: dict[str, Any]) -> DockerConfig:
     """How to reach a node's own engine."""
     return DockerConfig(
-        name=f"{cfg.name}/{node.get('Description', {}).get('Hostname')}",
+        name=f"{settings.name}/{node.get('Description', {}).get('Hostname')}",
         type="docker",
-        host=node_host(cfg, node),
-        ssh_options=cfg.ssh_options,
-        socket=cfg.socket,
+        host=node_host(settings, node),
+        ssh_options=settings.ssh_options,
+        socket=settings.socket,
     )
 
 
-def node_target(cfg: SwarmConfig, node: dict[str, Any]) -> ssh.Target:
+def node_target(settings: SwarmConfig, node: dict[str, Any]) -> ssh.Target:
     """The ssh target of a node."""
-    return ssh.Target.parse(node_host(cfg, node), cfg.ssh_options)
+    return ssh.Target.parse(node_host(settings, node), settings.ssh_options)
 
 
 # What Docker Desktop, OrbStack and colima give the engine in their VM on a Mac: the same hostname

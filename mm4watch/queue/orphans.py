@@ -41,7 +41,7 @@ def adopt(config: Config | Place) -> list[str]:
             continue
         config.state_dir.mkdir(parents=True, exist_ok=True)
         with open(config.state_dir / LOG_NAME, "ab") as out:
-            proc.detach([sys.executable, "-m", "mm4watch", "_resume", record.id], cwd=config.root, stdout=out)
+            proc.detach(proc.command("_resume", record.id), cwd=config.root, stdout=out)
         found.append(record.id)
     return found
 

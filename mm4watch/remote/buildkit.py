@@ -25,6 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import IO
 
+from ..core import proc
 from ..core.names import quote
 from . import docker_products, ssh
 from .docker_engine import BuildFailed
@@ -100,7 +101,7 @@ def find(machine: Machine, configured: str | None) -> Builder | str:
         + '"$c" buildx version >/dev/null 2>&1 && echo buildx; exit 0'
     )
     try:
-        said = subprocess.run(machine.argv(probe), capture_output=True, timeout=60, check=False)
+        said = proc.run(machine.argv(probe), timeout=60, check=False)
     except subprocess.TimeoutExpired:
         return f"{machine.label} did not answer within 60s"
     lines = said.stdout.decode(errors="replace").splitlines()
@@ -147,12 +148,7 @@ def build(
         args += ["--build-arg", f"{key}={value}"]
     log.flush()
     tail: deque[str] = deque(maxlen=60)
-    with subprocess.Popen(
-        builder.machine.argv(builder.command(*args, "-")),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    ) as process:
+    with proc.pipe_through(builder.machine.argv(builder.command(*args, "-"))) as process:
         assert process.stdin is not None and process.stdout is not None
         feed = threading.Thread(target=_feed, args=(process.stdin, context), name="mm4-build-context", daemon=True)
         feed.start()
@@ -176,7 +172,7 @@ def build(
 def prune(builder: Builder, keep: int) -> str:
     """Trim the machine's BuildKit cache (cache mounts included) to ``keep`` bytes; what the CLI said."""
     command = builder.command("builder", "prune", "-f", "--keep-storage", f"{max(1, keep >> 20)}mb")
-    said = subprocess.run(builder.machine.argv(command), capture_output=True, timeout=600, check=False)
+    said = proc.run(builder.machine.argv(command), timeout=600, check=False)
     text = said.stdout.decode(errors="replace")
     if said.returncode != 0:
         raise BuildFailed(f"docker builder prune on {builder.machine.label} failed: {_last(text)}")

@@ -220,7 +220,7 @@ def _connect(address: str, tls: Tls | None) -> tuple[socket.socket, int]:
         if found is not None:
             return found
         log = log_path(address, tls)
-        argv = [sys.executable, "-m", "mm4watch", "_dask_agent", address, *(tls.args() if tls else [])]
+        argv = proc.command("_dask_agent", address, *(tls.args() if tls else []))
         with open(log, "wb") as out:  # in this user's own folder: it holds no project's folder (or volume) open
             child = proc.detach(argv, cwd=log.parent, stdout=out)
         deadline = time.monotonic() + START_S

@@ -182,16 +182,16 @@ class Container:
 
 @_translated
 class Engine:
-    def __init__(self, cfg: Settings) -> None:
-        self.cfg = cfg
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.tunnel: Tunnel | None = None
         self.client: Any = None
         self.base_url = ""
         self.tls: Any = None
-        self.label = cfg.host or f"context {cfg.context}"
+        self.label = settings.host or f"context {settings.context}"
         self.endpoint = ""  # the engine's address: ssh://..., unix://..., tcp://...
         self.target: Target | None = None  # the engine's machine, when reached over ssh
-        self.socket: str = cfg.socket or ""  # the engine's socket on its machine (found there when not set)
+        self.socket: str = settings.socket or ""  # the engine's socket on its machine (found there when not set)
         self.product = ""  # which Docker that socket is (Docker Desktop, colima, ...), when found there
 
     # -- connection ---------------------------------------------------------
@@ -201,9 +201,9 @@ class Engine:
 
         host, tls = self._endpoint()
         if host.startswith("ssh://"):
-            target = Target.parse(host, self.cfg.ssh_options)
+            target = Target.parse(host, self.settings.ssh_options)
             self.label, self.target = target.label, target
-            if not self.cfg.socket:
+            if not self.settings.socket:
                 self._find_socket(target)
             self.tunnel = Tunnel(target, self.socket).open()
             base_url = f"unix://{self.tunnel.local}"
@@ -220,7 +220,7 @@ class Engine:
             where += f" ({self.product})" if self.product else ""
             raise Unreachable(
                 f"no Docker engine answers at {where} ({_short(exc)}). Is Docker running there? "
-                f"`mm4watch doctor {self.cfg.name}` checks step by step"
+                f"`mm4watch doctor {self.settings.name}` checks step by step"
             ) from None
         return self
 
@@ -233,17 +233,17 @@ class Engine:
             raise Unreachable(
                 f"no Docker engine socket on {self.label} (looked at {found.looked()}). Start Docker there "
                 "(Docker Desktop, OrbStack, colima or Rancher Desktop, logged in as that user), or set "
-                f'socket = "/path/to/docker.sock" under [executors.{self.cfg.name}]'
+                f'socket = "/path/to/docker.sock" under [executors.{self.settings.name}]'
             )
         self.socket, self.product = found.socket, found.product
 
     def _endpoint(self) -> tuple[str, Any]:
-        if self.cfg.host:
-            return self.cfg.host, None
-        host, tls = read_context(self.cfg.context or "")
-        if host.startswith("tcp://") and not tls and not self.cfg.insecure:
+        if self.settings.host:
+            return self.settings.host, None
+        host, tls = read_context(self.settings.context or "")
+        if host.startswith("tcp://") and not tls and not self.settings.insecure:
             raise ConfigError(
-                f"executor {self.cfg.name!r}: context {self.cfg.context!r} uses plain TCP without TLS; "
+                f"executor {self.settings.name!r}: context {self.settings.context!r} uses plain TCP without TLS; "
                 "use an ssh:// context, add TLS to it, or set insecure = true"
             )
         return host, tls
@@ -252,7 +252,7 @@ class Engine:
         """Another client over the same connection, for use from another thread."""
         import docker
 
-        other = Engine(self.cfg)
+        other = Engine(self.settings)
         other.label, other.socket, other.product = self.label, self.socket, self.product
         other.client = docker.DockerClient(
             base_url=self.base_url, version=self.client.api.api_version, timeout=120, tls=self.tls or False

@@ -4,7 +4,6 @@ the notification that says how it went."""
 from __future__ import annotations
 
 import logging
-import sys
 import time
 
 from ..core import proc
@@ -46,7 +45,7 @@ class ReportPage:
             return
         with open(self.config.state_dir / REPORT_LOG_NAME, "ab") as out:
             proc.detach(
-                [sys.executable, "-m", "mm4watch", "report", "--quiet", "--background"],
+                proc.command("report", "--quiet", "--background"),
                 cwd=self.config.root,
                 stdout=out,
             )

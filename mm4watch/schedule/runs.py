@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,9 +57,7 @@ class Runs:
         executor = entry.executor or self.config.run.executor
         with open(self.config.state_dir / EXEC_LOG_NAME, "ab") as out:
             # a session of its own: a run outlives the daemon
-            popen = proc.detach(
-                [sys.executable, "-m", "mm4watch", "_exec", *extra, str(entry.id)], cwd=self.config.root, stdout=out
-            )
+            popen = proc.detach(proc.command("_exec", *extra, str(entry.id)), cwd=self.config.root, stdout=out)
         started = process_started(popen.pid) or 0.0
         claimed = (
             self.queue.reclaim(entry.id, popen.pid, started)

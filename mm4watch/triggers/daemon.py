@@ -16,7 +16,6 @@ import logging.handlers
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -250,4 +249,4 @@ def spawn_detached(config: Config) -> subprocess.Popen[bytes]:
     """Start ``mm4watch start --foreground`` in the background, detached from the terminal."""
     config.state_dir.mkdir(parents=True, exist_ok=True)
     with open(config.state_dir / LOG_NAME, "ab") as out:
-        return proc.detach([sys.executable, "-m", "mm4watch", "start", "--foreground"], cwd=config.root, stdout=out)
+        return proc.detach(proc.command("start", "--foreground"), cwd=config.root, stdout=out)

@@ -45,7 +45,7 @@ def _say_queued(cfg: config.Config, queued: list[str], sha: str) -> None:
     if read_info(cfg.state_dir):
         print(f"mm4watch: {what}", file=sys.stderr)
     elif cfg.daemon.autostart:
-        proc.detach([sys.executable, "-m", "mm4watch", "start"], cwd=cfg.root)
+        proc.detach(proc.command("start"), cwd=cfg.root)
         print(f"mm4watch: {what}; starting the daemon", file=sys.stderr)
     else:
         print(f"mm4watch: {what}; the daemon is not running, they wait (mm4watch start)", file=sys.stderr)

@@ -49,13 +49,13 @@ class ToyExecutor(Executor[_Work]):
     config_class = ToyConfig
     elsewhere = False  # on this machine: it reads the results folder itself
     tag_options: ClassVar[dict[str, str]] = {"flavour": "a word the toy keeps in the run's record"}
-    cfg: ToyConfig
+    settings: ToyConfig
 
     def _base(self) -> Path:
-        return Path(self.cfg.workspace or tempfile.gettempdir())
+        return Path(self.settings.workspace or tempfile.gettempdir())
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "host": "toybox", "slots": self.cfg.slots}
+        return {**super().describe(), "host": "toybox", "slots": self.settings.slots}
 
     def prepare(self, job: Job, info: dict[str, Any]) -> _Work:
         if "flavour" in job.tag:  # its own tag option: # mm4: remote flavour=mint
@@ -102,7 +102,7 @@ class ToyExecutor(Executor[_Work]):
     def doctor(self, report: Checkup) -> None:
         base = self._base()
         if os.access(base if base.exists() else base.parent, os.W_OK):
-            report.ok("toy workspace", f"{base} is writable; {self.cfg.slots} slot(s)")
+            report.ok("toy workspace", f"{base} is writable; {self.settings.slots} slot(s)")
         else:
             report.fail("toy workspace", f"{base} is not writable", "choose another workspace")
 
@@ -113,4 +113,4 @@ class ToyExecutor(Executor[_Work]):
         return [f"toy: removed {len(old)} leftover workspace(s) under {self._base()}"]
 
     def capacity(self) -> int:
-        return self.cfg.slots
+        return self.settings.slots

@@ -1,5 +1,5 @@
 """Steps a run's machine takes for mm4watch, in Python: the native executor calls them over ssh as
-``python3 -m mm4watch.run.there STEP --arg value ...`` (the far side on ``PYTHONPATH``), each
+``python3 -m mm4watch.far.there STEP --arg value ...`` (the far side on ``PYTHONPATH``), each
 answering with one line of JSON. Arguments travel, never shell programs.
 
 Part of the far side (``executors.far_side.FAR_SIDE``): Python 3.9 and newer, standard library only.
@@ -122,7 +122,7 @@ STEPS: dict[str, Callable[..., dict[str, Any]]] = {"environment": environment}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m mm4watch.run.there")
+    parser = argparse.ArgumentParser(prog="python3 -m mm4watch.far.there")
     sub = parser.add_subparsers(dest="step", required=True)
     env = sub.add_parser("environment")
     env.add_argument("--base", required=True)

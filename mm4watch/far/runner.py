@@ -1,7 +1,7 @@
 """The runner: one notebook through papermill, in a process of its own, on the machine that runs it.
 
 Started by every executor (on this machine, in a container, on the Mini) as
-``python -m mm4watch.run.runner SPEC.json``, or with
+``python -m mm4watch.far.runner SPEC.json``, or with
 ``--warm JOB_DIR IDLE_S`` to start a kernel first and wait for the job. A crashed kernel or
 a ``sys.exit`` in the notebook ends here, never in mm4watch. SIGTERM stops the
 run the way ^C would, so papermill still writes the executed notebook.
