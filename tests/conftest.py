@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,12 +81,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: 0 if item.get_closest_marker("rig") else 1 if item.get_closest_marker("kernel") else 2)
 
 
+SESSION_MARK = "MM4_TEST_SESSION"  # a folder of this session's: its workers note there that they used the rig
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the workers inherit it
+        import tempfile
+
+        os.environ[SESSION_MARK] = tempfile.mkdtemp(prefix="mm4-test-session-")
+
+
+def _rig_used() -> None:
+    """This session reached the rig: its end cleans up after it (``pytest_sessionfinish``)."""
+    folder = os.environ.get(SESSION_MARK)
+    if folder:
+        Path(folder, "rig-used").touch()
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Once, in the process that ran or handed out the tests (not in each xdist worker), what the suite's
     runs left to outlive it by design: the warm containers on the fake Minis (they wait an hour for a next
     run), then the shared ssh connections to the rig (kept 10 minutes after their last use). A connection
     is the suite's when it authenticates with the rig's own key."""
     if hasattr(session.config, "workerinput") or not RIG_ENV.exists():
+        return
+    mark = Path(os.environ.get(SESSION_MARK, "/nonexistent"))
+    used = (mark / "rig-used").exists()
+    shutil.rmtree(mark, ignore_errors=True)
+    if not used:  # a session that never reached the rig leaves another session's connections alone
         return
     values = rig_values()
     if not values:
@@ -316,6 +339,7 @@ def _answers(argv: list[str], within_s: float = 120) -> subprocess.CompletedProc
 @pytest.fixture(scope="session")
 def mini() -> dict[str, str]:
     """The fake Mini's address. A missing rig fails under CI and skips elsewhere."""
+    _rig_used()
     if not RIG_ENV.exists():
         _unavailable(f"the test rig is not up ({RIG_ENV} missing): run `bash tests/rig/up.sh` as root")
     values = rig_values() or {}
@@ -328,6 +352,7 @@ def mini() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def mac() -> dict[str, str]:
     """The Mac-like Mini (a fresh Mac's defaults). Missing: a failure under CI, a skip elsewhere."""
+    _rig_used()
     values = mac_values()
     problem = "" if values else f"the Mac-like Mini is not up ({MAC_ENV} missing): run `bash tests/rig/up.sh` as root"
     if values:
@@ -344,6 +369,7 @@ def mac() -> dict[str, str]:
 def macdocker() -> dict[str, str]:
     """The two Minis with a Mac's Docker (Docker Desktop-like, colima-like). Missing: a failure under
     CI, a skip elsewhere."""
+    _rig_used()
     values = macdocker_values()
     problem = "" if values else f"the Mac Docker Minis are not up ({MACDOCKER_ENV} missing): run `bash tests/rig/up.sh`"
     for which in MACDOCKERS if values else ():
@@ -365,6 +391,7 @@ def macdocker() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def pool() -> dict[str, str]:
     """The pool of two fake Minis in one swarm. Missing: a failure under CI, a skip elsewhere."""
+    _rig_used()
     values = pool_values()
     problem = "" if values else f"the pool is not up ({POOL_ENV} missing): run `bash tests/rig/up.sh` as root"
     if values:
@@ -380,6 +407,7 @@ def pool() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def dask_rig() -> Iterator[dict[str, str]]:
     """The Dask pool of two Mac-like Minis, both workers registered. Missing: a failure under CI, a skip elsewhere."""
+    _rig_used()
     from support import dask_values
 
     values = dask_values()
