@@ -442,7 +442,9 @@ def dask_rig() -> Iterator[dict[str, str]]:
 def dask_pool(dask_rig: dict[str, str]) -> Iterator[dict[str, str]]:
     """The Dask pool, and after the test: no lease left on any worker (a run's end frees its slot)."""
     yield dask_rig
-    from mm4watch.remote.dask_pool import Pool, wait_idle
+    from support import wait_idle
+
+    from mm4watch.remote.dask_pool import Pool
 
     for n in (1, 2):  # a test that killed a worker brings it back
         if (

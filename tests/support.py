@@ -318,3 +318,15 @@ def on_dask_node(n: int, command: str, user: str = "me") -> str:
         timeout=120,
     )
     return done.stdout
+
+
+def wait_idle(pool: Any, timeout: float) -> dict[str, tuple[str, ...]]:
+    """Wait until no Dask worker runs a lease; what is still held then (empty when none)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        held = {a: k for a, k in pool.leases().items() if k}
+        if not held or time.monotonic() > deadline:
+            return held
+        time.sleep(0.5)

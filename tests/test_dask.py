@@ -344,8 +344,10 @@ def test_capacity_is_one_run_per_worker_with_the_resources(dask_project, dask_po
 
 
 def test_runs_ask_one_agent_for_their_leases_and_a_run_outlives_a_killed_agent(dask_project, dask_pool):
+    from support import wait_idle
+
     from mm4watch.remote.dask_agent import AgentPool, socket_path
-    from mm4watch.remote.dask_pool import Pool, wait_idle
+    from mm4watch.remote.dask_pool import Pool
 
     scheduler = dask_pool["DASK_SCHEDULER"]
     write_notebook(dask_project / "notebooks" / "quick.ipynb", code("# mm4: remote\nx = 1"))

@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from ..core import checks
 from ..core.config import Config, ConfigProblem, ExecutorConfig, setting
 from ..core.durations import format_duration
+from ..core.errors import Mm4Error
 from . import HOME_PHASE, Job, Outcome
 from .far_side import RESULT_DIR
 
@@ -195,8 +197,23 @@ class Executor(Generic[H]):
         return [f"executor {self.name!r} ({self.type}) keeps nothing between runs; nothing to do"]
 
     def capacity(self) -> int:
-        """How many runs the daemon starts at once here."""
-        return self.settings.concurrency or 1
+        """How many runs the daemon starts at once here: ``concurrency``; a pool's 0, one per machine of
+        it that can take a run (``places``), 1 when it cannot say."""
+        if self.settings.concurrency:
+            return self.settings.concurrency
+        try:
+            return max(1, self.places())
+        except Mm4Error as exc:
+            print(
+                f"mm4watch: {self.name}: cannot count its {self.node_word}s ({exc}); one run at a time", file=sys.stderr
+            )
+            return 1
+        finally:
+            self.close()
+
+    def places(self) -> int:
+        """How many of a pool's machines can take a run now (``concurrency = 0``)."""
+        return 1
 
     # -- the shared steps ------------------------------------------------------------
 

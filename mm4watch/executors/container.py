@@ -10,9 +10,10 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.config import Config
+from ..core.runenv import ENV_OUTPUT_DIR
 from . import Job
 from .far_side import RESULT_DIR, job_spec, runner_digest, runner_files
 
@@ -100,6 +101,20 @@ def notebook_dir(config: Config, root: str, job: Job) -> str:
     """The notebook's own folder inside an image whose project root is ``root``."""
     rel_cwd = job.cwd.resolve().relative_to(config.code_root).as_posix()
     return root if rel_cwd == "." else f"{root}/{rel_cwd}"
+
+
+def run_as(config: Config, data: str | None, root: str, results: str | None, settings: Any) -> dict[str, Any]:
+    """How every run's container runs, a single container or a swarm's task: as ``RUN_UID`` with no
+    capabilities, told where its output goes, data/ and the earlier results bound read-only, within
+    the executor's ``cpus`` and ``memory``."""
+    return {
+        "user": f"{RUN_UID}:{RUN_UID}",
+        "environment": {ENV_OUTPUT_DIR: OUTPUT, "HOME": "/mm4/home", "PYTHONPATH": LIB, "PYTHONUNBUFFERED": "1"},
+        "cap_drop": ["ALL"],
+        "binds": read_only_binds(config, data, root, results),
+        "cpus": settings.cpus,
+        "memory": settings.memory,
+    }
 
 
 def read_only_binds(config: Config, data: str | None, root: str, results: str | None) -> list[Bind]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -369,17 +368,9 @@ class DaskExecutor(Executor[_Slot]):
 
     # -- what the commands around a run ask ---------------------------------------------
 
-    def capacity(self) -> int:
-        """``concurrency``, or with 0 one run per worker with the resources (1 when the scheduler cannot say)."""
-        if self.settings.concurrency:
-            return self.settings.concurrency
-        try:
-            return max(1, len(self._others()))
-        except Mm4Error as exc:
-            print(f"mm4watch: {self.name}: cannot count Dask's workers ({exc}); one run at a time", file=sys.stderr)
-            return 1
-        finally:
-            self.close()
+    def places(self) -> int:
+        """Workers on a machine ``nodes`` lists, with the resources."""
+        return len(self._others())
 
     def doctor(self, report: Checkup) -> None:
         """The scheduler, matching versions, each worker with its resources, then each machine as native does."""

@@ -31,7 +31,6 @@ from ..core import checks, fsutil, proc
 from ..core.config import ConfigProblem, setting
 from ..core.errors import Mm4Error
 from ..core.names import quote
-from ..core.runenv import ENV_OUTPUT_DIR
 from ..remote import awake, buildctx, buildkit, depbase, ssh
 from ..remote.docker_engine import (
     LABEL_PROJECT,
@@ -48,7 +47,7 @@ from ..remote.docker_engine import (
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
 from .base import STOP_GRACE_S, Executor, H, RemoteConfig, log_line
-from .container import JOB, LIB, OUTPUT, RUN_UID, Tar, job_tar, lib_tar, notebook_dir, read_only_binds
+from .container import JOB, OUTPUT, Tar, job_tar, lib_tar, notebook_dir, run_as
 from .far_side import RUNNER
 from .upkeep import MIN_FREE_GB, Checkup, check_awake, check_copies, check_ssh, gc_copies
 
@@ -139,6 +138,22 @@ class EngineExecutor(Executor[H]):
         raise NotImplementedError
 
     refuser = "the Docker engine"  # who refused, in run.log's words
+
+    def _doctor_reach(
+        self, report: Checkup, what: str, machine: Callable[[Checkup, ssh.Target], bool] | None = None
+    ) -> Engine | None:
+        """doctor: ssh to the engine's machine (and ``machine``'s checks there), then the engine itself;
+        None, said with its fix, when either cannot be reached."""
+        host = self.settings.host or ""
+        if host.startswith("ssh://"):
+            target = ssh.Target.parse(host, self.settings.ssh_options)
+            if not check_ssh(report, target) or (machine is not None and not machine(report, target)):
+                return None
+        try:
+            return Engine(self.settings).open()
+        except Mm4Error as exc:
+            report.fail(what, str(exc), "start Docker on that machine, or fix host/context in mm4.toml")
+            return None
 
     def _attempt(self, job: Job) -> Outcome:
         """One attempt, an engine's refusal (a Docker API error) a failed run that says what, not a crash."""
@@ -519,20 +534,10 @@ class DockerExecutor(EngineExecutor[_Run]):
             tag,
             name=name,
             command=command,
-            user=f"{RUN_UID}:{RUN_UID}",
             working_dir=root,
-            environment={
-                ENV_OUTPUT_DIR: OUTPUT,
-                "HOME": "/mm4/home",
-                "PYTHONPATH": LIB,
-                "PYTHONUNBUFFERED": "1",
-            },
             labels={LABEL_PROJECT: self.config.image_name, **labels},
             security_opt=["no-new-privileges"],
-            cap_drop=["ALL"],
-            binds=read_only_binds(self.config, self.settings.data, root, results),
-            cpus=self.settings.cpus,
-            memory=self.settings.memory,
+            **run_as(self.config, self.settings.data, root, results, self.settings),
             cpu_shares=cpu_shares,
         )
 
@@ -587,18 +592,8 @@ class DockerExecutor(EngineExecutor[_Run]):
     def doctor(self, report: Checkup) -> None:
         """ssh, the engine's socket, the engine, BuildKit there, the Dockerfile's base images, free disk."""
         host = self.settings.host or ""
-        if host.startswith("ssh://"):
-            target = ssh.Target.parse(host, self.settings.ssh_options)
-            if not check_ssh(report, target):
-                return
-            if not self._doctor_socket(report, target):
-                return
-            check_awake(report, target)
-            check_copies(report, target, self.config, self.settings.workdir or "mm4watch")
-        try:
-            engine = Engine(self.settings).open()
-        except Mm4Error as exc:
-            report.fail("engine", str(exc), "start Docker on that machine, or fix host/context in mm4.toml")
+        engine = self._doctor_reach(report, "engine", self._doctor_machine if host.startswith("ssh://") else None)
+        if engine is None:
             return
         with engine:
             about = engine.describe()
@@ -649,6 +644,14 @@ class DockerExecutor(EngineExecutor[_Run]):
                     )
                 else:
                     report.ok("free disk", f"{free_gb:.1f} GiB for images and containers")
+
+    def _doctor_machine(self, report: Checkup, target: ssh.Target) -> bool:
+        """The engine's machine: its socket found, kept awake, the copies of earlier results there."""
+        if not self._doctor_socket(report, target):
+            return False
+        check_awake(report, target)
+        check_copies(report, target, self.config, self.settings.workdir or "mm4watch")
+        return True
 
     def _doctor_socket(self, report: Checkup, target: ssh.Target) -> bool:
         """The engine's socket on the Mini: the one set, or the one found there (and which Docker it is)."""

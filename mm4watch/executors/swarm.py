@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,16 +30,15 @@ from ..core import checks
 from ..core.config import ConfigProblem, setting
 from ..core.errors import Mm4Error
 from ..core.names import quote
-from ..core.runenv import ENV_OUTPUT_DIR
 from ..remote import ssh
 from ..remote.docker_engine import LABEL_PROJECT, LABEL_RUN, Container, Engine, Image
 from ..results.records import RESERVED_NAMES
 from . import Job, Outcome
 from .base import STOP_GRACE_S, LostNode, log_line
-from .container import JOB, LIB, OUTPUT, RUN_UID, job_tar, lib_tar, notebook_dir, read_only_binds
+from .container import JOB, OUTPUT, job_tar, lib_tar, notebook_dir, run_as
 from .docker import INSECURE_WHERE, DockerConfig, EngineExecutor
 from .far_side import RUNNER
-from .upkeep import Checkup, check_ssh
+from .upkeep import Checkup
 
 
 @dataclass(frozen=True)
@@ -164,13 +162,8 @@ class SwarmExecutor(EngineExecutor[_Task]):
             name=f"mm4-run-{job.key}",
             labels={LABEL_PROJECT: self.config.image_name, LABEL_RUN: job.key},
             container_labels={LABEL_PROJECT: self.config.image_name, LABEL_RUN: job.key},
-            user=f"{RUN_UID}:{RUN_UID}",
             workdir=root,
-            environment={ENV_OUTPUT_DIR: OUTPUT, "HOME": "/mm4/home", "PYTHONPATH": LIB, "PYTHONUNBUFFERED": "1"},
-            cap_drop=["ALL"],
-            binds=read_only_binds(self.config, self.settings.data, root, results),
-            cpus=self.settings.cpus,
-            memory=self.settings.memory,
+            **run_as(self.config, self.settings.data, root, results, self.settings),
             constraints=constraints,
             stop_grace_period=int(STOP_GRACE_S * 1e9),
         )
@@ -323,32 +316,18 @@ class SwarmExecutor(EngineExecutor[_Task]):
             raise
         return task
 
-    # -- the service's spec ------------------------------------------------------------
-
     # -- what the commands around a run ask ---------------------------------------------
 
-    def capacity(self) -> int:
-        """``concurrency``, or with 0 one run per ready and active node (1 when the manager cannot say)."""
-        if self.settings.concurrency:
-            return self.settings.concurrency
-        try:
-            with Engine(self.settings) as manager:
-                return max(1, sum(1 for node in manager.nodes() if _usable(node)))
-        except Mm4Error as exc:
-            print(f"mm4watch: {self.name}: cannot count the swarm's nodes ({exc}); one run at a time", file=sys.stderr)
-            return 1
+    def places(self) -> int:
+        """Nodes ready and active."""
+        with Engine(self.settings) as manager:
+            return sum(1 for node in manager.nodes() if _usable(node))
 
     def doctor(self, report: Checkup) -> None:
         """The manager, each node (state, availability, arch, cpus, memory), the registry and results from each."""
-        from ..remote.docker_engine import Engine
 
-        manager_target = ssh.Target.parse(self.settings.host or "", self.settings.ssh_options)
-        if not check_ssh(report, manager_target):
-            return
-        try:
-            manager = Engine(self.settings).open()
-        except Mm4Error as exc:
-            report.fail("manager", str(exc), "start Docker on that machine, or fix host in mm4.toml")
+        manager = self._doctor_reach(report, "manager")
+        if manager is None:
             return
         with manager:
             swarm = manager.info().get("Swarm", {})

@@ -33,11 +33,11 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core import fsutil, proc
 from ..core.errors import ConfigError, Mm4Error
-from .dask_pool import CONNECT_S, MISSING, Node, PoolRefused, PoolUnreachable, Tls, Worker
+from .dask_pool import CONNECT_S, MISSING, QUERIES, Node, PoolRefused, PoolUnreachable, Tls, Worker
 
 PROTOCOL = 1  # in the socket's name: an agent of another mm4watch version is not asked
 IDLE_S = 300.0  # an agent nobody is connected to ends after this
@@ -295,7 +295,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             return {"pid": os.getpid(), "protocol": PROTOCOL}
         if op == "workers":
             return [asdict(w) for w in pool.workers()]
-        if op in ("versions", "busy", "leases", "dashboard_problem"):
+        if op in QUERIES:  # a fixed list: nothing else of the pool is reached by name
             return getattr(pool, op)()
         if op == "dashboard":
             return pool.dashboard
@@ -374,3 +374,10 @@ def serve(address: str, idle_s: float = IDLE_S, tls: Tls | None = None) -> int:
         pool.close()
         print(f"mm4watch: Dask agent {os.getpid()} ended: {why}", flush=True)
     return 0
+
+
+if TYPE_CHECKING:  # the agent's pool and lease answer what a client's do (mypy holds them to it)
+    from .dask_pool import Leasing, Pool, Scheduling
+
+    def _alike(agent: AgentPool, client: Pool, lease: AgentLease) -> tuple[Scheduling, Scheduling, Leasing]:
+        return agent, client, lease

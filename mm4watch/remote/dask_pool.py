@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 from ..core.errors import ConfigError, Mm4Error
 from .ssh import Unreachable
@@ -104,6 +104,40 @@ class Tls:
 
     def args(self) -> list[str]:
         return ["--tls-ca", self.ca, "--tls-cert", self.cert, "--tls-key", self.key]
+
+
+class Leasing(Protocol):
+    """What a run asks of a lease, held here (``Lease``) or by the agent (``dask_agent.AgentLease``)."""
+
+    node: Node | None
+
+    def placed(self, timeout: float) -> Node | None: ...
+    def wait(self, every: float = 1.0) -> Node: ...
+    def lost(self) -> str | None: ...
+    def let_go(self) -> None: ...
+
+
+class Scheduling(Protocol):
+    """What mm4watch asks of a Dask pool, of a client here (``Pool``) or through this machine's agent
+    (``dask_agent.AgentPool``): the two answer the same questions (mypy, and ``tests/test_dask_shape.py``)."""
+
+    address: str
+
+    @property
+    def dashboard(self) -> str: ...
+    def close(self) -> None: ...
+    def dashboard_problem(self) -> str | None: ...
+    def workers(self) -> list[Worker]: ...
+    def versions(self) -> dict[str, Any]: ...
+    def busy(self) -> dict[str, tuple[str, ...]]: ...
+    def leases(self) -> dict[str, tuple[str, ...]]: ...
+    def lease(
+        self, name: str, resources: Mapping[str, float], *, workers: list[str] | None = None, priority: int = 0
+    ) -> Leasing: ...
+    def end(self, name: str) -> None: ...
+
+
+QUERIES = ("workers", "versions", "busy", "leases", "dashboard_problem")  # the questions without arguments
 
 
 class Pool:
@@ -325,13 +359,3 @@ def lease_name(project_key: str, run_key: str) -> str:
     import uuid
 
     return f"{PREFIX}-{project_key}-{run_key}-{uuid.uuid4().hex[:8]}"
-
-
-def wait_idle(pool: Pool, timeout: float) -> dict[str, tuple[str, ...]]:
-    """Wait until no worker runs a lease; what is still held then (empty when none)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        held = {a: k for a, k in pool.leases().items() if k}
-        if not held or time.monotonic() > deadline:
-            return held
-        time.sleep(0.5)
