@@ -107,11 +107,13 @@ def test_a_unix_socket_says_whose_process_answers(tmp_path):
     path = tmp_path / "s.sock"
     server.bind(str(path))
     server.listen(1)
-    threading.Thread(target=lambda: server.accept()[0].close(), daemon=True).start()
+    accepter = threading.Thread(target=lambda: server.accept()[0].close(), daemon=True)
+    accepter.start()
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.connect(str(path))
     assert fsutil.peer_uid(client) == os.getuid()
     client.close()
+    accepter.join(30)  # its accept done before the socket closes under it
     server.close()
 
 
