@@ -99,3 +99,60 @@ def test_a_half_built_environment_is_not_ready(tmp_path):
     assert there.read_ready(venv) is None
     (venv / there.READY_NAME).unlink()
     assert there.read_ready(venv) is None
+
+
+def test_state_says_result_alive_and_boot_time(tmp_path):
+    lib = far_side_only(tmp_path)
+    run = tmp_path / "runs" / "k"
+    run.mkdir(parents=True)
+    result = run / "output" / ".mm4" / "result.json"
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        (run / "pid").write_text(f"{sleeper.pid}\n")
+        said = step(lib, "state", "--run", str(run), "--result", str(result))
+        assert said["alive"] is True and said["result"] is False
+        assert isinstance(said["boot"], float) and said["boot"] < time.time()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    result.parent.mkdir(parents=True)
+    result.write_text("{}")
+    said = step(lib, "state", "--run", str(run), "--result", str(result))
+    assert said["alive"] is False and said["result"] is True
+
+
+def test_found_says_whether_the_run_started_and_its_log_so_far(tmp_path):
+    lib = far_side_only(tmp_path)
+    run = tmp_path / "runs" / "k"
+    run.mkdir(parents=True)
+    assert step(lib, "found", "--run", str(run)) == {"started": False, "log_bytes": 0}
+    (run / "pid").write_text("123\n")
+    (run / "run.log").write_bytes(b"x" * 1234)
+    assert step(lib, "found", "--run", str(run)) == {"started": True, "log_bytes": 1234}
+
+
+def test_stop_terms_the_runner_then_kills_its_tree(tmp_path):
+    """A runner that heeds TERM ends at once; its child (the kernel) that ignores TERM is killed too;
+    a runner that ignores TERM is killed after the grace."""
+    lib = far_side_only(tmp_path)
+    run = tmp_path / "runs" / "k"
+    run.mkdir(parents=True)
+    runner = subprocess.Popen(
+        ["sh", "-c", "sh -c 'trap \"\" TERM; while :; do sleep 1; done' & wait"], start_new_session=True
+    )
+    (run / "pid").write_text(f"{runner.pid}\n")
+    time.sleep(0.5)
+    below = there.descendants(runner.pid)
+    assert below, "the kernel-like child started"
+    t0 = time.monotonic()
+    said = step(lib, "stop", "--run", str(run), "--grace", "5")
+    runner.wait(timeout=10)
+    assert said["stopped"] == runner.pid and said["below"] >= 1
+    assert time.monotonic() - t0 < 5  # it heeded TERM: no wait for the grace
+    assert not any(there.alive(pid) for pid in below)
+    stubborn = subprocess.Popen(["sh", "-c", "trap '' TERM; while :; do sleep 1; done"], start_new_session=True)
+    (run / "pid").write_text(f"{stubborn.pid}\n")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    step(lib, "stop", "--run", str(run), "--grace", "1")
+    assert stubborn.wait(timeout=10) == -9 and time.monotonic() - t0 >= 1

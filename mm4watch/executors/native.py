@@ -52,7 +52,6 @@ ENV_PROBE = (
     "print(json.dumps({'python': sys.version.split()[0], 'platform': platform.platform(), 'mps': mps}))\n"
 )
 # every process under a pid, deepest first: what stop kills (a kernel runs in a session of its own)
-TREE = """tree() { for c in $(ps -A -o pid= -o ppid= | awk -v p="$1" '$2 == p {print $1}'); do tree "$c"; done; echo "$1"; }"""
 
 
 @dataclass(frozen=True)
@@ -454,12 +453,12 @@ class NativeExecutor(Executor[_Remote]):
     def find(self, job: Job, info: dict[str, Any]) -> _Remote | None:
         home = self._sh("cd && pwd").strip()
         run = f"{home}/{self.base}/runs/{job.key}"
-        if self._sh(f"test -f {quote(run + '/pid')} && echo yes || true").strip() != "yes":
+        said = json.loads(self._there(f"{home}/{self.base}/lib", "found", run=run))
+        if not said["started"]:
             return None
         # re-attached: the log so far is home already
-        offset = int(self._sh(f"wc -c < {quote(run + '/run.log')} || echo 0").strip() or 0)
         pins = [(ssh.shared(self.target), self._copy(home), job.key)]  # what its first process pinned
-        return _Remote(run, offset, open(job.log_path, "ab"), pins=pins)  # noqa: SIM115 (closed in release)
+        return _Remote(run, int(said["log_bytes"]), open(job.log_path, "ab"), pins=pins)  # noqa: SIM115 (closed in release)
 
     def _copy(self, home: str) -> str:
         """The project's copy of earlier results there."""
@@ -496,12 +495,7 @@ class NativeExecutor(Executor[_Remote]):
 
     def stop(self, handle: _Remote) -> None:
         """TERM the runner (papermill saves what ran), then KILL its whole tree, kernel included."""
-        self._sh(
-            f"{TREE}; pid=$(cat {quote(handle.run + '/pid')}); all=$(tree $pid); kill -TERM $pid 2>/dev/null; "
-            f"for i in $(seq {int(STOP_GRACE_S * 10)}); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done; "
-            f"kill -KILL $all 2>/dev/null; true",
-            timeout=60,
-        )
+        self._there(_lib_of(handle.run), "stop", run=handle.run, grace=STOP_GRACE_S)
 
     def fetch(self, handle: _Remote, job: Job) -> None:
         ssh.fetch_tar(
@@ -541,20 +535,21 @@ class NativeExecutor(Executor[_Remote]):
         from ..core.durations import clock_time
 
         run = handle.run
-        said = self._sh(
-            f"test -f {quote(f'{run}/output/{RESULT_DIR}/result.json')} && echo result; "
-            f"kill -0 $(cat {quote(run + '/pid')} 2>/dev/null) 2>/dev/null && echo alive; {ssh.BOOT_TIME}",
-            timeout=30,
-        )
-        words = said.split()
-        booted = ssh.restarted_since(said, went_at)
+        result = f"{run}/output/{RESULT_DIR}/result.json"
+        said = json.loads(self._there(_lib_of(run), "state", run=run, result=result))
+        booted = ssh.restarted_at(said["boot"], went_at)
         if booted is not None:
             return "ended", None, f"the Mini restarted at {clock_time(booted)}, and the run with it"
-        if "result" in words:
+        if said["result"]:
             return "exited", 0, ""
-        if "alive" in words:
+        if said["alive"]:
             return "running", None, ""
         return "ended", None, "papermill on the Mini ended while the Mini did not answer"
+
+
+def _lib_of(run: str) -> str:
+    """The far side's folder of the project whose run folder is ``run`` (``<base>/runs/<key>``)."""
+    return run.rsplit("/runs/", 1)[0] + "/lib"
 
 
 def requirement_lines(content: bytes, previous: str | None) -> tuple[list[str], list[str]] | None:

@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import signal
 import stat
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,7 +122,120 @@ def environment(base: str, key: str, keep: int, run: str) -> dict[str, Any]:
     return {"ready": None, "earlier": earlier_requirements(venvs), "removed": removed}
 
 
-STEPS: dict[str, Callable[..., dict[str, Any]]] = {"environment": environment}
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs: there, and not a zombie nobody reaped (``kill -0`` alone
+    would count one; a machine whose first process does not reap orphans keeps them)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's: it is there
+    return not zombie(pid)
+
+
+def zombie(pid: int) -> bool:
+    """Whether ``pid`` has ended and waits to be reaped (Linux's /proc, else ``ps``: a Mac's)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        pass
+    try:
+        said = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return said.stdout.strip().startswith("Z")
+
+
+def read_pid(run: Path) -> int | None:
+    try:
+        return int((run / "pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def boot_time() -> float | None:
+    """When this machine last started: a Mac's ``sysctl kern.boottime``, else Linux's /proc/stat."""
+    try:
+        said = subprocess.run(["sysctl", "-n", "kern.boottime"], capture_output=True, text=True, timeout=10).stdout
+        found = re.search(r"sec = (\d+)", said)
+        if found:
+            return float(found.group(1))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def state(run: str, result: str) -> dict[str, Any]:
+    """A run's state after its machine answered again: its ``result`` written, its runner alive, and
+    when the machine last started (a restart ended the run with it)."""
+    pid = read_pid(Path(run))
+    return {"result": Path(result).is_file(), "alive": pid is not None and alive(pid), "boot": boot_time()}
+
+
+def found(run: str) -> dict[str, Any]:
+    """A run to follow again: whether it started (its pid written) and how much of its log there is."""
+    folder = Path(run)
+    try:
+        size = (folder / "run.log").stat().st_size
+    except OSError:
+        size = 0
+    return {"started": (folder / "pid").is_file(), "log_bytes": size}
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (``ps``, a Mac's and Linux's alike), deepest first."""
+    listed = subprocess.run(["ps", "-A", "-o", "pid=", "-o", "ppid="], capture_output=True, text=True, timeout=30)
+    children: dict[int, list[int]] = {}
+    for line in listed.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+            children.setdefault(int(parts[1]), []).append(int(parts[0]))
+    below: list[int] = []
+
+    def walk(parent: int) -> None:
+        for child in children.get(parent, []):
+            walk(child)
+            below.append(child)
+
+    walk(pid)
+    return below
+
+
+def stop(run: str, grace: float) -> dict[str, Any]:
+    """TERM the run's runner (papermill saves what ran), wait up to ``grace`` seconds for it to end,
+    then KILL what was below it (the kernel) and it."""
+    pid = read_pid(Path(run))
+    if pid is None:
+        return {"stopped": None}
+    tree = descendants(pid)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        pass
+    deadline = time.monotonic() + grace
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for each in [*tree, pid]:
+        try:
+            os.kill(each, signal.SIGKILL)
+        except OSError:
+            pass
+    return {"stopped": pid, "below": len(tree)}
+
+
+STEPS: dict[str, Callable[..., dict[str, Any]]] = {
+    "environment": environment,
+    "state": state,
+    "found": found,
+    "stop": stop,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     env.add_argument("--key", required=True)
     env.add_argument("--keep", type=int, required=True)
     env.add_argument("--run", required=True)
+    for name in ("state", "found", "stop"):
+        sub.add_parser(name).add_argument("--run", required=True)
+    sub.choices["state"].add_argument("--result", required=True)
+    sub.choices["stop"].add_argument("--grace", type=float, default=10.0)
     args = vars(parser.parse_args(argv))
     step = STEPS[args.pop("step")]
     print(json.dumps(step(**args)))

@@ -172,7 +172,11 @@ def boot_time(said: str) -> float | None:
 
 def restarted_since(said: str, went_at: float) -> float | None:
     """The machine's boot time (from what ``BOOT_TIME`` printed there) when it restarted after ``went_at``."""
-    booted = boot_time(said)
+    return restarted_at(boot_time(said), went_at)
+
+
+def restarted_at(booted: float | None, went_at: float) -> float | None:
+    """``booted`` when the machine started after ``went_at`` (within the clocks' slack), else None."""
     return booted if booted is not None and booted > went_at - RESTART_SLACK_S else None
 
 
