@@ -27,20 +27,19 @@ import dataclasses
 import errno
 import json
 import os
-import re
 import shutil
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from ..core import checks
 from ..core.config import Config, ConfigProblem, ExecutorConfig, setting
 from ..core.durations import format_duration
 from ..core.errors import Mm4Error
-from . import HOME_PHASE, Job, Outcome
+from . import HOME_PHASE, Job, Outcome, away
 from .far_side import RESULT_DIR
+from .runlog import NO_SPACE, last_cell, log_line, log_tail
 
 if TYPE_CHECKING:
     from ..remote.mirror import Pushed
@@ -49,8 +48,6 @@ if TYPE_CHECKING:
 
 STOP_GRACE_S = 10.0  # TERM first: papermill saves what ran; KILL after this
 POLL_MAX_S = 30.0
-LOST_PROBE_MAX_S = 30.0  # a machine that went away is asked again at most this often
-HARVEST_TRIES = 4  # what a run whose machine came back wrote there: fetched this many times before it is kept there
 
 H = TypeVar("H")
 
@@ -75,13 +72,6 @@ class LostNode:
     name: str  # for the record (``lost_nodes``)
     label: str  # for run.log: the name and what tells it apart ("mini (3f2a9c0d1e2b)")
     avoid: str  # what ``job.avoid`` holds for it: how ``prepare`` tells it (a node ID, a worker address)
-
-
-def log_line(job: Job, line: str) -> None:
-    """One line of mm4watch's own in the run's run.log, with its time."""
-    from ..results.records import append_log
-
-    append_log(job.log_path, line)
 
 
 class Executor(Generic[H]):
@@ -255,7 +245,7 @@ class Executor(Generic[H]):
         except Unreachable as exc:  # the machine went away during the build or the sync
             if not self.rides_out_loss or self.answers():  # it answers: not gone (a slow step), said as it is
                 raise
-            return self._lost_preparing(job, exc, info)
+            return away.lost_preparing(self, job, exc, info)
         if isinstance(prepared, Outcome):  # it could not even start (a failed build): said why
             return prepared
         handle: H = prepared
@@ -290,14 +280,14 @@ class Executor(Generic[H]):
             job.phase(HOME_PHASE)
             try:
                 if status == "lost":
-                    self._harvest_lost(handle, job)
+                    away.harvest_lost(self, handle, job)
                 else:
                     try:
                         self._harvest(handle, job)
                     except Unreachable as exc:  # the machine went away while its results came home
                         if not self.rides_out_loss:
                             raise
-                        if not self._home_after_loss(handle, job, exc):
+                        if not away.home_after_loss(self, handle, job, exc):
                             status = "lost"
             except OSError as exc:
                 if exc.errno != errno.ENOSPC or not self.elsewhere:
@@ -313,7 +303,7 @@ class Executor(Generic[H]):
 
     def _no_room_here(self, handle: H, job: Job, info: dict[str, Any]) -> Outcome:
         """This machine's disk filled while the run's results came home: they stay there, whole."""
-        kept = self._keep(handle, job)
+        kept = away.keep(self, handle, job)
         free = shutil.disk_usage(job.run_dir).free / 1e6
         words = (
             f"this machine's disk is full ({free:.1f} MB free in {job.run_dir.parent}) while the run's results came "
@@ -321,89 +311,6 @@ class Executor(Generic[H]):
         )
         log_line(job, words)
         return Outcome("failed", {"cell": None, "ename": "DiskFull", "evalue": words, "kept": job.kept[-1]}, info)
-
-    def _lost_preparing(self, job: Job, exc: Exception, info: dict[str, Any]) -> Outcome:
-        """The machine went away while the run was made ready (nothing ran yet): wait for it while the
-        run's timeout allows, so that the run again (``[run] retry_lost``) finds it back."""
-        from ..core.durations import clock_time
-
-        went, doing = time.time(), job.doing or f"preparing on {self.name}"
-        log_line(job, f"{self.name} went away while {doing}: {exc}")
-        job.phase(f"{self.name} went away at {clock_time(went)}; waiting for it")
-        back = self._until_back(time.monotonic() + job.timeout_s)
-        words = f"{self.name} went away at {clock_time(went)} while {doing} ({brief(exc)})"
-        job.lost.append(
-            f"{words}; it answered again at {clock_time(back)}"
-            if back is not None
-            else f"{words} and did not answer again within the run's timeout of {format_duration(job.timeout_s)}"
-        )
-        log_line(job, job.lost[-1])
-        return self.outcome(job, "lost", None, info)
-
-    def _home_after_loss(self, handle: H, job: Job, exc: Exception) -> bool:
-        """The run ended there, then the machine went away while its results came home: once it answers
-        again, they come (``_harvest_lost``). Whether they did."""
-        from ..core.durations import clock_time
-
-        went = time.time()
-        log_line(job, f"{self.name} went away while the results came home: {exc}; waiting for it to answer again")
-        job.phase(f"{self.name} went away at {clock_time(went)}; waiting for it")
-        if self._until_back(time.monotonic() + job.timeout_s) is None:
-            job.lost.append(
-                f"{self.name} went away at {clock_time(went)} while the run's results came home and did not answer "
-                f"again within the run's timeout of {format_duration(job.timeout_s)}; they stay there"
-            )
-            log_line(job, job.lost[-1])
-            self._keep(handle, job)
-            return False
-        job.phase(HOME_PHASE)
-        try:
-            self.reconnect(handle, job, went)
-        except Exception:  # noqa: BLE001 (not settled yet: the harvest's own tries wait for it)
-            pass
-        return self._harvest_lost(
-            handle, job, f"{self.name} went away at {clock_time(went)} while the results came home"
-        )
-
-    def _until_back(self, deadline: float) -> float | None:
-        """When the machine answers again (a probe backing off to LOST_PROBE_MAX_S); None at ``deadline``."""
-        delay = 1.0
-        while not self.answers():
-            if time.monotonic() + delay >= deadline:
-                return None
-            time.sleep(delay)
-            delay = min(LOST_PROBE_MAX_S, delay * 2)
-        return time.time()
-
-    def _harvest_lost(self, handle: H, job: Job, said: str = "") -> bool:
-        """What a run whose machine went away wrote there, home (tried again while the machine settles
-        after its return); if it cannot come, it stays there. Whether it came."""
-        why = ""
-        for attempt in range(1, HARVEST_TRIES + 1):
-            try:
-                self._harvest(handle, job)
-                return True
-            except Exception as exc:  # noqa: BLE001 (the machine is away again, or the container gone: said)
-                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                    raise  # no room here: trying again will not make any (Executor._no_room_here)
-                why = brief(exc)
-            if attempt < HARVEST_TRIES:
-                time.sleep(2.0 * attempt)
-                try:
-                    self.reconnect(handle, job, time.time())
-                except Exception:  # noqa: BLE001 (not back yet: the next try says)
-                    pass
-        self._keep(handle, job)
-        said = said or (job.lost[-1] if job.lost else f"{self.name} went away")
-        job.lost.append(f"{said}; what it wrote could not come home ({why}) and is kept there")
-        log_line(job, job.lost[-1])
-        return False
-
-    def _keep(self, handle: H, job: Job) -> str:
-        """Leave the run's files on that machine, and note where for the record (``mm4watch fetch``)."""
-        where = self.keep_there(handle)
-        job.kept[:] = [where or f"on {self.name}"]
-        return where
 
     def keep_there(self, handle: H) -> str:
         """Leave what holds the run's files on the machine (its results did not come home); what, in words."""
@@ -427,7 +334,7 @@ class Executor(Generic[H]):
             except Unreachable as exc:
                 if not self.rides_out_loss:
                     raise
-                ended = self._away(handle, job, exc, deadline)
+                ended = away.mid_run(self, handle, job, exc, deadline)
                 if ended is not None:
                     return ended
                 continue  # it was back, the run still going there
@@ -449,45 +356,6 @@ class Executor(Generic[H]):
         "")`` when it ended there on its own meanwhile (only the connection dropped), else ``("ended", exit
         code or None, what happened in words)``; ``handle`` talks to it again either way."""
         raise NotImplementedError
-
-    def _away(self, handle: H, job: Job, exc: Exception, deadline: float) -> tuple[str, int | None] | None:
-        """The machine stopped answering mid-run: wait for it (a probe backing off to LOST_PROBE_MAX_S)
-        while the run's timeout allows, then find the run there again. None: it goes on; else how it ended."""
-        from ..core.durations import clock_time
-
-        went = time.time()
-        cell = last_cell(job.log_path)
-        during = f" while cell {cell} ran" if cell else ""
-        log_line(job, f"{self.name} went away{during}: {exc}; waiting for it to answer again")
-        job.phase(f"{self.name} went away at {clock_time(went)}; waiting for it")
-        from ..remote.ssh import Unreachable
-
-        found: tuple[str, int | None, str] | None = None
-        while found is None:
-            if self._until_back(deadline) is None:
-                job.lost.append(
-                    f"{self.name} went away at {clock_time(went)}{during} and did not answer again within the "
-                    f"run's timeout of {format_duration(job.timeout_s)}; what the run wrote there stays there"
-                )
-                self._keep(handle, job)
-                return "lost", None
-            try:
-                found = self.reconnect(handle, job, went)
-            except Unreachable:  # ssh answers before its engine does: not back yet
-                time.sleep(min(LOST_PROBE_MAX_S, 2.0))
-        back = time.time()
-        state, code, what = found
-        if state in ("running", "exited"):  # the connection dropped; the run went on there (or ended on its own)
-            log_line(job, f"{self.name} answers again at {clock_time(back)}: the run went on there meanwhile")
-            if state == "exited":
-                return "exited", code
-            job.phase(f"running on {self.name}")
-            return None
-        job.lost.append(
-            f"{self.name} went away at {clock_time(went)}{during} ({what}); it answered again at {clock_time(back)}"
-        )
-        log_line(job, job.lost[-1])
-        return "lost", code
 
     def _harvest(self, handle: H, job: Job) -> None:
         self.fetch(handle, job)
@@ -526,7 +394,7 @@ class Executor(Generic[H]):
             error.update(ename="Timeout", evalue=f"the run exceeded its timeout of {format_duration(job.timeout_s)}")
             return Outcome("timeout", error, info)
         if result is None:
-            if _NO_SPACE in _log_tail(job.log_path):  # even result.json found no room
+            if NO_SPACE in log_tail(job.log_path):  # even result.json found no room
                 return Outcome("failed", {"cell": last_cell(job.log_path), **self.disk_full(None)}, info)
             return Outcome("failed", {"cell": None, "ename": "ProcessDied", "evalue": self.died_detail(code)}, info)
         error = result.get("error")
@@ -541,30 +409,6 @@ class Executor(Generic[H]):
             "ename": "DiskFull",
             "evalue": f"the disk of {self.name} is full{room}: `mm4watch gc` frees space there; then run it again",
         }
-
-
-def brief(exc: BaseException, limit: int = 160) -> str:
-    """An error's first line, cut to ``limit`` characters: for a record's words (run.log holds it whole)."""
-    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
-
-
-_NO_SPACE = f"[Errno {errno.ENOSPC}] No space left on device"
-
-
-def _log_tail(log_path: Path) -> str:
-    try:
-        with open(log_path, "rb") as fh:
-            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 65536))
-            return fh.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def last_cell(log_path: Path) -> int | None:
-    """The cell the run's log last said it started (papermill's "Executing Cell N")."""
-    found = re.findall(r"Executing Cell (\d+)", _log_tail(log_path))
-    return int(found[-1]) if found else None
 
 
 # -- what goes into a container: shared by every executor that runs one ------------------

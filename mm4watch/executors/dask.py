@@ -38,8 +38,9 @@ from ..core.config import Config, ConfigProblem, setting
 from ..core.errors import Mm4Error
 from ..core.fsutil import atomic_write_text
 from . import Job, Outcome
-from .base import Executor, LostNode, RemoteConfig, log_line
+from .base import Executor, LostNode, RemoteConfig
 from .native import NativeConfig, NativeExecutor, _Remote
+from .runlog import log_line
 from .upkeep import Checkup
 
 if TYPE_CHECKING:

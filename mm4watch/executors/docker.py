@@ -46,9 +46,10 @@ from ..remote.docker_engine import (
 )
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
-from .base import STOP_GRACE_S, Executor, H, RemoteConfig, log_line
+from .base import STOP_GRACE_S, Executor, H, RemoteConfig
 from .container import JOB, OUTPUT, Tar, job_tar, lib_tar, notebook_dir, run_as
 from .far_side import RUNNER
+from .runlog import log_line
 from .upkeep import MIN_FREE_GB, Checkup, check_awake, check_copies, check_ssh, gc_copies
 
 INSECURE_WHERE = (

@@ -38,8 +38,9 @@ from ..core.runenv import ENV_OUTPUT_DIR, ENV_RUN_ID
 from ..remote import awake, buildctx, ssh
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job
-from .base import STOP_GRACE_S, Executor, RemoteConfig, log_line
+from .base import STOP_GRACE_S, Executor, RemoteConfig
 from .far_side import FAR_SIDE_PYTHON, RESULT_DIR, RUNNER, far_side_includes, job_spec, runner_digest, runner_files
+from .runlog import log_line
 from .upkeep import MIN_FREE_GB, Checkup, check_awake, check_copies, check_ssh, gc_copies
 
 POLL_S = 1.0

@@ -34,10 +34,11 @@ from ..remote import ssh
 from ..remote.docker_engine import LABEL_PROJECT, LABEL_RUN, Container, Engine, Image
 from ..results.records import RESERVED_NAMES
 from . import Job, Outcome
-from .base import STOP_GRACE_S, LostNode, log_line
+from .base import STOP_GRACE_S, LostNode
 from .container import JOB, OUTPUT, job_tar, lib_tar, notebook_dir, run_as
 from .docker import INSECURE_WHERE, DockerConfig, EngineExecutor
 from .far_side import RUNNER
+from .runlog import log_line
 from .upkeep import Checkup
 
 
