@@ -124,7 +124,7 @@ def test_executor_bad_type_and_keys():
 
 def test_each_executor_type_has_its_own_settings_and_ssh_means_native():
     from mm4watch.core.config import parse
-    from mm4watch.executors.docker import DockerConfig
+    from mm4watch.executors.engine import DockerConfig
     from mm4watch.executors.local import LocalConfig
     from mm4watch.executors.native import NativeConfig
 
@@ -222,7 +222,7 @@ def test_which_nodes_can_run_an_image():
 
 def test_nodes_that_are_a_macs_docker_vm_are_named():
     """Docker Desktop, OrbStack and colima nodes (canned `docker node inspect` descriptions)."""
-    from mm4watch.executors.swarm import node_host, vm_node
+    from mm4watch.executors.swarm_nodes import node_host, vm_node
 
     def node(node_id: str, name: str, addr: str) -> dict:
         return {"ID": node_id, "Description": {"Hostname": name}, "Status": {"Addr": addr}}

@@ -438,7 +438,7 @@ def test_without_uv_pip_builds_the_environment_and_says_why(native_project, mac)
 
 
 def test_requirement_lines_kept_and_added_against_the_earlier_file():
-    from mm4watch.executors.native import requirement_lines
+    from mm4watch.executors.native_env import requirement_lines
 
     assert requirement_lines(b"numpy\nsix  # new\n", "numpy\n# a comment\n") == (["numpy"], ["six"])
     assert requirement_lines(b"numpy\n", "numpy\nsix\n") == (["numpy"], [])  # a removal needs nothing new

@@ -1,15 +1,13 @@
 """The dask executor (type "dask"): native runs on the Mini that Dask picks, for a pool of Macs.
 
-Docker Swarm cannot join the Docker VMs of different Macs, and containers on a Mac
-have no GPU; Dask distributed pools them. Dask decides where and when, ssh moves
-the bytes (as the swarm executor does with Swarm):
+Swarm cannot join Macs' Docker VMs, and a Mac's containers have no GPU; Dask pools the Macs
+themselves. Dask decides where and when, ssh moves the bytes:
 
 1. as a client of the scheduler, each run asks for a lease (``remote.dask_pool``)
    that needs ``resources`` (default ``{mps = 1}``, what each Mini's worker
-   announces); capacity, placement, the order of waiting runs and the workers'
-   liveness are Dask's. The client is this machine's one for that scheduler,
-   kept by a small agent process (``remote.dask_agent``) that runs ask over a
-   unix socket: a run imports no Dask;
+   announces); capacity, placement, order and liveness are Dask's. The client is
+   this machine's agent's (``remote.dask_agent``), asked over a unix socket: a run
+   imports no Dask;
 2. when the scheduler starts the lease on a worker, the run goes to that worker's
    machine over ssh with the native executor's own steps (code sync, environment,
    runner detached, harvests, results home): a ``NativeExecutor`` for that host,
@@ -183,8 +181,6 @@ class DaskExecutor(Executor[_Slot]):
         path = self._state(job)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({"lease": slot.lease.name, "node": slot.node.as_dict()}))
-
-    # -- running -------------------------------------------------------------------
 
     node_word = "worker"
 

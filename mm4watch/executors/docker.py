@@ -14,87 +14,38 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import re
 import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..core import checks, fsutil, proc
-from ..core.config import ConfigProblem, setting
+from ..core import proc
 from ..core.errors import Mm4Error
-from ..core.names import quote
-from ..remote import awake, buildctx, buildkit, depbase, ssh
+from ..remote import awake, buildctx, buildkit, ssh
 from ..remote.docker_engine import (
     LABEL_PROJECT,
     LABEL_RUN,
     LABEL_WARM,
-    BuildFailed,
     Container,
     Engine,
-    EngineRefused,
     Image,
-    image_labels,
-    image_tag,
 )
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
-from .base import STOP_GRACE_S, Executor, H, RemoteConfig
+from .base import STOP_GRACE_S
 from .container import JOB, OUTPUT, Tar, job_tar, lib_tar, notebook_dir, run_as
+from .engine import DockerConfig, EngineExecutor, docker_time, needs_buildkit
 from .far_side import RUNNER
 from .runlog import log_line
-from .upkeep import MIN_FREE_GB, Checkup, check_awake, check_copies, check_ssh, gc_copies
+from .upkeep import MIN_FREE_GB, Checkup, gc_copies
 
-INSECURE_WHERE = (
-    "Docker Desktop: Settings > Docker Engine; OrbStack: Settings > Docker; colima: `colima start --edit`; "
-    "Linux: /etc/docker/daemon.json"
-)
 WARM_IDLE_S = 3600  # an unused warm container exits after an hour
 RUN_CPU_SHARES = 1024  # Docker's default weight
 WARM_CPU_SHARES = 2  # a warm container starting up takes only CPU nobody else wants
-
-
-@dataclass(frozen=True)
-class DockerConfig(RemoteConfig):
-    """``type = "docker"``: a container on a Docker engine, built there."""
-
-    context: str | None = setting(checks.text)  # a docker CLI context (with TLS) instead of host
-    keep_images: int = setting(checks.positive_int, 3)  # this project's images `gc` keeps on the engine
-    insecure: bool = setting(checks.boolean, False)
-    cpus: float | None = setting(checks.positive_number)
-    memory: str | None = setting(checks.memory)
-    # the engine's socket beyond ssh:// (default: the account's current docker context's, else the first of
-    # Docker Desktop's, OrbStack's, colima's, Rancher Desktop's and /var/run/docker.sock that exists there)
-    socket: str | None = setting(checks.abs_path)
-    warm: bool = setting(checks.boolean, True)  # keep a container with a started kernel waiting for the next run
-    builder: str = setting(checks.one_of("auto", "classic"), "auto")  # auto: BuildKit where the engine's machine has it
-    docker_cli: str | None = setting(checks.abs_path)  # the docker CLI on the engine's machine (default: looked for)
-    build_cache_max: int = setting(checks.size, 20 << 30)  # `gc` trims the BuildKit cache there to this size
-
-    def check(self) -> None:
-        if not (self.host or self.context):
-            raise ConfigProblem(None, f'a {self.type} executor needs host = "ssh://user@machine" (or context = "name")')
-        if self.host:
-            scheme = self.host.split("://", 1)[0] if "://" in self.host else ""
-            if scheme not in ("ssh", "unix", "tcp"):
-                raise ConfigProblem(
-                    "host", f"is {self.host!r}; write ssh://user@machine[:port], unix:///path or tcp://machine:2376"
-                )
-            if scheme == "tcp" and not self.insecure:
-                raise ConfigProblem(
-                    "host",
-                    f"is {self.host!r}: plain TCP sends everything unencrypted and gives root on that machine to "
-                    'anyone on the network. Use ssh://user@machine, a Docker context with TLS (context = "name"), '
-                    "or set insecure = true if you really mean it",
-                )
-        super().check()
 
 
 @dataclass
@@ -110,212 +61,6 @@ class _Run:
     results: str | None = None  # where this run's earlier results are on the engine's machine
     pins: list[tuple[ssh.Target, str, str]] = field(default_factory=list)  # earlier results it holds there
     keep: bool = False  # its files did not come home: the container stays for them
-
-
-class EngineExecutor(Executor[H]):
-    """An executor that talks to a Docker engine: ``check()`` reaches it and keeps the connection
-    for the ``execute()`` that follows (no second connection); ``prepare`` closes it on failure."""
-
-    settings: DockerConfig
-    _checked: Engine | None = None
-
-    def check(self) -> None:
-        if self._checked is None:
-            self._checked = Engine(self.settings).open()
-
-    def _engine(self) -> Engine:
-        engine, self._checked = self._checked, None
-        return engine if engine is not None else Engine(self.settings).open()
-
-    def prepare(self, job: Job, info: dict[str, Any]) -> H | Outcome:
-        engine = self._engine()
-        try:
-            return self._prepare(engine, job, info)
-        except BaseException:
-            engine.close()
-            raise
-
-    def _prepare(self, engine: Engine, job: Job, info: dict[str, Any]) -> H | Outcome:
-        raise NotImplementedError
-
-    refuser = "the Docker engine"  # who refused, in run.log's words
-
-    def _doctor_reach(
-        self, report: Checkup, what: str, machine: Callable[[Checkup, ssh.Target], bool] | None = None
-    ) -> Engine | None:
-        """doctor: ssh to the engine's machine (and ``machine``'s checks there), then the engine itself;
-        None, said with its fix, when either cannot be reached."""
-        host = self.settings.host or ""
-        if host.startswith("ssh://"):
-            target = ssh.Target.parse(host, self.settings.ssh_options)
-            if not check_ssh(report, target) or (machine is not None and not machine(report, target)):
-                return None
-        try:
-            return Engine(self.settings).open()
-        except Mm4Error as exc:
-            report.fail(what, str(exc), "start Docker on that machine, or fix host/context in mm4.toml")
-            return None
-
-    def _attempt(self, job: Job) -> Outcome:
-        """One attempt, an engine's refusal (a Docker API error) a failed run that says what, not a crash."""
-        try:
-            return super()._attempt(job)
-        except EngineRefused as exc:
-            log_line(job, f"{self.refuser} refused: {exc}")
-            return Outcome("failed", {"cell": None, "ename": "DockerError", "evalue": str(exc)}, self.describe())
-
-    def gc(self, keep: int | None) -> list[str]:
-        """This project's images on the engine beyond the newest ``keep`` (``keep_images``), and its
-        machine's BuildKit cache trimmed to ``build_cache_max``."""
-        keep = keep or self.settings.keep_images
-        with Engine(self.settings) as engine:
-            removed = engine.gc(self.config.image_name, keep)
-            builder = self._builder(engine)
-        lines = [
-            *(f"removed {tag}" for tag in removed),
-            f"kept the newest {keep} image(s) of {self.config.image_name} on {self.name}; removed {len(removed)}",
-        ]
-        if isinstance(builder, buildkit.Builder):
-            said = buildkit.prune(builder, self.settings.build_cache_max)
-            lines.append(
-                f"BuildKit cache on {engine.label} trimmed to {self.settings.build_cache_max / 1e6:.0f} MB "
-                f"(build_cache_max): {said}"
-            )
-        return lines
-
-    def _builder(self, engine: Engine) -> buildkit.Builder | str:
-        """BuildKit by the engine machine's docker CLI, or why the classic builder builds."""
-        if self.settings.builder == "classic":
-            return 'builder = "classic" in mm4.toml'
-        if engine.target is not None:
-            machine = buildkit.Machine(engine.label, engine.socket, ssh.shared(engine.target), engine.product)
-        elif engine.endpoint.startswith("unix://"):
-            machine = buildkit.Machine("this machine", engine.endpoint.removeprefix("unix://"), None)
-        else:
-            return f"the engine is reached at {engine.endpoint}, not over ssh: its machine's docker CLI is out of reach"
-        return buildkit.find(machine, self.settings.docker_cli)
-
-    def _build(
-        self, engine: Engine, job: Job, info: dict[str, Any], then: Callable[[Image, IO[str]], None] | None = None
-    ) -> Image | Outcome:
-        """The run image on ``engine``, built unless it is there (with BuildKit where the engine's
-        machine has it), logged to build.log (``then``: more work on it there, e.g. a push); a failed
-        build is a failed run that says so."""
-        ctx = buildctx.make(self.config)
-        info["context_hash"] = ctx.digest
-        if engine.product:
-            info["docker"] = engine.product  # which Docker the socket found there belongs to
-        name, dockerfile = self.config.image_name, self.config.project.dockerfile
-        tag = image_tag(name, ctx)
-        try:
-            with open(job.run_dir / BUILD_LOG_NAME, "a", encoding="utf-8") as log, _one_build(engine, tag, job, log):
-                image = engine.find_image(tag)
-                if image is not None:
-                    log.write(f"image {tag} is already on {engine.label}: no build\n")
-                else:
-                    job.phase(f"building on {engine.label}")
-                    info["builder"] = self._build_here(engine, ctx, name, dockerfile, log)
-                    image = engine.built(tag)
-                if then is not None:
-                    then(image, log)
-        except BuildFailed as exc:
-            engine.close()
-            if self.rides_out_loss and not self.answers():  # the build did not fail: the Mini went away under it
-                raise ssh.Unreachable(f"the build's connection to {engine.label} dropped: {exc}") from exc
-            return Outcome("failed", {"cell": None, "ename": "BuildError", "evalue": f"{exc} (see build.log)"}, info)
-        return image
-
-    def _build_here(self, engine: Engine, ctx: buildctx.BuildContext, name: str, dockerfile: str, log: IO[str]) -> str:
-        """Build with BuildKit, or the classic builder saying why; which one built."""
-        tag = image_tag(name, ctx)
-        size = f"{ctx.files} files, {ctx.size} bytes of context"
-        builder = self._builder(engine)
-        text = (self.config.code_root / dockerfile).read_text(errors="replace")
-        base = self._base(engine, name, text)
-        args, labels = ({depbase.BASE_ARG: base.text}, {depbase.LABEL_BASE: base.text}) if base else ({}, {})
-        where = f"{engine.label} ({engine.product})" if engine.product else engine.label
-        if not isinstance(builder, buildkit.Builder) and needs_buildkit(text):
-            # no build is tried: the classic builder would only reject RUN --mount
-            why = (
-                f"this Dockerfile's RUN --mount needs BuildKit: {builder}"
-                if isinstance(builder, buildkit.MissingBuildx)
-                else f"this Dockerfile's RUN --mount needs BuildKit, not used because {builder}"
-            )
-            log.write(f"not building {tag} on {where}: {why}\n")
-            raise BuildFailed(why)
-        if isinstance(builder, buildkit.Builder):
-            log.write(f"building {tag} on {where} with {builder.describe()} ({size})\n")
-            log.write(f"{base.note}\n" if base else "")
-            self._pull_bases(engine, text, log)
-            buildkit.build(builder, gzip.compress(ctx.data, 6), tag, {**image_labels(name, ctx), **labels}, dockerfile, log, args)  # fmt: skip
-            return "buildkit"
-        log.write(f"building {tag} on {where} with the classic builder ({size}): {builder}\n")
-        log.write(f"{base.note}\n" if base else "")
-        engine.build(ctx, name, dockerfile, log, args, labels)
-        return "classic"
-
-    @staticmethod
-    def _pull_bases(engine: Engine, dockerfile_text: str, log: IO[str]) -> None:
-        """The base images the engine lacks, pulled through its API: no credential helper of the
-        CLI's is asked (Docker Desktop's cannot reach the keychain from an ssh session)."""
-        for base in buildctx.base_images(dockerfile_text):
-            if "$" in base or engine.image_exists(base):
-                continue
-            log.write(f"pulling {base} on {engine.label} (through the engine)\n")
-            log.flush()
-            try:
-                engine.pull(base)
-            except Mm4Error as exc:
-                raise BuildFailed(f"could not pull {base} on {engine.label}: {exc}") from None
-
-    def _dockerfile_text(self) -> str:
-        path = self.config.root / self.config.project.dockerfile
-        try:
-            return path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def _base(self, engine: Engine, name: str, dockerfile_text: str) -> depbase.Base | None:
-        """The dependency base when the Dockerfile takes one (``remote/depbase``)."""
-        if not depbase.declared(dockerfile_text):
-            return None
-        path = self.config.code_root / "requirements.txt"
-        requirements = path.read_text(errors="replace") if path.is_file() else ""
-        return depbase.choose(requirements, engine.newest_label(name, depbase.LABEL_BASE), engine.label)
-
-
-def _docker_time(text: str) -> float | None:
-    """Docker's RFC 3339 time with nanoseconds (``2026-12-04T05:31:03.123456789Z``) as a timestamp."""
-    from datetime import datetime
-
-    found = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)", text or "")
-    if not found or found.group(1).startswith("0001"):
-        return None
-    zone = "+00:00" if found.group(2) == "Z" else found.group(2)
-    return datetime.fromisoformat(found.group(1) + zone).timestamp()
-
-
-def needs_buildkit(dockerfile_text: str) -> bool:
-    """Whether the classic builder would reject this Dockerfile (``RUN --mount``)."""
-    return re.search(r"(?im)^\s*RUN\s+--mount", dockerfile_text) is not None
-
-
-@contextmanager
-def _one_build(engine: Engine, tag: str, job: Job, log: IO[str]) -> Iterator[None]:
-    """Runs of one image on one engine take turns to look for it, build it and push it (a lock
-    this machine's processes share): two runs started together build it once, and the second
-    finds it there; two pushes of the same new layers at once can make a registry answer 500."""
-    import fcntl
-
-    with open(fsutil.host_lock("build", f"{engine.endpoint}\0{tag}"), "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            job.phase(f"waiting for another run's build of {tag}")
-            began = time.monotonic()
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            log.write(f"another run was building {tag} on {engine.label}: waited {time.monotonic() - began:.1f} s\n")
-        yield
 
 
 class DockerExecutor(EngineExecutor[_Run]):
@@ -493,7 +238,7 @@ class DockerExecutor(EngineExecutor[_Run]):
         is after the loss) or of its Docker engine (the container stopped with it)."""
         from ..core.durations import clock_time
 
-        stopped = _docker_time(finished)
+        stopped = docker_time(finished)
         at = f" at {clock_time(stopped)}" if stopped else ""
         booted = None
         if self.settings.host and self.settings.host.startswith("ssh://"):
@@ -645,52 +390,6 @@ class DockerExecutor(EngineExecutor[_Run]):
                     )
                 else:
                     report.ok("free disk", f"{free_gb:.1f} GiB for images and containers")
-
-    def _doctor_machine(self, report: Checkup, target: ssh.Target) -> bool:
-        """The engine's machine: its socket found, kept awake, the copies of earlier results there."""
-        if not self._doctor_socket(report, target):
-            return False
-        check_awake(report, target)
-        check_copies(report, target, self.config, self.settings.workdir or "mm4watch")
-        return True
-
-    def _doctor_socket(self, report: Checkup, target: ssh.Target) -> bool:
-        """The engine's socket on the Mini: the one set, or the one found there (and which Docker it is)."""
-        from ..remote import docker_products
-
-        if self.settings.socket:
-            found = (
-                ssh.run(target, f"test -S {quote(self.settings.socket)} && echo yes || true").stdout.decode().strip()
-            )
-            if found == "yes":
-                report.ok(
-                    "docker socket", f"{self.settings.socket} ({docker_products.product_of(self.settings.socket)})"
-                )
-                return True
-            seen = docker_products.discover(target)
-            report.fail(
-                "docker socket",
-                f"no socket at {self.settings.socket} on {target.label}",
-                f'set socket = "{seen.socket}" under [executors.{self.settings.name}] ({seen.product} is there), or leave '
-                "socket out: mm4watch finds it"
-                if seen.socket
-                else "start Docker on that machine, logged in as that user (Docker Desktop, OrbStack, colima, Rancher "
-                'Desktop), or set socket = "/path/to/docker.sock"',
-            )
-            return False
-        seen = docker_products.discover(target)
-        if seen.socket is None:
-            report.fail(
-                "docker socket",
-                f"none on {target.label} (looked at {seen.looked()})",
-                "start Docker there, logged in as that user (Docker Desktop, OrbStack, colima, Rancher Desktop), "
-                'or set socket = "/path/to/docker.sock"',
-            )
-            return False
-        others = [s for s in seen.sockets if s != seen.socket]
-        also = f"; also there: {', '.join(others)}" if others else ""
-        report.ok("docker socket", f"{seen.product}: {seen.socket}{also}")
-        return True
 
     def gc(self, keep: int | None) -> list[str]:
         lines = super().gc(keep)
