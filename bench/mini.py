@@ -221,7 +221,7 @@ def bytes_for_run(bed: Bed, project: Path, change: str) -> dict[str, int]:
 
 def results_home(bed: Bed, size_mb: int) -> tuple[float, float]:
     from mm4watch.core import config
-    from mm4watch.executors.engine import DockerConfig
+    from mm4watch.executors.docker import DockerConfig
     from mm4watch.remote.docker_engine import Engine
 
     name = "mm4-bench-big"

@@ -124,7 +124,7 @@ def test_executor_bad_type_and_keys():
 
 def test_each_executor_type_has_its_own_settings_and_ssh_means_native():
     from mm4watch.core.config import parse
-    from mm4watch.executors.engine import DockerConfig
+    from mm4watch.executors.docker import DockerConfig
     from mm4watch.executors.local import LocalConfig
     from mm4watch.executors.native import NativeConfig
 

@@ -18,7 +18,8 @@ from ..core import config
 from ..core.errors import EXIT_NOTEBOOK_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, ConfigError, Mm4Error
 from ..core.names import stored
 from ..queue import active, intake
-from ..queue.entries import Entry, Queue
+from ..queue.entries import Queue
+from ..queue.schema import Entry
 from ..remote.ssh import Unreachable
 from ..results.records import as_trigger, read_record
 from ..results.store import History

@@ -11,7 +11,8 @@ from datetime import datetime
 
 from ..core import config
 from ..core.errors import UsageError
-from ..queue.entries import Entry, Queue
+from ..queue.entries import Queue
+from ..queue.schema import Entry
 from ..views.format import entry_line
 from ..views.status import RECENT_S
 

@@ -23,9 +23,10 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from ..core import proc
+from ..core import checks, proc
+from ..core.config import ConfigProblem, setting
 from ..core.errors import Mm4Error
-from ..remote import awake, buildctx, buildkit, ssh
+from ..remote import awake, ssh
 from ..remote.docker_engine import (
     LABEL_PROJECT,
     LABEL_RUN,
@@ -36,16 +37,52 @@ from ..remote.docker_engine import (
 )
 from ..results.records import BUILD_LOG_NAME, RESERVED_NAMES
 from . import Job, Outcome
-from .base import STOP_GRACE_S
+from .base import STOP_GRACE_S, RemoteConfig
 from .container import JOB, OUTPUT, Tar, job_tar, lib_tar, notebook_dir, run_as
-from .engine import DockerConfig, EngineExecutor, docker_time, needs_buildkit
+from .engine import EngineExecutor, docker_time
 from .far_side import RUNNER
 from .runlog import log_line
-from .upkeep import MIN_FREE_GB, Checkup, gc_copies
+from .upkeep import gc_copies
 
 WARM_IDLE_S = 3600  # an unused warm container exits after an hour
 RUN_CPU_SHARES = 1024  # Docker's default weight
 WARM_CPU_SHARES = 2  # a warm container starting up takes only CPU nobody else wants
+
+
+@dataclass(frozen=True)
+class DockerConfig(RemoteConfig):
+    """``type = "docker"``: a container on a Docker engine, built there."""
+
+    context: str | None = setting(checks.text)  # a docker CLI context (with TLS) instead of host
+    keep_images: int = setting(checks.positive_int, 3)  # this project's images `gc` keeps on the engine
+    insecure: bool = setting(checks.boolean, False)
+    cpus: float | None = setting(checks.positive_number)
+    memory: str | None = setting(checks.memory)
+    # the engine's socket beyond ssh:// (default: the account's current docker context's, else the first of
+    # Docker Desktop's, OrbStack's, colima's, Rancher Desktop's and /var/run/docker.sock that exists there)
+    socket: str | None = setting(checks.abs_path)
+    warm: bool = setting(checks.boolean, True)  # keep a container with a started kernel waiting for the next run
+    builder: str = setting(checks.one_of("auto", "classic"), "auto")  # auto: BuildKit where the engine's machine has it
+    docker_cli: str | None = setting(checks.abs_path)  # the docker CLI on the engine's machine (default: looked for)
+    build_cache_max: int = setting(checks.size, 20 << 30)  # `gc` trims the BuildKit cache there to this size
+
+    def check(self) -> None:
+        if not (self.host or self.context):
+            raise ConfigProblem(None, f'a {self.type} executor needs host = "ssh://user@machine" (or context = "name")')
+        if self.host:
+            scheme = self.host.split("://", 1)[0] if "://" in self.host else ""
+            if scheme not in ("ssh", "unix", "tcp"):
+                raise ConfigProblem(
+                    "host", f"is {self.host!r}; write ssh://user@machine[:port], unix:///path or tcp://machine:2376"
+                )
+            if scheme == "tcp" and not self.insecure:
+                raise ConfigProblem(
+                    "host",
+                    f"is {self.host!r}: plain TCP sends everything unencrypted and gives root on that machine to "
+                    'anyone on the network. Use ssh://user@machine, a Docker context with TLS (context = "name"), '
+                    "or set insecure = true if you really mean it",
+                )
+        super().check()
 
 
 @dataclass
@@ -334,62 +371,6 @@ class DockerExecutor(EngineExecutor[_Run]):
                 engine.close()
 
     # -- what the commands around a run ask ---------------------------------------------
-
-    def doctor(self, report: Checkup) -> None:
-        """ssh, the engine's socket, the engine, BuildKit there, the Dockerfile's base images, free disk."""
-        host = self.settings.host or ""
-        engine = self._doctor_reach(report, "engine", self._doctor_machine if host.startswith("ssh://") else None)
-        if engine is None:
-            return
-        with engine:
-            about = engine.describe()
-            info = engine.info()
-            report.ok(
-                "engine",
-                f"Docker {about['server_version']} (API {about['api_version']}), "
-                f"{about['os']}/{about['arch']}, {info.get('NCPU')} CPUs, {info.get('MemTotal', 0) / 2**30:.1f} GiB",
-            )
-            builder = self._builder(engine)
-            if isinstance(builder, buildkit.Builder):
-                report.ok("builder", builder.describe())
-            elif isinstance(builder, buildkit.MissingBuildx) and needs_buildkit(self._dockerfile_text()):
-                from ..remote import docker_products
-
-                report.fail(
-                    "builder",
-                    f"{builder.split('. Docker Desktop')[0]}; this project's Dockerfile uses RUN --mount",
-                    docker_products.BUILDX_FIX,
-                )
-            else:
-                report.warn(
-                    "builder",
-                    f"the classic builder builds (no RUN --mount cache, every changed step in full): {builder}",
-                )
-            dockerfile = self.config.root / self.config.project.dockerfile
-            if not dockerfile.is_file():
-                report.fail("Dockerfile", f"none at {dockerfile}", "add one (see README.md, 'Executors')")
-                return
-            bases = buildctx.base_images(dockerfile.read_text(encoding="utf-8"))
-            for base in bases:
-                if engine.image_exists(base):
-                    report.ok("base image", f"{base} is on the engine")
-                else:
-                    report.warn(
-                        "base image",
-                        f"{base} is not on the engine yet: the first build pulls it (needs internet there)",
-                    )
-            probe = next((b for b in bases if engine.image_exists(b)), None)
-            if probe:
-                out = engine.run_probe(probe, ["df", "-Pk", "/"])
-                free_gb = int(out.splitlines()[-1].split()[3]) / 2**20
-                if free_gb < MIN_FREE_GB:
-                    report.fail(
-                        "free disk",
-                        f"{free_gb:.1f} GiB for images and containers",
-                        f"free space on the engine (mm4watch gc {self.settings.name}; docker system prune)",
-                    )
-                else:
-                    report.ok("free disk", f"{free_gb:.1f} GiB for images and containers")
 
     def gc(self, keep: int | None) -> list[str]:
         lines = super().gc(keep)

@@ -11,11 +11,9 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from ..core import checks, fsutil
-from ..core.config import ConfigProblem, setting
+from ..core import fsutil
 from ..core.errors import Mm4Error
 from ..core.names import quote
 from ..remote import buildctx, buildkit, depbase, ssh
@@ -29,50 +27,17 @@ from ..remote.docker_engine import (
 )
 from ..results.records import BUILD_LOG_NAME
 from . import Job, Outcome
-from .base import Executor, H, RemoteConfig
+from .base import Executor, H
 from .runlog import log_line
-from .upkeep import Checkup, check_awake, check_copies, check_ssh
+from .upkeep import MIN_FREE_GB, Checkup, check_awake, check_copies, check_ssh
+
+if TYPE_CHECKING:
+    from .docker import DockerConfig
 
 INSECURE_WHERE = (
     "Docker Desktop: Settings > Docker Engine; OrbStack: Settings > Docker; colima: `colima start --edit`; "
     "Linux: /etc/docker/daemon.json"
 )
-
-
-@dataclass(frozen=True)
-class DockerConfig(RemoteConfig):
-    """``type = "docker"``: a container on a Docker engine, built there."""
-
-    context: str | None = setting(checks.text)  # a docker CLI context (with TLS) instead of host
-    keep_images: int = setting(checks.positive_int, 3)  # this project's images `gc` keeps on the engine
-    insecure: bool = setting(checks.boolean, False)
-    cpus: float | None = setting(checks.positive_number)
-    memory: str | None = setting(checks.memory)
-    # the engine's socket beyond ssh:// (default: the account's current docker context's, else the first of
-    # Docker Desktop's, OrbStack's, colima's, Rancher Desktop's and /var/run/docker.sock that exists there)
-    socket: str | None = setting(checks.abs_path)
-    warm: bool = setting(checks.boolean, True)  # keep a container with a started kernel waiting for the next run
-    builder: str = setting(checks.one_of("auto", "classic"), "auto")  # auto: BuildKit where the engine's machine has it
-    docker_cli: str | None = setting(checks.abs_path)  # the docker CLI on the engine's machine (default: looked for)
-    build_cache_max: int = setting(checks.size, 20 << 30)  # `gc` trims the BuildKit cache there to this size
-
-    def check(self) -> None:
-        if not (self.host or self.context):
-            raise ConfigProblem(None, f'a {self.type} executor needs host = "ssh://user@machine" (or context = "name")')
-        if self.host:
-            scheme = self.host.split("://", 1)[0] if "://" in self.host else ""
-            if scheme not in ("ssh", "unix", "tcp"):
-                raise ConfigProblem(
-                    "host", f"is {self.host!r}; write ssh://user@machine[:port], unix:///path or tcp://machine:2376"
-                )
-            if scheme == "tcp" and not self.insecure:
-                raise ConfigProblem(
-                    "host",
-                    f"is {self.host!r}: plain TCP sends everything unencrypted and gives root on that machine to "
-                    'anyone on the network. Use ssh://user@machine, a Docker context with TLS (context = "name"), '
-                    "or set insecure = true if you really mean it",
-                )
-        super().check()
 
 
 class EngineExecutor(Executor[H]):
@@ -291,6 +256,62 @@ class EngineExecutor(Executor[H]):
         also = f"; also there: {', '.join(others)}" if others else ""
         report.ok("docker socket", f"{seen.product}: {seen.socket}{also}")
         return True
+
+    def doctor(self, report: Checkup) -> None:
+        """ssh, the engine's socket, the engine, BuildKit there, the Dockerfile's base images, free disk."""
+        host = self.settings.host or ""
+        engine = self._doctor_reach(report, "engine", self._doctor_machine if host.startswith("ssh://") else None)
+        if engine is None:
+            return
+        with engine:
+            about = engine.describe()
+            info = engine.info()
+            report.ok(
+                "engine",
+                f"Docker {about['server_version']} (API {about['api_version']}), "
+                f"{about['os']}/{about['arch']}, {info.get('NCPU')} CPUs, {info.get('MemTotal', 0) / 2**30:.1f} GiB",
+            )
+            builder = self._builder(engine)
+            if isinstance(builder, buildkit.Builder):
+                report.ok("builder", builder.describe())
+            elif isinstance(builder, buildkit.MissingBuildx) and needs_buildkit(self._dockerfile_text()):
+                from ..remote import docker_products
+
+                report.fail(
+                    "builder",
+                    f"{builder.split('. Docker Desktop')[0]}; this project's Dockerfile uses RUN --mount",
+                    docker_products.BUILDX_FIX,
+                )
+            else:
+                report.warn(
+                    "builder",
+                    f"the classic builder builds (no RUN --mount cache, every changed step in full): {builder}",
+                )
+            dockerfile = self.config.root / self.config.project.dockerfile
+            if not dockerfile.is_file():
+                report.fail("Dockerfile", f"none at {dockerfile}", "add one (see README.md, 'Executors')")
+                return
+            bases = buildctx.base_images(dockerfile.read_text(encoding="utf-8"))
+            for base in bases:
+                if engine.image_exists(base):
+                    report.ok("base image", f"{base} is on the engine")
+                else:
+                    report.warn(
+                        "base image",
+                        f"{base} is not on the engine yet: the first build pulls it (needs internet there)",
+                    )
+            probe = next((b for b in bases if engine.image_exists(b)), None)
+            if probe:
+                out = engine.run_probe(probe, ["df", "-Pk", "/"])
+                free_gb = int(out.splitlines()[-1].split()[3]) / 2**20
+                if free_gb < MIN_FREE_GB:
+                    report.fail(
+                        "free disk",
+                        f"{free_gb:.1f} GiB for images and containers",
+                        f"free space on the engine (mm4watch gc {self.settings.name}; docker system prune)",
+                    )
+                else:
+                    report.ok("free disk", f"{free_gb:.1f} GiB for images and containers")
 
 
 def docker_time(text: str) -> float | None:

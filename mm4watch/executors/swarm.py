@@ -35,7 +35,8 @@ from ..results.records import RESERVED_NAMES
 from . import Job, Outcome, swarm_nodes
 from .base import STOP_GRACE_S, LostNode
 from .container import JOB, OUTPUT, job_tar, lib_tar, notebook_dir, run_as
-from .engine import DockerConfig, EngineExecutor
+from .docker import DockerConfig
+from .engine import EngineExecutor
 from .far_side import RUNNER
 from .runlog import log_line
 from .upkeep import Checkup

@@ -10,7 +10,8 @@ from ..core.errors import Mm4Error
 from ..core.names import quote
 from ..remote import ssh
 from ..remote.docker_engine import Engine
-from .engine import INSECURE_WHERE, DockerConfig
+from .docker import DockerConfig
+from .engine import INSECURE_WHERE
 from .upkeep import Checkup
 
 if TYPE_CHECKING:

@@ -73,9 +73,9 @@ def check_awake(report: Checkup, target: Target) -> None:
 
 def check_copies(report: Checkup, target: Target, config: Config, base: str) -> None:
     """doctor: each project's copy of earlier results under ``base`` there, its bound, the free disk."""
-    from ..remote import mirror
+    from ..remote import copies, mirror
 
-    found, free = mirror.copies(target, base)
+    found, free = copies.copies(target, base)
     mine = next((c for c in found if c.folder == f"{config.project_key}/results"), None)
     held = mine.bytes if mine else 0
     budget, how = mirror.bound(config, free, held)
@@ -86,7 +86,7 @@ def check_copies(report: Checkup, target: Target, config: Config, base: str) -> 
     )
     if held > budget:
         report.warn("earlier results", "the copy is past its bound: `mm4watch gc` trims it (the next run does too)")
-    old = mirror.others_of(config, found)
+    old = copies.others_of(config, found)
     for c in found:
         if c is mine:
             continue
@@ -102,7 +102,7 @@ def check_copies(report: Checkup, target: Target, config: Config, base: str) -> 
 def gc_copies(target: Target, config: Config, base: str) -> list[str]:
     """gc: this project's copy of earlier results trimmed to its bound, the copies of its old paths removed."""
     from ..core.names import join
-    from ..remote import mirror, ssh
+    from ..remote import copies, mirror, ssh
 
     lines = []
     evicted, held, budget = mirror.trim(target, config, mirror.remote_dir(config, base))
@@ -110,8 +110,8 @@ def gc_copies(target: Target, config: Config, base: str) -> list[str]:
         f"earlier results on {target.label}: removed {len(evicted)} folder(s) used least lately; "
         f"the copy holds {held / 1e6:.1f} MB of at most {budget / 1e6:.1f} MB"
     )
-    found, _ = mirror.copies(target, base)
-    for c in mirror.others_of(config, found):
+    found, _ = copies.copies(target, base)
+    for c in copies.others_of(config, found):
         folder = f"{base.rstrip('/')}/{c.folder.rsplit('/', 1)[0]}"
         ssh.run(target, f"chmod -R u+w {join([folder])} && rm -rf {join([folder])}", timeout=600)
         lines.append(

@@ -28,18 +28,30 @@ or run twice. Every write is one short transaction (WAL, one writer at a time).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core.durations import clock_time as clock
 from ..core.errors import Mm4Error
+from .schema import (
+    ADDED_COLUMNS,
+    COLUMNS,
+    DROP_CONTENT,
+    ENDED,
+    SCHEMA,
+    Added,
+    Entry,
+    digest,
+    identity,
+    insert,
+    park,
+    to_entry,
+)
 
 QUEUE_NAME = "queue.sqlite"
 MAX_QUEUED = 1000
@@ -50,134 +62,10 @@ START_BACKOFF_S = (2.0, 10.0, 30.0)  # the waits between those tries
 # request or a rerun asked again after the run is a new run: the data may have changed
 LATE_TRIGGERS = frozenset({"save", "commit"})
 STATE_WORDS = {"queued": "queued", "claimed": "running", "done": "just run"}  # an entry a request joined, in words
-_SCHEMA = """
-create table if not exists entries (
-    id integer primary key autoincrement,
-    notebook text not null,
-    trigger text not null,
-    content blob,
-    commit_sha text,
-    parameters text not null default '{}',
-    executor text,
-    state text not null default 'queued',
-    queued_at real not null,
-    not_before real not null default 0,
-    attempts integer not null default 0,
-    last_error text,
-    run_id text,
-    pid integer,
-    pid_started real,
-    requeued integer not null default 0
-);
-create index if not exists entries_state on entries(state, id);
-create table if not exists seen (notebook text primary key, code_hash text not null);
-create table if not exists meta (key text primary key, value text);
-"""
-# columns added after the first release: added in place to an existing queue
-_ADDED_COLUMNS = (
-    ("identity", "text"),
-    ("triggers", "text not null default '[]'"),
-    ("merged_into", "integer"),
-    ("note", "text"),
-    ("finished_at", "real"),
-    ("start_failures", "integer not null default 0"),
-    ("detail", "text"),
-    ("content_sha256", "text"),
-)
-# an entry that ended keeps what it was, not the notebook's bytes (they are in its run's folder)
-_ENDED = "('done', 'superseded', 'removed')"
-_DROP_CONTENT = f"""
-create trigger if not exists entries_drop_content after update of state on entries
-when new.state in {_ENDED} and new.content is not null
-begin update entries set content = null where id = new.id; end;
-"""
 
 
 class QueueFull(Mm4Error):
     pass
-
-
-@dataclass(frozen=True)
-class Entry:
-    id: int
-    notebook: str
-    trigger: str
-    content: bytes | None
-    commit_sha: str | None
-    parameters: dict[str, Any] = field(default_factory=dict)
-    executor: str | None = None
-    state: str = "queued"
-    queued_at: float = 0.0
-    not_before: float = 0.0
-    attempts: int = 0
-    last_error: str | None = None
-    run_id: str | None = None
-    pid: int | None = None
-    pid_started: float | None = None
-    requeued: int = 0
-    identity: str | None = None
-    triggers: list[dict[str, Any]] = field(default_factory=list)  # every request this entry answers
-    merged_into: int | None = None
-    note: str | None = None  # why it was merged or superseded, for `queue` and `status`
-    finished_at: float | None = None
-    start_failures: int = 0
-    detail: dict[str, Any] = field(default_factory=dict)  # a note's facts as data: {"operation": "checkout"}
-    content_sha256: str | None = None  # the bytes' digest, kept when they are dropped
-
-
-@dataclass(frozen=True)
-class Added:
-    """What ``Queue.add`` did: a new entry, or the request merged into an existing one."""
-
-    id: int  # the request's own row (state queued, or merged)
-    merged_into: Entry | None = None  # the entry that answers it, as it was when merged
-    superseded: tuple[int, ...] = ()
-
-
-_COLUMNS = [
-    "id",
-    "notebook",
-    "trigger",
-    "content",
-    "commit_sha",
-    "parameters",
-    "executor",
-    "state",
-    "queued_at",
-    "not_before",
-    "attempts",
-    "last_error",
-    "run_id",
-    "pid",
-    "pid_started",
-    "requeued",
-    *(name for name, _ in _ADDED_COLUMNS),
-]
-
-
-def _entry(row: tuple[Any, ...]) -> Entry:
-    data = dict(zip(_COLUMNS, row, strict=True))
-    data["parameters"] = json.loads(data["parameters"] or "{}")
-    data["triggers"] = json.loads(data["triggers"] or "[]")
-    data["detail"] = json.loads(data["detail"] or "{}")
-    return Entry(**data)
-
-
-def _insert(db: sqlite3.Connection, **values: Any) -> int:
-    """One new entry; ``values`` by column name (names from this module only), the rest as defaulted."""
-    columns, marks = ", ".join(values), ", ".join("?" * len(values))
-    return int(db.execute(f"insert into entries ({columns}) values ({marks})", tuple(values.values())).lastrowid or 0)
-
-
-def identity(notebook: str, content: bytes | None, parameters: dict[str, Any] | None, executor: str | None) -> str:
-    """What makes two requests the same request (see the module docstring)."""
-    digest = hashlib.sha256(content).hexdigest() if content is not None else None
-    key = json.dumps([notebook, digest, parameters or {}, executor or ""], sort_keys=True, default=str)
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def _digest(content: bytes | None) -> str | None:
-    return hashlib.sha256(content).hexdigest() if content is not None else None
 
 
 class Queue:
@@ -187,22 +75,22 @@ class Queue:
         with self._db() as db:
             if db.execute("pragma page_count").fetchone()[0] == 0:  # new: space freed is given back
                 db.execute("pragma auto_vacuum = incremental")
-            db.executescript(_SCHEMA)
+            db.executescript(SCHEMA)
             have = {row[1] for row in db.execute("pragma table_info(entries)")}
-            for name, kind in _ADDED_COLUMNS:
+            for name, kind in ADDED_COLUMNS:
                 if name not in have:
                     try:
                         db.execute(f"alter table entries add column {name} {kind}")
                     except sqlite3.OperationalError:
                         pass  # another process added it first
-            db.executescript(_DROP_CONTENT)
+            db.executescript(DROP_CONTENT)
             self._reclaim(db)
 
     @staticmethod
     def _reclaim(db: sqlite3.Connection) -> None:
         """Drop the bytes of ended entries (a queue from before the trigger) and give the space back."""
         try:
-            db.execute(f"update entries set content = null where content is not null and state in {_ENDED}")
+            db.execute(f"update entries set content = null where content is not null and state in {ENDED}")
             free, size = (db.execute(f"pragma {name}").fetchone()[0] for name in ("freelist_count", "page_size"))
             if free * size < 4 << 20:
                 return
@@ -274,10 +162,10 @@ class Queue:
                     f"the queue is full ({waiting} runs waiting); nothing was added. "
                     "See `mm4watch queue`, remove what is not needed (`mm4watch queue clear`), then try again"
                 )
-            new_id = _insert(
+            new_id = insert(
                 db, notebook=notebook, trigger=trigger, content=content, commit_sha=commit_sha,
                 parameters=json.dumps(parameters or {}), executor=executor, queued_at=now, identity=ident,
-                triggers=json.dumps([asked]), content_sha256=_digest(content),
+                triggers=json.dumps([asked]), content_sha256=digest(content),
             )  # fmt: skip
             for old in superseded:
                 db.execute(
@@ -289,23 +177,23 @@ class Queue:
     @staticmethod
     def _same_request(db: sqlite3.Connection, notebook: str, ident: str, now: float, late: bool) -> Entry | None:
         row = db.execute(
-            f"select {', '.join(_COLUMNS)} from entries where identity = ? and state in ('queued', 'claimed') "
+            f"select {', '.join(COLUMNS)} from entries where identity = ? and state in ('queued', 'claimed') "
             "order by id limit 1",
             (ident,),
         ).fetchone()
         if row is not None:
-            return _entry(row)
+            return to_entry(row)
         if not late:
             return None
         # just done, and nothing else asked of this notebook since: the same save or commit, seen late
         row = db.execute(
-            f"select {', '.join(_COLUMNS)} from entries where notebook = ? "
+            f"select {', '.join(COLUMNS)} from entries where notebook = ? "
             "and state in ('queued', 'claimed', 'done', 'git') order by id desc limit 1",
             (notebook,),
         ).fetchone()
         if row is None:
             return None
-        latest = _entry(row)
+        latest = to_entry(row)
         if latest.identity == ident and latest.state == "done" and (latest.finished_at or 0) >= now - MERGE_WINDOW_S:
             return latest
         return None
@@ -333,7 +221,7 @@ class Queue:
         )
         state = STATE_WORDS[target.state]
         note = f"same content as entry {target.id} ({target.trigger} of {clock(target.queued_at)}, {state})"
-        new_id = _insert(
+        new_id = insert(
             db, notebook=notebook, trigger=trigger, commit_sha=commit_sha, parameters=json.dumps(parameters or {}),
             executor=executor, queued_at=now, identity=ident, triggers=json.dumps([asked]), state="merged",
             merged_into=target.id, note=note + (f", run {target.run_id}" if target.run_id else ""), finished_at=now,
@@ -349,8 +237,8 @@ class Queue:
                 "and (content_sha256 is not null or content is not null) order by id desc limit ?",
                 (notebook, last),
             ).fetchall()
-        digest = _digest(content)
-        return any((sha or _digest(old)) == digest for sha, old in rows)
+        wanted = digest(content)
+        return any((sha or digest(old)) == wanted for sha, old in rows)
 
     def note_refused(self, notebook: str, reason: str, trigger: str = "save") -> None:
         """A save (or a commit's notebook) that queued nothing although it may have been meant to (kept to say so)."""
@@ -365,7 +253,7 @@ class Queue:
     def _note(self, notebook: str, trigger: str, state: str, note: str, detail: dict[str, Any]) -> None:
         now = time.time()
         with self._write() as db:
-            _insert(
+            insert(
                 db, notebook=notebook, trigger=trigger, queued_at=now, state=state, note=note, finished_at=now,
                 detail=json.dumps(detail),
             )  # fmt: skip
@@ -376,11 +264,11 @@ class Queue:
         """The oldest queued entry that may start now (its executor not busy)."""
         with self._db() as db:
             rows = db.execute(
-                f"select {', '.join(_COLUMNS)} from entries where state = 'queued' and not_before <= ? order by id",
+                f"select {', '.join(COLUMNS)} from entries where state = 'queued' and not_before <= ? order by id",
                 (time.time(),),
             ).fetchall()
         for row in rows:
-            entry = _entry(row)
+            entry = to_entry(row)
             if not busy_executors or (entry.executor or "") not in busy_executors:
                 return entry
         return None
@@ -419,8 +307,8 @@ class Queue:
                 "where id = ?",
                 (time.time(), entry_id),
             )
-            row = db.execute(f"select {', '.join(_COLUMNS)} from entries where id = ?", (entry_id,)).fetchone()
-        return _entry(row)
+            row = db.execute(f"select {', '.join(COLUMNS)} from entries where id = ?", (entry_id,)).fetchone()
+        return to_entry(row)
 
     def failed_to_start(self, entry_id: int, error: str, backoff_s: tuple[float, ...] = START_BACKOFF_S) -> Entry:
         """Its process failed before the run began (a broken mm4.toml, a crash): retry later, or park it."""
@@ -428,7 +316,7 @@ class Queue:
             db.execute("update entries set start_failures = start_failures + 1 where id = ?", (entry_id,))
             failures = db.execute("select start_failures from entries where id = ?", (entry_id,)).fetchone()[0]
             if failures >= MAX_START_FAILURES:
-                _park(
+                park(
                     db,
                     entry_id,
                     f"{error} (failed to start {failures} times; fix it, then `mm4watch queue retry {entry_id}`, "
@@ -445,8 +333,8 @@ class Queue:
                         entry_id,
                     ),
                 )
-            row = db.execute(f"select {', '.join(_COLUMNS)} from entries where id = ?", (entry_id,)).fetchone()
-        return _entry(row)
+            row = db.execute(f"select {', '.join(COLUMNS)} from entries where id = ?", (entry_id,)).fetchone()
+        return to_entry(row)
 
     def retry(self, entry_id: int) -> bool:
         """A parked or rejected entry, queued again now."""
@@ -464,7 +352,7 @@ class Queue:
         """It cannot start as it is (a row this version cannot read): kept aside with the reason,
         shown by `status`, `queue retry` puts it back."""
         with self._write() as db:
-            _park(db, entry_id, error)
+            park(db, entry_id, error)
 
     def reject(self, entry_id: int, error: str) -> None:
         """It cannot run as it is (a broken notebook, a bad config): kept, with the reason."""
@@ -498,18 +386,18 @@ class Queue:
 
     def get(self, entry_id: int) -> Entry:
         with self._db() as db:
-            row = db.execute(f"select {', '.join(_COLUMNS)} from entries where id = ?", (entry_id,)).fetchone()
+            row = db.execute(f"select {', '.join(COLUMNS)} from entries where id = ?", (entry_id,)).fetchone()
         if row is None:
             raise Mm4Error(f"no queue entry {entry_id}")
-        return _entry(row)
+        return to_entry(row)
 
     def entries(self, states: tuple[str, ...] = ("queued", "claimed")) -> list[Entry]:
         marks = ",".join("?" * len(states))
         with self._db() as db:
             rows = db.execute(
-                f"select {', '.join(_COLUMNS)} from entries where state in ({marks}) order by id", states
+                f"select {', '.join(COLUMNS)} from entries where state in ({marks}) order by id", states
             ).fetchall()
-        return [_entry(row) for row in rows]
+        return [to_entry(row) for row in rows]
 
     def remove(self, entry_id: int) -> bool:
         with self._write() as db:
@@ -526,10 +414,10 @@ class Queue:
         marks = ",".join("?" * len(states))
         with self._db() as db:
             rows = db.execute(
-                f"select {', '.join(_COLUMNS)} from entries where state in ({marks}) and queued_at >= ? order by id",
+                f"select {', '.join(COLUMNS)} from entries where state in ({marks}) and queued_at >= ? order by id",
                 (*states, time.time() - since_s),
             ).fetchall()
-        return [_entry(row) for row in rows]
+        return [to_entry(row) for row in rows]
 
     def clear(self) -> int:
         with self._write() as db:
@@ -559,10 +447,3 @@ class Queue:
     def see(self, notebook: str, code_hash: str) -> None:
         with self._write() as db:
             db.execute("insert or replace into seen values (?, ?)", (notebook, code_hash))
-
-
-def _park(db: sqlite3.Connection, entry_id: int, error: str) -> None:
-    db.execute(
-        "update entries set state = 'parked', pid = null, pid_started = null, last_error = ? where id = ?",
-        (error, entry_id),
-    )

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.config import Config
-from .entries import STATE_WORDS, Added, Entry, Queue
+from .entries import STATE_WORDS, Queue
+from .schema import Added, Entry
 
 
 def request(

@@ -300,7 +300,7 @@ def _push(target: Any, cfg: Config, remote_dir: str, inputs: Inputs, pin: str, t
             )
     # the run's pin, its folders marked used now (least recently used goes first), and the index
     here = [run for run in runs if run in present or run in local]
-    index = json.dumps({"project": _project(cfg), "setting": inputs.mode, "runs": inputs.index}).encode()
+    index = json.dumps({"project": project_of(cfg), "setting": inputs.mode, "runs": inputs.index}).encode()
     pin_file = f"{PINS}/{pin}"
     one_a_line = join(["printf", "%s\\n", *here])
     ssh.run(
@@ -360,59 +360,6 @@ def bound(cfg: Config, free: int, held: int) -> tuple[int, str]:
     return int(DEFAULT_SHARE * (free + held)), f"a quarter of the {free / 1e9:.1f} GB free there and the copy"
 
 
-@dataclass(frozen=True)
-class Copy:
-    """One project's copy of earlier results on a machine (``copies``)."""
-
-    folder: str  # under the base, e.g. "myproj-1a2b3c4d/results"
-    bytes: int
-    project: dict[str, Any]  # root, name, first_commit (from its index; empty when it has none)
-
-
-def copies(target: Any, base: str) -> tuple[list[Copy], int]:
-    """Every project's copy under ``base`` there, and the bytes free on that disk."""
-    from . import ssh
-
-    out = ssh.run(
-        target,
-        f"mkdir -p {quote(base)} && cd {quote(base)} && df -Pk . | tail -1 && "
-        f'for d in */results; do [ -d "$d" ] || continue; printf \'@@%s\\t\' "$d"; '
-        f"du -sk \"$d\" | cut -f1 | tr -d '\\n'; printf '\\t'; "
-        f"head -c 4096 \"$d/{INDEX}\" 2>/dev/null | tr '\\n' ' '; printf '\\n'; done",
-        timeout=300,
-    ).stdout.decode("utf-8", "surrogateescape")
-    df, _, rest = out.partition("\n")
-    fields = df.split()
-    free = int(fields[3]) * 1024 if len(fields) > 3 and fields[3].isdigit() else 0
-    found = []
-    for line in rest.split("@@")[1:]:
-        folder, _, tail = line.partition("\t")
-        kb, _, head = tail.partition("\t")
-        project: dict[str, Any] = {}
-        start = head.find('"project":')
-        if start >= 0:
-            try:
-                value, _ = json.JSONDecoder().raw_decode(head[start + len('"project":') :].lstrip())
-                project = value if isinstance(value, dict) else {}
-            except ValueError:
-                project = {}
-        found.append(Copy(folder, int(kb) * 1024 if kb.strip().isdigit() else 0, project))
-    return found, free
-
-
-def others_of(cfg: Config, found: list[Copy]) -> list[Copy]:
-    """Copies of this project left under another key: its folder moved or renamed (the same first
-    commit), or the same path under a key an older mm4watch made."""
-    mine = f"{cfg.project_key}/results"
-    first = _project(cfg)["first_commit"]
-    return [
-        c
-        for c in found
-        if c.folder != mine
-        and (c.project.get("root") == str(cfg.root) or (first is not None and c.project.get("first_commit") == first))
-    ]
-
-
 def trim(target: Any, cfg: Config, remote_dir: str) -> tuple[list[str], int, int]:
     """Bring this project's copy within its bound now (``gc``): (folders removed, bytes held, bound)."""
     there = _look(target, remote_dir)
@@ -422,7 +369,7 @@ def trim(target: Any, cfg: Config, remote_dir: str) -> tuple[list[str], int, int
     return evicted, held, budget
 
 
-def _project(cfg: Config) -> dict[str, Any]:
+def project_of(cfg: Config) -> dict[str, Any]:
     """Whose copy this is: the path, and the repository's first commit (the same project at another path)."""
     from ..core import git
 

@@ -9,7 +9,7 @@ import time
 from ..core import proc
 from ..core.config import Config
 from ..queue import notify
-from ..queue.entries import Entry
+from ..queue.schema import Entry
 from ..results.records import read_record
 
 REPORT_LOG_NAME = "report.log"

@@ -17,7 +17,8 @@ from ..core import proc
 from ..core.config import Config
 from ..queue import active
 from ..queue.active import alive, process_started
-from ..queue.entries import Entry, Queue
+from ..queue.entries import Queue
+from ..queue.schema import Entry
 from ..results.records import read_record
 from .capacity import Capacity
 

@@ -14,7 +14,7 @@ from ..queue.entries import clock  # noqa: F401 (the time of day the queue's not
 from ..results.records import parse_iso
 
 if TYPE_CHECKING:
-    from ..queue.entries import Entry
+    from ..queue.schema import Entry
     from ..results.records import RunRecord
 
 VALUE_WIDTH = 24  # a parameter or metric in a table column

@@ -14,7 +14,8 @@ from typing import Any
 
 from ..core.config import Place
 from ..queue import active
-from ..queue.entries import Entry, Queue
+from ..queue.entries import Queue
+from ..queue.schema import Entry
 from ..results.records import parse_iso, read_record
 from . import format
 
