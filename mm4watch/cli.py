@@ -61,7 +61,7 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-HIDDEN = ("_exec", "_resume", "_dask_agent")  # the daemon's and the pool's own: they parse, listed nowhere
+HIDDEN = ("_exec", "_resume", "_helper")  # the daemon's and the executors' own: they parse, listed nowhere
 
 
 def build_parser(command: str | None = None, every: bool = False) -> argparse.ArgumentParser:

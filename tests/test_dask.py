@@ -400,7 +400,18 @@ def test_an_agent_nobody_uses_ends_by_itself_and_a_stopped_one_removes_its_socke
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not socket_path(scheduler, dask_tls(dask_pool)).exists(), timeout=30, what="the socket gone")
     child = subprocess.run(
-        [sys.executable, "-m", "mm4watch", "_dask_agent", scheduler, "--idle", "1", *dask_tls(dask_pool).args()],
+        [
+            sys.executable,
+            "-m",
+            "mm4watch",
+            "_helper",
+            "dask",
+            "dask-agent",
+            scheduler,
+            "--idle",
+            "1",
+            *dask_tls(dask_pool).args(),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -204,7 +204,7 @@ def _named_modules(tree):
     }
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in loggers:
-            parts = node.value.split(".")
+            parts = node.value.split(":")[0].split(".")  # "module:function" names its module too
             if len(parts) == 3 and parts[0] == "mm4watch" and (PACKAGE / parts[1] / f"{parts[2]}.py").exists():
                 yield node.lineno, node.value
 
@@ -221,7 +221,7 @@ def test_links_made_by_name_keep_the_rooms_rule_too():
                 upward.append(f"mm4watch/{rel}:{line} ({here}) names {target} ({there})")
     assert upward == []
     named = {target for _, _, _, tree in modules() for _, target in _named_modules(tree)}
-    assert {"mm4watch.far.runner", "mm4watch.far.there"} <= named  # the test sees them
+    assert {"mm4watch.far.runner", "mm4watch.far.there", "mm4watch.remote.dask_agent:main"} <= named  # seen
 
 
 def test_the_far_side_is_what_is_shipped_and_lies_below_the_executors():
@@ -239,7 +239,7 @@ def test_commands_started_as_processes_go_through_one_seam_and_exist():
     starts that way by name is one the CLI has."""
     from mm4watch.cli import COMMANDS, HIDDEN
 
-    spelt, started = [], []
+    spelt, started, helpers = [], [], []
     for rel, _, _, tree in modules():
         for node in ast.walk(tree):
             if isinstance(node, (ast.List, ast.Tuple)):
@@ -247,13 +247,21 @@ def test_commands_started_as_processes_go_through_one_seam_and_exist():
                 if any(a == "-m" and b == "mm4watch" for a, b in zip(words, words[1:], strict=False)):
                     spelt.append(f"mm4watch/{rel}:{node.lineno}")
             func = node.func if isinstance(node, ast.Call) else None
-            if isinstance(func, ast.Attribute) and func.attr == "command" and getattr(func.value, "id", "") == "proc":
-                first = node.args[0] if node.args else None
-                if isinstance(first, ast.Constant):
-                    started.append((f"mm4watch/{rel}:{node.lineno}", first.value))
+            if (
+                isinstance(func, ast.Attribute)
+                and func.attr in ("command", "helper")
+                and getattr(func.value, "id", "") == "proc"
+            ):
+                words = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
+                if func.attr == "helper":  # an executor type's helper: mm4watch _helper TYPE NAME
+                    helpers.append((f"mm4watch/{rel}:{node.lineno}", words[0], words[1]))
+                    words = ["_helper"]
+                if words and isinstance(words[0], str):
+                    started.append((f"mm4watch/{rel}:{node.lineno}", words[0]))
     assert spelt == ["mm4watch/core/proc.py:30"]  # command() itself
-    assert {name for _, name in started} >= {"_exec", "_resume", "_dask_agent", "start", "report"}
+    assert {name for _, name in started} >= {"_exec", "_resume", "_helper", "start", "report"}
     assert [(where, name) for where, name in started if name not in {*COMMANDS, *HIDDEN}] == []
+    assert helpers and all(callable(plugins.helper(kind, name)) for _, kind, name in helpers), helpers
 
 
 def test_processes_are_started_through_the_one_seam():

@@ -71,6 +71,17 @@ def test_a_plug_in_adds_its_own_tag_option(toy_env, toy_project):
     assert mm4(["check", "notebooks/minty.ipynb"], cwd=project, env=toy_env).returncode == 0
 
 
+def test_a_plug_in_registers_a_helper_process(toy_env, toy_project):
+    """A type's ``helpers`` run as ``mm4watch _helper TYPE NAME ARGS`` (how the dask executor's agent
+    starts); its exit code is the command's; an unknown helper is a usage error."""
+    project, _ = toy_project
+    done = mm4(["_helper", "toy", "hello", "world", "--loud"], cwd=project, env=toy_env)
+    assert (done.returncode, done.stdout.strip()) == (0, "hello world --loud"), done.stderr
+    assert mm4(["_helper", "toy", "hello"], cwd=project, env=toy_env).returncode == 3
+    done = mm4(["_helper", "toy", "bye"], cwd=project, env=toy_env)
+    assert done.returncode == 2 and "registers no helper 'bye'" in done.stderr
+
+
 def test_doctor_and_gc_ask_the_plug_in(toy_env, toy_project):
     project, workspace = toy_project
     done = mm4(["doctor"], cwd=project, env=toy_env)

@@ -152,6 +152,21 @@ def tag_options() -> dict[str, str]:
     return found
 
 
+def helper(kind: str, name: str) -> Any:
+    """The function behind helper ``name`` that executor type ``kind`` registers (``helpers``:
+    name -> "module:function", called with the helper's arguments, returning its exit code)."""
+    import importlib
+
+    from .errors import UsageError
+
+    try:
+        where = dict(getattr(executor_class(kind), "helpers", {}))[name]
+    except KeyError:
+        raise UsageError(f"executor type {kind!r} registers no helper {name!r}") from None
+    module, _, function = where.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def config_class(kind: str) -> type[ExecutorConfig]:
     return executor_class(kind).config_class
 

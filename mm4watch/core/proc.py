@@ -30,6 +30,11 @@ def command(name: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "mm4watch", name, *args]
 
 
+def helper(kind: str, name: str, *args: str) -> list[str]:
+    """The argv of helper ``name`` that executor type ``kind`` registers (``mm4watch _helper``)."""
+    return command("_helper", kind, name, *args)
+
+
 def run(
     argv: Sequence[str],
     *,

@@ -82,6 +82,7 @@ class Executor(Generic[H]):
     died = "the runner ended without a result"  # how an end without result.json reads, per executor
     elsewhere: ClassVar[bool] = True  # runs on another machine: earlier results are sent there (mirror)
     tag_options: ClassVar[dict[str, str]] = {}  # options this type adds to the tag (its own: job.tag), with meaning
+    helpers: ClassVar[dict[str, str]] = {}  # processes it runs beside the runs: name -> "module:function" (_helper)
 
     def __init__(self, settings: ExecutorConfig, config: Config, harvest_every_s: float | None = None) -> None:
         self.settings = settings

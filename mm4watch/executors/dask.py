@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core import checks
 from ..core.config import Config, ConfigProblem, setting
@@ -183,6 +183,7 @@ class DaskExecutor(Executor[_Slot]):
         atomic_write_text(path, json.dumps({"lease": slot.lease.name, "node": slot.node.as_dict()}))
 
     node_word = "worker"
+    helpers: ClassVar[dict[str, str]] = {"dask-agent": "mm4watch.remote.dask_agent:main"}  # one client per scheduler
 
     def retries_lost(self) -> int:
         return self.settings.retries

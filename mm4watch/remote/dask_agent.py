@@ -5,7 +5,7 @@ A run asks this agent for its lease over a unix socket instead of importing
 machine's CPU per run (paid twice at once when two runs start together), and the
 scheduler would see a new client come and go for every run. As ssh's
 ControlPersist keeps a connection, the first mm4watch process that needs the
-scheduler starts the agent (``mm4watch _dask_agent ADDRESS``, under a lock this
+scheduler starts the agent (``mm4watch _helper dask dask-agent ADDRESS``, the helper the dask executor registers, under a lock this
 machine's mm4watch processes share); later ones connect to it.
 
 Each connection is served in a thread of the agent. A lease belongs to the
@@ -220,7 +220,7 @@ def _connect(address: str, tls: Tls | None) -> tuple[socket.socket, int]:
         if found is not None:
             return found
         log = log_path(address, tls)
-        argv = proc.command("_dask_agent", address, *(tls.args() if tls else []))
+        argv = proc.helper("dask", "dask-agent", address, *(tls.args() if tls else []))
         with open(log, "wb") as out:  # in this user's own folder: it holds no project's folder (or volume) open
             child = proc.detach(argv, cwd=log.parent, stdout=out)
         deadline = time.monotonic() + START_S
@@ -374,6 +374,22 @@ def serve(address: str, idle_s: float = IDLE_S, tls: Tls | None = None) -> int:
         pool.close()
         print(f"mm4watch: Dask agent {os.getpid()} ended: {why}", flush=True)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """The helper's command line: ADDRESS [--idle S] [--tls-ca F --tls-cert F --tls-key F]. Started by
+    the first mm4watch process that needs the scheduler; it ends by itself when nobody has used it
+    for a while. Exit 75: the scheduler did not answer (said on stderr, the agent's log)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="mm4watch _helper dask dask-agent")
+    parser.add_argument("address")
+    parser.add_argument("--idle", type=float, default=None, help="end after this many seconds with nobody connected")
+    for name in ("ca", "cert", "key"):
+        parser.add_argument(f"--tls-{name}", metavar="FILE", help=f"this machine's TLS {name} for a tls:// scheduler")
+    args = parser.parse_args(argv)
+    tls = Tls(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca and args.tls_cert and args.tls_key else None
+    return serve(args.address, IDLE_S if args.idle is None else args.idle, tls)
 
 
 if TYPE_CHECKING:  # the agent's pool and lease answer what a client's do (mypy holds them to it)

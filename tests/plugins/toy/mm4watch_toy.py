@@ -49,6 +49,7 @@ class ToyExecutor(Executor[_Work]):
     config_class = ToyConfig
     elsewhere = False  # on this machine: it reads the results folder itself
     tag_options: ClassVar[dict[str, str]] = {"flavour": "a word the toy keeps in the run's record"}
+    helpers: ClassVar[dict[str, str]] = {"hello": "mm4watch_toy:hello"}  # a process of its own, by name
     settings: ToyConfig
 
     def _base(self) -> Path:
@@ -114,3 +115,12 @@ class ToyExecutor(Executor[_Work]):
 
     def capacity(self) -> int:
         return self.settings.slots
+
+
+def hello(argv: list[str]) -> int:
+    """The toy's helper: says hello to its arguments; exit 3 with none."""
+    if not argv:
+        print("hello to whom?", file=sys.stderr)
+        return 3
+    print("hello " + " ".join(argv))
+    return 0
