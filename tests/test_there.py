@@ -162,3 +162,64 @@ def test_stop_terms_the_runner_then_kills_its_tree(tmp_path):
     t0 = time.monotonic()
     step(lib, "stop", "--run", str(run), "--grace", "1")
     assert stubborn.wait(timeout=10) == -9 and time.monotonic() - t0 >= 1
+
+
+def _tar_gz(members):
+    import gzip
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            if kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif kind == "link":
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buffer.getvalue())
+
+
+def step_in(lib, stdin, *argv):
+    done = subprocess.run(
+        [sys.executable, "-S", "-m", "mm4watch.far.there", *argv],
+        cwd=lib.parent, env={"PYTHONPATH": str(lib), "PATH": os.environ["PATH"]},
+        input=stdin, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
+def test_code_is_sent_once_per_digest_and_copied_for_each_run(tmp_path):
+    lib = far_side_only(tmp_path)
+    base = tmp_path / "base"
+    args = ["code", "--base", str(base), "--digest", "d1"]
+    assert step(lib, *args, "--run", "r1") == {"copied": False}  # nothing there yet: send it
+    project = _tar_gz([("src", "dir", b""), ("src/a.py", "file", b"print(1)\n"), ("link.py", "link", "src/a.py")])
+    assert step_in(lib, project, *args, "--run", "r1", "--incoming") == {"copied": True, "files": 1}
+    mine = base / "runs" / "r1" / "code"
+    assert (mine / "src" / "a.py").read_text() == "print(1)\n" and os.readlink(mine / "link.py") == "src/a.py"
+    assert (base / "code" / ".mm4-digest").read_text() == "d1\n"
+    assert step(lib, *args, "--run", "r2") == {"copied": True}  # the same code: copied, not sent
+    assert (base / "runs" / "r2" / "code" / "src" / "a.py").exists()
+    assert step(lib, "code", "--base", str(base), "--digest", "d2", "--run", "r3") == {"copied": False}
+
+
+def test_code_that_would_land_outside_its_folder_is_refused(tmp_path):
+    lib = far_side_only(tmp_path)
+    base = tmp_path / "base"
+    args = ["code", "--base", str(base), "--digest", "d", "--run", "r", "--incoming"]
+    for members in (
+        [("../evil.py", "file", b"x")],
+        [("/tmp/evil.py", "file", b"x")],
+        [("etc", "link", "/etc")],
+        [("up", "link", "../../outside")],
+    ):
+        said = step_in(lib, _tar_gz(members), *args)
+        assert "refused" in said["error"], said
+    assert not (tmp_path / "evil.py").exists() and not (base / "runs" / "r" / "code").exists()

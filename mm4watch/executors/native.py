@@ -205,22 +205,7 @@ class NativeExecutor(Executor[_Remote]):
         # brought to this run's code and copied for this run alone, while no other run of this
         # machine's brings it to other code
         ctx = buildctx.make(self.config, image=False)
-        code, run_code = f"{base}/code", f"{base}/runs/{job.key}/code"
-        with open(fsutil.host_lock("code", f"{self.target.label}\0{base}"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            copy = f"{join(['mkdir', '-p', f'{base}/runs/{job.key}'])} && {join(['cp', '-a', code, run_code])}"
-            there = self._sh(f"cat {quote(code + '/.mm4-digest')} 2>/dev/null; true").strip()
-            if there == ctx.digest:
-                self._sh(copy)
-            else:
-                self._sh(
-                    f"rm -rf {quote(code + '.new')} && mkdir -p {quote(code + '.new')} && "
-                    f"tar -xzf - -C {quote(code + '.new')} && echo {ctx.digest} > {quote(code + '.new/.mm4-digest')} && "
-                    f"rm -rf {quote(code)} && mv {quote(code + '.new')} {quote(code)} && {copy}",
-                    timeout=600,
-                    input=gzip.compress(ctx.data, 6),
-                )
-        if facts[2:3] != [digest]:  # mm4watch's far side changed (or is not there yet)
+        if facts[2:3] != [digest]:  # mm4watch's far side changed (or is not there yet): it goes first
             ssh.rsync_to(
                 target,
                 lib,
@@ -229,15 +214,27 @@ class NativeExecutor(Executor[_Remote]):
                 extra=[*far_side_includes(), "--exclude=*", "--delete-excluded"],
             )
             self._sh(f"echo {digest} > {quote(base + '/lib/.digest')}")
+        with open(fsutil.host_lock("code", f"{self.target.label}\0{base}"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            said = json.loads(self._there(f"{base}/lib", "code", base=base, run=job.key, digest=ctx.digest))
+            if not said["copied"]:  # the copy there is of other code: this one is sent
+                self._there(
+                    f"{base}/lib", "code", base=base, run=job.key, digest=ctx.digest, incoming=True,
+                    stdin=gzip.compress(ctx.data, 6), timeout=600,
+                )  # fmt: skip
         return {"home": home, "base": base, "env": native_env.environment(self, base, version, job)}
 
-    def _there(self, lib: str, step: str, **args: Any) -> str:
+    def _there(self, lib: str, step: str, stdin: bytes | None = None, timeout: float = 120, **args: Any) -> str:
         """A far-side step (``far.there``) on that machine, with the far side shipped to ``lib``:
-        arguments go, not a shell program; its one line of JSON comes back."""
+        arguments go (a flag for True), not a shell program; its one line of JSON comes back."""
         argv = [f"PYTHONPATH={lib}", self.python, "-m", THERE, step]
         for name, value in args.items():
-            argv += [f"--{name}", str(value)]
-        return self._sh(join(["env", *argv]), timeout=120).strip().splitlines()[-1]
+            argv += [f"--{name}"] if value is True else [f"--{name}", str(value)]
+        said = self._sh(join(["env", *argv]), timeout=timeout, input=stdin).strip().splitlines()[-1]
+        error = json.loads(said).get("error")
+        if error:
+            raise Mm4Error(f"{step} on {self.target.label} failed: {error}")
+        return said
 
     # -- running ------------------------------------------------------------------
 
