@@ -7,16 +7,16 @@ import subprocess
 import sys
 import time
 
-from mm4watch.far import there
+from mm4watch.far import there, venvs
 
 
-def make_env(venvs, name, age_s, ready=True, requirements="pandas\n"):
-    venv = venvs / name
+def make_env(folder, name, age_s, ready=True, requirements="pandas\n"):
+    venv = folder / name
     (venv / "bin").mkdir(parents=True)
     if ready:
-        (venv / there.PROBE_NAME).write_text(json.dumps({"python": "3.9.6", "name": name}))
-        (venv / there.REQUIREMENTS_NAME).write_text(requirements)
-        (venv / there.READY_NAME).touch()
+        (venv / venvs.PROBE_NAME).write_text(json.dumps({"python": "3.9.6", "name": name}))
+        (venv / venvs.REQUIREMENTS_NAME).write_text(requirements)
+        (venv / venvs.READY_NAME).touch()
     when = time.time() - age_s
     os.utime(venv, (when, when))
     return venv
@@ -45,48 +45,48 @@ def step(lib, *argv):
 
 
 def test_prune_keeps_the_newest_and_the_pinned(tmp_path):
-    venvs = tmp_path / "venvs"
+    folder = tmp_path / "venvs"
     for i, name in enumerate(["a", "b", "c", "d", "e"]):
-        make_env(venvs, name, age_s=100 * (i + 1))  # a newest, e oldest
-    removed = there.prune(venvs, key="c", keep=3, keep_also={"e"})
+        make_env(folder, name, age_s=100 * (i + 1))  # a newest, e oldest
+    removed = venvs.prune(folder, key="c", keep=3, keep_also={"e"})
     # c (this run's) counts among the 3 kept: then a and b, the newest others; d goes, e is pinned
     assert removed == ["d"]
-    assert sorted(p.name for p in venvs.iterdir()) == ["a", "b", "c", "e"]
+    assert sorted(p.name for p in folder.iterdir()) == ["a", "b", "c", "e"]
 
 
 def test_prune_removes_read_only_folders_too(tmp_path):
-    venvs = tmp_path / "venvs"
-    make_env(venvs, "new", age_s=10)
-    old = make_env(venvs, "old", age_s=100)
+    folder = tmp_path / "venvs"
+    make_env(folder, "new", age_s=10)
+    old = make_env(folder, "old", age_s=100)
     (old / "lib").mkdir()
     (old / "lib" / "x.py").write_text("")
     os.chmod(old / "lib", 0o555)
-    assert there.prune(venvs, key="new", keep=1, keep_also=set()) == ["old"]
+    assert venvs.prune(folder, key="new", keep=1, keep_also=set()) == ["old"]
     assert not old.exists()
 
 
 def test_environment_pins_prunes_and_says_ready(tmp_path):
     lib = far_side_only(tmp_path)
     base = tmp_path / "base"
-    venvs = base / "venvs"
-    make_env(venvs, "k1", age_s=10)
-    make_env(venvs, "k2", age_s=20)
-    make_env(venvs, "k3", age_s=30)
+    folder = base / "venvs"
+    make_env(folder, "k1", age_s=10)
+    make_env(folder, "k2", age_s=20)
+    make_env(folder, "k3", age_s=30)
     (base / "runs" / "other").mkdir(parents=True)
-    (base / "runs" / "other" / there.PIN_NAME).write_text("k3\n")  # a run still going names k3
+    (base / "runs" / "other" / venvs.PIN_NAME).write_text("k3\n")  # a run still going names k3
     said = step(lib, "environment", "--base", str(base), "--key", "k2", "--keep", "1", "--run", "r1")
     assert said["ready"] == {"python": "3.9.6", "name": "k2"}
     assert said["removed"] == ["k1"]  # k3 is pinned by the other run
-    assert (base / "runs" / "r1" / there.PIN_NAME).read_text() == "k2\n"
-    assert sorted(p.name for p in venvs.iterdir()) == ["k2", "k3"]
+    assert (base / "runs" / "r1" / venvs.PIN_NAME).read_text() == "k2\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["k2", "k3"]
 
 
 def test_environment_not_there_says_what_the_newest_was_built_from(tmp_path):
     lib = far_side_only(tmp_path)
     base = tmp_path / "base"
-    venvs = base / "venvs"
-    make_env(venvs, "half", age_s=5, ready=False)  # a half-built one says nothing
-    make_env(venvs, "older", age_s=50, requirements="numpy==2.0\n")
+    folder = base / "venvs"
+    make_env(folder, "half", age_s=5, ready=False)  # a half-built one says nothing
+    make_env(folder, "older", age_s=50, requirements="numpy==2.0\n")
     said = step(lib, "environment", "--base", str(base), "--key", "new", "--keep", "3", "--run", "r2")
     assert said == {"ready": None, "earlier": "numpy==2.0\n", "removed": []}
     said = step(lib, "environment", "--base", str(tmp_path / "empty"), "--key", "k", "--keep", "3", "--run", "r")
@@ -95,10 +95,10 @@ def test_environment_not_there_says_what_the_newest_was_built_from(tmp_path):
 
 def test_a_half_built_environment_is_not_ready(tmp_path):
     venv = make_env(tmp_path / "venvs", "k", age_s=1)
-    (venv / there.PROBE_NAME).write_text("{not json")
-    assert there.read_ready(venv) is None
-    (venv / there.READY_NAME).unlink()
-    assert there.read_ready(venv) is None
+    (venv / venvs.PROBE_NAME).write_text("{not json")
+    assert venvs.read_ready(venv) is None
+    (venv / venvs.READY_NAME).unlink()
+    assert venvs.read_ready(venv) is None
 
 
 def test_state_says_result_alive_and_boot_time(tmp_path):
@@ -223,3 +223,57 @@ def test_code_that_would_land_outside_its_folder_is_refused(tmp_path):
         said = step_in(lib, _tar_gz(members), *args)
         assert "refused" in said["error"], said
     assert not (tmp_path / "evil.py").exists() and not (base / "runs" / "r" / "code").exists()
+
+
+def test_poll_sends_the_log_from_an_offset_and_says_when_the_run_ended(tmp_path):
+    lib = far_side_only(tmp_path)
+    run = tmp_path / "run"
+    (run / "output").mkdir(parents=True)
+    (run / "run.log").write_bytes(b"first\nsecond line\n{not json}\n")
+    runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / "pid").write_text(f"{runner.pid}\n")
+        result = run / "output" / "result.json"
+        argv = [sys.executable, "-S", "-m", "mm4watch.far.there", "poll", "--run", str(run), "--result", str(result)]
+        env = {"PYTHONPATH": str(lib), "PATH": os.environ["PATH"]}
+        t0 = time.monotonic()
+        out = subprocess.run([*argv, "--wait", "0.5", "--offset", "6"], env=env, capture_output=True, timeout=60).stdout
+        assert time.monotonic() - t0 >= 0.5  # it waited for an end that did not come
+        said = json.loads(out.rstrip(b"\n").rpartition(b"\n")[2])
+        assert said == {"ended": False, "bytes": 23}  # the log's lines, a line like JSON among them, come first
+        assert out.startswith(b"second line\n{not json}\n")
+        result.write_text("{}")
+        out = subprocess.run([*argv, "--wait", "30", "--offset", "30"], env=env, capture_output=True, timeout=60).stdout
+        assert json.loads(out.strip()) == {"ended": True, "bytes": 0}
+        result.unlink()
+        runner.kill()
+        runner.wait()
+        out = subprocess.run([*argv, "--wait", "30", "--offset", "30"], env=env, capture_output=True, timeout=60).stdout
+        assert json.loads(out.strip())["ended"] is True  # its runner gone, no result: ended all the same
+    finally:
+        runner.kill()
+
+
+def test_uv_gc_without_a_cache_says_so(tmp_path):
+    lib = far_side_only(tmp_path)
+    assert step(lib, "uv-gc", "--tools", str(tmp_path / "nothing"), "--bound", "1000") == {"cache": False}
+
+
+def test_a_failed_build_says_why_and_leaves_no_ready_environment(tmp_path):
+    """pip cannot install a requirements file that is not there; uv is not to be had (its tool folder
+    is a file): the step says which command failed, how it built, and keeps what the commands said."""
+    lib = far_side_only(tmp_path)
+    base = tmp_path / "work" / "project"
+    base.mkdir(parents=True)
+    (tmp_path / "work" / "tools").write_text("not a folder")
+    done = subprocess.run(
+        [sys.executable, "-m", "mm4watch.far.there", "build", "--base", str(base), "--key", "k1",
+         "--requirements", str(tmp_path / "missing.txt")],
+        env={"PYTHONPATH": str(lib), "PATH": os.environ["PATH"], "PIP_NO_INDEX": "1"},
+        capture_output=True, timeout=300,
+    )  # fmt: skip
+    said = json.loads(done.stdout.strip().splitlines()[-1])
+    assert said["how"]["uv"] is None and said["how"]["why"], said
+    assert "failed" in said and "pip" in said["failed"], said
+    assert "missing.txt" in said["log"], said["log"]
+    assert not (base / "venvs" / "k1" / venvs.READY_NAME).exists()

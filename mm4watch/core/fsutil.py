@@ -6,9 +6,12 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import socket
 import stat
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +166,22 @@ def peer_uid(sock: socket.socket) -> int | None:
 def host_lock(purpose: str, key: str) -> Path:
     """The lock file this machine's mm4watch processes share for ``key``."""
     return host_file(purpose, key, ".lock")
+
+
+def remove_tree(path: Path) -> None:
+    """``rm -rf``: read-only folders inside (a package's) made writable on the way."""
+
+    def writable_then_again(function: Callable[..., Any], name: str, _: Any) -> None:
+        try:
+            os.chmod(os.path.dirname(name), stat.S_IRWXU)
+            os.chmod(name, stat.S_IRWXU)
+        except OSError:
+            pass
+        try:
+            function(name)
+        except FileNotFoundError:
+            pass
+
+    handler = "onexc" if sys.version_info >= (3, 12) else "onerror"  # onerror is deprecated from 3.12
+    options: dict[str, Any] = {handler: writable_then_again}
+    shutil.rmtree(path, **options)

@@ -23,7 +23,7 @@ RUNNER = "mm4watch.far.runner"  # the module that runs papermill, on whichever m
 FAR_SIDE = (
     "__init__.py",
     "core/__init__.py", "core/errors.py", "core/fsutil.py", "core/lean_imports.py",
-    "far/__init__.py", "far/runner.py", "core/runenv.py", "far/helpers.py", "far/there.py",
+    "far/__init__.py", "far/runner.py", "core/runenv.py", "far/helpers.py", "far/there.py", "far/venvs.py",
     "results/__init__.py", "results/records.py", "results/store.py", "results/metrics.py",
 )  # fmt: skip
 

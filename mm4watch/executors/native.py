@@ -165,9 +165,7 @@ class NativeExecutor(Executor[_Remote]):
     def gc(self, keep: int | None) -> list[str]:
         return [
             *gc_copies(ssh.shared(self.target), self.config, self.settings.workdir or "mm4watch"),
-            native_env.gc_uv_cache(
-                self,
-            ),
+            native_env.gc_uv_cache(self),
             f"executor {self.name!r} keeps the newest {self.settings.keep_environments} environments on "
             f"{self.target.label}, pruned after each run",
         ]
@@ -175,9 +173,6 @@ class NativeExecutor(Executor[_Remote]):
     # -- preparing ----------------------------------------------------------------
 
     def _sync(self, job: Job) -> dict[str, Any]:
-        target = ssh.shared(self.target)
-        lib, _ = runner_files()
-        digest = runner_digest()[:16]
         # one round trip: folders, where home is, the interpreter's version, the runner's version there
         folders = [f"{self.base}/{sub}" for sub in ("runs", "venvs", "code", "lib/mm4watch")]
         facts = self._sh(
@@ -205,18 +200,10 @@ class NativeExecutor(Executor[_Remote]):
         # brought to this run's code and copied for this run alone, while no other run of this
         # machine's brings it to other code
         ctx = buildctx.make(self.config, image=False)
-        if facts[2:3] != [digest]:  # mm4watch's far side changed (or is not there yet): it goes first
-            ssh.rsync_to(
-                target,
-                lib,
-                f"{base}/lib/mm4watch",
-                mkdir=False,
-                extra=[*far_side_includes(), "--exclude=*", "--delete-excluded"],
-            )
-            self._sh(f"echo {digest} > {quote(base + '/lib/.digest')}")
+        self._far_side(base, facts[2:3])  # it goes first: the steps below are its
         with open(fsutil.host_lock("code", f"{self.target.label}\0{base}"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            said = json.loads(self._there(f"{base}/lib", "code", base=base, run=job.key, digest=ctx.digest))
+            said = self._there(f"{base}/lib", "code", base=base, run=job.key, digest=ctx.digest)
             if not said["copied"]:  # the copy there is of other code: this one is sent
                 self._there(
                     f"{base}/lib", "code", base=base, run=job.key, digest=ctx.digest, incoming=True,
@@ -224,16 +211,38 @@ class NativeExecutor(Executor[_Remote]):
                 )  # fmt: skip
         return {"home": home, "base": base, "env": native_env.environment(self, base, version, job)}
 
-    def _there(self, lib: str, step: str, stdin: bytes | None = None, timeout: float = 120, **args: Any) -> str:
+    def _far_side(self, base: str, there: list[str] | None = None) -> str:
+        """mm4watch's far side shipped to ``<base>/lib`` unless the copy there is of this version
+        (``there``: its digest as read already, else read now). Its folder."""
+        digest = runner_digest()[:16]
+        if there is None:
+            there = self._sh(f"cat {quote(base + '/lib/.digest')} 2>/dev/null; true").split()[:1]
+        if there != [digest]:
+            self._sh(join(["mkdir", "-p", f"{base}/lib/mm4watch"]))
+            lib, _ = runner_files()
+            extra = [*far_side_includes(), "--exclude=*", "--delete-excluded"]
+            ssh.rsync_to(ssh.shared(self.target), lib, f"{base}/lib/mm4watch", mkdir=False, extra=extra)
+            self._sh(f"echo {digest} > {quote(base + '/lib/.digest')}")
+        return f"{base}/lib"
+
+    def _there(
+        self, lib: str, step: str, stdin: bytes | None = None, timeout: float = 120, **args: Any
+    ) -> dict[str, Any]:
         """A far-side step (``far.there``) on that machine, with the far side shipped to ``lib``:
-        arguments go (a flag for True), not a shell program; its one line of JSON comes back."""
+        arguments go (a flag for True), not a shell program; its line of JSON comes back (and the
+        bytes it sends before it, as ``raw``). A step's error is raised, with the machine's name."""
         argv = [f"PYTHONPATH={lib}", self.python, "-m", THERE, step]
         for name, value in args.items():
             argv += [f"--{name}"] if value is True else [f"--{name}", str(value)]
-        said = self._sh(join(["env", *argv]), timeout=timeout, input=stdin).strip().splitlines()[-1]
-        error = json.loads(said).get("error")
-        if error:
-            raise Mm4Error(f"{step} on {self.target.label} failed: {error}")
+        out = ssh.run(ssh.shared(self.target), join(["env", *argv]), timeout=timeout, input=stdin).stdout
+        head, _, line = out.rstrip(b"\n").rpartition(b"\n")  # the line of JSON comes last
+        if not line.startswith(b"{"):
+            raise Mm4Error(f"{step} on {self.target.label} gave no answer: {out[-300:].decode(errors='replace')!r}")
+        said: dict[str, Any] = json.loads(line)
+        size = int(said.get("bytes") or 0)
+        said["raw"] = head[len(head) - size :] if size else b""  # the bytes sent before it
+        if said.get("error"):
+            raise Mm4Error(f"{step} on {self.target.label} failed: {said['error']}")
         return said
 
     # -- running ------------------------------------------------------------------
@@ -312,7 +321,7 @@ class NativeExecutor(Executor[_Remote]):
     def find(self, job: Job, info: dict[str, Any]) -> _Remote | None:
         home = self._sh("cd && pwd").strip()
         run = f"{home}/{self.base}/runs/{job.key}"
-        said = json.loads(self._there(f"{home}/{self.base}/lib", "found", run=run))
+        said = self._there(f"{home}/{self.base}/lib", "found", run=run)
         if not said["started"]:
             return None
         # re-attached: the log so far is home already
@@ -326,31 +335,25 @@ class NativeExecutor(Executor[_Remote]):
         return mirror.remote_dir(self.config, f"{home}/{self.settings.workdir or 'mm4watch'}")
 
     def poll(self, handle: _Remote, job: Job, wait_s: float) -> int | None:
+        # the far side waits (up to 5 s) for the runner to end: the end is seen at once
         run = handle.run
-        wait = max(1, min(50, int(10 * wait_s)))
-        result = quote(f"{run}/output/{RESULT_DIR}/result.json")
-        # the far side waits (up to 5 s) for the runner to end: the end is seen at once. Ended means
-        # its result is written, or its pid is gone (a zombie that nobody reaps still passes kill -0)
-        ended = f"{{ test -f {result} || ! kill -0 $pid 2>/dev/null; }}"
+        result = f"{run}/output/{RESULT_DIR}/result.json"
+        wait = max(0.1, min(5.0, wait_s))
         try:
-            out = ssh.run(
-                ssh.shared(self.target),
-                f"pid=$(cat {quote(run + '/pid')}); for i in $(seq {wait}); do {ended} && break; sleep 0.1; done; "
-                f"if {ended}; then echo done; else echo running; fi; "
-                f"tail -c +{int(handle.offset) + 1} {quote(run + '/run.log')}",
-                timeout=60,
-            ).stdout
+            said = self._there(
+                _lib_of(run), "poll", run=run, result=result, wait=wait, offset=handle.offset, timeout=60
+            )
         except ssh.Unreachable:
             if ssh.probe(self.target):  # one command lost, the Mini there: the run goes on; look again
                 time.sleep(POLL_S)
                 return None
             raise  # the Mini went away: the shared steps wait for it (Executor._away)
-        state, _, chunk = out.partition(b"\n")
+        chunk = said.get("raw", b"")
         if handle.log is not None:
             handle.log.write(chunk)
             handle.log.flush()
         handle.offset += len(chunk)
-        return 0 if state.strip() == b"done" else None  # its result.json says how it went
+        return 0 if said["ended"] else None  # its result.json says how it went
 
     def stop(self, handle: _Remote) -> None:
         """TERM the runner (papermill saves what ran), then KILL its whole tree, kernel included."""
@@ -395,7 +398,7 @@ class NativeExecutor(Executor[_Remote]):
 
         run = handle.run
         result = f"{run}/output/{RESULT_DIR}/result.json"
-        said = json.loads(self._there(_lib_of(run), "state", run=run, result=result))
+        said = self._there(_lib_of(run), "state", run=run, result=result)
         booted = ssh.restarted_at(said["boot"], went_at)
         if booted is not None:
             return "ended", None, f"the Mini restarted at {clock_time(booted)}, and the run with it"

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -21,105 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-PIN_NAME = ".mm4-venv"  # in a run's folder there: the environment it runs in, never pruned under it
-READY_NAME = ".ready"  # in an environment: it was built whole
-PROBE_NAME = "env.json"  # in an environment: what its interpreter said of itself
-REQUIREMENTS_NAME = "requirements.in"  # in an environment: the requirements.txt it was built from
-
-
-def pinned(runs: Path) -> set[str]:
-    """The environments the runs still on this machine name (``runs/<key>/.mm4-venv``)."""
-    names = set()
-    for pin in runs.glob(f"*/{PIN_NAME}"):
-        try:
-            names.add(pin.read_text().strip())
-        except OSError:
-            continue  # a run ending meanwhile
-    return names
-
-
-def newest_first(folder: Path) -> list[Path]:
-    """The folders in ``folder``, the most recently changed first (as ``ls -t``)."""
-    found = []
-    for entry in folder.iterdir() if folder.is_dir() else ():
-        try:
-            if entry.is_dir() and not entry.is_symlink():
-                found.append((entry.stat().st_mtime, entry.name, entry))
-        except OSError:
-            continue
-    return [path for _, _, path in sorted(found, key=lambda t: (t[0], t[1]), reverse=True)]
-
-
-def prune(venvs: Path, key: str, keep: int, keep_also: set[str]) -> list[str]:
-    """Environments beyond the newest ``keep`` (``key``, the one this run uses, counted among them),
-    removed, except those in ``keep_also`` (pinned by a run still there). The names removed."""
-    others = [path for path in newest_first(venvs) if path.name != key]
-    removed = []
-    for path in others[max(0, keep - 1) :]:
-        if path.name in keep_also:
-            continue
-        remove_tree(path)
-        removed.append(path.name)
-    return removed
-
-
-def remove_tree(path: Path) -> None:
-    """``rm -rf``: read-only folders inside (a package's) made writable on the way."""
-
-    def writable_then_again(function: Callable[..., Any], name: str, _: Any) -> None:
-        try:
-            os.chmod(os.path.dirname(name), stat.S_IRWXU)
-            os.chmod(name, stat.S_IRWXU)
-        except OSError:
-            pass
-        try:
-            function(name)
-        except FileNotFoundError:
-            pass
-
-    handler = "onexc" if sys.version_info >= (3, 12) else "onerror"  # onerror is deprecated from 3.12
-    options: dict[str, Any] = {handler: writable_then_again}
-    shutil.rmtree(path, **options)
-
-
-def read_ready(venv: Path) -> dict[str, Any] | None:
-    """What a whole environment's interpreter said of itself; None when it is not there or half-built."""
-    try:
-        if not (venv / READY_NAME).is_file():
-            return None
-        said = json.loads((venv / PROBE_NAME).read_text())
-    except (OSError, ValueError):
-        return None
-    return said if isinstance(said, dict) else None
-
-
-def earlier_requirements(venvs: Path) -> str | None:
-    """The requirements.txt the newest whole environment here was built from (its packages are in the
-    machine's uv cache); None when there is none."""
-    for venv in newest_first(venvs):
-        if (venv / READY_NAME).is_file():
-            try:
-                return (venv / REQUIREMENTS_NAME).read_text()
-            except OSError:
-                continue
-    return None
-
-
-def environment(base: str, key: str, keep: int, run: str) -> dict[str, Any]:
-    """Before a run: pin environment ``key`` for run ``run``, prune the others past ``keep`` (pinned
-    ones stay), and say whether ``key`` is ready (``ready``: what its interpreter said) or, when it is
-    not, what the newest one was built from (``earlier``)."""
-    root = Path(base)
-    venvs = root / "venvs"
-    venvs.mkdir(parents=True, exist_ok=True)
-    run_dir = root / "runs" / run
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / PIN_NAME).write_text(key + "\n")
-    removed = prune(venvs, key, keep, pinned(root / "runs"))
-    ready = read_ready(venvs / key)
-    if ready is not None:
-        return {"ready": ready, "removed": removed}
-    return {"ready": None, "earlier": earlier_requirements(venvs), "removed": removed}
+from ..core.fsutil import remove_tree
+from . import venvs
 
 
 def alive(pid: int) -> bool:
@@ -230,6 +132,32 @@ def stop(run: str, grace: float) -> dict[str, Any]:
     return {"stopped": pid, "below": len(tree)}
 
 
+def poll(run: str, result: str, wait: float, offset: int) -> dict[str, Any]:
+    """A run followed: wait up to ``wait`` seconds for it to end (its ``result`` written, or its runner
+    gone: a zombie nobody reaps counts as gone), then say whether it ended and send its log from byte
+    ``offset`` on (``bytes`` of it, right before the line of JSON)."""
+    folder = Path(run)
+    pid = read_pid(folder)
+    deadline = time.monotonic() + wait
+
+    def ended() -> bool:
+        return Path(result).is_file() or pid is None or not alive(pid)
+
+    while not ended() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    done = ended()
+    try:
+        with open(folder / "run.log", "rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read()
+    except OSError:
+        chunk = b""
+    return {"ended": done, "bytes": len(chunk), RAW: chunk}
+
+
+RAW = "_raw"  # a step's bytes sent before its line of JSON (``bytes`` says how many)
+
+
 def code(base: str, run: str, digest: str, incoming: bool = False) -> dict[str, Any]:
     """The project's code for run ``run``: the copy under ``base/code`` brought to ``digest`` and copied
     for this run alone (``runs/<run>/code``). Without ``incoming``: copied when the copy there is at
@@ -290,8 +218,11 @@ def untar(stream: Any, into: Path) -> int:
 
 
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
+    "build": venvs.build,
+    "poll": poll,
+    "uv-gc": venvs.uv_gc,
     "code": code,
-    "environment": environment,
+    "environment": venvs.environment,
     "state": state,
     "found": found,
     "stop": stop,
@@ -314,13 +245,26 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name).add_argument("--run", required=True)
     sub.choices["state"].add_argument("--result", required=True)
     sub.choices["stop"].add_argument("--grace", type=float, default=10.0)
+    follow = sub.add_parser("poll")
+    follow.add_argument("--run", required=True)
+    follow.add_argument("--result", required=True)
+    follow.add_argument("--wait", type=float, default=5.0)
+    follow.add_argument("--offset", type=int, default=0)
+    build = sub.add_parser("build")
+    for name in ("--base", "--key", "--requirements", "--lines"):
+        build.add_argument(name, default="")
+    gc = sub.add_parser("uv-gc")
+    gc.add_argument("--tools", required=True)
+    gc.add_argument("--bound", type=int, required=True)
     args = vars(parser.parse_args(argv))
     step = STEPS[args.pop("step")]
     try:
         said = step(**args)
     except (OSError, ValueError) as exc:  # said as data: the asker words it (``error``)
         said = {"error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(said))
+    raw = said.pop(RAW, b"")
+    sys.stdout.buffer.write(raw + b"\n" + json.dumps(said).encode() + b"\n")  # the line of JSON last
+    sys.stdout.buffer.flush()
     return 0
 
 
