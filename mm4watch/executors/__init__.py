@@ -40,6 +40,7 @@ class Job:
     earlier: Inputs | None = None  # earlier runs to make visible there, read-only (remote executors)
     tag: Mapping[str, str] = field(default_factory=dict)  # the notebook's tag options (an executor's own: tag_options)
     avoid: tuple[str, ...] = ()  # a pool's machines this run lost: the next attempt goes elsewhere
+    reached: list[Any] = field(default_factory=list)  # what check() reached (a connection): the first attempt's
     on_phase: Callable[[str], None] | None = None  # told what the run is doing: "building on mini", ...
     on_place: Callable[[str], None] | None = None  # told which machine of a pool runs it
     lost: list[str] = field(default_factory=list)  # the machine went away mid-run: what happened, in words

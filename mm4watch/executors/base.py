@@ -95,8 +95,10 @@ class Executor(Generic[H]):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type}
 
-    def check(self) -> None:
-        """Raise ``ssh.Unreachable`` when the executor cannot take a run now."""
+    def check(self) -> Any:
+        """Raise ``ssh.Unreachable`` when the executor cannot take a run now. What it reached and
+        is worth keeping (a connection, with ``close()``) goes to the run as ``job.reached``."""
+        return None
 
     def prepare(self, job: Job, info: dict[str, Any]) -> H | Outcome:
         raise NotImplementedError
@@ -233,6 +235,8 @@ class Executor(Generic[H]):
                 outcome = dataclasses.replace(outcome, executor={**outcome.executor, "lost_nodes": lost})
             return outcome
         finally:
+            while job.reached:  # what check() reached and no attempt took
+                job.reached.pop().close()
             self.close()
 
     def _attempt(self, job: Job) -> Outcome:

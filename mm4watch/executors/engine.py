@@ -41,22 +41,17 @@ INSECURE_WHERE = (
 
 
 class EngineExecutor(Executor[H]):
-    """An executor that talks to a Docker engine: ``check()`` reaches it and keeps the connection
-    for the ``execute()`` that follows (no second connection); ``prepare`` closes it on failure."""
+    """An executor that talks to a Docker engine: ``check()`` reaches it and hands the connection
+    to the run (``job.reached``: no second connection); ``prepare`` closes it on failure."""
 
     settings: DockerConfig
-    _checked: Engine | None = None
 
-    def check(self) -> None:
-        if self._checked is None:
-            self._checked = Engine(self.settings).open()
-
-    def _engine(self) -> Engine:
-        engine, self._checked = self._checked, None
-        return engine if engine is not None else Engine(self.settings).open()
+    def check(self) -> Engine:
+        return Engine(self.settings).open()
 
     def prepare(self, job: Job, info: dict[str, Any]) -> H | Outcome:
-        engine = self._engine()
+        # the connection check() made, taken by the first attempt; another attempt opens its own
+        engine = job.reached.pop() if job.reached else Engine(self.settings).open()
         try:
             return self._prepare(engine, job, info)
         except BaseException:

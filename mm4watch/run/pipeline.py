@@ -89,6 +89,7 @@ class _Prepared:
     tag: Mapping[str, str] = field(default_factory=dict)  # the notebook's tag options
     code: Path | None = None  # a commit run's own copy of the project (removed after the run)
     cwd: Path | None = None  # the notebook's folder in the code it runs with
+    reached: Any = None  # what the executor's check() reached (a connection), for the run
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ def _prepare(config: Config, request: RunRequest) -> _Prepared:
     nb, tag = read_tag(content, rel)
     exec_cfg = config.executor(request.executor, tag=tag.executor if tag else None)
     timeout_s = request.timeout_s or (tag.timeout_s if tag else None) or config.run.timeout_s
+    reached: Any = None  # what the executor's check() reached
     # a commit run's copy of the project: a folder of its own (0700), removed after the run
     code = Path(tempfile.mkdtemp(prefix="mm4-code-")) if request.commit_sha is not None else None
     try:
@@ -176,17 +178,21 @@ def _prepare(config: Config, request: RunRequest) -> _Prepared:
             else git.at_commit(notebook, request.commit_sha, request.patch)
         )
         # an executor that cannot be reached makes no run folder: nothing ran (exit 75, not "failed")
-        executor.check()
+        reached = executor.check()
         # earlier results it may load; a missing needs= is an error before anything is made
         needs = tag.needs if tag else ()
         inputs = mirror.choose(config, needs) if (needs or executor.elsewhere) else None
     except BaseException:
+        if reached is not None:
+            reached.close()
         if code is not None:
             shutil.rmtree(code, ignore_errors=True)
         raise
     options = dict(tag.options) if tag else {}
     cwd = notebook.parent if rel.startswith("../") else (run_config.code_root / rel).parent
-    return _Prepared(notebook, rel, content, nb, exec_cfg, executor, timeout_s, prov, inputs, options, code, cwd)
+    return _Prepared(
+        notebook, rel, content, nb, exec_cfg, executor, timeout_s, prov, inputs, options, code, cwd, reached
+    )
 
 
 def _exported(config: Config, request: RunRequest, folder: Path) -> Path:
@@ -252,6 +258,7 @@ def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord,
         image=request.image,
         earlier=p.inputs,
         tag=p.tag,
+        reached=[p.reached] if p.reached is not None else [],
     )
     return record, run_dir, job
 
