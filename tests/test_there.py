@@ -277,3 +277,30 @@ def test_a_failed_build_says_why_and_leaves_no_ready_environment(tmp_path):
     assert "failed" in said and "pip" in said["failed"], said
     assert "missing.txt" in said["log"], said["log"]
     assert not (base / "venvs" / "k1" / venvs.READY_NAME).exists()
+
+
+def test_start_makes_the_folder_links_and_starts_the_runner_on_its_own(tmp_path):
+    """The job's tar unpacked, links made, the runner started in its folder with the far side on its
+    path and the run's variables, detached (its own session), its pid written."""
+    lib = far_side_only(tmp_path)
+    (lib / "probe_runner.py").write_text(
+        "import json, os, sys\n"
+        "print(json.dumps({'spec': open(sys.argv[1]).read(), 'cwd': os.getcwd(), 'var': os.environ['MM4_X'],\n"
+        "  'path': os.environ['PYTHONPATH'], 'session': os.getsid(0) == os.getpid()}))\n"
+    )
+    run, data = tmp_path / "run", tmp_path / "data"
+    data.mkdir()
+    (run / "code").mkdir(parents=True)
+    said = step_in(
+        lib, _tar_gz([("spec.json", "file", b'{"a": 1}')]),
+        "start", "--run", str(run), "--cwd", str(run / "code"), "--python", sys.executable,
+        "--module", "probe_runner", "--folders", json.dumps(["output/.mm4"]),
+        "--links", json.dumps({str(run / "code" / "data"): str(data)}), "--env", json.dumps({"MM4_X": "y"}),
+    )  # fmt: skip
+    assert said["pid"] == int((run / "pid").read_text()) and said["awake"] is False  # no caffeinate here
+    assert (run / "output" / ".mm4").is_dir() and os.readlink(run / "code" / "data") == str(data)
+    deadline = time.monotonic() + 60
+    while not (run / "run.log").read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ran = json.loads((run / "run.log").read_text())
+    assert ran == {"spec": '{"a": 1}', "cwd": str(run / "code"), "var": "y", "path": str(lib), "session": True}

@@ -3,13 +3,14 @@
 Docker on macOS has no GPU; this runs where MPS and MLX are. Over one shared
 SSH connection:
 
-1. rsync the project's code (what a build context holds) to
-   ``<workdir>/<project>/code`` and mm4watch's runner to ``.../lib``: a code
-   change sends kilobytes;
+1. mm4watch's far side to ``<workdir>/<project>/lib`` (rsync, when it changed),
+   the project's code (what a build context holds) to ``.../code`` when its
+   digest changed: the steps there are Python (``far.there``, ``far.venvs``),
+   sent arguments, not shell programs;
 2. a virtual environment per hash of requirements.txt and the interpreter's
    version (``.../venvs/<hash>``, built once, with papermill and ipykernel);
 3. each run gets its own folder ``.../runs/<run key>`` (a copy of the code, the
-   job, the output), the notebook starts detached (``nohup``, pid file), so a
+   job, the output), the notebook starts detached (its own session, pid file), so a
    dropped connection or a restarted daemon does not stop it;
 4. the log streams home, partial results every ``harvest_every``, results
    home at the end (also after failure, timeout, cancel); timeout and cancel
@@ -33,7 +34,7 @@ from ..core.config import Config, ConfigProblem, setting
 from ..core.errors import Mm4Error
 from ..core.names import join, quote
 from ..core.runenv import ENV_OUTPUT_DIR, ENV_RUN_ID
-from ..remote import awake, buildctx, ssh
+from ..remote import buildctx, ssh
 from ..results.records import RESERVED_NAMES
 from . import Job, native_env
 from .base import STOP_GRACE_S, Executor, RemoteConfig
@@ -66,9 +67,8 @@ class _Remote:
     run: str  # the run's folder over there
     offset: int = 0  # bytes of its log already home
     log: IO[bytes] | None = None
-    setup: str = ""  # the shell that makes the run's folder, before the runner starts
+    start: dict[str, Any] = field(default_factory=dict)  # the far side's start step: its arguments
     job_tar: bytes = b""  # spec.json and the notebook, sent on stdin
-    runner: tuple[str, ...] = ()  # the runner's command line
     pins: list[tuple[ssh.Target, str, str]] = field(default_factory=list)  # earlier results it holds there
     keep: bool = False  # what it wrote did not come home: its folder stays there
 
@@ -255,7 +255,7 @@ class NativeExecutor(Executor[_Remote]):
         run = f"{prepared['base']}/runs/{job.key}"  # the safe key: never the name as written
         rel_cwd = job.cwd.resolve().relative_to(self.config.code_root).as_posix()
         cwd = f"{run}/code" + ("" if rel_cwd == "." else f"/{rel_cwd}")
-        links = ""
+        links: dict[str, str] = {}  # where a link goes in the run's code: what it points at
         if self.settings.data:
             if self.settings.sync_data and (self.config.root / self.config.project.data).is_dir():
                 # writable again first: the last run's sync left it read-only, and new files go into it
@@ -267,12 +267,12 @@ class NativeExecutor(Executor[_Remote]):
                     mkdir=False,
                 )
                 self._sh(join(["chmod", "-R", "a-w", self.settings.data]))  # read-only, as the container mount
-            links = " && " + join(["ln", "-s", self.settings.data, f"{run}/code/{self.config.project.data}"])
+            links[f"{run}/code/{self.config.project.data}"] = self.settings.data
         target = ssh.shared(self.target)
         pushed = self.send_earlier(job, target, f"{prepared['home']}/{self.settings.workdir or 'mm4watch'}")
         if pushed is not None:
             # earlier runs where the notebook looks for them (../results), read-only
-            links += " && " + join(["ln", "-s", pushed.remote_dir, f"{run}/code/{self.config.project.results}"])
+            links[f"{run}/code/{self.config.project.results}"] = pushed.remote_dir
         spec = job_spec(
             job,
             notebook=f"{run}/job/input.ipynb",
@@ -290,31 +290,20 @@ class NativeExecutor(Executor[_Remote]):
                 member = tarfile.TarInfo(name)
                 member.size = len(content)
                 tar.addfile(member, io.BytesIO(content))
-        setup = (
-            f"{join(['mkdir', '-p', f'{run}/job', f'{run}/output/{RESULT_DIR}'])} && "
-            f"true{links} && "
-            f"{join(['tar', '-xzf', '-', '-C', run + '/job'])} && cd {quote(cwd)} && "
-        )
-        runner = (
-            "env", f"{ENV_OUTPUT_DIR}={run}/output", f"{ENV_RUN_ID}={job.run_id}",
-            f"PYTHONPATH={prepared['base']}/lib", "PYTHONUNBUFFERED=1", "nohup", f"{env['venv']}/bin/python",
-            "-m", RUNNER, f"{run}/job/spec.json",
-        )  # fmt: skip
+        start = {
+            "run": run, "cwd": cwd, "python": f"{env['venv']}/bin/python", "module": RUNNER,
+            "folders": json.dumps([f"output/{RESULT_DIR}"]),
+            "links": json.dumps(links), "env": json.dumps({ENV_OUTPUT_DIR: f"{run}/output", ENV_RUN_ID: job.run_id}),
+        }  # fmt: skip
         pins = [(target, pushed.remote_dir, job.key)] if pushed is not None else []
-        return _Remote(run, setup=setup, job_tar=job_tar.getvalue(), runner=runner, pins=pins)
+        return _Remote(run, start=start, job_tar=job_tar.getvalue(), pins=pins)
 
     def start(self, handle: _Remote, job: Job) -> None:
-        run = handle.run
-        # one round trip: the run's own folder (a copy of the code), the job, and the start;
-        # only the runner goes to the background, with every descriptor away from the ssh
-        # session: ssh returns at once, and the run outlives the connection
-        # and the Mini kept awake while the runner lives (caffeinate lets go by itself when it ends)
-        said = self._sh(
-            f"{handle.setup}{{ {join(handle.runner)} > {quote(run + '/run.log')} 2>&1 < /dev/null & "
-            f"echo $! > {quote(run + '/pid')}; }}; {awake.while_pid('$(cat ' + quote(run + '/pid') + ')')}",
-            input=handle.job_tar,
-        )
-        if awake.HELD in said.split():
+        # one round trip (far.there.start): the run's folder, its links, the job unpacked, and the
+        # runner started on its own, away from the ssh session (which returns at once; the run
+        # outlives the connection); the Mini kept awake while the runner lives (caffeinate -w)
+        said = self._there(_lib_of(handle.run), "start", stdin=handle.job_tar, **handle.start)
+        if said["awake"]:
             log_line(job, f"{self.target.label} is kept awake while the run lasts (caffeinate -i)")
         handle.log = open(job.log_path, "ab")  # noqa: SIM115 (closed in release)
 

@@ -155,6 +155,39 @@ def poll(run: str, result: str, wait: float, offset: int) -> dict[str, Any]:
     return {"ended": done, "bytes": len(chunk), RAW: chunk}
 
 
+CAFFEINATE = "/usr/bin/caffeinate"  # a Mac's: holds off idle sleep while a process lives
+
+
+def start(run: str, cwd: str, python: str, module: str, folders: str, links: str, env: str) -> dict[str, Any]:
+    """A run started: its folder and ``folders`` (JSON) in it, the links its code gets (``links``: JSON,
+    where -> what), the job (spec.json, the notebook: a gzip'd tar on stdin, each member checked)
+    unpacked, then ``python -m module job/spec.json`` started in ``cwd`` on its own (its own session,
+    every descriptor away from this one: it outlives the connection), the far side on its path and
+    ``env`` (JSON) beside; its pid in ``pid``, and the Mac kept awake while it lives."""
+    folder = Path(run)
+    for made in ["job", *json.loads(folders)]:
+        (folder / made).mkdir(parents=True, exist_ok=True)
+    for where, what in json.loads(links).items():
+        os.symlink(what, where)
+    untar(sys.stdin.buffer, folder / "job")
+    lib = str(Path(__file__).resolve().parents[2])  # the folder the far side was shipped to
+    variables = {**os.environ, **json.loads(env), "PYTHONPATH": lib, "PYTHONUNBUFFERED": "1"}
+    with open(folder / "run.log", "ab") as log, open(os.devnull, "rb") as nothing:
+        runner = subprocess.Popen(
+            [python, "-m", module, str(folder / "job" / "spec.json")],
+            cwd=cwd, env=variables, stdin=nothing, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    (folder / "pid").write_text(f"{runner.pid}\n")
+    awake = os.access(CAFFEINATE, os.X_OK)
+    if awake:  # it lets go by itself when the runner ends, also when nobody is left to tell it
+        with open(os.devnull, "r+b") as nothing:
+            subprocess.Popen(
+                [CAFFEINATE, "-i", "-w", str(runner.pid)], stdin=nothing, stdout=nothing, stderr=nothing,
+                start_new_session=True,
+            )  # fmt: skip
+    return {"pid": runner.pid, "awake": awake}
+
+
 RAW = "_raw"  # a step's bytes sent before its line of JSON (``bytes`` says how many)
 
 
@@ -220,6 +253,7 @@ def untar(stream: Any, into: Path) -> int:
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "build": venvs.build,
     "poll": poll,
+    "start": start,
     "uv-gc": venvs.uv_gc,
     "code": code,
     "environment": venvs.environment,
@@ -250,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     follow.add_argument("--result", required=True)
     follow.add_argument("--wait", type=float, default=5.0)
     follow.add_argument("--offset", type=int, default=0)
+    begin = sub.add_parser("start")
+    for name in ("--run", "--cwd", "--python", "--module", "--folders", "--links", "--env"):
+        begin.add_argument(name, required=True)
     build = sub.add_parser("build")
     for name in ("--base", "--key", "--requirements", "--lines"):
         build.add_argument(name, default="")

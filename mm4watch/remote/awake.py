@@ -5,7 +5,8 @@ is, unless a process holds a power assertion; a multi-hour run on a headless
 Mini would stop mid-run. While a run is on the Mini, ``caffeinate -i`` holds
 the "prevent idle sleep" assertion. On a machine without ``/usr/bin/caffeinate``
 (Linux) the shell below does nothing. Each function returns shell text for
-``/bin/sh`` that prints ``AWAKE`` when it holds one.
+``/bin/sh`` that prints ``AWAKE`` when it holds one: for a container's run (a
+native run's runner is held by the far side itself: ``far.there.start``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,6 @@ from ..core.names import quote
 
 CAFFEINATE = "/usr/bin/caffeinate"
 HELD = "AWAKE"
-
-
-def while_pid(pid: str) -> str:
-    """Hold the assertion until the process ``pid`` (shell text, e.g. ``$(cat pidfile)``) ends: it
-    lets go by itself, also when mm4watch's own process is gone."""
-    return f"if [ -x {CAFFEINATE} ]; then {CAFFEINATE} -i -w {pid} >/dev/null 2>&1 </dev/null & echo {HELD}; fi"
 
 
 def for_seconds(seconds: float, pid_file: str) -> str:
