@@ -77,6 +77,12 @@ def test_run_on_the_mini_brings_everything_home(mini_project, mini):
     assert len(ex["context_hash"]) == 64
     assert "hello from the mini" in (run_dir / "run.log").read_text()
     assert (run_dir / "build.log").exists()
+    # what the kernel ran with: the container's interpreter and its packages, not this machine's
+    env_txt = (run_dir / "environment.txt").read_text().splitlines()
+    assert env_txt[0].startswith("# python ") and "(cpython, /" in env_txt[0] and "# platform Linux-" in env_txt[1]
+    assert any(line.startswith("papermill==") for line in env_txt)
+    assert record["environment"]["packages"] == sum("==" in line for line in env_txt) > 10
+    assert "environment.txt" not in {o["path"] for o in record["outputs"]}
     assert containers_of(mini, record["id"]) == []  # removed afterwards
     # the Mini was kept awake for the run (caffeinate -i, bounded by the run's timeout), and let go after
     assert "kept awake while the run lasts" in (run_dir / "run.log").read_text()

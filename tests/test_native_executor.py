@@ -86,6 +86,12 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mac):
     assert stock.startswith("3.9.") and ex["python"] == stock  # the Mini's own python3, as a fresh Mac has it
     assert ex["type"] == "native" and ex["platform"] and len(ex["env_hash"]) == 16
     assert ex["mps"] is None  # torch is not installed there
+    # what the kernel ran with: the Mini's venv, its packages listed
+    env_txt = (run_dir / "environment.txt").read_text().splitlines()
+    assert env_txt[0].startswith(f"# python {stock} (cpython, ") and "/venvs/" in env_txt[0], env_txt[:3]
+    assert any(line.startswith("papermill==") for line in env_txt) and not any("torch" in ln for ln in env_txt)
+    assert record["environment"]["python"] == stock
+    assert record["environment"]["packages"] == sum("==" in line for line in env_txt)
     key = config.load(native_project).project_key  # the project's one name on the Mini
     assert key.startswith("nproj-") and len(key) == len("nproj-") + 8
     assert run_key(run_dir.name) not in on_mac(mac, f"ls ~/mm4watch/{key}/runs").split()  # its folder there is gone
@@ -122,6 +128,11 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mac):
     log = (newest / "build.log").read_text()
     assert "building the environment" in log and " with uv " in log and "mm4watch/uv-cache, shared by" in log, log
     assert " + six==" in log  # uv's own lines: what it installed
+    # diff names the package installed between the two runs, and its version as the kernel had it
+    six_version = next(ln for ln in (newest / "environment.txt").read_text().splitlines() if ln.startswith("six=="))
+    said = mm4(["diff", run_dir.name, newest.name], cwd=native_project)
+    assert said.returncode == 0, said.stderr
+    assert f"  + {six_version}  (added)" in said.stdout, said.stdout
     # an environment of this project was there: the packages came from the Mini's uv cache, six looked up
     assert (
         "from the uv cache on this Mini without asking the index: what the environment before had, then six from the index"

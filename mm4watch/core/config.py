@@ -127,6 +127,7 @@ class RunConfig(Settings):
     results_mirror: str = setting(checks.one_of(*MIRROR_MODES), "latest")  # earlier results a remote run can see
     mirror_max: int | None = setting(checks.size)  # bytes the copy of earlier results may take on a remote machine
     retry_lost: int = setting(checks.count, 1)  # a run whose machine went away mid-run runs again this many times
+    environment: bool = setting(checks.boolean, True)  # environment.txt: what the kernel ran with, in the run folder
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ class Job:
     parameters: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 7200.0
     kernel: str | None = None
+    record_environment: bool = True  # environment.txt beside the result ([run] environment)
     image: str | None = None  # container executors: use this image if the engine still has it
     earlier: Inputs | None = None  # earlier runs to make visible there, read-only (remote executors)
     tag: Mapping[str, str] = field(default_factory=dict)  # the notebook's tag options (an executor's own: tag_options)

@@ -37,6 +37,7 @@ from ..core import checks
 from ..core.config import Config, ConfigProblem, ExecutorConfig, setting
 from ..core.durations import format_duration
 from ..core.errors import Mm4Error
+from ..results.records import ENVIRONMENT_NAME
 from . import HOME_PHASE, Job, Outcome, away
 from .far_side import RESULT_DIR
 from .runlog import NO_SPACE, last_cell, log_line, log_tail
@@ -364,9 +365,9 @@ class Executor(Generic[H]):
 
     def _harvest(self, handle: H, job: Job) -> None:
         self.fetch(handle, job)
-        executed = job.run_dir / RESULT_DIR / "executed.ipynb"
-        if executed.exists():
-            os.replace(executed, job.run_dir / "executed.ipynb")
+        for name in ("executed.ipynb", ENVIRONMENT_NAME):  # beside the notebook's own files
+            if (job.run_dir / RESULT_DIR / name).exists():
+                os.replace(job.run_dir / RESULT_DIR / name, job.run_dir / name)
 
     def outcome(self, job: Job, status: str, code: int | None, info: dict[str, Any]) -> Outcome:
         """``result.json`` and how the runner ended, as the run's outcome; files kept on that machine

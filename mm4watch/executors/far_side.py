@@ -23,7 +23,7 @@ RUNNER = "mm4watch.far.runner"  # the module that runs papermill, on whichever m
 FAR_SIDE = (
     "__init__.py",
     "core/__init__.py", "core/errors.py", "core/fsutil.py", "core/lean_imports.py",
-    "far/__init__.py", "far/runner.py", "core/runenv.py", "far/helpers.py", "far/there.py", "far/venvs.py",
+    "far/__init__.py", "far/runner.py", "core/runenv.py", "far/helpers.py", "far/there.py", "far/venvs.py", "far/environment.py",
     "results/__init__.py", "results/records.py", "results/store.py", "results/metrics.py",
 )  # fmt: skip
 
@@ -64,5 +64,6 @@ def job_spec(job: Job, *, notebook: str, output_dir: str, cwd: str, project: str
         "parameters": job.parameters,
         "cwd": cwd,
         "kernel": job.kernel,
+        "environment": job.record_environment,  # environment.txt: what the kernel ran with
         "env": {ENV_RUN_ID: job.run_id, ENV_PROJECT_DIR: project, ENV_RESULTS_DIR: results},
     }

@@ -24,6 +24,8 @@ import time
 import traceback
 from typing import Any
 
+from . import environment
+
 
 def _stop(signum: int, frame: object) -> None:
     # the kernel goes first: stopped while papermill winds down, it would try to answer on closed
@@ -131,12 +133,23 @@ def run(spec: dict[str, Any], km: Any = None) -> dict[str, Any]:
     from ..core.lean_imports import papermill as lean_papermill
 
     papermill = lean_papermill()
-    from papermill.exceptions import PapermillExecutionError
-
     _write_whole(spec["output"])
 
     kernel = spec.get("kernel") or _kernel_of(spec["input"]) or "python3"
     extra = {"km": km} if km is not None else {}
+    probe = environment.start(kernel, os.path.dirname(spec["result"])) if spec.get("environment", True) else None
+    try:
+        result = _execute(papermill, spec, kernel, extra, km)
+    except BaseException:
+        environment.finish(probe, 0)
+        raise
+    environment.finish(probe, 5 if result["status"] == "interrupted" else environment.WAIT_S)  # stopped: soon
+    return result
+
+
+def _execute(papermill: Any, spec: dict[str, Any], kernel: str, extra: dict[str, Any], km: Any) -> dict[str, Any]:
+    from papermill.exceptions import PapermillExecutionError
+
     cwd = spec.get("cwd")
     if cwd:
         os.makedirs(cwd, exist_ok=True)

@@ -16,6 +16,7 @@ from typing import Any
 from ..core import git
 from ..core.errors import Mm4Error
 from ..core.tags import cell_source
+from . import environment
 from .records import EXECUTED_NAME, RunRecord
 
 INJECTED = "injected-parameters"  # papermill's tag on the cell it adds
@@ -29,6 +30,7 @@ def compare(root: Path, a: RunRecord, b: RunRecord, a_dir: Path, b_dir: Path) ->
         "parameters": _values(a.parameters, b.parameters, delta=False),
         "metrics": _values(a.metrics, b.metrics, delta=True),
         "outputs": _outputs(a.outputs, b.outputs),
+        "environment": environment.compare(a_dir, b_dir),
     }
 
 

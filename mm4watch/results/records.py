@@ -21,7 +21,10 @@ LOG_NAME = "run.log"
 PATCH_NAME = "source.patch"
 BUILD_LOG_NAME = "build.log"
 HTML_NAME = "executed.html"  # the executed notebook rendered for a browser (report.py)
-RESERVED_NAMES = frozenset({RECORD_NAME, EXECUTED_NAME, LOG_NAME, PATCH_NAME, BUILD_LOG_NAME, HTML_NAME})
+ENVIRONMENT_NAME = "environment.txt"  # what the kernel ran with (far/environment.py)
+RESERVED_NAMES = frozenset(
+    {RECORD_NAME, EXECUTED_NAME, LOG_NAME, PATCH_NAME, BUILD_LOG_NAME, HTML_NAME, ENVIRONMENT_NAME}
+)
 
 Status = Literal["queued", "running", "succeeded", "failed", "timeout", "cancelled", "interrupted"]
 Trigger = Literal["manual", "save", "commit"]
@@ -81,6 +84,7 @@ class RunRecord:
     inputs: dict[str, Any] | None = None  # earlier runs it could see: {mode, runs} or {mode, count, newest[, needs]}
     metrics: dict[str, float] = field(default_factory=dict)  # numbers it reported (metrics.py), dotted keys
     warnings: list[str] = field(default_factory=list)  # what went wrong while finishing, the outcome kept
+    environment: dict[str, Any] | None = None  # environment.txt's {hash, packages, python[, torch]}
     schema: int = SCHEMA_VERSION
 
     @property
@@ -170,6 +174,7 @@ _SHAPES: dict[str, tuple[str, Any]] = {
         "an object of numbers",
         lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(n) for k, n in v.items()),
     ),
+    "environment": ("an object or null", lambda v: v is None or isinstance(v, dict)),
     "warnings": ("a list of texts", lambda v: isinstance(v, list) and all(isinstance(w, str) for w in v)),
     "schema": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
 }

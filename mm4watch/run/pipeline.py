@@ -32,7 +32,7 @@ from ..core.tags import code_hash, read_tag
 from ..queue import active
 from ..remote import mirror
 from ..remote.ssh import Unreachable
-from ..results import metrics
+from ..results import environment, metrics
 from ..results.outputs import collect_outputs
 from ..results.records import (
     EXECUTED_NAME,
@@ -255,6 +255,7 @@ def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord,
         parameters=dict(request.parameters),
         timeout_s=p.timeout_s,
         kernel=config.run.kernel,
+        record_environment=config.run.environment,
         image=request.image,
         earlier=p.inputs,
         tag=p.tag,
@@ -297,6 +298,7 @@ def _job_again(config: Config, run_dir: Path, record: RunRecord, timeout_s: floa
         parameters=dict(record.parameters),
         timeout_s=max(1.0, timeout_s),
         kernel=config.run.kernel,
+        record_environment=config.run.environment,
     )
 
 
@@ -402,6 +404,7 @@ def _finish(
         outputs=outputs,
         metrics=found,
         warnings=warnings,
+        environment=step("reading environment.txt", lambda: environment.summary(run_dir), None),
     )
     try:
         write_record(run_dir, record)

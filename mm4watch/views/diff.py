@@ -28,6 +28,7 @@ def lines(found: dict[str, Any], tool: str, text: str) -> list[str]:
     out.append(f"outputs ({len(outputs['same'])} unchanged)")
     for kind, mark in (("added", "+"), ("removed", "-"), ("changed", "~")):
         out.extend(f"  {mark} {path}  ({kind})" for path in outputs[kind])
+    out.extend(_packages(found.get("environment")))
     out.append("")
     out.append(f"source ({tool})" + ("" if text.strip() else ": the same code"))
     return out
@@ -60,3 +61,16 @@ def _delta(row: dict[str, Any]) -> str:
     d = row["delta"]
     pct = f" ({d / row['a'] * 100:+.1f}%)" if row["a"] else ""
     return f"{d:+.6g}{pct}"
+
+
+def _packages(env: dict[str, Any] | None) -> list[str]:
+    """The packages the kernels ran with: what B added, removed and changed since A."""
+    if not env:
+        return []
+    python = env.get("python") or ["", ""]
+    versions = f" (python {python[0]} -> {python[1]})" if python[0] != python[1] else ""
+    out = ["", "packages" + (f": {env['note']}" if env["note"] else "") + versions]
+    out.extend(f"  + {name}=={version}  (added)" for name, version in env["added"])
+    out.extend(f"  - {name}=={version}  (removed)" for name, version in env["removed"])
+    out.extend(f"  ~ {name} {a} -> {b}  (changed)" for name, a, b in env["changed"])
+    return out

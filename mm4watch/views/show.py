@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..results.records import EXECUTED_NAME, LOG_NAME, RunRecord, where
+from ..results.records import ENVIRONMENT_NAME, EXECUTED_NAME, LOG_NAME, RunRecord, where
 from . import format
 
 
@@ -44,6 +44,11 @@ def lines(record: RunRecord, run_dir: Path) -> list[str]:
     if err:
         place = where(err) + (f" (In [{err['execution_count']}])" if err.get("execution_count") else "")
         fields.append(("error", f"{place + ': ' if place else ''}{err.get('ename')}: {err.get('evalue')}"))
+    env = record.environment
+    if env:
+        torch = f", torch {env['torch']}" if env.get("torch") else ""
+        fields.append(("environment", f"python {env.get('python')}, {env.get('packages')} packages{torch} "
+                       f"({run_dir / ENVIRONMENT_NAME}, {env.get('hash')})"))  # fmt: skip
     if record.source.get("patch"):
         fields.append(("patch", f"{run_dir / record.source['patch']} (the notebook differed from HEAD)"))
     fields += [
