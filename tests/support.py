@@ -330,3 +330,28 @@ def wait_idle(pool: Any, timeout: float) -> dict[str, tuple[str, ...]]:
         if not held or time.monotonic() > deadline:
             return held
         time.sleep(0.5)
+
+
+def chromium() -> str:
+    import shutil
+
+    import pytest
+
+    found = shutil.which("chromium")
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: run tests/rig/up.sh (it installs Debian's chromium)")
+        pytest.skip("chromium is not installed (tests/rig/up.sh installs it)")
+    return found
+
+
+def browser(*args: str) -> str:
+    """Debian's chromium, headless, on ``args`` (``--dump-dom URL``, ``--screenshot=PNG URL``): what it printed."""
+    done = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 from conftest import load_record, run_dirs, wait_for
-from support import REPO, code, git, mm4, write_notebook
+from support import REPO, browser, code, git, mm4, write_notebook
 
 pytestmark = pytest.mark.usefixtures("kernel")
 
@@ -227,33 +227,13 @@ class _Dom(HTMLParser):
             self.links.append(a["href"])
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium")
-    if not found:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: run tests/rig/up.sh (it installs Debian's chromium)")
-        pytest.skip("chromium is not installed (tests/rig/up.sh installs it)")
-    return found
-
-
-def _browser(*args: str) -> str:
-    done = subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
-
-
 def _dom(url: str) -> _Dom:
     dom = _Dom()
-    dom.feed(_browser("--dump-dom", url))
+    dom.feed(browser("--dump-dom", url))
     return dom
 
 
-def test_report_page_in_a_real_browser(metrics_repo, tmp_path):
+def test_report_page_in_a_realbrowser(metrics_repo, tmp_path):
     # a name as people write them: spaces, a quote, '#' and '?' (which a link must escape)
     write_notebook(metrics_repo / "notebooks" / "figures (copy) #1 it's?.ipynb", code("# mm4: remote\n" + FIGURES))
     write_notebook(metrics_repo / "notebooks" / "crash.ipynb", code("# mm4: remote\nraise RuntimeError('no')"))
@@ -297,7 +277,7 @@ def test_report_page_in_a_real_browser(metrics_repo, tmp_path):
         d for d in every if d.startswith("crash_")
     ]
     shot = tmp_path / "report.png"
-    _browser("--window-size=1280,900", f"--screenshot={shot}", page.as_uri())
+    browser("--window-size=1280,900", f"--screenshot={shot}", page.as_uri())
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     if os.environ.get("SAVE_REPORT_SCREENSHOT"):
         shutil.copyfile(shot, REPO / "docs" / "report.png")

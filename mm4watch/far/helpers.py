@@ -41,16 +41,19 @@ def output_dir() -> Path:
     return path
 
 
-def log_metrics(**values: float) -> dict[str, Any]:
+def log_metrics(step: int | None = None, **values: float) -> dict[str, Any]:
     """Record numbers for this run: ``log_metrics(acc=0.91, loss=0.3)``.
 
     Merged into ``output_dir() / "metrics.json"`` (written atomically; later
     calls add keys or replace them). At the end of the run they are copied into
     ``run.json``, so ``mm4watch history``, ``diff`` and the report show them.
+    With ``step`` (``log_metrics(step=epoch, loss=0.3)``) each value is also a point
+    of its curve, a line of ``metrics.jsonl``: the report draws them, ``diff`` and
+    ``show --json`` carry them; the last value logged stays the metric.
     Returns everything logged so far."""
     from ..results.metrics import log_metrics as merge
 
-    return merge(output_dir(), values)
+    return merge(output_dir(), values, step)
 
 
 def _history(project: str | Path | None) -> History:

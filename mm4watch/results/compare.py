@@ -17,6 +17,7 @@ from ..core import git
 from ..core.errors import Mm4Error
 from ..core.tags import cell_source
 from . import environment
+from .metrics import read_steps
 from .records import EXECUTED_NAME, RunRecord
 
 INJECTED = "injected-parameters"  # papermill's tag on the cell it adds
@@ -31,7 +32,13 @@ def compare(root: Path, a: RunRecord, b: RunRecord, a_dir: Path, b_dir: Path) ->
         "metrics": _values(a.metrics, b.metrics, delta=True),
         "outputs": _outputs(a.outputs, b.outputs),
         "environment": environment.compare(a_dir, b_dir),
+        "curves": _curves(read_steps(a_dir), read_steps(b_dir)),
     }
+
+
+def _curves(a: dict[str, list[list[float]]], b: dict[str, list[list[float]]]) -> dict[str, dict[str, Any]]:
+    """Each metric logged by step in either run: its points in A and in B."""
+    return {key: {"a": a.get(key, []), "b": b.get(key, [])} for key in sorted(set(a) | set(b))}
 
 
 def _side(record: RunRecord, folder: Path) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from typing import Any
 from ..core.fsutil import atomic_write_json
 
 METRICS_NAME = "metrics.json"
+STEPS_NAME = "metrics.jsonl"  # log_metrics(step=N, ...): one JSON line per point, {"step": N, "loss": 0.3}
+STEPS_MAX = 100_000  # points read per run (a curve longer than that is cut, said in run.log)
 DEFAULT_PATTERNS: tuple[str, ...] = (METRICS_NAME,)
 
 
@@ -82,14 +84,22 @@ def collect(run_dir: Path, patterns: Iterable[str] = DEFAULT_PATTERNS) -> tuple[
     return metrics, problems
 
 
-def log_metrics(folder: Path, values: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``values`` into ``folder/metrics.json`` (atomically, under a lock); the file's new content."""
+def log_metrics(folder: Path, values: dict[str, Any], step: int | None = None) -> dict[str, Any]:
+    """Merge ``values`` into ``folder/metrics.json`` (atomically, under a lock); the file's new content.
+    With ``step``, they are also a point of each one's curve: a line of ``folder/metrics.jsonl``."""
     for key, value in values.items():
         if not _finite(value):
             raise TypeError(f"log_metrics: {key}={value!r:.80} is not a finite number")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise TypeError(f"log_metrics: step={step!r:.80} is not a whole number")
+    if step is not None and "step" in values:
+        raise TypeError("log_metrics: 'step' is the point's step, not a metric's name")
     path = folder / METRICS_NAME
     with open(folder / f".{METRICS_NAME}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if step is not None and values:
+            with open(folder / STEPS_NAME, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": step, **values}) + "\n")
         try:
             current = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -101,3 +111,38 @@ def log_metrics(folder: Path, values: dict[str, Any]) -> dict[str, Any]:
         current.update(values)
         atomic_write_json(path, current)
     return current
+
+
+def read_steps(run_dir: Path, problems: list[str] | None = None) -> dict[str, list[list[float]]]:
+    """The curves of a run (``metrics.jsonl``): each metric's ``[step, value]`` points in the order
+    logged. A line that is not a point (not JSON, no whole ``step``, a value not a number) is
+    skipped, and said in ``problems``."""
+    curves: dict[str, list[list[float]]] = {}
+    bad = 0
+    try:
+        fh = open(run_dir / STEPS_NAME, encoding="utf-8", errors="replace")
+    except OSError:
+        return curves
+    with fh:
+        for count, line in enumerate(fh):
+            if count >= STEPS_MAX:
+                if problems is not None:
+                    problems.append(f"metrics: {STEPS_NAME} has more than {STEPS_MAX} points; the rest is not read")
+                break
+            try:
+                point = json.loads(line)
+                step = point.pop("step")
+            except (ValueError, AttributeError, KeyError, TypeError, RecursionError):
+                bad += 1
+                continue
+            if isinstance(step, bool) or not isinstance(step, int):
+                bad += 1
+                continue
+            for key, value in point.items():
+                if _finite(value):
+                    curves.setdefault(str(key), []).append([step, value])
+                else:
+                    bad += 1
+    if bad and problems is not None:
+        problems.append(f"metrics: {bad} value(s) in {STEPS_NAME} are not points (a step and a number): left out")
+    return curves

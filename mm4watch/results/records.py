@@ -85,6 +85,7 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)  # numbers it reported (metrics.py), dotted keys
     warnings: list[str] = field(default_factory=list)  # what went wrong while finishing, the outcome kept
     environment: dict[str, Any] | None = None  # environment.txt's {hash, packages, python[, torch]}
+    curves: dict[str, int] = field(default_factory=dict)  # metrics logged by step (metrics.jsonl): points each
     schema: int = SCHEMA_VERSION
 
     @property
@@ -173,6 +174,10 @@ _SHAPES: dict[str, tuple[str, Any]] = {
     "metrics": (
         "an object of numbers",
         lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(n) for k, n in v.items()),
+    ),
+    "curves": (
+        "an object of whole numbers",
+        lambda v: isinstance(v, dict) and all(isinstance(n, int) and not isinstance(n, bool) for n in v.values()),
     ),
     "environment": ("an object or null", lambda v: v is None or isinstance(v, dict)),
     "warnings": ("a list of texts", lambda v: isinstance(v, list) and all(isinstance(w, str) for w in v)),

@@ -387,6 +387,8 @@ def _finish(
     deadline = time.monotonic() + FINISH_DEADLINE_S
     nothing: tuple[dict[str, float], list[str]] = ({}, [])
     found, problems = step("reading metrics", lambda: metrics.collect(run_dir, patterns), nothing)
+    no_curves: dict[str, list[list[float]]] = {}
+    curves = step("reading curves", lambda: metrics.read_steps(run_dir, problems), no_curves)
     for problem in problems:
         append_log(log, problem)
     notes: list[str] = []
@@ -403,6 +405,7 @@ def _finish(
         duration_s=round(time.monotonic() - started, 3),
         outputs=outputs,
         metrics=found,
+        curves={key: len(points) for key, points in curves.items()},
         warnings=warnings,
         environment=step("reading environment.txt", lambda: environment.summary(run_dir), None),
     )

@@ -28,6 +28,7 @@ def lines(found: dict[str, Any], tool: str, text: str) -> list[str]:
     out.append(f"outputs ({len(outputs['same'])} unchanged)")
     for kind, mark in (("added", "+"), ("removed", "-"), ("changed", "~")):
         out.extend(f"  {mark} {path}  ({kind})" for path in outputs[kind])
+    out.extend(_curves(found.get("curves") or {}))
     out.extend(_packages(found.get("environment")))
     out.append("")
     out.append(f"source ({tool})" + ("" if text.strip() else ": the same code"))
@@ -73,4 +74,22 @@ def _packages(env: dict[str, Any] | None) -> list[str]:
     out.extend(f"  + {name}=={version}  (added)" for name, version in env["added"])
     out.extend(f"  - {name}=={version}  (removed)" for name, version in env["removed"])
     out.extend(f"  ~ {name} {a} -> {b}  (changed)" for name, a, b in env["changed"])
+    return out
+
+
+def _curves(curves: dict[str, dict[str, Any]]) -> list[str]:
+    """Each curve of A and B as sparklines on one scale, with its last value and points."""
+    if not curves:
+        return []
+    out = ["", "curves (by step; A and B on one scale)"]
+    width = max(len(key) for key in curves)
+    for key, sides in curves.items():
+        values = {side: [v for _, v in sides[side]] for side in ("a", "b")}
+        every = values["a"] + values["b"]
+        lo, hi = min(every), max(every)
+        for side in ("a", "b"):
+            got = values[side]
+            line = format.sparkline(got, lo=lo, hi=hi) if got else "-"
+            last = f"  {format.value(got[-1])} at step {sides[side][-1][0]} ({len(got)} points)" if got else ""
+            out.append(f"  {key if side == 'a' else '':<{width}}  {side.upper()} {line}{last}")
     return out

@@ -82,3 +82,21 @@ def entry_line(e: Entry) -> str:
     if e.last_error:
         text += f"\n       {'parked' if e.state == 'parked' else 'why'}: {e.last_error}"
     return text
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 32, lo: float | None = None, hi: float | None = None) -> str:
+    """``values`` as a line of block characters, at most ``width`` long (averaged into buckets),
+    scaled between ``lo`` and ``hi`` (default: their own least and greatest)."""
+    if not values:
+        return ""
+    if len(values) > width:
+        edges = [round(i * len(values) / width) for i in range(width + 1)]
+        values = [sum(values[a:b]) / (b - a) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+    lo = min(values) if lo is None else lo
+    hi = max(values) if hi is None else hi
+    span = (hi - lo) or 1.0
+    top = len(SPARKS) - 1
+    return "".join(SPARKS[max(0, min(top, round((v - lo) / span * top)))] for v in values)

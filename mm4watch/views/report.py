@@ -36,6 +36,9 @@ CSP = (
 )
 THUMBS_PER_RUN = 3
 CHART_POINTS = 500  # a chart shows a notebook's latest runs, at most this many
+CURVE_RUNS = 8  # a notebook's latest runs with curves drawn over each other, at most this many
+CURVE_POINTS = 400  # points drawn per run's curve (a longer one is thinned evenly)
+COLOURS = ("#1e88e5", "#e53935", "#43a047", "#fb8c00", "#8e24aa", "#00897b", "#6d4c41", "#546e7a")
 _STATE_NAME = "report.json"  # runs nbconvert could not render, so they are not tried at every refresh
 _LOCK_NAME = "report.lock"
 _AGAIN_NAME = "report.again"
@@ -94,7 +97,7 @@ def _write(config: Config, say: Callable[[str], None]) -> Path:
 def _write_page(config: Config, records: list[RunRecord], rendered: set[str]) -> Path:
     config.results_dir.mkdir(parents=True, exist_ok=True)
     path = config.results_dir / REPORT_NAME
-    atomic_write_text(path, build_page(config.root.name, records, rendered))
+    atomic_write_text(path, build_page(config.root.name, records, rendered, config.results_dir))
     return path
 
 
@@ -230,7 +233,51 @@ def _charts(stem: str, runs: list[RunRecord]) -> str:
     return "".join(out)
 
 
-def build_page(project: str, records: list[RunRecord], rendered: set[str]) -> str:
+def _curves(results: Path, stem: str, runs: list[RunRecord]) -> str:
+    """One SVG per metric logged by step: the curves of the notebook's latest runs that have one
+    (``CURVE_RUNS``), over each other, one colour per run (oldest first), on one scale."""
+    from ..results.metrics import read_steps
+
+    latest = [r for r in runs if r.curves][-CURVE_RUNS:]
+    if not latest:
+        return ""
+    read = {r.id: read_steps(results / r.id) for r in latest}
+    out = []
+    w, h, pad = 320, 150, 24
+    for key in sorted({k for r in latest for k in r.curves}):
+        drawn = [
+            (r, read[r.id][key][:: max(1, len(read[r.id][key]) // CURVE_POINTS)]) for r in latest if read[r.id].get(key)
+        ]
+        if not drawn:
+            continue
+        steps = [s for _, pts in drawn for s, _ in pts]
+        values = [v for _, pts in drawn for _, v in pts]
+        s_lo, s_span = min(steps), (max(steps) - min(steps)) or 1
+        v_lo, v_span = min(values), (max(values) - min(values)) or 1.0
+        lines = []
+        for i, (r, pts) in enumerate(drawn):
+            coords = " ".join(
+                f"{round(pad + (w - 2 * pad) * (s - s_lo) / s_span, 1)},{round(h - pad - (h - 2 * pad) * (v - v_lo) / v_span, 1)}"
+                for s, v in pts
+            )
+            colour = COLOURS[i % len(COLOURS)]
+            lines.append(
+                f'<polyline class="curve" data-run="{_e(r.id)}" points="{coords}" style="stroke:{colour}">'
+                f"<title>{_e(r.id)}: {_e(key)} {_e(format.value(pts[-1][1], width=None))} at step {pts[-1][0]}</title></polyline>"
+            )
+        out.append(
+            f'<figure class="chart"><figcaption>{_e(key)} by step</figcaption>'
+            f'<svg class="curves" data-notebook="{_e(stem)}" data-metric="{_e(key)}" width="{w}" height="{h}" '
+            f'viewBox="0 0 {w} {h}" role="img" aria-label="{_e(key)} by step, {len(drawn)} runs">'
+            f'<text x="2" y="{pad - 8}" class="ax">{_e(format.value(v_lo + v_span, width=None))}</text>'
+            f'<text x="2" y="{h - 8}" class="ax">{_e(format.value(v_lo, width=None))}</text>'
+            f'<text x="{w - pad}" y="{h - 8}" class="ax" text-anchor="end">step {max(steps)}</text>'
+            f"{''.join(lines)}</svg></figure>"
+        )
+    return "".join(out)
+
+
+def build_page(project: str, records: list[RunRecord], rendered: set[str], results: Path | None = None) -> str:
     """The whole page for ``records`` (newest first), as text."""
     labels = notebook_labels({r.notebook for r in records})  # notebooks are told apart by path
     by_notebook: dict[str, list[RunRecord]] = {}
@@ -240,7 +287,7 @@ def build_page(project: str, records: list[RunRecord], rendered: set[str]) -> st
     sections = []
     for stem in sorted(by_notebook):
         runs = by_notebook[stem]
-        charts = _charts(stem, runs)
+        charts = _charts(stem, runs) + (_curves(results, stem, runs) if results is not None else "")
         sections.append(
             f'<section class="nb" data-notebook="{_e(stem)}"><h3>{_e(stem)} '
             f"<small>{len(runs)} run{'s' if len(runs) != 1 else ''}</small></h3>"
@@ -289,7 +336,9 @@ figure.chart {{ display: inline-block; margin: 0 1em 1em 0; }}
 figure.chart figcaption {{ font-weight: 600; }}
 svg.chart {{ background: #fcfcfc; border: 1px solid #eee; }}
 svg.chart polyline {{ fill: none; stroke: #1e88e5; stroke-width: 1.5; }}
-svg.chart circle {{ fill: #1e88e5; }} svg.chart .ax {{ font-size: 10px; fill: #888; }}
+svg.chart circle {{ fill: #1e88e5; }}
+svg.curves {{ background: #fcfcfc; border: 1px solid #eee; }} svg.curves polyline {{ fill: none; stroke-width: 1.5; }}
+svg.curves .ax {{ font-size: 10px; fill: #888; }} svg.chart .ax {{ font-size: 10px; fill: #888; }}
 .none {{ color: #888; margin: 0; }} section.nb h3 {{ margin: .6em 0 .3em; }}
 </style></head>
 <body>

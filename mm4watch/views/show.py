@@ -22,6 +22,7 @@ def lines(record: RunRecord, run_dir: Path) -> list[str]:
         ("executor", f"{ex.get('name')} ({ex.get('type')}) on {ex.get('host')}" + (f" {ex['arch']}" if ex.get("arch") else "")),
         ("parameters", json.dumps(record.parameters)),
         ("metrics", ", ".join(f"{k}={format.value(v)}" for k, v in record.metrics.items()) or "-"),
+        ("curves", ", ".join(f"{k} ({n} points)" for k, n in record.curves.items()) or "-"),
         ("queued", record.queued_at),
         ("started", record.started_at or "-"),
         ("finished", record.finished_at or "-"),
