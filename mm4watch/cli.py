@@ -19,6 +19,7 @@ from .core.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, Mm4Error
 
 COMMANDS = {
     "run": "execute a notebook now and keep its result folder",
+    "sweep": "queue a grid of parameter sets as runs of one sweep (-p lr=0.1,0.01 -p depth=3,5)",
     "history": "list past runs, newest first",
     "show": "show one run's record",
     "diff": "compare two runs: commits between them, parameters, metrics, outputs, code",

@@ -65,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
             content=content,
             commit_sha=entry.commit_sha,  # a commit run is that commit's notebook, clean
             triggers=tuple(entry.triggers),
+            sweep=entry.sweep,
         )
     except (Mm4Error, ValueError, TypeError) as exc:
         queue.park(entry.id, f"this queue entry cannot run: {exc}")

@@ -17,6 +17,7 @@ from ..views.history import runs_table
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notebook", metavar="NAME", help="only this notebook (name or path)")
+    parser.add_argument("--sweep", metavar="ID", help="only the runs of this sweep (mm4watch sweep)")
     parser.add_argument(
         "--status",
         metavar="STATUS",
@@ -50,12 +51,14 @@ def main(args: argparse.Namespace) -> int:
     orphans.quietly(cfg)  # a run whose process died is finished, not shown running for ever
     history = History(cfg.results_dir, cfg.state_dir)
     notebook = history.notebook_named(args.notebook) if args.notebook else None
-    runs = history.query(notebook=notebook, status=args.status, limit=args.limit or None, sort=args.sort)
+    runs = history.query(
+        notebook=notebook, status=args.status, limit=args.limit or None, sort=args.sort, sweep=args.sweep
+    )
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2))
         return 0
     if not runs:
-        if args.notebook or args.status:
+        if args.notebook or args.status or args.sweep:
             total = history.count()
             what = " ".join(
                 filter(
@@ -63,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
                     [
                         f"of {args.notebook}" if args.notebook else "",
                         f"with status {', '.join(args.status)}" if args.status else "",
+                        f"of sweep {args.sweep}" if args.sweep else "",
                     ],
                 )
             )

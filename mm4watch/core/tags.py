@@ -2,7 +2,7 @@
 
 Grammar (case-insensitive, spaces optional around ':')::
 
-    # mm4: remote [key=value ...]      keys: TAG_OPTIONS (executor, timeout, needs), and those an
+    # mm4: remote [key=value ...]      keys: TAG_OPTIONS (executor, timeout, needs, sweep), and those an
                                        executor type declares (``tag_options``: swarm's constraint)
 
 Only comments count: the tag in a markdown or raw cell, in an output, or inside
@@ -26,7 +26,7 @@ from typing import Any
 from .durations import parse_duration
 from .errors import NotebookError
 
-TAG_OPTIONS = ("executor", "timeout", "needs")  # the core's; executor types add theirs (plugins.tag_options)
+TAG_OPTIONS = ("executor", "timeout", "needs", "sweep")  # the core's; executor types add theirs (plugins.tag_options)
 _TAG = re.compile(r"#\s*mm4\s*:\s*remote(?![\w-])(.*)$", re.IGNORECASE)
 _OPTION = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
 
@@ -46,6 +46,12 @@ class Tag:
         """Notebooks whose latest successful run this one loads (``needs=10_clean,23_train``)."""
         value = self.options.get("needs") or ""
         return tuple(Path(part).stem for part in value.split(",") if part.strip())
+
+    @property
+    def sweep(self) -> list[str]:
+        """A save or commit queues a sweep (``sweep=lr:0.1,0.01;depth:3,5``): each axis as ``-p`` has it."""
+        value = self.options.get("sweep") or ""
+        return [part.replace(":", "=", 1) for part in value.split(";") if part.strip()]
 
     @property
     def timeout_s(self) -> float | None:
@@ -164,6 +170,10 @@ def _options(rest: str, label: str, cell: int, line: int) -> dict[str, str]:
             if key not in added:
                 known = ", ".join([*TAG_OPTIONS, *(f"{o} ({t})" for o, t in sorted(added.items()))])
                 raise NotebookError(f"{where}: unknown tag option {key!r}; known: {known}")
+        if key == "sweep" and not re.fullmatch(r"[A-Za-z_]\w*:[^;:]+(;[A-Za-z_]\w*:[^;:]+)*;?", value):
+            raise NotebookError(
+                f"{where}: sweep={value!r} is not KEY:V1,V2 (axes apart with ';': sweep=lr:0.1,0.01;depth:3,5)"
+            )
         if key == "timeout":
             try:
                 parse_duration(value)

@@ -13,8 +13,8 @@ at queue time, its trigger, parameters and executor. States::
     git: not a request: git itself rewrote the notebook (checkout, reset, stash...); kept to say so
     refused: a save that queued nothing (bad JSON, a bad tag option, a near miss of the tag); kept to say so
 
-A request's identity is its notebook, the sha256 of its bytes, its parameters
-and its executor. A request whose identity matches an entry that is queued or
+A request's identity is its notebook, the sha256 of its bytes, its parameters,
+its executor (and its sweep, for a sweep's run). A request whose identity matches an entry that is queued or
 running, or (a save or a commit) that is the notebook's latest entry and
 finished within ``MERGE_WINDOW_S``, runs nothing: it is kept as ``merged`` into that entry,
 whose ``triggers`` gain it (and, when it is a commit, its commit). Only a
@@ -58,14 +58,13 @@ MAX_QUEUED = 1000
 MERGE_WINDOW_S = 300.0  # a request for what just ran is the same request, arriving late
 MAX_START_FAILURES = 4  # a process that fails before its run starts: retried, then parked
 START_BACKOFF_S = (2.0, 10.0, 30.0)  # the waits between those tries
-# what may arrive after its run ended (a save's debounce, a commit of what was saved); a manual
-# request or a rerun asked again after the run is a new run: the data may have changed
+# may arrive after its run ended (a save's debounce, a commit of it); a manual request is a new run
 LATE_TRIGGERS = frozenset({"save", "commit"})
 STATE_WORDS = {"queued": "queued", "claimed": "running", "done": "just run"}  # an entry a request joined, in words
 
 
 class QueueFull(Mm4Error):
-    pass
+    """``MAX_QUEUED`` runs wait already: nothing is added."""
 
 
 class Queue:
@@ -132,10 +131,11 @@ class Queue:
         parameters: dict[str, Any] | None = None,
         executor: str | None = None,
         branch: str | None = None,
+        sweep: dict[str, Any] | None = None,
     ) -> Added:
         """Queue a request for a run: merged into the same request, or replacing an older save."""
         now = time.time()
-        ident = identity(notebook, content, parameters, executor)
+        ident = identity(notebook, content, parameters, executor, (sweep or {}).get("id", ""))
         asked: dict[str, Any] = {"trigger": trigger, "at": now}
         if commit_sha:
             asked.update(commit=commit_sha, branch=branch)
@@ -152,8 +152,9 @@ class Queue:
                     r[0]
                     for r in db.execute(
                         "select id from entries where state = 'queued' and trigger = 'save' and notebook = ? "
-                        "and coalesce(executor, '') = ? and triggers not like '%\"commit\"%'",
-                        (notebook, executor or ""),
+                        "and coalesce(executor, '') = ? and triggers not like '%\"commit\"%' "
+                        "and coalesce(json_extract(sweep, '$.id'), '') != ?",  # never a run of its own sweep
+                        (notebook, executor or "", (sweep or {}).get("id", "\0")),
                     )
                 ]
                 waiting -= len(superseded)
@@ -165,7 +166,7 @@ class Queue:
             new_id = insert(
                 db, notebook=notebook, trigger=trigger, content=content, commit_sha=commit_sha,
                 parameters=json.dumps(parameters or {}), executor=executor, queued_at=now, identity=ident,
-                triggers=json.dumps([asked]), content_sha256=digest(content),
+                triggers=json.dumps([asked]), content_sha256=digest(content), sweep=json.dumps(sweep) if sweep else None,
             )  # fmt: skip
             for old in superseded:
                 db.execute(

@@ -10,6 +10,7 @@ when it ends (``record_triggers``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..core.config import Config
@@ -28,6 +29,7 @@ def request(
     commit_sha: str | None = None,
     branch: str | None = None,
     queue: Queue | None = None,
+    sweep: dict[str, Any] | None = None,
 ) -> Added:
     from ..core.names import notebook_key
 
@@ -39,11 +41,69 @@ def request(
         parameters=parameters,
         executor=executor,
         branch=branch,
+        sweep=sweep,
     )
     target = added.merged_into
     if target is not None and target.state == "done":
         record_triggers(cfg, target)
     return added
+
+
+def request_sweep(
+    cfg: Config,
+    notebook: str,
+    trigger: str,
+    sets: list[dict[str, Any]],
+    *,
+    content: bytes | None,
+    executor: str | None,
+    fixed: dict[str, Any] | None = None,
+    commit_sha: str | None = None,
+    branch: str | None = None,
+    queue: Queue | None = None,
+) -> tuple[str, list[Added]]:
+    """One request per parameter set in ``sets`` (over ``fixed``), as runs of one new sweep: its id and
+    what became of each."""
+    import secrets
+    import time
+
+    queue = queue or Queue(cfg.state_dir)
+    sweep_id = f"{Path(notebook).stem[:24]}-{time.strftime('%m%d%H%M%S')}-{secrets.token_hex(2)}"
+    added = [
+        request(
+            cfg,
+            notebook,
+            trigger,
+            content=content,
+            executor=executor,
+            parameters={**(fixed or {}), **values},
+            commit_sha=commit_sha,
+            branch=branch,
+            queue=queue,
+            sweep={"id": sweep_id, "index": i, "of": len(sets)},
+        )  # fmt: skip
+        for i, values in enumerate(sets)
+    ]
+    return sweep_id, added
+
+
+SWEEP_STATES = ("queued", "claimed", "done", "parked", "removed", "superseded", "merged")
+
+
+def sweeps(queue: Queue) -> dict[str, dict[str, int]]:
+    """Every sweep in the queue: how many of its runs are in each state (queued, claimed, done, ...)."""
+    found: dict[str, dict[str, int]] = {}
+    for entry in queue.entries(SWEEP_STATES):
+        if entry.sweep:
+            counts = found.setdefault(str(entry.sweep.get("id")), {})
+            counts[entry.state] = counts.get(entry.state, 0) + 1
+    return found
+
+
+def remove_sweep(queue: Queue, sweep_id: str) -> int:
+    """A sweep's runs that have not started, removed from the queue: how many."""
+    waiting = [e for e in queue.entries(("queued",)) if (e.sweep or {}).get("id") == sweep_id]
+    return sum(queue.remove(e.id) for e in waiting)
 
 
 def record_triggers(cfg: Config, entry: Entry) -> None:

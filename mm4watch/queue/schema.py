@@ -44,6 +44,7 @@ ADDED_COLUMNS = (
     ("start_failures", "integer not null default 0"),
     ("detail", "text"),
     ("content_sha256", "text"),
+    ("sweep", "text"),
 )
 
 
@@ -84,6 +85,7 @@ class Entry:
     start_failures: int = 0
     detail: dict[str, Any] = field(default_factory=dict)  # a note's facts as data: {"operation": "checkout"}
     content_sha256: str | None = None  # the bytes' digest, kept when they are dropped
+    sweep: dict[str, Any] | None = None  # one run of a sweep: {"id", "index", "of"} (mm4watch sweep)
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ def to_entry(row: tuple[Any, ...]) -> Entry:
     data["parameters"] = json.loads(data["parameters"] or "{}")
     data["triggers"] = json.loads(data["triggers"] or "[]")
     data["detail"] = json.loads(data["detail"] or "{}")
+    data["sweep"] = json.loads(data["sweep"]) if data["sweep"] else None
     return Entry(**data)
 
 
@@ -130,10 +133,14 @@ def insert(db: sqlite3.Connection, **values: Any) -> int:
     return int(db.execute(f"insert into entries ({columns}) values ({marks})", tuple(values.values())).lastrowid or 0)
 
 
-def identity(notebook: str, content: bytes | None, parameters: dict[str, Any] | None, executor: str | None) -> str:
-    """What makes two requests the same request (see the module docstring)."""
+def identity(
+    notebook: str, content: bytes | None, parameters: dict[str, Any] | None, executor: str | None, sweep: str = ""
+) -> str:
+    """What makes two requests the same request (see the module docstring); a sweep's runs are its own."""
     digest = hashlib.sha256(content).hexdigest() if content is not None else None
-    key = json.dumps([notebook, digest, parameters or {}, executor or ""], sort_keys=True, default=str)
+    key = json.dumps(
+        [notebook, digest, parameters or {}, executor or ""] + ([sweep] if sweep else []), sort_keys=True, default=str
+    )
     return hashlib.sha256(key.encode()).hexdigest()
 
 

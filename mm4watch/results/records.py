@@ -85,6 +85,7 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)  # numbers it reported (metrics.py), dotted keys
     warnings: list[str] = field(default_factory=list)  # what went wrong while finishing, the outcome kept
     environment: dict[str, Any] | None = None  # environment.txt's {hash, packages, python[, torch]}
+    sweep: dict[str, Any] | None = None  # one run of a sweep: {"id", "index", "of"} (mm4watch sweep)
     curves: dict[str, int] = field(default_factory=dict)  # metrics logged by step (metrics.jsonl): points each
     schema: int = SCHEMA_VERSION
 
@@ -175,6 +176,7 @@ _SHAPES: dict[str, tuple[str, Any]] = {
         "an object of numbers",
         lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_number(n) for k, n in v.items()),
     ),
+    "sweep": ("an object or null", lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("id"), str))),
     "curves": (
         "an object of whole numbers",
         lambda v: isinstance(v, dict) and all(isinstance(n, int) and not isinstance(n, bool) for n in v.values()),

@@ -149,6 +149,7 @@ class History:
         status: str | Iterable[str] | None = None,
         limit: int | None = None,
         sort: str | None = None,
+        sweep: str | None = None,
     ) -> list[RunRecord]:
         """Runs, newest first; ``sort="acc"`` orders by a metric (or, when no run has
         that metric, a parameter) ascending, ``"-acc"`` descending, runs without it last."""
@@ -163,6 +164,9 @@ class History:
             statuses = [status] if isinstance(status, str) else list(status)
             where.append(f"status in ({','.join('?' * len(statuses))})")
             args.extend(statuses)
+        if sweep:
+            where.append("json_extract(record, '$.sweep.id') = ?")
+            args.append(sweep)
         sql = "select record from runs"
         if where:
             sql += " where " + " and ".join(where)

@@ -71,6 +71,7 @@ class RunRequest:
     triggers: tuple[dict[str, Any], ...] = ()  # every request this run answers (queue entries); default: trigger
     retry_of: str | None = None  # the run this one repeats: its machine went away mid-run
     retries_left: int | None = None  # runs again when its machine goes away; None: [run] retry_lost
+    sweep: dict[str, Any] | None = None  # one run of a sweep: {"id", "index", "of"}
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord,
         key=run_key(run_id),
         triggers=[trigger_for_record(t) for t in request.triggers] or [{"trigger": request.trigger, "at": now_iso()}],
         inputs=p.inputs.to_record() if p.inputs else None,
+        sweep=request.sweep,
     )
     write_record(run_dir, record)
     snapshot = Path(tempfile.mkdtemp(prefix="mm4-input-")) / p.notebook.name

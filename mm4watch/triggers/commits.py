@@ -83,6 +83,10 @@ def queue_commit(cfg: config.Config, commit: str, base: str | None = None) -> li
             content = git(root, "show", f"{sha}:{path}")
             _, tag = read_tag(content, f"{path} in commit {sha[:8]}")
             executor = cfg.executor(None, tag=tag.executor).name if tag is not None else ""
+            if tag is not None and tag.sweep:
+                from . import params
+
+                sets = params.grid(tag.sweep)
         except Mm4Error as exc:
             reason = str(exc) if isinstance(exc, NotebookError) else f"{path} in commit {sha[:8]}: {exc}"
             print(f"mm4watch: not queued: {reason}", file=sys.stderr)
@@ -99,6 +103,13 @@ def queue_commit(cfg: config.Config, commit: str, base: str | None = None) -> li
             except Mm4Error:
                 name = ""  # detached
             branch = name if head == sha else ""
+        if tag.sweep:  # a sweep's runs, each of that commit's notebook
+            sweep_id, runs = intake.request_sweep(
+                cfg, path, "commit", sets, content=content, commit_sha=sha, executor=executor,
+                branch=branch or None, queue=queue,
+            )  # fmt: skip
+            queued.append(f"{path} (sweep {sweep_id}: {len(runs)} runs)")
+            continue
         added = intake.request(
             cfg, path, "commit", content=content, commit_sha=sha, executor=executor, branch=branch or None, queue=queue
         )

@@ -87,3 +87,37 @@ def collect(
     for key, text in raw or []:
         found[_name(key, "-r")] = text
     return found
+
+
+def grid(
+    plain: list[str] | None = None, yaml_values: list[list[str]] | None = None, paired: bool = False
+) -> list[dict[str, Any]]:
+    """A sweep's parameter sets: each ``-p KEY=V1,V2`` value split on commas and each part converted
+    as ``-p`` converts it; each ``-y KEY '[V1, V2]'`` a YAML list. Every combination (the first key
+    varies slowest), or with ``paired`` the values taken side by side (the lists as long as each other)."""
+    import itertools
+
+    axes: dict[str, list[Any]] = {}
+    for key, text in yaml_values or []:
+        values = _yaml(text, f"-y {key}")
+        if not isinstance(values, list) or not values:
+            raise UsageError(f"-y {key}: a sweep takes a YAML list of values, e.g. -y {key} '[1, 2]'")
+        axes[_name(key, "-y")] = values
+    for item in plain or []:
+        key, text = key_value(item)
+        parts = [part.strip() for part in text.split(",")]
+        if any(part == "" for part in parts):
+            raise UsageError(f"-p {item}: an empty value between commas (a list of values: -p {key}=1,2,3)")
+        axes[key] = [resolve(part) for part in parts]
+    if not axes:
+        raise UsageError("a sweep needs parameters to vary: -p KEY=V1,V2 (or -y KEY '[V1, V2]')")
+    keys = list(axes)
+    if paired:
+        sizes = {key: len(values) for key, values in axes.items()}
+        if len(set(sizes.values())) > 1:
+            said = ", ".join(f"{key} has {n}" for key, n in sizes.items())
+            raise UsageError(f"--zip pairs values side by side: every list must be as long ({said})")
+        rows = list(zip(*axes.values(), strict=True))
+    else:
+        rows = list(itertools.product(*axes.values()))
+    return [dict(zip(keys, row, strict=True)) for row in rows]

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import Config
-from ..core.errors import ConfigError, NotebookError
+from ..core.errors import ConfigError, NotebookError, UsageError
 from ..core.git import blob_sha, head_sha, known_blobs, last_operation
 from ..core.names import notebook_key
 from ..core.tags import code_hash, near_misses, read_tag
 from ..queue import active, decisions, intake
 from ..queue.entries import Queue, QueueFull
+from . import params
 
 log = logging.getLogger("mm4watch.triggers.saves")
 
@@ -96,13 +97,20 @@ class Saves:
             ) or self.queue.asked_before(rel, content)
         if by_git:
             return "git", {"operation": self._git_skipped(rel, first_look)}
-        return self._queue(rel, content, tag.executor)
+        return self._queue(rel, content, tag.executor, tag.sweep)
 
-    def _queue(self, rel: str, content: bytes, tagged: str | None) -> tuple[str, dict[str, Any]]:
+    def _queue(self, rel: str, content: bytes, tagged: str | None, sweep: list[str]) -> tuple[str, dict[str, Any]]:
         try:
             executor = self.config.executor(None, tag=tagged).name
+            if sweep:  # a sweep's runs: each a request of its own (a newer save replaces them while they wait)
+                sweep_id, runs = intake.request_sweep(
+                    self.config, rel, "save", params.grid(sweep), content=content, executor=executor, queue=self.queue
+                )
+                log.info("queued sweep %s of %s: %d runs (executor %s)", sweep_id, rel, len(runs), executor)
+                self.wake.set()
+                return "queued", {"sweep": sweep_id, "entries": [a.id for a in runs]}
             added = intake.request(self.config, rel, "save", content=content, executor=executor, queue=self.queue)
-        except (ConfigError, QueueFull) as exc:
+        except (ConfigError, QueueFull, UsageError) as exc:
             self._refused(rel, f"{rel}: {exc}")
             return "refused", {"why": str(exc)}
         if added.merged_into is not None:

@@ -37,8 +37,12 @@ CSP = (
 THUMBS_PER_RUN = 3
 CHART_POINTS = 500  # a chart shows a notebook's latest runs, at most this many
 CURVE_RUNS = 8  # a notebook's latest runs with curves drawn over each other, at most this many
+SWEEP_RUNS = 16  # a sweep's runs drawn over each other, at most this many
 CURVE_POINTS = 400  # points drawn per run's curve (a longer one is thinned evenly)
-COLOURS = ("#1e88e5", "#e53935", "#43a047", "#fb8c00", "#8e24aa", "#00897b", "#6d4c41", "#546e7a")
+COLOURS = (
+    "#1e88e5", "#e53935", "#43a047", "#fb8c00", "#8e24aa", "#00897b", "#6d4c41", "#546e7a",
+    "#3949ab", "#c0ca33", "#d81b60", "#00acc1", "#5e35b1", "#7cb342", "#f4511e", "#757575",
+)  # fmt: skip
 _STATE_NAME = "report.json"  # runs nbconvert could not render, so they are not tried at every refresh
 _LOCK_NAME = "report.lock"
 _AGAIN_NAME = "report.again"
@@ -188,10 +192,16 @@ def _row(record: RunRecord, rendered: set[str], label: str) -> str:
     )
     if len(images) > THUMBS_PER_RUN:
         thumbs += f'<a class="more" href="{folder}/">+{len(images) - THUMBS_PER_RUN}</a>'
+    s = record.sweep or {}
+    sweep = (
+        f'<div class="sw" data-sweep="{_e(s["id"])}">sweep {_e(s["id"])} {int(s.get("index", 0)) + 1}/{_e(s.get("of"))}</div>'
+        if s
+        else ""
+    )
     return (
         f'<tr data-run="{_e(run)}" data-notebook="{_e(label)}" data-status="{_e(record.status)}">'
         f'<td><span class="st st-{_e(record.status)}">{_e(record.status)}</span></td>'
-        f'<td><a class="run" href="{link}">{_e(run)}</a></td>'
+        f'<td><a class="run" href="{link}">{_e(run)}</a>{sweep}</td>'
         f"<td>{_e(record.notebook)}</td><td>{_e(record.trigger)}</td>"
         f'<td class="mono">{_e(format.commit(record.commit))}</td>'
         f"<td>{_e(format.started(record))}</td>"
@@ -235,12 +245,16 @@ def _charts(stem: str, runs: list[RunRecord]) -> str:
 
 def _curves(results: Path, stem: str, runs: list[RunRecord]) -> str:
     """One SVG per metric logged by step: the curves of the notebook's latest runs that have one
-    (``CURVE_RUNS``), over each other, one colour per run (oldest first), on one scale."""
+    (``CURVE_RUNS``), over each other, one colour per run (oldest first), on one scale; when the
+    newest of them is a sweep's, that sweep's runs (``SWEEP_RUNS`` at most)."""
     from ..results.metrics import read_steps
 
-    latest = [r for r in runs if r.curves][-CURVE_RUNS:]
-    if not latest:
+    curved = [r for r in runs if r.curves]
+    if not curved:
         return ""
+    sweep = (curved[-1].sweep or {}).get("id")
+    latest = [r for r in curved if (r.sweep or {}).get("id") == sweep][:SWEEP_RUNS] if sweep else curved[-CURVE_RUNS:]
+    whose = f", sweep {sweep}" if sweep else ""
     read = {r.id: read_steps(results / r.id) for r in latest}
     out = []
     w, h, pad = 320, 150, 24
@@ -266,7 +280,7 @@ def _curves(results: Path, stem: str, runs: list[RunRecord]) -> str:
                 f"<title>{_e(r.id)}: {_e(key)} {_e(format.value(pts[-1][1], width=None))} at step {pts[-1][0]}</title></polyline>"
             )
         out.append(
-            f'<figure class="chart"><figcaption>{_e(key)} by step</figcaption>'
+            f'<figure class="chart"><figcaption>{_e(key)} by step{_e(whose)}</figcaption>'
             f'<svg class="curves" data-notebook="{_e(stem)}" data-metric="{_e(key)}" width="{w}" height="{h}" '
             f'viewBox="0 0 {w} {h}" role="img" aria-label="{_e(key)} by step, {len(drawn)} runs">'
             f'<text x="2" y="{pad - 8}" class="ax">{_e(format.value(v_lo + v_span, width=None))}</text>'
@@ -338,7 +352,7 @@ svg.chart {{ background: #fcfcfc; border: 1px solid #eee; }}
 svg.chart polyline {{ fill: none; stroke: #1e88e5; stroke-width: 1.5; }}
 svg.chart circle {{ fill: #1e88e5; }}
 svg.curves {{ background: #fcfcfc; border: 1px solid #eee; }} svg.curves polyline {{ fill: none; stroke-width: 1.5; }}
-svg.curves .ax {{ font-size: 10px; fill: #888; }} svg.chart .ax {{ font-size: 10px; fill: #888; }}
+svg.curves .ax {{ font-size: 10px; fill: #888; }} .sw {{ font-size: 11px; color: #777; }} svg.chart .ax {{ font-size: 10px; fill: #888; }}
 .none {{ color: #888; margin: 0; }} section.nb h3 {{ margin: .6em 0 .3em; }}
 </style></head>
 <body>

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..core.config import Place
-from ..queue import active
+from ..queue import active, intake
 from ..queue.entries import Queue
 from ..queue.schema import Entry
 from ..results.records import parse_iso, read_record
@@ -54,6 +54,7 @@ class Snapshot:
     refused: list[Entry] = field(default_factory=list)
     git_writes: list[GitWrites] = field(default_factory=list)
     lately: list[Entry] = field(default_factory=list)  # merged into or replaced by another entry
+    sweeps: dict[str, dict[str, int]] = field(default_factory=dict)  # under way: its runs by state
 
 
 def running_for(place: Place, entry: Entry) -> float | None:
@@ -97,6 +98,7 @@ def snapshot(place: Place) -> Snapshot:
         refused=queue.recent(("refused",), RECENT_S),
         git_writes=[GitWrites(op, sorted(set(names))) for op, names in by_operation.items()],
         lately=queue.recent(("merged", "superseded"), RECENT_S),
+        sweeps={k: v for k, v in intake.sweeps(queue).items() if v.get("queued") or v.get("claimed")},
     )
 
 
@@ -114,7 +116,7 @@ def lines(snap: Snapshot) -> list[str]:
         out.append(f"mm4.toml: {snap.config_error}")
     for run in snap.running:
         e = run.entry
-        line = f"running: {e.notebook} (entry {e.id}, {e.trigger}, {e.executor})"
+        line = f"running: {e.notebook} (entry {e.id}, {e.trigger}, {e.executor}{_in_sweep(e)})"
         if e.run_id and run.for_s is not None:
             line += f" {e.run_id}, for {format.duration(run.for_s)}"
         if run.phase:
@@ -122,7 +124,7 @@ def lines(snap: Snapshot) -> list[str]:
         out.append(line)
     now = time.time()
     for e in snap.waiting:
-        line = f"queued:  {e.notebook} (entry {e.id}, {e.trigger}, {e.executor})"
+        line = f"queued:  {e.notebook} (entry {e.id}, {e.trigger}, {e.executor}{_in_sweep(e)})"
         if e.detail.get("away_since"):
             line += f", its machine away since {format.clock(e.detail['away_since'])}"
         if e.not_before > now:
@@ -131,6 +133,13 @@ def lines(snap: Snapshot) -> list[str]:
             line += f"\n         waiting because: {e.last_error}"
         out.append(line)
     out.extend(f"parked:  {e.notebook} (entry {e.id}): {e.last_error}" for e in snap.parked)
+    for sweep_id, states in snap.sweeps.items():
+        of = sum(states.values())
+        rest = ", ".join(f"{n} {s}" for s, n in states.items() if s not in ("done", "claimed", "queued"))
+        out.append(
+            f"sweep:   {sweep_id}: {states.get('done', 0)} of {of} ended, {states.get('claimed', 0)} running, "
+            f"{states.get('queued', 0)} queued" + (f", {rest}" if rest else "")
+        )
     if not snap.running and not snap.waiting:
         out.append("queue: empty")
     for e in snap.refused:
@@ -142,3 +151,8 @@ def lines(snap: Snapshot) -> list[str]:
         out.append(f"lately: {len(g.notebooks)} {noun} changed by git {g.operation}: not runs ({shown})")
     out.extend("lately:" + format.entry_line(e)[5:].replace("\n       ", "\n        ") for e in snap.lately)
     return out
+
+
+def _in_sweep(e: Entry) -> str:
+    s = e.sweep or {}
+    return f", sweep {s.get('id')} {int(s.get('index', 0)) + 1}/{s.get('of')}" if s else ""
