@@ -1,11 +1,13 @@
-"""`mm4watch report` on 10,000 runs with metrics (target: a refresh after a run under 2 s).
+"""`mm4watch report` on 10,000 runs with metrics (target: a refresh after a run under 2 s); with
+``--curves N``, N of them also logged curves (100 steps of loss and acc, metrics.jsonl), which the
+page draws for each notebook's latest runs.
 
 A refresh after a run writes the page anew from the history index (the new run
 listed, linked to its executed.html), then renders that executed.html (nbconvert).
 Both moments are timed. Baseline, measured in the same run: rendering one
 notebook with `jupyter nbconvert --to html` by hand, the part a refresh cannot skip.
 Prints medians and ratios.
-Usage: python bench/report.py [--runs 10000] [--rounds 5]
+Usage: python bench/report.py [--runs 10000] [--rounds 5] [--curves 1000]
 """
 
 from __future__ import annotations
@@ -28,14 +30,29 @@ from mm4watch.results.records import EXECUTED_NAME, HTML_NAME, RunRecord, write_
 from mm4watch.results.store import create_run_dir  # noqa: E402
 
 
+def with_curves(results: Path, count: int) -> None:
+    """``count`` of the runs given curves: 100 steps of loss and acc in metrics.jsonl."""
+    import json
+
+    from mm4watch.results.metrics import STEPS_NAME
+    from mm4watch.results.records import read_record
+
+    for run_dir in sorted(results.iterdir())[-count:] if count else []:
+        lines = [json.dumps({"step": s, "loss": 1 / (1 + s), "acc": s / 100}) for s in range(100)]
+        (run_dir / STEPS_NAME).write_text("\n".join(lines) + "\n")
+        write_record(run_dir, read_record(run_dir).evolve(curves={"loss": 100, "acc": 100}))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--curves", type=int, default=0, metavar="N", help="N of the runs have curves")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         populate(root, args.runs)
+        with_curves(root / "results", args.curves)
         sample = root / "sample.ipynb"
         sample.write_text(notebook("print('hello')\nx = 1"))
         mm4 = [sys.executable, "-m", "mm4watch", "report", "--quiet"]
@@ -105,6 +122,11 @@ def main() -> int:
         print(
             f"  page current (lists the new run) after {listed * 1000:.0f} ms; its executed.html after {whole * 1000:.0f} ms"
         )
+        if args.curves:
+            drawn = page.read_text().count('<polyline class="curve"')
+            print(
+                f"  {args.curves} runs with curves of 100 steps; the page draws {drawn} of them (each notebook's latest)"
+            )
         verdict = "MET" if listed < 2 else "NOT MET"
         print(f"  page refresh on {args.runs} runs: {listed * 1000:.0f} ms (target: under 2 s) -> {verdict}")
         return 0 if listed < 2 else 1

@@ -113,29 +113,31 @@ def test_success_failure_and_a_rebuilt_environment(native_project, mac):
     assert "reused" in (native_project / "results" / bad["id"] / "build.log").read_text()
 
     # a requirements.txt no earlier test run had: a new environment is built, by uv, the package importable
-    (native_project / "requirements.txt").write_text(f"# {time.time()!r}\nsix\n")
+    (native_project / "requirements.txt").write_text(f"# {time.time()!r}\ntabulate\n")
     write_notebook(
-        native_project / "notebooks" / "six.ipynb",
+        native_project / "notebooks" / "tabulate.ipynb",
         code(
-            "# mm4: remote\nimport os, pathlib, six\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'six.txt').write_text(six.__name__)"
+            "# mm4: remote\nimport os, pathlib, tabulate\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'tabulate.txt').write_text(tabulate.__name__)"
         ),
     )
-    done = mm4(["run", "notebooks/six.ipynb"], cwd=native_project, timeout=900)
+    done = mm4(["run", "notebooks/tabulate.ipynb"], cwd=native_project, timeout=900)
     assert done.returncode == 0, done.stderr
     newest = max(run_dirs(native_project), key=lambda d: load_record(d)["queued_at"])
     assert load_record(newest)["executor"]["env_hash"] != first_env
-    assert (newest / "six.txt").read_text() == "six"
+    assert (newest / "tabulate.txt").read_text() == "tabulate"
     log = (newest / "build.log").read_text()
     assert "building the environment" in log and " with uv " in log and "mm4watch/uv-cache, shared by" in log, log
-    assert " + six==" in log  # uv's own lines: what it installed
+    assert " + tabulate==" in log  # uv's own lines: what it installed
     # diff names the package installed between the two runs, and its version as the kernel had it
-    six_version = next(ln for ln in (newest / "environment.txt").read_text().splitlines() if ln.startswith("six=="))
+    tabulate_version = next(
+        ln for ln in (newest / "environment.txt").read_text().splitlines() if ln.startswith("tabulate==")
+    )
     said = mm4(["diff", run_dir.name, newest.name], cwd=native_project)
     assert said.returncode == 0, said.stderr
-    assert f"  + {six_version}  (added)" in said.stdout, said.stdout
-    # an environment of this project was there: the packages came from the Mini's uv cache, six looked up
+    assert f"  + {tabulate_version}  (added)" in said.stdout, said.stdout
+    # an environment of this project was there: the packages came from the Mini's uv cache, tabulate looked up
     assert (
-        "from the uv cache on this Mini without asking the index: what the environment before had, then six from the index"
+        "from the uv cache on this Mini without asking the index: what the environment before had, then tabulate from the index"
         in log
     ), log
 

@@ -58,7 +58,7 @@ def compare(a: Path, b: Path) -> dict[str, Any]:
     pa, pb = found_a[1], found_b[1]
     return {
         "note": "same packages" if pa == pb else "",
-        "python": [found_a[0].get("python", ""), found_b[0].get("python", "")],
+        "python": [found_a[0].get("python", "").split(" ")[0], found_b[0].get("python", "").split(" ")[0]],
         "added": [[name, pb[name]] for name in sorted(set(pb) - set(pa))],
         "removed": [[name, pa[name]] for name in sorted(set(pa) - set(pb))],
         "changed": [[name, pa[name], pb[name]] for name in sorted(set(pa) & set(pb)) if pa[name] != pb[name]],
