@@ -18,7 +18,18 @@ for _folder in (REPO, REPO / "tests"):
 
 from support import code, mini_ssh_options, notebook_json, rig_values  # noqa: E402
 
-__all__ = ["ADDED", "STACK", "alternate", "command", "mini_ssh_options", "notebook", "report", "rig", "timed"]
+__all__ = [
+    "ADDED",
+    "STACK",
+    "alternate",
+    "command",
+    "local_project",
+    "mini_ssh_options",
+    "notebook",
+    "report",
+    "rig",
+    "timed",
+]
 
 # the dependency benchmarks (deps.py, builds.py): a data-science stack, and a package added per round
 STACK = ["papermill", "ipykernel", "numpy", "pandas", "scikit-learn", "matplotlib"]
@@ -45,6 +56,16 @@ def notebook(source: str, parameters: str | None = None) -> str:
     """A notebook of one code cell (after a parameters cell when given), as the tests write them."""
     cells = [code(parameters, tags=["parameters"])] if parameters is not None else []
     return notebook_json(*cells, code(source))
+
+
+def local_project(root: Path, toml: str = '[run]\nexecutor = "local"\n') -> Path:
+    """A project at ``root`` (``toml`` its mm4.toml) with one committed one-cell notebook, notebooks/one.ipynb."""
+    (root / "notebooks").mkdir(parents=True)
+    (root / "mm4.toml").write_text(toml)
+    (root / "notebooks" / "one.ipynb").write_text(notebook("# mm4: remote\nprint(1)"))
+    for argv in (["init", "-q"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "b"]):
+        subprocess.run(["git", *argv], cwd=root, check=True)
+    return root
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -8,24 +8,18 @@ Usage: python bench/environment.py [--rounds 9]
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import alternate, command, notebook, report  # noqa: E402
+from _common import alternate, command, local_project, report  # noqa: E402
 
 TARGET = 1.10
 
 
 def project(root: Path, record: bool) -> Path:
-    (root / "notebooks").mkdir(parents=True)
-    (root / "mm4.toml").write_text(f'[run]\nexecutor = "local"\nenvironment = {str(record).lower()}\n')
-    (root / "notebooks" / "one.ipynb").write_text(notebook("# mm4: remote\nprint(1)"))
-    for argv in (["init", "-q"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "b"]):
-        subprocess.run(["git", *argv], cwd=root, check=True)
-    return root
+    return local_project(root, f'[run]\nexecutor = "local"\nenvironment = {str(record).lower()}\n')
 
 
 def main() -> int:

@@ -13,24 +13,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import alternate, command, notebook, report  # noqa: E402
+from _common import alternate, command, local_project, report  # noqa: E402
 
 TARGET = 0.8
-
-
-def project(root: Path) -> Path:
-    (root / "notebooks").mkdir(parents=True)
-    (root / "mm4.toml").write_text('[run]\nexecutor = "local"\n')
-    (root / "notebooks" / "one.ipynb").write_text(notebook("# mm4: remote\nprint(1)"))
-    for argv in (["init", "-q"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "b"]):
-        subprocess.run(["git", *argv], cwd=root, check=True)
-    return root
 
 
 def main() -> int:
@@ -39,7 +29,7 @@ def main() -> int:
     args = parser.parse_args()
     heavy = importlib.util.find_spec("rfc3987_syntax") is not None
     with tempfile.TemporaryDirectory() as tmp:
-        root = project(Path(tmp) / "proj")
+        root = local_project(Path(tmp) / "proj")
         nb = root / "notebooks" / "one.ipynb"
         papermill = Path(sys.executable).with_name("papermill")
         medians = alternate(

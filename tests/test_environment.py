@@ -79,3 +79,24 @@ def test_compare_names_added_removed_and_changed(tmp_path):
     assert said["changed"] == [["numpy", "1.26.4", "2.0.1"]] and said["note"] == ""
     assert environment.compare(a, tmp_path)["note"] == "no environment.txt in run B"
     json.dumps(said)  # what diff --json prints
+
+
+def test_rerun_same_environment_says_what_it_cannot_do(repo):
+    """The local executor runs in this machine's Python: nothing to build; a run without
+    environment.txt has nothing to build from. Either way nothing runs."""
+    from support import git
+
+    write_notebook(repo / "notebooks" / "a.ipynb", code("# mm4: remote\nx = 1"))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a")
+    assert mm4(["run", "notebooks/a.ipynb"], cwd=repo).returncode == 0
+    (run_dir,) = run_dirs(repo)
+    said = mm4(["rerun", "--same-environment", run_dir.name], cwd=repo)
+    assert said.returncode == 2 and "the local executor runs in this machine's own Python" in said.stderr
+    record = json.loads((run_dir / "run.json").read_text())
+    record["executor"]["type"] = "native"  # as a native run made before environment.txt was recorded
+    (run_dir / "run.json").write_text(json.dumps(record))
+    (run_dir / "environment.txt").unlink()
+    said = mm4(["rerun", "--same-environment", run_dir.name], cwd=repo)
+    assert said.returncode == 2 and "has no environment.txt" in said.stderr, said.stderr
+    assert len(run_dirs(repo)) == 1  # nothing ran

@@ -459,3 +459,39 @@ def test_requirement_lines_kept_and_added_against_the_earlier_file():
     assert requirement_lines(b"six\n", None) is None  # no earlier environment: the index decides
     for special in (b"-e .\n", b"--index-url https://x/simple\nsix\n", b"pkg @ https://x/p.whl\n", b"./wheels/a.whl\n"):
         assert requirement_lines(special, "six\n") is None, special
+
+
+def test_rerun_with_the_same_environment_after_its_venv_was_pruned(native_project, mac):
+    """A run's venv pruned (keep_environments = 1, requirements changed since): rerun
+    --same-environment builds one from the run's environment.txt, and the kernel has its versions."""
+    from support import git
+
+    (native_project / "mm4.toml").write_text(native_toml(mac, extra="keep_environments = 1\n"))
+    (native_project / "requirements.txt").write_text(f"# {time.time()!r}\ntabulate==0.8.10\n")
+    write_notebook(
+        native_project / "notebooks" / "v.ipynb",
+        code("# mm4: remote\nimport os, pathlib, tabulate\n"
+             "(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'v.txt').write_text(tabulate.__version__)"),
+    )  # fmt: skip
+    git(native_project, "init", "-q")
+    for step in ("first", "second"):
+        if step == "second":
+            (native_project / "requirements.txt").write_text(f"# {time.time()!r}\ntabulate==0.9.0\n")
+        git(native_project, "add", "-A")
+        git(native_project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", step)
+        done = mm4(["run", "notebooks/v.ipynb"], cwd=native_project, timeout=900)
+        assert done.returncode == 0, done.stderr
+    first, second = sorted(run_dirs(native_project), key=lambda d: load_record(d)["queued_at"])
+    assert (first / "v.txt").read_text() == "0.8.10" and (second / "v.txt").read_text() == "0.9.0"
+    key = config.load(native_project).project_key
+    venvs = on_mac(mac, f"ls ~/mm4watch/{key}/venvs").split()
+    assert venvs == [load_record(second)["executor"]["env_hash"]]  # the first run's venv is gone
+
+    done = mm4(["rerun", "--same-environment", first.name], cwd=native_project, timeout=900)
+    assert done.returncode == 0, done.stderr
+    third = max(run_dirs(native_project), key=lambda d: load_record(d)["queued_at"])
+    assert (third / "v.txt").read_text() == "0.8.10"  # the first run's version, not requirements.txt's
+    assert "(--same-environment)" in (third / "run.log").read_text()
+    said = mm4(["diff", first.name, third.name], cwd=native_project).stdout
+    assert "packages: same packages" in said, said
+    assert "+ tabulate" not in said and "~ tabulate" not in said

@@ -35,13 +35,7 @@ def far_side_only(tmp_path):
 
 
 def step(lib, *argv):
-    done = subprocess.run(
-        [sys.executable, "-S", "-m", "mm4watch.far.there", *argv],
-        cwd=lib.parent, env={"PYTHONPATH": str(lib), "PATH": os.environ["PATH"]},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return step_in(lib, b"", *argv)
 
 
 def test_prune_keeps_the_newest_and_the_pinned(tmp_path):
@@ -186,6 +180,7 @@ def _tar_gz(members):
 
 
 def step_in(lib, stdin, *argv):
+    """A far-side step as the Mini runs it, ``stdin`` sent to it: its line of JSON."""
     done = subprocess.run(
         [sys.executable, "-S", "-m", "mm4watch.far.there", *argv],
         cwd=lib.parent, env={"PYTHONPATH": str(lib), "PATH": os.environ["PATH"]},

@@ -72,6 +72,7 @@ class RunRequest:
     retry_of: str | None = None  # the run this one repeats: its machine went away mid-run
     retries_left: int | None = None  # runs again when its machine goes away; None: [run] retry_lost
     sweep: dict[str, Any] | None = None  # one run of a sweep: {"id", "index", "of"}
+    requirements: bytes | None = None  # with commit_sha: the requirements.txt the run gets (rerun --same-environment)
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,8 @@ def _exported(config: Config, request: RunRequest, folder: Path) -> Path:
         if there.is_dir() and not place.exists() and not place.is_symlink():
             place.parent.mkdir(parents=True, exist_ok=True)
             place.symlink_to(there, target_is_directory=True)
+    if request.requirements is not None:  # this copy's own: an image or a venv is built from the list
+        (root / "requirements.txt").write_bytes(request.requirements)
     return root.resolve()
 
 
@@ -246,6 +249,11 @@ def _open(config: Config, request: RunRequest, p: _Prepared) -> tuple[RunRecord,
     snapshot.write_bytes(p.content)
     log_path = run_dir / LOG_NAME
     append_log(log_path, f"run {run_id} of {p.rel} on {p.exec_cfg.name}, timeout {p.timeout_s:.0f}s")
+    if request.requirements is not None:
+        pins = sum(1 for line in request.requirements.decode().splitlines() if "==" in line)
+        append_log(
+            log_path, f"requirements.txt: the {pins} packages run {request.rerun_of} ran with (--same-environment)"
+        )
     record = record.evolve(status="running", started_at=now_iso())
     write_record(run_dir, record)
     job = executors.Job(
