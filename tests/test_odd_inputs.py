@@ -291,7 +291,7 @@ DISPLAYS = (
 
 
 def test_executed_html_runs_none_of_the_notebooks_scripts(project):
-    from test_results_views import _browser
+    from support import browser
 
     write_notebook(
         project / "notebooks" / "page.ipynb",
@@ -303,7 +303,7 @@ def test_executed_html_runs_none_of_the_notebooks_scripts(project):
     (run_dir,) = run_dirs(project)
     page = run_dir / "executed.html"
     assert "Content-Security-Policy" in page.read_text()
-    dom = _browser("--dump-dom", page.as_uri())  # the page as the browser made it, scripts (not) run
+    dom = browser("--dump-dom", page.as_uri())  # the page as the browser made it, scripts (not) run
     assert "data-pwned" not in dom.split("<body", 1)[1].split(">", 1)[0], "a script of the notebook ran in the page"
     assert 'id="kept"' in dom and "a table" in dom and 'src="data:image/png;base64,' in dom
 
