@@ -117,6 +117,7 @@ def test_four_runs_two_at_once_on_both_workers_and_results_come_home_from_each(d
         assert (d / "host.txt").read_text() == ex["node"]["name"]  # it ran where the record says (mac-N is both)
         assert "from the code folder" in (d / "run.log").read_text()
         assert (d / "executed.ipynb").is_file()
+        assert record["environment"]["python"] == ex["python"] and (d / "environment.txt").is_file()
     # never more than one run per worker at a time: from its placement to its end, no two overlap there
     for name in ("mac-1", "mac-2"):
         spans = sorted((placed_at(d), load_record(d)["finished_at"]) for d in dirs if node_of(d) == name)

@@ -18,6 +18,7 @@ from conftest import (
     wait_for,
     write_notebook,
 )
+from support import git
 
 from mm4watch.core import config
 from mm4watch.core.names import run_key
@@ -339,3 +340,58 @@ def test_a_push_is_tried_again_only_for_a_registry_s_passing_trouble(said, again
     from mm4watch.remote.docker_engine import _REGISTRY_HICCUP
 
     assert bool(_REGISTRY_HICCUP.search(said)) is again
+
+
+def test_a_sweep_on_the_mini_and_its_environment_built_again_after_gc(mini_project, mini):
+    """A 2x2 sweep through the daemon, two at once (concurrency = 2), never more; then the image it
+    ran in removed by gc, and rerun --same-environment builds one from its environment.txt."""
+    toml = mini_project / "mm4.toml"
+    toml.write_text(toml.read_text().replace("[executors.mini]\n", "[executors.mini]\nconcurrency = 2\n")
+                    + '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n')  # fmt: skip
+    assert "concurrency = 2" in toml.read_text()
+    write_notebook(
+        mini_project / "notebooks" / "sw.ipynb",
+        code("a = 0\nb = 0", tags=["parameters"]),
+        code("# mm4: remote\nimport json, os, pathlib, time\nt0 = time.time()\ntime.sleep(4)\n"
+             "(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'span.json').write_text(json.dumps([t0, time.time()]))"),
+    )  # fmt: skip
+    git(mini_project, "init", "-q", "-b", "main")
+    (mini_project / ".gitignore").write_text("results/\n.mm4/\n")
+    git(mini_project, "add", "-A")
+    git(mini_project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "sweep")
+    done = mm4(["sweep", "notebooks/sw.ipynb", "-p", "a=1,2", "-p", "b=3,4"], cwd=mini_project)
+    assert done.returncode == 0, done.stderr
+    try:
+        assert mm4(["start"], cwd=mini_project).returncode == 0
+        wait_for(lambda: len([d for d in run_dirs(mini_project) if load_record(d)["status"] == "succeeded"]) == 4,
+                 timeout=400, what="the sweep's 4 runs on the Mini")  # fmt: skip
+    finally:
+        mm4(["stop", "--now"], cwd=mini_project)
+    dirs = run_dirs(mini_project)
+    records = [load_record(d) for d in dirs]
+    assert len({r["sweep"]["id"] for r in records}) == 1 and sorted(r["sweep"]["index"] for r in records) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    spans = [json.loads((d / "span.json").read_text()) for d in dirs]
+    assert max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans) <= 2, spans  # the capacity, never more
+    assert all((d / "environment.txt").is_file() for d in dirs)
+    first = records[0]
+
+    # the project moves on: a new image; gc keeps only it, so the sweep's image is gone
+    (mini_project / "lib.py").write_text(f"X = {time.time()!r}\n")
+    write_notebook(mini_project / "notebooks" / "other.ipynb", code("# mm4: remote\nprint(1)"))
+    assert mm4(["run", "notebooks/other.ipynb"], cwd=mini_project).returncode == 0
+    gc = mm4(["gc", "--keep", "1"], cwd=mini_project)
+    assert gc.returncode == 0 and f"removed {first['executor']['image']}" in gc.stdout, gc.stdout + gc.stderr
+
+    done = mm4(["rerun", "--same-environment", first["id"]], cwd=mini_project, timeout=600)
+    assert done.returncode == 0, done.stderr
+    again_dir = Path(done.stdout.strip().splitlines()[-1])
+    again = load_record(again_dir)
+    assert again["executor"]["image_built"] is True and again["executor"]["image_id"] != first["executor"]["image_id"]
+    assert "(--same-environment)" in (again_dir / "run.log").read_text()
+    said = mm4(["diff", first["id"], again["id"]], cwd=mini_project).stdout
+    assert "packages: same packages" in said, said

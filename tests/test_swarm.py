@@ -116,6 +116,7 @@ def test_runs_spread_over_both_nodes_and_results_come_home_from_each(pool_projec
         facts = json.loads((d / "facts.json").read_text())
         assert facts == {"uid": 1000, "nnp": "1", "cap": "0000000000000000", "cwd": "/project/notebooks"}
         assert (d / "executed.ipynb").is_file()
+        assert record["environment"]["packages"] > 10 and (d / "environment.txt").read_text().startswith("# python ")
     assert _services(pool, pool_project) == []  # every service removed
     for d in dirs:  # and every task's container on the nodes
         key = load_record(d)["key"]
