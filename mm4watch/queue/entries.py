@@ -392,11 +392,11 @@ class Queue:
             raise Mm4Error(f"no queue entry {entry_id}")
         return to_entry(row)
 
-    def entries(self, states: tuple[str, ...] = ("queued", "claimed")) -> list[Entry]:
-        marks = ",".join("?" * len(states))
+    def entries(self, states: tuple[str, ...] = ("queued", "claimed"), sweeps: bool = False) -> list[Entry]:
+        marks, only = ",".join("?" * len(states)), " and sweep is not null" if sweeps else ""
         with self._db() as db:
             rows = db.execute(
-                f"select {', '.join(COLUMNS)} from entries where state in ({marks}) order by id", states
+                f"select {', '.join(COLUMNS)} from entries where state in ({marks}){only} order by id", states
             ).fetchall()
         return [to_entry(row) for row in rows]
 

@@ -90,12 +90,17 @@ def request_sweep(
 SWEEP_STATES = ("queued", "claimed", "done", "parked", "removed", "superseded", "merged")
 
 
-def sweeps(queue: Queue) -> dict[str, dict[str, int]]:
-    """Every sweep in the queue: how many of its runs are in each state (queued, claimed, done, ...)."""
+def sweeps(queue: Queue, under_way: bool = False) -> dict[str, dict[str, int]]:
+    """The sweeps in the queue (``under_way``: those with a run queued or running): how many of each
+    one's runs are in each state (queued, claimed, done, ...)."""
+    going = {str(e.sweep.get("id")) for e in queue.entries(("queued", "claimed"), sweeps=True) if e.sweep}
+    if under_way and not going:
+        return {}  # the usual case: no sweep's run waits, and the ended ones are not read
     found: dict[str, dict[str, int]] = {}
-    for entry in queue.entries(SWEEP_STATES):
-        if entry.sweep:
-            counts = found.setdefault(str(entry.sweep.get("id")), {})
+    for entry in queue.entries(SWEEP_STATES, sweeps=True):
+        name = str((entry.sweep or {}).get("id"))
+        if not under_way or name in going:
+            counts = found.setdefault(name, {})
             counts[entry.state] = counts.get(entry.state, 0) + 1
     return found
 

@@ -98,7 +98,7 @@ def snapshot(place: Place) -> Snapshot:
         refused=queue.recent(("refused",), RECENT_S),
         git_writes=[GitWrites(op, sorted(set(names))) for op, names in by_operation.items()],
         lately=queue.recent(("merged", "superseded"), RECENT_S),
-        sweeps={k: v for k, v in intake.sweeps(queue).items() if v.get("queued") or v.get("claimed")},
+        sweeps=intake.sweeps(queue, under_way=True),
     )
 
 
