@@ -12,6 +12,8 @@ from support import browser, code, mm4, write_notebook
 from mm4watch.results.metrics import STEPS_NAME, log_metrics, read_steps
 from mm4watch.views.format import sparkline
 
+pytestmark = pytest.mark.usefixtures("kernel")
+
 TRAIN = (
     "# mm4: remote\nfrom mm4watch import log_metrics\n"
     "for epoch in range(5):\n"

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from importlib import metadata
 
+import pytest
 from conftest import code, load_record, mm4, run_dirs, write_notebook
 
 from mm4watch.results import environment
+
+pytestmark = pytest.mark.usefixtures("kernel")
 
 
 def test_a_local_run_records_its_kernels_packages(project):

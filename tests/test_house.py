@@ -12,7 +12,9 @@ from mm4watch.executors.base import RemoteConfig
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mm4watch"
 # low to high: a room imports only rooms before it (modules at the top, cli and completers, any)
-ROOMS = ["core", "results", "far", "remote", "executors", "queue", "run", "schedule", "triggers", "views", "commands"]
+ROOMS = [
+    "core", "results", "far", "remote", "executors", "queue", "run", "schedule", "triggers", "views", "lab", "commands",
+]  # fmt: skip
 
 
 def modules():

@@ -12,6 +12,8 @@ from test_daemon import daemon_project  # noqa: F401 (the fixture)
 from mm4watch.core.errors import UsageError
 from mm4watch.triggers.params import grid
 
+pytestmark = pytest.mark.usefixtures("kernel")
+
 TIMED = (
     "# mm4: remote\nimport json, os, pathlib, time\nstarted = time.time()\ntime.sleep(pause)\n"
     "(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'span.json').write_text(json.dumps([started, time.time()]))"
