@@ -81,6 +81,9 @@ def test_compare_names_added_removed_and_changed(tmp_path):
     assert said["added"] == [["tabulate", "0.9.0"]] and said["removed"] == [["six", "1.16.0"]]
     assert said["changed"] == [["numpy", "1.26.4", "2.0.1"]] and said["note"] == ""
     assert environment.compare(a, tmp_path)["note"] == "no environment.txt in run B"
+    # written on another machine: a line that would be a pip option is not a package (rerun's requirements)
+    (b / "environment.txt").write_text("--index-url=http://evil/simple==1\n-e git+x==1\nok-pkg==1.0+local\n")
+    assert environment.read(b) == ({}, {"ok-pkg": "1.0+local"})
     json.dumps(said)  # what diff --json prints
 
 

@@ -4,10 +4,14 @@ read as packages and a summary for ``run.json``, and two runs' packages compared
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
 from .records import ENVIRONMENT_NAME as NAME
+
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")  # PEP 508's
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]*")  # PEP 440's characters (local versions too)
 
 
 def read(folder: Path) -> tuple[dict[str, str], dict[str, str]] | None:
@@ -24,8 +28,11 @@ def read(folder: Path) -> tuple[dict[str, str], dict[str, str]] | None:
             key, _, value = line[2:].partition(" ")
             header[key] = value
         elif "==" in line:
-            name, _, version = line.partition("==")
-            packages[name.strip()] = version.strip()
+            name, _, version = (part.strip() for part in line.partition("=="))
+            # written on the machine that ran the notebook: only what a package's name and version can be
+            # is taken (a line that would be a pip option, "--index-url=...", is not a package)
+            if _NAME.fullmatch(name) and _VERSION.fullmatch(version):
+                packages[name] = version
     return header, packages
 
 
