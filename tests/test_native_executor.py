@@ -495,3 +495,53 @@ def test_rerun_with_the_same_environment_after_its_venv_was_pruned(native_projec
     said = mm4(["diff", first.name, third.name], cwd=native_project).stdout
     assert "packages: same packages" in said, said
     assert "+ tabulate" not in said and "~ tabulate" not in said
+
+
+def test_a_sweep_on_the_mini_with_curves(native_project, mac):
+    """A 2x2 sweep through the daemon on the Mac-like Mini, two at once (concurrency = 2) and never
+    more; each run's curve of 5 steps comes home, in show --json and in the report."""
+    import re
+
+    from support import browser
+
+    (native_project / "mm4.toml").write_text(
+        native_toml(mac, extra="concurrency = 2\n") + '\n[daemon]\ndebounce = "0.5s"\nnotify = false\n'
+    )
+    write_notebook(
+        native_project / "notebooks" / "sw.ipynb",
+        code("a = 0\nb = 0", tags=["parameters"]),
+        code("# mm4: remote\nimport json, os, pathlib, time\nfrom mm4watch import log_metrics\nt0 = time.time()\n"
+             "for step in range(5):\n    log_metrics(step=step, loss=a * b / (step + 1))\ntime.sleep(3)\n"
+             "(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'span.json').write_text(json.dumps([t0, time.time()]))"),
+    )  # fmt: skip
+    done = mm4(["sweep", "notebooks/sw.ipynb", "-p", "a=1,2", "-p", "b=3,4"], cwd=native_project)
+    assert done.returncode == 0, done.stderr
+    try:
+        assert mm4(["start"], cwd=native_project).returncode == 0
+        wait_for(lambda: len([d for d in run_dirs(native_project) if load_record(d)["status"] == "succeeded"]) == 4,
+                 timeout=600, what="the sweep's 4 runs on the Mini")  # fmt: skip
+    finally:
+        mm4(["stop", "--now"], cwd=native_project)
+    dirs = run_dirs(native_project)
+    records = [load_record(d) for d in dirs]
+    sweep = records[0]["sweep"]["id"]
+    assert {r["sweep"]["id"] for r in records} == {sweep} and sorted(r["sweep"]["index"] for r in records) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    spans = [json.loads((d / "span.json").read_text()) for d in dirs]
+    assert max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans) <= 2, spans  # never more than capacity
+    for record in records:
+        assert (
+            record["curves"] == {"loss": 5}
+            and (native_project / "results" / record["id"] / "environment.txt").is_file()
+        )
+        shown = json.loads(mm4(["show", "--json", record["id"]], cwd=native_project).stdout)
+        a, b = record["parameters"]["a"], record["parameters"]["b"]
+        assert shown["steps"]["loss"] == [[s, a * b / (s + 1)] for s in range(5)]
+    assert mm4(["report"], cwd=native_project).returncode == 0
+    dom = browser("--dump-dom", (native_project / "results" / "index.html").as_uri())
+    assert f"loss by step, sweep {sweep}</figcaption>" in dom
+    assert len(re.findall(r'<polyline class="curve" data-run="sw_', dom)) == 4
