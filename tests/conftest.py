@@ -294,6 +294,26 @@ def first_run(project: Path, ready: Any, timeout: float = 60, what: str = "the r
     return wait_for(lambda: next((d for d in run_dirs(project)[:1] if ready(d)), None), timeout, what, every=0.2)
 
 
+def most_at_once(spans: Any) -> int:
+    """How many of ``spans`` (start, end) overlapped at most: at each start, those begun and not ended."""
+    spans = list(spans)
+    return max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+
+
+def sweep_through_daemon(project: Path, argv: list[str], runs: int, timeout: float) -> list[dict[str, Any]]:
+    """``mm4watch sweep ARGV`` queued, the daemon started until the sweep's ``runs`` succeeded, then
+    stopped: the runs' records, by folder name."""
+    done = mm4(["sweep", *argv], cwd=project)
+    assert done.returncode == 0, done.stderr
+    try:
+        assert mm4(["start"], cwd=project).returncode == 0
+        wait_for(lambda: len([d for d in run_dirs(project) if status_of(d) == "succeeded"]) == runs,
+                 timeout=timeout, what=f"the sweep's {runs} runs")  # fmt: skip
+    finally:
+        mm4(["stop", "--now"], cwd=project)
+    return [load_record(d) for d in run_dirs(project)]
+
+
 def run_dirs(project: Path) -> list[Path]:
     results = project / "results"
     return sorted(p for p in results.iterdir() if p.is_dir()) if results.exists() else []

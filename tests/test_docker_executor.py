@@ -13,8 +13,10 @@ from conftest import (
     mini_toml,
     mm4,
     mm4_background,
+    most_at_once,
     on_mini,
     run_dirs,
+    sweep_through_daemon,
     wait_for,
     write_notebook,
 )
@@ -359,16 +361,8 @@ def test_a_sweep_on_the_mini_and_its_environment_built_again_after_gc(mini_proje
     (mini_project / ".gitignore").write_text("results/\n.mm4/\n")
     git(mini_project, "add", "-A")
     git(mini_project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "sweep")
-    done = mm4(["sweep", "notebooks/sw.ipynb", "-p", "a=1,2", "-p", "b=3,4"], cwd=mini_project)
-    assert done.returncode == 0, done.stderr
-    try:
-        assert mm4(["start"], cwd=mini_project).returncode == 0
-        wait_for(lambda: len([d for d in run_dirs(mini_project) if load_record(d)["status"] == "succeeded"]) == 4,
-                 timeout=400, what="the sweep's 4 runs on the Mini")  # fmt: skip
-    finally:
-        mm4(["stop", "--now"], cwd=mini_project)
+    records = sweep_through_daemon(mini_project, ["notebooks/sw.ipynb", "-p", "a=1,2", "-p", "b=3,4"], 4, timeout=400)
     dirs = run_dirs(mini_project)
-    records = [load_record(d) for d in dirs]
     assert len({r["sweep"]["id"] for r in records}) == 1 and sorted(r["sweep"]["index"] for r in records) == [
         0,
         1,
@@ -376,7 +370,7 @@ def test_a_sweep_on_the_mini_and_its_environment_built_again_after_gc(mini_proje
         3,
     ]
     spans = [json.loads((d / "span.json").read_text()) for d in dirs]
-    assert max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans) <= 2, spans  # the capacity, never more
+    assert most_at_once(spans) <= 2, spans  # the capacity, never more
     assert all((d / "environment.txt").is_file() for d in dirs)
     first = records[0]
 

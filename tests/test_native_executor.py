@@ -17,8 +17,10 @@ from conftest import (
     mac_ssh_options,
     mm4,
     mm4_background,
+    most_at_once,
     on_mac,
     run_dirs,
+    sweep_through_daemon,
     wait_for,
     write_notebook,
 )
@@ -514,16 +516,8 @@ def test_a_sweep_on_the_mini_with_curves(native_project, mac):
              "for step in range(5):\n    log_metrics(step=step, loss=a * b / (step + 1))\ntime.sleep(3)\n"
              "(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'span.json').write_text(json.dumps([t0, time.time()]))"),
     )  # fmt: skip
-    done = mm4(["sweep", "notebooks/sw.ipynb", "-p", "a=1,2", "-p", "b=3,4"], cwd=native_project)
-    assert done.returncode == 0, done.stderr
-    try:
-        assert mm4(["start"], cwd=native_project).returncode == 0
-        wait_for(lambda: len([d for d in run_dirs(native_project) if load_record(d)["status"] == "succeeded"]) == 4,
-                 timeout=600, what="the sweep's 4 runs on the Mini")  # fmt: skip
-    finally:
-        mm4(["stop", "--now"], cwd=native_project)
+    records = sweep_through_daemon(native_project, ["notebooks/sw.ipynb", "-p", "a=1,2", "-p", "b=3,4"], 4, timeout=600)
     dirs = run_dirs(native_project)
-    records = [load_record(d) for d in dirs]
     sweep = records[0]["sweep"]["id"]
     assert {r["sweep"]["id"] for r in records} == {sweep} and sorted(r["sweep"]["index"] for r in records) == [
         0,
@@ -532,7 +526,7 @@ def test_a_sweep_on_the_mini_with_curves(native_project, mac):
         3,
     ]
     spans = [json.loads((d / "span.json").read_text()) for d in dirs]
-    assert max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans) <= 2, spans  # never more than capacity
+    assert most_at_once(spans) <= 2, spans  # never more than capacity
     for record in records:
         assert (
             record["curves"] == {"loss": 5}

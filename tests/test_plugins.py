@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import code, load_record, mm4, run_dirs, status_of, wait_for, write_notebook
+from conftest import code, load_record, mm4, most_at_once, run_dirs, status_of, wait_for, write_notebook
 
 TOY = Path(__file__).parent / "plugins" / "toy"
 
@@ -122,7 +122,7 @@ def test_a_type_no_package_provides_is_a_config_error(project):
 
 def _overlap(records):
     spans = [(datetime.fromisoformat(r["started_at"]), datetime.fromisoformat(r["finished_at"])) for r in records]
-    return max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+    return most_at_once(spans)
 
 
 @pytest.mark.usefixtures("kernel")

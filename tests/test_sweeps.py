@@ -5,7 +5,7 @@ import json
 import re
 
 import pytest
-from conftest import load_record, run_dirs, wait_for
+from conftest import load_record, most_at_once, run_dirs, wait_for
 from support import browser, code, mm4, notebook_json, write_notebook
 from test_daemon import daemon_project  # noqa: F401 (the fixture)
 
@@ -60,7 +60,7 @@ def test_a_2x2_sweep_runs_4_runs_of_one_sweep_never_more_at_once_than_the_capaci
     by_index = {r["sweep"]["index"]: r["parameters"] for r in records}
     assert by_index == {0: {"a": 1, "b": "x"}, 1: {"a": 1, "b": "y"}, 2: {"a": 2, "b": "x"}, 3: {"a": 2, "b": "y"}}
     spans = [json.loads((d / "span.json").read_text()) for d in run_dirs(daemon_project)]
-    most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    most = most_at_once(spans)
     assert 1 <= most <= 2, spans  # the executor's capacity (concurrency = 2), never more
 
     listed = json.loads(mm4(["history", "--sweep", sweep, "--json"], cwd=daemon_project).stdout)

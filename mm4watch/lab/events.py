@@ -22,6 +22,7 @@ class Watcher:
         self.listeners: set[asyncio.Queue[dict[str, Any]]] = set()
         self.seen: dict[str, float] = {}
         self.task: asyncio.Task[None] | None = None
+        self.place: tuple[float, config.Place] | None = None  # the project's folders, as of mm4.toml's stamp
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=100)
@@ -52,8 +53,11 @@ class Watcher:
         root, file = config.find_root(self.root)
         if file is None:
             return {}
-        place = config.locate(root)
-        found: dict[str, float] = {"mm4.toml": _stamp(file), "results": _stamp(place.results_dir)}
+        stamp = _stamp(file)
+        if self.place is None or self.place[0] != stamp or self.place[1].root != root:
+            self.place = (stamp, config.locate(root))  # mm4.toml read again only when it changed
+        place = self.place[1]
+        found: dict[str, float] = {"mm4.toml": stamp, "results": _stamp(place.results_dir)}
         for name in ("daemon.json", "queue.sqlite", "queue.sqlite-wal"):
             found[name] = _stamp(place.state_dir / name)
         try:
