@@ -112,9 +112,7 @@ class Daemon:
         self.runs.adopt()
         self.drain_commits()
         self.saves.git_dir = git_dir(self.config.root)
-        # watching starts before the scan: a save made during the scan is seen twice at worst, never missed
         self.watch()
-        self.saves.scan()
         self.saves.note_head()
         self._info["watching"] = True  # `mm4watch start` returns now: every save from here on is seen
         self._write_info()
@@ -166,7 +164,6 @@ class Daemon:
         self.check_config()
         if self._watching != self._watch_spec():  # mm4.toml moved them, or a folder appeared
             self.watch()
-            self.saves.scan()  # what the new folders hold is remembered, as at start
         self.runs.reconcile(reattach=not self.stopping and not self.held)
         self.runs.adopt()
         self.drain_commits()
@@ -220,7 +217,10 @@ class Daemon:
         return folders, tuple(self.config.unwatched), self.config.daemon.debounce_s
 
     def watch(self) -> None:
-        """Watch what the config says (again, after mm4.toml changed it or a notebook folder appeared)."""
+        """Watch what the config says (again, after mm4.toml changed it or a notebook folder appeared),
+        then remember what the folders hold. Watching starts before the scan (a save made during the
+        scan is seen twice at worst, never missed); "watching" is said after it, when every save from
+        then on is a change to what was remembered."""
         from .watcher import Watcher
 
         spec = self._watch_spec()
@@ -229,6 +229,7 @@ class Daemon:
         self.watcher = Watcher(spec[0], spec[1], spec[2], self.saves.saved, git_dir=self.saves.git_dir)
         self.watcher.start()
         self._watching = spec
+        self.saves.scan()
         log.info("watching %s (debounce %.1fs)", ", ".join(str(f) for f in spec[0]) or "no folder yet", spec[2])
 
     def drain_commits(self) -> None:
