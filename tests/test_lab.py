@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import tornado.httpclient
-from conftest import code, load_record, mm4, run_dirs, write_notebook
+from conftest import code, git, load_record, mm4, run_dirs, write_notebook
 from pytest_jupyter.jupyter_core import *  # noqa: F403 (the fixtures jupyter_server's build on)
 from pytest_jupyter.jupyter_server import *  # noqa: F403 (jp_fetch, jp_serverapp, ...)
 
@@ -168,3 +168,72 @@ def test_outside_a_project_the_answer_says_so(jp_fetch, jp_root_dir, jp_asyncio_
 async def _outside_a_project_the_answer_says_so(jp_fetch, jp_root_dir):
     error = await _fail(jp_fetch, "mm4watch", "api", "status")
     assert error.code == 404 and b"not an mm4watch project" in (error.response.body or b"") + str(error).encode()
+
+
+def test_compare_tag_parameter_lines_rerun_cancel_and_the_daemon(jp_fetch, lab_project, jp_asyncio_loop):
+    try:
+        jp_asyncio_loop.run_until_complete(
+            _compare_tag_parameter_lines_rerun_cancel_and_the_daemon(jp_fetch, lab_project)
+        )
+    finally:
+        mm4(["stop"], cwd=lab_project)
+
+
+async def _compare_tag_parameter_lines_rerun_cancel_and_the_daemon(jp_fetch, lab_project):
+    write_notebook(lab_project / "notebooks" / "plain.ipynb", code("print('no tag')"))
+    assert mm4(["run", "notebooks/plain.ipynb"], cwd=lab_project).returncode == 0  # outside git: no exact input
+    (outside_git,) = run_dirs(lab_project)
+    refused = await _fail(jp_fetch, "mm4watch", "api", "runs", outside_git.name, "rerun", method="POST", body="{}")
+    assert refused.code == 409 and "outside a git repository" in str(refused.response.reason or "")
+    git(lab_project, "init", "-q", "-b", "main")
+    (lab_project / ".gitignore").write_text("results/\n.mm4/\n")
+    git(lab_project, "add", "-A")
+    git(lab_project, "commit", "-q", "-m", "init")
+    for n in (1, 2):
+        assert mm4(["run", "notebooks/train.ipynb", "-p", f"n={n}"], cwd=lab_project).returncode == 0
+    status = _json(await jp_fetch("mm4watch", "api", "status"))
+    assert (status["prefix"], status["results"], status["executors"], status["default_executor"]) == (
+        "", "results", ["local"], "local")  # fmt: skip
+    found = _json(await jp_fetch("mm4watch", "api", "runs", params={"notebook": "notebooks/train.ipynb"}))
+    assert found["tagged"] is True and found["tag"] == {} and found["tag_error"] is None
+    assert all(r["folder"] == f"results/{r['id']}" for r in found["runs"])
+    plain = _json(await jp_fetch("mm4watch", "api", "runs", params={"notebook": "notebooks/plain.ipynb"}))
+    assert plain["tagged"] is False and [r["id"] for r in plain["runs"]] == [outside_git.name]
+    new, old = found["runs"]
+
+    diff = _json(await jp_fetch("mm4watch", "api", "diff", params={"a": old["id"], "b": new["id"]}))
+    assert [p for p in diff["parameters"] if p["key"] == "n"][0]["a"] == 1, diff["parameters"]
+    assert "parameters" in diff["text"] and "acc" in diff["text"] and new["id"] in diff["text"]
+    assert (await _fail(jp_fetch, "mm4watch", "api", "diff", params={"a": old["id"], "b": ".."})).code == 404
+
+    # "Run on the Mini" sends the parameters cell's lines as typed: Python literals, comments, blanks
+    lines = ["n = 7  # the seventh", "name = 'x'", "", "# left out", "rate = 1e-3"]
+    queued = await jp_fetch("mm4watch", "api", "runs", method="POST",
+                            body=json.dumps({"notebook": "notebooks/train.ipynb", "lines": lines}))  # fmt: skip
+    entry = _json(queued)["entry"]
+    listed = json.loads(mm4(["queue", "--json"], cwd=lab_project).stdout)
+    assert [(e["id"], e["parameters"]) for e in listed] == [(entry, {"n": 7, "name": "x", "rate": 0.001})]
+    for bad in (["7 = x"], ["class = 1"], "n = 1"):
+        error = await _fail(jp_fetch, "mm4watch", "api", "runs", method="POST",
+                            body=json.dumps({"notebook": "notebooks/train.ipynb", "lines": bad}))  # fmt: skip
+        assert error.code == 400, bad
+    assert mm4(["queue", "clear"], cwd=lab_project).returncode == 0
+
+    not_running = await _fail(jp_fetch, "mm4watch", "api", "runs", old["id"], "cancel", method="POST", body="{}")
+    assert not_running.code == 409
+    again = await jp_fetch("mm4watch", "api", "runs", old["id"], "rerun", method="POST", body="{}")
+    assert again.code == 202
+
+    def rerun_done() -> list:
+        return [r for r in (load_record(d) for d in run_dirs(lab_project)) if r.get("rerun_of") == old["id"]
+                and r["status"] == "succeeded"]  # fmt: skip
+
+    deadline = time.monotonic() + 120
+    while not rerun_done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    (rerun,) = rerun_done()
+    assert rerun["parameters"] == {"n": 1}
+
+    started = await jp_fetch("mm4watch", "api", "daemon", "start", method="POST", body="{}")
+    assert started.code == 200 and _json(started)["started"] is True
+    assert _json(await jp_fetch("mm4watch", "api", "status"))["daemon"]["pid"] > 0

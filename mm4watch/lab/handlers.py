@@ -8,7 +8,8 @@ page is checked against it: nothing outside the project's results is served.
     GET  /mm4watch/api/status                 the status snapshot (views/status), or why there is none
     GET  /mm4watch/api/runs?notebook=PATH     that notebook's runs, newest first (limit=N, default 200)
     GET  /mm4watch/api/runs/ID?log_from=N     one run's record and its log from byte N (64 KB at most)
-    POST /mm4watch/api/runs                   queue a run: {"notebook", "executor"?, "parameters"?}
+    GET  /mm4watch/api/diff?a=ID&b=ID         two runs compared (mm4watch diff, as data and as its lines)
+    POST /mm4watch/api/runs                   queue a run: {"notebook", "executor"?, "parameters"?, "lines"?}
     POST /mm4watch/api/runs/ID/cancel         stop a run (what it wrote is kept)
     POST /mm4watch/api/runs/ID/rerun          run its exact input again (mm4watch rerun)
     POST /mm4watch/api/daemon/start           start the watch daemon
@@ -33,6 +34,7 @@ from ..results.records import LOG_NAME, RECORD_NAME, read_record
 from . import data
 from .events import Watcher
 
+RERUN_LOG = "lab-reruns.log"  # in the state folder: what reruns started from the page printed
 RUN_ID = r"[^/\\\x00]+"  # one path segment: checked again against the results folder
 
 
@@ -86,7 +88,8 @@ class StatusHandler(_Base):
     def get(self) -> None:
         from ..views.status import snapshot
 
-        self.answer(data.status(snapshot(self.place())))
+        place = self.place()
+        self.answer({**data.status(snapshot(place)), **data.project(place, self.root)})
 
 
 class RunsHandler(_Base):
@@ -102,7 +105,8 @@ class RunsHandler(_Base):
             raise tornado.web.HTTPError(400, reason="limit is not a whole number") from None
         history = History(place.results_dir, place.state_dir)  # a malformed run.json is skipped, with a warning
         runs = history.query(notebook=history.notebook_path(notebook) or notebook, limit=limit)
-        self.answer({"notebook": notebook, "runs": [data.run(r) for r in runs]})
+        self.answer({"notebook": notebook, **data.tag(place.root / notebook, notebook),
+                     "runs": [data.run(r, data.folder(place, r.id, self.root)) for r in runs]})  # fmt: skip
 
     @tornado.web.authenticated
     def post(self) -> None:
@@ -117,6 +121,10 @@ class RunsHandler(_Base):
         parameters = asked.get("parameters") or {}
         if not isinstance(parameters, dict) or not all(isinstance(k, str) and k.isidentifier() for k in parameters):
             raise tornado.web.HTTPError(400, reason="parameters: an object of Python names to values")
+        try:
+            parameters = {**parameters, **data.parameter_lines(asked.get("lines") or [])}
+        except Mm4Error as exc:
+            raise tornado.web.HTTPError(400, reason=str(exc)) from None
         cfg = config.load(place.root)
         path = cfg.root / rel
         if path.suffix != ".ipynb" or not path.is_file():
@@ -154,8 +162,26 @@ class RunHandler(_Base):
                 chunk = fh.read(data.LOG_CHUNK)
         except OSError:
             pass
-        self.answer({"run": data.run(record), "record": record.to_dict(), "log": chunk.decode(errors="replace"),
+        self.answer({"run": data.run(record, data.folder(place, record.id, self.root)), "record": record.to_dict(), "log": chunk.decode(errors="replace"),
                      "log_next": start + len(chunk)})  # fmt: skip
+
+
+class DiffHandler(_Base):
+    @tornado.web.authenticated
+    def get(self) -> None:
+        from ..results.compare import compare, source_diff
+        from ..views.diff import lines
+
+        place = self.place()
+        folders = [self.run_dir(place, self.get_argument(side, "")) for side in ("a", "b")]
+        try:
+            a, b = (read_record(folder) for folder in folders)
+        except (OSError, ValueError) as exc:
+            raise tornado.web.HTTPError(422, reason=f"a run's record cannot be read: {exc}") from None
+        found = compare(place.root, a, b, folders[0], folders[1])
+        text, tool = source_diff(folders[0], folders[1], use_nbdime=False)
+        said = "\n".join(lines(found, tool, text)) + ("\n" + text.rstrip("\n") if text.strip() else "")
+        self.answer({**found, "source": {"tool": tool, "diff": text}, "text": said})
 
 
 class RunActionHandler(_Base):
@@ -171,8 +197,16 @@ class RunActionHandler(_Base):
             if pid is None:
                 raise tornado.web.HTTPError(409, reason=f"{folder.name} is not running here")
             self.answer({"cancelling": folder.name, "pid": pid}, status=202)
-        else:  # rerun: its own process, as `mm4watch rerun` from a terminal
-            proc.detach(proc.command("rerun", folder.name), cwd=place.root)
+        else:  # rerun: checked here (a refusal says why), then its own process, as `mm4watch rerun`
+            from ..run.again import request
+
+            try:
+                request(config.load(place.root), read_record(folder), folder)
+            except (Mm4Error, OSError, ValueError) as exc:
+                raise tornado.web.HTTPError(409, reason=str(exc)) from None
+            place.state_dir.mkdir(parents=True, exist_ok=True)
+            with open(place.state_dir / RERUN_LOG, "ab") as said:  # what it printed, if it fails later
+                proc.detach(proc.command("rerun", folder.name), cwd=place.root, stdout=said)
             self.answer({"rerunning": folder.name}, status=202)
 
 
@@ -233,6 +267,7 @@ def setup(serverapp: Any) -> None:
             (url_path_join(base, "runs"), RunsHandler),
             (url_path_join(base, "runs", f"({RUN_ID})"), RunHandler),
             (url_path_join(base, "runs", f"({RUN_ID})", "(cancel|rerun)"), RunActionHandler),
+            (url_path_join(base, "diff"), DiffHandler),
             (url_path_join(base, "daemon", "start"), DaemonHandler),
             (url_path_join(base, "events"), EventsHandler),
         ],

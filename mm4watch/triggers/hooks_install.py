@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -61,12 +62,26 @@ BODIES = {
 }
 
 
+def _libdirs() -> str:
+    """Where mm4watch is and where its metadata is (the executors' entry points): one folder for an
+    install, two for an editable one (the source tree, and site-packages' dist-info)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    folders = [str(Path(mm4watch.__file__).resolve().parent.parent)]
+    try:
+        meta = str(Path(str(distribution("mm4watch").locate_file(""))).resolve())
+    except PackageNotFoundError:  # run from a source tree never installed: the drain will say so
+        meta = folders[0]
+    if meta not in folders:
+        folders.append(meta)
+    return os.pathsep.join(folders)
+
+
 def script(name: str, drain: str | None = None, origin: str | None = None) -> str:
     """The hook ``name``; ``drain`` is the command that turns noted commits into queue entries."""
     if drain is None:
         # -S skips site-packages' start-up work: the drain imports only the standard library and mm4watch
-        libdir = Path(mm4watch.__file__).resolve().parent.parent
-        drain = f"PYTHONPATH={quote(libdir)} {quote(sys.executable)} -S -m mm4watch.triggers.hook drain"
+        drain = f"PYTHONPATH={quote(_libdirs())} {quote(sys.executable)} -S -m mm4watch.triggers.hook drain"
     what, body = BODIES[name]
     takes_input = name == "post-rewrite"  # only post-rewrite gets input (the rewritten commits)
     return TEMPLATE.format(
