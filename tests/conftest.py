@@ -60,7 +60,7 @@ from support import (  # noqa: F401  (the helpers tests import from here)
 # that nothing is left held there. A test that asks for several parts (a fixture parametrized over the
 # docker and the native Mini) is in the group of the first, or of the one its ``rig_part`` mark names:
 # the part it uses.
-RIG_FIXTURES = ("dask_rig", "pool", "macdocker", "mini", "mac")  # first used names the test's group
+RIG_FIXTURES = ("dask_rig", "pool", "macdocker", "mini", "mac", "lab_extension")  # first used names the test's group
 MAC_PART = pytest.mark.rig_part("mac")  # for a param that runs on the Mac-like Mini alone
 
 

@@ -2,6 +2,9 @@
 import { IEntry, IRun } from './api';
 import { Mm4Model } from './model';
 
+/** How a run can end badly (a cancelled run is the person's own doing). */
+export const FAILED = ['failed', 'timeout', 'interrupted'];
+
 export type Tone = 'idle' | 'queued' | 'running' | 'ok' | 'bad' | 'warn';
 
 export interface ISaid {
@@ -96,9 +99,9 @@ export function statusItem(model: Mm4Model, now = Date.now()): ISaid {
   const tagged = runs?.tagged;
   const off = st.daemon ? '' : ' · daemon off';
   if (last) {
-    const bad = last.status !== 'succeeded';
+    const bad = FAILED.includes(last.status);
     const title = `${last.id}: ${last.status}` + (bad && errorText(last) ? ` (${errorText(last)})` : '');
-    return { text: `mm4: ${result(last, now)}${off}`, title, tone: bad ? 'bad' : 'ok' };
+    return { text: `mm4: ${result(last, now)}${off}`, title, tone: bad ? 'bad' : last.status === 'succeeded' ? 'ok' : 'idle' };
   }
   if (runs && tagged === false) {
     return { text: `mm4: not tagged${off}`, title: 'add "# mm4: remote" to a code cell to run it on save', tone: 'idle' };

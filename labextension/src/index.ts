@@ -10,7 +10,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { IRun, post } from './api';
-import { errorText, result } from './describe';
+import { errorText, FAILED, result } from './describe';
 import { describeError, Mm4Model } from './model';
 import { RunsPanel } from './panel';
 import { runDialog } from './run';
@@ -159,7 +159,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         { label: 'Show runs', callback: () => app.shell.activateById(panel.id) },
         ...(run.folder ? [{ label: 'Open result', callback: () => void openExecuted(run) }] : [])
       ];
-      Notification.emit(text, ok ? 'success' : 'error', { autoClose: ok ? 8000 : false, actions });
+      const bad = FAILED.includes(run.status);
+      Notification.emit(text, ok ? 'success' : bad ? 'error' : 'info', { autoClose: bad ? false : 8000, actions });
     });
 
     if (statusBar) {

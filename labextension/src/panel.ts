@@ -180,6 +180,11 @@ export class RunsPanel extends Widget {
 
   private _renderTable(): void {
     const runs = this.model.runs?.runs ?? [];
+    const drawn = JSON.stringify([runs, this._sort, this._descending, [...this._selected], this.model.notebook]);
+    if (drawn === this._drawn) {
+      return; // nothing moved: the rows stay (a click in progress is not lost)
+    }
+    this._drawn = drawn;
     const columns = this._columns(runs);
     const head = this._q('thead');
     const body = this._q('tbody');
@@ -187,6 +192,7 @@ export class RunsPanel extends Widget {
       k.kind === 'field' ? FIELDS.find(f => f[0] === k.name)![1] : k.kind === 'param' ? `${k.name}` : `${k.name}`;
     head.innerHTML = '';
     const hr = document.createElement('tr');
+    hr.appendChild(document.createElement('th'));
     hr.appendChild(document.createElement('th'));
     for (const k of columns) {
       const th = document.createElement('th');
@@ -206,7 +212,6 @@ export class RunsPanel extends Widget {
       };
       hr.appendChild(th);
     }
-    hr.appendChild(document.createElement('th'));
     head.appendChild(hr);
     body.innerHTML = '';
     if (!runs.length) {
@@ -242,6 +247,19 @@ export class RunsPanel extends Widget {
     };
     pick.appendChild(box);
     tr.appendChild(pick);
+    const acts = document.createElement('td');
+    acts.className = 'mm4-Panel-actions';
+    const live = run.status === 'running' || run.status === 'queued';
+    if (run.folder && !live) {
+      acts.appendChild(this._act('open', '↗', 'Open the executed notebook (read-only)', () => this.actions.openExecuted(run)));
+    }
+    acts.appendChild(this._act('log', '≡', 'Log (followed while it runs)', () => this._showLog(run)));
+    if (live) {
+      acts.appendChild(this._act('cancel', '✕', 'Cancel (what it wrote is kept)', () => void this._do(run, 'cancel')));
+    } else {
+      acts.appendChild(this._act('rerun', '↻', 'Rerun its exact input', () => void this._do(run, 'rerun')));
+    }
+    tr.appendChild(acts);
     for (const k of columns) {
       const td = document.createElement('td');
       td.className = `mm4-col-${k.kind}`;
@@ -253,19 +271,6 @@ export class RunsPanel extends Widget {
       }
       tr.appendChild(td);
     }
-    const acts = document.createElement('td');
-    acts.className = 'mm4-Panel-actions';
-    const live = run.status === 'running' || run.status === 'queued';
-    if (run.folder && !live) {
-      acts.appendChild(this._act('open', 'Open', 'the executed notebook, read-only', () => this.actions.openExecuted(run)));
-    }
-    acts.appendChild(this._act('log', 'Log', 'its log (live while it runs)', () => this._showLog(run)));
-    if (live) {
-      acts.appendChild(this._act('cancel', 'Cancel', 'stop it (what it wrote is kept)', () => void this._do(run, 'cancel')));
-    } else {
-      acts.appendChild(this._act('rerun', 'Rerun', 'run its exact input again', () => void this._do(run, 'rerun')));
-    }
-    tr.appendChild(acts);
     return tr;
   }
 
@@ -354,7 +359,8 @@ export class RunsPanel extends Widget {
   }
 
   private async _compare(): Promise<void> {
-    const [a, b] = this.selected;
+    const order = (this.model.runs?.runs ?? []).map(r => r.id); // newest first
+    const [a, b] = this.selected.sort((x, y) => order.indexOf(y) - order.indexOf(x)); // A the older
     this._closeDetail();
     this._detail = { kind: 'diff', run: `${a}..${b}`, next: 0, live: false };
     this._openDetail(`${a} → ${b}`, 'comparing…');
@@ -394,6 +400,7 @@ export class RunsPanel extends Widget {
     return this._q<HTMLButtonElement>(`[data-mm4="${name}"]`);
   }
 
+  private _drawn = '';
   private _sort: Key | null = null;
   private _descending = true;
   private _selected = new Set<string>();
