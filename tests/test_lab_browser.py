@@ -233,6 +233,14 @@ def test_a_save_in_lab_shows_the_run_live_then_its_result_and_the_panel_runs_and
         _shot(page, "compare")
         page.click("tr[data-run][data-status=succeeded] [data-act=open]")
         page.wait_for_selector(".lm-TabBar-tab:has-text('executed.ipynb')", timeout=30_000)
+        # the executed notebook is the one shown now: typing into its cells changes nothing (a result is read only)
+        shown = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell:first-child .cm-content"
+        wait_for(lambda: "n = 1" in page.inner_text(shown), 30, "the executed notebook")
+        page.wait_for_timeout(1000)  # its cells made read-only once its file is loaded
+        page.click(shown)
+        page.keyboard.type("zzz")
+        page.wait_for_timeout(300)
+        assert "zzz" not in page.inner_text(shown)
     finally:
         mm4(["stop"], cwd=lab_project)
 

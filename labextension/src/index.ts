@@ -56,7 +56,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const widget = await app.commands.execute('docmanager:open', { path: `${run.folder}/executed.ipynb` });
       if (widget instanceof NotebookPanel) {
         await widget.context.ready;
-        widget.content.model!.readOnly = true; // a result is never edited
+        widget.content.model!.readOnly = true; // a result is never edited: nor its cells
+        for (const cell of widget.content.widgets) {
+          cell.readOnly = true;
+        }
         widget.title.caption = `${run.id} (executed, read-only)`;
       }
     };
