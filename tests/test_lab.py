@@ -98,7 +98,11 @@ def test_every_handler_wants_the_servers_login(jp_fetch, lab_project, jp_base_ur
 
 async def _every_handler_wants_the_servers_login(jp_fetch, lab_project, jp_base_url, jp_http_port):
     client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+    assert mm4(["run", "notebooks/train.ipynb"], cwd=lab_project).returncode == 0
+    (run,) = run_dirs(lab_project)
     for path, method in (("status", "GET"), ("runs?notebook=notebooks/train.ipynb", "GET"), ("runs", "POST"),
+                         (f"runs/{run.name}", "GET"), (f"runs/{run.name}/cancel", "POST"),
+                         (f"runs/{run.name}/rerun", "POST"), (f"diff?a={run.name}&b={run.name}", "GET"),
                          ("daemon/start", "POST"), ("events", "GET")):  # fmt: skip
         url = f"http://localhost:{jp_http_port}{jp_base_url}mm4watch/api/{path}"
         response = await client.fetch(url, method=method, body="{}" if method == "POST" else None, raise_error=False)

@@ -261,6 +261,21 @@ def test_honest_states_a_broken_toml_a_stopped_daemon_and_no_project(lab_project
         start.click()
         _wait_item(page, "no runs yet", timeout=60)  # the daemon runs: "daemon off" is gone
         assert json.loads((lab_project / ".mm4" / "daemon.json").read_text())["pid"] > 0
+        # an untagged notebook says so; "Tag for remote runs" from the palette, a save, and it runs
+        write_notebook(lab_project / "notebooks" / "plain.ipynb", code("print('plain')"))
+        page = page_of(lab_project, "notebooks/plain.ipynb")
+        _wait_item(page, "not tagged")
+        page.click(".jp-Cell:first-child .cm-content")
+        page.keyboard.press("Escape")
+        page.click(".lm-MenuBar-itemLabel:text-is('View')")  # the palette, as the menu opens it
+        page.click(".lm-Menu-itemLabel:text-is('Activate Command Palette')")
+        page.wait_for_selector(".lm-CommandPalette-input", state="visible", timeout=30_000).fill("Tag for remote")
+        page.click(".lm-CommandPalette-item:has-text('Tag for remote runs')")
+        wait_for(lambda: "# mm4: remote" in page.inner_text(".jp-Cell:first-child .cm-content"), 30, "the tag")
+        page.keyboard.press("Control+s")
+        _wait_item(page, "succeeded", timeout=120)
+        (run,) = [d for d in run_dirs(lab_project) if load_record(d)["notebook"] == "notebooks/plain.ipynb"]
+        assert load_record(run)["trigger"] == "save"
     finally:
         mm4(["stop"], cwd=lab_project)
     elsewhere = tmp_path / "elsewhere"
