@@ -595,15 +595,28 @@ class Engine:
         is dropped, so ``/output/a.csv`` lands at ``into/a.csv``. Names in
         ``skip`` (top level) are left out. Returns the bytes received.
         """
+        import tarfile
+
         import docker
 
-        try:
-            chunks, _ = container._raw.get_archive(path, chunk_size=1 << 20)
-        except docker.errors.NotFound:
-            return 0
-        stream = _ChunkReader(chunks)
-        extract_stream(stream, into, skip=skip, strip_top=True, log=log)
-        return stream.received
+        for attempt in range(FETCH_TRIES):
+            try:
+                chunks, _ = container._raw.get_archive(path, chunk_size=1 << 20)
+            except docker.errors.NotFound:
+                return 0
+            stream = _ChunkReader(chunks)
+            try:
+                extract_stream(stream, into, skip=skip, strip_top=True, log=log)
+                return stream.received
+            except tarfile.ReadError as exc:  # the stream was cut short (the link to the engine dropped it)
+                if attempt + 1 == FETCH_TRIES:
+                    raise Mm4Error(f"copying {path} out of the container was cut short {FETCH_TRIES} times "
+                                   f"({exc}); the container is kept: run the fetch again") from None  # fmt: skip
+                time.sleep(1 + attempt)
+        return 0
+
+
+FETCH_TRIES = 3  # a container's files copied out again from the start when the archive arrives cut short
 
 
 def image_tag(name: str, ctx: BuildContext) -> str:
