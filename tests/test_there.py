@@ -299,3 +299,29 @@ def test_start_makes_the_folder_links_and_starts_the_runner_on_its_own(tmp_path)
         time.sleep(0.05)
     ran = json.loads((run / "run.log").read_text())
     assert ran == {"spec": '{"a": 1}', "cwd": str(run / "code"), "var": "y", "path": str(lib), "session": True}
+
+
+def test_a_build_waits_for_the_same_environment_built_meanwhile_and_takes_it(tmp_path):
+    """Two runs of a sweep need one environment: the second build takes the first's, under its lock,
+    and never removes it (it removed it half-built before, failing both runs)."""
+    import fcntl
+    import threading
+
+    base = tmp_path / "work" / "proj"
+    venv = base / "venvs" / "k1"
+    (base / "venvs").mkdir(parents=True)
+    lock = open(base / "venvs" / ".k1.lock", "a")  # noqa: SIM115 - held across the thread's wait
+    fcntl.flock(lock, fcntl.LOCK_EX)  # a build under way
+    said: list[dict] = []
+    waiting = threading.Thread(target=lambda: said.append(venvs.build(str(base), "k1", "", "")))
+    waiting.start()
+    time.sleep(0.5)
+    assert not said  # it waits for the lock
+    venv.mkdir()
+    (venv / venvs.PROBE_NAME).write_text(json.dumps({"python": "3.9.6"}))
+    (venv / venvs.READY_NAME).touch()  # the first build ends whole
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
+    waiting.join(30)
+    assert said == [{"ready": {"python": "3.9.6"}, "how": {"meanwhile": True}, "log": ""}]
+    assert (venv / venvs.READY_NAME).is_file()

@@ -70,7 +70,9 @@ def environment(ex: NativeExecutor, base: str, version: str, job: Job) -> dict[s
         lines=json.dumps(lines) if lines is not None else "",
     )  # fmt: skip
     how = built["how"]
-    if how["uv"]:
+    if how.get("meanwhile"):
+        words = "by another run while this one waited for it: reused"
+    elif how["uv"]:
         words = f"with uv {how['uv']} (its cache {how['cache']}, shared by every project there)"
     else:
         words = f"with pip (uv could not be installed there by {ex.python} -m pip: {how['why']})"

@@ -170,8 +170,22 @@ def build(base: str, key: str, requirements: str, lines: str) -> dict[str, Any]:
     resolved on the index. ``.ready`` marks it whole, so a half-built one is redone.
     Says ``ready`` (what its interpreter said of itself) or ``failed``, ``how`` (uv's version and its
     cache, or why pip built it) and ``log``."""
+    import fcntl
+
     root = Path(base)
     venv, tools = root / "venvs" / key, root.parent
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    # two runs of one project may need the same environment at once (a sweep): one builds, the other
+    # waits for it and takes it, never removing it half-built under the first
+    with open(venv.parent / f".{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ready = read_ready(venv)
+        if ready is not None:
+            return {"ready": ready, "how": {"meanwhile": True}, "log": ""}
+        return _build(root, venv, tools, requirements, lines)
+
+
+def _build(root: Path, venv: Path, tools: Path, requirements: str, lines: str) -> dict[str, Any]:
     log: list[str] = []
     uv = find_uv(tools)
     how = {"uv": uv[1], "cache": str(tools / UV_CACHE)} if isinstance(uv, tuple) else {"uv": None, "why": uv}
