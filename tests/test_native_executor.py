@@ -148,7 +148,7 @@ def test_timeout_kills_the_process_tree(native_project, mac):
     write_notebook(
         native_project / "notebooks" / "slow.ipynb",
         code(
-            "# mm4: remote timeout=6s\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'early.txt').write_text('x')"
+            "# mm4: remote timeout=25s\nimport os, pathlib, time\n(pathlib.Path(os.environ['MM4_OUTPUT_DIR']) / 'early.txt').write_text('x')"
         ),
         code("time.sleep(600)"),
     )
