@@ -14,7 +14,6 @@ Usage: python bench/lab_page.py [--loads 9] [--saves 5] [--wheel WHEEL]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
@@ -26,6 +25,10 @@ import zipfile
 from pathlib import Path
 
 import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO  # noqa: E402,F401 - puts tests/ on the path, for support
+from support import lab_settings  # noqa: E402
 
 from mm4watch.queue.entries import Queue
 from mm4watch.queue.schema import Entry
@@ -55,13 +58,7 @@ def unpack(wheel: Path, into: Path) -> Path:
 
 
 def lab(root: Path, config: Path, jupyter_path: str, with_extension: bool) -> tuple[subprocess.Popen[bytes], str]:
-    disabled = {"@jupyterlab/apputils-extension:announcements": True}
-    if not with_extension:
-        disabled["mm4watch"] = True
-    (config / "labconfig").mkdir(parents=True, exist_ok=True)
-    (config / "labconfig" / "page_config.json").write_text(json.dumps({"disabledExtensions": disabled}))
-    server = {"ServerApp": {"jpserver_extensions": {"mm4watch.lab": with_extension}}}
-    (config / "jupyter_server_config.json").write_text(json.dumps(server))
+    lab_settings(config, with_extension)
     port = free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_PATH": jupyter_path}
     process = subprocess.Popen(

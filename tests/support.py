@@ -355,3 +355,15 @@ def browser(*args: str) -> str:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def lab_settings(config: Path, with_extension: bool) -> None:
+    """A ``JUPYTER_CONFIG_DIR`` for a test's or a benchmark's ``jupyter lab``: mm4watch's two sides on or
+    off together, and no "news?" toast over the page."""
+    disabled = {"@jupyterlab/apputils-extension:announcements": True}
+    if not with_extension:
+        disabled["mm4watch"] = True
+    (config / "labconfig").mkdir(parents=True, exist_ok=True)
+    (config / "labconfig" / "page_config.json").write_text(json.dumps({"disabledExtensions": disabled}))
+    server = {"ServerApp": {"jpserver_extensions": {"mm4watch.lab": with_extension}}}
+    (config / "jupyter_server_config.json").write_text(json.dumps(server))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import code, git, load_record, mm4, run_dirs, wait_for, write_notebook
-from support import chromium
+from support import chromium, lab_settings
 
 REPO = Path(__file__).resolve().parent.parent
 ARTEFACTS = REPO / "tests" / "artefacts" / "lab"
@@ -81,13 +81,7 @@ class Lab:
         self.port = _port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "JUPYTER_PATH": str(jupyter), "JUPYTER_CONFIG_DIR": str(config)}
-        disabled = {"@jupyterlab/apputils-extension:announcements": True}  # no "news?" toast over the page
-        if not with_extension:
-            disabled["mm4watch"] = True
-        (config / "labconfig").mkdir(parents=True, exist_ok=True)
-        (config / "labconfig" / "page_config.json").write_text(json.dumps({"disabledExtensions": disabled}))
-        server = {"ServerApp": {"jpserver_extensions": {"mm4watch.lab": with_extension}}}
-        (config / "jupyter_server_config.json").write_text(json.dumps(server))
+        lab_settings(config, with_extension)
         self.out = open(log, "wb")  # noqa: SIM115 - closed by stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterlab", "--allow-root", "--no-browser", f"--port={self.port}",
